@@ -1,0 +1,98 @@
+"""Assemble the CSMS: database, central system, router and WebSocket server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+
+import asyncpg
+import structlog
+
+from csms.central import CentralSystem
+from csms.config import Settings
+from csms.router import CommandRouter, ConnectionRegistry
+from csms.server import OcppServer
+from csms.storage.database import open_pool, resolve_dsn
+
+log = structlog.get_logger(__name__)
+
+
+class Csms:
+    """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = ConnectionRegistry()
+        self.router = CommandRouter(self.registry)
+        self._pool: asyncpg.Pool | None = None
+        self._central: CentralSystem | None = None
+        self._server: OcppServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "start() first"
+        return self._pool
+
+    @property
+    def central(self) -> CentralSystem:
+        assert self._central is not None, "start() first"
+        return self._central
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return self._server.port
+
+    @property
+    def ocpp_url(self) -> str:
+        """Base URL chargers connect to, with this machine's name for a wildcard host."""
+        host = self.settings.host
+        if host in {"0.0.0.0", "::", ""}:
+            host = socket.gethostname()
+        return f"ws://{host}:{self.port}{self.settings.ocpp_path_prefix.rstrip('/')}"
+
+    async def start(self) -> None:
+        dsn = await resolve_dsn(self.settings)
+        self._pool = await open_pool(self.settings, dsn)
+        self._central = CentralSystem(self._pool, self.settings)
+        self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
+        self._server = OcppServer(self._central, self.registry, self.settings)
+        await self._server.start()
+
+    async def stop(self) -> None:
+        """Graceful: refuse new chargers, close sockets (1001), then flush and close the pool."""
+        if self._server is not None:
+            await self._server.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._central is not None:
+            try:
+                await self._central.flush_last_seen()
+            except Exception:
+                log.exception("shutdown.last_seen_not_flushed")
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def run(self) -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await self.start()
+        print(
+            f"CSMS ready: chargers connect to {self.ocpp_url}/<charge_point_id> "
+            f"(OCPP 2.0.1 and 1.6J on port {self.port})",
+            flush=True,
+        )
+        await stopping.wait()
+        log.info("shutdown.started", chargers_connected=len(self.registry))
+        await self.stop()
+        log.info("shutdown.done")

@@ -1,0 +1,254 @@
+"""The central system's decisions and the transactions that record them.
+
+Handlers of both OCPP versions call this with internal events; each call is
+one database transaction that updates the projections (chargers, connectors,
+sessions, samples) *and* appends the event to the event log, so the answer a
+charger gets is only sent once what it reported is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+
+from csms.config import Settings, UnknownChargerPolicy
+from csms.events import (
+    AuthorizationRequested,
+    AuthorizationStatus,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    ConnectorStatusChanged,
+    Event,
+    FirmwareStatusChanged,
+    MeterSampled,
+    Protocol,
+    RegistrationStatus,
+    SessionEnded,
+    SessionStarted,
+    SessionUpdated,
+)
+from csms.storage import chargers, event_log, sessions, tokens
+
+log = structlog.get_logger(__name__)
+
+_POLICY_REGISTRATION = {
+    UnknownChargerPolicy.ACCEPT: RegistrationStatus.ACCEPTED,
+    UnknownChargerPolicy.PENDING: RegistrationStatus.PENDING,
+    UnknownChargerPolicy.REJECT: RegistrationStatus.REJECTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """What the CSMS answers about an id token (1.6 idTagInfo, 2.0.1 idTokenInfo)."""
+
+    status: AuthorizationStatus
+    expires_at: datetime | None = None
+    group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOutcome:
+    transaction_id: str
+    authorization: Authorization | None
+
+
+NO_AUTHORIZATION = "NoAuthorization"
+
+
+def decide_authorization(
+    token: tokens.TokenRecord | None, now: datetime, token_type: str | None = None
+) -> Authorization:
+    """Unknown tokens are Invalid; an Accepted token past its expiry is Expired.
+
+    A 2.0.1 token of type NoAuthorization is what a charger set up for free
+    charging sends; it has no identity to look up and is accepted.
+    """
+    if token_type == NO_AUTHORIZATION:
+        return Authorization(AuthorizationStatus.ACCEPTED)
+    if token is None:
+        return Authorization(AuthorizationStatus.INVALID)
+    status = AuthorizationStatus(token.status)
+    if status is AuthorizationStatus.ACCEPTED and token.expires_at and token.expires_at <= now:
+        status = AuthorizationStatus.EXPIRED
+    return Authorization(status, token.expires_at, token.group_id)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CentralSystem:
+    """Records events and makes the decisions chargers wait for."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self._last_seen: dict[str, datetime] = {}
+
+    # -- connection life cycle -------------------------------------------------
+
+    async def connected(self, event: ChargerConnected) -> RegistrationStatus | None:
+        """Record a new connection; return the charger's registration (None: unknown)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            registration = await chargers.registration_of(conn, event.charge_point_id)
+            if registration is None:
+                if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
+                    # Pending/Rejected chargers are registered by their BootNotification.
+                    return None
+                registration = await chargers.register(
+                    conn, event.charge_point_id, RegistrationStatus.ACCEPTED
+                )
+                log.info("charger.registered", registration=registration.value)
+            await chargers.set_connection(
+                conn,
+                event.charge_point_id,
+                connected=True,
+                at=event.occurred_at,
+                protocol=event.protocol.value,
+            )
+            await event_log.append(conn, event)
+        return registration
+
+    async def disconnected(self, event: ChargerDisconnected) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await chargers.registration_of(conn, event.charge_point_id) is None:
+                return
+            await chargers.set_connection(
+                conn, event.charge_point_id, connected=False, at=event.occurred_at
+            )
+            await event_log.append(conn, event)
+
+    def seen(self, charge_point_id: str) -> None:
+        """Note that a charger spoke; written in batches by :meth:`flush_last_seen`."""
+        self._last_seen[charge_point_id] = utcnow()
+
+    async def flush_last_seen(self) -> None:
+        batch, self._last_seen = self._last_seen, {}
+        try:
+            await chargers.touch_last_seen(self.pool, batch)
+        except Exception:
+            # Keep what was not written; a newer time for the same charger wins.
+            for charge_point_id, at in batch.items():
+                self._last_seen.setdefault(charge_point_id, at)
+            raise
+
+    async def run_last_seen_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.last_seen_flush_interval)
+            try:
+                await self.flush_last_seen()
+            except Exception:
+                log.exception("charger.last_seen_flush_failed")
+
+    # -- decisions -------------------------------------------------------------
+
+    async def registration(self, charge_point_id: str) -> RegistrationStatus | None:
+        return await chargers.registration_of(self.pool, charge_point_id)
+
+    async def boot(self, event: ChargerBooted) -> RegistrationStatus:
+        """Answer a BootNotification from the registry, or by policy for an unknown charger."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            registration = await chargers.registration_of(conn, event.charge_point_id)
+            if registration is None:
+                policy = self.settings.unknown_charger_policy
+                registration = await chargers.register(
+                    conn, event.charge_point_id, _POLICY_REGISTRATION[policy]
+                )
+                log.info("charger.registered", registration=registration.value, policy=policy)
+            await chargers.record_boot(conn, event, registration)
+            await event_log.append(conn, event)
+        return registration
+
+    async def authorize(self, event: AuthorizationRequested) -> Authorization:
+        async with self.pool.acquire() as conn, conn.transaction():
+            token = await tokens.find(conn, event.id_token)
+            authorization = decide_authorization(token, utcnow(), event.token_type)
+            await event_log.append(conn, event)
+        return authorization
+
+    async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
+        """Record a transaction start; a 1.6 start gets its transactionId here."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            auth_status = authorization.status.value if authorization else None
+            await sessions.lock_charger(conn, event.charge_point_id)
+            if event.transaction_id is None:
+                ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
+                event = dataclasses.replace(event, transaction_id=ref.transaction_id)
+            else:
+                ref = await sessions.upsert(conn, event, protocol, auth_status)
+            await self._store_samples(conn, event, ref.id)
+            await event_log.append(conn, event)
+        return SessionOutcome(ref.transaction_id, authorization)
+
+    async def update_session(
+        self, event: SessionUpdated | SessionEnded, protocol: Protocol
+    ) -> Authorization | None:
+        """Record a transaction update or end (even for a transaction never seen starting)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            auth_status = authorization.status.value if authorization else None
+            await sessions.lock_charger(conn, event.charge_point_id)
+            ref = await sessions.upsert(conn, event, protocol, auth_status)
+            await self._store_samples(conn, event, ref.id)
+            if isinstance(event, SessionEnded):
+                await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
+            await event_log.append(conn, event)
+        return authorization
+
+    async def record(self, event: Event) -> None:
+        """Store an event that needs no decision (status, samples, firmware, reports...)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if isinstance(event, ConnectorStatusChanged):
+                await chargers.set_connector_status(conn, event)
+            elif isinstance(event, MeterSampled):
+                session_id = None
+                if event.transaction_id is not None:
+                    ref = await sessions.find(conn, event.charge_point_id, event.transaction_id)
+                    session_id = ref.id if ref else None
+                    if ref is None:
+                        log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
+                await event_log.insert_samples(
+                    conn,
+                    event.charge_point_id,
+                    session_id,
+                    event.evse_id,
+                    event.connector_id,
+                    event.samples,
+                )
+                if session_id is not None:
+                    await sessions.apply_readings(conn, session_id, event.samples)
+            elif isinstance(event, FirmwareStatusChanged):
+                await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
+            await event_log.append(conn, event)
+
+    # -- helpers ---------------------------------------------------------------
+
+    async def _authorize_in(
+        self, conn: asyncpg.Connection, id_token: str | None, token_type: str | None
+    ) -> Authorization | None:
+        if id_token is None:
+            return None
+        token = await tokens.find(conn, id_token)
+        return decide_authorization(token, utcnow(), token_type)
+
+    async def _store_samples(
+        self,
+        conn: asyncpg.Connection,
+        event: SessionStarted | SessionUpdated | SessionEnded,
+        session_id: int,
+    ) -> None:
+        if not event.samples:
+            return
+        await event_log.insert_samples(
+            conn, event.charge_point_id, session_id, event.evse_id, event.connector_id, event.samples
+        )
+        await sessions.apply_readings(conn, session_id, event.samples)
+

@@ -1,0 +1,113 @@
+"""One place for every setting of the CSMS.
+
+Each setting has a default, an environment variable and (in :mod:`csms.cli`) a
+command-line flag; the flag wins over the variable, the variable over the
+default. README.md documents the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class UnknownChargerPolicy(enum.StrEnum):
+    """What BootNotification answers to a charger that is not in the registry."""
+
+    ACCEPT = "accept"  # register it and answer Accepted (development default)
+    PENDING = "pending"  # register it and answer Pending until an operator accepts it
+    REJECT = "reject"  # record the attempt and answer Rejected
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration; build it with :meth:`from_env` and ``dataclasses.replace``."""
+
+    host: str = "0.0.0.0"
+    port: int = 9000
+    ocpp_path_prefix: str = "/ocpp"
+    database_url: str | None = None
+    data_dir: Path = Path(".csms-data")
+    log_format: LogFormat = LogFormat.CONSOLE
+    log_level: str = "info"
+    migrate_on_start: bool = True
+    unknown_charger_policy: UnknownChargerPolicy = UnknownChargerPolicy.ACCEPT
+    heartbeat_interval: int = 300  # seconds, returned in BootNotification
+    boot_retry_interval: int = 60  # seconds, returned with Pending / Rejected
+    ping_interval: float | None = 30.0  # WebSocket ping; None disables keep-alive
+    ping_timeout: float | None = 30.0
+    # OCPP messages above this size get a CALLERROR and the connection stays up;
+    # frames above ``hard_frame_limit`` are refused by the WebSocket layer (close 1009)
+    # so that a charger cannot make the server buffer an unbounded message.
+    max_message_size: int = 256 * 1024
+    response_timeout: float = 30.0  # seconds a CSMS-initiated call waits for the charger
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    last_seen_flush_interval: float = 5.0
+
+    @property
+    def hard_frame_limit(self) -> int:
+        return max(4 * self.max_message_size, 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``CSMS_*`` variable (and ``DATABASE_URL``) that is set."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            name = ENV_NAMES[field.name]
+            if name in env and env[name] != "":
+                values[field.name] = _parse(field.name, env[name])
+        return cls(**values)  # type: ignore[arg-type]
+
+
+ENV_NAMES: dict[str, str] = {
+    f.name: ("DATABASE_URL" if f.name == "database_url" else f"CSMS_{f.name.upper()}")
+    for f in dataclasses.fields(Settings)
+}
+
+
+def _parse(field: str, raw: str) -> object:
+    """Convert one environment value to the type of its setting, or raise ValueError."""
+    if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
+        return _positive_int(field, raw)
+    if field in {"db_pool_min", "db_pool_max"}:
+        return _positive_int(field, raw)
+    if field in {"ping_interval", "ping_timeout"}:
+        return None if raw.lower() in {"0", "none", "off"} else float(raw)
+    if field in {"response_timeout", "last_seen_flush_interval"}:
+        return float(raw)
+    if field == "migrate_on_start":
+        return _bool(field, raw)
+    if field == "data_dir":
+        return Path(raw)
+    if field == "log_format":
+        return LogFormat(raw.lower())
+    if field == "unknown_charger_policy":
+        return UnknownChargerPolicy(raw.lower())
+    return raw
+
+
+def _positive_int(field: str, raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"{ENV_NAMES[field]} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _bool(field: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{ENV_NAMES[field]} must be true or false, got {raw!r}")

@@ -1,0 +1,292 @@
+"""One charger's OCPP-J connection: frames in, handler calls, answers out.
+
+Built on the ``ocpp`` library's ``ChargePoint`` (its ``@on`` route map, its
+message classes and JSON schemas), but with the RPC framing rules of the
+spec rather than the library's:
+
+* every malformed frame is answered with the CALLERROR the spec names (with
+  ``"-1"`` as message id when the id cannot be read), never silently dropped;
+* error codes are spelled per version (:mod:`csms.rpc_errors`);
+* a CALLRESULT or CALLERROR whose id matches no outstanding call is logged
+  and dropped, instead of being queued for the next call to trip over;
+* schema validation runs inline: a thread hop per message costs more than the
+  validation, which holds the GIL anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import uuid
+from typing import Any, ClassVar
+
+import ocpp.messages
+import structlog
+from jsonschema.exceptions import best_match
+from ocpp.charge_point import (
+    ChargePoint,
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, get_validator, validate_payload
+from websockets.asyncio.server import ServerConnection
+
+from csms.central import CentralSystem
+from csms.config import Settings
+from csms.events import Protocol, RegistrationStatus
+from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
+
+ocpp.messages.ASYNC_VALIDATION = False
+
+log = structlog.get_logger(__name__)
+
+_MAX_MESSAGE_ID_LENGTH = 36
+_FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
+
+
+class CallErrorReceived(Exception):
+    """The charger answered a CSMS call with a CALLERROR."""
+
+    def __init__(self, code: str, description: str, details: Any) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+class OcppConnection(ChargePoint):  # type: ignore[misc]
+    """Base of the 1.6 and 2.0.1 handler classes; one instance per live socket."""
+
+    protocol: ClassVar[Protocol]
+    known_actions: ClassVar[frozenset[str]]  # every action the version defines
+
+    def __init__(
+        self,
+        charge_point_id: str,
+        websocket: ServerConnection,
+        central: CentralSystem,
+        settings: Settings,
+    ) -> None:
+        super().__init__(charge_point_id, websocket, response_timeout=settings.response_timeout)
+        self.central = central
+        self.settings = settings
+        self.websocket = websocket
+        self.registration: RegistrationStatus | None = None
+        self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
+
+    # -- receiving ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Handle frames in arrival order until the socket closes."""
+        async for frame in self.websocket:
+            await self.route_message(frame)
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        self.central.seen(self.id)
+        text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+        if len(text) > self.settings.max_message_size:
+            await self._on_oversize(text)
+            return
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            await self._send_error("-1", RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "not valid JSON"))
+            return
+        if not isinstance(frame, list) or not frame:
+            await self._send_error(
+                "-1", RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "an OCPP-J message is a JSON array")
+            )
+            return
+        message_type = frame[0]
+        if message_type == 2 and type(message_type) is int:
+            await self._on_call_frame(frame)
+        elif message_type in (3, 4) and type(message_type) is int:
+            self._on_response_frame(frame)
+        elif type(message_type) is int and self.protocol is Protocol.V16:
+            # OCPP-J 1.6 section 4.1.3: a message type not in the list is ignored.
+            log.warning("rpc.unknown_message_type_ignored", message_type=message_type)
+        else:
+            error = RpcError(
+                ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED
+                if type(message_type) is int
+                else ErrorCode.RPC_FRAMEWORK_ERROR,
+                f"unsupported MessageTypeId {message_type!r}",
+            )
+            await self._send_error(_readable_id(frame), error)
+
+    async def _on_call_frame(self, frame: list[Any]) -> None:
+        message_id = _readable_id(frame)
+        if len(frame) != 4 or message_id == "-1":
+            await self._send_error(
+                message_id,
+                RpcError(
+                    ErrorCode.RPC_FRAMEWORK_ERROR,
+                    "a CALL is [2, messageId (string, at most 36 characters), action, payload]",
+                ),
+            )
+            return
+        action, payload = frame[2], frame[3]
+        if not isinstance(action, str) or not isinstance(payload, dict):
+            await self._send_error(
+                message_id,
+                RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "action must be a string, payload an object"),
+            )
+            return
+        with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
+            try:
+                await self._handle_call(Call(message_id, action, payload))
+            except RpcError as error:
+                log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
+                await self._send_error(message_id, error)
+
+    async def _handle_call(self, msg: Call) -> None:
+        handlers = self.route_map.get(msg.action, {})
+        if "_on_action" not in handlers:
+            if msg.action in self.known_actions:
+                raise RpcError(ErrorCode.NOT_SUPPORTED, f"{msg.action} is not supported by a CSMS")
+            raise RpcError(ErrorCode.NOT_IMPLEMENTED, f"unknown action {msg.action!r}")
+        if msg.action != "BootNotification" and self.registration is not RegistrationStatus.ACCEPTED:
+            raise RpcError(
+                ErrorCode.SECURITY_ERROR,
+                f"charger is not accepted (registration: {self.registration}); "
+                "send BootNotification first",
+            )
+        validate = not handlers.get("_skip_schema_validation", False)
+        if validate:
+            self._validate(msg)
+        handler = handlers["_on_action"]
+        kwargs = camel_to_snake_case(msg.payload)
+        if "call_unique_id" in inspect.signature(handler).parameters:
+            kwargs["call_unique_id"] = msg.unique_id
+        try:
+            response = await handler(**kwargs)
+        except RpcError:
+            raise
+        except OCPPError as error:
+            raise RpcError.from_ocpp_error(error) from error
+        except Exception as error:
+            log.exception("rpc.handler_failed")
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS could not process this message") from error
+        result = msg.create_call_result(
+            snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        )
+        if validate:
+            try:
+                get_validator(3, msg.action, self._ocpp_version).validate(result.payload)
+            except Exception as error:
+                log.exception("rpc.invalid_response_built", payload=result.payload)
+                raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer") from error
+        await self._send(result.to_json())
+
+    def _validate(self, msg: Call) -> None:
+        validator = get_validator(2, msg.action, self._ocpp_version)
+        error = best_match(validator.iter_errors(msg.payload))
+        if error is not None:
+            raise schema_error(error, self.protocol)
+
+    def _on_response_frame(self, frame: list[Any]) -> None:
+        message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        future = self._pending.get(message_id) if message_id is not None else None
+        if future is None or future.done():
+            log.warning("rpc.unknown_response_dropped", message_id=message_id)
+            return
+        if frame[0] == 3 and len(frame) == 3 and isinstance(frame[2], dict):
+            future.set_result(CallResult(message_id, frame[2]))
+        elif frame[0] == 4 and len(frame) in (4, 5):
+            details = frame[4] if len(frame) == 5 else {}
+            future.set_result(CallError(message_id, str(frame[2]), str(frame[3]), details))
+        else:
+            log.warning("rpc.malformed_response", message_id=message_id)
+            future.set_exception(CallErrorReceived("FormatViolation", "malformed response", {}))
+
+    async def _on_oversize(self, text: str) -> None:
+        head = _FRAME_HEAD.match(text[:256])
+        size_error = RpcError(
+            ErrorCode.FORMAT_VIOLATION,
+            f"message of {len(text)} characters exceeds the limit of "
+            f"{self.settings.max_message_size}",
+        )
+        if head is None:
+            await self._send_error("-1", size_error)
+            return
+        message_type, message_id = int(head[1]), head[2]
+        if message_type == 2:
+            await self._send_error(message_id, size_error)
+            return
+        future = self._pending.get(message_id)
+        log.warning("rpc.oversize_response_dropped", message_id=message_id, size=len(text))
+        if future is not None and not future.done():
+            future.set_exception(CallErrorReceived("FormatViolation", size_error.description, {}))
+
+    # -- sending -----------------------------------------------------------------
+
+    async def call(
+        self,
+        payload: Any,
+        suppress: bool = False,
+        unique_id: str | None = None,
+        skip_schema_validation: bool = False,
+    ) -> Any:
+        """Send a CSMS-initiated CALL and return the charger's answer as a dataclass.
+
+        Raises :class:`CallErrorReceived` for a CALLERROR (unless ``suppress``)
+        and :class:`TimeoutError` when the charger does not answer in time.
+        """
+        action = type(payload).__name__
+        message = Call(
+            unique_id or str(uuid.uuid4()),
+            action,
+            remove_nones(snake_to_camel_case(serialize_as_dict(payload))),
+        )
+        if not skip_schema_validation:
+            await validate_payload(message, self._ocpp_version)
+        # OCPP-J allows one outstanding CALL per direction.
+        async with self._call_lock:
+            future: asyncio.Future[CallResult | CallError] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._pending[message.unique_id] = future
+            try:
+                await self._send(message.to_json())
+                response = await asyncio.wait_for(future, self._response_timeout)
+            finally:
+                self._pending.pop(message.unique_id, None)
+        if isinstance(response, CallError):
+            if suppress:
+                return None
+            raise CallErrorReceived(
+                response.error_code, response.error_description, response.error_details
+            )
+        response.action = action
+        if not skip_schema_validation:
+            await validate_payload(response, self._ocpp_version)
+        return getattr(self._call_result, action)(**camel_to_snake_case(response.payload))
+
+    async def _send(self, message: str) -> None:
+        log.debug("rpc.send", frame=message)
+        await self.websocket.send(message)
+
+    async def _send_error(self, message_id: str, error: RpcError) -> None:
+        frame = CallError(
+            message_id, wire_code(error.code, self.protocol), error.description, error.details
+        )
+        await self._send(frame.to_json())
+
+    def fail_pending(self) -> None:
+        """Wake every call still waiting on this connection (it has closed)."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"connection to {self.id} closed"))
+
+
+def _readable_id(frame: list[Any]) -> str:
+    """The frame's message id if it is a valid one, else "-1" as the spec asks."""
+    if len(frame) > 1 and isinstance(frame[1], str) and 0 < len(frame[1]) <= _MAX_MESSAGE_ID_LENGTH:
+        return frame[1]
+    return "-1"
+

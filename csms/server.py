@@ -1,0 +1,157 @@
+"""The WebSocket endpoint chargers of both OCPP versions connect to.
+
+``ws://HOST:PORT/{prefix}/{charge_point_id}``; the subprotocol the charger
+offers picks the handler: ``ocpp2.0.1`` is preferred over ``ocpp1.6`` when a
+charger offers both. A charger offering neither is refused in the handshake.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from csms.central import CentralSystem, utcnow
+from csms.config import Settings
+from csms.events import ChargerConnected, ChargerDisconnected, Protocol
+from csms.router import ConnectionRegistry
+from handlers import HANDLERS
+
+log = structlog.get_logger(__name__)
+
+# In order of preference: the newest version both sides speak wins.
+SUBPROTOCOLS = [Subprotocol(Protocol.V201.value), Subprotocol(Protocol.V16.value)]
+_MAX_IDENTITY_LENGTH = 48  # OCPP 2.0.1 Part 4 section 3.1.1 (1.6 sets no limit)
+
+
+def charge_point_id_from_path(path: str, prefix: str) -> str | None:
+    """The identity in ``{prefix}/{id}``, percent-decoded; None if the path is not one."""
+    route = urlsplit(path).path
+    prefix = prefix.rstrip("/")
+    if not route.startswith(prefix + "/"):
+        return None
+    identity = unquote(route[len(prefix) + 1 :])
+    if not 0 < len(identity) <= _MAX_IDENTITY_LENGTH or "/" in identity:
+        return None
+    if not identity.isprintable():
+        return None
+    return identity
+
+
+class OcppServer:
+    """Accepts charger connections and runs one handler per socket."""
+
+    def __init__(
+        self, central: CentralSystem, registry: ConnectionRegistry, settings: Settings
+    ) -> None:
+        self.central = central
+        self.registry = registry
+        self.settings = settings
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            subprotocols=SUBPROTOCOLS,
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._check_path,
+            max_size=self.settings.hard_frame_limit,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            server_header=None,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, close every charger socket with 1001 (going away), await handlers."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if charge_point_id_from_path(request.path, self.settings.ocpp_path_prefix) is None:
+            log.warning("connection.refused_bad_path", path=request.path)
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND,
+                f"connect to {self.settings.ocpp_path_prefix}/<charge_point_id>\n",
+            )
+        return None
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        for subprotocol in SUBPROTOCOLS:
+            if subprotocol in offered:
+                return subprotocol
+        log.warning(
+            "connection.refused_no_subprotocol",
+            path=connection.request.path if connection.request else None,
+            offered=list(offered),
+            supported=SUBPROTOCOLS,
+        )
+        raise NegotiationError(
+            f"offered subprotocols {list(offered)} include none of {', '.join(SUBPROTOCOLS)}"
+        )
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        assert websocket.request is not None and websocket.subprotocol is not None
+        charge_point_id = charge_point_id_from_path(
+            websocket.request.path, self.settings.ocpp_path_prefix
+        )
+        assert charge_point_id is not None  # checked in _check_path
+        protocol = Protocol(websocket.subprotocol)
+        with structlog.contextvars.bound_contextvars(
+            charge_point_id=charge_point_id, protocol=protocol.value
+        ):
+            await self._serve_charger(websocket, charge_point_id, protocol)
+
+    async def _serve_charger(
+        self, websocket: ServerConnection, charge_point_id: str, protocol: Protocol
+    ) -> None:
+        connection = HANDLERS[protocol](charge_point_id, websocket, self.central, self.settings)
+        replaced = self.registry.replace(connection)
+        if replaced is not None:
+            log.info("charger.connection_replaced")
+            await replaced.websocket.close(code=1000, reason="replaced by a newer connection")
+        remote = websocket.remote_address
+        try:
+            connection.registration = await self.central.connected(
+                ChargerConnected(
+                    charge_point_id=charge_point_id,
+                    occurred_at=utcnow(),
+                    protocol=protocol,
+                    remote_address=f"{remote[0]}:{remote[1]}" if remote else None,
+                )
+            )
+            log.info("charger.connected", registration=connection.registration)
+            await connection.start()
+        except ConnectionClosed:
+            pass
+        finally:
+            connection.fail_pending()
+            if self.registry.remove(connection):
+                try:
+                    await self.central.disconnected(
+                        ChargerDisconnected(
+                            charge_point_id=charge_point_id,
+                            occurred_at=utcnow(),
+                            close_code=websocket.close_code,
+                            reason=websocket.close_reason,
+                        )
+                    )
+                except Exception:
+                    log.exception("charger.disconnect_not_recorded")
+            log.info("charger.disconnected", close_code=websocket.close_code)

@@ -1,0 +1,142 @@
+"""The charger registry and connector state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import asyncpg
+
+from csms.events import ChargerBooted, ConnectorStatusChanged, RegistrationStatus
+
+
+async def registration_of(
+    conn: asyncpg.Connection | asyncpg.Pool, charge_point_id: str
+) -> RegistrationStatus | None:
+    """The registration an operator (or the policy) gave this charger; None if unknown."""
+    value = await conn.fetchval(
+        "SELECT registration FROM chargers WHERE charge_point_id = $1", charge_point_id
+    )
+    return None if value is None else RegistrationStatus(value)
+
+
+async def register(
+    conn: asyncpg.Connection, charge_point_id: str, registration: RegistrationStatus
+) -> RegistrationStatus:
+    """Add a charger unless it exists; return the registration it has afterwards."""
+    value = await conn.fetchval(
+        """
+        INSERT INTO chargers (charge_point_id, registration) VALUES ($1, $2)
+        ON CONFLICT (charge_point_id) DO UPDATE SET charge_point_id = EXCLUDED.charge_point_id
+        RETURNING registration
+        """,
+        charge_point_id,
+        registration.value,
+    )
+    return RegistrationStatus(value)
+
+
+async def record_boot(
+    conn: asyncpg.Connection, event: ChargerBooted, answered: RegistrationStatus
+) -> None:
+    await conn.execute(
+        """
+        UPDATE chargers SET protocol = $2, vendor = $3, model = $4, serial_number = $5,
+               firmware_version = $6, iccid = $7, imsi = $8, meter_type = $9,
+               meter_serial_number = $10, last_boot_at = $11, last_boot_reason = $12,
+               last_boot_status = $13, updated_at = now()
+        WHERE charge_point_id = $1
+        """,
+        event.charge_point_id,
+        event.protocol.value,
+        event.vendor,
+        event.model,
+        event.serial_number,
+        event.firmware_version,
+        event.iccid,
+        event.imsi,
+        event.meter_type,
+        event.meter_serial_number,
+        event.occurred_at,
+        event.reason,
+        answered.value,
+    )
+
+
+async def set_connection(
+    conn: asyncpg.Connection,
+    charge_point_id: str,
+    *,
+    connected: bool,
+    at: datetime,
+    protocol: str | None = None,
+) -> None:
+    if connected:
+        await conn.execute(
+            """
+            UPDATE chargers SET connected = true, connected_at = $2, last_seen_at = $2,
+                   protocol = COALESCE($3, protocol), updated_at = now()
+            WHERE charge_point_id = $1
+            """,
+            charge_point_id,
+            at,
+            protocol,
+        )
+    else:
+        await conn.execute(
+            """
+            UPDATE chargers SET connected = false, disconnected_at = $2, updated_at = now()
+            WHERE charge_point_id = $1
+            """,
+            charge_point_id,
+            at,
+        )
+
+
+async def set_connector_status(conn: asyncpg.Connection, event: ConnectorStatusChanged) -> None:
+    """Upsert a connector's status, ignoring one older than what is stored (queued messages)."""
+    await conn.execute(
+        """
+        INSERT INTO connectors (charge_point_id, evse_id, connector_id, status, detail,
+                                error_code, info, vendor_error_code, status_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (charge_point_id, evse_id, connector_id) DO UPDATE
+        SET status = EXCLUDED.status, detail = EXCLUDED.detail,
+            error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+            vendor_error_code = EXCLUDED.vendor_error_code, status_at = EXCLUDED.status_at,
+            updated_at = now()
+        WHERE connectors.status_at <= EXCLUDED.status_at
+        """,
+        event.charge_point_id,
+        event.evse_id,
+        event.connector_id,
+        event.status.value,
+        event.detail,
+        event.error_code,
+        event.info,
+        event.vendor_error_code,
+        event.occurred_at,
+    )
+
+
+async def set_firmware_status(conn: asyncpg.Connection, charge_point_id: str, status: str) -> None:
+    await conn.execute(
+        "UPDATE chargers SET firmware_status = $2, updated_at = now() WHERE charge_point_id = $1",
+        charge_point_id,
+        status,
+    )
+
+
+async def touch_last_seen(conn: asyncpg.Pool, seen: Mapping[str, datetime]) -> None:
+    """Advance ``last_seen_at`` for many chargers in one statement."""
+    if not seen:
+        return
+    await conn.execute(
+        """
+        UPDATE chargers c SET last_seen_at = GREATEST(c.last_seen_at, s.at)
+        FROM unnest($1::text[], $2::timestamptz[]) AS s(id, at)
+        WHERE c.charge_point_id = s.id
+        """,
+        list(seen.keys()),
+        list(seen.values()),
+    )

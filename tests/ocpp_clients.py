@@ -1,0 +1,69 @@
+"""Chargers for tests: the ``ocpp`` library's own charge points, of either version.
+
+They are independent of the CSMS's code (same library, client side), so a test
+that passes with them says the CSMS speaks the protocol, not just to itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from websockets.asyncio.client import ClientConnection, connect
+
+
+class RawCharger:
+    """A socket that sends exact frames, for the malformed-input cases."""
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self.websocket = websocket
+
+    async def send(self, frame: str) -> None:
+        await self.websocket.send(frame)
+
+    async def exchange(self, frame: str, timeout: float = 5.0) -> Any:
+        import json
+
+        await self.websocket.send(frame)
+        return json.loads(await asyncio.wait_for(self.websocket.recv(), timeout))
+
+
+@contextlib.asynccontextmanager
+async def raw_charger(
+    base_url: str, charge_point_id: str, subprotocol: str = "ocpp1.6"
+) -> AsyncIterator[RawCharger]:
+    async with connect(f"{base_url}/{charge_point_id}", subprotocols=[subprotocol]) as ws:  # type: ignore[list-item]
+        yield RawCharger(ws)
+
+
+@contextlib.asynccontextmanager
+async def _running(charger: Any) -> AsyncIterator[Any]:
+    task = asyncio.create_task(charger.start())
+    try:
+        yield charger
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def charger_v16(
+    base_url: str, charge_point_id: str, cls: type[ChargePoint16] = ChargePoint16
+) -> AsyncIterator[Any]:
+    async with connect(f"{base_url}/{charge_point_id}", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
+            yield charger
+
+
+@contextlib.asynccontextmanager
+async def charger_v201(
+    base_url: str, charge_point_id: str, cls: type[ChargePoint201] = ChargePoint201
+) -> AsyncIterator[Any]:
+    async with connect(f"{base_url}/{charge_point_id}", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+        async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
+            yield charger
