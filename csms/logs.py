@@ -15,6 +15,19 @@ import structlog
 from csms.config import LogFormat
 
 
+class _StderrLogger:
+    """Writes each line to the ``sys.stderr`` of the moment, not the one at start-up.
+
+    Loggers are cached after first use; resolving the stream per line keeps
+    output going where the process (or a test's capture) currently sends it.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
 def configure_logging(log_format: LogFormat, level: str = "info") -> None:
     """Configure structlog and the standard library loggers of our dependencies."""
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -33,7 +46,7 @@ def configure_logging(log_format: LogFormat, level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=True,
     )
     # The ocpp library logs every frame at INFO; our own lines already say what

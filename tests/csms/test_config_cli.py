@@ -1,0 +1,100 @@
+"""Settings from the environment and flags, and the ``csms`` command end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from csms.cli import build_parser, settings_from
+from csms.config import LogFormat, Settings, UnknownChargerPolicy
+from csms.storage.embedded import with_database
+from tests.ocpp_clients import raw_charger
+
+
+def test_environment_variables_are_read() -> None:
+    settings = Settings.from_env({
+        "CSMS_PORT": "9100", "CSMS_HOST": "127.0.0.1", "DATABASE_URL": "postgresql://db/x",
+        "CSMS_LOG_FORMAT": "JSON", "CSMS_UNKNOWN_CHARGER_POLICY": "pending",
+        "CSMS_MIGRATE_ON_START": "false", "CSMS_PING_INTERVAL": "off", "CSMS_DATA_DIR": "/var/csms",
+    })
+    assert (settings.port, settings.host, settings.database_url) == (9100, "127.0.0.1", "postgresql://db/x")
+    assert settings.log_format is LogFormat.JSON
+    assert settings.unknown_charger_policy is UnknownChargerPolicy.PENDING
+    assert settings.migrate_on_start is False and settings.ping_interval is None
+    assert settings.data_dir == Path("/var/csms")
+
+
+@pytest.mark.parametrize("bad", [{"CSMS_PORT": "-1"}, {"CSMS_PORT": "http"}, {"CSMS_MIGRATE_ON_START": "maybe"}])
+def test_bad_environment_values_are_refused(bad: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        Settings.from_env(bad)
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSMS_PORT", "9100")
+    monkeypatch.setenv("CSMS_HEARTBEAT_INTERVAL", "60")
+    args = build_parser().parse_args(["--port", "9200", "--unknown-chargers", "reject"])
+    settings = settings_from(args)
+    assert (settings.port, settings.heartbeat_interval) == (9200, 60)
+    assert settings.unknown_charger_policy is UnknownChargerPolicy.REJECT
+    assert build_parser().parse_args(["serve", "--port", "1"]).port == 1
+
+
+async def test_csms_migrate_command(postgres_admin_dsn: str) -> None:
+    name = f"cli_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        env = {**os.environ, "DATABASE_URL": with_database(postgres_admin_dsn, name)}
+        outputs = []
+        for _ in range(2):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "csms", "migrate", env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 0, err.decode()
+            outputs.append(out.decode())
+        assert outputs[0].startswith("migrations applied: 1")
+        assert outputs[1].startswith("migrations applied: 0")
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The README's first command: no database set up, one ready line, SIGTERM is graceful."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", "0",
+        "--data-dir", str(tmp_path / "data"), "--log-format", "json",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        ready = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        startup_seconds = time.perf_counter() - started
+        assert ready.startswith("CSMS ready: chargers connect to ws://127.0.0.1:"), ready
+        url = ready.split("connect to ")[1].split("/<charge_point_id>")[0]
+        async with raw_charger(url, "CLI-1", "ocpp2.0.1") as charger:
+            assert (await charger.exchange('[2, "1", "Heartbeat", {}]'))[0] == 3
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
+        assert process.returncode == 0
+        log = (await process.stderr.read()).decode()
+        assert '"event": "shutdown.done"' in log and '"charge_point_id": "CLI-1"' in log
+        assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
+        print(f"csms start-up with a new embedded database: {startup_seconds:.2f}s")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
