@@ -77,37 +77,85 @@ class Charger:
     async def run(self) -> None:
         """Send until cancelled."""
         if self.v201:
-            await self.call("BootNotification", {"chargingStation": {"model": "B", "vendorName": "Bench"}, "reason": "PowerUp"}, False)
+            await self.call(
+                "BootNotification",
+                {"chargingStation": {"model": "B", "vendorName": "Bench"}, "reason": "PowerUp"},
+                False,
+            )
             tx = f"{self.id}-tx"
-            await self.call("TransactionEvent", {"eventType": "Started", "timestamp": _now(), "triggerReason": "CablePluggedIn",
-                                                  "seqNo": 0, "transactionInfo": {"transactionId": tx}, "evse": {"id": 1, "connectorId": 1}}, False)
+            await self.call(
+                "TransactionEvent",
+                {
+                    "eventType": "Started",
+                    "timestamp": _now(),
+                    "triggerReason": "CablePluggedIn",
+                    "seqNo": 0,
+                    "transactionInfo": {"transactionId": tx},
+                    "evse": {"id": 1, "connectorId": 1},
+                },
+                False,
+            )
         else:
-            await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "B"}, False)
-            started = await self.call("StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 0, "timestamp": _now()}, False)
+            await self.call(
+                "BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "B"}, False
+            )
+            started = await self.call(
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "BENCH", "meterStart": 0, "timestamp": _now()},
+                False,
+            )
             tx = started["transactionId"] if isinstance(started, dict) else 0
         wh, seq = 0.0, 0
         while True:
             seq += 1
             wh += 30.0
             if seq % 10 == 0:
-                status = {"timestamp": _now(), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1} if self.v201 else \
-                    {"connectorId": 1, "errorCode": "NoError", "status": "Charging", "timestamp": _now()}
+                status = (
+                    {
+                        "timestamp": _now(),
+                        "connectorStatus": "Occupied",
+                        "evseId": 1,
+                        "connectorId": 1,
+                    }
+                    if self.v201
+                    else {
+                        "connectorId": 1,
+                        "errorCode": "NoError",
+                        "status": "Charging",
+                        "timestamp": _now(),
+                    }
+                )
                 await self.call("StatusNotification", status)
                 continue
             meter = [{"timestamp": _now(), "sampledValue": _sampled_values(wh, self.v201)}]
             if self.v201:
-                await self.call("TransactionEvent", {"eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
-                                                      "seqNo": seq, "transactionInfo": {"transactionId": tx}, "meterValue": meter})
+                await self.call(
+                    "TransactionEvent",
+                    {
+                        "eventType": "Updated",
+                        "timestamp": _now(),
+                        "triggerReason": "MeterValuePeriodic",
+                        "seqNo": seq,
+                        "transactionInfo": {"transactionId": tx},
+                        "meterValue": meter,
+                    },
+                )
             else:
-                await self.call("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": meter})
+                await self.call(
+                    "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": meter}
+                )
             self.stats.samples_sent += SAMPLES_PER_METER_VALUE
 
 
 async def _one_charger(url: str, index: int, stats: Stats, ready: asyncio.Barrier) -> None:
     v201 = index % 2 == 1
     charger_id = f"BENCH-{index:05d}"
-    async with connect(f"{url}/{charger_id}", subprotocols=["ocpp2.0.1" if v201 else "ocpp1.6"],  # type: ignore[list-item]
-                       ping_interval=None, max_queue=4) as ws:
+    async with connect(
+        f"{url}/{charger_id}",
+        subprotocols=["ocpp2.0.1" if v201 else "ocpp1.6"],  # type: ignore[list-item]
+        ping_interval=None,
+        max_queue=4,
+    ) as ws:
         await ready.wait()
         await Charger(ws, charger_id, v201, stats).run()
 
@@ -116,8 +164,17 @@ async def _start_server(data_dir: str) -> tuple[asyncio.subprocess.Process, str,
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CSMS_LOG_LEVEL"] = "warning"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir,
-        env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "csms",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        data_dir,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
     line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
@@ -131,7 +188,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chargers", type=int, default=500)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (bounded)")
     parser.add_argument("--url", help="an already running CSMS (default: start one)")
@@ -148,7 +207,10 @@ async def main() -> None:
             stats = Stats()
             ready = asyncio.Barrier(args.chargers + 1)
             loop_start = time.perf_counter()
-            tasks = [asyncio.create_task(_one_charger(url, i, stats, ready)) for i in range(args.chargers)]
+            tasks = [
+                asyncio.create_task(_one_charger(url, i, stats, ready))
+                for i in range(args.chargers)
+            ]
             await ready.wait()
             # Every charger is connected: the measured window starts now, and ends by cancelling.
             began = time.perf_counter()
@@ -158,11 +220,18 @@ async def main() -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             elapsed = time.perf_counter() - began
             lat = sorted(stats.latencies)
-            print(f"chargers: {args.chargers} (half 1.6J, half 2.0.1), connect time {began - loop_start:.1f}s")
-            print(f"calls: {len(lat)} in {elapsed:.1f}s = {len(lat) / elapsed:.0f} calls/s; errors: {stats.errors}")
+            rate = len(lat) / elapsed
+            print(f"chargers: {args.chargers} (half 1.6J, half 2.0.1)")
+            print(f"connect time: {began - loop_start:.1f}s")
+            print(
+                f"calls: {len(lat)} in {elapsed:.1f}s = {rate:.0f} calls/s; errors: {stats.errors}"
+            )
             if lat:
-                print(f"latency ms: p50 {_percentile(lat, 50) * 1000:.1f}  p95 {_percentile(lat, 95) * 1000:.1f}  "
-                      f"p99 {_percentile(lat, 99) * 1000:.1f}  max {lat[-1] * 1000:.1f}")
+                p50, p95, p99 = (_percentile(lat, q) * 1000 for q in (50, 95, 99))
+                print(
+                    f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  "
+                    f"max {lat[-1] * 1000:.1f}"
+                )
             if dsn:
                 await asyncio.sleep(0.5)
                 conn = await asyncpg.connect(dsn)

@@ -33,7 +33,7 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
-from csms.storage import chargers, event_log, sessions, tokens
+from csms.storage import Executor, chargers, event_log, sessions, tokens
 
 log = structlog.get_logger(__name__)
 
@@ -214,7 +214,9 @@ class CentralSystem:
                     ref = await sessions.find(conn, event.charge_point_id, event.transaction_id)
                     session_id = ref.id if ref else None
                     if ref is None:
-                        log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
+                        log.warning(
+                            "meter.unknown_transaction", transaction_id=event.transaction_id
+                        )
                 await event_log.insert_samples(
                     conn,
                     event.charge_point_id,
@@ -232,7 +234,7 @@ class CentralSystem:
     # -- helpers ---------------------------------------------------------------
 
     async def _authorize_in(
-        self, conn: asyncpg.Connection, id_token: str | None, token_type: str | None
+        self, conn: Executor, id_token: str | None, token_type: str | None
     ) -> Authorization | None:
         if id_token is None:
             return None
@@ -241,14 +243,18 @@ class CentralSystem:
 
     async def _store_samples(
         self,
-        conn: asyncpg.Connection,
+        conn: Executor,
         event: SessionStarted | SessionUpdated | SessionEnded,
         session_id: int,
     ) -> None:
         if not event.samples:
             return
         await event_log.insert_samples(
-            conn, event.charge_point_id, session_id, event.evse_id, event.connector_id, event.samples
+            conn,
+            event.charge_point_id,
+            session_id,
+            event.evse_id,
+            event.connector_id,
+            event.samples,
         )
         await sessions.apply_readings(conn, session_id, event.samples)
-

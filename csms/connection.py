@@ -134,7 +134,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if not isinstance(action, str) or not isinstance(payload, dict):
             await self._send_error(
                 message_id,
-                RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "action must be a string, payload an object"),
+                RpcError(
+                    ErrorCode.RPC_FRAMEWORK_ERROR, "action must be a string, payload an object"
+                ),
             )
             return
         with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
@@ -150,7 +152,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             if msg.action in self.known_actions:
                 raise RpcError(ErrorCode.NOT_SUPPORTED, f"{msg.action} is not supported by a CSMS")
             raise RpcError(ErrorCode.NOT_IMPLEMENTED, f"unknown action {msg.action!r}")
-        if msg.action != "BootNotification" and self.registration is not RegistrationStatus.ACCEPTED:
+        if (
+            msg.action != "BootNotification"
+            and self.registration is not RegistrationStatus.ACCEPTED
+        ):
             raise RpcError(
                 ErrorCode.SECURITY_ERROR,
                 f"charger is not accepted (registration: {self.registration}); "
@@ -171,7 +176,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             raise RpcError.from_ocpp_error(error) from error
         except Exception as error:
             log.exception("rpc.handler_failed")
-            raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS could not process this message") from error
+            raise RpcError(
+                ErrorCode.INTERNAL_ERROR, "the CSMS could not process this message"
+            ) from error
         result = msg.create_call_result(
             snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         )
@@ -180,7 +187,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 get_validator(3, msg.action, self._ocpp_version).validate(result.payload)
             except Exception as error:
                 log.exception("rpc.invalid_response_built", payload=result.payload)
-                raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer") from error
+                raise RpcError(
+                    ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer"
+                ) from error
         await self._send(result.to_json())
 
     def _validate(self, msg: Call) -> None:
@@ -289,4 +298,3 @@ def _readable_id(frame: list[Any]) -> str:
     if len(frame) > 1 and isinstance(frame[1], str) and 0 < len(frame[1]) <= _MAX_MESSAGE_ID_LENGTH:
         return frame[1]
     return "-1"
-

@@ -25,11 +25,11 @@ class RawCharger:
     async def send(self, frame: str) -> None:
         await self.websocket.send(frame)
 
-    async def exchange(self, frame: str, timeout: float = 5.0) -> Any:
+    async def exchange(self, frame: str, within: float = 5.0) -> Any:
         import json
 
         await self.websocket.send(frame)
-        return json.loads(await asyncio.wait_for(self.websocket.recv(), timeout))
+        return json.loads(await asyncio.wait_for(self.websocket.recv(), within))
 
 
 @contextlib.asynccontextmanager

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-import asyncpg
-
 from csms.events import ChargerBooted, ConnectorStatusChanged, RegistrationStatus
+from csms.storage import Executor
 
 
-async def registration_of(
-    conn: asyncpg.Connection | asyncpg.Pool, charge_point_id: str
-) -> RegistrationStatus | None:
+async def registration_of(conn: Executor, charge_point_id: str) -> RegistrationStatus | None:
     """The registration an operator (or the policy) gave this charger; None if unknown."""
     value = await conn.fetchval(
         "SELECT registration FROM chargers WHERE charge_point_id = $1", charge_point_id
@@ -21,7 +18,7 @@ async def registration_of(
 
 
 async def register(
-    conn: asyncpg.Connection, charge_point_id: str, registration: RegistrationStatus
+    conn: Executor, charge_point_id: str, registration: RegistrationStatus
 ) -> RegistrationStatus:
     """Add a charger unless it exists; return the registration it has afterwards."""
     value = await conn.fetchval(
@@ -36,9 +33,7 @@ async def register(
     return RegistrationStatus(value)
 
 
-async def record_boot(
-    conn: asyncpg.Connection, event: ChargerBooted, answered: RegistrationStatus
-) -> None:
+async def record_boot(conn: Executor, event: ChargerBooted, answered: RegistrationStatus) -> None:
     await conn.execute(
         """
         UPDATE chargers SET protocol = $2, vendor = $3, model = $4, serial_number = $5,
@@ -64,7 +59,7 @@ async def record_boot(
 
 
 async def set_connection(
-    conn: asyncpg.Connection,
+    conn: Executor,
     charge_point_id: str,
     *,
     connected: bool,
@@ -93,7 +88,7 @@ async def set_connection(
         )
 
 
-async def set_connector_status(conn: asyncpg.Connection, event: ConnectorStatusChanged) -> None:
+async def set_connector_status(conn: Executor, event: ConnectorStatusChanged) -> None:
     """Upsert a connector's status, ignoring one older than what is stored (queued messages)."""
     await conn.execute(
         """
@@ -119,7 +114,7 @@ async def set_connector_status(conn: asyncpg.Connection, event: ConnectorStatusC
     )
 
 
-async def set_firmware_status(conn: asyncpg.Connection, charge_point_id: str, status: str) -> None:
+async def set_firmware_status(conn: Executor, charge_point_id: str, status: str) -> None:
     await conn.execute(
         "UPDATE chargers SET firmware_status = $2, updated_at = now() WHERE charge_point_id = $1",
         charge_point_id,
@@ -127,7 +122,7 @@ async def set_firmware_status(conn: asyncpg.Connection, charge_point_id: str, st
     )
 
 
-async def touch_last_seen(conn: asyncpg.Pool, seen: Mapping[str, datetime]) -> None:
+async def touch_last_seen(conn: Executor, seen: Mapping[str, datetime]) -> None:
     """Advance ``last_seen_at`` for many chargers in one statement."""
     if not seen:
         return

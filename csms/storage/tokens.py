@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from csms.storage import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class TokenRecord:
     group_id: str | None
 
 
-async def find(conn: asyncpg.Connection, id_token: str) -> TokenRecord | None:
+async def find(conn: Executor, id_token: str) -> TokenRecord | None:
     """Look a token up case-insensitively (both OCPP versions define it so)."""
     row = await conn.fetchrow(
         """

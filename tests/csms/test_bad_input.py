@@ -18,31 +18,112 @@ V16, V201 = "ocpp1.6", "ocpp2.0.1"
 
 # (name, frame, {protocol: (expected message id, expected error code)})
 CASES = [
-    ("not JSON", "this is not json", {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")}),
-    ("JSON object", '{"a": 1}', {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")}),
+    (
+        "not JSON",
+        "this is not json",
+        {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")},
+    ),
+    (
+        "JSON object",
+        '{"a": 1}',
+        {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")},
+    ),
     ("empty array", "[]", {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")}),
-    ("CALL without payload", '[2, "m1", "Heartbeat"]', {V16: ("m1", "FormationViolation"), V201: ("m1", "RpcFrameworkError")}),
-    ("numeric message id", '[2, 17, "Heartbeat", {}]', {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")}),
-    ("message id over 36 chars", json.dumps([2, "x" * 37, "Heartbeat", {}]), {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")}),
-    ("payload not an object", '[2, "m2", "Heartbeat", []]', {V16: ("m2", "FormationViolation"), V201: ("m2", "RpcFrameworkError")}),
-    ("unknown action", '[2, "m3", "SelfDestruct", {}]', {V16: ("m3", "NotImplemented"), V201: ("m3", "NotImplemented")}),
-    ("additional property", '[2, "m4", "Heartbeat", {"extra": 1}]', {V16: ("m4", "FormationViolation"), V201: ("m4", "FormatViolation")}),
-    ("unknown message type", '[5, "m5", "Heartbeat", {}]', {V201: ("m5", "MessageTypeNotSupported")}),
+    (
+        "CALL without payload",
+        '[2, "m1", "Heartbeat"]',
+        {V16: ("m1", "FormationViolation"), V201: ("m1", "RpcFrameworkError")},
+    ),
+    (
+        "numeric message id",
+        '[2, 17, "Heartbeat", {}]',
+        {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")},
+    ),
+    (
+        "message id over 36 chars",
+        json.dumps([2, "x" * 37, "Heartbeat", {}]),
+        {V16: ("-1", "FormationViolation"), V201: ("-1", "RpcFrameworkError")},
+    ),
+    (
+        "payload not an object",
+        '[2, "m2", "Heartbeat", []]',
+        {V16: ("m2", "FormationViolation"), V201: ("m2", "RpcFrameworkError")},
+    ),
+    (
+        "unknown action",
+        '[2, "m3", "SelfDestruct", {}]',
+        {V16: ("m3", "NotImplemented"), V201: ("m3", "NotImplemented")},
+    ),
+    (
+        "additional property",
+        '[2, "m4", "Heartbeat", {"extra": 1}]',
+        {V16: ("m4", "FormationViolation"), V201: ("m4", "FormatViolation")},
+    ),
+    (
+        "unknown message type",
+        '[5, "m5", "Heartbeat", {}]',
+        {V201: ("m5", "MessageTypeNotSupported")},
+    ),
 ]
 
+
+def call_frame(message_id: str, action: str, payload: dict[str, object]) -> str:
+    return json.dumps([2, message_id, action, payload])
+
+
+STATUS_16 = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+STATUS_201 = {"timestamp": "2026-01-01T00:00:00Z", "evseId": 1, "connectorId": 1}
+START_16 = {"connectorId": 1, "idTag": "A", "meterStart": 0}
+
 V16_PAYLOAD_CASES = [
-    ("missing field", '[2, "p1", "StatusNotification", {"connectorId": 1, "status": "Available"}]', "ProtocolError"),
-    ("wrong type", '[2, "p2", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}]', "TypeConstraintViolation"),
-    ("value not in enum", '[2, "p3", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Flying"}]', "PropertyConstraintViolation"),
-    ("string too long", json.dumps([2, "p4", "Authorize", {"idTag": "T" * 21}]), "TypeConstraintViolation"),
-    ("action only a CSMS receives", '[2, "p5", "RemoteStartTransaction", {"idTag": "A"}]', "NotSupported"),
-    ("timestamp not a date", '[2, "p6", "StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0, "timestamp": "yesterday"}]', "PropertyConstraintViolation"),
+    (
+        "missing field",
+        call_frame("p1", "StatusNotification", {"connectorId": 1, "status": "Available"}),
+        "ProtocolError",
+    ),
+    (
+        "wrong type",
+        call_frame("p2", "StatusNotification", STATUS_16 | {"connectorId": "one"}),
+        "TypeConstraintViolation",
+    ),
+    (
+        "value not in enum",
+        call_frame("p3", "StatusNotification", STATUS_16 | {"status": "Flying"}),
+        "PropertyConstraintViolation",
+    ),
+    (
+        "string too long",
+        call_frame("p4", "Authorize", {"idTag": "T" * 21}),
+        "TypeConstraintViolation",
+    ),
+    (
+        "action only a CSMS receives",
+        call_frame("p5", "RemoteStartTransaction", {"idTag": "A"}),
+        "NotSupported",
+    ),
+    (
+        "timestamp not a date",
+        call_frame("p6", "StartTransaction", START_16 | {"timestamp": "yesterday"}),
+        "PropertyConstraintViolation",
+    ),
 ]
 
 V201_PAYLOAD_CASES = [
-    ("missing field", '[2, "q1", "StatusNotification", {"timestamp": "2026-01-01T00:00:00Z", "evseId": 1, "connectorId": 1}]', "OccurenceConstraintViolation"),
-    ("value not in enum", '[2, "q2", "StatusNotification", {"timestamp": "2026-01-01T00:00:00Z", "connectorStatus": "Sleeping", "evseId": 1, "connectorId": 1}]', "PropertyConstraintViolation"),
-    ("empty list", '[2, "q3", "MeterValues", {"evseId": 1, "meterValue": []}]', "OccurenceConstraintViolation"),
+    (
+        "missing field",
+        call_frame("q1", "StatusNotification", STATUS_201),
+        "OccurenceConstraintViolation",
+    ),
+    (
+        "value not in enum",
+        call_frame("q2", "StatusNotification", STATUS_201 | {"connectorStatus": "Sleeping"}),
+        "PropertyConstraintViolation",
+    ),
+    (
+        "empty list",
+        call_frame("q3", "MeterValues", {"evseId": 1, "meterValue": []}),
+        "OccurenceConstraintViolation",
+    ),
 ]
 
 
@@ -66,11 +147,15 @@ async def test_malformed_frame_gets_the_spec_callerror(
             answer = await charger.exchange(frame)
             message_id, code = expected[protocol]
             assert answer[:3] == [4, message_id, code]
-            assert isinstance(answer[3], str) and len(answer[3]) <= 255 and isinstance(answer[4], dict)
+            assert (
+                isinstance(answer[3], str) and len(answer[3]) <= 255 and isinstance(answer[4], dict)
+            )
         await assert_still_serving(csms, charger, protocol)
 
 
-@pytest.mark.parametrize(("name", "frame", "code"), V16_PAYLOAD_CASES, ids=[c[0] for c in V16_PAYLOAD_CASES])
+@pytest.mark.parametrize(
+    ("name", "frame", "code"), V16_PAYLOAD_CASES, ids=[c[0] for c in V16_PAYLOAD_CASES]
+)
 async def test_invalid_v16_payload(csms: RunningCsms, name: str, frame: str, code: str) -> None:
     async with raw_charger(csms.ocpp_url, "BAD", V16) as charger:
         answer = await charger.exchange(frame)
@@ -78,7 +163,9 @@ async def test_invalid_v16_payload(csms: RunningCsms, name: str, frame: str, cod
         await assert_still_serving(csms, charger, V16)
 
 
-@pytest.mark.parametrize(("name", "frame", "code"), V201_PAYLOAD_CASES, ids=[c[0] for c in V201_PAYLOAD_CASES])
+@pytest.mark.parametrize(
+    ("name", "frame", "code"), V201_PAYLOAD_CASES, ids=[c[0] for c in V201_PAYLOAD_CASES]
+)
 async def test_invalid_v201_payload(csms: RunningCsms, name: str, frame: str, code: str) -> None:
     async with raw_charger(csms.ocpp_url, "BAD", V201) as charger:
         answer = await charger.exchange(frame)
@@ -87,7 +174,9 @@ async def test_invalid_v201_payload(csms: RunningCsms, name: str, frame: str, co
 
 
 @pytest.mark.parametrize("protocol", [V16, V201])
-async def test_callresult_for_an_unknown_message_id_is_dropped(csms: RunningCsms, protocol: str) -> None:
+async def test_callresult_for_an_unknown_message_id_is_dropped(
+    csms: RunningCsms, protocol: str
+) -> None:
     async with raw_charger(csms.ocpp_url, "BAD", protocol) as charger:
         await charger.send('[3, "never-sent", {}]')
         await charger.send('[4, "never-sent-either", "GenericError", "", {}]')
@@ -95,7 +184,9 @@ async def test_callresult_for_an_unknown_message_id_is_dropped(csms: RunningCsms
         await assert_still_serving(csms, charger, protocol)
 
 
-@pytest.mark.parametrize(("protocol", "code"), [(V16, "FormationViolation"), (V201, "FormatViolation")])
+@pytest.mark.parametrize(
+    ("protocol", "code"), [(V16, "FormationViolation"), (V201, "FormatViolation")]
+)
 async def test_oversize_message_gets_a_callerror_and_the_connection_stays(
     start_csms: StartCsms, protocol: str, code: str
 ) -> None:
@@ -107,7 +198,9 @@ async def test_oversize_message_gets_a_callerror_and_the_connection_stays(
         await assert_still_serving(csms, charger, protocol)
 
 
-async def test_frame_beyond_the_hard_limit_closes_only_that_connection(start_csms: StartCsms) -> None:
+async def test_frame_beyond_the_hard_limit_closes_only_that_connection(
+    start_csms: StartCsms,
+) -> None:
     csms = await start_csms(max_message_size=1024)
     async with raw_charger(csms.ocpp_url, "HUGE", V16) as charger:
         await charger.send("[" * (2 * 1024 * 1024))
@@ -121,12 +214,39 @@ async def test_frame_beyond_the_hard_limit_closes_only_that_connection(start_csm
 async def test_bad_data_inside_a_stop_leaves_the_session_untouched(csms: RunningCsms) -> None:
     await csms.add_token("TAG")
     async with raw_charger(csms.ocpp_url, "CP", V16) as charger:
-        start = await charger.exchange(json.dumps([2, "s", "StartTransaction", {
-            "connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}]))
+        start = await charger.exchange(
+            json.dumps(
+                [
+                    2,
+                    "s",
+                    "StartTransaction",
+                    {
+                        "connectorId": 1,
+                        "idTag": "TAG",
+                        "meterStart": 0,
+                        "timestamp": "2026-01-01T00:00:00Z",
+                    },
+                ]
+            )
+        )
         tx = start[2]["transactionId"]
-        stop = await charger.exchange(json.dumps([2, "e", "StopTransaction", {
-            "meterStop": 10, "timestamp": "2026-01-01T01:00:00Z", "transactionId": tx,
-            "transactionData": [{"timestamp": "not-a-time", "sampledValue": [{"value": "5"}]}]}]))
+        stop = await charger.exchange(
+            json.dumps(
+                [
+                    2,
+                    "e",
+                    "StopTransaction",
+                    {
+                        "meterStop": 10,
+                        "timestamp": "2026-01-01T01:00:00Z",
+                        "transactionId": tx,
+                        "transactionData": [
+                            {"timestamp": "not-a-time", "sampledValue": [{"value": "5"}]}
+                        ],
+                    },
+                ]
+            )
+        )
         assert stop[:3] == [4, "e", "PropertyConstraintViolation"]
     session = await csms.pool.fetchrow("SELECT status, meter_stop_wh FROM sessions")
     assert (session["status"], session["meter_stop_wh"]) == ("active", None)

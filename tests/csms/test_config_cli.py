@@ -20,19 +20,32 @@ from tests.ocpp_clients import raw_charger
 
 
 def test_environment_variables_are_read() -> None:
-    settings = Settings.from_env({
-        "CSMS_PORT": "9100", "CSMS_HOST": "127.0.0.1", "DATABASE_URL": "postgresql://db/x",
-        "CSMS_LOG_FORMAT": "JSON", "CSMS_UNKNOWN_CHARGER_POLICY": "pending",
-        "CSMS_MIGRATE_ON_START": "false", "CSMS_PING_INTERVAL": "off", "CSMS_DATA_DIR": "/var/csms",
-    })
-    assert (settings.port, settings.host, settings.database_url) == (9100, "127.0.0.1", "postgresql://db/x")
+    settings = Settings.from_env(
+        {
+            "CSMS_PORT": "9100",
+            "CSMS_HOST": "127.0.0.1",
+            "DATABASE_URL": "postgresql://db/x",
+            "CSMS_LOG_FORMAT": "JSON",
+            "CSMS_UNKNOWN_CHARGER_POLICY": "pending",
+            "CSMS_MIGRATE_ON_START": "false",
+            "CSMS_PING_INTERVAL": "off",
+            "CSMS_DATA_DIR": "/var/csms",
+        }
+    )
+    assert (settings.port, settings.host, settings.database_url) == (
+        9100,
+        "127.0.0.1",
+        "postgresql://db/x",
+    )
     assert settings.log_format is LogFormat.JSON
     assert settings.unknown_charger_policy is UnknownChargerPolicy.PENDING
     assert settings.migrate_on_start is False and settings.ping_interval is None
     assert settings.data_dir == Path("/var/csms")
 
 
-@pytest.mark.parametrize("bad", [{"CSMS_PORT": "-1"}, {"CSMS_PORT": "http"}, {"CSMS_MIGRATE_ON_START": "maybe"}])
+@pytest.mark.parametrize(
+    "bad", [{"CSMS_PORT": "-1"}, {"CSMS_PORT": "http"}, {"CSMS_MIGRATE_ON_START": "maybe"}]
+)
 def test_bad_environment_values_are_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         Settings.from_env(bad)
@@ -57,8 +70,13 @@ async def test_csms_migrate_command(postgres_admin_dsn: str) -> None:
         outputs = []
         for _ in range(2):
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "csms", "migrate", env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "csms",
+                "migrate",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await asyncio.wait_for(process.communicate(), 60)
             assert process.returncode == 0, err.decode()
@@ -75,9 +93,20 @@ async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm(tmp_path:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", "0",
-        "--data-dir", str(tmp_path / "data"), "--log-format", "json",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "csms",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--log-format",
+        "json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None and process.stderr is not None

@@ -23,7 +23,9 @@ from tests.waiting import eventually
 
 class Charger16(ChargePoint16):  # type: ignore[misc]
     @on("GetConfiguration")
-    async def on_get_configuration(self, key: list[str] | None = None, **_: Any) -> result16.GetConfiguration:
+    async def on_get_configuration(
+        self, key: list[str] | None = None, **_: Any
+    ) -> result16.GetConfiguration:
         return result16.GetConfiguration(
             configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}],
             unknown_key=[k for k in key or [] if k != "HeartbeatInterval"],
@@ -37,15 +39,22 @@ class Charger201(ChargePoint201):  # type: ignore[misc]
 
 
 async def connected(csms: RunningCsms, charge_point_id: str) -> None:
-    await eventually(lambda: csms.pool.fetchval(
-        "SELECT connected FROM chargers WHERE charge_point_id = $1", charge_point_id))
+    await eventually(
+        lambda: csms.pool.fetchval(
+            "SELECT connected FROM chargers WHERE charge_point_id = $1", charge_point_id
+        )
+    )
 
 
 async def test_call_reaches_a_16_charger_and_returns_its_answer(csms: RunningCsms) -> None:
     async with charger_v16(csms.ocpp_url, "CP16", Charger16):
         await connected(csms, "CP16")
-        answer = await csms.router.call("CP16", call16.GetConfiguration(key=["HeartbeatInterval", "Nope"]))
-    assert answer.configuration_key == [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]
+        answer = await csms.router.call(
+            "CP16", call16.GetConfiguration(key=["HeartbeatInterval", "Nope"])
+        )
+    assert answer.configuration_key == [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "300"}
+    ]
     assert answer.unknown_key == ["Nope"]
 
 

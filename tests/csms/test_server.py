@@ -104,4 +104,6 @@ async def test_last_seen_advances_in_batches(csms: RunningCsms) -> None:
         first = await eventually(lambda: csms.pool.fetchval("SELECT last_seen_at FROM chargers"))
         await asyncio.sleep(0.05)
         await cp.exchange('[2, "1", "Heartbeat", {}]')
-        await eventually(lambda: csms.pool.fetchval("SELECT last_seen_at > $1 FROM chargers", first))
+        await eventually(
+            lambda: csms.pool.fetchval("SELECT last_seen_at > $1 FROM chargers", first)
+        )

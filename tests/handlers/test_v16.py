@@ -39,30 +39,54 @@ async def test_full_session_lifecycle_is_stored(csms: RunningCsms) -> None:
             )
         )
         assert boot.status == "Accepted" and boot.interval == 300
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp=ts(t0)))
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1, error_code="NoError", status="Preparing", timestamp=ts(t0)
+            )
+        )
         auth = await cp.call(call.Authorize(id_tag="tag-1"))
         assert auth.id_tag_info == {"status": "Accepted", "parent_id_tag": "FLEET"}
         start = await cp.call(
-            call.StartTransaction(connector_id=1, id_tag="TAG-1", meter_start=1000, timestamp=ts(t0))
+            call.StartTransaction(
+                connector_id=1, id_tag="TAG-1", meter_start=1000, timestamp=ts(t0)
+            )
         )
         assert start.id_tag_info["status"] == "Accepted"
         tx = start.transaction_id
         await cp.call(
-            call.MeterValues(connector_id=1, transaction_id=tx, meter_value=[energy(2500, t0 + timedelta(minutes=10))])
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx,
+                meter_value=[energy(2500, t0 + timedelta(minutes=10))],
+            )
         )
         await cp.call(
-            call.MeterValues(connector_id=1, transaction_id=tx, meter_value=[energy(4, t0 + timedelta(minutes=20), "kWh")])
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx,
+                meter_value=[energy(4, t0 + timedelta(minutes=20), "kWh")],
+            )
         )
         stop = await cp.call(
             call.StopTransaction(
-                meter_stop=4600, timestamp=ts(t0 + timedelta(minutes=30)), transaction_id=tx, id_tag="TAG-1", reason="EVDisconnected"
+                meter_stop=4600,
+                timestamp=ts(t0 + timedelta(minutes=30)),
+                transaction_id=tx,
+                id_tag="TAG-1",
+                reason="EVDisconnected",
             )
         )
         assert stop.id_tag_info["status"] == "Accepted"
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+        await cp.call(
+            call.StatusNotification(connector_id=1, error_code="NoError", status="Available")
+        )
 
     charger = await csms.pool.fetchrow("SELECT * FROM chargers WHERE charge_point_id = 'CP16'")
-    assert (charger["vendor"], charger["model"], charger["serial_number"]) == ("Acme", "Wallbox", "SN-1")
+    assert (charger["vendor"], charger["model"], charger["serial_number"]) == (
+        "Acme",
+        "Wallbox",
+        "SN-1",
+    )
     assert charger["protocol"] == "ocpp1.6" and charger["last_boot_status"] == "Accepted"
 
     session = await csms.pool.fetchrow("SELECT * FROM sessions WHERE charge_point_id = 'CP16'")
@@ -75,17 +99,26 @@ async def test_full_session_lifecycle_is_stored(csms: RunningCsms) -> None:
     assert session["id_token"] == "TAG-1" and session["auth_status"] == "Accepted"
 
     samples = await csms.pool.fetch(
-        "SELECT measurand, value, unit, phase FROM meter_samples WHERE session_id = $1 ORDER BY sampled_at, measurand",
+        "SELECT measurand, value, unit, phase FROM meter_samples WHERE session_id = $1",
         session["id"],
     )
     assert len(samples) == 6
     assert ("Current.Import", 10.5, "A", "L1") in [tuple(s) for s in samples]
 
     connector = await csms.pool.fetchrow("SELECT * FROM connectors WHERE charge_point_id = 'CP16'")
-    assert (connector["evse_id"], connector["connector_id"], connector["status"]) == (1, 1, "Available")
+    assert (connector["evse_id"], connector["connector_id"], connector["status"]) == (
+        1,
+        1,
+        "Available",
+    )
 
     await eventually(lambda: csms.pool.fetchval("SELECT NOT connected FROM chargers"))
-    types = [r["type"] for r in await csms.pool.fetch("SELECT type FROM events WHERE charge_point_id = 'CP16' ORDER BY id")]
+    types = [
+        r["type"]
+        for r in await csms.pool.fetch(
+            "SELECT type FROM events WHERE charge_point_id = 'CP16' ORDER BY id"
+        )
+    ]
     assert types == [
         "charger_connected",
         "charger_booted",
@@ -104,12 +137,16 @@ async def test_full_session_lifecycle_is_stored(csms: RunningCsms) -> None:
 
 async def test_repeated_start_transaction_gets_the_same_transaction_id(csms: RunningCsms) -> None:
     await csms.add_token("TAG-1")
-    request = call.StartTransaction(connector_id=2, id_tag="TAG-1", meter_start=50, timestamp="2026-01-05T10:00:00Z")
+    request = call.StartTransaction(
+        connector_id=2, id_tag="TAG-1", meter_start=50, timestamp="2026-01-05T10:00:00Z"
+    )
     async with charger_v16(csms.ocpp_url, "CP16") as cp:
         first = await cp.call(request)
         again = await cp.call(request)
         other = await cp.call(
-            call.StartTransaction(connector_id=2, id_tag="TAG-1", meter_start=60, timestamp="2026-01-05T11:00:00Z")
+            call.StartTransaction(
+                connector_id=2, id_tag="TAG-1", meter_start=60, timestamp="2026-01-05T11:00:00Z"
+            )
         )
     assert first.transaction_id == again.transaction_id != other.transaction_id
     assert await csms.pool.fetchval("SELECT count(*) FROM sessions") == 2
@@ -118,7 +155,9 @@ async def test_repeated_start_transaction_gets_the_same_transaction_id(csms: Run
 async def test_stop_for_an_unknown_transaction_is_answered_and_recorded(csms: RunningCsms) -> None:
     async with charger_v16(csms.ocpp_url, "CP16") as cp:
         stop = await cp.call(
-            call.StopTransaction(meter_stop=900, timestamp="2026-01-05T12:00:00Z", transaction_id=424242)
+            call.StopTransaction(
+                meter_stop=900, timestamp="2026-01-05T12:00:00Z", transaction_id=424242
+            )
         )
     assert stop.id_tag_info is None
     session = await csms.pool.fetchrow("SELECT * FROM sessions WHERE transaction_id = '424242'")
@@ -132,21 +171,55 @@ async def test_messages_queued_offline_keep_their_own_timestamps(csms: RunningCs
     hours_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
     async with charger_v16(csms.ocpp_url, "CP16") as cp:
         # The charger reported Available just now ...
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available", timestamp=ts(hours_ago + timedelta(hours=5))))
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1,
+                error_code="NoError",
+                status="Available",
+                timestamp=ts(hours_ago + timedelta(hours=5)),
+            )
+        )
         # ... then delivers what it queued hours ago.
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging", timestamp=ts(hours_ago)))
-        start = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG-1", meter_start=0, timestamp=ts(hours_ago)))
-        await cp.call(call.MeterValues(connector_id=1, transaction_id=start.transaction_id, meter_value=[energy(800, hours_ago + timedelta(minutes=30))]))
-        await cp.call(call.StopTransaction(meter_stop=1500, timestamp=ts(hours_ago + timedelta(hours=1)), transaction_id=start.transaction_id))
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1, error_code="NoError", status="Charging", timestamp=ts(hours_ago)
+            )
+        )
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="TAG-1", meter_start=0, timestamp=ts(hours_ago)
+            )
+        )
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=start.transaction_id,
+                meter_value=[energy(800, hours_ago + timedelta(minutes=30))],
+            )
+        )
+        await cp.call(
+            call.StopTransaction(
+                meter_stop=1500,
+                timestamp=ts(hours_ago + timedelta(hours=1)),
+                transaction_id=start.transaction_id,
+            )
+        )
 
     connector = await csms.pool.fetchrow("SELECT status, detail FROM connectors")
-    assert (connector["status"], connector["detail"]) == ("Available", "Available")  # older status ignored
+    assert (connector["status"], connector["detail"]) == (
+        "Available",
+        "Available",
+    )  # older status ignored
     session = await csms.pool.fetchrow("SELECT * FROM sessions")
-    assert session["started_at"] == hours_ago and session["ended_at"] == hours_ago + timedelta(hours=1)
+    assert session["started_at"] == hours_ago and session["ended_at"] == hours_ago + timedelta(
+        hours=1
+    )
     assert session["energy_wh"] == 1500
     sampled_at = await csms.pool.fetchval("SELECT min(sampled_at) FROM meter_samples")
     assert sampled_at == hours_ago + timedelta(minutes=30)
-    occurred = await csms.pool.fetchval("SELECT occurred_at FROM events WHERE type = 'session_started'")
+    occurred = await csms.pool.fetchval(
+        "SELECT occurred_at FROM events WHERE type = 'session_started'"
+    )
     assert occurred == hours_ago
 
 
@@ -158,12 +231,21 @@ async def test_authorization_answers_from_the_id_token_table(csms: RunningCsms) 
     await csms.add_token("OLD", expires_at=past)
     await csms.add_token("LEASE", expires_at=future)
     async with charger_v16(csms.ocpp_url, "CP16") as cp:
-        answers = {tag: (await cp.call(call.Authorize(id_tag=tag))).id_tag_info for tag in ["good", "STOLEN", "OLD", "LEASE", "NOBODY"]}
-        start = await cp.call(call.StartTransaction(connector_id=1, id_tag="STOLEN", meter_start=0, timestamp=ts(datetime.now(UTC))))
+        answers = {
+            tag: (await cp.call(call.Authorize(id_tag=tag))).id_tag_info
+            for tag in ["good", "STOLEN", "OLD", "LEASE", "NOBODY"]
+        }
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="STOLEN", meter_start=0, timestamp=ts(datetime.now(UTC))
+            )
+        )
     assert answers["good"] == {"status": "Accepted"}
     assert answers["STOLEN"]["status"] == "Blocked"
     assert answers["OLD"]["status"] == "Expired"
-    assert answers["LEASE"]["status"] == "Accepted" and answers["LEASE"]["expiry_date"].startswith(future.strftime("%Y-%m-%dT%H:%M"))
+    assert answers["LEASE"]["status"] == "Accepted" and answers["LEASE"]["expiry_date"].startswith(
+        future.strftime("%Y-%m-%dT%H:%M")
+    )
     assert answers["NOBODY"] == {"status": "Invalid"}
     # A start with a blocked tag is still recorded (the charger decides to stop it).
     assert start.id_tag_info["status"] == "Blocked"
@@ -174,9 +256,14 @@ async def test_firmware_diagnostics_and_data_transfer_are_recorded(csms: Running
     async with charger_v16(csms.ocpp_url, "CP16") as cp:
         await cp.call(call.FirmwareStatusNotification(status="Downloading"))
         await cp.call(call.DiagnosticsStatusNotification(status="Uploaded"))
-        transfer = await cp.call(call.DataTransfer(vendor_id="com.acme", message_id="hello", data="{}"))
+        transfer = await cp.call(
+            call.DataTransfer(vendor_id="com.acme", message_id="hello", data="{}")
+        )
     assert transfer.status == "UnknownVendorId"
     assert await csms.pool.fetchval("SELECT firmware_status FROM chargers") == "Downloading"
-    payloads = {r["type"]: r["payload"] for r in await csms.pool.fetch("SELECT type, payload::text FROM events")}
+    payloads = {
+        r["type"]: r["payload"]
+        for r in await csms.pool.fetch("SELECT type, payload::text FROM events")
+    }
     assert '"status": "Uploaded"' in payloads["upload_status_changed"]
     assert '"vendor_id": "com.acme"' in payloads["data_transfer_received"]
