@@ -1,4 +1,7 @@
-"""``csms`` command line: ``csms [serve]`` runs the server, ``csms migrate`` updates the schema.
+"""``csms`` command line.
+
+``csms [serve]`` runs the server, ``csms migrate`` updates the schema, and
+``csms token add|list`` manages the id tokens chargers are authorized against.
 
 Every flag has an environment variable (see :mod:`csms.config`); a flag wins.
 """
@@ -11,11 +14,15 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+import asyncpg
 
 from csms.app import Csms
 from csms.config import LogFormat, Settings, UnknownChargerPolicy
 from csms.logs import configure_logging
+from csms.storage import tokens
 from csms.storage.database import resolve_dsn, run_migrations
 
 # flag -> Settings field; the flag's type comes from the field.
@@ -41,18 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csms", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     for flag, (field, kind, help_text) in _FLAGS.items():
-        common.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+        # SUPPRESS: an absent flag sets nothing, so a subcommand's parser cannot
+        # overwrite a flag given before the subcommand with its default.
+        common.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=help_text)
     common.add_argument(
         "--no-migrate",
         dest="migrate_on_start",
         action="store_const",
         const=False,
-        default=None,
+        default=argparse.SUPPRESS,
         help="do not apply migrations at start-up (CSMS_MIGRATE_ON_START=false)",
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", parents=[common], help="run the CSMS (the default)")
     commands.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    token = commands.add_parser("token", help="manage id tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    add = token_commands.add_parser(
+        "add", parents=[common], help="add a token, or change an existing one"
+    )
+    add.add_argument("id_token")
+    add.add_argument("--status", choices=TOKEN_STATUSES, default="Accepted")
+    add.add_argument("--group", help="group (1.6 parentIdTag, 2.0.1 groupIdToken)")
+    add.add_argument("--expires", type=_timestamp, help="expiry, ISO 8601 (UTC if no offset)")
+    token_commands.add_parser("list", parents=[common], help="list all tokens")
     # `csms --port 9100` without a command means serve.
     for action in common._actions:
         parser._add_action(action)
@@ -67,6 +86,32 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if getattr(args, f.name, None) is not None
     }
     return dataclasses.replace(settings, **overrides)
+
+
+TOKEN_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+def _timestamp(raw: str) -> datetime:
+    moment = datetime.fromisoformat(raw)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _token(settings: Settings, args: argparse.Namespace) -> int:
+    dsn = await resolve_dsn(settings)
+    if settings.migrate_on_start:
+        await run_migrations(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if args.token_command == "add":
+            await tokens.upsert(conn, args.id_token, args.status, args.expires, args.group)
+            print(f"token {args.id_token}: {args.status}")
+        else:
+            for token in await tokens.all_tokens(conn):
+                expires = token.expires_at.isoformat() if token.expires_at else "-"
+                print(f"{token.id_token}\t{token.status}\tgroup={token.group_id or '-'}\t{expires}")
+    finally:
+        await conn.close()
+    return 0
 
 
 async def _migrate(settings: Settings) -> int:
@@ -86,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "token":
+        return asyncio.run(_token(settings, args))
     try:
         asyncio.run(Csms(settings).run())
     except KeyboardInterrupt:

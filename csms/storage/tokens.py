@@ -28,3 +28,32 @@ async def find(conn: Executor, id_token: str) -> TokenRecord | None:
     if row is None:
         return None
     return TokenRecord(row["id_token"], row["status"], row["expires_at"], row["group_id"])
+
+
+async def upsert(
+    conn: Executor,
+    id_token: str,
+    status: str,
+    expires_at: datetime | None = None,
+    group_id: str | None = None,
+) -> None:
+    """Add a token or replace its status, expiry and group (matched case-insensitively)."""
+    await conn.execute(
+        """
+        INSERT INTO id_tokens (id_token, status, expires_at, group_id) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (lower(id_token)) DO UPDATE
+        SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+            group_id = EXCLUDED.group_id, updated_at = now()
+        """,
+        id_token,
+        status,
+        expires_at,
+        group_id,
+    )
+
+
+async def all_tokens(conn: Executor) -> list[TokenRecord]:
+    rows = await conn.fetch(
+        "SELECT id_token, status, expires_at, group_id FROM id_tokens ORDER BY lower(id_token)"
+    )
+    return [TokenRecord(r["id_token"], r["status"], r["expires_at"], r["group_id"]) for r in rows]

@@ -59,6 +59,9 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.port, settings.heartbeat_interval) == (9200, 60)
     assert settings.unknown_charger_policy is UnknownChargerPolicy.REJECT
     assert build_parser().parse_args(["serve", "--port", "1"]).port == 1
+    assert settings_from(build_parser().parse_args(["--port", "2", "serve"])).port == 2
+    token_args = build_parser().parse_args(["--port", "3", "token", "add", "T", "--data-dir", "/d"])
+    assert settings_from(token_args).port == 3 and settings_from(token_args).data_dir == Path("/d")
 
 
 async def test_csms_migrate_command(postgres_admin_dsn: str) -> None:
@@ -127,3 +130,30 @@ async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm(tmp_path:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_csms_token_command_adds_changes_and_lists_tokens(database_dsn: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_dsn}
+
+    async def csms(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "csms", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    await csms("token", "add", "Card-1", "--group", "FLEET")
+    await csms("token", "add", "CARD-1", "--status", "Blocked", "--group", "FLEET")
+    await csms("token", "add", "Lease", "--expires", "2027-01-01T00:00:00")
+    listing = (await csms("token", "list")).splitlines()
+    assert listing == [
+        "Card-1\tBlocked\tgroup=FLEET\t-",
+        "Lease\tAccepted\tgroup=-\t2027-01-01T00:00:00+00:00",
+    ]
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM id_tokens") == 2
+    finally:
+        await conn.close()
