@@ -1,0 +1,78 @@
+"""EV model, statistics and scenario parsing: pure functions, no server."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from charge_point_sim.ev import EVSpec, EVState, charge_step, ev_max_power_w, random_ev
+from charge_point_sim.scenario import parse_fault
+from charge_point_sim.stats import Stats, percentile
+
+SPEC = EVSpec(capacity_kwh=50.0, max_ac_kw=11.0, taper_start_soc=80.0, min_taper_fraction=0.05)
+
+
+def test_power_is_flat_then_tapers_near_full() -> None:
+    assert ev_max_power_w(SPEC, 20.0) == 11000.0
+    assert ev_max_power_w(SPEC, 80.0) == 11000.0
+    assert ev_max_power_w(SPEC, 90.0) == pytest.approx(11000.0 * (1 - 0.5 * 0.95))
+    assert ev_max_power_w(SPEC, 100.0) == 0.0
+    assert ev_max_power_w(SPEC, 50.0, dc=True) == SPEC.max_dc_kw * 1000
+
+
+def test_charge_step_respects_limit_and_integrates_energy() -> None:
+    ev = EVState(SPEC, soc=20.0, target_soc=80.0)
+    ev2, power, energy = charge_step(ev, limit_w=4000.0, dt_s=3600.0)
+    assert power == 4000.0
+    assert energy == pytest.approx(4000.0)
+    assert ev2.soc == pytest.approx(28.0)  # 4 kWh of 50 kWh
+
+
+def test_charge_step_stops_at_target_soc() -> None:
+    ev = EVState(SPEC, soc=79.0, target_soc=80.0)
+    ev2, power, energy = charge_step(ev, limit_w=22000.0, dt_s=3600.0)
+    assert energy == pytest.approx(500.0)  # exactly 1 % of 50 kWh
+    assert ev2.soc == pytest.approx(80.0)
+    assert ev2.done()
+    assert power == pytest.approx(500.0)  # average power over the step
+    assert charge_step(ev2, 22000.0, 60.0)[2] == 0.0
+
+
+def test_departure_ends_session_and_random_ev_is_reproducible() -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    ev = EVState(SPEC, soc=10.0, departure=now + timedelta(hours=1))
+    assert not ev.done(now)
+    assert ev.done(now + timedelta(hours=1))
+    assert random_ev(random.Random(7)) == random_ev(random.Random(7))
+
+
+def test_percentiles_nearest_rank() -> None:
+    values = [float(x) for x in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([], 50) == 0.0
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_stats_summary_counts_errors() -> None:
+    stats = Stats()
+    stats.record_call("Heartbeat", 0.010)
+    stats.record_call("Heartbeat", 0.030)
+    stats.record_call_error("Authorize", "InternalError")
+    stats.record_error("timeout:Heartbeat")
+    summary = stats.summary(chargers=1, sim_seconds=10, real_seconds=1)
+    assert summary.sent == {"Heartbeat": 2, "Authorize": 1}
+    assert summary.total_errors == 2
+    assert summary.latency_ms_p50 == pytest.approx(10.0)
+    assert "Authorize:InternalError=1" in summary.format()
+
+
+def test_parse_fault_spec() -> None:
+    spec = parse_fault("power-drop@60:charger=1,connector=2,factor=0.25,duration=120")
+    assert (spec.kind, spec.at, spec.charger, spec.connector) == ("power-drop", 60.0, 1, 2)
+    assert (spec.factor, spec.duration) == (0.25, 120.0)
+    with pytest.raises(ValueError):
+        parse_fault("explode@1")
