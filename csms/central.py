@@ -185,7 +185,7 @@ class CentralSystem:
             else:
                 ref = await sessions.upsert(conn, event, protocol, auth_status)
             await self._store_samples(conn, event, ref.id)
-            await event_log.append(conn, event)
+            await event_log.append(conn, event, session_id=ref.id)
         return SessionOutcome(ref.transaction_id, authorization)
 
     async def update_session(
@@ -200,7 +200,7 @@ class CentralSystem:
             await self._store_samples(conn, event, ref.id)
             if isinstance(event, SessionEnded):
                 await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
-            await event_log.append(conn, event)
+            await event_log.append(conn, event, session_id=ref.id)
         return authorization
 
     async def record(self, event: Event) -> None:

@@ -13,13 +13,21 @@ from csms.events import Event, MeterSample
 from csms.storage import Executor
 
 
-async def append(conn: Executor, event: Event) -> None:
+async def append(conn: Executor, event: Event, session_id: int | None = None) -> None:
+    """Append ``event``; with ``session_id``, snapshot that session row into ``context``.
+
+    The snapshot is taken in the same statement (and transaction) as the event,
+    so the Kafka fan-out (:mod:`csms.outbox`) publishes the session exactly as
+    this state change left it, whatever happens to the row later.
+    """
     evse_id, connector_id = event.evse
     await conn.execute(
         """
         INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
-                            occurred_at, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+                            occurred_at, payload, context)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb,
+                (SELECT to_jsonb(s) - 'created_at' - 'updated_at'
+                 FROM sessions s WHERE s.id = $8::bigint))
         """,
         event.event_id,
         event.type,
@@ -28,6 +36,7 @@ async def append(conn: Executor, event: Event) -> None:
         connector_id,
         event.occurred_at,
         json.dumps(event.payload(), separators=(",", ":")),
+        session_id,
     )
 
 
