@@ -8,6 +8,7 @@ charger offers both. A charger offering neither is refused in the handshake.
 from __future__ import annotations
 
 import http
+import ssl
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +22,8 @@ from csms.central import CentralSystem, utcnow
 from csms.config import Settings
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
 from csms.router import ConnectionRegistry
+from csms.security.gate import ChargerGate
+from csms.security.tls import context_from
 from handlers import HANDLERS
 
 log = structlog.get_logger(__name__)
@@ -53,18 +56,34 @@ class OcppServer:
         self.central = central
         self.registry = registry
         self.settings = settings
+        self.gate = ChargerGate(central.pool, settings)
         self._server: Server | None = None
+        self._tls_server: Server | None = None  # wss, when a TLS certificate is configured
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """The wss port, or None when TLS is not configured."""
+        if self._tls_server is None:
+            return None
+        return int(next(iter(self._tls_server.sockets)).getsockname()[1])
+
     async def start(self) -> None:
-        self._server = await serve(
+        tls = context_from(self.settings)  # before listening: bad TLS settings stop start-up
+        self._server = await self._listen(self.settings.port, None)
+        if tls is not None:
+            self._tls_server = await self._listen(self.settings.tls_port, tls)
+
+    async def _listen(self, port: int, tls: ssl.SSLContext | None) -> Server:
+        return await serve(
             self._handle,
             self.settings.host,
-            self.settings.port,
+            port,
+            ssl=tls,
             subprotocols=SUBPROTOCOLS,
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
@@ -76,19 +95,23 @@ class OcppServer:
 
     async def stop(self) -> None:
         """Stop accepting, close every charger socket with 1001 (going away), await handlers."""
-        if self._server is None:
-            return
-        self._server.close(close_connections=True)
-        await self._server.wait_closed()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close(close_connections=True)
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                await server.wait_closed()
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
-        if charge_point_id_from_path(request.path, self.settings.ocpp_path_prefix) is None:
+    async def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a wrong path, then let the gate authenticate the charger (profiles 0-3)."""
+        charge_point_id = charge_point_id_from_path(request.path, self.settings.ocpp_path_prefix)
+        if charge_point_id is None:
             log.warning("connection.refused_bad_path", path=request.path)
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND,
                 f"connect to {self.settings.ocpp_path_prefix}/<charge_point_id>\n",
             )
-        return None
+        return await self.gate.check(connection, request, charge_point_id)
 
     def _select_subprotocol(
         self, connection: ServerConnection, offered: Sequence[Subprotocol]

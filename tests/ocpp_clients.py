@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ocpp.v16 import ChargePoint as ChargePoint16
@@ -34,9 +35,19 @@ class RawCharger:
 
 @contextlib.asynccontextmanager
 async def raw_charger(
-    base_url: str, charge_point_id: str, subprotocol: str = "ocpp1.6"
+    base_url: str,
+    charge_point_id: str,
+    subprotocol: str = "ocpp1.6",
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> AsyncIterator[RawCharger]:
-    async with connect(f"{base_url}/{charge_point_id}", subprotocols=[subprotocol]) as ws:  # type: ignore[list-item]
+    async with connect(
+        f"{base_url}/{charge_point_id}",
+        subprotocols=[subprotocol],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=ssl,
+    ) as ws:
         yield RawCharger(ws)
 
 
@@ -53,17 +64,37 @@ async def _running(charger: Any) -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def charger_v16(
-    base_url: str, charge_point_id: str, cls: type[ChargePoint16] = ChargePoint16
+    base_url: str,
+    charge_point_id: str,
+    cls: type[ChargePoint16] = ChargePoint16,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> AsyncIterator[Any]:
-    async with connect(f"{base_url}/{charge_point_id}", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+    async with connect(
+        f"{base_url}/{charge_point_id}",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=ssl,
+    ) as ws:
         async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
             yield charger
 
 
 @contextlib.asynccontextmanager
 async def charger_v201(
-    base_url: str, charge_point_id: str, cls: type[ChargePoint201] = ChargePoint201
+    base_url: str,
+    charge_point_id: str,
+    cls: type[ChargePoint201] = ChargePoint201,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> AsyncIterator[Any]:
-    async with connect(f"{base_url}/{charge_point_id}", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+    async with connect(
+        f"{base_url}/{charge_point_id}",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=ssl,
+    ) as ws:
         async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
             yield charger

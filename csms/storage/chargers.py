@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
 from csms.events import ChargerBooted, ConnectorStatusChanged, RegistrationStatus
+from csms.security.passwords import hash_password
+from csms.security.policy import PROFILES, StoredCredentials
 from csms.storage import Executor
 
 
@@ -135,3 +138,45 @@ async def touch_last_seen(conn: Executor, seen: Mapping[str, datetime]) -> None:
         list(seen.keys()),
         list(seen.values()),
     )
+
+
+async def set_credentials(
+    conn: Executor, charge_point_id: str, *, password: str | None, security_profile: int
+) -> None:
+    """Set how a charger authenticates, registering it (Accepted) if it is new.
+
+    ``password`` is hashed here (argon2id, in a worker thread: it takes ~20 ms);
+    None removes any password, which only profiles 0 and 3 allow. Raises
+    ValueError for a profile outside 0-3 or a password outside 16-40 characters.
+    A new password takes effect at the charger's next connection.
+    """
+    if security_profile not in PROFILES:
+        raise ValueError(f"security profile must be 0, 1, 2 or 3, got {security_profile}")
+    if password is None and security_profile in (1, 2):
+        raise ValueError(f"security profile {security_profile} needs a password")
+    password_hash = None if password is None else await asyncio.to_thread(hash_password, password)
+    await conn.execute(
+        """
+        INSERT INTO chargers (charge_point_id, security_profile, password_hash,
+                              password_changed_at)
+        VALUES ($1, $2, $3, now())
+        ON CONFLICT (charge_point_id) DO UPDATE
+        SET security_profile = EXCLUDED.security_profile,
+            password_hash = EXCLUDED.password_hash,
+            password_changed_at = now(), updated_at = now()
+        """,
+        charge_point_id,
+        security_profile,
+        password_hash,
+    )
+
+
+async def credentials_of(conn: Executor, charge_point_id: str) -> StoredCredentials | None:
+    """The charger's security profile and password hash; None if the charger is unknown."""
+    row = await conn.fetchrow(
+        "SELECT security_profile, password_hash FROM chargers WHERE charge_point_id = $1",
+        charge_point_id,
+    )
+    if row is None:
+        return None
+    return StoredCredentials(row["security_profile"], row["password_hash"])

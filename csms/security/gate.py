@@ -1,0 +1,130 @@
+"""Authenticate chargers at the WebSocket upgrade, before any OCPP message.
+
+The server calls :meth:`ChargerGate.check` from ``process_request``: it returns
+None to let the handshake go on, or the HTTP response that refuses it (401 with
+a Basic challenge, 403 for the wrong transport or certificate, 429 while the
+address is blocked). Every refusal is logged as ``security.upgrade_refused``
+and counted per reason in :attr:`ChargerGate.refusals`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from csms.config import Settings
+from csms.security.passwords import PasswordVerifier
+from csms.security.policy import Presented, Refusal, decide
+from csms.security.ratelimit import FailureLimiter, address_key
+from csms.security.tls import is_tls, peer_certificate_names
+from csms.storage import Executor, chargers
+
+log = structlog.get_logger(__name__)
+
+CHALLENGE = 'Basic realm="csms", charset="UTF-8"'
+
+
+def limiter_from(settings: Settings) -> FailureLimiter:
+    return FailureLimiter(
+        limit=settings.auth_failure_limit,
+        window=settings.auth_failure_window,
+        block_for=settings.auth_block_seconds,
+    )
+
+
+class ChargerGate:
+    """The per-charger security profile check, with its password cache and rate limiter."""
+
+    def __init__(
+        self,
+        db: Executor,
+        settings: Settings,
+        *,
+        verifier: PasswordVerifier | None = None,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.verifier = verifier or PasswordVerifier()
+        self.limiter = limiter or limiter_from(settings)
+        self.refusals: collections.Counter[Refusal] = collections.Counter()
+
+    async def check(
+        self, connection: ServerConnection, request: Request, charge_point_id: str
+    ) -> Response | None:
+        remote = connection.remote_address
+        host = str(remote[0]) if remote else "unknown"
+        address = address_key(host)
+        wait = self.limiter.retry_after(address)
+        if wait is not None:
+            # Cheap on purpose: no database, no hashing. Logged at debug only, since a
+            # blocked guesser can send these as fast as it likes.
+            log.debug(
+                "security.upgrade_refused",
+                reason=Refusal.RATE_LIMITED.value,
+                address=host,
+                charge_point_id=charge_point_id,
+            )
+            self.refusals[Refusal.RATE_LIMITED] += 1
+            return _refusal_response(connection, Refusal.RATE_LIMITED, retry_after=wait)
+
+        presented = Presented(
+            tls=is_tls(connection),
+            authorization=request.headers.get_all("Authorization") or None,
+            certificate_names=peer_certificate_names(connection),
+        )
+        stored = await chargers.credentials_of(self.db, charge_point_id)
+        decision = decide(charge_point_id, stored, presented, self.settings.security_profile_min)
+        refusal = decision.refusal
+        if refusal is None and decision.password_hash is not None:
+            assert decision.password is not None
+            if not await self.verifier.verify(
+                charge_point_id, decision.password_hash, decision.password
+            ):
+                refusal = Refusal.WRONG_PASSWORD
+        if refusal is None:
+            log.debug(
+                "security.charger_authenticated",
+                charge_point_id=charge_point_id,
+                profile=decision.profile,
+                tls=presented.tls,
+            )
+            return None
+
+        self.refusals[refusal] += 1
+        log.warning(
+            "security.upgrade_refused",
+            reason=refusal.value,
+            address=host,
+            charge_point_id=charge_point_id,
+            known_charger=stored is not None,
+            profile=decision.profile,
+            tls=presented.tls,
+            status=refusal.status.value,
+        )
+        block = self.limiter.record_failure(address)
+        if block is not None:
+            log.warning(
+                "security.address_blocked",
+                address=host,
+                counted_as=address,
+                seconds=block,
+                failures=self.limiter.limit,
+                window=self.limiter.window,
+            )
+        return _refusal_response(connection, refusal)
+
+
+def _refusal_response(
+    connection: ServerConnection, refusal: Refusal, retry_after: float | None = None
+) -> Response:
+    response = connection.respond(refusal.status, refusal.message + "\n")
+    if refusal.status == 401:
+        response.headers["WWW-Authenticate"] = CHALLENGE
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response

@@ -1,0 +1,65 @@
+"""The server's TLS context for security profiles 2 and 3.
+
+OCPP requires TLS 1.2 or newer. Client certificates are requested but
+optional (``CERT_OPTIONAL``): profile-2 chargers have none, and it is the
+per-charger profile, checked after the handshake, that decides whether one was
+needed. A certificate that is presented must chain to the configured CA, or
+the TLS handshake itself fails.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection
+
+from csms.config import ENV_NAMES, Settings
+from csms.security.policy import certificate_names
+
+
+def context_from(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context the settings ask for, or None for plain ws only.
+
+    Raises ValueError for settings under which chargers could never connect,
+    so that the mistake stops start-up instead of refusing every charger.
+    """
+    cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file
+    if cert is None:
+        if key is not None or ca is not None:
+            raise ValueError(f"{ENV_NAMES['tls_cert_file']} is needed for TLS")
+        if settings.security_profile_min >= 2:
+            raise ValueError(
+                f"{ENV_NAMES['security_profile_min']}={settings.security_profile_min} "
+                f"needs TLS: set {ENV_NAMES['tls_cert_file']} and {ENV_NAMES['tls_key_file']}"
+            )
+        return None
+    if key is None:
+        raise ValueError(f"{ENV_NAMES['tls_key_file']} is needed with a certificate")
+    if ca is None and settings.security_profile_min >= 3:
+        raise ValueError(f"security profile 3 needs {ENV_NAMES['tls_ca_file']} (client CA)")
+    return server_context(cert, key, ca)
+
+
+def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> ssl.SSLContext:
+    """A server context with our certificate chain, asking for client certificates if a CA
+    to check them against is configured."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file is not None:
+        context.load_verify_locations(cafile=client_ca_file)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def is_tls(connection: ServerConnection) -> bool:
+    return connection.transport.get_extra_info("ssl_object") is not None
+
+
+def peer_certificate_names(connection: ServerConnection) -> frozenset[str]:
+    """Names in the client certificate the handshake verified; empty without one."""
+    ssl_object = connection.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return frozenset()
+    return certificate_names(ssl_object.getpeercert())
