@@ -57,3 +57,8 @@ async def all_tokens(conn: Executor) -> list[TokenRecord]:
         "SELECT id_token, status, expires_at, group_id FROM id_tokens ORDER BY lower(id_token)"
     )
     return [TokenRecord(r["id_token"], r["status"], r["expires_at"], r["group_id"]) for r in rows]
+
+
+async def delete(conn: Executor, id_token: str) -> bool:
+    status = await conn.execute("DELETE FROM id_tokens WHERE lower(id_token) = lower($1)", id_token)
+    return bool(status.endswith(" 1"))

@@ -1,0 +1,152 @@
+"""Read queries behind the operator API: chargers and sessions as JSON-ready dicts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from csms.storage import Executor
+
+_CHARGER_COLUMNS = """
+    c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
+    c.firmware_version, c.firmware_status, c.connected, c.connected_at, c.disconnected_at,
+    c.last_seen_at, c.last_boot_at, c.last_boot_reason, c.created_at,
+    COALESCE((
+        SELECT json_agg(json_build_object(
+            'evse_id', k.evse_id, 'connector_id', k.connector_id, 'status', k.status,
+            'detail', k.detail, 'error_code', k.error_code, 'status_at', k.status_at)
+            ORDER BY k.evse_id, k.connector_id)
+        FROM connectors k WHERE k.charge_point_id = c.charge_point_id
+    ), '[]') AS connectors
+"""
+
+_SESSION_COLUMNS = """
+    id, charge_point_id, protocol, transaction_id, evse_id, connector_id, id_token,
+    auth_status, status, started_at, ended_at, meter_start_wh, meter_stop_wh, meter_last_wh,
+    energy_wh, stop_reason, start_unknown, charging_state, last_seq_no
+"""
+
+
+def _charger(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["connectors"] = json.loads(data["connectors"])
+    return data
+
+
+async def list_chargers(
+    conn: Executor,
+    *,
+    connected: bool | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"""
+        SELECT {_CHARGER_COLUMNS} FROM chargers c
+        WHERE ($1::bool IS NULL OR c.connected = $1)
+          AND ($2::text IS NULL OR c.charge_point_id ILIKE '%' || $2 || '%'
+               OR c.vendor ILIKE '%' || $2 || '%' OR c.model ILIKE '%' || $2 || '%')
+        ORDER BY c.charge_point_id LIMIT $3 OFFSET $4
+        """,
+        connected,
+        search,
+        limit,
+        offset,
+    )
+    return [_charger(r) for r in rows]
+
+
+async def get_charger(conn: Executor, charge_point_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {_CHARGER_COLUMNS} FROM chargers c WHERE c.charge_point_id = $1", charge_point_id
+    )
+    if row is None:
+        return None
+    charger = _charger(row)
+    active = await conn.fetch(
+        f"""
+        SELECT {_SESSION_COLUMNS} FROM sessions
+        WHERE charge_point_id = $1 AND status = 'active' ORDER BY id
+        """,
+        charge_point_id,
+    )
+    charger["active_sessions"] = [dict(r) for r in active]
+    return charger
+
+
+async def list_sessions(
+    conn: Executor,
+    *,
+    charge_point_id: str | None = None,
+    id_token: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; page with ``before_id`` = the last id of the previous page."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_SESSION_COLUMNS} FROM sessions
+        WHERE ($1::text IS NULL OR charge_point_id = $1)
+          AND ($2::text IS NULL OR lower(id_token) = lower($2))
+          AND ($3::timestamptz IS NULL OR started_at >= $3)
+          AND ($4::timestamptz IS NULL OR started_at < $4)
+          AND ($5::text IS NULL OR status = $5)
+          AND ($6::bigint IS NULL OR id < $6)
+        ORDER BY id DESC LIMIT $7
+        """,
+        charge_point_id,
+        id_token,
+        since,
+        until,
+        status,
+        before_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_session(
+    conn: Executor, session_id: int, sample_limit: int = 10_000
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id)
+    if row is None:
+        return None
+    samples = await conn.fetch(
+        """
+        SELECT sampled_at, measurand, phase, location, context, value, unit
+        FROM meter_samples WHERE session_id = $1 ORDER BY sampled_at, id LIMIT $2
+        """,
+        session_id,
+        sample_limit,
+    )
+    session = dict(row)
+    session["meter_samples"] = [dict(s) for s in samples]
+    return session
+
+
+async def set_registration(conn: Executor, charge_point_id: str, registration: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO chargers (charge_point_id, registration) VALUES ($1, $2)
+        ON CONFLICT (charge_point_id) DO UPDATE
+        SET registration = EXCLUDED.registration, updated_at = now()
+        """,
+        charge_point_id,
+        registration,
+    )
+
+
+async def delete_charger(conn: Executor, charge_point_id: str) -> str:
+    """Delete a charger with no sessions; say 'deleted', 'missing' or 'has_sessions'."""
+    sessions = await conn.fetchval(
+        "SELECT count(*) FROM sessions WHERE charge_point_id = $1", charge_point_id
+    )
+    if sessions:
+        return "has_sessions"
+    status = await conn.execute("DELETE FROM chargers WHERE charge_point_id = $1", charge_point_id)
+    return "deleted" if status.endswith(" 1") else "missing"

@@ -1,0 +1,193 @@
+"""Version-neutral operator commands: what an operator asks a charger to do.
+
+Each model is the JSON body of ``POST /api/v1/chargers/{id}/commands/{name}``.
+Numbering follows the event model: ``connector_id`` is the 1.6 connector,
+which is the EVSE of a 2.0.1 charger; ``evse_connector_id`` picks one
+connector of that EVSE where 2.0.1 allows it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RemoteStart(Command):
+    id_token: str = Field(min_length=1, max_length=36)
+    connector_id: int | None = Field(default=None, ge=1, description="1.6 connector / 2.0.1 EVSE")
+    id_token_type: str = Field(default="Central", description="2.0.1 IdTokenType")
+
+
+class RemoteStop(Command):
+    transaction_id: str = Field(min_length=1, max_length=36)
+
+
+class Reset(Command):
+    type: Literal["soft", "hard"] = "soft"
+    when: Literal["immediate", "on_idle"] = Field(
+        default="immediate", description="2.0.1 only: Immediate or OnIdle"
+    )
+
+
+class UnlockConnector(Command):
+    connector_id: int = Field(ge=1)
+    evse_connector_id: int = Field(default=1, ge=1, description="2.0.1 connector on the EVSE")
+
+
+class ChangeAvailability(Command):
+    operative: bool
+    connector_id: int = Field(default=0, ge=0, description="0: the whole charger")
+
+
+class GetConfiguration(Command):
+    keys: list[str] | None = None
+
+
+class ChangeConfiguration(Command):
+    key: str = Field(min_length=1, max_length=50)
+    value: str = Field(max_length=500)
+
+
+class VariableRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    component: str = Field(min_length=1)
+    variable: str = Field(min_length=1)
+    instance: str | None = None
+    evse_id: int | None = None
+    attribute_type: Literal["Actual", "Target", "MinSet", "MaxSet"] | None = None
+
+
+class VariableValue(VariableRef):
+    value: str = Field(max_length=1000)
+
+
+class GetVariables(Command):
+    variables: list[VariableRef] = Field(min_length=1)
+
+
+class SetVariables(Command):
+    variables: list[VariableValue] = Field(min_length=1)
+
+
+class TriggerMessage(Command):
+    message: Literal[
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "FirmwareStatusNotification",
+        "DiagnosticsStatusNotification",
+        "LogStatusNotification",
+        "TransactionEvent",
+    ]
+    connector_id: int | None = Field(default=None, ge=1)
+
+
+class SchedulePeriod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start_period: int = Field(ge=0, description="seconds from the schedule start")
+    limit: float = Field(ge=0)
+    number_phases: int | None = Field(default=None, ge=1, le=3)
+
+
+class ChargingSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: Literal["A", "W"]
+    periods: list[SchedulePeriod] = Field(min_length=1)
+    duration: int | None = Field(default=None, ge=0)
+    start_schedule: datetime | None = None
+    min_charging_rate: float | None = Field(default=None, ge=0)
+
+
+class ChargingProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int = Field(ge=1)
+    stack_level: int = Field(ge=0)
+    purpose: Literal["charger_max", "tx_default", "tx"]
+    kind: Literal["absolute", "recurring", "relative"] = "absolute"
+    recurrency: Literal["daily", "weekly"] | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    transaction_id: str | None = None
+    schedule: ChargingSchedule
+
+
+class SetChargingProfile(Command):
+    connector_id: int = Field(default=0, ge=0, description="0: the whole charger")
+    profile: ChargingProfile
+
+
+class ClearChargingProfile(Command):
+    profile_id: int | None = None
+    connector_id: int | None = Field(default=None, ge=0)
+    purpose: Literal["charger_max", "tx_default", "tx"] | None = None
+    stack_level: int | None = Field(default=None, ge=0)
+
+
+class GetCompositeSchedule(Command):
+    connector_id: int = Field(ge=0)
+    duration: int = Field(gt=0, description="seconds")
+    unit: Literal["A", "W"] | None = None
+
+
+class DataTransfer(Command):
+    vendor_id: str = Field(min_length=1, max_length=255)
+    message_id: str | None = Field(default=None, max_length=50)
+    data: Any = None
+
+
+class UpdateFirmware(Command):
+    location: str = Field(min_length=1, max_length=512)
+    retrieve_at: datetime
+    retries: int | None = Field(default=None, ge=0)
+    retry_interval: int | None = Field(default=None, ge=0)
+
+
+class GetDiagnostics(Command):
+    """1.6 GetDiagnostics; a 2.0.1 charger gets GetLog with logType DiagnosticsLog."""
+
+    location: str = Field(min_length=1, max_length=512)
+    start_time: datetime | None = None
+    stop_time: datetime | None = None
+    retries: int | None = Field(default=None, ge=0)
+    retry_interval: int | None = Field(default=None, ge=0)
+    log_type: Literal["DiagnosticsLog", "SecurityLog"] = "DiagnosticsLog"
+
+
+class ReserveNow(Command):
+    id_token: str = Field(min_length=1, max_length=36)
+    expires_at: datetime
+    connector_id: int | None = Field(default=None, ge=0, description="1.6: 0 = any connector")
+    reservation_id: int | None = Field(default=None, ge=0, description="default: CSMS picks")
+    id_token_type: str = "Central"
+
+
+class CancelReservation(Command):
+    reservation_id: int = Field(ge=0)
+
+
+class LocalListEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_token: str = Field(min_length=1, max_length=36)
+    status: Literal["Accepted", "Blocked", "Expired", "Invalid"] | None = Field(
+        default="Accepted", description="null removes the token in a differential update"
+    )
+    expires_at: datetime | None = None
+    group_id: str | None = None
+    id_token_type: str = "ISO14443"
+
+
+class SendLocalList(Command):
+    version: int = Field(ge=1)
+    update_type: Literal["full", "differential"] = "full"
+    tokens: list[LocalListEntry] = Field(default_factory=list)
+
+
+class NoArguments(Command):
+    """Commands that take no arguments (clear cache, get local list version)."""
