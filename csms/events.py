@@ -263,6 +263,15 @@ class ReportReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationStatusChanged(Event):
+    """2.0.1 ReservationStatusUpdate: a reservation expired or was removed at the charger."""
+
+    type: ClassVar[str] = "reservation_status_changed"
+    reservation_id: int
+    status: str  # Expired or Removed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DataTransferReceived(Event):
     type: ClassVar[str] = "data_transfer_received"
     vendor_id: str

@@ -22,6 +22,7 @@ from csms.events import (
     Protocol,
     RegistrationStatus,
     ReportReceived,
+    ReservationStatusChanged,
     SecurityEventReported,
     SessionEnded,
     SessionStarted,
@@ -253,6 +254,20 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
             )
         )
         return call_result.NotifyReport()
+
+    @on(Action.reservation_status_update)
+    async def on_reservation_status_update(
+        self, reservation_id: int, reservation_update_status: str, **_: Any
+    ) -> call_result.ReservationStatusUpdate:
+        await self.central.record(
+            ReservationStatusChanged(
+                charge_point_id=self.id,
+                occurred_at=now(),
+                reservation_id=reservation_id,
+                status=reservation_update_status,
+            )
+        )
+        return call_result.ReservationStatusUpdate()
 
     @on(Action.data_transfer)
     async def on_data_transfer(

@@ -243,6 +243,9 @@ async def test_device_messages_are_recorded_as_events(csms: RunningCsms) -> None
         )
         await cs.call(call.MeterValues(evse_id=0, meter_value=[register(99, T0)]))
         transfer = await cs.call(call.DataTransfer(vendor_id="com.volt", data={"x": 1}))
+        await cs.call(
+            call.ReservationStatusUpdate(reservation_id=12, reservation_update_status="Expired")
+        )
     assert transfer.status == "UnknownVendorId"
     rows = {
         r["type"]: r
@@ -256,10 +259,12 @@ async def test_device_messages_are_recorded_as_events(csms: RunningCsms) -> None
         "report_received",
         "meter_sampled",
         "data_transfer_received",
+        "reservation_status_changed",
     } <= rows.keys()
     assert '"trigger": "Alerting"' in rows["charger_events_notified"]["payload"]
     assert rows["security_event_reported"]["occurred_at"] == T0
     assert '"HeartbeatInterval"' in rows["report_received"]["payload"]
+    assert '"reservation_id": 12' in rows["reservation_status_changed"]["payload"]
     assert await csms.pool.fetchval("SELECT firmware_status FROM chargers") == "Installed"
     assert (
         await csms.pool.fetchval("SELECT count(*) FROM meter_samples WHERE session_id IS NULL") == 3
