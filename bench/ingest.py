@@ -163,6 +163,7 @@ async def _one_charger(url: str, index: int, stats: Stats, ready: asyncio.Barrie
 async def _start_server(data_dir: str) -> tuple[asyncio.subprocess.Process, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CSMS_LOG_LEVEL"] = "warning"
+    env["CSMS_API_PORT"] = "0"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -10,8 +10,11 @@ import socket
 import asyncpg
 import structlog
 
+from csms.api.app import ApiServer, create_app
+from csms.api.context import ApiContext
 from csms.central import CentralSystem
 from csms.config import Settings
+from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.server import OcppServer
 from csms.storage.database import open_pool, resolve_dsn
@@ -29,7 +32,9 @@ class Csms:
         self._pool: asyncpg.Pool | None = None
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
+        self._api: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -47,6 +52,21 @@ class Csms:
         return self._server.port
 
     @property
+    def tls_port(self) -> int | None:
+        """The wss port (security profiles 2 and 3), or None when TLS is not configured."""
+        assert self._server is not None, "start() first"
+        return self._server.tls_port
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the operator API (``.../api/v1``)."""
+        assert self._api is not None, "start() first"
+        host = self.settings.api_host or self.settings.host
+        if host in {"0.0.0.0", "::", ""}:
+            host = socket.gethostname()
+        return f"http://{host}:{self._api.port}/api/v1"
+
+    @property
     def ocpp_url(self) -> str:
         """Base URL chargers connect to, with this machine's name for a wildcard host."""
         host = self.settings.host
@@ -59,11 +79,22 @@ class Csms:
         self._pool = await open_pool(self.settings, dsn)
         self._central = CentralSystem(self._pool, self.settings)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
+        self.outbox = OutboxService(self._pool, self.settings)
+        self.outbox.announce()
+        self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        api = create_app(ApiContext(self._pool, self.router, self.settings))
+        self._api = ApiServer(
+            api, self.settings.api_host or self.settings.host, self.settings.api_port
+        )
+        await self._api.start()
 
     async def stop(self) -> None:
         """Graceful: refuse new chargers, close sockets (1001), then flush and close the pool."""
+        if self._api is not None:
+            await self._api.stop()
+            self._api = None
         if self._server is not None:
             await self._server.stop()
         for task in self._tasks:
@@ -89,9 +120,14 @@ class Csms:
         await self.start()
         print(
             f"CSMS ready: chargers connect to {self.ocpp_url}/<charge_point_id> "
-            f"(OCPP 2.0.1 and 1.6J on port {self.port})",
+            f"(OCPP 2.0.1 and 1.6J on port {self.port}); operator API: {self.api_url}",
             flush=True,
         )
+        if self.tls_port is not None:
+            tls_url = self.ocpp_url.replace("ws://", "wss://", 1).replace(
+                f":{self.port}/", f":{self.tls_port}/", 1
+            )
+            print(f"CSMS ready: TLS chargers connect to {tls_url}/<charge_point_id>", flush=True)
         await stopping.wait()
         log.info("shutdown.started", chargers_connected=len(self.registry))
         await self.stop()

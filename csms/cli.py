@@ -22,7 +22,8 @@ import asyncpg
 from csms.app import Csms
 from csms.config import LogFormat, Settings, UnknownChargerPolicy
 from csms.logs import configure_logging
-from csms.storage import tokens
+from csms.outbox import commands as kafka_commands
+from csms.storage import api_keys, tokens
 from csms.storage.database import resolve_dsn, run_migrations
 
 # flag -> Settings field; the flag's type comes from the field.
@@ -41,6 +42,12 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     ),
     "--heartbeat-interval": ("heartbeat_interval", int, "seconds (CSMS_HEARTBEAT_INTERVAL)"),
     "--max-message-size": ("max_message_size", int, "bytes (CSMS_MAX_MESSAGE_SIZE)"),
+    "--kafka-bootstrap-servers": (
+        "kafka_bootstrap_servers",
+        str,
+        "Kafka host:port,... (KAFKA_BOOTSTRAP_SERVERS); unset: relay off",
+    ),
+    "--api-port": ("api_port", int, "operator HTTP API port (CSMS_API_PORT, default 8080)"),
 }
 
 
@@ -62,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", parents=[common], help="run the CSMS (the default)")
     commands.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    kafka_commands.add_commands(commands, common)
     token = commands.add_parser("token", help="manage id tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     add = token_commands.add_parser(
@@ -72,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--group", help="group (1.6 parentIdTag, 2.0.1 groupIdToken)")
     add.add_argument("--expires", type=_timestamp, help="expiry, ISO 8601 (UTC if no offset)")
     token_commands.add_parser("list", parents=[common], help="list all tokens")
+    api_key = commands.add_parser("api-key", help="manage operator API keys")
+    api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
+    create = api_key_commands.add_parser(
+        "create", parents=[common], help="issue a key (printed once, stored hashed)"
+    )
+    create.add_argument("--role", choices=api_keys.ROLES, required=True)
+    create.add_argument("--name", default="cli", help="who or what the key is for")
+    api_key_commands.add_parser("list", parents=[common], help="list keys (no secrets)")
+    revoke = api_key_commands.add_parser("revoke", parents=[common], help="revoke a key")
+    revoke.add_argument("key_id", type=int)
     # `csms --port 9100` without a command means serve.
     for action in common._actions:
         parser._add_action(action)
@@ -114,6 +132,28 @@ async def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _api_key(settings: Settings, args: argparse.Namespace) -> int:
+    dsn = await resolve_dsn(settings)
+    if settings.migrate_on_start:
+        await run_migrations(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if args.api_key_command == "create":
+            key, secret = await api_keys.create(conn, args.name, args.role)
+            print(secret)
+            print(f"(id {key.id}, role {key.role}; shown once, stored hashed)", file=sys.stderr)
+        elif args.api_key_command == "list":
+            for key in await api_keys.list_all(conn):
+                state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+                print(f"{key.id}\t{key.key_prefix}...\t{key.role}\t{key.name}\t{state}")
+        elif not await api_keys.revoke(conn, args.key_id):
+            print(f"csms: no active API key with id {args.key_id}", file=sys.stderr)
+            return 1
+    finally:
+        await conn.close()
+    return 0
+
+
 async def _migrate(settings: Settings) -> int:
     started = time.perf_counter()
     applied = await run_migrations(await resolve_dsn(settings))
@@ -133,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "token":
         return asyncio.run(_token(settings, args))
+    if args.command in kafka_commands.COMMANDS:
+        return kafka_commands.run_command(settings, args)
+    if args.command == "api-key":
+        return asyncio.run(_api_key(settings, args))
     try:
         asyncio.run(Csms(settings).run())
     except KeyboardInterrupt:

@@ -53,6 +53,32 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     last_seen_flush_interval: float = 5.0
+    # Operator HTTP API (csms/api): its own port; api_host None = the OCPP host.
+    api_host: str | None = None
+    api_port: int = 8080
+    # Kafka fan-out (csms/outbox): unset bootstrap servers = relay off, events stay
+    # in the outbox (the events table) for outbox_retention_hours.
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic_station_status: str = "station-status"
+    kafka_topic_charging_sessions: str = "charging-sessions"
+    kafka_topic_meter_values: str = "meter-values"
+    kafka_topic_charger_events: str = "charger-events"
+    kafka_compression: str = "gzip"  # "none" disables; falls back to none if refused
+    outbox_batch_size: int = 500
+    outbox_retention_hours: float = 168.0
+    # Charger security (csms/security): the lowest OCPP security profile every charger is
+    # held to (0 = none, for development); TLS (wss) listens on tls_port when a
+    # certificate is set, asking for client certificates (profile 3) if a CA is set.
+    security_profile_min: int = 0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_port: int = 9443
+    # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
+    # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
+    auth_failure_limit: int = 10
+    auth_failure_window: float = 60.0
+    auth_block_seconds: float = 60.0
 
     @property
     def hard_frame_limit(self) -> int:
@@ -74,18 +100,32 @@ ENV_NAMES: dict[str, str] = {
     f.name: ("DATABASE_URL" if f.name == "database_url" else f"CSMS_{f.name.upper()}")
     for f in dataclasses.fields(Settings)
 }
+ENV_NAMES["kafka_bootstrap_servers"] = "KAFKA_BOOTSTRAP_SERVERS"  # the name Kafka tools use
 
 
 def _parse(field: str, raw: str) -> object:
     """Convert one environment value to the type of its setting, or raise ValueError."""
     if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
         return _positive_int(field, raw)
-    if field in {"db_pool_min", "db_pool_max"}:
+    if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:
         return _positive_int(field, raw)
+    if field == "outbox_retention_hours":
+        return _positive_float(field, raw)
+    if field in {"security_profile_min", "tls_port", "auth_failure_limit"}:
+        return _int_in_range(field, raw, 0, 3 if field == "security_profile_min" else 65535)
+    if field in {"tls_cert_file", "tls_key_file", "tls_ca_file"}:
+        return Path(raw)
+    if field in {"auth_failure_window", "auth_block_seconds"}:
+        return _seconds(field, raw)
     if field in {"ping_interval", "ping_timeout"}:
         return None if raw.lower() in {"0", "none", "off"} else float(raw)
     if field in {"response_timeout", "last_seen_flush_interval"}:
         return float(raw)
+    if field == "api_port":
+        port = int(raw)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
+        return port
     if field == "migrate_on_start":
         return _bool(field, raw)
     if field == "data_dir":
@@ -104,6 +144,13 @@ def _positive_int(field: str, raw: str) -> int:
     return value
 
 
+def _positive_float(field: str, raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{ENV_NAMES[field]} must be a positive number, got {raw!r}")
+    return value
+
+
 def _bool(field: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -111,3 +158,17 @@ def _bool(field: str, raw: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"{ENV_NAMES[field]} must be true or false, got {raw!r}")
+
+
+def _int_in_range(field: str, raw: str, low: int, high: int) -> int:
+    value = int(raw)
+    if not low <= value <= high:
+        raise ValueError(f"{ENV_NAMES[field]} must be between {low} and {high}, got {raw!r}")
+    return value
+
+
+def _seconds(field: str, raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{ENV_NAMES[field]} must be a positive number of seconds, got {raw!r}")
+    return value

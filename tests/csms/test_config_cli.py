@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
@@ -16,6 +17,8 @@ import pytest
 from csms.cli import build_parser, settings_from
 from csms.config import LogFormat, Settings, UnknownChargerPolicy
 from csms.storage.embedded import with_database
+from csms.storage.migrate import discover
+from tests.conftest import private_tmp_dir
 from tests.ocpp_clients import raw_charger
 
 
@@ -84,15 +87,16 @@ async def test_csms_migrate_command(postgres_admin_dsn: str) -> None:
             out, err = await asyncio.wait_for(process.communicate(), 60)
             assert process.returncode == 0, err.decode()
             outputs.append(out.decode())
-        assert outputs[0].startswith("migrations applied: 1")
+        assert outputs[0].startswith(f"migrations applied: {len(discover())} ")
         assert outputs[1].startswith("migrations applied: 0")
     finally:
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
 
 
-async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm(tmp_path: Path) -> None:
+async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm() -> None:
     """The README's first command: no database set up, one ready line, SIGTERM is graceful."""
+    tmp_path = private_tmp_dir("csms-test-cli-")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -130,6 +134,7 @@ async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm(tmp_path:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 async def test_csms_token_command_adds_changes_and_lists_tokens(database_dsn: str) -> None:
