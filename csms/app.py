@@ -12,6 +12,7 @@ import structlog
 
 from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
+from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.outbox.service import OutboxService
@@ -29,6 +30,7 @@ class Csms:
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
+        self.bus = EventBus()  # committed events, for in-process consumers
         self._pool: asyncpg.Pool | None = None
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
@@ -77,7 +79,7 @@ class Csms:
     async def start(self) -> None:
         dsn = await resolve_dsn(self.settings)
         self._pool = await open_pool(self.settings, dsn)
-        self._central = CentralSystem(self._pool, self.settings)
+        self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
+from csms.bus import EventBus
 from csms.config import Settings, UnknownChargerPolicy
 from csms.events import (
     AuthorizationRequested,
@@ -87,9 +88,10 @@ def utcnow() -> datetime:
 class CentralSystem:
     """Records events and makes the decisions chargers wait for."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, bus: EventBus | None = None) -> None:
         self.pool = pool
         self.settings = settings
+        self.bus = bus or EventBus()
         self._last_seen: dict[str, datetime] = {}
 
     # -- connection life cycle -------------------------------------------------
@@ -114,6 +116,7 @@ class CentralSystem:
                 protocol=event.protocol.value,
             )
             await event_log.append(conn, event)
+        self.bus.publish(event)
         return registration
 
     async def disconnected(self, event: ChargerDisconnected) -> None:
@@ -124,6 +127,7 @@ class CentralSystem:
                 conn, event.charge_point_id, connected=False, at=event.occurred_at
             )
             await event_log.append(conn, event)
+        self.bus.publish(event)
 
     def seen(self, charge_point_id: str) -> None:
         """Note that a charger spoke; written in batches by :meth:`flush_last_seen`."""
@@ -164,6 +168,7 @@ class CentralSystem:
                 log.info("charger.registered", registration=registration.value, policy=policy)
             await chargers.record_boot(conn, event, registration)
             await event_log.append(conn, event)
+        self.bus.publish(event)
         return registration
 
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
@@ -171,6 +176,7 @@ class CentralSystem:
             token = await tokens.find(conn, event.id_token)
             authorization = decide_authorization(token, utcnow(), event.token_type)
             await event_log.append(conn, event)
+        self.bus.publish(event)
         return authorization
 
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
@@ -186,6 +192,7 @@ class CentralSystem:
                 ref = await sessions.upsert(conn, event, protocol, auth_status)
             await self._store_samples(conn, event, ref.id)
             await event_log.append(conn, event, session_id=ref.id)
+        self.bus.publish(event)
         return SessionOutcome(ref.transaction_id, authorization)
 
     async def update_session(
@@ -201,6 +208,7 @@ class CentralSystem:
             if isinstance(event, SessionEnded):
                 await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
             await event_log.append(conn, event, session_id=ref.id)
+        self.bus.publish(event)
         return authorization
 
     async def record(self, event: Event) -> None:
@@ -230,6 +238,7 @@ class CentralSystem:
             elif isinstance(event, FirmwareStatusChanged):
                 await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
             await event_log.append(conn, event)
+        self.bus.publish(event)
 
     # -- helpers ---------------------------------------------------------------
 
