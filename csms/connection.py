@@ -9,8 +9,8 @@ spec rather than the library's:
 * error codes are spelled per version (:mod:`csms.rpc_errors`);
 * a CALLRESULT or CALLERROR whose id matches no outstanding call is logged
   and dropped, instead of being queued for the next call to trip over;
-* schema validation runs inline: a thread hop per message costs more than the
-  validation, which holds the GIL anyway.
+* schema validation runs inline (a thread hop per message costs more than the
+  validation, which holds the GIL anyway), compiled (:mod:`csms.validation`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import ocpp.messages
 import structlog
-from jsonschema.exceptions import best_match
 from ocpp.charge_point import (
     ChargePoint,
     camel_to_snake_case,
@@ -33,13 +32,14 @@ from ocpp.charge_point import (
     snake_to_camel_case,
 )
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, get_validator, validate_payload
+from ocpp.messages import Call, CallError, CallResult, validate_payload
 from websockets.asyncio.server import ServerConnection
 
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.events import Protocol, RegistrationStatus
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
+from csms.validation import CALL, CALLRESULT, first_error
 
 ocpp.messages.ASYNC_VALIDATION = False
 
@@ -183,18 +183,14 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         )
         if validate:
-            try:
-                get_validator(3, msg.action, self._ocpp_version).validate(result.payload)
-            except Exception as error:
-                log.exception("rpc.invalid_response_built", payload=result.payload)
-                raise RpcError(
-                    ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer"
-                ) from error
+            invalid = first_error(CALLRESULT, msg.action, self._ocpp_version, result.payload)
+            if invalid is not None:
+                log.error("rpc.invalid_answer_built", payload=result.payload, error=invalid.message)
+                raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer")
         await self._send(result.to_json())
 
     def _validate(self, msg: Call) -> None:
-        validator = get_validator(2, msg.action, self._ocpp_version)
-        error = best_match(validator.iter_errors(msg.payload))
+        error = first_error(CALL, msg.action, self._ocpp_version, msg.payload)
         if error is not None:
             raise schema_error(error, self.protocol)
 

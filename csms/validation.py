@@ -1,0 +1,51 @@
+"""Fast JSON-schema validation of OCPP payloads, with jsonschema as the authority.
+
+The ocpp library validates with ``jsonschema`` (about 300 µs for a 1.6
+MeterValues with 8 samples, most of a message's CPU cost). Here each schema
+the library ships is also compiled with ``fastjsonschema`` (about 15 µs). A
+payload the compiled validator accepts is valid; one it rejects is checked
+again with ``jsonschema``, whose verdict wins and whose error names the keyword
+that :mod:`csms.rpc_errors` maps to an OCPP error code. So the two can never
+disagree in what a charger is told; invalid payloads just cost both.
+
+Formats (``date-time``) are not checked here, as ``jsonschema``'s Draft 4
+validator does not check them either; timestamps are parsed (and refused
+with PropertyConstraintViolation) where they are used. The compiled
+validators fill in schema defaults (e.g. 2.0.1 ``offline: false``), which are
+the values the spec gives an absent field anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import fastjsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from ocpp.messages import get_validator
+
+CALL, CALLRESULT = 2, 3
+
+
+@cache
+def _compiled(message_type: int, action: str, ocpp_version: str) -> Callable[[Any], Any]:
+    schema = get_validator(message_type, action, ocpp_version).schema
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema, use_formats=False)
+    return validate
+
+
+def first_error(
+    message_type: int, action: str, ocpp_version: str, payload: Any
+) -> ValidationError | None:
+    """The most relevant schema violation of ``payload``, or None if it is valid.
+
+    Raises OSError if the version has no schema for ``action``.
+    """
+    try:
+        _compiled(message_type, action, ocpp_version)(payload)
+        return None
+    except fastjsonschema.JsonSchemaException:
+        validator = get_validator(message_type, action, ocpp_version)
+        error: ValidationError | None = best_match(validator.iter_errors(payload))
+        return error
