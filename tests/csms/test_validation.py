@@ -75,3 +75,16 @@ def test_verdicts_agree_with_jsonschema(version: str, action: str, payload: dict
                 expected.validator,
                 expected.message,
             )
+
+
+def test_cached_key_conversion_matches_the_ocpp_library() -> None:
+    from ocpp.charge_point import camel_to_snake_case
+
+    from csms.connection import snake_case_keys
+
+    payload = {
+        "chargingStation": {"vendorName": "V", "modem": {"iccid": "1"}},
+        "meterValue": [{"sampledValue": [{"unitOfMeasure": {"unit": "Wh"}, "phase": "L1"}]}],
+        "evseId": 1, "ocppCSMSURL": "x", "SoC": 1, "idTokenInfo": {"groupIdToken": {}},
+    }  # fmt: skip
+    assert snake_case_keys(payload) == camel_to_snake_case(payload)
