@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--group", help="group (1.6 parentIdTag, 2.0.1 groupIdToken)")
     add.add_argument("--expires", type=_timestamp, help="expiry, ISO 8601 (UTC if no offset)")
     token_commands.add_parser("list", parents=[common], help="list all tokens")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="run the CSMS with a simulated fleet of both versions"
+    )
+    demo.add_argument("--chargers", type=int, default=20, help="simulated chargers (default 20)")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument(
+        "--duration", type=float, default=3600.0, help="simulated seconds (default 3600)"
+    )
     api_key = commands.add_parser("api-key", help="manage operator API keys")
     api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
     create = api_key_commands.add_parser(
@@ -177,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return kafka_commands.run_command(settings, args)
     if args.command == "api-key":
         return asyncio.run(_api_key(settings, args))
+    if args.command == "demo":
+        from csms.demo import run_demo
+
+        return asyncio.run(run_demo(settings, args.chargers, args.speed, args.duration))
     try:
         asyncio.run(Csms(settings).run())
     except KeyboardInterrupt:

@@ -162,3 +162,25 @@ async def test_csms_token_command_adds_changes_and_lists_tokens(database_dsn: st
         assert await conn.fetchval("SELECT count(*) FROM id_tokens") == 2
     finally:
         await conn.close()
+
+
+async def test_csms_demo_runs_a_simulated_fleet_and_stops_by_itself(database_dsn: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csms", "demo", "--chargers", "4", "--speed", "900",
+        "--duration", "3600", "--host", "127.0.0.1", "--port", "0",
+        env={**os.environ, "DATABASE_URL": database_dsn},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert text.startswith("CSMS ready: chargers connect to ws://127.0.0.1:")
+    assert "Authorization: Bearer csms_" in text and "chargers: 4" in text
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM chargers") == 4
+        assert await conn.fetchval("SELECT status FROM id_tokens WHERE id_token = 'DEMO-TAG'") == (
+            "Accepted"
+        )
+    finally:
+        await conn.close()
