@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from csms.api.context import Context, Operator, Reader
-from csms.storage import api_keys, tokens, views
+from csms.storage import api_keys, chargers, tokens, views
 
 router = APIRouter(prefix="/api/v1")
 
@@ -46,15 +46,44 @@ async def get_charger(charge_point_id: str, context: Context, caller: Reader) ->
 
 class ChargerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    registration: Literal["Accepted", "Pending", "Rejected"]
+    registration: Literal["Accepted", "Pending", "Rejected"] | None = None
+    security_profile: Literal[0, 1, 2, 3] | None = Field(
+        default=None, description="OCPP security profile; 1 and 2 need a password"
+    )
+    password: str | None = Field(
+        default=None, min_length=16, max_length=40, description="Basic Auth; stored hashed"
+    )
 
 
 @router.put("/chargers/{charge_point_id}", tags=["chargers"])
 async def put_charger(
     charge_point_id: str, body: ChargerUpdate, context: Context, caller: Operator
 ) -> dict[str, Any]:
-    """Register a charger (or change its registration) before or after it first connects."""
-    await views.set_registration(context.pool, charge_point_id, body.registration)
+    """Register a charger, or change its registration or how it authenticates.
+
+    A charger that is not known yet is created (Accepted unless ``registration``
+    says otherwise). ``password`` is write-only: answers say ``has_password``.
+    """
+    if body.password is not None and body.security_profile is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "security_profile: give the profile the password is for (1 or 2)",
+        )
+    async with context.pool.acquire() as conn, conn.transaction():
+        if body.registration is not None or await views.get_charger(conn, charge_point_id) is None:
+            await views.set_registration(conn, charge_point_id, body.registration or "Accepted")
+        if body.security_profile is not None:
+            try:
+                await chargers.set_credentials(
+                    conn,
+                    charge_point_id,
+                    password=body.password,
+                    security_profile=body.security_profile,
+                )
+            except ValueError as error:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, f"password: {error}"
+                ) from None
     charger = await views.get_charger(context.pool, charge_point_id)
     assert charger is not None
     return charger

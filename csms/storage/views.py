@@ -12,6 +12,7 @@ _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
     c.firmware_version, c.firmware_status, c.connected, c.connected_at, c.disconnected_at,
     c.last_seen_at, c.last_boot_at, c.last_boot_reason, c.created_at,
+    c.security_profile, c.password_hash IS NOT NULL AS has_password,
     COALESCE((
         SELECT json_agg(json_build_object(
             'evse_id', k.evse_id, 'connector_id', k.connector_id, 'status', k.status,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
 from charge_point_sim import Fleet
 from tests.csms.api.conftest import CHARGER, Api
+from tests.ocpp_clients import raw_charger
 from tests.waiting import eventually
 
 
@@ -102,3 +108,30 @@ async def test_register_and_remove_chargers(api: Api) -> None:
     )
     kept = await api.operator.delete("/chargers/OLD")
     assert kept.status_code == 409 and "Rejected" in kept.json()["error"]
+
+
+async def test_charger_credentials_through_the_api_gate_its_connection(api: Api) -> None:
+    weak = await api.operator.put("/chargers/SECURE-1", json={"security_profile": 1})
+    assert weak.status_code == 422 and "needs a password" in weak.json()["error"]
+    short = await api.operator.put(
+        "/chargers/SECURE-1", json={"security_profile": 1, "password": "short"}
+    )
+    assert short.status_code == 422 and short.json()["error"].startswith("password:")
+    password = "correct-horse-battery"
+    put = await api.operator.put(
+        "/chargers/SECURE-1", json={"security_profile": 1, "password": password}
+    )
+    assert put.status_code == 200, put.text
+    body = put.json()
+    assert (body["security_profile"], body["has_password"], body["registration"]) == (
+        1, True, "Accepted")  # fmt: skip
+    assert password not in put.text
+    with pytest.raises(InvalidStatus) as refused:
+        async with raw_charger(api.csms.ocpp_url, "SECURE-1"):
+            pass
+    assert refused.value.response.status_code == 401
+    token = base64.b64encode(f"SECURE-1:{password}".encode()).decode()
+    async with raw_charger(
+        api.csms.ocpp_url, "SECURE-1", headers={"Authorization": f"Basic {token}"}
+    ) as charger:
+        assert (await charger.exchange('[2, "h", "Heartbeat", {}]'))[0] == 3
