@@ -225,16 +225,7 @@ class CentralSystem:
                         log.warning(
                             "meter.unknown_transaction", transaction_id=event.transaction_id
                         )
-                await event_log.insert_samples(
-                    conn,
-                    event.charge_point_id,
-                    session_id,
-                    event.evse_id,
-                    event.connector_id,
-                    event.samples,
-                )
-                if session_id is not None:
-                    await sessions.apply_readings(conn, session_id, event.samples)
+                await self._store_samples(conn, event, session_id)
             elif isinstance(event, FirmwareStatusChanged):
                 await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
             await event_log.append(conn, event)
@@ -253,9 +244,10 @@ class CentralSystem:
     async def _store_samples(
         self,
         conn: Executor,
-        event: SessionStarted | SessionUpdated | SessionEnded,
-        session_id: int,
+        event: MeterSampled | SessionStarted | SessionUpdated | SessionEnded,
+        session_id: int | None,
     ) -> None:
+        """Write the event's samples; those of a session also move its meter readings."""
         if not event.samples:
             return
         await event_log.insert_samples(
@@ -266,4 +258,5 @@ class CentralSystem:
             event.connector_id,
             event.samples,
         )
-        await sessions.apply_readings(conn, session_id, event.samples)
+        if session_id is not None:
+            await sessions.apply_readings(conn, session_id, event.samples)

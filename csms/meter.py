@@ -7,7 +7,7 @@ of the system never has to know whether a charger reported kWh or Wh, or used
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,23 +85,20 @@ def _normalise(value: float, unit: str | None, measurand: str) -> tuple[float, s
     return value * factor, base
 
 
-def samples_from_v16(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSample, ...]:
-    """Parse 1.6 ``meterValue`` entries (snake_case keys, as the ocpp library passes them)."""
+def _samples(
+    meter_values: Iterable[Mapping[str, Any]],
+    read: Callable[[Mapping[str, Any], str], tuple[float, str | None] | None],
+) -> tuple[MeterSample, ...]:
+    """Samples of either version; ``read`` gives (value, unit) of a sampled value, None: skip."""
     samples: list[MeterSample] = []
     for meter_value in meter_values:
         sampled_at = parse_timestamp(meter_value["timestamp"], "meterValue.timestamp")
         for sv in meter_value.get("sampled_value", ()):
             measurand = sv.get("measurand") or ENERGY_REGISTER
-            if sv.get("format") == "SignedData":
-                log.info("meter.signed_value_skipped", measurand=measurand)
+            reading = read(sv, measurand)
+            if reading is None:
                 continue
-            try:
-                raw_value = float(sv["value"])
-            except ValueError:
-                raise PropertyConstraintViolationError(
-                    details={"cause": f"sampledValue.value is not a number: {sv['value']!r}"}
-                ) from None
-            value, unit = _normalise(raw_value, sv.get("unit"), measurand)
+            value, unit = _normalise(*reading, measurand)
             samples.append(
                 MeterSample(
                     sampled_at=sampled_at,
@@ -114,31 +111,37 @@ def samples_from_v16(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSa
                 )
             )
     return tuple(samples)
+
+
+def _read_v16(sv: Mapping[str, Any], measurand: str) -> tuple[float, str | None] | None:
+    if sv.get("format") == "SignedData":
+        log.info("meter.signed_value_skipped", measurand=measurand)
+        return None
+    try:
+        return float(sv["value"]), sv.get("unit")
+    except ValueError:
+        raise PropertyConstraintViolationError(
+            details={"cause": f"sampledValue.value is not a number: {sv['value']!r}"}
+        ) from None
+
+
+def _read_v201(sv: Mapping[str, Any], measurand: str) -> tuple[float, str | None]:
+    unit_of_measure = sv.get("unit_of_measure") or {}
+    multiplier = int(unit_of_measure.get("multiplier", 0))
+    return float(sv["value"]) * (10.0**multiplier), unit_of_measure.get("unit")
+
+
+def samples_from_v16(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSample, ...]:
+    """Parse 1.6 ``meterValue`` entries (snake_case keys, as the ocpp library passes them).
+
+    Values are strings in 1.6; signed values (``format: SignedData``) are skipped.
+    """
+    return _samples(meter_values, _read_v16)
 
 
 def samples_from_v201(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSample, ...]:
     """Parse 2.0.1 ``meterValue`` entries; ``unitOfMeasure.multiplier`` is a power of ten."""
-    samples: list[MeterSample] = []
-    for meter_value in meter_values:
-        sampled_at = parse_timestamp(meter_value["timestamp"], "meterValue.timestamp")
-        for sv in meter_value.get("sampled_value", ()):
-            measurand = sv.get("measurand") or ENERGY_REGISTER
-            unit_of_measure = sv.get("unit_of_measure") or {}
-            multiplier = int(unit_of_measure.get("multiplier", 0))
-            raw_value = float(sv["value"]) * (10.0**multiplier)
-            value, unit = _normalise(raw_value, unit_of_measure.get("unit"), measurand)
-            samples.append(
-                MeterSample(
-                    sampled_at=sampled_at,
-                    measurand=measurand,
-                    value=value,
-                    unit=unit,
-                    phase=sv.get("phase"),
-                    context=sv.get("context"),
-                    location=sv.get("location"),
-                )
-            )
-    return tuple(samples)
+    return _samples(meter_values, _read_v201)
 
 
 def energy_register(samples: Iterable[MeterSample]) -> list[MeterSample]:
