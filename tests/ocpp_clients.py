@@ -63,38 +63,43 @@ async def _running(charger: Any) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def charger_v16(
+async def _library_charger(
+    base_url: str,
+    charge_point_id: str,
+    subprotocol: str,
+    cls: Any,
+    headers: Mapping[str, str] | None,
+    ssl: ssl_module.SSLContext | None,
+) -> AsyncIterator[Any]:
+    async with connect(
+        f"{base_url}/{charge_point_id}",
+        subprotocols=[subprotocol],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=ssl,
+    ) as ws:
+        async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
+            yield charger
+
+
+def charger_v16(
     base_url: str,
     charge_point_id: str,
     cls: type[ChargePoint16] = ChargePoint16,
     *,
     headers: Mapping[str, str] | None = None,
     ssl: ssl_module.SSLContext | None = None,
-) -> AsyncIterator[Any]:
-    async with connect(
-        f"{base_url}/{charge_point_id}",
-        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-        additional_headers=headers,
-        ssl=ssl,
-    ) as ws:
-        async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
-            yield charger
+) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The ocpp library's 1.6 charge point (or ``cls``), connected and running."""
+    return _library_charger(base_url, charge_point_id, "ocpp1.6", cls, headers, ssl)
 
 
-@contextlib.asynccontextmanager
-async def charger_v201(
+def charger_v201(
     base_url: str,
     charge_point_id: str,
     cls: type[ChargePoint201] = ChargePoint201,
     *,
     headers: Mapping[str, str] | None = None,
     ssl: ssl_module.SSLContext | None = None,
-) -> AsyncIterator[Any]:
-    async with connect(
-        f"{base_url}/{charge_point_id}",
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-        additional_headers=headers,
-        ssl=ssl,
-    ) as ws:
-        async with _running(cls(charge_point_id, ws, response_timeout=10)) as charger:
-            yield charger
+) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The ocpp library's 2.0.1 charging station (or ``cls``), connected and running."""
+    return _library_charger(base_url, charge_point_id, "ocpp2.0.1", cls, headers, ssl)
