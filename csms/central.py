@@ -213,19 +213,16 @@ class CentralSystem:
 
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
+        if isinstance(event, MeterSampled):
+            # The most frequent message: one statement, atomic on its own.
+            session_id = await event_log.record_meter_sampled(self.pool, event)
+            if session_id is None and event.transaction_id is not None:
+                log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
+            self.bus.publish(event)
+            return
         async with self.pool.acquire() as conn, conn.transaction():
             if isinstance(event, ConnectorStatusChanged):
                 await chargers.set_connector_status(conn, event)
-            elif isinstance(event, MeterSampled):
-                session_id = None
-                if event.transaction_id is not None:
-                    ref = await sessions.find(conn, event.charge_point_id, event.transaction_id)
-                    session_id = ref.id if ref else None
-                    if ref is None:
-                        log.warning(
-                            "meter.unknown_transaction", transaction_id=event.transaction_id
-                        )
-                await self._store_samples(conn, event, session_id)
             elif isinstance(event, FirmwareStatusChanged):
                 await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
             await event_log.append(conn, event)
@@ -244,10 +241,10 @@ class CentralSystem:
     async def _store_samples(
         self,
         conn: Executor,
-        event: MeterSampled | SessionStarted | SessionUpdated | SessionEnded,
-        session_id: int | None,
+        event: SessionStarted | SessionUpdated | SessionEnded,
+        session_id: int,
     ) -> None:
-        """Write the event's samples; those of a session also move its meter readings."""
+        """Write a session event's samples and move the session's meter readings."""
         if not event.samples:
             return
         await event_log.insert_samples(
@@ -258,5 +255,4 @@ class CentralSystem:
             event.connector_id,
             event.samples,
         )
-        if session_id is not None:
-            await sessions.apply_readings(conn, session_id, event.samples)
+        await sessions.apply_readings(conn, session_id, event.samples)

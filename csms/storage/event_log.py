@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from csms.events import Event, MeterSample
+from csms.events import Event, MeterSample, MeterSampled
+from csms.meter import energy_register
 from csms.storage import Executor
+from csms.storage.sessions import readings_assignment
 
 
 async def append(conn: Executor, event: Event, session_id: int | None = None) -> None:
@@ -40,6 +43,25 @@ async def append(conn: Executor, event: Event, session_id: int | None = None) ->
     )
 
 
+_SAMPLES_FROM_ARRAYS = """
+    unnest({0}::timestamptz[], {1}::text[], {2}::text[], {3}::text[], {4}::text[],
+           {5}::float8[], {6}::text[])
+    AS x(sampled_at, measurand, phase, location, context, value, unit)
+"""
+
+
+def _sample_arrays(samples: Sequence[MeterSample]) -> list[list[Any]]:
+    return [
+        [s.sampled_at for s in samples],
+        [s.measurand for s in samples],
+        [s.phase for s in samples],
+        [s.location for s in samples],
+        [s.context for s in samples],
+        [s.value for s in samples],
+        [s.unit for s in samples],
+    ]
+
+
 async def insert_samples(
     conn: Executor,
     charge_point_id: str,
@@ -52,24 +74,67 @@ async def insert_samples(
     if not samples:
         return
     await conn.execute(
-        """
+        f"""
         INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
                                    sampled_at, measurand, phase, location, context, value, unit)
-        SELECT $1, $2, $3, $4, s.sampled_at, s.measurand, s.phase, s.location, s.context,
-               s.value, s.unit
-        FROM unnest($5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[],
-                    $10::float8[], $11::text[])
-             AS s(sampled_at, measurand, phase, location, context, value, unit)
+        SELECT $1, $2, $3, $4, x.sampled_at, x.measurand, x.phase, x.location, x.context,
+               x.value, x.unit
+        FROM {_SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
         """,
         charge_point_id,
         session_id,
         evse_id,
         connector_id,
-        [s.sampled_at for s in samples],
-        [s.measurand for s in samples],
-        [s.phase for s in samples],
-        [s.location for s in samples],
-        [s.context for s in samples],
-        [s.value for s in samples],
-        [s.unit for s in samples],
+        *_sample_arrays(samples),
     )
+
+
+_READINGS = readings_assignment("$12", "$13::timestamptz", "$14", "$15::timestamptz")
+_RECORD_METER_SAMPLED = f"""
+    WITH session AS (
+        SELECT id FROM sessions WHERE charge_point_id = $1 AND transaction_id = $2
+    ), samples AS (
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                   sampled_at, measurand, phase, location, context, value, unit)
+        SELECT $1, (SELECT id FROM session), $3, $4, x.sampled_at, x.measurand, x.phase,
+               x.location, x.context, x.value, x.unit
+        FROM {_SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
+    ), readings AS (
+        UPDATE sessions SET {_READINGS}
+        WHERE id = (SELECT id FROM session) AND $13::timestamptz IS NOT NULL
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        VALUES ($16, $17, $1, $3, $4, $18, $19::jsonb)
+    )
+    SELECT id FROM session
+"""
+
+
+async def record_meter_sampled(conn: Executor, event: MeterSampled) -> int | None:
+    """Store a MeterSampled event, its samples and its session's readings in ONE statement.
+
+    Meter values are most of what chargers send; one statement (atomic on its
+    own, no BEGIN/COMMIT) instead of five keeps their database round trips at
+    one. Returns the id of the session the samples belong to, if it is known.
+    """
+    register = energy_register(event.samples)
+    first = register[0] if register else None
+    last = register[-1] if register else None
+    session_id = await conn.fetchval(
+        _RECORD_METER_SAMPLED,
+        event.charge_point_id,
+        event.transaction_id,
+        event.evse_id,
+        event.connector_id,
+        *_sample_arrays(event.samples),
+        first.value if first else None,
+        first.sampled_at if first else None,
+        last.value if last else None,
+        last.sampled_at if last else None,
+        event.event_id,
+        event.type,
+        event.occurred_at,
+        json.dumps(event.payload(), separators=(",", ":")),
+    )
+    return None if session_id is None else int(session_id)

@@ -160,6 +160,31 @@ async def find(conn: Executor, charge_point_id: str, transaction_id: str) -> Ses
     return None if row is None else SessionRef(row["id"], row["transaction_id"])
 
 
+def readings_assignment(first_wh: str, first_at: str, last_wh: str, last_at: str) -> str:
+    """SQL ``SET`` list moving a session's start/latest readings, given parameter names.
+
+    The start reading is the earliest register sample (unless an earlier one,
+    e.g. 1.6 meterStart, is known); the latest is the newest by timestamp, so
+    samples a charger queued while offline and delivers late change nothing
+    they should not.
+    """
+    return f"""
+        meter_start_wh = CASE WHEN meter_start_at IS NULL OR {first_at} < meter_start_at
+                              THEN {first_wh} ELSE meter_start_wh END,
+        meter_start_at = LEAST(meter_start_at, {first_at}),
+        meter_last_wh = CASE WHEN meter_last_at IS NULL OR {last_at} >= meter_last_at
+                             THEN {last_wh} ELSE meter_last_wh END,
+        meter_last_at = GREATEST(meter_last_at, {last_at}),
+        updated_at = now()
+    """
+
+
+_APPLY_READINGS = (
+    f"UPDATE sessions SET {readings_assignment('$2', '$3::timestamptz', '$4', '$5::timestamptz')}"
+    " WHERE id = $1"
+)
+
+
 async def apply_readings(conn: Executor, session_id: int, samples: Sequence[MeterSample]) -> None:
     """Move the session's start/latest register readings by the samples' timestamps."""
     register = energy_register(samples)
@@ -167,22 +192,7 @@ async def apply_readings(conn: Executor, session_id: int, samples: Sequence[Mete
         return
     first, last = register[0], register[-1]
     await conn.execute(
-        """
-        UPDATE sessions SET
-            meter_start_wh = CASE WHEN meter_start_at IS NULL OR $3 < meter_start_at
-                                  THEN $2 ELSE meter_start_wh END,
-            meter_start_at = LEAST(meter_start_at, $3),
-            meter_last_wh = CASE WHEN meter_last_at IS NULL OR $5 >= meter_last_at
-                                 THEN $4 ELSE meter_last_wh END,
-            meter_last_at = GREATEST(meter_last_at, $5),
-            updated_at = now()
-        WHERE id = $1
-        """,
-        session_id,
-        first.value,
-        first.sampled_at,
-        last.value,
-        last.sampled_at,
+        _APPLY_READINGS, session_id, first.value, first.sampled_at, last.value, last.sampled_at
     )
 
 
