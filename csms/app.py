@@ -18,6 +18,7 @@ from csms.config import Settings
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.server import OcppServer
+from csms.services import Service, ServiceContext, build_services
 from csms.storage.database import open_pool, resolve_dsn
 
 log = structlog.get_logger(__name__)
@@ -37,6 +38,7 @@ class Csms:
         self._api: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
+        self.services: list[Service] = []  # smart charging, billing, monitoring, ...
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -84,9 +86,17 @@ class Csms:
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
+        self.services = build_services(
+            ServiceContext(self._pool, self.router, self.registry, self.settings, self.bus)
+        )
+        for service in self.services:  # before chargers connect: no committed event missed
+            await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
-        api = create_app(ApiContext(self._pool, self.router, self.settings))
+        api = create_app(
+            ApiContext(self._pool, self.router, self.settings),
+            [r for service in self.services for r in service.api_routers()],
+        )
         self._api = ApiServer(
             api, self.settings.api_host or self.settings.host, self.settings.api_port
         )
@@ -99,6 +109,12 @@ class Csms:
             self._api = None
         if self._server is not None:
             await self._server.stop()
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("shutdown.service_failed", service=service.name)
+        self.services = []
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

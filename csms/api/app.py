@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -37,7 +37,8 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def create_app(context: ApiContext) -> FastAPI:
+def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The operator API; ``extra_routers`` come from the services (csms.services)."""
     app = FastAPI(
         title="CSMS operator API",
         version=__version__,
@@ -50,6 +51,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(resources.router)
     app.include_router(commands.router)
+    for extra in extra_routers:
+        app.include_router(extra)
     return app
 
 

@@ -1,0 +1,56 @@
+"""Subsystems that run inside a CSMS process beside the charger server.
+
+Smart charging, billing, monitoring and the dashboard are each one
+:class:`Service`: built from a :class:`ServiceContext` (the pool, the command
+router, settings, the event bus of committed events), started after the
+database is ready and before the first charger is accepted (so no committed
+event is missed), stopped after the charger server has closed, and free to
+contribute routes to the operator API (their endpoints close over the service,
+so an API call can reach it, e.g. to re-plan a site at once).
+
+:func:`build_services` is the one list of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from fastapi import APIRouter
+
+from csms.bus import EventBus
+from csms.config import Settings
+from csms.router import CommandRouter, ConnectionRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """What a service may use of the CSMS process."""
+
+    pool: asyncpg.Pool
+    router: CommandRouter  # every command to a charger goes through it
+    registry: ConnectionRegistry  # who is connected here (read-only use)
+    settings: Settings
+    bus: EventBus  # committed events, in order per charger
+
+
+class Service(Protocol):
+    """One subsystem; ``start`` and ``stop`` are called once each."""
+
+    name: str
+
+    def api_routers(self) -> Sequence[APIRouter]:
+        """Routes this service adds to the operator API (may be empty)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def build_services(context: ServiceContext) -> list[Service]:
+    """Every service of a CSMS process, in start order (stopped in reverse)."""
+    services: list[Service] = []
+    return services
