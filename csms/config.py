@@ -63,6 +63,8 @@ class Settings:
     kafka_topic_charging_sessions: str = "charging-sessions"
     kafka_topic_meter_values: str = "meter-values"
     kafka_topic_charger_events: str = "charger-events"
+    kafka_topic_load_management: str = "load-management"
+    kafka_topic_charger_alerts: str = "charger-alerts"
     kafka_compression: str = "gzip"  # "none" disables; falls back to none if refused
     outbox_batch_size: int = 500
     outbox_retention_hours: float = 168.0

@@ -1,4 +1,4 @@
-"""``csms kafka-init``: create the four topics, idempotently.
+"""``csms kafka-init``: create the topics, idempotently.
 
 Topics that exist are left as they are (their partitions and configs are
 reported, not changed), so the command is safe to run on every deploy.

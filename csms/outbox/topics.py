@@ -1,7 +1,7 @@
 """Which topic each event goes to, and how each topic is created.
 
 One table (:data:`TOPIC_OF_TYPE`) maps every internal event type to one of
-four logical topics; the Kafka topic names come from settings so that an
+the logical topics; the Kafka topic names come from settings so that an
 operator can prefix or rename them. Every message is keyed by the charger id,
 so one charger's events of one topic stay in order on one partition.
 """
@@ -21,6 +21,8 @@ class Topic(enum.StrEnum):
     CHARGING_SESSIONS = "charging-sessions"
     METER_VALUES = "meter-values"
     CHARGER_EVENTS = "charger-events"
+    LOAD_MANAGEMENT = "load-management"  # smart-charging decisions
+    CHARGER_ALERTS = "charger-alerts"  # fault detection: alerts opened and resolved
 
 
 TOPIC_OF_TYPE: dict[str, Topic] = {
@@ -62,6 +64,8 @@ def topic_names(settings: Settings) -> dict[Topic, str]:
         Topic.CHARGING_SESSIONS: settings.kafka_topic_charging_sessions,
         Topic.METER_VALUES: settings.kafka_topic_meter_values,
         Topic.CHARGER_EVENTS: settings.kafka_topic_charger_events,
+        Topic.LOAD_MANAGEMENT: settings.kafka_topic_load_management,
+        Topic.CHARGER_ALERTS: settings.kafka_topic_charger_alerts,
     }
 
 
@@ -88,4 +92,6 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
     Topic.CHARGING_SESSIONS: TopicSpec(retention_ms=400 * _DAY_MS, cleanup_policy="delete"),
     Topic.METER_VALUES: TopicSpec(retention_ms=7 * _DAY_MS, cleanup_policy="delete"),
     Topic.CHARGER_EVENTS: TopicSpec(retention_ms=30 * _DAY_MS, cleanup_policy="delete"),
+    Topic.LOAD_MANAGEMENT: TopicSpec(retention_ms=30 * _DAY_MS, cleanup_policy="delete"),
+    Topic.CHARGER_ALERTS: TopicSpec(retention_ms=90 * _DAY_MS, cleanup_policy="delete"),
 }
