@@ -87,7 +87,9 @@ class Csms:
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
         self.services = build_services(
-            ServiceContext(self._pool, self.router, self.registry, self.settings, self.bus)
+            ServiceContext(
+                self._pool, self.router, self.registry, self.settings, self.bus, self._central
+            )
         )
         for service in self.services:  # before chargers connect: no committed event missed
             await service.start()

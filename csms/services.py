@@ -21,6 +21,7 @@ import asyncpg
 from fastapi import APIRouter
 
 from csms.bus import EventBus
+from csms.central import CentralSystem
 from csms.config import Settings
 from csms.router import CommandRouter, ConnectionRegistry
 
@@ -34,6 +35,7 @@ class ServiceContext:
     registry: ConnectionRegistry  # who is connected here (read-only use)
     settings: Settings
     bus: EventBus  # committed events, in order per charger
+    central: CentralSystem  # handles what chargers send; hooks into its transactions
 
 
 class Service(Protocol):
