@@ -44,6 +44,8 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "data_transfer_received": 1,
     "authorization_requested": 1,
     "reservation_status_changed": 1,
+    "alert_opened": 1,
+    "alert_resolved": 1,
 }
 SESSION_TYPES = frozenset({"session_started", "session_updated", "session_ended"})
 _DERIVED_METER_NAMESPACE = uuid.UUID("6f1c1f0e-3b53-4a8e-9d55-4c1b0f2b7a01")

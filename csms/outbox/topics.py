@@ -46,6 +46,9 @@ TOPIC_OF_TYPE: dict[str, Topic] = {
     "report_received": Topic.CHARGER_EVENTS,
     "data_transfer_received": Topic.CHARGER_EVENTS,
     "authorization_requested": Topic.CHARGER_EVENTS,
+    # fault detection (csms.monitoring.alerts)
+    "alert_opened": Topic.CHARGER_ALERTS,
+    "alert_resolved": Topic.CHARGER_ALERTS,
 }
 
 FALLBACK_TOPIC = Topic.CHARGER_EVENTS

@@ -11,6 +11,7 @@ import pytest
 
 from csms import events
 from csms.config import Settings
+from csms.monitoring import alerts as _alerts  # noqa: F401  (alert event types, discovered below)
 from csms.outbox import schemas
 from csms.outbox.consume import Deduper, Station, apply_status, render_table
 from csms.outbox.envelope import SCHEMA_VERSIONS, OutboxRow, messages_for, session_summary

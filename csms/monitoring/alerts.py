@@ -1,0 +1,68 @@
+"""Alerts: what fault detection tells operators, and the events that announce them.
+
+An alert is one open problem of one charger (or one of its connectors) found
+by one rule: it is opened by the first finding, deduplicated while open
+(``count`` and ``last_seen`` move, the evidence keeps the first few samples),
+and resolved when its condition has been clear for a hold time, or by an
+operator. Opening and resolving are events (:class:`AlertOpened`,
+:class:`AlertResolved`) appended to the event log in the same transaction as
+the alert row, so they reach Kafka's ``charger-alerts`` topic through the
+outbox, and are published on the in-process bus after commit (the stream and
+webhooks of :mod:`csms.monitoring` forward every ``alert_*`` event).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from csms.events import Event
+
+
+class Severity(enum.StrEnum):
+    """How urgent an alert is; ``critical`` means a driver cannot charge."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+# The two classes repeat their fields on purpose: a shared Event base class would
+# itself be an event type (with a topic and schema) as far as the outbox knows.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertOpened(Event):
+    """A rule found a new problem (no alert of that rule was open for that connector)."""
+
+    type: ClassVar[str] = "alert_opened"
+    alert_id: int
+    rule: str
+    severity: Severity
+    evse_id: int | None
+    connector_id: int | None
+    message: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    evidence: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertResolved(Event):
+    """An open alert was closed: its condition cleared for the hold time, or an operator did."""
+
+    type: ClassVar[str] = "alert_resolved"
+    alert_id: int
+    rule: str
+    severity: Severity
+    evse_id: int | None
+    connector_id: int | None
+    message: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    evidence: tuple[dict[str, Any], ...] = ()
+    resolved_by: str = "auto"  # "auto", or "api:<key name>" when an operator resolved it
