@@ -1,0 +1,231 @@
+"""Prometheus metrics of the CSMS process (served at ``GET /metrics`` on the API port).
+
+Every metric lives in :data:`REGISTRY`, a registry owned by this module (not
+the library's default one, so that tests and embedding applications see only
+CSMS metrics, plus the process collector). Label sets stay bounded: never a
+label per charger, token or transaction. Actions are the ones the OCPP
+versions define (anything else counts as ``"unknown"``), error codes are the
+RPC error codes (anything else is ``"other"``).
+
+Other subsystems update metrics through the functions here, not by reaching
+into the objects, so the label rules live in one place:
+
+* fault detection (alerts) calls :func:`set_open_alerts` with the number of
+  open alerts per ``(severity, rule)`` whenever that changes (after commit);
+  the gauge is ``csms_alerts_open{severity, rule}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+REGISTRY: Final = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # CPU, memory, open file descriptors of the CSMS
+
+# Values every bounded label falls back to.
+UNKNOWN_ACTION: Final = "unknown"
+OTHER_CODE: Final = "other"
+NO_SITE: Final = "none"  # chargers are not grouped in sites yet
+
+_LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_BATCH_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+# -- connectivity ------------------------------------------------------------------
+
+CHARGERS_CONNECTED: Final = Gauge(
+    "csms_chargers_connected",
+    "Chargers with a live WebSocket connection, by OCPP version",
+    ["protocol"],
+    registry=REGISTRY,
+)
+CHARGERS_WENT_OFFLINE: Final = Counter(
+    "csms_chargers_went_offline",
+    "Times a charger was marked offline, by why (socket closed, or silent too long)",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+# -- OCPP messages -----------------------------------------------------------------
+
+MESSAGES: Final = Counter(
+    "csms_ocpp_messages",
+    "OCPP CALLs by direction (in: charger to CSMS, out: CSMS to charger), action and outcome "
+    "(ok, call_error, timeout, closed)",
+    ["direction", "action", "outcome"],
+    registry=REGISTRY,
+)
+HANDLER_SECONDS: Final = Histogram(
+    "csms_ocpp_handler_seconds",
+    "Time from receiving a charger's CALL to sending its answer, by action",
+    ["action"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CALL_ERRORS: Final = Counter(
+    "csms_ocpp_call_errors",
+    "CALLERRORs by direction (sent: the CSMS answered with one, received: a charger did) "
+    "and error code",
+    ["direction", "code"],
+    registry=REGISTRY,
+)
+
+# -- storage and fan-out -------------------------------------------------------------
+
+DB_WRITE_SECONDS: Final = Histogram(
+    "csms_db_write_seconds",
+    "Duration of a database write transaction, by what it records",
+    ["operation"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DB_BATCH_SIZE: Final = Histogram(
+    "csms_db_batch_size",
+    "Rows written per batched statement, by what it writes",
+    ["operation"],
+    buckets=_BATCH_BUCKETS,
+    registry=REGISTRY,
+)
+OUTBOX_UNPUBLISHED: Final = Gauge(
+    "csms_outbox_unpublished_events",
+    "Events in the outbox not yet published to Kafka",
+    registry=REGISTRY,
+)
+OUTBOX_LAG_SECONDS: Final = Gauge(
+    "csms_outbox_lag_seconds",
+    "Age of the oldest unpublished outbox event (0 when none is waiting)",
+    registry=REGISTRY,
+)
+
+# -- charging ----------------------------------------------------------------------
+
+SESSIONS_ACTIVE: Final = Gauge(
+    "csms_sessions_active",
+    "Charging sessions started and not yet ended",
+    registry=REGISTRY,
+)
+POWER_W: Final = Gauge(
+    "csms_power_drawn_watts",
+    "Power drawn by active sessions (last reported sample each), by site",
+    ["site"],
+    registry=REGISTRY,
+)
+ENERGY_DELIVERED_WH: Final = Counter(
+    "csms_energy_delivered_wh",
+    "Energy delivered to vehicles, from increases of the sessions' energy registers",
+    registry=REGISTRY,
+)
+
+# -- alerts (set by fault detection) -------------------------------------------------
+
+ALERTS_OPEN: Final = Gauge(
+    "csms_alerts_open",
+    "Open alerts by severity and rule",
+    ["severity", "rule"],
+    registry=REGISTRY,
+)
+
+# -- notifications -----------------------------------------------------------------
+
+STREAM_SUBSCRIBERS: Final = Gauge(
+    "csms_stream_subscribers",
+    "Clients connected to the event stream (GET /api/v1/stream)",
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES: Final = Counter(
+    "csms_webhook_deliveries",
+    "Webhook delivery attempts by outcome (delivered, failed, gave_up)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+def set_open_alerts(counts: Mapping[tuple[str, str], int]) -> None:
+    """Replace ``csms_alerts_open`` with ``counts``: ``{(severity, rule): open alerts}``.
+
+    Pass every open (severity, rule) pair each time; pairs left out drop to
+    zero (they stay exported, so a graph shows the alert clearing).
+    """
+    for labels in _known_alert_labels():
+        if labels not in counts:
+            ALERTS_OPEN.labels(*labels).set(0)
+    for (severity, rule), count in counts.items():
+        ALERTS_OPEN.labels(severity, rule).set(count)
+
+
+def _known_alert_labels() -> list[tuple[str, str]]:
+    return [
+        (sample.labels["severity"], sample.labels["rule"])
+        for metric in ALERTS_OPEN.collect()
+        for sample in metric.samples
+    ]
+
+
+def bounded_action(action: object, known: frozenset[str]) -> str:
+    """``action`` if the protocol version defines it, else ``"unknown"``."""
+    return action if isinstance(action, str) and action in known else UNKNOWN_ACTION
+
+
+_KNOWN_CODES: Final = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormatViolation",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurrenceConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+        "RpcFrameworkError",
+        "MessageTypeNotSupported",
+    }
+)
+
+
+def bounded_code(code: str) -> str:
+    """An RPC error code as sent on the wire, or ``"other"`` for anything a charger made up."""
+    return code if code in _KNOWN_CODES else OTHER_CODE
+
+
+@contextmanager
+def db_write(operation: str) -> Iterator[None]:
+    """Time a write transaction into ``csms_db_write_seconds{operation}``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        DB_WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def exposition() -> bytes:
+    """The text exposition format of every metric in :data:`REGISTRY`."""
+    return generate_latest(REGISTRY)
