@@ -1,0 +1,1 @@
+"""Billing: tariffs, session pricing from meter data, charge detail records."""
