@@ -1,0 +1,174 @@
+"""Runs every rule over a stream of events: per charger and connector rule state.
+
+:class:`FaultDetector` keeps the rules' small states (rolling windows) per
+charger and connector, routes each event to the rules that read it and
+returns what they observed. It does no I/O and reads no clock: the caller
+passes the server receive time, and the thresholds of each charger (which may
+differ per model, see :class:`csms.monitoring.rules.Thresholds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from csms.events import (
+    ChargerBooted,
+    ChargerEventsNotified,
+    ConnectorStatusChanged,
+    Event,
+    MeterSample,
+    MeterSampled,
+    SessionEnded,
+    SessionStarted,
+    SessionUpdated,
+)
+from csms.monitoring import rules, rules_meter
+from csms.monitoring.rules import Observation, Thresholds
+
+Evse = tuple[int | None, int | None]
+LimitOf = Callable[[str, int | None], float | None]
+"""The smart-charging current limit (A per phase) of (charger, EVSE) now, None: unknown."""
+
+
+def no_limit(charge_point_id: str, evse_id: int | None) -> float | None:
+    return None
+
+
+@dataclass
+class ChargerRuleState:
+    """Rule state of one charger (replaced, never mutated in place, by the rules)."""
+
+    meters: dict[Evse, rules_meter.MeterState] = field(default_factory=dict)
+    short_sessions: dict[Evse, rules.ShortSessionState] = field(default_factory=dict)
+    open_transactions: dict[str, tuple[Evse, datetime]] = field(default_factory=dict)
+    reboots: rules.RebootState = field(default_factory=rules.RebootState)
+    clock: rules.ClockSkewState = field(default_factory=rules.ClockSkewState)
+    # Latest charger timestamp and when it arrived: the charger's "now" on a tick.
+    charger_time: tuple[datetime, datetime] | None = None
+
+
+class FaultDetector:
+    """Every rule over every charger; feed it events with :meth:`observe`."""
+
+    def __init__(self, limit_of: LimitOf = no_limit) -> None:
+        self.chargers: dict[str, ChargerRuleState] = {}
+        self.limit_of = limit_of
+
+    def observe(self, event: Event, received_at: datetime, th: Thresholds) -> list[Observation]:
+        """What the rules make of one committed event the server received at ``received_at``."""
+        state = self.chargers.get(event.charge_point_id)
+        if state is None:
+            state = self.chargers[event.charge_point_id] = ChargerRuleState()
+        if isinstance(event, MeterSampled):
+            evse = (event.evse_id, event.connector_id or event.evse_id)
+            out = self._samples(state, event.charge_point_id, evse, event.samples, th)
+            if event.samples:
+                newest = max(s.sampled_at for s in event.samples)
+                out.extend(self._clock(state, newest, received_at, th))
+            return out
+        if isinstance(event, ConnectorStatusChanged):
+            return list(rules.connector_status(event))
+        if isinstance(event, SessionStarted | SessionUpdated | SessionEnded):
+            return self._session(state, event, received_at, th)
+        if isinstance(event, ChargerEventsNotified):
+            return [
+                *rules.component_events(event),
+                *self._clock(state, event.occurred_at, received_at, th),
+            ]
+        if isinstance(event, ChargerBooted):
+            state.reboots, found = rules.charger_booted(
+                state.reboots, received_at, event.reason, th
+            )
+            return [found]
+        return []
+
+    def tick(
+        self,
+        now: datetime,
+        thresholds_of: Callable[[str], Thresholds],
+    ) -> list[tuple[str, Observation]]:
+        """Window rules whose condition ends with time alone (reboot loops, short sessions)."""
+        out: list[tuple[str, Observation]] = []
+        for charge_point_id, state in self.chargers.items():
+            th = thresholds_of(charge_point_id)
+            state.reboots, cleared = rules.reboots_expired(state.reboots, now, th)
+            if cleared is not None:
+                out.append((charge_point_id, cleared))
+            if state.charger_time is not None:
+                charger_now = state.charger_time[0] + (now - state.charger_time[1])
+                for evse, sessions in list(state.short_sessions.items()):
+                    state.short_sessions[evse], found = rules.short_sessions_expired(
+                        sessions, evse, charger_now, th
+                    )
+                    if found is not None:
+                        out.append((charge_point_id, found))
+        return out
+
+    def forget(self, charge_point_id: str) -> None:
+        self.chargers.pop(charge_point_id, None)
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _samples(
+        self,
+        state: ChargerRuleState,
+        charge_point_id: str,
+        evse: Evse,
+        samples: tuple[MeterSample, ...],
+        th: Thresholds,
+    ) -> list[Observation]:
+        if not samples or evse[0] in (None, 0):
+            return []  # charger-wide meters (EVSE 0) are not a connector's
+        meter = state.meters.get(evse) or rules_meter.MeterState()
+        limit_a = self.limit_of(charge_point_id, evse[0])
+        out: list[Observation] = []
+        for reading in rules_meter.readings(samples):
+            meter, found = rules_meter.evaluate(meter, evse, reading, th, limit_a)
+            out.extend(found)
+        state.meters[evse] = meter
+        return out
+
+    def _clock(
+        self, state: ChargerRuleState, charger_time: datetime, received_at: datetime, th: Thresholds
+    ) -> list[Observation]:
+        state.charger_time = (charger_time, received_at)
+        state.clock, found = rules.clock_skew(state.clock, charger_time, received_at, th)
+        return [] if found is None else [found]
+
+    def _session(
+        self,
+        state: ChargerRuleState,
+        event: SessionStarted | SessionUpdated | SessionEnded,
+        received_at: datetime,
+        th: Thresholds,
+    ) -> list[Observation]:
+        transaction_id = event.transaction_id
+        known = state.open_transactions.get(transaction_id or "")
+        evse: Evse = (event.evse_id, event.connector_id or event.evse_id)
+        if evse[0] is None and known is not None:
+            evse = known[0]  # 1.6 StopTransaction names no connector
+        if isinstance(event, SessionStarted) and transaction_id is not None:
+            state.open_transactions[transaction_id] = (evse, event.occurred_at)
+        elif isinstance(event, SessionUpdated) and known is None and transaction_id is not None:
+            state.open_transactions[transaction_id] = (evse, event.occurred_at)
+        out = self._samples(state, event.charge_point_id, evse, event.samples, th)
+        if not event.offline and event.samples:
+            newest = max(s.sampled_at for s in event.samples)
+            out.extend(self._clock(state, newest, received_at, th))
+        if isinstance(event, SessionEnded):
+            started = state.open_transactions.pop(transaction_id or "", None)
+            if evse[0] is not None:
+                meter = state.meters.get(evse)
+                if meter is not None:
+                    state.meters[evse], cleared = rules_meter.idle(meter, evse)
+                    out.extend(cleared)
+                if started is not None:
+                    shorts = state.short_sessions.get(evse, rules.ShortSessionState())
+                    state.short_sessions[evse], found = rules.session_ended(
+                        shorts, evse, started[1], event.occurred_at, th
+                    )
+                    out.append(found)
+            state.charger_time = (event.occurred_at, received_at)
+        return out
