@@ -34,6 +34,7 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
+from csms.monitoring import metrics
 from csms.storage import Executor, chargers, event_log, sessions, tokens
 
 log = structlog.get_logger(__name__)
@@ -98,7 +99,7 @@ class CentralSystem:
 
     async def connected(self, event: ChargerConnected) -> RegistrationStatus | None:
         """Record a new connection; return the charger's registration (None: unknown)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
                 if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
@@ -120,7 +121,7 @@ class CentralSystem:
         return registration
 
     async def disconnected(self, event: ChargerDisconnected) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             if await chargers.registration_of(conn, event.charge_point_id) is None:
                 return
             await chargers.set_connection(
@@ -135,6 +136,8 @@ class CentralSystem:
 
     async def flush_last_seen(self) -> None:
         batch, self._last_seen = self._last_seen, {}
+        if batch:
+            metrics.DB_BATCH_SIZE.labels("last_seen").observe(len(batch))
         try:
             await chargers.touch_last_seen(self.pool, batch)
         except Exception:
@@ -158,7 +161,7 @@ class CentralSystem:
 
     async def boot(self, event: ChargerBooted) -> RegistrationStatus:
         """Answer a BootNotification from the registry, or by policy for an unknown charger."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
                 policy = self.settings.unknown_charger_policy
@@ -172,7 +175,7 @@ class CentralSystem:
         return registration
 
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             token = await tokens.find(conn, event.id_token)
             authorization = decide_authorization(token, utcnow(), event.token_type)
             await event_log.append(conn, event)
@@ -181,7 +184,7 @@ class CentralSystem:
 
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
             await sessions.lock_charger(conn, event.charge_point_id)
@@ -199,7 +202,7 @@ class CentralSystem:
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
         """Record a transaction update or end (even for a transaction never seen starting)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
             await sessions.lock_charger(conn, event.charge_point_id)
@@ -215,12 +218,14 @@ class CentralSystem:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
         if isinstance(event, MeterSampled):
             # The most frequent message: one statement, atomic on its own.
-            session_id = await event_log.record_meter_sampled(self.pool, event)
+            async with metrics.db_write(event.type):
+                session_id = await event_log.record_meter_sampled(self.pool, event)
+            metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
             if session_id is None and event.transaction_id is not None:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             if isinstance(event, ConnectorStatusChanged):
                 await chargers.set_connector_status(conn, event)
             elif isinstance(event, FirmwareStatusChanged):
@@ -247,6 +252,7 @@ class CentralSystem:
         """Write a session event's samples and move the session's meter readings."""
         if not event.samples:
             return
+        metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
         await event_log.insert_samples(
             conn,
             event.charge_point_id,

@@ -81,6 +81,15 @@ class Settings:
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
     auth_block_seconds: float = 60.0
+    # Monitoring (csms/monitoring): a charger silent (no message, no pong) for
+    # monitoring_silence_factor heartbeat intervals is marked offline and disconnected;
+    # webhooks are retried after base * 2**n seconds (at most max), up to max_attempts.
+    monitoring_silence_factor: float = 3.0
+    monitoring_liveness_check_interval: float = 5.0
+    monitoring_webhook_retry_base: float = 2.0
+    monitoring_webhook_retry_max: float = 600.0
+    monitoring_webhook_max_attempts: int = 20
+    monitoring_webhook_timeout: float = 10.0
 
     @property
     def hard_frame_limit(self) -> int:
@@ -119,6 +128,10 @@ def _parse(field: str, raw: str) -> object:
         return Path(raw)
     if field in {"auth_failure_window", "auth_block_seconds"}:
         return _seconds(field, raw)
+    if field.startswith("monitoring_"):
+        if field == "monitoring_webhook_max_attempts":
+            return _positive_int(field, raw)
+        return _positive_float(field, raw)
     if field in {"ping_interval", "ping_timeout"}:
         return None if raw.lower() in {"0", "none", "off"} else float(raw)
     if field in {"response_timeout", "last_seen_flush_interval"}:

@@ -20,6 +20,7 @@ import functools
 import inspect
 import json
 import re
+import time
 import uuid
 from typing import Any, ClassVar
 
@@ -35,10 +36,12 @@ from ocpp.charge_point import (
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, validate_payload
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.events import Protocol, RegistrationStatus
+from csms.monitoring import metrics
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
 from csms.validation import CALL, CALLRESULT, first_error
 
@@ -79,6 +82,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         self.websocket = websocket
         self.registration: RegistrationStatus | None = None
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        # When the charger last spoke (a frame or a pong); monitoring's liveness watchdog
+        # reads it, and sets ``offline_reason`` when it gives up on a silent charger.
+        self.last_heard = time.monotonic()
+        self.offline_reason: str | None = None
 
     # -- receiving ---------------------------------------------------------------
 
@@ -89,6 +96,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         self.central.seen(self.id)
+        self.last_heard = time.monotonic()
         text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
         if len(text) > self.settings.max_message_size:
             await self._on_oversize(text)
@@ -140,12 +148,19 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 ),
             )
             return
+        started = time.perf_counter()
+        outcome = "ok"
         with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
             try:
                 await self._handle_call(Call(message_id, action, payload))
             except RpcError as error:
+                outcome = "call_error"
                 log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
                 await self._send_error(message_id, error)
+            finally:
+                label = metrics.bounded_action(action, self.known_actions)
+                metrics.MESSAGES.labels("in", label, outcome).inc()
+                metrics.HANDLER_SECONDS.labels(label).observe(time.perf_counter() - started)
 
     async def _handle_call(self, msg: Call) -> None:
         handlers = self.route_map.get(msg.action, {})
@@ -251,6 +266,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         )
         if not skip_schema_validation:
             await validate_payload(message, self._ocpp_version)
+        action_label = metrics.bounded_action(action, self.known_actions)
         # OCPP-J allows one outstanding CALL per direction.
         async with self._call_lock:
             future: asyncio.Future[CallResult | CallError] = (
@@ -260,14 +276,26 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             try:
                 await self._send(message.to_json())
                 response = await asyncio.wait_for(future, self._response_timeout)
+            except TimeoutError:
+                metrics.MESSAGES.labels("out", action_label, "timeout").inc()
+                raise
+            except CallErrorReceived:  # a malformed or oversize answer
+                metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
+                raise
+            except (ConnectionError, ConnectionClosed):
+                metrics.MESSAGES.labels("out", action_label, "closed").inc()
+                raise
             finally:
                 self._pending.pop(message.unique_id, None)
         if isinstance(response, CallError):
+            metrics.MESSAGES.labels("out", action_label, "call_error").inc()
+            metrics.CALL_ERRORS.labels("received", metrics.bounded_code(response.error_code)).inc()
             if suppress:
                 return None
             raise CallErrorReceived(
                 response.error_code, response.error_description, response.error_details
             )
+        metrics.MESSAGES.labels("out", action_label, "ok").inc()
         response.action = action
         if not skip_schema_validation:
             await validate_payload(response, self._ocpp_version)
@@ -278,9 +306,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         await self.websocket.send(message)
 
     async def _send_error(self, message_id: str, error: RpcError) -> None:
-        frame = CallError(
-            message_id, wire_code(error.code, self.protocol), error.description, error.details
-        )
+        code = wire_code(error.code, self.protocol)
+        metrics.CALL_ERRORS.labels("sent", code).inc()
+        frame = CallError(message_id, code, error.description, error.details)
         await self._send(frame.to_json())
 
     def fail_pending(self) -> None:

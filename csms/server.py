@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from csms.central import CentralSystem, utcnow
 from csms.config import Settings
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
+from csms.monitoring import metrics
 from csms.router import ConnectionRegistry
 from csms.security.gate import ChargerGate
 from csms.security.tls import context_from
@@ -172,9 +173,12 @@ class OcppServer:
                             charge_point_id=charge_point_id,
                             occurred_at=utcnow(),
                             close_code=websocket.close_code,
-                            reason=websocket.close_reason,
+                            # "silent": monitoring's watchdog gave up on a mute charger
+                            reason=connection.offline_reason or websocket.close_reason,
                         )
                     )
                 except Exception:
                     log.exception("charger.disconnect_not_recorded")
+                went_offline = connection.offline_reason or "closed"
+                metrics.CHARGERS_WENT_OFFLINE.labels(went_offline).inc()
             log.info("charger.disconnected", close_code=websocket.close_code)

@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
+from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
 
 
@@ -55,4 +56,5 @@ class Service(Protocol):
 def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
+    services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     return services

@@ -18,8 +18,8 @@ into the objects, so the label rules live in one place:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Final
 
 from prometheus_client import (
@@ -216,8 +216,8 @@ def bounded_code(code: str) -> str:
     return code if code in _KNOWN_CODES else OTHER_CODE
 
 
-@contextmanager
-def db_write(operation: str) -> Iterator[None]:
+@asynccontextmanager
+async def db_write(operation: str) -> AsyncIterator[None]:
     """Time a write transaction into ``csms_db_write_seconds{operation}``."""
     started = time.perf_counter()
     try:

@@ -34,6 +34,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from csms.config import Settings
+from csms.monitoring import metrics
 from csms.outbox import store
 from csms.outbox.envelope import OutboxRow, messages_for
 from csms.outbox.topics import topic_names
@@ -128,6 +129,7 @@ class OutboxRelay:
                     if producer is None:
                         await asyncio.sleep(self._next_backoff())
                         continue
+                metrics.DB_BATCH_SIZE.labels("outbox_publish").observe(len(rows))
                 ok_ids, messages, error = await self._publish(producer, rows)
                 await store.mark_published(conn, ok_ids)
                 if ok_ids:

@@ -1,0 +1,129 @@
+"""HTTP endpoints of live monitoring: ``/metrics`` and availability reports.
+
+``GET /metrics`` is the Prometheus scrape target. It needs no API key (a
+Prometheus server is rarely given one); it exposes only bounded aggregates,
+never a charger identity, token or address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from csms.api.context import Reader
+from csms.monitoring import connectivity_store as store
+from csms.monitoring import metrics
+from csms.monitoring.availability import ChargerAvailability, charger_availability
+
+DEFAULT_WINDOW = timedelta(hours=24)
+
+
+def metrics_router(refresh: Callable[[], Awaitable[None]]) -> APIRouter:
+    """``GET /metrics``; ``refresh`` brings the scrape-time gauges up to date first."""
+    router = APIRouter(tags=["monitoring"])
+
+    @router.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        await refresh()
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def window_of(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The report window: ``to`` defaults to now, ``from`` to 24 h before ``to``; 422 if empty."""
+    end = _aware(end) if end is not None else now
+    start = _aware(start) if start is not None else end - DEFAULT_WINDOW
+    end = min(end, now)  # the future has no availability yet
+    if start >= end:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "'from' must be before 'to' and before now",
+        )
+    return start, end
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def availability_json(report: ChargerAvailability, *, details: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "charge_point_id": report.charge_point_id,
+        "observed_seconds": report.observed_s,
+        "online_seconds": report.online_s,
+        "online_percent": report.online_percent,
+        "connectors": [
+            {
+                "evse_id": c.evse_id,
+                "connector_id": c.connector_id,
+                "observed_seconds": c.observed_s,
+                "usable_seconds": c.usable_s,
+                "usable_percent": c.usable_percent,
+            }
+            for c in report.connectors
+        ],
+    }
+    if details:
+        body["downtime"] = [
+            {"from": d.start.isoformat(), "to": d.end.isoformat() if d.end else None}
+            for d in report.downtime
+        ]
+    return body
+
+
+async def availability_reports(
+    pool: asyncpg.Pool, charge_point_ids: list[str] | None, start: datetime, end: datetime
+) -> list[ChargerAvailability]:
+    async with pool.acquire() as conn:
+        since = await store.known_since(conn, charge_point_ids)
+        ids = list(since)
+        downtime = await store.downtime_in(conn, ids, start, end)
+        statuses = await store.statuses_in(conn, ids, start, end)
+    return [
+        charger_availability(
+            cp, (start, end), since[cp], downtime.get(cp, []), statuses.get(cp, [])
+        )
+        for cp in ids
+    ]
+
+
+def availability_router(pool: asyncpg.Pool) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+    From = Annotated[datetime | None, Query(alias="from")]
+    To = Annotated[datetime | None, Query(alias="to")]
+
+    @router.get("/chargers/{charge_point_id}/availability")
+    async def charger_report(
+        charge_point_id: str, _caller: Reader, start: From = None, end: To = None
+    ) -> dict[str, Any]:
+        """% of the window the charger was online and each connector usable, with its downtime."""
+        window = window_of(start, end, datetime.now(UTC))
+        reports = await availability_reports(pool, [charge_point_id], *window)
+        if not reports:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no charger {charge_point_id!r}")
+        body = availability_json(reports[0], details=True)
+        return {"from": window[0].isoformat(), "to": window[1].isoformat(), **body}
+
+    @router.get("/availability")
+    async def fleet_report(_caller: Reader, start: From = None, end: To = None) -> dict[str, Any]:
+        """The same for every charger, and the fleet's time-weighted online %."""
+        window = window_of(start, end, datetime.now(UTC))
+        reports = await availability_reports(pool, None, *window)
+        observed = sum(r.observed_s for r in reports)
+        online = sum(r.online_s for r in reports)
+        return {
+            "from": window[0].isoformat(),
+            "to": window[1].isoformat(),
+            "online_percent": None if observed <= 0 else round(100.0 * online / observed, 3),
+            "chargers": [availability_json(r, details=False) for r in reports],
+        }
+
+    return router

@@ -1,0 +1,161 @@
+"""SQL for connectivity history: downtime intervals and connector-status intervals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from csms.monitoring.availability import Interval, StatusInterval
+from csms.storage import Executor
+
+
+async def open_downtime(conn: Executor, charge_point_id: str, at: datetime, reason: str) -> None:
+    """Start a downtime interval unless one is already open."""
+    await conn.execute(
+        """
+        INSERT INTO charger_downtime (charge_point_id, started_at, reason)
+        SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM chargers WHERE charge_point_id = $1)
+        ON CONFLICT (charge_point_id) WHERE ended_at IS NULL DO NOTHING
+        """,
+        charge_point_id,
+        at,
+        reason,
+    )
+
+
+async def close_downtime(conn: Executor, charge_point_id: str, at: datetime) -> None:
+    await conn.execute(
+        """
+        UPDATE charger_downtime SET ended_at = greatest($2, started_at)
+        WHERE charge_point_id = $1 AND ended_at IS NULL
+        """,
+        charge_point_id,
+        at,
+    )
+
+
+async def open_downtime_for_all_offline(conn: Executor, connected: set[str]) -> int:
+    """At start-up: every charger not connected here and not already down is down.
+
+    The interval starts when the charger was last heard of (a crash of the
+    previous CSMS process recorded no disconnect). Returns how many opened.
+    """
+    status = await conn.execute(
+        """
+        INSERT INTO charger_downtime (charge_point_id, started_at, reason)
+        SELECT charge_point_id,
+               coalesce(CASE WHEN connected THEN last_seen_at END,
+                        disconnected_at, last_seen_at, connected_at, created_at),
+               'csms_down'
+        FROM chargers c
+        WHERE NOT (charge_point_id = ANY($1::text[]))
+          AND NOT EXISTS (SELECT 1 FROM charger_downtime d
+                          WHERE d.charge_point_id = c.charge_point_id AND d.ended_at IS NULL)
+        """,
+        sorted(connected),
+    )
+    return int(status.split()[-1])
+
+
+async def record_status(
+    conn: Executor,
+    charge_point_id: str,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    at: datetime,
+) -> None:
+    """Close the connector's open status interval and open one for ``status`` (if it changed)."""
+    current = await conn.fetchrow(
+        """
+        SELECT id, status, started_at FROM connector_status_history
+        WHERE charge_point_id = $1 AND evse_id = $2 AND connector_id = $3 AND ended_at IS NULL
+        FOR UPDATE
+        """,
+        charge_point_id,
+        evse_id,
+        connector_id,
+    )
+    if current is not None:
+        if current["status"] == status:
+            return
+        at = max(at, current["started_at"])  # a charger's clock may step back
+        await conn.execute(
+            "UPDATE connector_status_history SET ended_at = $2 WHERE id = $1", current["id"], at
+        )
+    await conn.execute(
+        """
+        INSERT INTO connector_status_history
+            (charge_point_id, evse_id, connector_id, status, started_at)
+        SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM chargers WHERE charge_point_id = $1)
+        """,
+        charge_point_id,
+        evse_id,
+        connector_id,
+        status,
+        at,
+    )
+
+
+async def known_since(conn: Executor, charge_point_ids: list[str] | None) -> dict[str, datetime]:
+    """When each charger (all of them for None) was first registered."""
+    rows = await conn.fetch(
+        """
+        SELECT charge_point_id, created_at FROM chargers
+        WHERE $1::text[] IS NULL OR charge_point_id = ANY($1::text[])
+        ORDER BY charge_point_id
+        """,
+        charge_point_ids,
+    )
+    return {row["charge_point_id"]: row["created_at"] for row in rows}
+
+
+async def downtime_in(
+    conn: Executor, charge_point_ids: list[str], start: datetime, end: datetime
+) -> dict[str, list[Interval]]:
+    rows = await conn.fetch(
+        """
+        SELECT charge_point_id, started_at, ended_at FROM charger_downtime
+        WHERE charge_point_id = ANY($1::text[]) AND started_at < $3
+          AND (ended_at IS NULL OR ended_at > $2)
+        ORDER BY started_at
+        """,
+        charge_point_ids,
+        start,
+        end,
+    )
+    out: dict[str, list[Interval]] = {}
+    for row in rows:
+        out.setdefault(row["charge_point_id"], []).append(
+            Interval(row["started_at"], row["ended_at"])
+        )
+    return out
+
+
+async def statuses_in(
+    conn: Executor, charge_point_ids: list[str], start: datetime, end: datetime
+) -> dict[str, list[StatusInterval]]:
+    rows = await conn.fetch(
+        """
+        SELECT charge_point_id, evse_id, connector_id, status, started_at, ended_at
+        FROM connector_status_history
+        WHERE charge_point_id = ANY($1::text[]) AND started_at < $3
+          AND (ended_at IS NULL OR ended_at > $2)
+          AND evse_id > 0
+        ORDER BY started_at
+        """,
+        charge_point_ids,
+        start,
+        end,
+    )
+    out: dict[str, list[StatusInterval]] = {}
+    for row in rows:
+        out.setdefault(row["charge_point_id"], []).append(
+            StatusInterval(
+                row["evse_id"],
+                row["connector_id"],
+                row["status"],
+                row["started_at"],
+                row["ended_at"],
+            )
+        )
+    return out

@@ -1,0 +1,223 @@
+"""The real-time notification stream: ``GET /api/v1/stream`` (Server-Sent Events).
+
+What it pushes (the SSE ``event:`` name is the notification type; ``data:`` is
+one JSON object with ``type``, ``charge_point_id``, ``occurred_at`` and the
+fields of that type):
+
+* ``connector_status_changed``: a connector became Available, Occupied, Faulted...
+* ``session_progress``: energy delivered, power, state of charge and, when the
+  EV reports SoC, the estimated completion time (``ended`` on the last one);
+* ``charger_connected`` / ``charger_disconnected``: connectivity;
+* every ``alert_*`` event of fault detection (``alert_opened``, ``alert_resolved``).
+
+Filters (query parameters, repeatable): ``charger`` and ``type``. Each
+subscriber has its own bounded queue fed by one task in bus order, so a
+subscriber receives one charger's notifications in the order they were
+committed. A subscriber too slow to keep up is disconnected (with a final
+``stream_overflow`` event) rather than silently losing notifications; it
+reconnects and re-reads state from the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from csms.api.context import Reader
+from csms.events import ChargerConnected, ChargerDisconnected, ConnectorStatusChanged, Event
+from csms.monitoring import metrics
+from csms.monitoring.progress import SessionProgress
+
+SESSION_PROGRESS = "session_progress"
+OVERFLOW = "stream_overflow"
+_FORWARDED = (ConnectorStatusChanged, ChargerConnected, ChargerDisconnected)
+STREAM_TYPES = frozenset(
+    {
+        SESSION_PROGRESS,
+        ConnectorStatusChanged.type,
+        ChargerConnected.type,
+        ChargerDisconnected.type,
+        "alert_opened",
+        "alert_resolved",
+    }
+)
+KEEPALIVE_S = 15.0
+_POLL_S = 0.5  # how soon a stream notices a shutdown or a gone client
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One stream message: its type, its charger and its JSON body."""
+
+    type: str
+    charge_point_id: str
+    id: str
+    body: dict[str, Any]
+
+    def sse(self) -> bytes:
+        data = json.dumps(self.body, separators=(",", ":"), default=str)
+        return f"id: {self.id}\nevent: {self.type}\ndata: {data}\n\n".encode()
+
+
+def notification_of(event: Event) -> Notification | None:
+    """The stream message for a committed event, or None if the stream does not carry it."""
+    if not (isinstance(event, _FORWARDED) or event.type.startswith("alert_")):
+        return None
+    body = {
+        "type": event.type,
+        "charge_point_id": event.charge_point_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "event_id": str(event.event_id),
+        **event.payload(),
+    }
+    return Notification(event.type, event.charge_point_id, str(event.event_id), body)
+
+
+def progress_notification(progress: SessionProgress, event: Event) -> Notification:
+    eta = progress.estimated_completion_at
+    body = {
+        "type": SESSION_PROGRESS,
+        "charge_point_id": progress.charge_point_id,
+        "occurred_at": progress.updated_at.isoformat(),
+        "event_id": str(event.event_id),
+        "evse_id": progress.evse_id,
+        "transaction_id": progress.transaction_id,
+        "energy_wh": progress.energy_wh,
+        "power_w": progress.power_w,
+        "soc_percent": progress.soc_percent,
+        "estimated_completion_at": eta.isoformat() if eta else None,
+        "ended": progress.ended,
+    }
+    return Notification(SESSION_PROGRESS, progress.charge_point_id, str(event.event_id), body)
+
+
+@dataclass(eq=False)
+class StreamSubscriber:
+    chargers: frozenset[str]  # empty: every charger
+    types: frozenset[str]  # empty: every type
+    queue: asyncio.Queue[Notification | None] = field(default_factory=lambda: asyncio.Queue(1000))
+
+    def wants(self, notification: Notification) -> bool:
+        return (not self.chargers or notification.charge_point_id in self.chargers) and (
+            not self.types or notification.type in self.types
+        )
+
+
+class StreamHub:
+    """Fans notifications out to the connected stream subscribers."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[StreamSubscriber] = []
+
+    def subscribe(self, chargers: Iterable[str], types: Iterable[str]) -> StreamSubscriber:
+        subscriber = StreamSubscriber(frozenset(chargers), frozenset(types))
+        self._subscribers.append(subscriber)
+        metrics.STREAM_SUBSCRIBERS.set(len(self._subscribers))
+        return subscriber
+
+    def unsubscribe(self, subscriber: StreamSubscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+        metrics.STREAM_SUBSCRIBERS.set(len(self._subscribers))
+
+    def publish(self, notification: Notification) -> None:
+        for subscriber in list(self._subscribers):
+            if not subscriber.wants(notification):
+                continue
+            try:
+                subscriber.queue.put_nowait(notification)
+            except asyncio.QueueFull:
+                self._overflow(subscriber)
+
+    def _overflow(self, subscriber: StreamSubscriber) -> None:
+        """Cut a subscriber that fell behind: tell it why, then end its stream."""
+        self.unsubscribe(subscriber)
+        while not subscriber.queue.empty():
+            subscriber.queue.get_nowait()
+        overflow = Notification(OVERFLOW, "", "0", {"type": OVERFLOW, "reconnect": True})
+        subscriber.queue.put_nowait(overflow)
+        subscriber.queue.put_nowait(None)
+
+    def close(self) -> None:
+        """End every stream (the CSMS is stopping)."""
+        for subscriber in list(self._subscribers):
+            self.unsubscribe(subscriber)
+            with contextlib.suppress(asyncio.QueueFull):
+                subscriber.queue.put_nowait(None)
+
+
+def _server_going_away(request: Request) -> bool:
+    """True once uvicorn has begun a graceful shutdown (it then waits for open responses).
+
+    uvicorn marks the running response's cycle ``keep_alive = False`` and waits
+    for it to finish; an endless stream would hold the CSMS's shutdown forever.
+    The ASGI ``receive`` callable is that cycle's bound method. Anything else
+    (another server) reads as "not going away".
+    """
+    cycle = getattr(request.receive, "__self__", None)
+    return getattr(cycle, "keep_alive", True) is False
+
+
+async def _events(
+    hub: StreamHub, subscriber: StreamSubscriber, request: Request
+) -> AsyncIterator[bytes]:
+    idle_s = 0.0
+    try:
+        yield b": connected\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(subscriber.queue.get(), _POLL_S)
+            except TimeoutError:
+                if _server_going_away(request) or await request.is_disconnected():
+                    return
+                idle_s += _POLL_S
+                if idle_s >= KEEPALIVE_S:  # an SSE comment keeps proxies from timing out
+                    idle_s = 0.0
+                    yield b": keep-alive\n\n"
+                continue
+            idle_s = 0.0
+            if item is None:
+                return
+            yield item.sse()
+    finally:
+        hub.unsubscribe(subscriber)
+
+
+def stream_router(hub: StreamHub) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+
+    @router.get("/stream")
+    async def stream(
+        request: Request,
+        _caller: Reader,
+        charger: Annotated[list[str] | None, Query()] = None,
+        type: Annotated[list[str] | None, Query()] = None,
+        site: Annotated[str | None, Query()] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: connector status, session progress, connectivity and alerts."""
+        if site is not None:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                "chargers are not grouped in sites yet; filter by charger",
+            )
+        unknown = {t for t in type or () if t not in STREAM_TYPES and not t.startswith("alert_")}
+        if unknown:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"unknown type {sorted(unknown)}; one of {sorted(STREAM_TYPES)}",
+            )
+        subscriber = hub.subscribe(charger or (), type or ())
+        return StreamingResponse(
+            _events(hub, subscriber, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

@@ -1,0 +1,166 @@
+"""Outgoing webhooks: alerts POSTed to subscribers, signed, retried, durable.
+
+A subscription names a URL, a secret and optional filters (event types such
+as ``alert_opened``, severities, rules). Every ``alert_*`` event on the bus
+becomes one pending row in ``webhook_deliveries`` per matching subscription;
+from then on it survives a receiver outage and a CSMS restart.
+
+Each attempt POSTs the JSON body with::
+
+    X-CSMS-Event: alert_opened
+    X-CSMS-Delivery: <delivery id>            (the same on every retry)
+    X-CSMS-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+
+A receiver recomputes the HMAC over the timestamp, a dot and the raw body,
+compares in constant time and rejects old timestamps (replay protection);
+:func:`verify` does exactly that. A 2xx answer is success; anything else
+(or no answer) is retried after ``base * 2**(attempt-1)`` seconds, capped at
+``monitoring_webhook_retry_max``, until ``monitoring_webhook_max_attempts``.
+A subscription receives its events in order: only the oldest pending delivery
+of a subscription is attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+import asyncpg
+import httpx
+import structlog
+
+from csms.config import Settings
+from csms.events import Event
+from csms.monitoring import metrics
+from csms.monitoring import webhook_store as store
+from csms.monitoring.stream import notification_of
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "X-CSMS-Signature"
+SIGNATURE_TOLERANCE_S = 300.0
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-CSMS-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(
+    secret: str,
+    header: str,
+    body: bytes,
+    now: float | None = None,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """What a receiver does: the signature matches and is recent."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def retry_delay(attempts: int, base_s: float, max_s: float) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt (1, 2, ...): doubling, capped."""
+    return min(max_s, base_s * 2.0 ** max(0, attempts - 1))
+
+
+def wanted(event: Event) -> bool:
+    """Webhooks carry alerts only (the stream carries everything else)."""
+    return event.type.startswith("alert_")
+
+
+class WebhookDispatcher:
+    """Queues alert events for subscribers and delivers them; :meth:`run` is the worker."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.base_s = settings.monitoring_webhook_retry_base
+        self.max_s = settings.monitoring_webhook_retry_max
+        self.max_attempts = settings.monitoring_webhook_max_attempts
+        self.timeout_s = settings.monitoring_webhook_timeout
+        self.poll_s = min(1.0, self.base_s)
+        self._wake = asyncio.Event()
+
+    async def enqueue(self, event: Event) -> None:
+        """Store one pending delivery per matching subscription (call for committed events)."""
+        notification = notification_of(event)
+        if notification is None or not wanted(event):
+            return
+        body = json.dumps(notification.body, separators=(",", ":"), default=str)
+        severity = getattr(event, "severity", None)
+        rule = getattr(event, "rule", None)
+        queued = await store.enqueue(
+            self.pool,
+            event.event_id,
+            event.type,
+            None if severity is None else str(severity),
+            rule,
+            body,
+        )
+        if queued:
+            self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            while True:
+                try:
+                    sent = await self.deliver_due(client)
+                except Exception:
+                    log.exception("webhook.dispatch_failed")
+                    sent = 0
+                if not sent:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    except TimeoutError:
+                        pass
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """Attempt every due delivery once (concurrently across subscribers); return how many."""
+        deliveries = await store.claim_due(self.pool, lease_s=self.timeout_s + 5.0)
+        await asyncio.gather(*(self._attempt(client, d) for d in deliveries))
+        return len(deliveries)
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: store.Delivery) -> None:
+        body = delivery.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "csms-webhooks",
+            "X-CSMS-Event": delivery.event_type,
+            "X-CSMS-Delivery": str(delivery.id),
+            SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), body),
+        }
+        error: str | None = None
+        try:
+            response = await client.post(delivery.url, content=body, headers=headers)
+            if not response.is_success:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if error is None:
+            await store.mark_delivered(self.pool, delivery.id)
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+            return
+        attempts = delivery.attempts + 1
+        give_up = attempts >= self.max_attempts
+        retry_in = None if give_up else retry_delay(attempts, self.base_s, self.max_s)
+        await store.mark_failed_attempt(self.pool, delivery.id, error, retry_in)
+        metrics.WEBHOOK_DELIVERIES.labels("gave_up" if give_up else "failed").inc()
+        log.warning(
+            "webhook.attempt_failed",
+            delivery_id=delivery.id,
+            url=delivery.url,
+            attempts=attempts,
+            error=error,
+            retry_in_s=retry_in,
+        )
