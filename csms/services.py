@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
+from csms.dashboard import DashboardService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
 
@@ -56,5 +57,6 @@ class Service(Protocol):
 def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
+    services.append(DashboardService())  # reads only; serves / on the API port
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     return services

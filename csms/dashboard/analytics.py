@@ -1,0 +1,311 @@
+"""Charging analytics over a date range, computed in SQL from sessions and meter readings.
+
+Definitions (each figure is per time bucket and per group: the whole selection,
+or one charger):
+
+* **Energy**: increments of each session's energy register (its start reading,
+  every ``Energy.Active.Import.Register`` sample and its stop reading), an
+  increment spread evenly over the time between its two readings and split at
+  bucket edges.
+* **Occupied**: time a session was open (start to end, or to now while
+  active). **Charging**: time between two register readings of a session
+  whose register went up. Both as % of bucket length x charging points (EVSEs).
+* **Sessions**: sessions started in the bucket; **failed**: of those ended,
+  the ones that delivered no energy or whose token was not accepted.
+* **Peak demand**: the highest 15-minute average power (energy in a quarter
+  hour x 4), quarter hours aligned to UTC.
+* **Idle after full**: from a session's last register increase to its end.
+
+There is no pre-aggregation yet: every query reads the sessions overlapping
+the range and their register samples through the ``(session_id, sampled_at)``
+index.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from csms.dashboard.queries import REGISTER
+from csms.storage import Executor
+
+Bucket = Literal["hour", "day"]
+MAX_BUCKETS = 24 * 92  # a quarter of hourly buckets, or six years of daily ones
+
+# Histogram edges: sessions shorter than the first edge fall in no bin (impossible
+# here, the first edge is 0); the last bin is open-ended.
+DURATION_EDGES_MIN = (0, 15, 30, 60, 120, 240, 480)
+ENERGY_EDGES_KWH = (0, 5, 10, 20, 40, 60)
+
+
+def bucket_edges(first: date, last: date, tz: ZoneInfo, bucket: Bucket) -> list[datetime]:
+    """Edges of the buckets covering the days ``first``..``last`` (inclusive) in ``tz``.
+
+    Edges are local midnights (or local hours), so a day across a DST change is
+    23 or 25 hours long, as its operators lived it.
+    """
+    if last < first:
+        raise ValueError("the range ends before it starts")
+    start = datetime.combine(first, time(), tz)
+    end = datetime.combine(last + timedelta(days=1), time(), tz)
+    if bucket == "day":
+        days = (last - first).days + 1
+        edges = [datetime.combine(first + timedelta(days=i), time(), tz) for i in range(days + 1)]
+    else:
+        # Step in UTC so that every hour exists exactly once across DST changes.
+        hours = int((end - start).total_seconds() // 3600)
+        edges = [start + timedelta(hours=i) for i in range(hours + 1)]
+    if len(edges) - 1 > MAX_BUCKETS:
+        raise ValueError(f"at most {MAX_BUCKETS} buckets; choose a shorter range or day buckets")
+    return edges
+
+
+_PER_BUCKET_SQL = f"""
+WITH edges AS (SELECT unnest($1::timestamptz[]) AS t),
+buckets AS (
+    SELECT b_start, b_end FROM (
+        SELECT t AS b_start, lead(t) OVER (ORDER BY t) AS b_end FROM edges) e
+    WHERE b_end IS NOT NULL
+),
+scope_chargers AS (
+    SELECT charge_point_id FROM chargers
+    WHERE $2::text[] IS NULL OR charge_point_id = ANY($2)
+),
+capacity AS (
+    SELECT CASE WHEN $3 THEN c.charge_point_id END AS grp,
+           count(DISTINCT (c.charge_point_id, k.evse_id)) FILTER (WHERE k.evse_id > 0) AS evses
+    FROM scope_chargers c LEFT JOIN connectors k USING (charge_point_id)
+    GROUP BY 1
+),
+scope_sessions AS (
+    SELECT s.id, CASE WHEN $3 THEN s.charge_point_id END AS grp, s.status, s.started_at,
+           s.ended_at, LEAST(COALESCE(s.ended_at, $4), $4) AS until_at, s.energy_wh,
+           s.auth_status, s.meter_start_wh, COALESCE(s.meter_start_at, s.started_at) AS start_at,
+           s.meter_stop_wh
+    FROM sessions s JOIN scope_chargers USING (charge_point_id)
+    WHERE s.started_at < (SELECT max(t) FROM edges)
+      AND COALESCE(s.ended_at, $4) > (SELECT min(t) FROM edges)
+),
+readings AS (
+    SELECT m.session_id, m.sampled_at AS at, m.value AS wh
+    FROM meter_samples m JOIN scope_sessions s ON s.id = m.session_id
+    WHERE m.measurand = '{REGISTER}' AND m.phase IS NULL
+      AND (m.location IS NULL OR m.location = 'Outlet')
+    UNION ALL
+    SELECT id, start_at, meter_start_wh FROM scope_sessions
+    WHERE meter_start_wh IS NOT NULL AND start_at IS NOT NULL
+    UNION ALL
+    SELECT id, ended_at, meter_stop_wh FROM scope_sessions
+    WHERE meter_stop_wh IS NOT NULL AND ended_at IS NOT NULL
+),
+steps AS (
+    SELECT session_id, lag(at) OVER w AS prev_at, at, wh - lag(wh) OVER w AS delta_wh
+    FROM readings WINDOW w AS (PARTITION BY session_id ORDER BY at, wh)
+),
+charging AS (
+    SELECT st.session_id, s.grp, st.prev_at, st.at, st.delta_wh,
+           EXTRACT(EPOCH FROM st.at - st.prev_at) AS step_s
+    FROM steps st JOIN scope_sessions s ON s.id = st.session_id
+    WHERE st.delta_wh > 0 AND st.at > st.prev_at
+),
+last_charge AS (SELECT session_id, max(at) AS last_at FROM charging GROUP BY 1),
+occupancy AS (
+    SELECT b.b_start, s.grp,
+           sum(EXTRACT(EPOCH FROM LEAST(s.until_at, b.b_end) - GREATEST(s.started_at, b.b_start)))
+               AS occupied_s
+    FROM scope_sessions s JOIN buckets b ON s.started_at < b.b_end AND s.until_at > b.b_start
+    GROUP BY 1, 2
+),
+charged AS (
+    SELECT b.b_start, c.grp,
+           sum(c.delta_wh
+               * EXTRACT(EPOCH FROM LEAST(c.at, b.b_end) - GREATEST(c.prev_at, b.b_start))
+               / c.step_s) AS energy_wh,
+           sum(EXTRACT(EPOCH FROM LEAST(c.at, b.b_end) - GREATEST(c.prev_at, b.b_start)))
+               AS charging_s
+    FROM charging c JOIN buckets b ON c.prev_at < b.b_end AND c.at > b.b_start
+    GROUP BY 1, 2
+),
+started AS (
+    SELECT b.b_start, s.grp, count(*) AS sessions,
+           count(*) FILTER (WHERE s.status = 'ended') AS ended,
+           count(*) FILTER (WHERE s.status = 'ended' AND (COALESCE(s.energy_wh, 0) <= 0
+                            OR (s.auth_status IS NOT NULL AND s.auth_status <> 'Accepted')))
+               AS failed,
+           COALESCE(sum(EXTRACT(EPOCH FROM s.ended_at - s.started_at))
+                    FILTER (WHERE s.status = 'ended'), 0) AS duration_s,
+           COALESCE(sum(GREATEST(EXTRACT(EPOCH FROM s.ended_at - lc.last_at), 0))
+                    FILTER (WHERE s.status = 'ended' AND lc.last_at IS NOT NULL), 0) AS idle_s,
+           count(lc.last_at) FILTER (WHERE s.status = 'ended') AS idle_sessions
+    FROM scope_sessions s
+    JOIN buckets b ON s.started_at >= b.b_start AND s.started_at < b.b_end
+    LEFT JOIN last_charge lc ON lc.session_id = s.id
+    GROUP BY 1, 2
+),
+slot_energy AS (
+    SELECT c.grp, slot,
+           sum(c.delta_wh * EXTRACT(EPOCH FROM LEAST(c.at, slot + interval '15 minutes')
+               - GREATEST(c.prev_at, slot)) / c.step_s) AS wh
+    FROM charging c,
+         generate_series(date_bin('15 minutes', c.prev_at, TIMESTAMPTZ '2000-01-01 00:00Z'),
+                         c.at - interval '1 microsecond', interval '15 minutes') AS slot
+    GROUP BY 1, 2
+),
+peaks AS (
+    SELECT b.b_start, s.grp, max(s.wh) * 4 / 1000 AS peak_kw
+    FROM slot_energy s JOIN buckets b ON s.slot >= b.b_start AND s.slot < b.b_end
+    GROUP BY 1, 2
+)
+SELECT g.grp AS charge_point_id, b.b_start AS start, b.b_end AS "end", g.evses,
+       COALESCE(ch.energy_wh, 0)::float8 / 1000 AS energy_kwh,
+       COALESCE(o.occupied_s, 0)::float8 AS occupied_s,
+       COALESCE(ch.charging_s, 0)::float8 AS charging_s,
+       COALESCE(st.sessions, 0) AS sessions, COALESCE(st.ended, 0) AS ended_sessions,
+       COALESCE(st.failed, 0) AS failed_sessions,
+       COALESCE(st.duration_s, 0)::float8 AS duration_s,
+       COALESCE(st.idle_s, 0)::float8 AS idle_s, COALESCE(st.idle_sessions, 0) AS idle_sessions,
+       COALESCE(pk.peak_kw, 0)::float8 AS peak_kw
+FROM buckets b CROSS JOIN capacity g
+LEFT JOIN occupancy o ON o.b_start = b.b_start AND o.grp IS NOT DISTINCT FROM g.grp
+LEFT JOIN charged ch ON ch.b_start = b.b_start AND ch.grp IS NOT DISTINCT FROM g.grp
+LEFT JOIN started st ON st.b_start = b.b_start AND st.grp IS NOT DISTINCT FROM g.grp
+LEFT JOIN peaks pk ON pk.b_start = b.b_start AND pk.grp IS NOT DISTINCT FROM g.grp
+ORDER BY g.grp, b.b_start
+"""
+
+_DISTRIBUTIONS_SQL = """
+SELECT width_bucket(EXTRACT(EPOCH FROM s.ended_at - s.started_at)::float8 / 60,
+                    $3::float8[]) AS duration_bin,
+       width_bucket((s.energy_wh / 1000)::float8, $4::float8[]) AS energy_bin,
+       count(*) AS n
+FROM sessions s
+WHERE s.status = 'ended' AND s.started_at >= $1 AND s.started_at < $2
+  AND s.ended_at IS NOT NULL AND s.energy_wh IS NOT NULL
+  AND ($5::text[] IS NULL OR s.charge_point_id = ANY($5))
+GROUP BY 1, 2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to compute over: bucket edges, chargers (None = all), and the time "now" is."""
+
+    edges: Sequence[datetime]
+    charge_point_ids: Sequence[str] | None
+    now: datetime
+
+
+def figures(row: dict[str, Any]) -> dict[str, Any]:
+    """A bucket's raw sums as the figures operators read (percentages, minutes, rates)."""
+    span_s = (row["end"] - row["start"]).total_seconds()
+    capacity_s = span_s * row["evses"]
+    ended = row["ended_sessions"]
+    idle_n = row["idle_sessions"]
+    return {
+        "charge_point_id": row["charge_point_id"],
+        "start": row["start"],
+        "end": row["end"],
+        "charging_points": row["evses"],
+        "energy_kwh": round(row["energy_kwh"], 3),
+        "occupied_pct": _pct(row["occupied_s"], capacity_s),
+        "charging_pct": _pct(row["charging_s"], capacity_s),
+        "sessions": row["sessions"],
+        "ended_sessions": ended,
+        "failed_sessions": row["failed_sessions"],
+        "failed_rate_pct": _pct(row["failed_sessions"], ended),
+        "avg_duration_min": round(row["duration_s"] / ended / 60, 2) if ended else None,
+        "avg_idle_after_full_min": round(row["idle_s"] / idle_n / 60, 2) if idle_n else None,
+        "peak_kw": round(row["peak_kw"], 3),
+    }
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The raw sums of several buckets of one group as one bucket's raw sums."""
+    if not rows:
+        raise ValueError("nothing to summarise")
+    additive = (
+        "energy_kwh", "occupied_s", "charging_s", "sessions", "ended_sessions",
+        "failed_sessions", "duration_s", "idle_s", "idle_sessions",
+    )  # fmt: skip
+    total: dict[str, Any] = {key: sum(r[key] for r in rows) for key in additive}
+    # Capacity is per bucket (bucket length x EVSEs): the same EVSE count over the
+    # whole span gives the same denominator as the buckets' sum.
+    total |= {
+        "charge_point_id": rows[0]["charge_point_id"],
+        "start": rows[0]["start"],
+        "end": rows[-1]["end"],
+        "evses": rows[0]["evses"],
+        "peak_kw": max(r["peak_kw"] for r in rows),
+    }
+    return total
+
+
+async def per_bucket(
+    conn: Executor, selection: Selection, per_charger: bool
+) -> list[dict[str, Any]]:
+    """Raw sums per bucket, for the whole selection or for each charger in it."""
+    rows = await conn.fetch(
+        _PER_BUCKET_SQL,
+        list(selection.edges),
+        None if selection.charge_point_ids is None else list(selection.charge_point_ids),
+        per_charger,
+        selection.now,
+    )
+    return [dict(r) for r in rows]
+
+
+async def distributions(conn: Executor, selection: Selection) -> dict[str, Any]:
+    """Histograms of ended sessions' duration (minutes) and energy (kWh) started in range."""
+    rows = await conn.fetch(
+        _DISTRIBUTIONS_SQL,
+        selection.edges[0],
+        selection.edges[-1],
+        [float(e) for e in DURATION_EDGES_MIN],
+        [float(e) for e in ENERGY_EDGES_KWH],
+        None if selection.charge_point_ids is None else list(selection.charge_point_ids),
+    )
+    return {
+        "duration_min": histogram(DURATION_EDGES_MIN, ((r["duration_bin"], r["n"]) for r in rows)),
+        "energy_kwh": histogram(ENERGY_EDGES_KWH, ((r["energy_bin"], r["n"]) for r in rows)),
+    }
+
+
+def histogram(edges: Sequence[float], counts: Iterable[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Bins ``[edge_i, edge_i+1)`` (the last open-ended) from width_bucket's (bin, count) pairs.
+
+    Bin 0 (below the first edge: a negative duration or energy, e.g. a meter
+    reset) is reported as its own ``below`` bin so nothing is silently dropped.
+    """
+    totals = [0] * (len(edges) + 1)
+    for index, n in counts:
+        totals[index] += n
+    bins = [
+        {"from": edges[i - 1], "to": edges[i] if i < len(edges) else None, "sessions": totals[i]}
+        for i in range(1, len(edges) + 1)
+    ]
+    if totals[0]:
+        bins.insert(0, {"from": None, "to": edges[0], "sessions": totals[0]})
+    return bins
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows (all with the same keys) as CSV with a header line; times in ISO 8601."""
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+        )
+    return out.getvalue()

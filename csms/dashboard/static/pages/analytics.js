@@ -1,0 +1,89 @@
+// Analytics over a date range: the summary, per-bucket charts, the duration
+// and energy distributions, per-charger figures, and CSV downloads. Numbers come
+// from /api/v1/analytics (SQL over sessions and meter readings).
+import { api, download, query } from "../api.js";
+import { bucketChart, histogramChart } from "../charts.js";
+import { errorBox, h, num, table } from "../ui.js";
+
+const day = (d) => d.toISOString().slice(0, 10);
+const today = new Date();
+const form = {
+  from: day(new Date(today.getTime() - 6 * 86400000)),
+  to: day(today),
+  tz: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
+  bucket: "day",
+  chargers: "",
+};
+
+function params() {
+  const ids = form.chargers.split(/[\s,]+/).filter(Boolean);
+  return { from: form.from, to: form.to, tz: form.tz, charge_point_id: ids };
+}
+
+function card(label, value, testid) {
+  return h("div", { class: "count" }, h("div", { class: "value", "data-testid": testid }, value), h("div", { class: "label" }, label));
+}
+
+export async function render(main) {
+  const field = (name, label, type = "text") =>
+    h("label", {}, label, " ", h("input", { name, type, value: form[name], "data-testid": `analytics-${name}` }));
+  const controls = h("form", { class: "filters", id: "analytics-form" },
+    field("from", "From", "date"), field("to", "To", "date"), field("tz", "Time zone"),
+    h("select", { name: "bucket" }, ["day", "hour"].map((b) => h("option", { value: b, selected: form.bucket === b }, `per ${b}`))),
+    field("chargers", "Chargers (ids, blank = all)"),
+    h("button", { type: "submit", class: "primary" }, "Show"),
+    h("button", { type: "button", onclick: () => download(`/analytics/fleet${query({ ...params(), bucket: form.bucket, format: "csv" })}`, `analytics-${form.from}-${form.to}.csv`) }, "CSV per bucket"),
+    h("button", { type: "button", onclick: () => download(`/analytics/chargers${query({ ...params(), format: "csv" })}`, `analytics-chargers-${form.from}-${form.to}.csv`) }, "CSV per charger"));
+  const out = h("div", { id: "analytics-out" });
+  main.append(h("h1", {}, "Analytics"), controls, out);
+
+  async function show() {
+    out.replaceChildren(h("p", { class: "muted" }, "Computing…"));
+    const [fleet, chargers] = await Promise.all([
+      api(`/analytics/fleet${query({ ...params(), bucket: form.bucket })}`),
+      api(`/analytics/chargers${query(params())}`),
+    ]);
+    const s = fleet.summary;
+    const x = fleet.buckets.map((b) => new Date(b.start).getTime() / 1000);
+    const series = (key) => fleet.buckets.map((b) => b[key]);
+    const charts = h("div", { class: "charts", "data-columns": "2" });
+    const histos = h("div", { class: "charts", "data-columns": "2" });
+    out.replaceChildren(
+      h("div", { class: "counts", id: "analytics-summary" },
+        card("energy (kWh)", num(s.energy_kwh, 2), "a-energy"),
+        card("sessions", s.sessions, "a-sessions"),
+        card("occupied %", num(s.occupied_pct), "a-occupied"),
+        card("charging %", num(s.charging_pct), "a-charging"),
+        card("peak demand (kW)", num(s.peak_kw, 2), "a-peak"),
+        card("failed sessions %", num(s.failed_rate_pct), "a-failed"),
+        card("avg duration (min)", num(s.avg_duration_min), "a-duration"),
+        card("avg idle after full (min)", num(s.avg_idle_after_full_min), "a-idle")),
+      charts, h("h2", {}, "Distributions (ended sessions)"), histos,
+      h("h2", {}, "Per charger"),
+      table(["Charger", "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min"],
+        chargers.items.map((c) => [c.charge_point_id, c.charging_points, num(c.energy_kwh, 2), c.sessions, num(c.occupied_pct), num(c.charging_pct),
+          num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)]), { "data-testid": "analytics-chargers" }));
+    bucketChart(charts, `Energy per ${form.bucket} (kWh)`, x, [{ label: "kWh", values: series("energy_kwh") }], { unit: "kWh" });
+    bucketChart(charts, `Sessions per ${form.bucket}`, x, [{ label: "sessions", values: series("sessions") }, { label: "failed", values: series("failed_sessions") }]);
+    bucketChart(charts, "Utilisation (%)", x, [{ label: "occupied %", values: series("occupied_pct") }, { label: "charging %", values: series("charging_pct") }], { bars: false, unit: "%" });
+    bucketChart(charts, "Peak demand (kW)", x, [{ label: "kW", values: series("peak_kw") }], { unit: "kW" });
+    histogramChart(histos, "Duration (minutes)", fleet.distributions.duration_min, "sessions");
+    histogramChart(histos, "Energy (kWh)", fleet.distributions.energy_kwh, "sessions");
+  }
+
+  controls.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    for (const el of controls.elements) if (el.name) form[el.name] = el.value;
+    try {
+      await show();
+    } catch (err) {
+      out.replaceChildren(errorBox(err));
+    }
+  });
+  try {
+    await show();
+  } catch (err) {
+    out.replaceChildren(errorBox(err));
+  }
+  return null; // figures over past days: refreshed on demand, not live
+}

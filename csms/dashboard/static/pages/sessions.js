@@ -1,0 +1,94 @@
+// Sessions: search by charger, token and start time (newest first, paged by
+// id), and one session's detail with its energy curve and, once billing is
+// present, its priced record (CDR).
+import { api, query } from "../api.js";
+import { energyPowerChart } from "../charts.js";
+import { watch } from "../live.js";
+import { errorBox, h, itemsOf, kwh, minutes, objectTable, section, table, time } from "../ui.js";
+
+const PAGE = 50;
+const filter = { charge_point_id: "", id_token: "", since: "", until: "", status: "" };
+
+const iso = (local) => (local ? new Date(local).toISOString() : "");
+
+export async function render(main) {
+  const input = (name, label, type = "text") =>
+    h("label", {}, label, " ", h("input", { name, type, value: filter[name], "data-testid": `sessions-${name}` }));
+  const form = h("form", { class: "filters", id: "session-filters" },
+    input("charge_point_id", "Charger"), input("id_token", "Token"),
+    input("since", "Started from", "datetime-local"), input("until", "to", "datetime-local"),
+    h("select", { name: "status", "data-testid": "sessions-status" }, [["", "Any status"], ["active", "Active"], ["ended", "Ended"]]
+      .map(([v, t]) => h("option", { value: v, selected: filter.status === v }, t))),
+    h("button", { type: "submit", class: "primary" }, "Search"));
+  const list = h("div", { id: "session-list" });
+  const more = h("div", { class: "pager" });
+  main.append(h("h1", {}, "Sessions"), form, list, more);
+
+  let pages = [null]; // before_id of each page shown
+  async function load(beforeId, append) {
+    const params = { ...filter, since: iso(filter.since), until: iso(filter.until), limit: PAGE, before_id: beforeId };
+    const data = await api(`/sessions${query(params)}`);
+    const rows = data.items.map((s) => h("tr", { "data-session": s.id }, [
+      h("a", { href: `#/sessions/${s.id}` }, s.transaction_id),
+      h("a", { href: `#/chargers/${encodeURIComponent(s.charge_point_id)}` }, s.charge_point_id),
+      s.evse_id ?? "–", s.id_token || "–", s.status, time(s.started_at), minutes(s.started_at, s.ended_at), kwh(s.energy_wh), s.stop_reason || "–",
+    ].map((c) => h("td", {}, c))));
+    const existing = list.querySelector("tbody");
+    if (append && existing) existing.append(...rows);
+    else list.replaceChildren(rows.length
+      ? table(["Transaction", "Charger", "EVSE", "Token", "Status", "Started", "Duration", "Energy", "Stop reason"], rows, { "data-testid": "session-table" })
+      : h("p", { class: "muted" }, "No session matches."));
+    more.replaceChildren(data.next_before_id ? h("button", { onclick: () => load(data.next_before_id, true) }, "More") : "");
+    return data;
+  }
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    for (const el of form.elements) if (el.name) filter[el.name] = el.value;
+    pages = [null];
+    try {
+      await load(null, false);
+    } catch (err) {
+      list.replaceChildren(errorBox(err));
+    }
+  });
+  await load(null, false);
+  // Live: the first page refreshes (new sessions appear); pages added with "More" stay.
+  return watch(() => {
+    if (!list.querySelector("tbody") || list.querySelectorAll("tbody tr").length <= PAGE) load(pages[0], false).catch(() => {});
+  });
+}
+
+export async function renderDetail(main, [id], ctx) {
+  const facts = h("dl", { class: "facts" });
+  const chartBox = h("div", { class: "chart-box", "data-testid": "session-curve" });
+  const cdr = h("div", { id: "session-cdr" });
+  main.append(...[h("p", {}, h("a", { href: "#/sessions" }, "‹ Sessions")), h("h1", {}, `Session ${id}`), facts,
+    section("Energy and power", chartBox), ctx.features.cdrs ? section("Priced record (CDR)", cdr) : null].filter(Boolean));
+  let chart = null;
+  async function refresh() {
+    const [s, curve] = await Promise.all([api(`/sessions/${id}`), api(`/dashboard/sessions/${id}/curve`)]);
+    facts.replaceChildren(...[
+      ["Charger", h("a", { href: `#/chargers/${encodeURIComponent(s.charge_point_id)}` }, s.charge_point_id)],
+      ["Transaction", s.transaction_id], ["Protocol", s.protocol], ["EVSE / connector", `${s.evse_id ?? "–"} / ${s.connector_id ?? "–"}`],
+      ["Token", `${s.id_token || "–"} (${s.auth_status || "–"})`], ["Status", s.status], ["Started", time(s.started_at)],
+      ["Ended", time(s.ended_at)], ["Duration", minutes(s.started_at, s.ended_at)], ["Energy", kwh(s.energy_wh)],
+      ["Meter start / stop", `${s.meter_start_wh ?? "–"} / ${s.meter_stop_wh ?? s.meter_last_wh ?? "–"} Wh`], ["Stop reason", s.stop_reason || "–"],
+    ].map(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v)]).flat());
+    chartBox.dataset.points = curve.t.length;
+    if (chart) chart.update(curve);
+    else if (curve.t.length) chart = energyPowerChart(chartBox, curve);
+    else chartBox.replaceChildren(h("p", { class: "muted" }, "No meter readings for this session."));
+    if (ctx.features.cdrs) {
+      try {
+        cdr.replaceChildren(objectTable(itemsOf(await api(`/cdrs${query({ session_id: id })}`))));
+      } catch (err) {
+        cdr.replaceChildren(errorBox(err));
+      }
+    }
+    return s;
+  }
+  const s = await refresh();
+  if (s.status !== "active") return null;
+  return watch(() => refresh().catch(() => {}));
+}

@@ -1,0 +1,117 @@
+"""A running CSMS, its dashboard in headless Chromium (Debian's package, driven by Playwright).
+
+Each test gets a fresh CSMS (real Postgres) and a fresh browser profile. The
+browser is the system's ``/usr/bin/chromium`` (``.ci/run`` installs it):
+Playwright's own browser download is never used. Screenshots go to
+``$CSMS_DASHBOARD_ARTIFACTS`` (default: ``<pytest basetemp>/dashboard-artifacts``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from charge_point_sim import Fleet, FleetConfig
+from csms.storage import api_keys
+from tests.conftest import RunningCsms, StartCsms
+from tests.waiting import eventually
+
+CHROMIUM = os.environ.get("CSMS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root in a container
+    "--disable-gpu",
+    "--disable-background-networking",  # nothing but the page under test on the wire
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
+LIVE_WITHIN_MS = 5000  # "a few seconds": the page polls every 2 s
+
+if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs it)", allow_module_level=True)
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("CSMS_DASHBOARD_ARTIFACTS")
+    path = Path(folder) if folder else tmp_path_factory.getbasetemp() / "dashboard-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class Dashboard:
+    csms: RunningCsms
+    url: str  # http://127.0.0.1:PORT/ : the dashboard's page
+    operator_key: str
+    reader_key: str
+    browser: BrowserContext
+    artifacts: Path
+
+    async def login(self, key: str, route: str = "#/") -> Page:
+        """A new tab, logged in through the login form, showing ``route``."""
+        page = await self.browser.new_page()
+        await page.goto(self.url)
+        await page.fill("#api-key", key)
+        await page.click("#login-form button[type=submit]")
+        await page.wait_for_selector("#who:not(:empty)")
+        if route != "#/":
+            await page.evaluate("route => { location.hash = route; }", route)
+        return page
+
+    async def screenshot(self, page: Page, name: str) -> None:
+        await page.screenshot(path=self.artifacts / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+async def dashboard(
+    start_csms: StartCsms, artifacts: Path, tmp_path: Path
+) -> AsyncIterator[Dashboard]:
+    csms = await start_csms(response_timeout=5.0)
+    port = csms.app.api_url.rsplit(":", 1)[1].split("/")[0]
+    _, operator_key = await api_keys.create(csms.pool, "ops-team", "operator")
+    _, reader_key = await api_keys.create(csms.pool, "wallboard", "read-only")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",  # fresh per test
+            executable_path=CHROMIUM,
+            headless=True,
+            viewport={"width": 1360, "height": 900},
+            args=CHROMIUM_ARGS,
+        )
+        browser.set_default_timeout(10_000)
+        try:
+            yield Dashboard(
+                csms, f"http://127.0.0.1:{port}/", operator_key, reader_key, browser, artifacts
+            )
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def fleet(dashboard: Dashboard) -> AsyncIterator[Fleet]:
+    """Simulated chargers: DASH-0000 (1.6J) and DASH-0001 (2.0.1), two connectors each."""
+    await dashboard.csms.add_token("DRIVER-1")
+    fleet = Fleet(
+        FleetConfig(
+            url=dashboard.csms.ocpp_url, chargers=2, v201_share=0.5, connectors=2, speed=60.0,
+            arrival_rate=0.0, meter_interval=30, id_tags=["DRIVER-1"], seed=7,
+            id_prefix="DASH-",
+        )
+    )  # fmt: skip
+    await fleet.start()
+    assert await fleet.wait_online()
+    await eventually(
+        lambda: dashboard.csms.pool.fetchval(
+            "SELECT count(*) = 4 FROM connectors WHERE evse_id > 0"
+        )
+    )
+    yield fleet
+    await fleet.stop()
