@@ -21,6 +21,9 @@ from csms.monitoring import metrics
 from csms.monitoring.availability import ChargerAvailability, charger_availability
 
 DEFAULT_WINDOW = timedelta(hours=24)
+# Module level: FastAPI resolves these (postponed) annotations in the module's namespace.
+From = Annotated[datetime | None, Query(alias="from", description="start (default: to - 24 h)")]
+To = Annotated[datetime | None, Query(alias="to", description="end (default: now)")]
 
 
 def metrics_router(refresh: Callable[[], Awaitable[None]]) -> APIRouter:
@@ -97,8 +100,6 @@ async def availability_reports(
 
 def availability_router(pool: asyncpg.Pool) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["monitoring"])
-    From = Annotated[datetime | None, Query(alias="from")]
-    To = Annotated[datetime | None, Query(alias="to")]
 
     @router.get("/chargers/{charge_point_id}/availability")
     async def charger_report(
