@@ -29,9 +29,15 @@ export function bucketChart(container, title, x, series, { bars = true, unit = "
   const box = h("div", { class: "chart" }, h("h3", {}, title));
   container.append(box);
   const barPaths = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined;
+  const step = x.length > 1 ? x[1] - x[0] : 3600;
   const opts = {
     width: width(container) / (container.dataset.columns ? Number(container.dataset.columns) : 1) - 16,
     height: 200,
+    // Half a bucket of room on each side so the first and last bars show whole; y from 0.
+    scales: {
+      x: { time: true, range: () => [x[0] - step / 2, x[x.length - 1] + step / 2] },
+      y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+    },
     series: [
       {},
       ...series.map((s, i) => ({
@@ -59,7 +65,7 @@ export function histogramChart(container, title, bins, label) {
     {
       width: width(container) / 2 - 16,
       height: 200,
-      scales: { x: { time: false, range: [-0.5, bins.length - 0.5] } },
+      scales: { x: { time: false, range: [-0.5, bins.length - 0.5] }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       series: [{}, { label, stroke: COLORS[2], fill: `${COLORS[2]}66`, paths: barPaths }],
       axes: [{ values: (u, splits) => splits.map((v) => names[v] ?? "") , splits: () => x }, { label: "sessions" }],
     },

@@ -62,7 +62,7 @@ export async function render(main) {
       h("h2", {}, "Per charger"),
       table(["Charger", "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min"],
         chargers.items.map((c) => [c.charge_point_id, c.charging_points, num(c.energy_kwh, 2), c.sessions, num(c.occupied_pct), num(c.charging_pct),
-          num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)]), { "data-testid": "analytics-chargers" }));
+          num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)]), { "data-testid": "analytics-per-charger" }));
     bucketChart(charts, `Energy per ${form.bucket} (kWh)`, x, [{ label: "kWh", values: series("energy_kwh") }], { unit: "kWh" });
     bucketChart(charts, `Sessions per ${form.bucket}`, x, [{ label: "sessions", values: series("sessions") }, { label: "failed", values: series("failed_sessions") }]);
     bucketChart(charts, "Utilisation (%)", x, [{ label: "occupied %", values: series("occupied_pct") }, { label: "charging %", values: series("charging_pct") }], { bars: false, unit: "%" });

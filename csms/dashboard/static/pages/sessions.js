@@ -4,7 +4,7 @@
 import { api, query } from "../api.js";
 import { energyPowerChart } from "../charts.js";
 import { watch } from "../live.js";
-import { errorBox, h, itemsOf, kwh, minutes, objectTable, section, table, time } from "../ui.js";
+import { errorBox, h, itemsOf, kwh, minutes, section, table, time } from "../ui.js";
 
 const PAGE = 50;
 const filter = { charge_point_id: "", id_token: "", since: "", until: "", status: "" };
@@ -81,7 +81,8 @@ export async function renderDetail(main, [id], ctx) {
     else chartBox.replaceChildren(h("p", { class: "muted" }, "No meter readings for this session."));
     if (ctx.features.cdrs) {
       try {
-        cdr.replaceChildren(objectTable(itemsOf(await api(`/cdrs${query({ session_id: id })}`))));
+        const records = itemsOf(await api(`/cdrs${query({ session_id: id })}`)).filter((r) => r.session_id === undefined || String(r.session_id) === String(id));
+        cdr.replaceChildren(...(records.length ? records.map(record) : [h("p", { class: "muted" }, "Not priced yet.")]));
       } catch (err) {
         cdr.replaceChildren(errorBox(err));
       }
@@ -91,4 +92,12 @@ export async function renderDetail(main, [id], ctx) {
   const s = await refresh();
   if (s.status !== "active") return null;
   return watch(() => refresh().catch(() => {}));
+}
+
+/** One priced record as a list of all its fields (billing decides what they are). */
+function record(cdr) {
+  return h("dl", { class: "facts", "data-testid": "cdr" }, Object.entries(cdr).flatMap(([k, v]) => [
+    h("dt", {}, k),
+    h("dd", {}, v !== null && typeof v === "object" ? h("code", {}, JSON.stringify(v)) : v ?? "–"),
+  ]));
 }
