@@ -90,6 +90,15 @@ class Settings:
     monitoring_webhook_retry_max: float = 600.0
     monitoring_webhook_max_attempts: int = 20
     monitoring_webhook_timeout: float = 10.0
+    # Fault detection (csms/monitoring rules and alerts): an alert resolves once its
+    # condition has been clear for alerts_clear_hold seconds; alerts_clock_skew_max 0
+    # turns the clock-skew rule off (e.g. for an accelerated simulator clock).
+    alerts_enabled: bool = True
+    alerts_clear_hold: float = 300.0
+    alerts_tick_interval: float = 5.0
+    alerts_evidence_cap: int = 5
+    alerts_clock_skew_max: float = 300.0
+    alerts_heartbeat_gap_multiple: float = 3.0
 
     @property
     def hard_frame_limit(self) -> int:
@@ -132,6 +141,8 @@ def _parse(field: str, raw: str) -> object:
         if field == "monitoring_webhook_max_attempts":
             return _positive_int(field, raw)
         return _positive_float(field, raw)
+    if field.startswith("alerts_"):
+        return _alerts_setting(field, raw)
     if field in {"ping_interval", "ping_timeout"}:
         return None if raw.lower() in {"0", "none", "off"} else float(raw)
     if field in {"response_timeout", "last_seen_flush_interval"}:
@@ -187,3 +198,16 @@ def _seconds(field: str, raw: str) -> float:
     if not value > 0:
         raise ValueError(f"{ENV_NAMES[field]} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def _alerts_setting(field: str, raw: str) -> object:
+    if field == "alerts_enabled":
+        return _bool(field, raw)
+    if field == "alerts_evidence_cap":
+        return _positive_int(field, raw)
+    if field == "alerts_clock_skew_max":
+        value = float(raw)
+        if value < 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
+        return value
+    return _positive_float(field, raw)

@@ -25,6 +25,7 @@ from csms.central import CentralSystem
 from csms.config import Settings
 from csms.dashboard import DashboardService
 from csms.monitoring.live_service import LiveMonitoringService
+from csms.monitoring.alerts_service import AlertService
 from csms.router import CommandRouter, ConnectionRegistry
 
 
@@ -59,4 +60,5 @@ def build_services(context: ServiceContext) -> list[Service]:
     services: list[Service] = []
     services.append(DashboardService())  # reads only; serves / on the API port
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
+    services.append(AlertService(context))  # fault detection: rules, alerts, health
     return services

@@ -66,3 +66,59 @@ class AlertResolved(Event):
     count: int
     evidence: tuple[dict[str, Any], ...] = ()
     resolved_by: str = "auto"  # "auto", or "api:<key name>" when an operator resolved it
+
+
+# -- lifecycle --------------------------------------------------------------------------
+
+AlertKey = tuple[str, int | None, int | None, str]
+"""What deduplicates alerts: (charge point id, EVSE id, connector id, rule)."""
+
+
+@dataclass(slots=True)
+class Tracked:
+    """An unresolved alert as the lifecycle sees it."""
+
+    alert_id: int
+    clear_since: datetime | None = None  # condition observed clear since (server clock)
+
+
+class Lifecycle:
+    """Which alerts are unresolved, and since when each one's condition has been clear.
+
+    No I/O: the service asks it what to do (:meth:`is_open`, :meth:`due`) and
+    tells it what was stored (:meth:`opened`, :meth:`resolved`). A finding
+    restarts the clear hold; a clear starts it once.
+    """
+
+    def __init__(self) -> None:
+        self.unresolved: dict[AlertKey, Tracked] = {}
+
+    def is_open(self, key: AlertKey) -> bool:
+        return key in self.unresolved
+
+    def opened(self, key: AlertKey, alert_id: int) -> None:
+        self.unresolved[key] = Tracked(alert_id)
+
+    def found_again(self, key: AlertKey) -> None:
+        tracked = self.unresolved.get(key)
+        if tracked is not None:
+            tracked.clear_since = None
+
+    def cleared(self, key: AlertKey, now: datetime) -> None:
+        tracked = self.unresolved.get(key)
+        if tracked is not None and tracked.clear_since is None:
+            tracked.clear_since = now
+
+    def due(self, now: datetime, hold_s: float) -> list[tuple[AlertKey, int]]:
+        """Alerts whose condition has been clear for ``hold_s`` seconds: resolve them."""
+        return [
+            (key, t.alert_id)
+            for key, t in self.unresolved.items()
+            if t.clear_since is not None and (now - t.clear_since).total_seconds() >= hold_s
+        ]
+
+    def resolved(self, key: AlertKey) -> None:
+        self.unresolved.pop(key, None)
+
+    def key_of(self, alert_id: int) -> AlertKey | None:
+        return next((k for k, t in self.unresolved.items() if t.alert_id == alert_id), None)

@@ -1,0 +1,250 @@
+"""The fault-detection service: committed events in, alerts in Postgres and events out.
+
+It subscribes to the bus of committed events, runs every rule
+(:class:`~csms.monitoring.rules_engine.FaultDetector`) as each event arrives,
+and turns observations into alerts (:class:`~csms.monitoring.alerts.Lifecycle`):
+a finding opens an alert or is folded into the unresolved one, and an alert
+whose condition has stayed clear for ``alerts_clear_hold`` seconds is
+resolved. Opening and resolving append :class:`AlertOpened` /
+:class:`AlertResolved` to the event log in the same transaction as the alert
+row (so the outbox relays them to ``charger-alerts``), and publish them on the
+bus after commit. A periodic tick runs the rules that need time alone
+(heartbeat gaps, windows expiring) and resolves what is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from fastapi import APIRouter
+
+from csms.bus import Subscription
+from csms.events import ChargerBooted, Event
+from csms.monitoring import alerts_store, metrics, rules
+from csms.monitoring.alerts import AlertKey, Lifecycle
+from csms.monitoring.alerts_store import AlertRow
+from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
+from csms.monitoring.rules_engine import FaultDetector, LimitOf, no_limit
+from csms.storage import event_log
+
+if TYPE_CHECKING:
+    from csms.services import ServiceContext
+
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertService:
+    """Fault detection and the alert lifecycle of one CSMS process."""
+
+    name = "alerts"
+
+    def __init__(self, context: ServiceContext, limit_of: LimitOf = no_limit) -> None:
+        self.context = context
+        settings = context.settings
+        self.defaults = Thresholds(
+            clock_skew_max_s=settings.alerts_clock_skew_max,
+            heartbeat_gap_multiple=settings.alerts_heartbeat_gap_multiple,
+        )
+        self.detector = FaultDetector(limit_of)
+        self.lifecycle = Lifecycle()
+        self._overrides: dict[tuple[str, str], dict[str, Any]] = {}
+        self._models: dict[str, str | None] = {}
+        self._thresholds: dict[str, Thresholds] = {}
+        self._lock = asyncio.Lock()  # one writer of the lifecycle at a time
+        self._subscription: Subscription | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.evaluated = 0  # events the rules have seen (for tests and progress)
+
+    def api_routers(self) -> Sequence[APIRouter]:
+        from csms.monitoring.alerts_api import build_router
+
+        return [build_router(self)]
+
+    async def start(self) -> None:
+        if not self.context.settings.alerts_enabled:
+            log.info("alerts.disabled", setting="CSMS_ALERTS_ENABLED")
+            return  # the API still reads and resolves stored alerts
+        pool = self.context.pool
+        for row in await alerts_store.unresolved(pool):
+            self.lifecycle.opened(row.key, row.id)
+        await self.reload_thresholds()
+        self._subscription = self.context.bus.subscribe("alerts")
+        self._tasks = [
+            asyncio.create_task(self._consume(self._subscription), name="alerts.consume"),
+            asyncio.create_task(self._ticks(), name="alerts.tick"),
+        ]
+        await self._publish_counts()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._subscription is not None:
+            self.context.bus.unsubscribe(self._subscription)
+
+    # -- thresholds ----------------------------------------------------------------------
+
+    async def reload_thresholds(self) -> None:
+        """Re-read overrides and charger models (after an API change, and at start)."""
+        self._overrides = await alerts_store.threshold_overrides(self.context.pool)
+        self._models = await alerts_store.charger_models(self.context.pool)
+        self._thresholds.clear()
+
+    def thresholds_of(self, charge_point_id: str) -> Thresholds:
+        """Defaults, then the charger model's overrides, then the charger's own."""
+        cached = self._thresholds.get(charge_point_id)
+        if cached is not None:
+            return cached
+        th = self.defaults
+        model = self._models.get(charge_point_id)
+        for scope, key in (("model", model), ("charger", charge_point_id)):
+            overrides = self._overrides.get((scope, key or ""))
+            if overrides:
+                try:
+                    th = th.with_overrides(overrides)
+                except ValueError as error:
+                    log.warning(
+                        "alerts.bad_threshold_override", scope=scope, key=key, error=str(error)
+                    )
+        self._thresholds[charge_point_id] = th
+        return th
+
+    # -- events in -----------------------------------------------------------------------
+
+    async def _consume(self, subscription: Subscription) -> None:
+        while True:
+            event = await subscription.get()
+            if event.type.startswith("alert_"):
+                continue
+            try:
+                await self.handle(event, utcnow())
+            except Exception:
+                log.exception("alerts.rule_evaluation_failed", event_type=event.type)
+
+    async def handle(self, event: Event, received_at: datetime) -> None:
+        """Run the rules over one committed event and apply what they observed."""
+        if isinstance(event, ChargerBooted):
+            if self._models.get(event.charge_point_id) != event.model:
+                self._models[event.charge_point_id] = event.model
+                self._thresholds.pop(event.charge_point_id, None)
+        th = self.thresholds_of(event.charge_point_id)
+        observations = self.detector.observe(event, received_at, th)
+        self.evaluated += 1
+        if observations:
+            await self.apply(event.charge_point_id, observations, received_at)
+
+    async def apply(
+        self, charge_point_id: str, observations: Sequence[Observation], now: datetime
+    ) -> None:
+        """Open, refresh or start clearing alerts; nothing is resolved here (see :meth:`tick`)."""
+        async with self._lock:
+            changed = False
+            for obs in observations:
+                key: AlertKey = (charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
+                if isinstance(obs, Clear):
+                    self.lifecycle.cleared(key, now)
+                    continue
+                changed |= await self._record(key, obs, now)
+            if changed:
+                await self._publish_counts()
+
+    async def _record(self, key: AlertKey, finding: Finding, now: datetime) -> bool:
+        """Store a finding; True if it opened an alert."""
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            row, opened = await alerts_store.record_finding(
+                conn,
+                charge_point_id=key[0],
+                evse_id=finding.evse_id,
+                connector_id=finding.connector_id,
+                rule=finding.rule,
+                severity=finding.severity,
+                message=finding.message,
+                at=now,
+                evidence=finding.evidence,
+                evidence_cap=self.context.settings.alerts_evidence_cap,
+            )
+            event = row.opened(now) if opened else None
+            if event is not None:
+                await event_log.append(conn, event)
+        if event is not None:
+            self.context.bus.publish(event)
+            log.warning("alert.opened", charge_point_id=key[0], rule=row.rule, message=row.message)
+            self.lifecycle.opened(key, row.id)
+        else:
+            self.lifecycle.found_again(key)
+            if not self.lifecycle.is_open(key):  # e.g. opened before a restart
+                self.lifecycle.opened(key, row.id)
+        return opened
+
+    # -- time ----------------------------------------------------------------------------
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(self.context.settings.alerts_tick_interval)
+            try:
+                await self.tick(utcnow())
+            except Exception:
+                log.exception("alerts.tick_failed")
+
+    async def tick(self, now: datetime) -> None:
+        """Time-driven rules (heartbeat gaps, expiring windows), then resolve what is due."""
+        by_charger: dict[str, list[Observation]] = {}
+        for charge_point_id, obs in self.detector.tick(now, self.thresholds_of):
+            by_charger.setdefault(charge_point_id, []).append(obs)
+        interval = float(self.context.settings.heartbeat_interval)
+        for charge_point_id, seen, connected in await alerts_store.silent_connected(
+            self.context.pool
+        ):
+            th = self.thresholds_of(charge_point_id)
+            found = rules.heartbeat_gap(seen if connected else None, now, interval, th)
+            by_charger.setdefault(charge_point_id, []).append(found)
+        for charge_point_id, observations in by_charger.items():
+            await self.apply(charge_point_id, observations, now)
+        await self.resolve_due(now)
+
+    async def resolve_due(self, now: datetime) -> None:
+        hold = self.context.settings.alerts_clear_hold
+        async with self._lock:
+            due = self.lifecycle.due(now, hold)
+            for key, alert_id in due:
+                await self._resolve(key, alert_id, now, "auto")
+            if due:
+                await self._publish_counts()
+
+    async def resolve_by_operator(self, alert_id: int, by: str) -> AlertRow | None:
+        """Resolve an alert from the API; None if it is unknown or already resolved."""
+        async with self._lock:
+            row = await self._resolve(self.lifecycle.key_of(alert_id), alert_id, utcnow(), by)
+            if row is not None:
+                await self._publish_counts()
+            return row
+
+    async def _resolve(
+        self, key: AlertKey | None, alert_id: int, now: datetime, by: str
+    ) -> AlertRow | None:
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            row = await alerts_store.resolve(conn, alert_id, now, by)
+            event = None if row is None else row.resolved(now)
+            if event is not None:
+                await event_log.append(conn, event)
+        if key is not None:
+            self.lifecycle.resolved(key)
+        if row is not None and event is not None:
+            self.context.bus.publish(event)
+            self.lifecycle.resolved(row.key)
+            log.info("alert.resolved", charge_point_id=row.charge_point_id, rule=row.rule, by=by)
+        return row
+
+    async def _publish_counts(self) -> None:
+        metrics.set_open_alerts(await alerts_store.unresolved_counts(self.context.pool))

@@ -1,0 +1,306 @@
+"""SQL of alerts and alert-threshold overrides (tables of migrations/0008_alerts.sql)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
+from csms.storage import Executor
+
+_COLUMNS = """
+    id, charge_point_id, evse_id, connector_id, rule, severity, status, message, first_seen,
+    last_seen, count, evidence, acknowledged_at, acknowledged_by, resolved_at, resolved_by
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One alert as stored."""
+
+    id: int
+    charge_point_id: str
+    evse_id: int | None
+    connector_id: int | None
+    rule: str
+    severity: Severity
+    status: str  # open, acknowledged, resolved
+    message: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    evidence: tuple[dict[str, Any], ...]
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    @property
+    def key(self) -> tuple[str, int | None, int | None, str]:
+        return (self.charge_point_id, self.evse_id, self.connector_id, self.rule)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "charge_point_id": self.charge_point_id,
+            "evse_id": self.evse_id,
+            "connector_id": self.connector_id,
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "status": self.status,
+            "message": self.message,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "count": self.count,
+            "evidence": list(self.evidence),
+            "acknowledged_at": self.acknowledged_at,
+            "acknowledged_by": self.acknowledged_by,
+            "resolved_at": self.resolved_at,
+            "resolved_by": self.resolved_by,
+        }
+
+    def opened(self, occurred_at: datetime) -> AlertOpened:
+        return AlertOpened(
+            charge_point_id=self.charge_point_id,
+            occurred_at=occurred_at,
+            **self._event_fields(),
+        )
+
+    def resolved(self, occurred_at: datetime) -> AlertResolved:
+        return AlertResolved(
+            charge_point_id=self.charge_point_id,
+            occurred_at=occurred_at,
+            resolved_by=self.resolved_by or "auto",
+            **self._event_fields(),
+        )
+
+    def _event_fields(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "evse_id": self.evse_id,
+            "connector_id": self.connector_id,
+            "message": self.message,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "count": self.count,
+            "evidence": self.evidence,
+        }
+
+
+def _row(record: Any) -> AlertRow:
+    evidence = record["evidence"]
+    if isinstance(evidence, str):
+        evidence = json.loads(evidence)
+    return AlertRow(
+        id=record["id"],
+        charge_point_id=record["charge_point_id"],
+        evse_id=record["evse_id"],
+        connector_id=record["connector_id"],
+        rule=record["rule"],
+        severity=Severity(record["severity"]),
+        status=record["status"],
+        message=record["message"],
+        first_seen=record["first_seen"],
+        last_seen=record["last_seen"],
+        count=record["count"],
+        evidence=tuple(evidence),
+        acknowledged_at=record["acknowledged_at"],
+        acknowledged_by=record["acknowledged_by"],
+        resolved_at=record["resolved_at"],
+        resolved_by=record["resolved_by"],
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+async def record_finding(
+    conn: Executor,
+    *,
+    charge_point_id: str,
+    evse_id: int | None,
+    connector_id: int | None,
+    rule: str,
+    severity: Severity,
+    message: str,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    evidence_cap: int,
+) -> tuple[AlertRow, bool]:
+    """Open an alert, or fold the finding into the unresolved one with the same key.
+
+    Returns the row and whether it was opened now. Evidence keeps the first
+    ``evidence_cap - 1`` findings and the latest one; severity and message
+    follow the latest finding (a warning may turn critical).
+    """
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO alerts (charge_point_id, evse_id, connector_id, rule, severity, message,
+                            first_seen, last_seen, evidence)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $7, jsonb_build_array($8::jsonb))
+        ON CONFLICT (charge_point_id, COALESCE(evse_id, -1), COALESCE(connector_id, -1), rule)
+            WHERE status <> 'resolved'
+        DO UPDATE SET
+            count = alerts.count + 1,
+            last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
+            severity = EXCLUDED.severity,
+            message = EXCLUDED.message,
+            evidence = CASE
+                WHEN jsonb_array_length(alerts.evidence) < $9 THEN alerts.evidence
+                ELSE alerts.evidence - (jsonb_array_length(alerts.evidence) - 1)
+            END || EXCLUDED.evidence,
+            updated_at = now()
+        RETURNING {_COLUMNS}, (xmax = 0) AS inserted
+        """,
+        charge_point_id,
+        evse_id,
+        connector_id,
+        rule,
+        severity.value,
+        message,
+        at,
+        _json(dict(evidence)),
+        max(1, evidence_cap),
+    )
+    assert record is not None
+    return _row(record), bool(record["inserted"])
+
+
+async def resolve(conn: Executor, alert_id: int, at: datetime, by: str) -> AlertRow | None:
+    """Resolve an unresolved alert; None if there is none with that id."""
+    record = await conn.fetchrow(
+        f"""
+        UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3,
+                          updated_at = now()
+        WHERE id = $1 AND status <> 'resolved'
+        RETURNING {_COLUMNS}
+        """,
+        alert_id,
+        at,
+        by,
+    )
+    return None if record is None else _row(record)
+
+
+async def acknowledge(conn: Executor, alert_id: int, at: datetime, by: str) -> AlertRow | None:
+    """Mark an open alert as seen by an operator (it stays unresolved)."""
+    record = await conn.fetchrow(
+        f"""
+        UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3,
+                          updated_at = now()
+        WHERE id = $1 AND status = 'open'
+        RETURNING {_COLUMNS}
+        """,
+        alert_id,
+        at,
+        by,
+    )
+    return None if record is None else _row(record)
+
+
+async def get(conn: Executor, alert_id: int) -> AlertRow | None:
+    record = await conn.fetchrow(f"SELECT {_COLUMNS} FROM alerts WHERE id = $1", alert_id)
+    return None if record is None else _row(record)
+
+
+async def unresolved(conn: Executor) -> list[AlertRow]:
+    records = await conn.fetch(f"SELECT {_COLUMNS} FROM alerts WHERE status <> 'resolved'")
+    return [_row(r) for r in records]
+
+
+async def search(
+    conn: Executor,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    rule: str | None = None,
+    charge_point_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[AlertRow]:
+    """Alerts newest first. ``status='unresolved'`` means open or acknowledged."""
+    records = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM alerts
+        WHERE ($1::text IS NULL OR status = $1
+               OR ($1 = 'unresolved' AND status <> 'resolved'))
+          AND ($2::text IS NULL OR severity = $2)
+          AND ($3::text IS NULL OR rule = $3)
+          AND ($4::text IS NULL OR charge_point_id = $4)
+          AND ($5::timestamptz IS NULL OR last_seen >= $5)
+          AND ($7::bigint IS NULL OR id < $7)
+        ORDER BY id DESC
+        LIMIT $6
+        """,
+        status,
+        severity,
+        rule,
+        charge_point_id,
+        since,
+        limit,
+        before_id,
+    )
+    return [_row(r) for r in records]
+
+
+async def unresolved_counts(conn: Executor) -> dict[tuple[str, str], int]:
+    """Unresolved alerts per (severity, rule): the ``csms_alerts_open`` gauge."""
+    records = await conn.fetch(
+        "SELECT severity, rule, count(*) AS n FROM alerts WHERE status <> 'resolved' "
+        "GROUP BY severity, rule"
+    )
+    return {(r["severity"], r["rule"]): int(r["n"]) for r in records}
+
+
+# -- thresholds ------------------------------------------------------------------------
+
+
+async def threshold_overrides(conn: Executor) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every override: (scope, key) -> {threshold name: value}."""
+    records = await conn.fetch("SELECT scope, key, overrides FROM alert_thresholds")
+    return {(r["scope"], r["key"]): json.loads(r["overrides"]) for r in records}
+
+
+async def set_threshold_overrides(
+    conn: Executor, scope: str, key: str, overrides: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO alert_thresholds (scope, key, overrides) VALUES ($1, $2, $3::jsonb)
+        ON CONFLICT (scope, key) DO UPDATE SET overrides = EXCLUDED.overrides, updated_at = now()
+        """,
+        scope,
+        key,
+        _json(dict(overrides)),
+    )
+
+
+async def delete_threshold_overrides(conn: Executor, scope: str, key: str) -> bool:
+    result = await conn.execute(
+        "DELETE FROM alert_thresholds WHERE scope = $1 AND key = $2", scope, key
+    )
+    return bool(result.endswith(" 1"))
+
+
+async def charger_models(conn: Executor) -> dict[str, str | None]:
+    """Model of every charger (from its BootNotification), for per-model thresholds."""
+    records = await conn.fetch("SELECT charge_point_id, model FROM chargers")
+    return {r["charge_point_id"]: r["model"] for r in records}
+
+
+async def silent_connected(conn: Executor) -> list[tuple[str, datetime | None, bool]]:
+    """(charger, when it last spoke, connected) for every charger that ever connected."""
+    records = await conn.fetch(
+        """
+        SELECT charge_point_id, GREATEST(last_seen_at, connected_at) AS seen, connected
+        FROM chargers WHERE connected_at IS NOT NULL
+        """
+    )
+    return [(r["charge_point_id"], r["seen"], r["connected"]) for r in records]
