@@ -47,7 +47,7 @@ def window_of(
     end = min(end, now)  # the future has no availability yet
     if start >= end:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
             "'from' must be before 'to' and before now",
         )
     return start, end

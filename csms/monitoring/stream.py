@@ -210,7 +210,7 @@ def stream_router(hub: StreamHub) -> APIRouter:
         unknown = {t for t in type or () if t not in STREAM_TYPES and not t.startswith("alert_")}
         if unknown:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 f"unknown type {sorted(unknown)}; one of {sorted(STREAM_TYPES)}",
             )
         subscriber = hub.subscribe(charger or (), type or ())
