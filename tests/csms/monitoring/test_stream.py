@@ -73,7 +73,9 @@ def meter(at: datetime, energy_wh: float, power_w: float, soc: float) -> dict[st
 
 
 async def status(cp: Any, connector: int, value: str) -> None:
-    await cp.call(call16.StatusNotification(connector_id=connector, error_code="NoError", status=value))  # fmt: skip
+    await cp.call(
+        call16.StatusNotification(connector_id=connector, error_code="NoError", status=value)
+    )
 
 
 async def test_subscriber_gets_one_chargers_events_in_order(api: Api) -> None:  # noqa: F811
