@@ -27,7 +27,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -51,13 +51,14 @@ def bucket_edges(first: date, last: date, tz: ZoneInfo, bucket: Bucket) -> list[
     """
     if last < first:
         raise ValueError("the range ends before it starts")
-    start = datetime.combine(first, time(), tz)
-    end = datetime.combine(last + timedelta(days=1), time(), tz)
+    # In UTC: arithmetic on two datetimes of one zone is wall-clock arithmetic in Python.
+    start = datetime.combine(first, time(), tz).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
     if bucket == "day":
         days = (last - first).days + 1
         edges = [datetime.combine(first + timedelta(days=i), time(), tz) for i in range(days + 1)]
     else:
-        # Step in UTC so that every hour exists exactly once across DST changes.
+        # Stepping in UTC, every hour exists exactly once across DST changes.
         hours = int((end - start).total_seconds() // 3600)
         edges = [start + timedelta(hours=i) for i in range(hours + 1)]
     if len(edges) - 1 > MAX_BUCKETS:

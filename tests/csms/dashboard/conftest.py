@@ -34,9 +34,6 @@ CHROMIUM_ARGS = [
 ]
 LIVE_WITHIN_MS = 5000  # "a few seconds": the page polls every 2 s
 
-if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs it)", allow_module_level=True)
-
 
 @pytest.fixture
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -74,6 +71,8 @@ class Dashboard:
 async def dashboard(
     start_csms: StartCsms, artifacts: Path, tmp_path: Path
 ) -> AsyncIterator[Dashboard]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs it)")
     csms = await start_csms(response_timeout=5.0)
     port = csms.app.api_url.rsplit(":", 1)[1].split("/")[0]
     _, operator_key = await api_keys.create(csms.pool, "ops-team", "operator")
