@@ -18,6 +18,7 @@ const routes = [
   [/^\/sessions$/, sessions.render, "sessions"],
   [/^\/analytics$/, analytics.render, "analytics"],
   [/^\/sites$/, extras.renderSites, "sites"],
+  [/^\/sites\/(.+)$/, extras.renderSite, "sites"],
   [/^\/alerts$/, extras.renderAlerts, "alerts"],
 ];
 

@@ -73,3 +73,25 @@ export function histogramChart(container, title, bins, label) {
     box,
   );
 }
+
+/** A site's limit, allocation and measured draw (A per line) over the time the page is open. */
+export function loadChart(container, history) {
+  const data = (d) => [d.t, d.limit, d.allocated, d.measured];
+  const plot = new uPlot(
+    {
+      width: width(container),
+      height: 240,
+      series: [
+        {},
+        { label: "Limit (A)", stroke: COLORS[1], width: 2, spanGaps: true },
+        { label: "Allocated (A)", stroke: COLORS[0], width: 1.5, spanGaps: true },
+        { label: "Measured (A)", stroke: COLORS[2], width: 1.5, spanGaps: true },
+      ],
+      axes: [{}, { label: "A" }],
+      scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+    },
+    data(history),
+    container,
+  );
+  return { update: (d) => plot.setData(data(d)), plot };
+}

@@ -1,13 +1,15 @@
-// Operator commands from the page: a confirmation dialog (with the command's
-// inputs), then the POST, then the charger's answer shown in the same dialog.
+// Actions from the page: a confirmation dialog (with the action's inputs), then
+// the request, then the answer shown in the same dialog. Charger commands are
+// the common case (confirmCommand); sites and alerts use confirmAction.
 import { api } from "./api.js";
 import { byId, h } from "./ui.js";
 
 /**
- * Ask, send, show. fields: [{name, label, value, type}] read into the body by
- * build(values). Resolves to the API's answer (or null when cancelled).
+ * Ask, send, show. fields: [{name, label, value, type, options}] are read into
+ * `values`; send(values) does the request and returns what to show
+ * ({text} or throws). Resolves to send's result, or null when cancelled/failed.
  */
-export function confirmCommand({ chargerId, command, title, text, fields = [], build = () => ({}) }) {
+export function confirmAction({ title, text, fields = [], send, name = "" }) {
   const dialog = byId("confirm");
   const ok = byId("confirm-ok");
   const cancel = byId("confirm-cancel");
@@ -16,7 +18,7 @@ export function confirmCommand({ chargerId, command, title, text, fields = [], b
   const inputs = fields.map((f) => {
     const input = f.options
       ? h("select", { name: f.name }, f.options.map((o) => h("option", { value: o, selected: o === f.value }, o)))
-      : h("input", { name: f.name, value: f.value ?? "", type: f.type || "text", required: true });
+      : h("input", { name: f.name, value: f.value ?? "", type: f.type || "text", required: f.required !== false, step: "any" });
     return [f.name, input, h("label", {}, f.label, " ", input)];
   });
   byId("confirm-body").replaceChildren(h("p", {}, text), ...inputs.map(([, , label]) => label));
@@ -26,31 +28,42 @@ export function confirmCommand({ chargerId, command, title, text, fields = [], b
   ok.hidden = false;
   ok.disabled = false;
   cancel.textContent = "Cancel";
-  dialog.dataset.command = command;
+  dialog.dataset.action = name;
   dialog.showModal();
 
   return new Promise((resolve) => {
-    const send = async (e) => {
+    ok.onclick = async (e) => {
       e.preventDefault();
-      const values = Object.fromEntries(inputs.map(([name, input]) => [name, input.value]));
+      const values = Object.fromEntries(inputs.map(([key, input]) => [key, input.value]));
       ok.disabled = true;
       answer.hidden = false;
-      answer.textContent = "Waiting for the charger…";
+      answer.textContent = "Waiting for the answer…";
       let result = null;
       try {
-        result = await api(`/chargers/${encodeURIComponent(chargerId)}/commands/${command}`, { method: "POST", body: build(values) });
+        result = await send(values);
         answer.className = "ok";
-        answer.textContent = `${chargerId} answered: ${JSON.stringify(result.response)}`;
+        answer.textContent = result.text;
       } catch (err) {
-        result = err.body;
         answer.className = "error";
         answer.textContent = `Failed: ${err.message}`;
+        result = null;
       }
       ok.hidden = true;
       cancel.textContent = "Close";
       resolve(result);
     };
-    ok.onclick = send;
     dialog.onclose = () => resolve(null);
   });
+}
+
+/** A charger command: POST /chargers/{id}/commands/{command}; shows the charger's answer. */
+export async function confirmCommand({ chargerId, command, title, text, fields = [], build = () => ({}) }) {
+  const result = await confirmAction({
+    title, text, fields, name: command,
+    send: async (values) => {
+      const data = await api(`/chargers/${encodeURIComponent(chargerId)}/commands/${command}`, { method: "POST", body: build(values) });
+      return { data, text: `${chargerId} answered: ${JSON.stringify(data.response)}` };
+    },
+  });
+  return result && result.data;
 }

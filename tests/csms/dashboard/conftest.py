@@ -52,13 +52,21 @@ class Dashboard:
     browser: BrowserContext
     artifacts: Path
 
-    async def login(self, key: str, route: str = "#/") -> Page:
-        """A new tab, logged in through the login form, showing ``route``."""
+    async def login(self, key: str, route: str = "#/", *, live: str | None = None) -> Page:
+        """A new tab, logged in through the login form, showing ``route``.
+
+        ``live="poll"`` hides the CSMS's event stream from the page (its
+        endpoint answers 404, as before monitoring existed), so the page polls.
+        """
         page = await self.browser.new_page()
+        if live == "poll":
+            await page.route("**/api/v1/stream", lambda route: route.fulfill(status=404))
         await page.goto(self.url)
         await page.fill("#api-key", key)
         await page.click("#login-form button[type=submit]")
         await page.wait_for_selector("#who:not(:empty)")
+        if live is not None:
+            await page.wait_for_selector(f"#live[data-mode={live}]")
         if route != "#/":
             await page.evaluate("route => { location.hash = route; }", route)
         return page

@@ -5,7 +5,8 @@ import { api, query } from "../api.js";
 import { energyPowerChart } from "../charts.js";
 import { confirmCommand } from "../commands.js";
 import { watch } from "../live.js";
-import { ago, connectedDot, errorBox, h, itemsOf, kwh, minutes, objectTable, section, statusBadge, table, time } from "../ui.js";
+import { ago, connectedDot, errorBox, h, itemsOf, kwh, minutes, section, statusBadge, table, time } from "../ui.js";
+import { alertTable } from "./extras.js";
 
 export async function render(main, [chargerId], ctx) {
   const canCommand = ctx.me.can_command;
@@ -24,7 +25,7 @@ export async function render(main, [chargerId], ctx) {
     section("Connectors", connectors),
     section("Current sessions", sessions),
     canCommand ? section("Configuration", config) : null,
-    ctx.features.alerts ? section("Alerts", alerts) : null,
+    ctx.features.alerts ? section("Unresolved alerts", alerts) : null,
     section("Recent commands", commands),
     section("Recent messages", events)].filter(Boolean));
 
@@ -164,7 +165,8 @@ export async function render(main, [chargerId], ctx) {
         : h("p", { class: "muted" }, "Nothing recorded yet."));
       if (ctx.features.alerts) {
         try {
-          alerts.replaceChildren(objectTable(itemsOf(await api(`/alerts${query({ charge_point_id: chargerId })}`)).filter((a) => !a.charge_point_id || a.charge_point_id === chargerId)));
+          const found = itemsOf(await api(`/alerts${query({ charge_point_id: chargerId, status: "unresolved" })}`));
+          alerts.replaceChildren(alertTable(found.filter((a) => a.charge_point_id === chargerId), canCommand, refresh));
         } catch (err) {
           alerts.replaceChildren(errorBox(err));
         }

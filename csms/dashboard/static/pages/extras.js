@@ -1,23 +1,138 @@
-// Pages for parts of the CSMS that other services add: sites (smart charging)
-// and alerts (monitoring). The navigation shows them only when their endpoint
-// answers (app.js probes /sites and /alerts); they show what the API returns,
-// nothing made up.
-import { api } from "../api.js";
+// Pages for parts of the CSMS that other services add: sites (smart charging,
+// /api/v1/sites) and alerts (monitoring, /api/v1/alerts). app.js shows them
+// only when their endpoint answers; they show what the API returns, nothing
+// made up.
+import { api, query } from "../api.js";
+import { loadChart } from "../charts.js";
+import { confirmAction } from "../commands.js";
 import { watch } from "../live.js";
-import { errorBox, h, itemsOf, objectTable } from "../ui.js";
+import { ago, errorBox, h, itemsOf, num, objectTable, section, table, time } from "../ui.js";
 
-function listPage(main, title, path, testid) {
-  const box = h("div", { "data-testid": testid });
-  main.append(h("h1", {}, title), box);
+// -- sites --------------------------------------------------------------------
+
+export async function renderSites(main) {
+  const box = h("div", { "data-testid": "site-list" });
+  main.append(h("h1", {}, "Sites"), box);
   const refresh = async () => {
-    try {
-      box.replaceChildren(objectTable(itemsOf(await api(path))));
-    } catch (err) {
-      box.replaceChildren(errorBox(err.status === 404 ? `${title}: not available in this CSMS yet` : err));
-    }
+    const sites = itemsOf(await api("/sites"));
+    box.replaceChildren(sites.length
+      ? table(["Site", "Name", "Limit per line (A)", "Power limit (kW)", "Demand response"], sites.map((s) => [
+          h("a", { href: `#/sites/${encodeURIComponent(s.site_id)}` }, s.site_id), s.name || "–", num(s.phase_limit_a),
+          num(s.power_limit_kw), s.demand_response ? `cut to ${s.demand_response.limit_a} A until ${s.demand_response.until ? time(s.demand_response.until) : "lifted"}` : "–"]))
+      : h("p", { class: "muted" }, "No site configured."));
   };
-  return refresh().then(() => watch(() => refresh()));
+  await refresh();
+  return watch(() => refresh().catch(() => {}));
 }
 
-export const renderSites = (main) => listPage(main, "Sites", "/sites", "site-list");
-export const renderAlerts = (main) => listPage(main, "Alerts", "/alerts", "alert-list");
+const maxOf = (values) => (values && values.length ? Math.max(...values) : null);
+
+export async function renderSite(main, [siteId], ctx) {
+  const facts = h("dl", { class: "facts" });
+  const chartBox = h("div", { class: "chart-box", "data-testid": "site-load-chart" });
+  const sessions = h("div", {});
+  const control = h("div", { class: "actions" });
+  main.append(...[h("p", {}, h("a", { href: "#/sites" }, "‹ Sites")), h("h1", {}, `Site ${siteId}`), facts,
+    ctx.me.can_command ? section("Demand response", control) : null,
+    section("Load against the limit (A per line, since this page opened)", chartBox),
+    section("Sessions: allocation and measured draw", sessions)].filter(Boolean));
+  // The history is what this page has seen: the load endpoint gives the current plan only.
+  const history = { t: [], limit: [], allocated: [], measured: [] };
+  let chart = null;
+  const id = encodeURIComponent(siteId);
+
+  async function refresh() {
+    const [site, load] = await Promise.all([api(`/sites/${id}`), api(`/sites/${id}/load`)]);
+    facts.replaceChildren(...[
+      ["Name", site.name || "–"], ["Limit per line", `${num(site.phase_limit_a)} A`], ["Power limit", `${num(site.power_limit_kw)} kW`],
+      ["Limit in force", `${num(load.limit_a)} A`], ["Allocated (max line)", `${num(maxOf(load.allocated_a))} A`],
+      ["Measured (max line)", `${num(maxOf(load.measured_a))} A`], ["Planned", `${ago(load.planned_at)} (${load.reason})`],
+      ["Demand response", site.demand_response ? `cut to ${site.demand_response.limit_a} A until ${site.demand_response.until ? time(site.demand_response.until) : "lifted"}` : "none"],
+    ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v)]));
+    history.t.push(Date.now() / 1000);
+    history.limit.push(load.limit_a);
+    history.allocated.push(maxOf(load.allocated_a));
+    history.measured.push(maxOf(load.measured_a));
+    if (chart) chart.update(history);
+    else chart = loadChart(chartBox, history);
+    sessions.replaceChildren(objectTable(load.sessions || [], { "data-testid": "site-sessions" }));
+    if (ctx.me.can_command && !control.childElementCount) {
+      control.append(
+        h("button", { "data-testid": "dr-cut", onclick: () => cut() }, "Cut the site's limit…"),
+        h("button", { "data-testid": "dr-lift", onclick: () => lift() }, "Lift the cut…"));
+    }
+  }
+
+  const cut = () => confirmAction({
+    name: "demand-response", title: `Demand-response cut at ${siteId}`,
+    text: "Every line of the site is held at this current until the cut ends or is lifted; sessions are re-planned at once.",
+    fields: [{ name: "limit_a", label: "Limit per line (A)", type: "number", value: "" },
+      { name: "minutes", label: "For minutes (blank = until lifted)", type: "number", value: "", required: false }],
+    send: async (v) => {
+      const body = { limit_a: Number(v.limit_a) };
+      if (v.minutes) body.duration_s = Number(v.minutes) * 60;
+      const site = await api(`/sites/${id}/demand-response`, { method: "POST", body });
+      return { text: `Cut in force: ${JSON.stringify(site.demand_response)}` };
+    },
+  }).then(() => refresh().catch(() => {}));
+
+  const lift = () => confirmAction({
+    name: "demand-response-lift", title: `Lift the cut at ${siteId}?`, text: "The site's own limits apply again.",
+    send: async () => {
+      await api(`/sites/${id}/demand-response`, { method: "DELETE" });
+      return { text: "Cut lifted." };
+    },
+  }).then(() => refresh().catch(() => {}));
+
+  await refresh();
+  return watch(() => refresh().catch((err) => facts.replaceChildren(errorBox(err))));
+}
+
+// -- alerts -------------------------------------------------------------------
+
+/** A table of alerts with acknowledge / resolve buttons for operators; after() refreshes. */
+export function alertTable(alerts, canCommand, after) {
+  if (!alerts.length) return h("p", { class: "muted" }, "No alert.");
+  const act = (alert, verb) => confirmAction({
+    name: `alert-${verb}`, title: `${verb === "acknowledge" ? "Acknowledge" : "Resolve"} alert ${alert.id}?`,
+    text: verb === "acknowledge" ? "It stays open until the fault clears, marked as seen by you." : "It is closed now; if the fault is still there, a new alert opens.",
+    send: async () => {
+      const row = await api(`/alerts/${alert.id}/${verb}`, { method: "POST" });
+      return { text: `Alert ${row.id} is ${row.status}.` };
+    },
+  }).then(after);
+  const headers = ["Severity", "Charger", "Rule", "Message", "First seen", "Last seen", "Count", "Status"];
+  if (canCommand) headers.push("");
+  return table(headers, alerts.map((a) => {
+    const cells = [
+      h("span", { class: `badge sev-${a.severity}` }, a.severity),
+      a.charge_point_id ? h("a", { href: `#/chargers/${encodeURIComponent(a.charge_point_id)}` }, a.charge_point_id) : "–",
+      a.rule, a.message, time(a.first_seen), ago(a.last_seen), a.count, a.status,
+    ];
+    if (canCommand) {
+      cells.push(h("span", { class: "actions" },
+        a.status === "open" ? h("button", { onclick: () => act(a, "acknowledge") }, "Acknowledge…") : null,
+        a.status !== "resolved" ? h("button", { onclick: () => act(a, "resolve") }, "Resolve…") : null));
+    }
+    return h("tr", { "data-alert": a.id }, cells.map((c) => h("td", {}, c)));
+  }), { "data-testid": "alert-table" });
+}
+
+export async function renderAlerts(main, _params, ctx) {
+  const statusSelect = h("select", { name: "status", "data-testid": "alert-status" },
+    [["unresolved", "Unresolved"], ["open", "Open"], ["acknowledged", "Acknowledged"], ["resolved", "Resolved"], ["", "All"]]
+      .map(([v, t]) => h("option", { value: v }, t)));
+  const box = h("div", { "data-testid": "alert-list" });
+  main.append(h("h1", {}, "Alerts"), h("div", { class: "filters" }, statusSelect), box);
+  const refresh = async () => {
+    try {
+      const alerts = itemsOf(await api(`/alerts${query({ status: statusSelect.value, limit: 200 })}`));
+      box.replaceChildren(alertTable(alerts, ctx.me.can_command, refresh));
+    } catch (err) {
+      box.replaceChildren(errorBox(err));
+    }
+  };
+  statusSelect.addEventListener("change", refresh);
+  await refresh();
+  return watch(() => refresh());
+}

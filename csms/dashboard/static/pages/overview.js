@@ -108,13 +108,12 @@ export async function render(main, _params, ctx) {
   return watch(() => refresh());
 }
 
-// Working when the monitoring service is present: open alerts per charger.
+// When the monitoring service is present: unresolved alerts per charger (this page's rows).
 async function openAlertsByCharger() {
   const byCharger = new Map();
   try {
-    for (const alert of itemsOf(await api("/alerts"))) {
-      const closed = alert.resolved_at || ["resolved", "closed"].includes(String(alert.status || alert.state).toLowerCase());
-      if (alert.charge_point_id && !closed) byCharger.set(alert.charge_point_id, (byCharger.get(alert.charge_point_id) || 0) + 1);
+    for (const alert of itemsOf(await api("/alerts?status=unresolved&limit=1000"))) {
+      if (alert.charge_point_id) byCharger.set(alert.charge_point_id, (byCharger.get(alert.charge_point_id) || 0) + 1);
     }
   } catch {
     return null;
