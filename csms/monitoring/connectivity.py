@@ -36,7 +36,7 @@ from csms.router import ConnectionRegistry
 log = structlog.get_logger(__name__)
 
 SILENT = "silent"
-_CLOSE_GRACE_S = 1.0  # a silent peer will not answer the close handshake either
+_CLOSE_GRACE_S = 0.25  # a silent peer will not answer the close handshake either
 
 
 def liveness_verdict(
