@@ -9,6 +9,8 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from csms.storage import api_keys
+from tests.conftest import StartCsms
 from tests.csms.dashboard.conftest import Dashboard
 from tests.csms.dashboard.known_data import write_known_history
 
@@ -16,11 +18,14 @@ RANGE = {"from": "2026-03-02", "to": "2026-03-03", "tz": "UTC"}
 
 
 @pytest.fixture
-async def client(dashboard: Dashboard) -> httpx.AsyncClient:
-    await write_known_history(dashboard.csms.pool)
+async def client(start_csms: StartCsms) -> httpx.AsyncClient:
+    """The API of a CSMS holding the known history (no browser: these tests read JSON)."""
+    csms = await start_csms()
+    await write_known_history(csms.pool)
+    _, key = await api_keys.create(csms.pool, "analyst", "read-only")
     return httpx.AsyncClient(
-        base_url=f"{dashboard.url}api/v1",
-        headers={"Authorization": f"Bearer {dashboard.reader_key}"},
+        base_url=csms.app.api_url.replace("://localhost", "://127.0.0.1"),
+        headers={"Authorization": f"Bearer {key}"},
     )
 
 
@@ -95,9 +100,8 @@ async def test_a_time_zone_moves_the_day_edges(client: httpx.AsyncClient) -> Non
     assert backwards.status_code == 422
 
 
-async def test_the_analytics_page_shows_the_same_figures(
-    dashboard: Dashboard, client: httpx.AsyncClient
-) -> None:
+async def test_the_analytics_page_shows_the_same_figures(dashboard: Dashboard) -> None:
+    await write_known_history(dashboard.csms.pool)
     page = await dashboard.login(dashboard.reader_key, "#/analytics")
     await page.get_by_test_id("analytics-from").fill("2026-03-02")
     await page.get_by_test_id("analytics-to").fill("2026-03-03")
