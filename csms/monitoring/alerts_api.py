@@ -1,15 +1,16 @@
-"""Operator API of fault detection: alerts (list, acknowledge, resolve) and thresholds."""
+"""Operator API of fault detection: alerts (list, acknowledge, resolve), thresholds, health."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from csms.api.context import Context, Operator, Reader
-from csms.monitoring import alerts_store
+from csms.monitoring import alerts_store, health_store
+from csms.monitoring.health import Health
 from csms.monitoring.rules import RULES, Thresholds
 
 if TYPE_CHECKING:
@@ -119,7 +120,67 @@ def build_router(service: AlertService) -> APIRouter:
         await service.reload_thresholds()
         return Response(status_code=204)
 
+    @router.get("/chargers/{charge_point_id}/health", tags=["health"])
+    async def charger_health(
+        charge_point_id: str,
+        context: Context,
+        caller: Reader,
+        days: Annotated[float, Query(gt=0, le=365, description="rolling window")] = 14,
+        until: Annotated[datetime | None, Query(description="end of the window (now)")] = None,
+    ) -> dict[str, Any]:
+        """Health score, what lowers it, and temperature drift per connector, in words."""
+        since = (until or datetime.now(UTC)) - timedelta(days=days)
+        found = await health_store.assess(context.pool, since, days, charge_point_id)
+        if charge_point_id not in found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"charger {charge_point_id!r} not found")
+        return _health_json(charge_point_id, *found[charge_point_id], details=True)
+
+    @router.get("/health", tags=["health"])
+    async def fleet_health(
+        context: Context,
+        caller: Reader,
+        days: Annotated[float, Query(gt=0, le=365)] = 14,
+        until: datetime | None = None,
+        status_: Annotated[
+            Literal["healthy", "watch", "at_risk"] | None, Query(alias="status")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Every charger's health, least healthy first."""
+        since = (until or datetime.now(UTC)) - timedelta(days=days)
+        found = await health_store.assess(context.pool, since, days)
+        items = [
+            _health_json(cp_id, model, h, details=False)
+            for cp_id, (model, h) in found.items()
+            if status_ is None or h.status == status_
+        ]
+        items.sort(key=lambda item: (item["score"], item["charge_point_id"]))
+        return {"items": items, "days": days}
+
     return router
+
+
+def _health_json(cp_id: str, model: str | None, h: Health, *, details: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "charge_point_id": cp_id,
+        "model": model,
+        "score": h.score,
+        "status": h.status,
+        "reasons": list(h.reasons),
+    }
+    if details:
+        body["temperature_drift"] = [
+            {
+                "evse_id": d.connector[1],
+                "excess_c": round(d.recent_excess_c, 1),
+                "cohort_z": None if d.cohort_z is None else round(d.cohort_z, 1),
+                "against_cohort": d.cohort_flag,
+                "against_own_history": d.history_flag,
+                "days": d.days_flagged,
+                "explanation": d.explanation,
+            }
+            for d in h.drift
+        ]
+    return body
 
 
 def _not_changeable(alert_id: int, row: alerts_store.AlertRow | None) -> HTTPException:
