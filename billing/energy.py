@@ -4,8 +4,10 @@ Only the energy register (Energy.Active.Import.Register, in Wh) is billed,
 never power x time. Readings are walked in time order; each step between two
 readings bills the register's advance, except:
 
-* **backwards** -- the register falls a little (to at least half its last
-  value): the step bills nothing and later readings only bill what rises above
+* **rounding** -- the register falls by at most :data:`ROUNDING_TOLERANCE_WH`:
+  the lower value is taken as true (the step takes that much off), no flag;
+* **backwards** -- the register falls by more, to at least half its last
+  value: the step bills nothing and later readings only bill what rises above
   the highest value seen, so a glitch is never billed twice;
 * **reset** -- the register falls to less than half its last value (a meter
   restarted from zero): the new reading counts from zero, because a fresh
@@ -23,6 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+# Two readings of one register may differ by its resolution for the same energy
+# (1.6 meterStop is whole Wh, samples are often rounded kWh): a drop this small is
+# rounding, corrects the energy billed so far and is not flagged.
+ROUNDING_TOLERANCE_WH = Decimal(10)
 
 # A step may imply up to this factor above the connector's maximum power before
 # it is called a jump: sample timestamps are whole seconds and meters lag.
@@ -46,7 +53,7 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class EnergyStep:
-    """Energy billed between two consecutive readings."""
+    """Energy billed between two consecutive readings (negative only for a rounding drop)."""
 
     start: datetime
     end: datetime
@@ -82,11 +89,18 @@ def delivered_energy(readings: Sequence[Reading], max_power_w: Decimal | None) -
     previous = ordered[0]
     high_water = previous.wh  # highest register value billed up to
     for reading in ordered[1:]:
-        if reading.wh < previous.wh and reading.wh < previous.wh / 2:
+        drop = previous.wh - reading.wh
+        if drop > 0 and reading.wh < previous.wh / 2:
             flags.add(MeterFlag.RESET)
             high_water = Decimal(0)
-        elif reading.wh < previous.wh:
+        elif drop > ROUNDING_TOLERANCE_WH:
             flags.add(MeterFlag.BACKWARDS)
+        elif drop > 0 and high_water == previous.wh:
+            # Rounding, not a fault: the lower value is as true as the higher one.
+            high_water = reading.wh
+            steps.append(EnergyStep(previous.at, reading.at, -drop))
+            previous = reading
+            continue
         billed = max(Decimal(0), reading.wh - high_water)
         if billed > 0 and max_power_w is not None:
             seconds = Decimal((reading.at - previous.at).total_seconds())

@@ -47,3 +47,8 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(value)
+
+
+def decimal_text(value: Decimal) -> str:
+    """``value`` as plain digits for JSON and CSV ("0.000", never "0E-3")."""
+    return format(value, "f")

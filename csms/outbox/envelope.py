@@ -44,6 +44,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "data_transfer_received": 1,
     "authorization_requested": 1,
     "reservation_status_changed": 1,
+    "cdr_created": 1,
     "alert_opened": 1,
     "alert_resolved": 1,
 }

@@ -46,6 +46,8 @@ TOPIC_OF_TYPE: dict[str, Topic] = {
     "report_received": Topic.CHARGER_EVENTS,
     "data_transfer_received": Topic.CHARGER_EVENTS,
     "authorization_requested": Topic.CHARGER_EVENTS,
+    # billing (billing/): a finished session's CDR, right after its session_ended
+    "cdr_created": Topic.CHARGING_SESSIONS,
     # fault detection (csms.monitoring.alerts)
     "alert_opened": Topic.CHARGER_ALERTS,
     "alert_resolved": Topic.CHARGER_ALERTS,

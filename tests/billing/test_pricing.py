@@ -228,8 +228,10 @@ def test_period_starting_at_a_time_that_does_not_exist_starts_when_clocks_jump()
 @pytest.mark.parametrize(
     ("readings", "flags", "billed_wh"),
     [
-        # 100 -> 90 backwards: nothing billed until the register passes 100 again
-        ([100.0, 90.0, 150.0], {MeterFlag.BACKWARDS}, 50),
+        # 100 -> 80 backwards: nothing billed until the register passes 100 again
+        ([100.0, 80.0, 150.0], {MeterFlag.BACKWARDS}, 50),
+        # 1000 -> 999: rounding (e.g. an integer meterStop after a rounded sample)
+        ([500.0, 600.0, 599.0], set(), 99),
         # 1100 -> 20 reset: 100 before, the restarted register's 20, then 30 more
         ([1000.0, 1100.0, 20.0, 50.0], {MeterFlag.RESET}, 150),
         # 2 kWh in one minute on an 11 kW connector (120 kW): that step is refused

@@ -128,6 +128,7 @@ async def test_full_session_lifecycle_is_stored(csms: RunningCsms) -> None:
         "meter_sampled",
         "meter_sampled",
         "session_ended",
+        "cdr_created",  # billing's CDR, in the session end's transaction
         "connector_status_changed",
         "charger_disconnected",
     ]

@@ -1,0 +1,258 @@
+"""Charge detail records: priced at session end, stored immutable, read and exported.
+
+Fields follow OCPI 2.2.1 CDRs where they fit (start/end, location = charger /
+EVSE / connector, token, tariff, total energy, charging and parking time,
+itemised cost, currency) plus billing's flags for meter anomalies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from billing import store
+from billing.events import CdrCreated
+from billing.money import decimal_text
+from billing.pricing import LineItem, PricedSession, price_session
+from billing.tariff import Tariff
+from billing.usage import SessionRecord, find_session, load_usage
+from csms.storage import Executor
+
+NO_TARIFF = "no_tariff"  # flag: no assignment matched; the session is recorded at zero
+
+
+def _seconds(span: timedelta) -> Decimal:
+    return Decimal(span // timedelta(microseconds=1)) / 1_000_000
+
+
+def _text_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_text(value)
+
+
+def item_json(item: LineItem) -> dict[str, Any]:
+    return {
+        "kind": item.kind.value,
+        "description": item.description,
+        "quantity": decimal_text(item.quantity),
+        "unit": item.unit,
+        "unit_price": decimal_text(item.unit_price),
+        "amount": decimal_text(item.amount),
+    }
+
+
+def priced_json(priced: PricedSession) -> dict[str, Any]:
+    """A priced session as JSON-ready values (Decimals as strings: never floats)."""
+    return {
+        "currency": priced.currency,
+        "total_energy_wh": decimal_text(priced.energy_wh),
+        "energy_by_period": {k: decimal_text(v) for k, v in priced.energy_wh_by_period.items()},
+        "meter_start_wh": _text_or_none(priced.meter_start_wh),
+        "meter_stop_wh": _text_or_none(priced.meter_stop_wh),
+        "charging_seconds": decimal_text(_seconds(priced.charging_time)),
+        "parking_seconds": decimal_text(_seconds(priced.parking_time)),
+        "items": [item_json(i) for i in priced.items],
+        "total_net": decimal_text(priced.net),
+        "total_tax": decimal_text(priced.tax),
+        "total_cost": decimal_text(priced.total),
+        "flags": sorted(f.value for f in priced.flags),
+    }
+
+
+async def price_session_now(
+    conn: Executor,
+    session: SessionRecord,
+    now: datetime,
+    default_currency: str,
+    max_power_w: Decimal | None,
+) -> tuple[store.ChosenTariff | None, store.SessionScopes, PricedSession]:
+    """Price ``session`` as recorded (up to ``now`` if it is still running)."""
+    scopes = await store.scopes_of(conn, session.charge_point_id, session.id_token)
+    chosen = await store.choose_tariff(conn, scopes)
+    tariff = chosen.stored.tariff if chosen else Tariff(currency=default_currency)
+    usage = await load_usage(conn, session, now, max_power_w)
+    return chosen, scopes, price_session(tariff, usage)
+
+
+async def create_cdr(
+    conn: Executor,
+    session_id: int,
+    now: datetime,
+    default_currency: str,
+    max_power_w: Decimal | None,
+) -> CdrCreated | None:
+    """Price an ended session and store its CDR; None if it has one or has not ended."""
+    session = await find_session(conn, session_id)
+    if session is None or session.status != "ended":
+        return None
+    chosen, scopes, priced = await price_session_now(
+        conn, session, now, default_currency, max_power_w
+    )
+    data = priced_json(priced)
+    flags = data["flags"] + ([] if chosen else [NO_TARIFF])
+    start_at = session.started_at or session.ended_at or now
+    end_at = session.ended_at or now
+    cdr_id = await conn.fetchval(
+        """
+        INSERT INTO cdrs (session_id, charge_point_id, evse_id, connector_id, transaction_id,
+                          protocol, id_token, token_group, site_id, tariff_id, tariff_scope,
+                          start_at, end_at, currency, meter_start_wh, meter_stop_wh,
+                          total_energy_wh, energy_by_period, charging_seconds, parking_seconds,
+                          items, total_net, total_tax, total_cost, flags, stop_reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18::jsonb, $19, $20, $21::jsonb, $22, $23, $24, $25, $26)
+        ON CONFLICT (session_id) DO NOTHING
+        RETURNING id
+        """,
+        session.id,
+        session.charge_point_id,
+        session.evse_id,
+        session.connector_id,
+        session.transaction_id,
+        session.protocol,
+        session.id_token,
+        scopes.token_group,
+        scopes.site_id,
+        chosen.stored.id if chosen else None,
+        chosen.scope if chosen else None,
+        start_at,
+        end_at,
+        priced.currency,
+        priced.meter_start_wh,
+        priced.meter_stop_wh,
+        priced.energy_wh,
+        json.dumps(data["energy_by_period"]),
+        Decimal(data["charging_seconds"]),
+        Decimal(data["parking_seconds"]),
+        json.dumps(data["items"]),
+        priced.net,
+        priced.tax,
+        priced.total,
+        flags,
+        session.stop_reason,
+    )
+    if cdr_id is None:
+        return None
+    return CdrCreated(
+        charge_point_id=session.charge_point_id,
+        occurred_at=end_at,
+        cdr_id=cdr_id,
+        session_id=session.id,
+        transaction_id=session.transaction_id,
+        evse_id=session.evse_id,
+        connector_id=session.connector_id,
+        id_token=session.id_token,
+        tariff_id=chosen.stored.id if chosen else None,
+        start_at=start_at.isoformat(),
+        end_at=end_at.isoformat(),
+        currency=priced.currency,
+        total_energy_wh=data["total_energy_wh"],
+        charging_seconds=data["charging_seconds"],
+        parking_seconds=data["parking_seconds"],
+        total_net=data["total_net"],
+        total_tax=data["total_tax"],
+        total_cost=data["total_cost"],
+        flags=tuple(flags),
+        items=tuple(data["items"]),
+    )
+
+
+async def sessions_without_cdr(conn: Executor, limit: int) -> list[int]:
+    """Ended sessions that have no CDR yet (billing was down, or pricing failed)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id FROM sessions s
+        WHERE s.status = 'ended' AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = s.id)
+        ORDER BY s.id LIMIT $1
+        """,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+# -- reading -------------------------------------------------------------------
+
+_DECIMALS = ("meter_start_wh", "meter_stop_wh", "total_energy_wh", "charging_seconds",
+             "parking_seconds", "total_net", "total_tax", "total_cost")  # fmt: skip
+
+
+def _cdr(row: Any) -> dict[str, Any]:
+    cdr = dict(row)
+    for name in _DECIMALS:
+        if cdr[name] is not None:
+            cdr[name] = decimal_text(cdr[name])
+    cdr["energy_by_period"] = json.loads(cdr["energy_by_period"])
+    cdr["items"] = json.loads(cdr["items"])
+    cdr["flags"] = list(cdr["flags"])
+    return cdr
+
+
+async def get_cdr(conn: Executor, cdr_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM cdrs WHERE id = $1", cdr_id)
+    return None if row is None else _cdr(row)
+
+
+async def cdr_of_session(conn: Executor, session_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM cdrs WHERE session_id = $1", session_id)
+    return None if row is None else _cdr(row)
+
+
+async def list_cdrs(
+    conn: Executor,
+    *,
+    charge_point_id: str | None = None,
+    session_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """CDRs newest first; ``since`` / ``until`` bound the session end (until exclusive)."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM cdrs
+        WHERE ($1::text IS NULL OR charge_point_id = $1)
+          AND ($2::bigint IS NULL OR session_id = $2)
+          AND ($3::timestamptz IS NULL OR end_at >= $3)
+          AND ($4::timestamptz IS NULL OR end_at < $4)
+          AND ($5::bigint IS NULL OR id < $5)
+        ORDER BY id DESC LIMIT $6
+        """,
+        charge_point_id,
+        session_id,
+        since,
+        until,
+        before_id,
+        limit,
+    )
+    return [_cdr(r) for r in rows]
+
+
+CSV_COLUMNS: Sequence[str] = (
+    "id", "session_id", "charge_point_id", "evse_id", "connector_id", "transaction_id",
+    "id_token", "token_group", "site_id", "tariff_id", "start_at", "end_at", "currency",
+    "meter_start_wh", "meter_stop_wh", "total_energy_wh", "charging_seconds", "parking_seconds",
+    "total_net", "total_tax", "total_cost", "flags", "stop_reason",
+)  # fmt: skip
+
+
+def to_csv(cdrs: Iterable[dict[str, Any]]) -> str:
+    """CDRs as CSV (one row each; flags joined with ``|``; times in ISO 8601)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for cdr in cdrs:
+        row = []
+        for column in CSV_COLUMNS:
+            value = cdr[column]
+            if column == "flags":
+                value = "|".join(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            row.append("" if value is None else value)
+        writer.writerow(row)
+    return out.getvalue()

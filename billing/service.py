@@ -1,0 +1,190 @@
+"""Billing inside the CSMS process: CDRs at session end, catch-up, running cost to chargers.
+
+* At session end -- inside the transaction that records the SessionEnded
+  (a :data:`csms.central.SessionEndHook`) -- the session is priced, its CDR
+  stored and a ``cdr_created`` event appended, so the CDR commits (and reaches
+  Kafka's charging-sessions topic) together with the end of the session, or
+  not at all. Pricing runs in a savepoint: a billing failure never stops a
+  charger's session from being recorded; the sweeper prices it later.
+* The sweeper prices ended sessions that have no CDR (billing was off, or
+  pricing failed) every ``billing_sweep_interval`` seconds.
+* Every ``billing_cost_update_interval`` seconds, each connected 2.0.1 charger
+  with a running session gets CostUpdated with the session's running total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import asyncpg
+import ocpp.v201.call
+import structlog
+from fastapi import APIRouter
+
+from billing import cdrs
+from billing.usage import find_session
+from csms.events import Protocol, SessionEnded
+from csms.storage import Executor, event_log
+
+if TYPE_CHECKING:
+    from csms.services import ServiceContext
+
+log = structlog.get_logger(__name__)
+
+_SWEEP_BATCH = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BillingService:
+    name = "billing"
+
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def default_currency(self) -> str:
+        return self.context.settings.billing_default_currency
+
+    @property
+    def max_power_w(self) -> Decimal:
+        return Decimal(repr(self.context.settings.billing_max_power_w))
+
+    def api_routers(self) -> Sequence[APIRouter]:
+        from billing.api import build_router  # the API imports this module's types
+
+        return [build_router(self)]
+
+    async def start(self) -> None:
+        self.context.central.session_end_hooks.append(self.on_session_end)
+        settings = self.context.settings
+        if settings.billing_sweep_interval > 0:
+            self._tasks.append(asyncio.create_task(self._every(settings.billing_sweep_interval,
+                                                               self.sweep)))  # fmt: skip
+        if settings.billing_cost_update_interval > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(settings.billing_cost_update_interval, self.send_cost_updates)
+                )
+            )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.context.central.session_end_hooks.remove(self.on_session_end)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- CDRs ----------------------------------------------------------------------
+
+    async def on_session_end(self, conn: Executor, session_id: int, event: SessionEnded) -> None:
+        """Price the session and store its CDR in the session-end transaction (a savepoint)."""
+        assert not isinstance(conn, asyncpg.Pool), "called inside a transaction"
+        try:
+            async with conn.transaction():
+                await self._create_cdr(conn, session_id)
+        except Exception:
+            log.exception("billing.cdr_failed", session_id=session_id)
+
+    async def _create_cdr(self, conn: Executor, session_id: int) -> None:
+        created = await cdrs.create_cdr(
+            conn, session_id, utcnow(), self.default_currency, self.max_power_w
+        )
+        if created is not None:
+            await event_log.append(conn, created)
+            log.info("billing.cdr_created", cdr_id=created.cdr_id, total=created.total_cost,
+                     currency=created.currency, flags=created.flags)  # fmt: skip
+
+    async def sweep(self) -> int:
+        """Create the CDRs ended sessions are missing; return how many were tried."""
+        pool = self.context.pool
+        missing = await cdrs.sessions_without_cdr(pool, _SWEEP_BATCH)
+        for session_id in missing:
+            async with pool.acquire() as conn, conn.transaction():
+                await self._create_cdr(conn, session_id)
+        return len(missing)
+
+    # -- running cost --------------------------------------------------------------
+
+    async def running_cost(self, session_id: int) -> dict[str, object] | None:
+        """The priced session so far (its CDR once it has ended); None if unknown."""
+        async with self.context.pool.acquire() as conn:
+            cdr = await cdrs.cdr_of_session(conn, session_id)
+            if cdr is not None:
+                return {"session_id": session_id, "status": "ended", "cdr_id": cdr["id"],
+                        **{k: cdr[k] for k in _COST_KEYS}}  # fmt: skip
+            session = await find_session(conn, session_id)
+            if session is None:
+                return None
+            now = utcnow()
+            chosen, _, priced = await cdrs.price_session_now(
+                conn, session, now, self.default_currency, self.max_power_w
+            )
+        data = cdrs.priced_json(priced)
+        return {"session_id": session_id, "status": session.status, "as_of": now,
+                "tariff_id": chosen.stored.id if chosen else None,
+                **{k: data[k] for k in _COST_KEYS}}  # fmt: skip
+
+    async def send_cost_updates(self) -> int:
+        """CostUpdated to every connected 2.0.1 charger with a running session."""
+        connected = [c.id for c in self.context.registry.all() if c.protocol is Protocol.V201]
+        if not connected:
+            return 0
+        rows = await self.context.pool.fetch(
+            """
+            SELECT id, charge_point_id, transaction_id FROM sessions
+            WHERE status = 'active' AND protocol = $1 AND charge_point_id = ANY($2::text[])
+            """,
+            Protocol.V201.value,
+            connected,
+        )
+        sent = 0
+        for row in rows:
+            cost = await self.running_cost(row["id"])
+            if cost is None:
+                continue
+            total = float(Decimal(str(cost["total_cost"])))  # OCPP's totalCost is a JSON number
+            try:
+                await self.context.router.call(
+                    row["charge_point_id"],
+                    ocpp.v201.call.CostUpdated(total_cost=total,
+                                               transaction_id=row["transaction_id"]),
+                )  # fmt: skip
+                sent += 1
+            except Exception as error:  # the charger may be gone or refuse; try next time
+                log.info("billing.cost_update_failed", charge_point_id=row["charge_point_id"],
+                         error=repr(error))  # fmt: skip
+        return sent
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("billing.job_failed", job=getattr(job, "__name__", "?"))
+
+
+_COST_KEYS = (
+    "currency",
+    "total_energy_wh",
+    "energy_by_period",
+    "charging_seconds",
+    "parking_seconds",
+    "items",
+    "total_net",
+    "total_tax",
+    "total_cost",
+    "flags",
+)
