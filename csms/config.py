@@ -81,6 +81,17 @@ class Settings:
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
     auth_block_seconds: float = 60.0
+    # Smart charging (smart_charging/): sites are re-planned on events and every
+    # smart_charging_interval s; a meter value more than smart_charging_deviation_a
+    # off the limit triggers a re-plan; profiles unanswered after
+    # smart_charging_call_timeout s count as not applied; increases wait
+    # smart_charging_settle s after the decreases were accepted (IEC 61851-1 gives
+    # an EV 5 s to follow a lower pilot signal).
+    smart_charging_interval: float = 60.0
+    smart_charging_debounce: float = 0.05
+    smart_charging_deviation_a: float = 2.0
+    smart_charging_call_timeout: float = 10.0
+    smart_charging_settle: float = 5.0
     # Monitoring (csms/monitoring): a charger silent (no message, no pong) for
     # monitoring_silence_factor heartbeat intervals is marked offline and disconnected;
     # webhooks are retried after base * 2**n seconds (at most max), up to max_attempts.
@@ -147,6 +158,8 @@ def _parse(field: str, raw: str) -> object:
         return Path(raw)
     if field in {"auth_failure_window", "auth_block_seconds"}:
         return _seconds(field, raw)
+    if field.startswith("smart_charging_"):
+        return _positive_float(field, raw)
     if field.startswith("monitoring_"):
         if field == "monitoring_webhook_max_attempts":
             return _positive_int(field, raw)

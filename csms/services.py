@@ -63,4 +63,7 @@ def build_services(context: ServiceContext) -> list[Service]:
     services.append(DashboardService())  # reads only; serves / on the API port
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     services.append(AlertService(context))  # fault detection: rules, alerts, health
+    from smart_charging.service import SmartChargingService  # it imports this module
+
+    services.append(SmartChargingService(context))  # site limits via SetChargingProfile
     return services

@@ -43,6 +43,8 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "report_received": 1,
     "data_transfer_received": 1,
     "authorization_requested": 1,
+    "charging_limit_set": 1,
+    "load_plan_computed": 1,
     "reservation_status_changed": 1,
     "cdr_created": 1,
     "alert_opened": 1,

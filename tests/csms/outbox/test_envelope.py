@@ -17,6 +17,7 @@ from csms.outbox import schemas
 from csms.outbox.consume import Deduper, Station, apply_status, render_table
 from csms.outbox.envelope import SCHEMA_VERSIONS, OutboxRow, messages_for, session_summary
 from csms.outbox.topics import TOPIC_OF_TYPE, Topic, topic_names
+from smart_charging import events as _sc_events  # noqa: F401  (load-management types)
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -1,0 +1,540 @@
+"""The real-time load manager: a CSMS :class:`~csms.services.Service`.
+
+It follows committed events on the bus and re-plans a site when a session
+starts or ends, a meter value shows a clear deviation (see
+:mod:`smart_charging.tracking`), a charger goes offline or boots, the site's
+limits change through the API (including a demand-response cut), and every
+``smart_charging_interval`` seconds. Each site has one worker task, so plans
+of one site never overlap and a slow charger only delays its own site.
+
+A re-plan (:meth:`SmartChargingService.replan`):
+
+1. reads the site's tree and active sessions from Postgres;
+2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
+   cannot be steered are set aside at their last known maximum;
+3. sends the limits that went *down* and waits for the answers; a rejected
+   or unanswered one makes its session uncontrolled, and the plan is made
+   again with that load set aside, before anything goes *up*;
+4. only then sends the limits that went up;
+5. tries to bring uncontrolled sessions of online chargers back under
+   control with a profile at exactly the load set aside for them;
+6. records every profile sent and the plan itself as events (topic
+   ``load-management``) and keeps a per-site view for the API.
+
+Only changed limits are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from fastapi import APIRouter
+
+from csms.connection import CallErrorReceived
+from csms.events import (
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    Event,
+    MeterSampled,
+    Protocol,
+    SessionEnded,
+    SessionStarted,
+    SessionUpdated,
+)
+from csms.router import ChargerNotConnected, WrongProtocolVersion
+from csms.services import ServiceContext
+from csms.storage import event_log
+from smart_charging import profiles, store
+from smart_charging.allocation import allocate
+from smart_charging.events import ChargingLimitSet, LoadPlanComputed, site_key
+from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
+from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_sample
+
+log = structlog.get_logger(__name__)
+
+OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
+_MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SiteView:
+    """The last plan of a site, as ``GET /api/v1/sites/{id}/load`` shows it."""
+
+    site_id: str
+    planned_at: datetime
+    reason: str
+    limit_a: float | None
+    power_limit_kw: float | None
+    allocated_a: tuple[float, float, float]
+    measured_a: tuple[float, float, float]
+    reserved_a: float
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "site_id": self.site_id,
+            "planned_at": self.planned_at.isoformat(),
+            "reason": self.reason,
+            "limit_a": self.limit_a,
+            "power_limit_kw": self.power_limit_kw,
+            "allocated_a": list(self.allocated_a),
+            "measured_a": list(self.measured_a),
+            "reserved_a": self.reserved_a,
+            "sessions": self.sessions,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    tracked: Tracked
+    limit: float
+    previous: float | None
+    protocol: Protocol
+
+
+class SmartChargingService:
+    """Keeps every site under its limits (see the module docstring)."""
+
+    name = "smart_charging"
+
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+        self.pool = context.pool
+        self.settings = context.settings
+        self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
+        self.views: dict[str, SiteView] = {}
+        self._defaults: dict[str, float] = {}  # charger -> TxDefault limit it accepted
+        self._default_failed: dict[str, float] = {}  # charger -> when it last refused it
+        self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
+        self._reasons: dict[str, set[str]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscription = context.bus.subscribe("smart_charging")
+
+    def api_routers(self) -> Sequence[APIRouter]:
+        from smart_charging.api import build_router
+
+        return [build_router(self)]
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._consume()))
+        self._tasks.append(asyncio.create_task(self._periodic()))
+
+    async def stop(self) -> None:
+        self.context.bus.unsubscribe(self._subscription)
+        tasks = [*self._tasks, *self._workers.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._workers.clear()
+
+    # -- triggers ----------------------------------------------------------------
+
+    def request_replan(self, site_id: str, reason: str) -> None:
+        """Re-plan ``site_id`` soon (coalesced with other requests for it)."""
+        self._reasons.setdefault(site_id, set()).add(reason)
+        wake = self._wake.setdefault(site_id, asyncio.Event())
+        wake.set()
+        worker = self._workers.get(site_id)
+        if worker is None or worker.done():
+            self._workers[site_id] = asyncio.create_task(self._site_worker(site_id, wake))
+
+    def forget_charger_site(self, charge_point_id: str) -> None:
+        """The API moved a charger: read its site again on the next event."""
+        self._site_of.pop(charge_point_id, None)
+        self._defaults.pop(charge_point_id, None)
+
+    async def site_of(self, charge_point_id: str) -> str | None:
+        if charge_point_id not in self._site_of:
+            self._site_of[charge_point_id] = await store.site_of(self.pool, charge_point_id)
+        return self._site_of[charge_point_id]
+
+    async def _site_worker(self, site_id: str, wake: asyncio.Event) -> None:
+        while True:
+            await wake.wait()
+            await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
+            wake.clear()
+            reasons = self._reasons.pop(site_id, set())
+            try:
+                await self.replan(site_id, ",".join(sorted(reasons)) or "requested")
+            except Exception:
+                log.exception("smart_charging.replan_failed", site_id=site_id)
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.smart_charging_interval)
+            try:
+                for site in await store.list_sites(self.pool):
+                    self.request_replan(site.site_id, "periodic")
+            except Exception:
+                log.exception("smart_charging.periodic_failed")
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._subscription.get()
+            try:
+                await self._on_event(event)
+            except Exception:
+                log.exception("smart_charging.event_failed", type=event.type)
+
+    async def _on_event(self, event: Event) -> None:
+        cp = event.charge_point_id
+        if isinstance(event, SessionStarted | SessionUpdated | SessionEnded | MeterSampled):
+            site_id = await self.site_of(cp)
+            if site_id is None:
+                return
+            if isinstance(event, SessionStarted):
+                self.request_replan(site_id, "session_started")
+            elif isinstance(event, SessionEnded):
+                self._drop_transaction(cp, event.transaction_id)
+                self.request_replan(site_id, "session_ended")
+            else:
+                verdict = self._measure(event)
+                if verdict is not None and verdict is not Verdict.STEADY:
+                    self.request_replan(site_id, verdict.value)
+        elif isinstance(event, ChargerDisconnected):
+            site_id = await self.site_of(cp)
+            self._defaults.pop(cp, None)
+            if site_id is not None:
+                self.request_replan(site_id, "charger_offline")
+        elif isinstance(event, ChargerBooted | ChargerConnected):
+            self._defaults.pop(cp, None)  # a reboot may have lost every profile
+            self._default_failed.pop(cp, None)
+            site_id = await self.site_of(cp)
+            if site_id is not None:
+                self.request_replan(site_id, event.type)
+
+    def _drop_transaction(self, charge_point_id: str, transaction_id: str) -> None:
+        for key, t in list(self.sessions.items()):
+            if t.charge_point_id == charge_point_id and t.transaction_id == transaction_id:
+                del self.sessions[key]
+
+    def _measure(self, event: SessionUpdated | MeterSampled) -> Verdict | None:
+        measured = currents_per_line(event.samples)
+        if measured is None or event.transaction_id is None:
+            return None
+        tracked = next(
+            (
+                t
+                for t in self.sessions.values()
+                if t.charge_point_id == event.charge_point_id
+                and t.transaction_id == event.transaction_id
+            ),
+            None,
+        )
+        if tracked is None:
+            return None
+        offered = tracked.limit if tracked.limit is not None else tracked.assumed
+        if offered is None or tracked.assumed is not None:
+            tracked.measured = measured  # not steered now: the plan sets aside its maximum
+            return None
+        return judge_sample(
+            tracked,
+            measured,
+            offered,
+            self.settings.smart_charging_deviation_a,
+            OBSERVED_MARGIN_A,
+        )
+
+    # -- planning ----------------------------------------------------------------
+
+    async def replan(self, site_id: str, reason: str) -> SiteView | None:
+        """Plan ``site_id`` now and send what changed (see the module docstring)."""
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn:
+            tree = await store.load_tree(conn, site_id)
+            rows = await store.active_sessions(conn, site_id) if tree else []
+        if tree is None:
+            self.views.pop(site_id, None)
+            return None
+        for place in tree.chargers:
+            self._site_of[place.charge_point_id] = site_id
+        await self._ensure_defaults(tree, reason)
+        live = self._sync_sessions(tree, rows)  # a snapshot: events may end sessions meanwhile
+        sent: list[tuple[_Send, str]] = []
+        currents: dict[str, float] = {}
+        for _ in range(_MAX_ROUNDS):
+            currents, changes = self._plan(tree, live)
+            decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
+            results = await self._send_all(decreases)
+            sent.extend(zip(decreases, results, strict=True))
+            if all(r == "Accepted" for r in results):
+                increases = [c for c in changes if c not in decreases]
+                if decreases and increases:
+                    # Let the EVs follow the lower limits before anyone gets more.
+                    await asyncio.sleep(self.settings.smart_charging_settle)
+                results = await self._send_all(increases)
+                sent.extend(zip(increases, results, strict=True))
+                break
+        reattached = await self._reattach(tree, live)
+        sent.extend(reattached)
+        view = self._view(tree, reason, currents, live)
+        await self._record(tree, view, sent, reason, (time.perf_counter() - started) * 1000)
+        if any(status == "Accepted" for _, status in reattached):
+            self.request_replan(site_id, "reattached")  # plan them normally at once
+        return view
+
+    def _sync_sessions(self, tree: SiteTree, rows: Sequence[Any]) -> dict[str, Tracked]:
+        """Track every active session of the site; forget those that ended."""
+        fallback = tree.site.fallback_current_a
+        live: dict[str, Tracked] = {}
+        # One session per EVSE: of stale rows (a stop never received), the latest wins.
+        latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
+        for key, row in latest.items():
+            t = self.sessions.get(key)
+            if t is None or t.transaction_id != row["transaction_id"]:
+                t = Tracked(row["charge_point_id"], row["evse_id"], row["transaction_id"])
+                if self._defaults.get(t.charge_point_id) == fallback:
+                    t.limit = fallback  # it starts under the TxDefaultProfile it accepted
+                else:
+                    t.assumed = self._hardware_max(tree, t.charge_point_id)
+                self.sessions[key] = t
+            started = row["started_at"]
+            t.rank = started.timestamp() if started is not None else time.time()
+            t.priority = row["priority"]
+            live[key] = t
+        site_chargers = {c.charge_point_id for c in tree.chargers}
+        for key, t in list(self.sessions.items()):
+            if t.charge_point_id in site_chargers and key not in live:
+                del self.sessions[key]
+        return live
+
+    @staticmethod
+    def _hardware_max(tree: SiteTree, charge_point_id: str) -> float:
+        for c in tree.chargers:
+            if c.charge_point_id == charge_point_id:
+                return c.connector_max_current_a or c.max_current_a
+        return 0.0
+
+    def _plan(
+        self, tree: SiteTree, tracked: dict[str, Tracked]
+    ) -> tuple[dict[str, float], list[_Send]]:
+        now = utcnow()
+        live = []
+        for t in tracked.values():
+            online = self.context.registry.get(t.charge_point_id) is not None
+            if not online and t.assumed is None:
+                t.assumed = t.last_known_max(tree.site.fallback_current_a)
+            live.append(
+                LiveSession(
+                    t.charge_point_id,
+                    t.evse_id,
+                    t.transaction_id,
+                    rank=t.rank,
+                    phases=t.phases,
+                    priority=t.priority,
+                    observed_max=t.observed_max,
+                    uncontrolled_draw=t.assumed,
+                )
+            )
+        problem = build_problem(tree, live, now)
+        currents = dict(allocate(problem.nodes, problem.sessions).currents)
+        changes = []
+        for key, t in tracked.items():
+            if key not in currents or t.assumed is not None:
+                continue
+            limit = currents[key]
+            if t.limit is None or abs(limit - t.limit) >= 0.05:
+                protocol = self._protocol(t.charge_point_id)
+                if protocol is not None:
+                    changes.append(_Send(t, limit, t.limit, protocol))
+        return currents, changes
+
+    def _protocol(self, charge_point_id: str) -> Protocol | None:
+        connection = self.context.registry.get(charge_point_id)
+        return connection.protocol if connection is not None else None
+
+    async def _send_all(self, sends: Sequence[_Send]) -> list[str]:
+        return list(await asyncio.gather(*(self._send(s) for s in sends)))
+
+    async def _send(self, s: _Send) -> str:
+        """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
+        t = s.tracked
+        payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
+        status = await self._call(t.charge_point_id, payload)
+        if status == "Accepted":
+            t.limit, t.assumed = s.limit, None
+        else:
+            # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
+            t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
+        return status
+
+    async def _call(self, charge_point_id: str, payload: Any) -> str:
+        try:
+            answer = await asyncio.wait_for(
+                self.context.router.call(charge_point_id, payload),
+                self.settings.smart_charging_call_timeout,
+            )
+        except TimeoutError:
+            return "NoAnswer"
+        except ChargerNotConnected:
+            return "Offline"
+        except (CallErrorReceived, WrongProtocolVersion):
+            return "Error"
+        return str(getattr(answer, "status", "Error"))
+
+    async def _reattach(
+        self, tree: SiteTree, tracked: dict[str, Tracked]
+    ) -> list[tuple[_Send, str]]:
+        """Offer uncontrolled sessions of online chargers exactly the load set aside for them."""
+        sends = []
+        for t in tracked.values():
+            protocol = self._protocol(t.charge_point_id)
+            if t.assumed is None or protocol is None:
+                continue
+            hardware = self._hardware_max(tree, t.charge_point_id)
+            if t.measured is not None and max(t.measured) > t.assumed + 0.5:
+                continue  # it does not keep to what it is given: leave it set aside
+            sends.append(_Send(t, min(t.assumed, hardware), t.assumed, protocol))
+        results = await self._send_all(sends)
+        return list(zip(sends, results, strict=True))
+
+    async def _ensure_defaults(self, tree: SiteTree, reason: str) -> None:
+        """Send the TxDefaultProfile to online chargers of the site that lack it."""
+        limit = tree.site.fallback_current_a
+        missing = [
+            c
+            for c in tree.chargers
+            if self._defaults.get(c.charge_point_id) != limit
+            and self._protocol(c.charge_point_id) is not None
+            and time.monotonic() - self._default_failed.get(c.charge_point_id, -1e9)
+            > self.settings.smart_charging_interval  # retried with the periodic plan
+        ]
+
+        async def send(charge_point_id: str, phases: int) -> ChargingLimitSet:
+            protocol = self._protocol(charge_point_id)
+            status = "Offline"
+            if protocol is not None:
+                payload = profiles.default_profile(protocol, limit, phases)
+                status = await self._call(charge_point_id, payload)
+            if status == "Accepted":
+                self._defaults[charge_point_id] = limit
+            else:
+                self._default_failed[charge_point_id] = time.monotonic()
+            return ChargingLimitSet(
+                charge_point_id=charge_point_id,
+                occurred_at=utcnow(),
+                site_id=tree.site.site_id,
+                evse_id=0,
+                transaction_id=None,
+                purpose="TxDefaultProfile",
+                limit_a=limit,
+                previous_limit_a=None,
+                phases=phases,
+                status=status,
+                reason=reason,
+            )
+
+        events = await asyncio.gather(*(send(c.charge_point_id, c.phases) for c in missing))
+        if events:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for event in events:
+                    await event_log.append(conn, event)
+
+    # -- views and events ----------------------------------------------------------
+
+    def _view(
+        self, tree: SiteTree, reason: str, currents: dict[str, float], tracked: dict[str, Tracked]
+    ) -> SiteView:
+        allocated = [0.0, 0.0, 0.0]
+        measured = [0.0, 0.0, 0.0]
+        reserved = 0.0
+        sessions = []
+        for key, t in tracked.items():
+            if self.sessions.get(key) is not t:
+                continue  # ended while the plan was sent
+            lines = (0, 1, 2) if t.phases == 3 else (0,)
+            amps = t.assumed if t.assumed is not None else (t.limit or 0.0)
+            for p in lines:
+                allocated[p] += amps
+            if t.assumed is not None:
+                reserved += t.assumed
+            if t.measured is not None:
+                for p in range(3):
+                    measured[p] += t.measured[p]
+            sessions.append(
+                {
+                    "charge_point_id": t.charge_point_id,
+                    "evse_id": t.evse_id,
+                    "transaction_id": t.transaction_id,
+                    "planned_a": currents.get(key),
+                    "limit_a": t.limit,
+                    "uncontrolled_a": t.assumed,
+                    "measured_a": list(t.measured) if t.measured else None,
+                    "phases": t.phases,
+                    "observed_max_a": t.observed_max,
+                }
+            )
+        view = SiteView(
+            site_id=tree.site.site_id,
+            planned_at=utcnow(),
+            reason=reason,
+            limit_a=tree.site.phase_limit_at(utcnow()),
+            power_limit_kw=tree.site.power_limit_kw,
+            allocated_a=(round(allocated[0], 1), round(allocated[1], 1), round(allocated[2], 1)),
+            measured_a=(round(measured[0], 1), round(measured[1], 1), round(measured[2], 1)),
+            reserved_a=round(reserved, 1),
+            sessions=sessions,
+        )
+        self.views[tree.site.site_id] = view
+        return view
+
+    async def _record(
+        self,
+        tree: SiteTree,
+        view: SiteView,
+        sent: Sequence[tuple[_Send, str]],
+        reason: str,
+        duration_ms: float,
+    ) -> None:
+        now = utcnow()
+        plan = LoadPlanComputed(
+            charge_point_id=site_key(tree.site.site_id),
+            occurred_at=now,
+            site_id=tree.site.site_id,
+            reason=reason,
+            limit_a=view.limit_a,
+            power_limit_kw=view.power_limit_kw,
+            allocated_a=view.allocated_a,
+            measured_a=view.measured_a,
+            reserved_a=view.reserved_a,
+            sessions=len(view.sessions),
+            paused=sum(1 for s in view.sessions if s["planned_a"] == 0.0),
+            changed=len(sent),
+            duration_ms=round(duration_ms, 3),
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            for s, status in sent:
+                await event_log.append(
+                    conn,
+                    ChargingLimitSet(
+                        charge_point_id=s.tracked.charge_point_id,
+                        occurred_at=now,
+                        site_id=tree.site.site_id,
+                        evse_id=s.tracked.evse_id,
+                        transaction_id=s.tracked.transaction_id,
+                        purpose="TxProfile",
+                        limit_a=s.limit,
+                        previous_limit_a=s.previous,
+                        phases=s.tracked.phases,
+                        status=status,
+                        reason=reason,
+                    ),
+                )
+            await event_log.append(conn, plan)

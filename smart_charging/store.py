@@ -1,0 +1,257 @@
+"""Every SQL statement of smart charging (tables ``sc_*`` of migration 0006)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from csms.storage import Executor
+from smart_charging.model import ChargerPlace, GroupConfig, SiteConfig, SiteTree
+
+_SITE_COLUMNS = (
+    "site_id, name, phase_limit_a, power_limit_kw, dr_limit_a, dr_until, "
+    "min_current_a, fallback_current_a"
+)
+SITE_FIELDS = (
+    "name",
+    "phase_limit_a",
+    "power_limit_kw",
+    "min_current_a",
+    "fallback_current_a",
+)
+GROUP_FIELDS = ("parent_id", "name", "phase_limit_a", "power_limit_kw")
+PLACE_FIELDS = (
+    "site_id",
+    "group_id",
+    "max_current_a",
+    "connector_max_current_a",
+    "phases",
+    "priority",
+)
+
+
+class Conflict(ValueError):
+    """The change would break a reference (unknown site, group or charger) or a duplicate."""
+
+
+def _site(row: asyncpg.Record) -> SiteConfig:
+    return SiteConfig(**dict(row))
+
+
+def _group(row: asyncpg.Record) -> GroupConfig:
+    return GroupConfig(**{k: row[k] for k in ("group_id", *GROUP_FIELDS)})
+
+
+def _place(row: asyncpg.Record) -> ChargerPlace:
+    return ChargerPlace(**{k: row[k] for k in ("charge_point_id", *PLACE_FIELDS[1:])})
+
+
+async def list_sites(conn: Executor) -> list[SiteConfig]:
+    rows = await conn.fetch(f"SELECT {_SITE_COLUMNS} FROM sc_sites ORDER BY site_id")
+    return [_site(r) for r in rows]
+
+
+async def get_site(conn: Executor, site_id: str) -> SiteConfig | None:
+    row = await conn.fetchrow(f"SELECT {_SITE_COLUMNS} FROM sc_sites WHERE site_id = $1", site_id)
+    return _site(row) if row else None
+
+
+async def create_site(conn: Executor, site_id: str, fields: dict[str, Any]) -> SiteConfig:
+    names = ["site_id", *fields]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    try:
+        row = await conn.fetchrow(
+            f"INSERT INTO sc_sites ({', '.join(names)}) VALUES ({placeholders}) "
+            f"RETURNING {_SITE_COLUMNS}",
+            site_id,
+            *fields.values(),
+        )
+    except asyncpg.UniqueViolationError as e:
+        raise Conflict(f"site {site_id!r} exists") from e
+    assert row is not None
+    return _site(row)
+
+
+async def update_site(conn: Executor, site_id: str, fields: dict[str, Any]) -> SiteConfig | None:
+    """Set ``fields`` (keys from SITE_FIELDS or dr_limit_a/dr_until) on a site."""
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE sc_sites SET {sets}, updated_at = now() WHERE site_id = $1 "
+        f"RETURNING {_SITE_COLUMNS}",
+        site_id,
+        *fields.values(),
+    )
+    return _site(row) if row else None
+
+
+async def delete_site(conn: Executor, site_id: str) -> bool:
+    return (await conn.execute("DELETE FROM sc_sites WHERE site_id = $1", site_id)) != "DELETE 0"
+
+
+async def load_tree(conn: Executor, site_id: str) -> SiteTree | None:
+    site = await get_site(conn, site_id)
+    if site is None:
+        return None
+    groups = await conn.fetch(
+        "SELECT group_id, parent_id, name, phase_limit_a, power_limit_kw FROM sc_groups "
+        "WHERE site_id = $1 ORDER BY group_id",
+        site_id,
+    )
+    places = await conn.fetch(
+        "SELECT * FROM sc_charger_sites WHERE site_id = $1 ORDER BY charge_point_id", site_id
+    )
+    return SiteTree(site, tuple(_group(g) for g in groups), tuple(_place(p) for p in places))
+
+
+async def put_group(
+    conn: Executor, site_id: str, group_id: str, fields: dict[str, Any]
+) -> GroupConfig:
+    """Create or replace a group (every field not given is reset to its default)."""
+    values = [fields.get(name) for name in GROUP_FIELDS]
+    try:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO sc_groups (site_id, group_id, parent_id, name, phase_limit_a,
+                                   power_limit_kw)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (site_id, group_id) DO UPDATE SET
+                parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
+                phase_limit_a = EXCLUDED.phase_limit_a, power_limit_kw = EXCLUDED.power_limit_kw
+            RETURNING group_id, parent_id, name, phase_limit_a, power_limit_kw
+            """,
+            site_id,
+            group_id,
+            *values,
+        )
+    except asyncpg.ForeignKeyViolationError as e:
+        raise Conflict(
+            f"unknown site {site_id!r} or parent group {fields.get('parent_id')!r}"
+        ) from e
+    except asyncpg.CheckViolationError as e:
+        raise Conflict("a group cannot be its own parent") from e
+    assert row is not None
+    return _group(row)
+
+
+async def delete_group(conn: Executor, site_id: str, group_id: str) -> bool:
+    result = await conn.execute(
+        "DELETE FROM sc_groups WHERE site_id = $1 AND group_id = $2", site_id, group_id
+    )
+    return result != "DELETE 0"
+
+
+async def group_ancestors(conn: Executor, site_id: str, group_id: str) -> list[str]:
+    """The group and its ancestors (to refuse a parent that would make a cycle)."""
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE up(group_id, parent_id, depth) AS (
+            SELECT group_id, parent_id, 0 FROM sc_groups WHERE site_id = $1 AND group_id = $2
+            UNION ALL
+            SELECT g.group_id, g.parent_id, up.depth + 1 FROM sc_groups g
+            JOIN up ON g.site_id = $1 AND g.group_id = up.parent_id WHERE up.depth < 100
+        )
+        SELECT group_id FROM up
+        """,
+        site_id,
+        group_id,
+    )
+    return [r["group_id"] for r in rows]
+
+
+async def get_place(conn: Executor, charge_point_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM sc_charger_sites WHERE charge_point_id = $1", charge_point_id
+    )
+    return dict(row) if row else None
+
+
+async def put_place(conn: Executor, charge_point_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Assign a charger to a site (every field not given is reset to its default)."""
+    defaults = {"group_id": None, "max_current_a": 32.0, "connector_max_current_a": None}
+    defaults |= {"phases": 3, "priority": 0}
+    values = [fields.get(name, defaults.get(name)) for name in PLACE_FIELDS]
+    try:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO sc_charger_sites (charge_point_id, site_id, group_id, max_current_a,
+                                          connector_max_current_a, phases, priority)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (charge_point_id) DO UPDATE SET
+                site_id = EXCLUDED.site_id, group_id = EXCLUDED.group_id,
+                max_current_a = EXCLUDED.max_current_a,
+                connector_max_current_a = EXCLUDED.connector_max_current_a,
+                phases = EXCLUDED.phases, priority = EXCLUDED.priority
+            RETURNING *
+            """,
+            charge_point_id,
+            *values,
+        )
+    except asyncpg.ForeignKeyViolationError as e:
+        raise Conflict(
+            f"unknown charger {charge_point_id!r}, site {fields.get('site_id')!r} "
+            f"or group {fields.get('group_id')!r} of that site"
+        ) from e
+    assert row is not None
+    return dict(row)
+
+
+async def delete_place(conn: Executor, charge_point_id: str) -> str | None:
+    """Take a charger out of its site; return the site it was in."""
+    value: str | None = await conn.fetchval(
+        "DELETE FROM sc_charger_sites WHERE charge_point_id = $1 RETURNING site_id",
+        charge_point_id,
+    )
+    return value
+
+
+async def site_of(conn: Executor, charge_point_id: str) -> str | None:
+    value: str | None = await conn.fetchval(
+        "SELECT site_id FROM sc_charger_sites WHERE charge_point_id = $1", charge_point_id
+    )
+    return value
+
+
+async def active_sessions(conn: Executor, site_id: str) -> list[asyncpg.Record]:
+    """Active sessions on the site's chargers, with the preferences set for them."""
+    return await conn.fetch(
+        """
+        SELECT s.charge_point_id, s.transaction_id, s.protocol,
+               coalesce(s.evse_id, s.connector_id) AS evse_id, s.started_at,
+               p.priority, p.departure_at, p.energy_wanted_wh
+        FROM sessions s
+        JOIN sc_charger_sites c ON c.charge_point_id = s.charge_point_id
+        LEFT JOIN sc_session_preferences p
+               ON p.charge_point_id = s.charge_point_id AND p.transaction_id = s.transaction_id
+        WHERE c.site_id = $1 AND s.status = 'active'
+          AND coalesce(s.evse_id, s.connector_id) IS NOT NULL
+        ORDER BY s.started_at NULLS LAST, s.id
+        """,
+        site_id,
+    )
+
+
+async def put_preferences(
+    conn: Executor,
+    charge_point_id: str,
+    transaction_id: str,
+    priority: int | None,
+    departure_at: datetime | None,
+    energy_wanted_wh: float | None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO sc_session_preferences (charge_point_id, transaction_id, priority,
+                                            departure_at, energy_wanted_wh)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
+            priority = EXCLUDED.priority, departure_at = EXCLUDED.departure_at,
+            energy_wanted_wh = EXCLUDED.energy_wanted_wh, updated_at = now()
+        """,
+        charge_point_id,
+        transaction_id,
+        priority,
+        departure_at,
+        energy_wanted_wh,
+    )

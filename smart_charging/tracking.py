@@ -1,0 +1,117 @@
+"""What the load manager knows of each session, and what a meter value means (pure).
+
+For every active session on a site it keeps the limit the charger last
+*accepted* (what the charger enforces), the current last measured per line,
+and, when the session cannot be steered (charger offline, a profile rejected
+or unanswered, or it draws more than it was allowed), the current it is
+assumed to draw: its *last known maximum*. :func:`judge_sample` decides
+whether a meter value shows a clear deviation that is worth a re-plan.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from csms.events import MeterSample
+
+_LINES = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
+DRAWING_THRESHOLD_A = 0.5  # a line carrying more than this is in use
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One active session as the real-time loop follows it (mutable, one per EVSE)."""
+
+    charge_point_id: str
+    evse_id: int
+    transaction_id: str
+    limit: float | None = None  # A per line the charger accepted last (None: not yet)
+    assumed: float | None = None  # set while uncontrolled: A it may draw
+    measured: tuple[float, float, float] | None = None
+    phases: int = 3  # lines the EV loads, learnt from its meter values
+    observed_max: float | None = None  # cap at what it draws when clearly below its offer
+    rank: float = 0.0  # start time (epoch s): earlier sessions are admitted first
+    priority: int | None = None  # set for this session through the API (None: charger's)
+
+    def last_known_max(self, fallback: float) -> float:
+        """The most this session may be drawing now (used while it cannot be steered)."""
+        values = [fallback if self.limit is None else self.limit]
+        if self.assumed is not None:
+            values.append(self.assumed)
+        if self.measured is not None:
+            values.append(max(self.measured))
+        return max(values)
+
+
+def currents_per_line(samples: Iterable[MeterSample]) -> tuple[float, float, float] | None:
+    """The latest Current.Import per line (A) among ``samples``, or None without any.
+
+    A sample with no phase is a per-line value of a balanced load (1.6 allows it).
+    """
+    latest: dict[int, tuple[object, float]] = {}
+    found = False
+    for s in samples:
+        if s.measurand != "Current.Import" or s.location not in (None, "Outlet"):
+            continue
+        found = True
+        lines = [_LINES[s.phase]] if s.phase in _LINES else [0, 1, 2]
+        for line in lines:
+            previous = latest.get(line)
+            if previous is None or str(previous[0]) <= str(s.sampled_at):
+                latest[line] = (s.sampled_at, s.value)
+    if not found:
+        return None
+    return (
+        latest.get(0, (None, 0.0))[1],
+        latest.get(1, (None, 0.0))[1],
+        latest.get(2, (None, 0.0))[1],
+    )
+
+
+class Verdict(enum.StrEnum):
+    """What a meter value says about a session (the re-plan reason)."""
+
+    STEADY = "steady"
+    OVERDRAW = "drawing_more_than_allowed"
+    UNDERDRAW = "drawing_less_than_offered"
+    WANTS_MORE = "drawing_its_full_offer"
+    PHASES_CHANGED = "phases_changed"
+
+
+def judge_sample(
+    t: Tracked,
+    measured: tuple[float, float, float],
+    offered: float,
+    threshold: float,
+    margin: float,
+) -> Verdict:
+    """Update ``t`` with a measurement under limit ``offered``; say if a re-plan is due.
+
+    * more than ``offered + threshold`` on a line: the charger is not keeping
+      the limit; the session is uncontrolled at what it draws;
+    * less than ``offered - threshold`` (and it is charging): cap it at what it
+      draws plus ``margin``, so the rest goes to the others;
+    * capped and drawing its whole offer: lift the cap, it may want more;
+    * the number of lines in use changed (a single-phase EV found out).
+    """
+    t.measured = measured
+    drawn = max(measured)
+    in_use = sum(1 for a in measured if a > DRAWING_THRESHOLD_A)
+    if drawn > offered + threshold:
+        t.assumed = max(drawn, t.assumed or 0.0)
+        return Verdict.OVERDRAW
+    if in_use in (1, 3) and in_use != t.phases:
+        t.phases = in_use
+        return Verdict.PHASES_CHANGED
+    if in_use and drawn < offered - threshold:
+        cap = round(drawn + margin, 1)
+        if t.observed_max is None or abs(t.observed_max - cap) > threshold / 2:
+            t.observed_max = cap
+            return Verdict.UNDERDRAW
+        return Verdict.STEADY
+    if t.observed_max is not None and drawn >= offered - DRAWING_THRESHOLD_A and offered > 0:
+        t.observed_max = None
+        return Verdict.WANTS_MORE
+    return Verdict.STEADY

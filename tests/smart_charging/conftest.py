@@ -1,0 +1,32 @@
+"""An operator-API client on a CSMS whose load manager reacts at test speed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from csms.storage import api_keys
+from tests.conftest import StartCsms
+from tests.csms.api.conftest import Api
+
+
+@pytest.fixture
+async def api(start_csms: StartCsms) -> AsyncIterator[Api]:
+    # Settle 0.3 s: the simulated EVs follow a lower limit at their next tick (< 0.1 s).
+    csms = await start_csms(
+        response_timeout=2.0,
+        smart_charging_settle=0.3,
+        smart_charging_call_timeout=2.0,
+        smart_charging_interval=5.0,
+    )
+    base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
+    _, operator_key = await api_keys.create(csms.pool, "ops-team", "operator")
+    _, reader_key = await api_keys.create(csms.pool, "dashboard", "read-only")
+    async with (
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {operator_key}"}) as op,
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {reader_key}"}) as ro,
+        httpx.AsyncClient(base_url=base) as anonymous,
+    ):
+        yield Api(csms, op, ro, anonymous)

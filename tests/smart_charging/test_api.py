@@ -1,0 +1,90 @@
+"""Sites, nested groups, a charger's site, demand-response cuts and the load view, via the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.csms.api.conftest import Api
+from tests.waiting import eventually
+
+
+async def _load_with_limit(api: Api, site_id: str, limit: float) -> dict[str, Any]:
+    load: dict[str, Any] = (await api.reader.get(f"/sites/{site_id}/load")).json()
+    return load if load["limit_a"] == limit else {}
+
+
+async def _charger(api: Api, charge_point_id: str) -> None:
+    response = await api.operator.put(f"/chargers/{charge_point_id}", json={})
+    assert response.status_code == 200, response.text
+
+
+async def test_site_crud_with_nested_groups_and_a_charger(api: Api) -> None:
+    created = await api.operator.post(
+        "/sites", json={"site_id": "depot", "name": "Depot", "phase_limit_a": 100}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["phase_limit_a"] == 100
+    again = await api.operator.post("/sites", json={"site_id": "depot"})
+    assert again.status_code == 409
+
+    feeder = await api.operator.put("/sites/depot/groups/feeder-1", json={"phase_limit_a": 63})
+    assert feeder.status_code == 200, feeder.text
+    circuit = await api.operator.put(
+        "/sites/depot/groups/circuit-a", json={"parent_id": "feeder-1", "phase_limit_a": 32}
+    )
+    assert circuit.status_code == 200, circuit.text
+    cycle = await api.operator.put(
+        "/sites/depot/groups/feeder-1", json={"parent_id": "circuit-a", "phase_limit_a": 63}
+    )
+    assert cycle.status_code == 409, cycle.text
+    unknown_parent = await api.operator.put("/sites/depot/groups/x", json={"parent_id": "nope"})
+    assert unknown_parent.status_code == 409
+
+    await _charger(api, "CP-1")
+    placed = await api.operator.put(
+        "/chargers/CP-1/site",
+        json={"site_id": "depot", "group_id": "circuit-a", "max_current_a": 16, "priority": 2},
+    )
+    assert placed.status_code == 200, placed.text
+    assert (await api.reader.get("/chargers/CP-1/site")).json()["group_id"] == "circuit-a"
+    wrong_group = await api.operator.put(
+        "/chargers/CP-1/site", json={"site_id": "depot", "group_id": "missing"}
+    )
+    assert wrong_group.status_code == 409
+    assert (
+        await api.operator.put("/chargers/NOPE/site", json={"site_id": "depot"})
+    ).status_code == 409
+
+    site = (await api.reader.get("/sites/depot")).json()
+    assert {g["group_id"]: g["parent_id"] for g in site["groups"]} == {
+        "feeder-1": None,
+        "circuit-a": "feeder-1",
+    }
+    assert [c["charge_point_id"] for c in site["chargers"]] == ["CP-1"]
+
+    updated = await api.operator.put("/sites/depot", json={"phase_limit_a": 80})
+    assert updated.json()["phase_limit_a"] == 80
+    assert (await api.reader.put("/sites/depot", json={})).status_code == 403
+    load = await eventually(lambda: _load_with_limit(api, "depot", 80))
+    assert load["sessions"] == []
+
+    assert (await api.operator.delete("/sites/depot/groups/feeder-1")).status_code == 204
+    after = (await api.reader.get("/sites/depot")).json()
+    assert after["groups"] == [] and after["chargers"][0]["group_id"] is None
+    assert (await api.operator.delete("/sites/depot")).status_code == 204
+    assert (await api.reader.get("/sites/depot")).status_code == 404
+    assert (await api.reader.get("/chargers/CP-1/site")).status_code == 404
+
+
+async def test_a_demand_response_cut_lowers_the_limit_in_force_until_lifted(api: Api) -> None:
+    await api.operator.post("/sites", json={"site_id": "s1", "phase_limit_a": 100})
+    cut = await api.operator.post("/sites/s1/demand-response", json={"limit_a": 40})
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["demand_response"]["limit_a"] == 40
+    await eventually(lambda: _load_with_limit(api, "s1", 40))  # re-planned at once
+    lifted = await api.operator.delete("/sites/s1/demand-response")
+    assert lifted.json()["demand_response"] is None
+    bad = await api.operator.post("/sites/s1/demand-response", json={"limit_a": -1})
+    assert bad.status_code == 422
+    missing = await api.operator.post("/sites/nope/demand-response", json={"limit_a": 1})
+    assert missing.status_code == 404
