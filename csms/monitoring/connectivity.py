@@ -67,6 +67,7 @@ class LivenessWatchdog:
         self.check_interval = check_interval
         self.clock = clock
         self._closing: set[asyncio.Task[None]] = set()
+        self._probing: set[OcppConnection] = set()  # a ping is in flight
 
     async def run(self) -> None:
         while True:
@@ -90,11 +91,19 @@ class LivenessWatchdog:
                 self._probe(connection)
 
     def _probe(self, connection: OcppConnection) -> None:
+        if connection in self._probing:
+            return
+        self._probing.add(connection)
+
         async def ping() -> None:
-            with contextlib.suppress(Exception):
+            try:
                 pong = await connection.websocket.ping()
                 await pong
                 connection.last_heard = self.clock()
+            except Exception:
+                pass  # closed meanwhile: the server records the disconnect
+            finally:
+                self._probing.discard(connection)
 
         self._spawn(ping())
 

@@ -101,8 +101,13 @@ async def enqueue(
     severity: str | None,
     rule: str | None,
     body: str,
+    recorded_at: datetime | None = None,
 ) -> int:
-    """One pending delivery per subscription whose filters match; returns how many."""
+    """One pending delivery per subscription whose filters match; returns how many.
+
+    Idempotent per (subscription, event). With ``recorded_at`` (catching up
+    from the event log), subscriptions made after the event are left out.
+    """
     status = await conn.execute(
         """
         INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, body)
@@ -110,6 +115,7 @@ async def enqueue(
         WHERE (cardinality(event_types) = 0 OR $2 = ANY(event_types))
           AND (cardinality(severities) = 0 OR $3 = ANY(severities))
           AND (cardinality(rules) = 0 OR $4 = ANY(rules))
+          AND ($6::timestamptz IS NULL OR created_at <= $6)
         ON CONFLICT (subscription_id, event_id) DO NOTHING
         """,
         event_id,
@@ -117,8 +123,29 @@ async def enqueue(
         severity,
         rule,
         body,
+        recorded_at,
     )
     return int(status.split()[-1])
+
+
+async def alert_events_not_queued(conn: Executor, window_s: float) -> list[Any]:
+    """Alert events of the last ``window_s`` seconds with no delivery row at all.
+
+    The event log holds every alert event (appended in the alert's own
+    transaction); the bus hands them over only after commit, so a crash in
+    between, or a full bus queue, would otherwise lose their webhooks.
+    """
+    return await conn.fetch(
+        """
+        SELECT e.event_id, e.type, e.charge_point_id, e.occurred_at, e.recorded_at, e.payload
+        FROM events e
+        WHERE e.type LIKE 'alert\\_%' AND e.recorded_at > now() - make_interval(secs => $1)
+          AND e.recorded_at >= (SELECT min(created_at) FROM webhook_subscriptions)
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)
+        ORDER BY e.id
+        """,
+        window_s,
+    )
 
 
 async def claim_due(conn: Executor, lease_s: float, limit: int = 50) -> list[Delivery]:

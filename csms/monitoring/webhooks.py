@@ -27,6 +27,9 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -36,12 +39,14 @@ from csms.config import Settings
 from csms.events import Event
 from csms.monitoring import metrics
 from csms.monitoring import webhook_store as store
-from csms.monitoring.stream import notification_of
 
 log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "X-CSMS-Signature"
 SIGNATURE_TOLERANCE_S = 300.0
+CATCH_UP_AT_START_S = 24 * 3600.0  # after a crash, alerts of the last day are re-checked
+CATCH_UP_EVERY_S = 60.0
+CATCH_UP_WINDOW_S = 600.0
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -79,6 +84,24 @@ def wanted(event: Event) -> bool:
     return event.type.startswith("alert_")
 
 
+def webhook_body(
+    event_type: str,
+    charge_point_id: str,
+    occurred_at: datetime,
+    event_id: uuid.UUID,
+    payload: dict[str, Any],
+) -> str:
+    """The JSON a receiver gets: the envelope fields, then the event's own fields."""
+    body = {
+        "type": event_type,
+        "charge_point_id": charge_point_id,
+        "occurred_at": occurred_at.isoformat(),
+        "event_id": str(event_id),
+        **payload,
+    }
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
 class WebhookDispatcher:
     """Queues alert events for subscribers and delivers them; :meth:`run` is the worker."""
 
@@ -93,26 +116,60 @@ class WebhookDispatcher:
 
     async def enqueue(self, event: Event) -> None:
         """Store one pending delivery per matching subscription (call for committed events)."""
-        notification = notification_of(event)
-        if notification is None or not wanted(event):
+        if not wanted(event):
             return
-        body = json.dumps(notification.body, separators=(",", ":"), default=str)
-        severity = getattr(event, "severity", None)
-        rule = getattr(event, "rule", None)
+        payload = event.payload()
+        body = webhook_body(
+            event.type, event.charge_point_id, event.occurred_at, event.event_id, payload
+        )
+        await self._enqueue(event.event_id, event.type, payload, body, None)
+
+    async def catch_up(self, window_s: float) -> int:
+        """Queue alert events of the last ``window_s`` s that the bus never handed over."""
+        queued = 0
+        for row in await store.alert_events_not_queued(self.pool, window_s):
+            payload = json.loads(row["payload"])
+            body = webhook_body(
+                row["type"], row["charge_point_id"], row["occurred_at"], row["event_id"], payload
+            )
+            queued += await self._enqueue(
+                row["event_id"], row["type"], payload, body, row["recorded_at"]
+            )
+        if queued:
+            log.info("webhook.caught_up", deliveries=queued)
+        return queued
+
+    async def _enqueue(
+        self,
+        event_id: uuid.UUID,
+        event_type: str,
+        payload: dict[str, Any],
+        body: str,
+        recorded_at: datetime | None,
+    ) -> int:
+        severity, rule = payload.get("severity"), payload.get("rule")
         queued = await store.enqueue(
             self.pool,
-            event.event_id,
-            event.type,
+            event_id,
+            event_type,
             None if severity is None else str(severity),
-            rule,
+            None if rule is None else str(rule),
             body,
+            recorded_at,
         )
         if queued:
             self._wake.set()
+        return queued
 
     async def run(self) -> None:
+        """Deliver until cancelled; catch up from the event log at start and every minute."""
+        await self._catch_up_safely(CATCH_UP_AT_START_S)
+        last_catch_up = time.monotonic()
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             while True:
+                if time.monotonic() - last_catch_up > CATCH_UP_EVERY_S:
+                    await self._catch_up_safely(CATCH_UP_WINDOW_S)
+                    last_catch_up = time.monotonic()
                 try:
                     sent = await self.deliver_due(client)
                 except Exception:
@@ -124,6 +181,12 @@ class WebhookDispatcher:
                         await asyncio.wait_for(self._wake.wait(), self.poll_s)
                     except TimeoutError:
                         pass
+
+    async def _catch_up_safely(self, window_s: float) -> None:
+        try:
+            await self.catch_up(window_s)
+        except Exception:
+            log.exception("webhook.catch_up_failed")
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Attempt every due delivery once (concurrently across subscribers); return how many."""

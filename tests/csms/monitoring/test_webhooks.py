@@ -14,7 +14,7 @@ import httpx
 
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
 from csms.monitoring.webhooks import SIGNATURE_HEADER, retry_delay, sign, verify
-from csms.storage import api_keys
+from csms.storage import api_keys, event_log
 from tests.conftest import RunningCsms, StartCsms
 from tests.waiting import eventually
 
@@ -188,3 +188,24 @@ async def test_subscription_validation_and_roles(start_csms: StartCsms) -> None:
         assert forbidden.status_code == 403
         assert (await client.delete(f"/webhooks/{hook_id}")).status_code == 204
         assert (await client.delete(f"/webhooks/{hook_id}")).status_code == 404
+
+
+async def test_alert_committed_but_never_published_is_caught_up(start_csms: StartCsms) -> None:
+    receiver = Receiver(free_port())
+    await receiver.up()
+    first = await start_csms(**FAST_RETRIES)
+    try:
+        async with operator_client(first) as client:
+            created = await client.post("/webhooks", json={"url": receiver.url})
+            secret = created.json()["secret"]
+        # Fault detection committed the alert, then the process died before the bus
+        # handed it over: only the event log has it.
+        await event_log.append(first.pool, alert(AlertOpened, 5, Severity.WARNING))
+        await first.app.stop()
+        await start_csms(**FAST_RETRIES)
+        await eventually(lambda: _received(receiver, 1))
+    finally:
+        await receiver.down()
+    [(headers, body)] = receiver.received
+    assert verify(secret, headers[SIGNATURE_HEADER.lower()], body)
+    assert json.loads(body)["alert_id"] == 5
