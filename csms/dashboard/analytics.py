@@ -66,7 +66,18 @@ def bucket_edges(first: date, last: date, tz: ZoneInfo, bucket: Bucket) -> list[
     return edges
 
 
-_PER_BUCKET_SQL = f"""
+# What the rows are grouped by: one fixed SQL expression per grouping (never
+# built from input). Sites come from smart charging's table, when it exists.
+GROUPINGS = {
+    "all": "NULL::text",
+    "charger": "c.charge_point_id",
+    "site": (
+        "(SELECT x.site_id FROM sc_charger_sites x WHERE x.charge_point_id = c.charge_point_id)"
+    ),
+}
+Grouping = Literal["all", "charger", "site"]
+
+_PER_BUCKET_SQL = """
 WITH edges AS (SELECT unnest($1::timestamptz[]) AS t),
 buckets AS (
     SELECT b_start, b_end FROM (
@@ -74,28 +85,28 @@ buckets AS (
     WHERE b_end IS NOT NULL
 ),
 scope_chargers AS (
-    SELECT charge_point_id FROM chargers
-    WHERE $2::text[] IS NULL OR charge_point_id = ANY($2)
+    SELECT c.charge_point_id, {grouping} AS grp FROM chargers c
+    WHERE $2::text[] IS NULL OR c.charge_point_id = ANY($2)
 ),
 capacity AS (
-    SELECT CASE WHEN $3 THEN c.charge_point_id END AS grp,
+    SELECT c.grp,
            count(DISTINCT (c.charge_point_id, k.evse_id)) FILTER (WHERE k.evse_id > 0) AS evses
     FROM scope_chargers c LEFT JOIN connectors k USING (charge_point_id)
     GROUP BY 1
 ),
 scope_sessions AS (
-    SELECT s.id, CASE WHEN $3 THEN s.charge_point_id END AS grp, s.status, s.started_at,
-           s.ended_at, LEAST(COALESCE(s.ended_at, $4), $4) AS until_at, s.energy_wh,
+    SELECT s.id, c.grp, s.status, s.started_at,
+           s.ended_at, LEAST(COALESCE(s.ended_at, $3), $3) AS until_at, s.energy_wh,
            s.auth_status, s.meter_start_wh, COALESCE(s.meter_start_at, s.started_at) AS start_at,
            s.meter_stop_wh
-    FROM sessions s JOIN scope_chargers USING (charge_point_id)
+    FROM sessions s JOIN scope_chargers c USING (charge_point_id)
     WHERE s.started_at < (SELECT max(t) FROM edges)
-      AND COALESCE(s.ended_at, $4) > (SELECT min(t) FROM edges)
+      AND COALESCE(s.ended_at, $3) > (SELECT min(t) FROM edges)
 ),
 readings AS (
     SELECT m.session_id, m.sampled_at AS at, m.value AS wh
     FROM meter_samples m JOIN scope_sessions s ON s.id = m.session_id
-    WHERE m.measurand = '{REGISTER}' AND m.phase IS NULL
+    WHERE m.measurand = '{register}' AND m.phase IS NULL
       AND (m.location IS NULL OR m.location = 'Outlet')
     UNION ALL
     SELECT id, start_at, meter_start_wh FROM scope_sessions
@@ -162,7 +173,7 @@ peaks AS (
     FROM slot_energy s JOIN buckets b ON s.slot >= b.b_start AND s.slot < b.b_end
     GROUP BY 1, 2
 )
-SELECT g.grp AS charge_point_id, b.b_start AS start, b.b_end AS "end", g.evses,
+SELECT g.grp AS group_id, b.b_start AS start, b.b_end AS "end", g.evses,
        COALESCE(ch.energy_wh, 0)::float8 / 1000 AS energy_kwh,
        COALESCE(o.occupied_s, 0)::float8 AS occupied_s,
        COALESCE(ch.charging_s, 0)::float8 AS charging_s,
@@ -208,7 +219,7 @@ def figures(row: dict[str, Any]) -> dict[str, Any]:
     ended = row["ended_sessions"]
     idle_n = row["idle_sessions"]
     return {
-        "charge_point_id": row["charge_point_id"],
+        "group_id": row["group_id"],
         "start": row["start"],
         "end": row["end"],
         "charging_points": row["evses"],
@@ -241,7 +252,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     # Capacity is per bucket (bucket length x EVSEs): the same EVSE count over the
     # whole span gives the same denominator as the buckets' sum.
     total |= {
-        "charge_point_id": rows[0]["charge_point_id"],
+        "group_id": rows[0]["group_id"],
         "start": rows[0]["start"],
         "end": rows[-1]["end"],
         "evses": rows[0]["evses"],
@@ -251,17 +262,32 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def per_bucket(
-    conn: Executor, selection: Selection, per_charger: bool
+    conn: Executor, selection: Selection, grouping: Grouping = "all"
 ) -> list[dict[str, Any]]:
-    """Raw sums per bucket, for the whole selection or for each charger in it."""
+    """Raw sums per bucket, for the whole selection, each charger or each site in it.
+
+    ``group_id`` is the charger's or site's id (None for the whole selection,
+    and for the chargers in no site when grouping by site).
+    """
     rows = await conn.fetch(
-        _PER_BUCKET_SQL,
+        _PER_BUCKET_SQL.format(grouping=GROUPINGS[grouping], register=REGISTER),
         list(selection.edges),
         None if selection.charge_point_ids is None else list(selection.charge_point_ids),
-        per_charger,
         selection.now,
     )
     return [dict(r) for r in rows]
+
+
+async def has_sites(conn: Executor) -> bool:
+    """Whether smart charging's sites exist in this database."""
+    return bool(await conn.fetchval("SELECT to_regclass('sc_charger_sites') IS NOT NULL"))
+
+
+async def chargers_of_site(conn: Executor, site_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT charge_point_id FROM sc_charger_sites WHERE site_id = $1 ORDER BY 1", site_id
+    )
+    return [r["charge_point_id"] for r in rows]
 
 
 async def distributions(conn: Executor, selection: Selection) -> dict[str, Any]:

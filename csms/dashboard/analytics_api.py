@@ -4,9 +4,10 @@
   chargers, or the ``charge_point_id`` given, repeatable), its summary and the
   duration and energy distributions.
 * ``GET /api/v1/analytics/chargers``: one summary row per charger over the range.
+* ``GET /api/v1/analytics/sites``: one row per smart-charging site (404 without sites).
 
-Both take ``from`` and ``to`` (days, inclusive), ``tz`` (IANA name, default
-UTC) and ``format=csv`` for a download.
+All take ``from`` and ``to`` (days, inclusive), ``tz`` (IANA name, default
+UTC), ``site_id`` (the chargers of one site) and ``format=csv`` for a download.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from csms.api.context import Context, Reader
 from csms.dashboard import analytics
+from csms.storage import Executor
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
@@ -27,6 +29,19 @@ To = Annotated[date, Query(description="last day (inclusive)")]
 Tz = Annotated[str, Query(description="IANA time zone the days are in")]
 Chargers = Annotated[list[str] | None, Query(description="repeatable; none = all")]
 Format = Annotated[Literal["json", "csv"], Query()]
+Site = Annotated[str | None, Query(description="only the chargers of this site")]
+
+
+async def _scope(
+    conn: Executor, chargers: list[str] | None, site_id: str | None
+) -> list[str] | None:
+    """The chargers asked for: those named, those of the site, or both (None = all)."""
+    if site_id is None:
+        return chargers or None
+    if not await analytics.has_sites(conn):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "sites: smart charging is not installed")
+    of_site = await analytics.chargers_of_site(conn, site_id)
+    return [c for c in of_site if not chargers or c in chargers]
 
 
 def _selection(
@@ -42,7 +57,7 @@ def _selection(
         edges = analytics.bucket_edges(first, last, zone, bucket)
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"to: {error}") from None
-    return analytics.Selection(edges, chargers or None, datetime.now(UTC))
+    return analytics.Selection(edges, chargers, datetime.now(UTC))
 
 
 def _csv(rows: list[dict[str, Any]], name: str) -> Response:
@@ -62,30 +77,60 @@ async def fleet(
     tz: Tz = "UTC",
     bucket: Literal["day", "hour"] = "day",
     charge_point_id: Chargers = None,
+    site_id: Site = None,
     format: Format = "json",
 ) -> Any:
     """Energy, utilisation, sessions, failures, durations, idle time and peak per bucket."""
-    selection = _selection(first, to, tz, bucket, charge_point_id)
     async with context.pool.acquire() as conn:
-        raw = await analytics.per_bucket(conn, selection, per_charger=False)
+        chargers = await _scope(conn, charge_point_id, site_id)
+        selection = _selection(first, to, tz, bucket, chargers)
+        raw = await analytics.per_bucket(conn, selection)
         histograms = await analytics.distributions(conn, selection)
     buckets = [analytics.figures(r) for r in raw]
     for row in buckets:
-        del row["charge_point_id"]
+        del row["group_id"]
     if format == "csv":
         return _csv(buckets, f"analytics-{first}-{to}")
     summary = analytics.figures(analytics.summarise(raw))
-    del summary["charge_point_id"]
+    del summary["group_id"]
     return {
         "from": first,
         "to": to,
         "tz": tz,
         "bucket": bucket,
-        "charge_point_ids": charge_point_id,
+        "charge_point_ids": chargers,
+        "site_id": site_id,
         "buckets": buckets,
         "summary": summary,
         "distributions": histograms,
     }
+
+
+async def _per_group(
+    context: Context,
+    grouping: analytics.Grouping,
+    first: date,
+    to: date,
+    tz: str,
+    chargers: list[str] | None,
+    site_id: str | None,
+) -> list[dict[str, Any]]:
+    """One row per charger or site over the whole range (one bucket from first to last edge)."""
+    async with context.pool.acquire() as conn:
+        if grouping == "site" and not await analytics.has_sites(conn):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "sites: smart charging is not installed")
+        scope = await _scope(conn, chargers, site_id)
+        selection = _selection(first, to, tz, "day", scope)
+        whole = analytics.Selection(
+            [selection.edges[0], selection.edges[-1]], selection.charge_point_ids, selection.now
+        )
+        raw = await analytics.per_bucket(conn, whole, grouping)
+    key = "charge_point_id" if grouping == "charger" else "site_id"
+    rows = []
+    for figures in map(analytics.figures, raw):
+        group = figures.pop("group_id")
+        rows.append({key: group, **figures})
+    return rows
 
 
 @router.get("/chargers")
@@ -96,16 +141,27 @@ async def per_charger(
     to: To,
     tz: Tz = "UTC",
     charge_point_id: Chargers = None,
+    site_id: Site = None,
     format: Format = "json",
 ) -> Any:
     """One row per charger: the same figures over the whole range."""
-    selection = _selection(first, to, tz, "day", charge_point_id)
-    whole = analytics.Selection(
-        [selection.edges[0], selection.edges[-1]], selection.charge_point_ids, selection.now
-    )
-    async with context.pool.acquire() as conn:
-        raw = await analytics.per_bucket(conn, whole, per_charger=True)
-    rows = [analytics.figures(r) for r in raw]
+    rows = await _per_group(context, "charger", first, to, tz, charge_point_id, site_id)
     if format == "csv":
         return _csv(rows, f"analytics-chargers-{first}-{to}")
+    return {"from": first, "to": to, "tz": tz, "items": rows}
+
+
+@router.get("/sites")
+async def per_site(
+    context: Context,
+    caller: Reader,
+    first: From,
+    to: To,
+    tz: Tz = "UTC",
+    format: Format = "json",
+) -> Any:
+    """One row per site (``site_id`` null: the chargers in no site); peak is the site's own."""
+    rows = await _per_group(context, "site", first, to, tz, None, None)
+    if format == "csv":
+        return _csv(rows, f"analytics-sites-{first}-{to}")
     return {"from": first, "to": to, "tz": tz, "items": rows}

@@ -113,3 +113,29 @@ async def test_the_analytics_page_shows_the_same_figures(dashboard: Dashboard) -
     await expect(page.get_by_test_id("a-failed")).to_have_text("33.3")
     await expect(page.get_by_test_id("analytics-per-charger")).to_contain_text("AN-A")
     await dashboard.screenshot(page, "analytics")
+
+
+async def test_per_site_figures_when_smart_charging_is_installed(
+    client: httpx.AsyncClient, start_csms: StartCsms
+) -> None:
+    pool = (await start_csms()).pool  # the same database as the client's CSMS
+    if not await pool.fetchval("SELECT to_regclass('sc_charger_sites') IS NOT NULL"):
+        async with client:  # a build without smart charging: sites are refused, not made up
+            assert (await client.get("/analytics/sites", params=RANGE)).status_code == 404
+            by_site = await client.get("/analytics/fleet", params={**RANGE, "site_id": "S1"})
+            assert by_site.status_code == 404
+        return
+    await pool.execute("INSERT INTO sc_sites (site_id, name) VALUES ('S1', 'Depot')")
+    await pool.execute(
+        "INSERT INTO sc_charger_sites (charge_point_id, site_id) VALUES ('AN-A', 'S1')"
+    )
+    async with client:
+        sites = (await client.get("/analytics/sites", params=RANGE)).json()["items"]
+        only_s1 = (await client.get("/analytics/fleet", params={**RANGE, "site_id": "S1"})).json()
+    by_site = {row["site_id"]: row for row in sites}
+    assert set(by_site) == {"S1", None}  # None: the chargers in no site (AN-B)
+    assert (by_site["S1"]["energy_kwh"], by_site["S1"]["peak_kw"]) == (24.0, 10.0)
+    assert (by_site["S1"]["charging_points"], by_site["S1"]["occupied_pct"]) == (2, 4.69)
+    assert (by_site[None]["charging_points"], by_site[None]["energy_kwh"]) == (1, 0.0)
+    assert only_s1["charge_point_ids"] == ["AN-A"]
+    assert only_s1["summary"]["energy_kwh"] == 24.0

@@ -56,7 +56,7 @@ def test_histogram_bins_and_the_below_range_bin() -> None:
 
 def _raw(start: datetime, hours: int, **sums: float) -> dict[str, object]:
     base: dict[str, object] = {
-        "charge_point_id": None, "start": start, "end": start + timedelta(hours=hours),
+        "group_id": None, "start": start, "end": start + timedelta(hours=hours),
         "evses": 2, "energy_kwh": 0.0, "occupied_s": 0.0, "charging_s": 0.0, "sessions": 0,
         "ended_sessions": 0, "failed_sessions": 0, "duration_s": 0.0, "idle_s": 0.0,
         "idle_sessions": 0, "peak_kw": 0.0,

@@ -1,9 +1,11 @@
 // Analytics over a date range: the summary, per-bucket charts, the duration
-// and energy distributions, per-charger figures, and CSV downloads. Numbers come
-// from /api/v1/analytics (SQL over sessions and meter readings).
-import { api, download, query } from "../api.js";
+// and energy distributions, per-charger (and per-site) figures, and CSV
+// downloads. Numbers come from /api/v1/analytics (SQL over sessions and meter
+// readings); availability comes from monitoring's /api/v1/availability when the
+// CSMS has it (the column is left out when that endpoint is 404).
+import { api, ApiError, download, query } from "../api.js";
 import { bucketChart, histogramChart } from "../charts.js";
-import { errorBox, h, num, table } from "../ui.js";
+import { errorBox, h, itemsOf, num, table } from "../ui.js";
 
 const day = (d) => d.toISOString().slice(0, 10);
 const today = new Date();
@@ -13,42 +15,65 @@ const form = {
   tz: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
   bucket: "day",
   chargers: "",
+  site: "",
 };
 
 function params() {
   const ids = form.chargers.split(/[\s,]+/).filter(Boolean);
-  return { from: form.from, to: form.to, tz: form.tz, charge_point_id: ids };
+  return { from: form.from, to: form.to, tz: form.tz, charge_point_id: ids, site_id: form.site };
 }
 
 function card(label, value, testid) {
   return h("div", { class: "count" }, h("div", { class: "value", "data-testid": testid }, value), h("div", { class: "label" }, label));
 }
 
-export async function render(main) {
+/** Monitoring's availability over the range, by charger; null when the CSMS has none. */
+async function availability(fleet) {
+  const start = fleet.buckets[0].start;
+  const end = new Date(Math.min(Date.now(), new Date(fleet.buckets[fleet.buckets.length - 1].end).getTime())).toISOString();
+  if (new Date(end) <= new Date(start)) return null;
+  try {
+    const report = await api(`/availability${query({ from: start, to: end })}`);
+    return { online: report.online_percent, byCharger: new Map(report.chargers.map((c) => [c.charge_point_id, c.online_percent])) };
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+export async function render(main, _params, ctx) {
   const field = (name, label, type = "text") =>
     h("label", {}, label, " ", h("input", { name, type, value: form[name], "data-testid": `analytics-${name}` }));
   const controls = h("form", { class: "filters", id: "analytics-form" },
     field("from", "From", "date"), field("to", "To", "date"), field("tz", "Time zone"),
     h("select", { name: "bucket" }, ["day", "hour"].map((b) => h("option", { value: b, selected: form.bucket === b }, `per ${b}`))),
     field("chargers", "Chargers (ids, blank = all)"),
+    ctx.features.sites ? h("select", { name: "site", "data-testid": "analytics-site" }, h("option", { value: "" }, "All sites"),
+      itemsOf(await api("/sites").catch(() => [])).map((site) => h("option", { value: site.site_id, selected: form.site === site.site_id }, site.name || site.site_id))) : null,
     h("button", { type: "submit", class: "primary" }, "Show"),
     h("button", { type: "button", onclick: () => download(`/analytics/fleet${query({ ...params(), bucket: form.bucket, format: "csv" })}`, `analytics-${form.from}-${form.to}.csv`) }, "CSV per bucket"),
-    h("button", { type: "button", onclick: () => download(`/analytics/chargers${query({ ...params(), format: "csv" })}`, `analytics-chargers-${form.from}-${form.to}.csv`) }, "CSV per charger"));
+    h("button", { type: "button", onclick: () => download(`/analytics/chargers${query({ ...params(), format: "csv" })}`, `analytics-chargers-${form.from}-${form.to}.csv`) }, "CSV per charger"),
+    ctx.features.sites ? h("button", { type: "button", onclick: () => download(`/analytics/sites${query({ from: form.from, to: form.to, tz: form.tz, format: "csv" })}`, `analytics-sites-${form.from}-${form.to}.csv`) }, "CSV per site") : null);
   const out = h("div", { id: "analytics-out" });
   main.append(h("h1", {}, "Analytics"), controls, out);
 
+  let latest = 0; // only the latest request may draw (an earlier, slower one is dropped)
   async function show() {
+    const mine = ++latest;
     out.replaceChildren(h("p", { class: "muted" }, "Computing…"));
-    const [fleet, chargers] = await Promise.all([
+    const [fleet, chargers, sites] = await Promise.all([
       api(`/analytics/fleet${query({ ...params(), bucket: form.bucket })}`),
       api(`/analytics/chargers${query(params())}`),
+      ctx.features.sites && !form.site ? api(`/analytics/sites${query({ from: form.from, to: form.to, tz: form.tz })}`) : null,
     ]);
+    const avail = await availability(fleet);
+    if (mine !== latest) return;
     const s = fleet.summary;
     const x = fleet.buckets.map((b) => new Date(b.start).getTime() / 1000);
     const series = (key) => fleet.buckets.map((b) => b[key]);
     const charts = h("div", { class: "charts", "data-columns": "2" });
     const histos = h("div", { class: "charts", "data-columns": "2" });
-    out.replaceChildren(
+    out.replaceChildren(...[
       h("div", { class: "counts", id: "analytics-summary" },
         card("energy (kWh)", num(s.energy_kwh, 2), "a-energy"),
         card("sessions", s.sessions, "a-sessions"),
@@ -57,12 +82,14 @@ export async function render(main) {
         card("peak demand (kW)", num(s.peak_kw, 2), "a-peak"),
         card("failed sessions %", num(s.failed_rate_pct), "a-failed"),
         card("avg duration (min)", num(s.avg_duration_min), "a-duration"),
-        card("avg idle after full (min)", num(s.avg_idle_after_full_min), "a-idle")),
+        card("avg idle after full (min)", num(s.avg_idle_after_full_min), "a-idle"),
+        avail ? card("chargers online %", num(avail.online), "a-online") : null),
       charts, h("h2", {}, "Distributions (ended sessions)"), histos,
+      sites ? h("h2", {}, "Per site") : null,
+      sites ? groupTable("Site", sites.items.map((row) => ({ ...row, name: row.site_id ?? "(no site)" })), null, "analytics-per-site") : null,
       h("h2", {}, "Per charger"),
-      table(["Charger", "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min"],
-        chargers.items.map((c) => [c.charge_point_id, c.charging_points, num(c.energy_kwh, 2), c.sessions, num(c.occupied_pct), num(c.charging_pct),
-          num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)]), { "data-testid": "analytics-per-charger" }));
+      groupTable("Charger", chargers.items.map((row) => ({ ...row, name: row.charge_point_id })), avail, "analytics-per-charger"),
+    ].filter(Boolean));
     bucketChart(charts, `Energy per ${form.bucket} (kWh)`, x, [{ label: "kWh", values: series("energy_kwh") }], { unit: "kWh" });
     bucketChart(charts, `Sessions per ${form.bucket}`, x, [{ label: "sessions", values: series("sessions") }, { label: "failed", values: series("failed_sessions") }]);
     bucketChart(charts, "Utilisation (%)", x, [{ label: "occupied %", values: series("occupied_pct") }, { label: "charging %", values: series("charging_pct") }], { bars: false, unit: "%" });
@@ -86,4 +113,16 @@ export async function render(main) {
     out.replaceChildren(errorBox(err));
   }
   return null; // figures over past days: refreshed on demand, not live
+}
+
+/** Figures per charger or site; with availability, an "online %" column. */
+function groupTable(what, rows, avail, testid) {
+  const headers = [what, "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min"];
+  if (avail) headers.push("Online %");
+  return table(headers, rows.map((c) => {
+    const cells = [c.name, c.charging_points, num(c.energy_kwh, 2), c.sessions, num(c.occupied_pct), num(c.charging_pct),
+      num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)];
+    if (avail) cells.push(num(avail.byCharger.get(c.charge_point_id)));
+    return cells;
+  }), { "data-testid": testid });
 }
