@@ -141,13 +141,16 @@ class LivenessWatchdog:
 class ConnectivityRecorder:
     """Writes downtime and connector-status intervals from committed events."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, presumed_dead_s: float) -> None:
         self.pool = pool
+        self.presumed_dead_s = presumed_dead_s  # silence after which a charger is offline
 
     async def start(self, registry: ConnectionRegistry) -> None:
         """Open downtime for every known charger that is not connected (e.g. after a crash)."""
         connected = {c.id for c in registry.all()}
-        opened = await store.open_downtime_for_all_offline(self.pool, connected)
+        opened = await store.open_downtime_for_all_offline(
+            self.pool, connected, self.presumed_dead_s
+        )
         if opened:
             log.info("connectivity.offline_at_start", chargers=opened)
 

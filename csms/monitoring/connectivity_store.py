@@ -33,11 +33,15 @@ async def close_downtime(conn: Executor, charge_point_id: str, at: datetime) -> 
     )
 
 
-async def open_downtime_for_all_offline(conn: Executor, connected: set[str]) -> int:
+async def open_downtime_for_all_offline(
+    conn: Executor, connected: set[str], presumed_dead_s: float
+) -> int:
     """At start-up: every charger not connected here and not already down is down.
 
     The interval starts when the charger was last heard of (a crash of the
-    previous CSMS process recorded no disconnect). Returns how many opened.
+    previous CSMS process recorded no disconnect). A charger still marked
+    connected and heard from within ``presumed_dead_s`` may be connected to
+    another CSMS process and is left alone. Returns how many intervals opened.
     """
     status = await conn.execute(
         """
@@ -48,10 +52,13 @@ async def open_downtime_for_all_offline(conn: Executor, connected: set[str]) -> 
                'csms_down'
         FROM chargers c
         WHERE NOT (charge_point_id = ANY($1::text[]))
+          AND (NOT connected OR last_seen_at IS NULL
+               OR last_seen_at < now() - make_interval(secs => $2))
           AND NOT EXISTS (SELECT 1 FROM charger_downtime d
                           WHERE d.charge_point_id = c.charge_point_id AND d.ended_at IS NULL)
         """,
         sorted(connected),
+        presumed_dead_s,
     )
     return int(status.split()[-1])
 

@@ -44,7 +44,9 @@ class LiveMonitoringService:
         settings = context.settings
         self.tracker = SessionTracker()
         self.hub = StreamHub()
-        self.recorder = ConnectivityRecorder(context.pool)
+        self.recorder = ConnectivityRecorder(
+            context.pool, settings.monitoring_silence_factor * settings.heartbeat_interval
+        )
         self.watchdog = LivenessWatchdog(
             context.registry,
             heartbeat_interval=settings.heartbeat_interval,

@@ -222,6 +222,18 @@ async def mark_failed_attempt(
     )
 
 
+async def prune(conn: Executor, older_than_s: float) -> int:
+    """Forget delivered and given-up deliveries older than ``older_than_s`` seconds."""
+    status = await conn.execute(
+        """
+        DELETE FROM webhook_deliveries
+        WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1)
+        """,
+        older_than_s,
+    )
+    return int(status.split()[-1])
+
+
 async def deliveries_of(conn: Executor, subscription_id: int, limit: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """

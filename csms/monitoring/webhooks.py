@@ -47,6 +47,7 @@ SIGNATURE_TOLERANCE_S = 300.0
 CATCH_UP_AT_START_S = 24 * 3600.0  # after a crash, alerts of the last day are re-checked
 CATCH_UP_EVERY_S = 60.0
 CATCH_UP_WINDOW_S = 600.0
+DELIVERY_RETENTION_S = 7 * 24 * 3600.0  # delivered and given-up rows, for GET .../deliveries
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -185,6 +186,7 @@ class WebhookDispatcher:
     async def _catch_up_safely(self, window_s: float) -> None:
         try:
             await self.catch_up(window_s)
+            await store.prune(self.pool, DELIVERY_RETENTION_S)
         except Exception:
             log.exception("webhook.catch_up_failed")
 

@@ -150,3 +150,27 @@ async def test_downtime_and_availability_report(api: Api) -> None:  # noqa: F811
     )
     assert bad.status_code == 422
     assert (await api.anonymous.get("/chargers/AV-1/availability")).status_code == 401
+
+
+async def test_downtime_opened_at_start_for_chargers_a_crash_left_connected(
+    start_csms: StartCsms,
+) -> None:
+    first = await start_csms()
+    await first.pool.execute(
+        """
+        INSERT INTO chargers (charge_point_id, connected, last_seen_at) VALUES
+            ('CRASHED', true, now() - interval '2 hours'),  -- the last process died
+            ('ELSEWHERE', true, now() - interval '5 seconds'),  -- maybe on another node
+            ('NEVER', false, NULL)
+        """
+    )
+    await first.app.stop()
+    second = await start_csms()
+    rows = await second.pool.fetch(
+        "SELECT charge_point_id, reason, started_at < now() - interval '1 hour' AS old"
+        " FROM charger_downtime WHERE ended_at IS NULL ORDER BY charge_point_id"
+    )
+    assert [(r["charge_point_id"], r["reason"], r["old"]) for r in rows] == [
+        ("CRASHED", "csms_down", True),
+        ("NEVER", "csms_down", False),
+    ]
