@@ -24,12 +24,12 @@ import structlog
 from fastapi import APIRouter
 
 from csms.bus import Subscription
-from csms.events import ChargerBooted, Event
+from csms.events import ChargerBooted, Event, SessionEnded
 from csms.monitoring import alerts_store, metrics, rules
 from csms.monitoring.alerts import AlertKey, Lifecycle
 from csms.monitoring.alerts_store import AlertRow
 from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
-from csms.monitoring.rules_engine import FaultDetector, LimitOf, no_limit
+from csms.monitoring.rules_engine import ChargingLimits, FaultDetector, LimitOf
 from csms.storage import event_log
 
 if TYPE_CHECKING:
@@ -47,14 +47,17 @@ class AlertService:
 
     name = "alerts"
 
-    def __init__(self, context: ServiceContext, limit_of: LimitOf = no_limit) -> None:
+    def __init__(self, context: ServiceContext, limit_of: LimitOf | None = None) -> None:
         self.context = context
         settings = context.settings
         self.defaults = Thresholds(
             clock_skew_max_s=settings.alerts_clock_skew_max,
             heartbeat_gap_multiple=settings.alerts_heartbeat_gap_multiple,
         )
-        self.detector = FaultDetector(limit_of)
+        # Smart-charging limits, read from the event log on every tick unless given.
+        self.limits = ChargingLimits()
+        self._limits_after_id = 0
+        self.detector = FaultDetector(limit_of or self.limits.limit_of)
         self.lifecycle = Lifecycle()
         self._overrides: dict[tuple[str, str], dict[str, Any]] = {}
         self._models: dict[str, str | None] = {}
@@ -138,6 +141,8 @@ class AlertService:
             if self._models.get(event.charge_point_id) != event.model:
                 self._models[event.charge_point_id] = event.model
                 self._thresholds.pop(event.charge_point_id, None)
+        if isinstance(event, SessionEnded):
+            self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
         th = self.thresholds_of(event.charge_point_id)
         observations = self.detector.observe(event, received_at, th)
         self.evaluated += 1
@@ -199,6 +204,11 @@ class AlertService:
 
     async def tick(self, now: datetime) -> None:
         """Time-driven rules (heartbeat gaps, expiring windows), then resolve what is due."""
+        for charge_point_id, payload, last_id in await alerts_store.charging_limits_after(
+            self.context.pool, self._limits_after_id
+        ):
+            self.limits.limit_set(charge_point_id, payload)
+            self._limits_after_id = last_id
         by_charger: dict[str, list[Observation]] = {}
         for charge_point_id, obs in self.detector.tick(now, self.thresholds_of):
             by_charger.setdefault(charge_point_id, []).append(obs)

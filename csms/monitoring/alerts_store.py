@@ -304,3 +304,15 @@ async def silent_connected(conn: Executor) -> list[tuple[str, datetime | None, b
         """
     )
     return [(r["charge_point_id"], r["seen"], r["connected"]) for r in records]
+
+
+async def charging_limits_after(
+    conn: Executor, after_id: int
+) -> list[tuple[str, dict[str, Any], int]]:
+    """``charging_limit_set`` events (smart charging's profiles) recorded after ``after_id``."""
+    records = await conn.fetch(
+        "SELECT id, charge_point_id, payload FROM events "
+        "WHERE type = 'charging_limit_set' AND id > $1 ORDER BY id LIMIT 10000",
+        after_id,
+    )
+    return [(r["charge_point_id"], json.loads(r["payload"]), r["id"]) for r in records]

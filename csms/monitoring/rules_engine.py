@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from csms.events import (
     ChargerBooted,
@@ -34,6 +35,37 @@ LimitOf = Callable[[str, int | None], float | None]
 
 def no_limit(charge_point_id: str, evse_id: int | None) -> float | None:
     return None
+
+
+class ChargingLimits:
+    """The smart-charging current limit in force per EVSE, from ``charging_limit_set`` events.
+
+    Smart charging records each profile it sends (and the charger's answer)
+    as a ``charging_limit_set`` event; an accepted one is the limit. EVSE 0
+    is the charger's default for every EVSE; a per-EVSE (transaction)
+    limit ends with its transaction. :meth:`limit_of` is a :data:`LimitOf`.
+    """
+
+    def __init__(self) -> None:
+        self._limits: dict[tuple[str, int], tuple[float, str | None]] = {}
+
+    def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
+        if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
+            return
+        evse_id = int(payload.get("evse_id") or 0)
+        limit = (float(payload["limit_a"]), payload.get("transaction_id"))
+        self._limits[(charge_point_id, evse_id)] = limit
+
+    def transaction_ended(self, charge_point_id: str, transaction_id: str | None) -> None:
+        for key, (_, tx) in list(self._limits.items()):
+            if key[0] == charge_point_id and key[1] != 0 and tx == transaction_id:
+                del self._limits[key]
+
+    def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
+        own = self._limits.get((charge_point_id, evse_id or 0))
+        default = self._limits.get((charge_point_id, 0))
+        found = own or default
+        return None if found is None else found[0]
 
 
 @dataclass

@@ -321,3 +321,27 @@ async def test_heartbeat_gap_opens_and_a_message_clears_it(start_csms: StartCsms
             await cp.call(call16.Heartbeat())
             await asyncio.sleep(0.15)
         await resolved(api, gap["id"])
+
+
+async def test_current_over_the_smart_charging_limit(start_csms: StartCsms) -> None:
+    """The limit comes from smart charging's ``charging_limit_set`` events in the event log."""
+    async with alert_api(start_csms) as api, charger_v16(api.csms.ocpp_url, "CP-L") as cp:
+        await boot16(cp)
+        t = now()
+        for i in range(3):  # 25 A, no limit known yet: only the 32 A rating applies
+            await cp.call(meter16(1, t + timedelta(seconds=60 * i), ("Current.Import", 25.0, "L1")))
+        await asyncio.sleep(0.3)  # two ticks
+        assert await api.unresolved("current_over_limit") == []
+        payload = {"site_id": "S", "evse_id": 1, "transaction_id": None, "limit_a": 16.0,
+                   "status": "Accepted", "purpose": "TxDefaultProfile"}  # fmt: skip
+        await api.csms.pool.execute(
+            "INSERT INTO events (event_id, type, charge_point_id, evse_id, occurred_at, payload) "
+            "VALUES (gen_random_uuid(), 'charging_limit_set', 'CP-L', 1, now(), $1::jsonb)",
+            json.dumps(payload),
+        )
+        await asyncio.sleep(0.3)
+        for i in range(3, 6):
+            await cp.call(meter16(1, t + timedelta(seconds=60 * i), ("Current.Import", 25.0, "L1")))
+        alert = await one(api, "current_over_limit")
+        assert "16 A charging limit" in alert["message"] and alert["connector_id"] == 1
+        assert await api.unresolved("overcurrent") == []

@@ -22,7 +22,7 @@ from csms.events import (
 )
 from csms.monitoring import rules
 from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
-from csms.monitoring.rules_engine import FaultDetector
+from csms.monitoring.rules_engine import ChargingLimits, FaultDetector
 from csms.monitoring.rules_meter import MeterState, Reading, evaluate, readings
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -329,3 +329,16 @@ def test_detector_routes_events_and_keeps_state_per_connector() -> None:
     # The window passes on the charger's clock: the tick clears it.
     ticked = det.tick(at(205 + 3700), lambda _: TH)
     assert ("CP", Clear(rules.SHORT_SESSIONS, 2, 2)) in ticked
+
+
+def test_charging_limits_from_smart_charging_events() -> None:
+    limits = ChargingLimits()
+    assert limits.limit_of("CP", 1) is None
+    limits.limit_set("CP", {"evse_id": 0, "limit_a": 20.0, "status": "Accepted"})
+    limits.limit_set(
+        "CP", {"evse_id": 1, "limit_a": 10.0, "status": "Accepted", "transaction_id": "7"}
+    )
+    limits.limit_set("CP", {"evse_id": 2, "limit_a": 6.0, "status": "Rejected"})
+    assert (limits.limit_of("CP", 1), limits.limit_of("CP", 2)) == (10.0, 20.0)
+    limits.transaction_ended("CP", "7")  # a TxProfile ends with its transaction
+    assert limits.limit_of("CP", 1) == 20.0 and limits.limit_of("OTHER", 1) is None
