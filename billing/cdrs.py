@@ -17,7 +17,7 @@ from typing import Any
 
 from billing import store
 from billing.events import CdrCreated
-from billing.money import decimal_text
+from billing.money import decimal_text, to_decimal
 from billing.pricing import LineItem, PricedSession, price_session
 from billing.tariff import Tariff
 from billing.usage import SessionRecord, find_session, load_usage
@@ -70,10 +70,15 @@ async def price_session_now(
     default_currency: str,
     max_power_w: Decimal | None,
 ) -> tuple[store.ChosenTariff | None, store.SessionScopes, PricedSession]:
-    """Price ``session`` as recorded (up to ``now`` if it is still running)."""
+    """Price ``session`` as recorded (up to ``now`` if it is still running).
+
+    ``max_power_w`` is used where the charger's own maximum is not known.
+    """
     scopes = await store.scopes_of(conn, session.charge_point_id, session.id_token)
     chosen = await store.choose_tariff(conn, scopes)
     tariff = chosen.stored.tariff if chosen else Tariff(currency=default_currency)
+    if scopes.max_power_w is not None:
+        max_power_w = to_decimal(scopes.max_power_w)
     usage = await load_usage(conn, session, now, max_power_w)
     return chosen, scopes, price_session(tariff, usage)
 

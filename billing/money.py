@@ -45,7 +45,7 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
-        return Decimal(repr(value))
+        return Decimal(repr(value)).normalize()  # 3000.0 -> 3000, as the meter meant it
     return Decimal(value)
 
 

@@ -140,19 +140,20 @@ class SessionScopes:
     charge_point_id: str
     site_id: str | None
     token_group: str | None
+    max_power_w: float | None = None  # the charger's, where its site says (smart charging)
 
 
 async def scopes_of(conn: Executor, charge_point_id: str, id_token: str | None) -> SessionScopes:
     row = await conn.fetchrow(
         """
-        SELECT billing_charger_site($1) AS site_id,
+        SELECT billing_charger_site($1) AS site_id, billing_charger_max_power_w($1) AS max_power_w,
                (SELECT group_id FROM id_tokens WHERE lower(id_token) = lower($2)) AS token_group
         """,
         charge_point_id,
         id_token,
     )
     assert row is not None
-    return SessionScopes(charge_point_id, row["site_id"], row["token_group"])
+    return SessionScopes(charge_point_id, row["site_id"], row["token_group"], row["max_power_w"])
 
 
 async def choose_tariff(conn: Executor, scopes: SessionScopes) -> ChosenTariff | None:

@@ -35,29 +35,36 @@ CREATE TABLE tariff_assignments (
     CHECK ((scope = 'default') = (scope_id = ''))
 );
 
--- The site of a charger, for site-scoped tariffs; NULL when it has none.
--- Sites belong to smart charging; this looks for a chargers.site_id column or a
--- table with (charge_point_id, site_id) columns, whichever exists, so billing
--- needs no foreign key into a table it does not own.
+-- The site of a charger, for site-scoped tariffs, and the most power it can
+-- deliver (meter steps implying more are flagged); NULL when not known. Both
+-- come from smart charging's sc_charger_sites (migration 0006) when that
+-- table exists: dynamic SQL, so billing needs no foreign key into it.
 CREATE FUNCTION billing_charger_site(cp text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    source text;
     site text;
 BEGIN
-    SELECT c.table_name INTO source
-    FROM information_schema.columns c
-    WHERE c.table_schema = current_schema()
-      AND c.column_name IN ('charge_point_id', 'site_id')
-      AND c.table_name NOT IN ('cdrs', 'tariff_assignments')
-    GROUP BY c.table_name HAVING count(*) = 2
-    ORDER BY c.table_name = 'chargers' DESC, c.table_name LIMIT 1;
-    IF source IS NULL THEN
+    IF to_regclass('sc_charger_sites') IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT site_id::text FROM %I WHERE charge_point_id = $1 LIMIT 1', source)
+    EXECUTE 'SELECT site_id::text FROM sc_charger_sites WHERE charge_point_id = $1'
         INTO site USING cp;
     RETURN site;
+END $$;
+
+-- Amperes per line x 230 V x lines (the convention of migration 0006).
+CREATE FUNCTION billing_charger_max_power_w(cp text) RETURNS double precision
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    watts double precision;
+BEGIN
+    IF to_regclass('sc_charger_sites') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT NULLIF(COALESCE(connector_max_current_a, max_current_a) * 230 * phases, 0)
+             FROM sc_charger_sites WHERE charge_point_id = $1'
+        INTO watts USING cp;
+    RETURN watts;
 END $$;
 
 -- One CDR per finished session, written in the transaction that ends it.
