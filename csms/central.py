@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,11 +61,6 @@ class Authorization:
 SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[None]]
 
 
-# Called inside the transaction that records a SessionEnded, after its event is
-# appended (billing prices the session there, so its CDR commits with the end).
-SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[None]]
-
-
 @dataclass(frozen=True, slots=True)
 class SessionOutcome:
     transaction_id: str
@@ -106,7 +100,6 @@ class CentralSystem:
         self.settings = settings
         self.bus = bus or EventBus()
         self._last_seen: dict[str, datetime] = {}
-        self.session_end_hooks: list[SessionEndHook] = []  # (conn, session id, event)
         self.session_end_hooks: list[SessionEndHook] = []  # (conn, session id, event)
 
     # -- connection life cycle -------------------------------------------------
@@ -225,9 +218,6 @@ class CentralSystem:
             if isinstance(event, SessionEnded):
                 await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
             await event_log.append(conn, event, session_id=ref.id)
-            if isinstance(event, SessionEnded):
-                for hook in self.session_end_hooks:
-                    await hook(conn, ref.id, event)
             if isinstance(event, SessionEnded):
                 for hook in self.session_end_hooks:
                     await hook(conn, ref.id, event)

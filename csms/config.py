@@ -121,16 +121,6 @@ class Settings:
     billing_cost_update_interval: float = 60.0
     billing_sweep_interval: float = 60.0
 
-    # Billing (billing/): sessions no tariff applies to are recorded at zero in
-    # billing_default_currency; billing_max_power_w is the most a connector delivers
-    # (a meter step implying more is flagged as a jump and not billed); 2.0.1 chargers
-    # get CostUpdated every billing_cost_update_interval seconds (0: never); ended
-    # sessions without a CDR are priced every billing_sweep_interval seconds.
-    billing_default_currency: str = "EUR"
-    billing_max_power_w: float = 400_000.0
-    billing_cost_update_interval: float = 60.0
-    billing_sweep_interval: float = 60.0
-
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -176,8 +166,6 @@ def _parse(field: str, raw: str) -> object:
         return _positive_float(field, raw)
     if field.startswith("alerts_"):
         return _alerts_setting(field, raw)
-    if field.startswith("billing_"):
-        return _billing_setting(field, raw)
     if field.startswith("billing_"):
         return _billing_setting(field, raw)
     if field in {"ping_interval", "ping_timeout"}:
@@ -227,17 +215,6 @@ def _int_in_range(field: str, raw: str, low: int, high: int) -> int:
     value = int(raw)
     if not low <= value <= high:
         raise ValueError(f"{ENV_NAMES[field]} must be between {low} and {high}, got {raw!r}")
-    return value
-
-
-def _billing_setting(field: str, raw: str) -> object:
-    if field == "billing_default_currency":
-        return raw.strip().upper()
-    if field == "billing_max_power_w":
-        return _positive_float(field, raw)
-    value = float(raw)  # an interval; 0 turns it off
-    if value < 0:
-        raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
     return value
 
 

@@ -21,7 +21,6 @@ import asyncpg
 from fastapi import APIRouter
 
 from billing.service import BillingService
-from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
@@ -60,7 +59,6 @@ class Service(Protocol):
 def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
-    services.append(BillingService(context))  # tariffs, CDRs at session end, running cost
     services.append(BillingService(context))  # tariffs, CDRs at session end, running cost
     services.append(DashboardService())  # reads only; serves / on the API port
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks

@@ -47,7 +47,6 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "load_plan_computed": 1,
     "reservation_status_changed": 1,
     "cdr_created": 1,
-    "cdr_created": 1,
     "alert_opened": 1,
     "alert_resolved": 1,
 }

@@ -46,8 +46,6 @@ TOPIC_OF_TYPE: dict[str, Topic] = {
     "report_received": Topic.CHARGER_EVENTS,
     "data_transfer_received": Topic.CHARGER_EVENTS,
     "authorization_requested": Topic.CHARGER_EVENTS,
-    # billing (billing/): a finished session's CDR, right after its session_ended
-    "cdr_created": Topic.CHARGING_SESSIONS,
     # smart charging (smart_charging/): profiles sent and site plans
     "charging_limit_set": Topic.LOAD_MANAGEMENT,
     "load_plan_computed": Topic.LOAD_MANAGEMENT,

@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 
 from billing import events as _billing_events  # noqa: F401  (cdr_created, discovered below)
-from billing import events as _billing_events  # noqa: F401  (cdr_created, discovered below)
 from csms import events
 from csms.config import Settings
 from csms.monitoring import alerts as _alerts  # noqa: F401  (alert event types, discovered below)
