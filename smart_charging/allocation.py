@@ -45,9 +45,12 @@ One current ``a_i`` per session, in ampere per phase, with
   to the minimums of the earlier sessions of its class and the allocations
   of the classes above;
 * **unused headroom is redistributed**: capping a session at what it really
-  draws (``o_i``) lowers ``u_i``; water-filling is monotone in the caps, so
-  the other sessions of its class and of the classes above never get less,
-  and what it leaves is filled by the others;
+  draws (``o_i``) lowers ``u_i`` and the filling hands what it leaves to the
+  others: the classes above are unchanged and the allocation of the other
+  sessions of its class becomes leximin-better (sorted ascending, the first
+  value that changes goes up). One session may still get less: when the
+  freed capacity lets a session that shares another line with it grow, and it
+  had more than that session (max-min fairness, not monotonicity);
 * **determinism**: the result depends only on the input values (sessions and
   nodes are sorted by their ids, ties broken by ids), never on input order.
 
@@ -170,20 +173,22 @@ def allocate(
     for s in sessions:
         if s.node not in paths:
             raise InvalidTree(f"session {s.id!r} hangs under unknown node {s.node!r}")
+    loads = {s.id: _resources(s, paths) for s in sessions}  # once: the hot part
     by_class: dict[int, list[Session]] = {}
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.priority, []).append(s)
     for priority in sorted(by_class, reverse=True):
         residual = {r: capacity[r] - used[r] for r in capacity}
-        exact = _fill_class(by_class[priority], paths, residual)
+        exact = _fill_class(by_class[priority], loads, residual)
         for s in by_class[priority]:
             amps = _round_down(exact.get(s.id, 0.0), resolution)
             if amps < s.floor - _EPS:
                 # Only reachable by float noise around the minimum: the minimum was reserved.
                 amps = s.floor if exact.get(s.id, 0.0) >= s.floor - 1e-6 else 0.0
             currents[s.id] = amps
-            for r, weight in _resources(s, paths):
-                used[r] += weight * amps
+            if amps > 0.0:
+                for r, weight in loads[s.id]:
+                    used[r] += weight * amps
     usage = {
         node.id: (
             used[(node.id, 0)],
@@ -221,11 +226,10 @@ _SATURATE, _CAP, _START = 0, 1, 2
 
 def _fill_class(
     sessions: Sequence[Session],
-    paths: Mapping[str, tuple[str, ...]],
+    resources: Mapping[str, list[tuple[tuple[str, int], int]]],
     residual: dict[tuple[str, int], float],
 ) -> dict[str, float]:
     """Admit in arrival order, then water-fill one priority class on ``residual``."""
-    resources = {s.id: _resources(s, paths) for s in sessions}
     admitted: list[Session] = []
     for s in sorted(sessions, key=lambda s: (s.rank, s.id)):
         need = s.floor

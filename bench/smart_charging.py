@@ -1,0 +1,105 @@
+"""Re-plan benchmark: how long one allocation of a big site takes.
+
+    python -m bench.smart_charging [--sessions 1000 10000] [--repeat 5] [--seed 1]
+
+A site with three nesting levels under it (feeders -> circuits -> chargers,
+then one node per connector), every limit binding somewhere: the site feeds
+half of what the sessions ask (16 A each), feeders and circuits a bit more than
+their share, a mix of 3- and 1-phase sessions (single-phase ones on L1), three
+priority classes (10 % above the default), a quarter of the EVs capped by what
+they really draw and 1 % uncontrolled (set aside at 16 A). Each re-plan is what the
+real-time loop runs for a site: :func:`smart_charging.model.build_problem`
+(tree and uncontrolled load) and :func:`smart_charging.allocation.allocate`.
+It prints the median and the worst time per re-plan and what the plan gave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from datetime import UTC, datetime
+
+from smart_charging.allocation import allocate
+from smart_charging.model import (
+    ChargerPlace,
+    GroupConfig,
+    LiveSession,
+    SiteConfig,
+    SiteTree,
+    build_problem,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def make_site(sessions: int, rng: random.Random) -> tuple[SiteTree, list[LiveSession]]:
+    """A site of ``sessions`` busy 2-connector chargers, 10 per circuit, 10 circuits a feeder."""
+    chargers = (sessions + 1) // 2
+    circuits = max(1, chargers // 10)
+    feeders = max(1, circuits // 10)
+    asked = sessions * 16.0  # A per line if every session got 16 A
+    groups = [
+        GroupConfig(f"feeder-{f}", None, phase_limit_a=asked / feeders / 2.5)
+        for f in range(feeders)
+    ]
+    groups += [
+        GroupConfig(f"circuit-{c}", f"feeder-{c % feeders}", phase_limit_a=asked / circuits / 2.0)
+        for c in range(circuits)
+    ]
+    places = [
+        ChargerPlace(f"CP-{i:05d}", f"circuit-{i % circuits}", max_current_a=32.0, priority=0)
+        for i in range(chargers)
+    ]
+    site = SiteConfig("bench", phase_limit_a=asked / 2.0, power_limit_kw=asked * 0.23 * 2.5)
+    live = []
+    for n in range(sessions):
+        live.append(
+            LiveSession(
+                charge_point_id=f"CP-{n // 2:05d}",
+                evse_id=1 + n % 2,
+                transaction_id=str(n),
+                rank=float(rng.randrange(100_000)),
+                phases=rng.choice([3, 3, 3, 1]),
+                priority=rng.choices([0, 1, 2], weights=[90, 7, 3])[0],
+                observed_max=rng.choice([None, None, None, rng.uniform(4.0, 14.0)]),
+                uncontrolled_draw=16.0 if rng.random() < 0.01 else None,
+            )
+        )
+    return SiteTree(site, tuple(groups), tuple(places)), live
+
+
+def replan_seconds(tree: SiteTree, live: list[LiveSession]) -> tuple[float, int, int]:
+    started = time.perf_counter()
+    problem = build_problem(tree, live, NOW)
+    currents = allocate(problem.nodes, problem.sessions).currents
+    elapsed = time.perf_counter() - started
+    paused = sum(1 for a in currents.values() if a == 0.0)
+    return elapsed, len(problem.nodes), paused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    for n in args.sessions:
+        tree, live = make_site(n, random.Random(args.seed))
+        times = []
+        nodes = paused = 0
+        for _ in range(args.repeat):
+            elapsed, nodes, paused = replan_seconds(tree, live)
+            times.append(elapsed)
+        print(
+            f"{n:>6} sessions, {nodes} nodes (site, {len(tree.groups)} groups, "
+            f"{len(tree.chargers)} chargers, connectors): re-plan median "
+            f"{statistics.median(times) * 1000:.1f} ms, worst {max(times) * 1000:.1f} ms "
+            f"over {args.repeat} runs; {paused} sessions paused",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
