@@ -216,8 +216,8 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
         net += bound.amount
     if tariff.vat_rate:
         tax = round_money(net * tariff.vat_rate, tariff.currency)
-        items.append(LineItem(ItemKind.TAX, f"VAT {tariff.vat_rate * 100:g} %", net, "net",
-                              tariff.vat_rate, tax))  # fmt: skip
+        percent = f"{(tariff.vat_rate * 100).normalize():f}"
+        items.append(LineItem(ItemKind.TAX, f"VAT {percent} %", net, "net", tariff.vat_rate, tax))
     return PricedSession(
         currency=tariff.currency,
         items=tuple(items),

@@ -255,3 +255,47 @@ def test_tariff_refuses_negative_prices_and_unknown_currency() -> None:
         Tariff(currency="EUR", price_per_kwh=D("-0.1"))
     with pytest.raises(ValueError, match="unknown currency"):
         Tariff(currency="XXX")
+
+
+def test_the_readme_example() -> None:
+    """README "Billing": Wed 14 Jan 2026, 20:30-23:30 in Berlin (19:30Z-22:30Z).
+
+    Peak (Mon-Fri 07:00-22:00 local, until 21:00Z): 10 000 Wh + 30/40 of the
+    6 000 Wh step 20:30Z-21:10Z = 14 500 Wh x 0.49 = 7.105 -> 7.10; base:
+    1 500 + 2 000 = 3 500 Wh x 0.39 = 1.365 -> 1.36; SuspendedEV from 21:30Z:
+    60 min idle - 30 grace = 30 min x 0.10 = 3.00; fee 0.50. Net 11.96, VAT
+    19 % 2.2724 -> 2.27, total 14.23.
+    """
+    tariff = Tariff(
+        currency="EUR",
+        time_zone="Europe/Berlin",
+        price_per_kwh=D("0.39"),
+        price_per_parking_minute=D("0.10"),
+        parking_grace_minutes=D(30),
+        flat_fee=D("0.50"),
+        min_price=D("1.00"),
+        max_price=D("50.00"),
+        vat_rate=D("0.19"),
+        periods=(TouPeriod("peak", D("0.49"), time(7), time(22), frozenset(range(5))),),
+    )
+    states = [StateChange(at("2026-01-14 19:30"), "Charging"),
+              StateChange(at("2026-01-14 21:30"), "SuspendedEV")]  # fmt: skip
+    priced = price_session(
+        tariff,
+        usage(
+            ("2026-01-14 19:30", 10000.0),
+            ("2026-01-14 20:30", 20000.0),
+            ("2026-01-14 21:10", 26000.0),
+            ("2026-01-14 21:30", 28000.0),
+            ("2026-01-14 22:30", 28000.0),
+            states=states,
+        ),
+    )
+    assert amounts(priced) == {
+        "session fee": D("0.50"),
+        "energy (peak)": D("7.10"),
+        "energy (base)": D("1.36"),
+        "parking time after 30 min grace": D("3.00"),
+        "VAT 19 %": D("2.27"),
+    }
+    assert (priced.net, priced.total) == (D("11.96"), D("14.23"))
