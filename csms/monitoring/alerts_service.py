@@ -213,12 +213,15 @@ class AlertService:
         for charge_point_id, obs in self.detector.tick(now, self.thresholds_of):
             by_charger.setdefault(charge_point_id, []).append(obs)
         interval = float(self.context.settings.heartbeat_interval)
-        for charge_point_id, seen, connected in await alerts_store.silent_connected(
-            self.context.pool
-        ):
-            th = self.thresholds_of(charge_point_id)
-            found = rules.heartbeat_gap(seen if connected else None, now, interval, th)
+        # Only chargers silent for a whole interval come back; the rule decides per
+        # charger (its multiple may be overridden); open gaps not among them are clear.
+        silent = await alerts_store.silent_connected(self.context.pool, now, interval)
+        for charge_point_id, seen in silent.items():
+            found = rules.heartbeat_gap(seen, now, interval, self.thresholds_of(charge_point_id))
             by_charger.setdefault(charge_point_id, []).append(found)
+        for cp_id, evse_id, connector_id, rule in list(self.lifecycle.unresolved):
+            if rule == rules.HEARTBEAT_GAP and cp_id not in silent:
+                by_charger.setdefault(cp_id, []).append(Clear(rule, evse_id, connector_id))
         for charge_point_id, observations in by_charger.items():
             await self.apply(charge_point_id, observations, now)
         await self.resolve_due(now)

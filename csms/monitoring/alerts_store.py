@@ -295,15 +295,20 @@ async def charger_models(conn: Executor) -> dict[str, str | None]:
     return {r["charge_point_id"]: r["model"] for r in records}
 
 
-async def silent_connected(conn: Executor) -> list[tuple[str, datetime | None, bool]]:
-    """(charger, when it last spoke, connected) for every charger that ever connected."""
+async def silent_connected(conn: Executor, now: datetime, interval_s: float) -> dict[str, datetime]:
+    """Connected chargers that said nothing for ``interval_s`` seconds: when they last spoke."""
     records = await conn.fetch(
         """
-        SELECT charge_point_id, GREATEST(last_seen_at, connected_at) AS seen, connected
-        FROM chargers WHERE connected_at IS NOT NULL
-        """
+        SELECT charge_point_id, GREATEST(last_seen_at, connected_at) AS seen
+        FROM chargers
+        WHERE connected
+          AND GREATEST(last_seen_at, connected_at)
+              < $1::timestamptz - make_interval(secs => $2::float8)
+        """,
+        now,
+        interval_s,
     )
-    return [(r["charge_point_id"], r["seen"], r["connected"]) for r in records]
+    return {r["charge_point_id"]: r["seen"] for r in records}
 
 
 async def charging_limits_after(
