@@ -94,6 +94,8 @@ async def create_cdr(
     session = await find_session(conn, session_id)
     if session is None or session.status != "ended":
         return None
+    if await conn.fetchval("SELECT 1 FROM cdrs WHERE session_id = $1", session_id):
+        return None  # a repeated end (a charger retrying): the CDR stands
     chosen, scopes, priced = await price_session_now(
         conn, session, now, default_currency, max_power_w
     )

@@ -72,3 +72,22 @@ async def test_a_session_with_no_tariff_gets_a_zero_cdr(csms: RunningCsms) -> No
     cdr = await csms.pool.fetchrow("SELECT * FROM cdrs WHERE session_id = $1", session_id)
     assert cdr["total_cost"] == 0 and cdr["currency"] == "EUR"
     assert cdr["flags"] == ["no_tariff"] and cdr["total_energy_wh"] == 8000
+
+
+async def test_a_repeated_session_end_keeps_the_first_cdr(csms: RunningCsms) -> None:
+    """A charger that got no answer repeats its StopTransaction: one CDR, one cdr_created."""
+    await csms.add_token("TAG")
+    async with charger_v16(csms.ocpp_url, "CP-R") as cp:
+        start = await cp.call(
+            call.StartTransaction(connector_id=1, id_tag="TAG", meter_start=0, timestamp=ts(T0))
+        )
+        for _ in range(2):
+            await cp.call(
+                call.StopTransaction(
+                    meter_stop=5000,
+                    timestamp=ts(T0 + timedelta(hours=1)),
+                    transaction_id=start.transaction_id,
+                )
+            )
+    assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 1
+    assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'cdr_created'") == 1
