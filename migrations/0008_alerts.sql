@@ -33,10 +33,11 @@ CREATE INDEX alerts_by_charger ON alerts (charge_point_id, id DESC);
 CREATE INDEX alerts_unresolved ON alerts (id DESC) WHERE status <> 'resolved';
 
 -- Threshold overrides (names of csms.monitoring.rules.Thresholds fields), applied
--- on top of the defaults: first the charger model's, then the charger's own.
+-- on top of the defaults: the site's (smart charging's sites), the charger model's,
+-- then the charger's own.
 CREATE TABLE alert_thresholds (
-    scope       text NOT NULL CHECK (scope IN ('model', 'charger')),
-    key         text NOT NULL,  -- the model name (chargers.model) or the charge point id
+    scope       text NOT NULL CHECK (scope IN ('site', 'model', 'charger')),
+    key         text NOT NULL,  -- site id, model name (chargers.model) or charge point id
     overrides   jsonb NOT NULL CHECK (jsonb_typeof(overrides) = 'object'),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (scope, key)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 AlertStatus = Literal["open", "acknowledged", "resolved", "unresolved"]
 SeverityName = Literal["info", "warning", "critical"]
-Scope = Literal["model", "charger"]
+Scope = Literal["site", "model", "charger"]
 
 
 def build_router(service: AlertService) -> APIRouter:
@@ -102,7 +102,7 @@ def build_router(service: AlertService) -> APIRouter:
     async def put_thresholds(
         scope: Scope, key: str, body: dict[str, float], context: Context, caller: Operator
     ) -> dict[str, Any]:
-        """Override thresholds for a charger model (``chargers.model``) or one charger."""
+        """Override thresholds for a site (smart charging's), a charger model or one charger."""
         try:
             Thresholds().with_overrides(body)
         except ValueError as error:

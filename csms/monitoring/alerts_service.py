@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +30,21 @@ from csms.monitoring import alerts_store, metrics, rules
 from csms.monitoring.alerts import AlertKey, Lifecycle
 from csms.monitoring.alerts_store import AlertRow
 from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
-from csms.monitoring.rules_engine import ChargingLimits, FaultDetector, LimitOf
+from csms.monitoring.rules_engine import (
+    ChargerProfile,
+    ChargingLimits,
+    FaultDetector,
+    LimitOf,
+    thresholds_for,
+)
 from csms.storage import event_log
 
 if TYPE_CHECKING:
     from csms.services import ServiceContext
 
 log = structlog.get_logger(__name__)
+
+THRESHOLDS_RELOAD_S = 60.0
 
 
 def utcnow() -> datetime:
@@ -60,7 +69,8 @@ class AlertService:
         self.detector = FaultDetector(limit_of or self.limits.limit_of)
         self.lifecycle = Lifecycle()
         self._overrides: dict[tuple[str, str], dict[str, Any]] = {}
-        self._models: dict[str, str | None] = {}
+        self._profiles: dict[str, ChargerProfile] = {}
+        self._reloaded_at = 0.0  # loop time of the last threshold reload
         self._thresholds: dict[str, Thresholds] = {}
         self._lock = asyncio.Lock()  # one writer of the lifecycle at a time
         self._subscription: Subscription | None = None
@@ -99,27 +109,23 @@ class AlertService:
     # -- thresholds ----------------------------------------------------------------------
 
     async def reload_thresholds(self) -> None:
-        """Re-read overrides and charger models (after an API change, and at start)."""
+        """Re-read overrides and charger profiles (at start, after an API change, each minute)."""
         self._overrides = await alerts_store.threshold_overrides(self.context.pool)
-        self._models = await alerts_store.charger_models(self.context.pool)
+        self._profiles = await alerts_store.charger_profiles(self.context.pool)
         self._thresholds.clear()
+        self._reloaded_at = asyncio.get_running_loop().time()
 
     def thresholds_of(self, charge_point_id: str) -> Thresholds:
-        """Defaults, then the charger model's overrides, then the charger's own."""
+        """The charger's thresholds (see :func:`thresholds_for`), cached until a reload."""
         cached = self._thresholds.get(charge_point_id)
         if cached is not None:
             return cached
-        th = self.defaults
-        model = self._models.get(charge_point_id)
-        for scope, key in (("model", model), ("charger", charge_point_id)):
-            overrides = self._overrides.get((scope, key or ""))
-            if overrides:
-                try:
-                    th = th.with_overrides(overrides)
-                except ValueError as error:
-                    log.warning(
-                        "alerts.bad_threshold_override", scope=scope, key=key, error=str(error)
-                    )
+        profile = self._profiles.get(charge_point_id, ChargerProfile())
+        th, refused = thresholds_for(charge_point_id, profile, self.defaults, self._overrides)
+        for reason in refused:
+            log.warning(
+                "alerts.bad_threshold_override", charge_point_id=charge_point_id, reason=reason
+            )
         self._thresholds[charge_point_id] = th
         return th
 
@@ -138,8 +144,9 @@ class AlertService:
     async def handle(self, event: Event, received_at: datetime) -> None:
         """Run the rules over one committed event and apply what they observed."""
         if isinstance(event, ChargerBooted):
-            if self._models.get(event.charge_point_id) != event.model:
-                self._models[event.charge_point_id] = event.model
+            profile = self._profiles.get(event.charge_point_id, ChargerProfile())
+            if profile.model != event.model:
+                self._profiles[event.charge_point_id] = replace(profile, model=event.model)
                 self._thresholds.pop(event.charge_point_id, None)
         if isinstance(event, SessionEnded):
             self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
@@ -204,6 +211,8 @@ class AlertService:
 
     async def tick(self, now: datetime) -> None:
         """Time-driven rules (heartbeat gaps, expiring windows), then resolve what is due."""
+        if asyncio.get_running_loop().time() - self._reloaded_at >= THRESHOLDS_RELOAD_S:
+            await self.reload_thresholds()  # site assignments change through smart charging
         for charge_point_id, payload, last_id in await alerts_store.charging_limits_after(
             self.context.pool, self._limits_after_id
         ):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
+from csms.monitoring.rules_engine import ChargerProfile
 from csms.storage import Executor
 
 _COLUMNS = """
@@ -289,10 +290,21 @@ async def delete_threshold_overrides(conn: Executor, scope: str, key: str) -> bo
     return bool(result.endswith(" 1"))
 
 
-async def charger_models(conn: Executor) -> dict[str, str | None]:
-    """Model of every charger (from its BootNotification), for per-model thresholds."""
-    records = await conn.fetch("SELECT charge_point_id, model FROM chargers")
-    return {r["charge_point_id"]: r["model"] for r in records}
+async def charger_profiles(conn: Executor) -> dict[str, ChargerProfile]:
+    """Model (from BootNotification) and smart-charging site and rating of every charger."""
+    records = await conn.fetch(
+        """
+        SELECT c.charge_point_id, c.model, s.site_id,
+               COALESCE(s.connector_max_current_a, s.max_current_a) AS max_current_a, s.phases
+        FROM chargers c LEFT JOIN sc_charger_sites s USING (charge_point_id)
+        """
+    )
+    return {
+        r["charge_point_id"]: ChargerProfile(
+            r["model"], r["site_id"], r["max_current_a"], r["phases"]
+        )
+        for r in records
+    }
 
 
 async def silent_connected(conn: Executor, now: datetime, interval_s: float) -> dict[str, datetime]:

@@ -9,7 +9,7 @@ differ per model, see :class:`csms.monitoring.rules.Thresholds`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,53 @@ LimitOf = Callable[[str, int | None], float | None]
 
 def no_limit(charge_point_id: str, evse_id: int | None) -> float | None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerProfile:
+    """What decides a charger's thresholds: its model, site and configured rating."""
+
+    model: str | None = None
+    site_id: str | None = None  # smart charging's site of the charger
+    max_current_a: float | None = None  # per connector, as configured for smart charging
+    phases: int | None = None
+
+
+Overrides = Mapping[tuple[str, str], Mapping[str, Any]]
+"""(scope, key) -> {threshold name: value}; scopes ``site``, ``model``, ``charger``."""
+
+
+def thresholds_for(
+    charge_point_id: str, profile: ChargerProfile, defaults: Thresholds, overrides: Overrides
+) -> tuple[Thresholds, list[str]]:
+    """The thresholds of one charger, and the overrides that were refused.
+
+    Most general first, most specific last: the defaults, the site's
+    overrides, the model's, the rating configured for the charger in smart
+    charging (its current, and the power that current allows), the charger's own.
+    """
+    th, refused = defaults, []
+    layers: list[tuple[str, Mapping[str, Any] | None]] = [
+        ("site", overrides.get(("site", profile.site_id or ""))),
+        ("model", overrides.get(("model", profile.model or ""))),
+    ]
+    if profile.max_current_a:
+        rating = {
+            "max_current_a": profile.max_current_a,
+            "max_power_w": profile.max_current_a
+            * defaults.nominal_voltage_v
+            * (profile.phases or 3),
+        }
+        layers.append(("rating", rating))
+    layers.append(("charger", overrides.get(("charger", charge_point_id))))
+    for scope, values in layers:
+        if not values:
+            continue
+        try:
+            th = th.with_overrides(values)
+        except ValueError as error:
+            refused.append(f"{scope}: {error}")
+    return th, refused
 
 
 class ChargingLimits:

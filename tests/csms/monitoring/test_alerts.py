@@ -345,3 +345,24 @@ async def test_current_over_the_smart_charging_limit(start_csms: StartCsms) -> N
         alert = await one(api, "current_over_limit")
         assert "16 A charging limit" in alert["message"] and alert["connector_id"] == 1
         assert await api.unresolved("overcurrent") == []
+
+
+async def test_site_thresholds_and_the_rating_configured_for_smart_charging(
+    start_csms: StartCsms,
+) -> None:
+    async with alert_api(start_csms) as api, charger_v16(api.csms.ocpp_url, "CP-SITE") as cp:
+        await boot16(cp)
+        pool = api.csms.pool
+        await pool.execute("INSERT INTO sc_sites (site_id) VALUES ('S1')")
+        await pool.execute(
+            "INSERT INTO sc_charger_sites (charge_point_id, site_id, connector_max_current_a) "
+            "VALUES ('CP-SITE', 'S1', 16)"
+        )
+        put = await api.operator.put("/alert-thresholds/site/S1", json={"current_hold_s": 0})
+        assert put.status_code == 200  # also re-reads the charger's site and rating
+        await cp.call(meter16(1, now(), ("Current.Import", 20.0, "L1")))
+        alert = await one(api, "overcurrent")  # 20 A > 16 A rating, no hold at this site
+        assert "16 A rating" in alert["message"]
+        delete = await api.operator.delete("/alert-thresholds/site/S1")
+        assert delete.status_code == 204
+        assert (await api.operator.delete("/alert-thresholds/site/S1")).status_code == 404

@@ -22,7 +22,12 @@ from csms.events import (
 )
 from csms.monitoring import rules
 from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
-from csms.monitoring.rules_engine import ChargingLimits, FaultDetector
+from csms.monitoring.rules_engine import (
+    ChargerProfile,
+    ChargingLimits,
+    FaultDetector,
+    thresholds_for,
+)
 from csms.monitoring.rules_meter import MeterState, Reading, evaluate, readings
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -342,3 +347,21 @@ def test_charging_limits_from_smart_charging_events() -> None:
     assert (limits.limit_of("CP", 1), limits.limit_of("CP", 2)) == (10.0, 20.0)
     limits.transaction_ended("CP", "7")  # a TxProfile ends with its transaction
     assert limits.limit_of("CP", 1) == 20.0 and limits.limit_of("OTHER", 1) is None
+
+
+def test_thresholds_for_layers_site_model_rating_and_charger() -> None:
+    overrides = {
+        ("site", "S1"): {"voltage_hold_s": 0, "max_current_a": 63},
+        ("model", "AC11"): {"max_current_a": 16, "reboot_count": 5},
+        ("charger", "CP"): {"reboot_count": 7},
+        ("charger", "BAD"): {"nope": 1},
+    }
+    profile = ChargerProfile(model="AC11", site_id="S1")
+    th, refused = thresholds_for("CP", profile, TH, overrides)
+    assert (th.voltage_hold_s, th.max_current_a, th.reboot_count) == (0.0, 16.0, 7)
+    assert refused == []
+    # The rating configured in smart charging beats the model's, the charger's own beats both.
+    rated, _ = thresholds_for("CP", ChargerProfile("AC11", "S1", 20.0, 1), TH, overrides)
+    assert (rated.max_current_a, rated.max_power_w) == (20.0, 20.0 * 230)
+    plain, refused = thresholds_for("BAD", ChargerProfile(), TH, overrides)
+    assert plain == TH and refused == ["charger: unknown threshold 'nope'"]
