@@ -61,6 +61,7 @@ from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_s
 log = structlog.get_logger(__name__)
 
 OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
+SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 
 
@@ -244,12 +245,15 @@ class SmartChargingService:
         if offered is None or tracked.assumed is not None:
             tracked.measured = measured  # not steered now: the plan sets aside its maximum
             return None
+        # A sample taken before the EV followed its new limit says nothing about it.
+        grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
         return judge_sample(
             tracked,
             measured,
             offered,
             self.settings.smart_charging_deviation_a,
             OBSERVED_MARGIN_A,
+            settling=time.monotonic() - tracked.changed_at < grace,
         )
 
     # -- planning ----------------------------------------------------------------
@@ -269,8 +273,9 @@ class SmartChargingService:
         live = self._sync_sessions(tree, rows)  # a snapshot: events may end sessions meanwhile
         sent: list[tuple[_Send, str]] = []
         currents: dict[str, float] = {}
+        reserved: dict[str, float] = {}
         for _ in range(_MAX_ROUNDS):
-            currents, changes = self._plan(tree, live)
+            currents, reserved, changes = self._plan(tree, live)
             decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
             results = await self._send_all(decreases)
             sent.extend(zip(decreases, results, strict=True))
@@ -282,7 +287,7 @@ class SmartChargingService:
                 results = await self._send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
                 break
-        reattached = await self._reattach(tree, live)
+        reattached = await self._reattach(tree, live, reserved)
         sent.extend(reattached)
         view = self._view(tree, reason, currents, live)
         await self._record(tree, view, sent, reason, (time.perf_counter() - started) * 1000)
@@ -324,7 +329,8 @@ class SmartChargingService:
 
     def _plan(
         self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], list[_Send]]:
+    ) -> tuple[dict[str, float], dict[str, float], list[_Send]]:
+        """Allocate; return the currents, the load set aside per session, what changed."""
         now = utcnow()
         live = []
         for t in tracked.values():
@@ -354,7 +360,7 @@ class SmartChargingService:
                 protocol = self._protocol(t.charge_point_id)
                 if protocol is not None:
                     changes.append(_Send(t, limit, t.limit, protocol))
-        return currents, changes
+        return currents, dict(problem.reserved), changes
 
     def _protocol(self, charge_point_id: str) -> Protocol | None:
         connection = self.context.registry.get(charge_point_id)
@@ -369,7 +375,7 @@ class SmartChargingService:
         payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
         status = await self._call(t.charge_point_id, payload)
         if status == "Accepted":
-            t.limit, t.assumed = s.limit, None
+            t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
@@ -390,13 +396,17 @@ class SmartChargingService:
         return str(getattr(answer, "status", "Error"))
 
     async def _reattach(
-        self, tree: SiteTree, tracked: dict[str, Tracked]
+        self, tree: SiteTree, tracked: dict[str, Tracked], reserved: dict[str, float]
     ) -> list[tuple[_Send, str]]:
-        """Offer uncontrolled sessions of online chargers exactly the load set aside for them."""
+        """Offer uncontrolled sessions of online chargers exactly the load the plan set aside.
+
+        Only sessions the last plan set aside (``reserved``) and still uncontrolled at that
+        value: one found overdrawing while the plan was sent was not set aside yet.
+        """
         sends = []
-        for t in tracked.values():
+        for key, t in tracked.items():
             protocol = self._protocol(t.charge_point_id)
-            if t.assumed is None or protocol is None:
+            if key not in reserved or t.assumed != reserved[key] or protocol is None:
                 continue
             hardware = self._hardware_max(tree, t.charge_point_id)
             if t.measured is not None and max(t.measured) > t.assumed + 0.5:

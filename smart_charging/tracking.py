@@ -34,6 +34,7 @@ class Tracked:
     observed_max: float | None = None  # cap at what it draws when clearly below its offer
     rank: float = 0.0  # start time (epoch s): earlier sessions are admitted first
     priority: int | None = None  # set for this session through the API (None: charger's)
+    changed_at: float = 0.0  # monotonic time its limit last changed (the EV needs a moment)
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""
@@ -86,6 +87,7 @@ def judge_sample(
     offered: float,
     threshold: float,
     margin: float,
+    settling: bool = False,
 ) -> Verdict:
     """Update ``t`` with a measurement under limit ``offered``; say if a re-plan is due.
 
@@ -95,10 +97,15 @@ def judge_sample(
       draws plus ``margin``, so the rest goes to the others;
     * capped and drawing its whole offer: lift the cap, it may want more;
     * the number of lines in use changed (a single-phase EV found out).
+
+    While ``settling`` (its limit changed a moment ago) the value may predate
+    the change: it is stored but judged only for the lines in use.
     """
     t.measured = measured
     drawn = max(measured)
     in_use = sum(1 for a in measured if a > DRAWING_THRESHOLD_A)
+    if settling:
+        return Verdict.STEADY
     if drawn > offered + threshold:
         t.assumed = max(drawn, t.assumed or 0.0)
         return Verdict.OVERDRAW
