@@ -75,7 +75,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PHASES = 3
 TOTAL = PHASES  # resource index of a node's summed-over-lines limit
@@ -125,11 +125,9 @@ class InvalidTree(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """Each session's current (A per phase); 0 = paused. ``usage`` is per node: 4 values
-    (L1, L2, L3, total) of what the allocation loads it with."""
+    """Each session's current (A per phase); 0 = paused."""
 
     currents: Mapping[str, float]
-    usage: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def paused(self) -> list[str]:
         return sorted(i for i, a in self.currents.items() if a <= 0.0)
@@ -168,17 +166,19 @@ def allocate(
         for p in range(PHASES):
             capacity[(node.id, p)] = max(0.0, node.phase_limits[p])
         capacity[(node.id, TOTAL)] = max(0.0, node.total_limit)
-    used = dict.fromkeys(capacity, 0.0)
     currents: dict[str, float] = {}
     for s in sessions:
         if s.node not in paths:
             raise InvalidTree(f"session {s.id!r} hangs under unknown node {s.node!r}")
-    loads = {s.id: _resources(s, paths) for s in sessions}  # once: the hot part
+    # Once per session, and only the limits that exist: an infinite one never binds.
+    finite = {r for r, c in capacity.items() if math.isfinite(c)}
+    loads = {s.id: [(r, w) for r, w in _resources(s, paths) if r in finite] for s in sessions}
+    used = dict.fromkeys(finite, 0.0)
     by_class: dict[int, list[Session]] = {}
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.priority, []).append(s)
     for priority in sorted(by_class, reverse=True):
-        residual = {r: capacity[r] - used[r] for r in capacity}
+        residual = {r: capacity[r] - used[r] for r in finite}
         exact = _fill_class(by_class[priority], loads, residual)
         for s in by_class[priority]:
             amps = _round_down(exact.get(s.id, 0.0), resolution)
@@ -189,16 +189,7 @@ def allocate(
             if amps > 0.0:
                 for r, weight in loads[s.id]:
                     used[r] += weight * amps
-    usage = {
-        node.id: (
-            used[(node.id, 0)],
-            used[(node.id, 1)],
-            used[(node.id, 2)],
-            used[(node.id, TOTAL)],
-        )
-        for node in nodes
-    }
-    return Allocation(currents, usage)
+    return Allocation(currents)
 
 
 def _round_down(value: float, resolution: float) -> float:
@@ -272,6 +263,8 @@ def _fill_class(
             level = (capacity[r] - fixed[r]) / rate[r]
             heapq.heappush(heap, (level, _SATURATE, resource_names[r], version[r], 0))
 
+    touched: set[tuple[str, int]] = set()  # resources whose saturation level moved
+
     def stop(s: Session, at: float) -> None:
         """Freeze a growing session at ``at`` (its value from then on)."""
         state[s.id] = 2
@@ -279,8 +272,7 @@ def _fill_class(
         for r, w in resources[s.id]:
             fixed[r] += w * at
             rate[r] -= w
-            if r not in saturated:
-                push_saturation(r)
+            touched.add(r)
 
     while heap:
         level, kind, name, ver, _ = heapq.heappop(heap)
@@ -292,7 +284,7 @@ def _fill_class(
             for r, w in resources[s.id]:
                 fixed[r] -= w * s.floor
                 rate[r] += w
-                push_saturation(r)
+                touched.add(r)
             heapq.heappush(heap, (s.cap, _CAP, s.id, 0, 0))
         elif kind == _CAP:
             s = by_id[name]
@@ -308,4 +300,10 @@ def _fill_class(
                     stop(s, max(s.floor, min(s.cap, level)))
                 elif state[s.id] == 0:
                     state[s.id] = 2  # waiting at its minimum: it can never grow now
+        if heap and heap[0][0] == level and heap[0][1] == kind and kind != _SATURATE:
+            continue  # starts or caps at one level: recompute each resource once for all
+        for r in touched:
+            if r not in saturated:
+                push_saturation(r)
+        touched.clear()
     return value

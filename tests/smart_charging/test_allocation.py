@@ -246,7 +246,6 @@ def test_deterministic_whatever_the_input_order(scenario: Scenario, rng: random.
     first = allocate(nodes, sessions)
     second = allocate(shuffled_nodes, shuffled_sessions)
     assert dict(first.currents) == dict(second.currents)
-    assert dict(first.usage) == dict(second.usage)
 
 
 @settings(max_examples=30)
