@@ -148,12 +148,13 @@ async def alert_events_not_queued(conn: Executor, window_s: float) -> list[Any]:
     )
 
 
-async def claim_due(conn: Executor, lease_s: float, limit: int = 50) -> list[Delivery]:
-    """The oldest pending delivery of each subscription, if due; leased for ``lease_s``.
+async def lock_due(conn: Executor, limit: int = 50) -> list[Delivery]:
+    """The oldest pending delivery of each subscription, if due, row-locked.
 
-    Only the head of each subscription's queue is sent, so a receiver gets its
-    events in order even across retries; the lease (moving ``next_attempt_at``)
-    keeps another CSMS process from sending the same delivery meanwhile.
+    Call inside a transaction held while the deliveries are attempted: another
+    CSMS process skips locked rows, and a process that dies mid-attempt
+    releases them with its connection. Only the head of each subscription's
+    queue is taken, so a receiver gets its events in order even across retries.
     """
     rows = await conn.fetch(
         """
@@ -161,20 +162,16 @@ async def claim_due(conn: Executor, lease_s: float, limit: int = 50) -> list[Del
             SELECT DISTINCT ON (subscription_id) id, next_attempt_at
             FROM webhook_deliveries WHERE status = 'pending'
             ORDER BY subscription_id, id
-        ), due AS (
-            SELECT d.id FROM webhook_deliveries d JOIN heads h ON h.id = d.id
-            WHERE h.next_attempt_at <= now()
-            ORDER BY d.id LIMIT $2
-            FOR UPDATE OF d SKIP LOCKED
         )
-        UPDATE webhook_deliveries d
-        SET next_attempt_at = now() + make_interval(secs => $1)
-        FROM due, webhook_subscriptions s
-        WHERE d.id = due.id AND s.id = d.subscription_id
-        RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.body, d.attempts,
-                  s.url, s.secret
+        SELECT d.id, d.subscription_id, d.event_id, d.event_type, d.body, d.attempts,
+               s.url, s.secret
+        FROM webhook_deliveries d
+        JOIN heads h ON h.id = d.id
+        JOIN webhook_subscriptions s ON s.id = d.subscription_id
+        WHERE h.next_attempt_at <= now() AND d.status = 'pending'
+        ORDER BY d.id LIMIT $1
+        FOR UPDATE OF d SKIP LOCKED
         """,
-        lease_s,
         limit,
     )
     return [

@@ -39,6 +39,7 @@ from csms.config import Settings
 from csms.events import Event
 from csms.monitoring import metrics
 from csms.monitoring import webhook_store as store
+from csms.storage import Executor
 
 log = structlog.get_logger(__name__)
 
@@ -191,12 +192,21 @@ class WebhookDispatcher:
             log.exception("webhook.catch_up_failed")
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        """Attempt every due delivery once (concurrently across subscribers); return how many."""
-        deliveries = await store.claim_due(self.pool, lease_s=self.timeout_s + 5.0)
-        await asyncio.gather(*(self._attempt(client, d) for d in deliveries))
+        """Attempt every due delivery once (concurrently across subscribers); return how many.
+
+        The rows stay locked in one transaction until their outcome is written:
+        a CSMS stopped or killed mid-attempt leaves them pending and due (the
+        receiver may then get one twice: ``X-CSMS-Delivery`` tells it so).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            deliveries = await store.lock_due(conn)
+            errors = await asyncio.gather(*(self._post(client, d) for d in deliveries))
+            for delivery, error in zip(deliveries, errors, strict=True):
+                await self._record(conn, delivery, error)
         return len(deliveries)
 
-    async def _attempt(self, client: httpx.AsyncClient, delivery: store.Delivery) -> None:
+    async def _post(self, client: httpx.AsyncClient, delivery: store.Delivery) -> str | None:
+        """POST one delivery; None on a 2xx answer, else why it failed."""
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -205,21 +215,21 @@ class WebhookDispatcher:
             "X-CSMS-Delivery": str(delivery.id),
             SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), body),
         }
-        error: str | None = None
         try:
             response = await client.post(delivery.url, content=body, headers=headers)
-            if not response.is_success:
-                error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None if response.is_success else f"HTTP {response.status_code}"
+
+    async def _record(self, conn: Executor, delivery: store.Delivery, error: str | None) -> None:
         if error is None:
-            await store.mark_delivered(self.pool, delivery.id)
+            await store.mark_delivered(conn, delivery.id)
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
             return
         attempts = delivery.attempts + 1
         give_up = attempts >= self.max_attempts
         retry_in = None if give_up else retry_delay(attempts, self.base_s, self.max_s)
-        await store.mark_failed_attempt(self.pool, delivery.id, error, retry_in)
+        await store.mark_failed_attempt(conn, delivery.id, error, retry_in)
         metrics.WEBHOOK_DELIVERIES.labels("gave_up" if give_up else "failed").inc()
         log.warning(
             "webhook.attempt_failed",
