@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from ocpp.v16 import call as call16
 
 from csms.monitoring.alerts import AlertOpened, Severity
+from tests.charge_point_sim.support import running, start_tx, stop_tx
 from tests.csms.api.conftest import Api, api  # noqa: F401  (the fixture)
 from tests.ocpp_clients import charger_v16
 from tests.waiting import eventually
@@ -180,3 +182,36 @@ async def test_open_stream_does_not_hold_up_shutdown(api: Api) -> None:  # noqa:
         started = loop.time()
         await asyncio.wait_for(api.csms.app.stop(), 10)
         assert loop.time() - started < 3.0
+
+
+@pytest.mark.parametrize("v201", [False, True], ids=["ocpp1.6", "ocpp2.0.1"])
+async def test_simulated_ev_session_progress_with_soc_and_eta(api: Api, v201: bool) -> None:  # noqa: F811
+    """The simulator's EV reports SoC; the stream estimates when it will be full."""
+    await api.csms.add_token("TAG1")
+    async with (
+        running(api.csms, v201) as (_, _, cp_id),
+        listening(api.reader, charger=cp_id, type="session_progress") as listener,
+    ):
+        tx_id = await start_tx(api.csms, cp_id, v201)
+
+        async def has_eta() -> bool:
+            return any(p["estimated_completion_at"] for p in listener.of_type("session_progress"))
+
+        await eventually(has_eta, within=15.0)
+        await stop_tx(api.csms, cp_id, v201, tx_id)
+        await eventually(lambda: _ended(listener))
+    progress = [p for p in listener.of_type("session_progress") if p["transaction_id"] == tx_id]
+    energy = [p["energy_wh"] for p in progress if p["energy_wh"] is not None]
+    socs = [p["soc_percent"] for p in progress if p["soc_percent"] is not None]
+    assert energy == sorted(energy) and energy[-1] > 0  # in order: never goes back
+    assert socs == sorted(socs) and socs[-1] > socs[0]
+    with_eta = [p for p in progress if p["estimated_completion_at"]]
+    last = with_eta[-1]
+    assert datetime.fromisoformat(last["estimated_completion_at"]) > datetime.fromisoformat(
+        last["occurred_at"]
+    )
+    assert progress[-1]["ended"] is True and progress[-1]["power_w"] == 0.0
+
+
+async def _ended(listener: Listener) -> bool:
+    return any(p["ended"] for p in listener.of_type("session_progress"))
