@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -11,6 +12,9 @@ from ocpp.v16 import call
 from billing import store
 from billing.service import BillingService
 from billing.tariff import Tariff
+from csms.outbox import schemas
+from csms.outbox.envelope import OutboxRow, messages_for
+from csms.outbox.topics import Topic
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import charger_v16
 
@@ -91,3 +95,15 @@ async def test_a_repeated_session_end_keeps_the_first_cdr(csms: RunningCsms) -> 
             )
     assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 1
     assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'cdr_created'") == 1
+    # What the relay publishes: cdr_created on charging-sessions, valid against its schema.
+    row = await csms.pool.fetchrow("SELECT * FROM events WHERE type = 'cdr_created'")
+    outbox_row = OutboxRow(
+        row["id"], row["event_id"], row["type"], row["charge_point_id"], row["evse_id"],
+        row["connector_id"], row["occurred_at"], row["recorded_at"], json.loads(row["payload"]),
+    )  # fmt: skip
+    [message] = messages_for(outbox_row)
+    assert message.topic is Topic.CHARGING_SESSIONS and message.key == b"CP-R"
+    schemas.validate(message.envelope)
+    payload = message.envelope["payload"]
+    assert (payload["total_energy_wh"], payload["total_cost"], payload["flags"]) == (
+        "5000", "0.00", ["no_tariff"])  # fmt: skip
