@@ -168,14 +168,21 @@ async def create_cdr(
     )
 
 
-async def sessions_without_cdr(conn: Executor, limit: int) -> list[int]:
-    """Ended sessions that have no CDR yet (billing was down, or pricing failed)."""
+async def sessions_without_cdr(conn: Executor, after_id: int, limit: int) -> list[int]:
+    """Ended sessions with no CDR yet (pricing failed, or billing was off), by id.
+
+    Only sessions whose end was recorded since billing was installed (migration
+    5): history from before is not priced with today's tariffs.
+    """
     rows = await conn.fetch(
         """
         SELECT s.id FROM sessions s
-        WHERE s.status = 'ended' AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = s.id)
-        ORDER BY s.id LIMIT $1
+        WHERE s.status = 'ended' AND s.id > $1
+          AND s.updated_at >= (SELECT applied_at FROM schema_migrations WHERE version = 5)
+          AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = s.id)
+        ORDER BY s.id LIMIT $2
         """,
+        after_id,
         limit,
     )
     return [r["id"] for r in rows]

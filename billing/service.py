@@ -67,8 +67,9 @@ class BillingService:
         self.context.central.session_end_hooks.append(self.on_session_end)
         settings = self.context.settings
         if settings.billing_sweep_interval > 0:
-            self._tasks.append(asyncio.create_task(self._every(settings.billing_sweep_interval,
-                                                               self.sweep)))  # fmt: skip
+            self._tasks.append(
+                asyncio.create_task(self._every(settings.billing_sweep_interval, self.sweep))
+            )
         if settings.billing_cost_update_interval > 0:
             self._tasks.append(
                 asyncio.create_task(
@@ -107,13 +108,23 @@ class BillingService:
                      currency=created.currency, flags=created.flags)  # fmt: skip
 
     async def sweep(self) -> int:
-        """Create the CDRs ended sessions are missing; return how many were tried."""
+        """Create the CDRs ended sessions are missing; return how many were tried.
+
+        One transaction per session; one that fails again is logged and skipped
+        (it is retried on the next sweep, never blocking the ones after it).
+        """
         pool = self.context.pool
-        missing = await cdrs.sessions_without_cdr(pool, _SWEEP_BATCH)
-        for session_id in missing:
-            async with pool.acquire() as conn, conn.transaction():
-                await self._create_cdr(conn, session_id)
-        return len(missing)
+        tried, after = 0, 0
+        while missing := await cdrs.sessions_without_cdr(pool, after, _SWEEP_BATCH):
+            for session_id in missing:
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await self._create_cdr(conn, session_id)
+                except Exception:
+                    log.exception("billing.cdr_failed", session_id=session_id)
+            tried += len(missing)
+            after = missing[-1]
+        return tried
 
     # -- running cost --------------------------------------------------------------
 

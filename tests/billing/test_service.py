@@ -63,6 +63,11 @@ async def test_a_pricing_failure_keeps_the_session_end_and_the_sweeper_catches_u
     assert "cdr_created" not in [r["type"] for r in types]
 
     [billing] = [s for s in csms.app.services if isinstance(s, BillingService)]
+    # Sessions that ended before billing was installed are history, not priced.
+    installed = "UPDATE schema_migrations SET applied_at = applied_at + $1 WHERE version = 5"
+    await csms.pool.execute(installed, timedelta(days=365))
+    assert await billing.sweep() == 0
+    await csms.pool.execute(installed, -timedelta(days=365))
     assert await billing.sweep() == 1
     cdr = await csms.pool.fetchrow("SELECT * FROM cdrs WHERE session_id = $1", session_id)
     assert cdr["total_energy_wh"] == 8000 and cdr["total_cost"] == D("2.00")
