@@ -18,7 +18,7 @@ a thin mutable container with the install/clear rules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -78,10 +78,15 @@ class Profile:
 
 @dataclass(frozen=True)
 class Limit:
-    """A limit at one instant, normalised to watts plus the phase count it assumes."""
+    """A limit at one instant, normalised to watts plus the phase count it assumes.
+
+    ``amps`` keeps an A limit as given: it caps the current on *each* line, so
+    a single-phase EV under it draws at most ``amps`` on its one line.
+    """
 
     watts: float
     phases: int
+    amps: float | None = field(default=None, compare=False)
 
     def in_unit(self, unit: str) -> float:
         """Express the limit in ``"W"`` or ``"A"`` (per phase)."""
@@ -159,7 +164,7 @@ def profile_limit(p: Profile, t: datetime, relative_start: datetime) -> Limit | 
         return None
     phases = current.phases or DEFAULT_PHASES
     watts = current.limit if p.unit == "W" else current.limit * VOLTAGE * phases
-    return Limit(watts=watts, phases=phases)
+    return Limit(watts=watts, phases=phases, amps=current.limit if p.unit == "A" else None)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 
 from charge_point_sim.charger import CallFailed, Charger, NotConnected
-from charge_point_sim.ev import EVState, charge_step
+from charge_point_sim.ev import VOLTAGE, EVState, charge_step
 from charge_point_sim.model import Connector, Sample, Session
 from charge_point_sim.profiles import Limit, TxContext, limit_at
 
@@ -185,6 +185,9 @@ class SessionCharger(Charger):
         tx = TxContext(s.transaction_id or "", s.started) if s is not None else None
         limit = limit_at(self.profiles.profiles, conn.id, now, tx)
         watts = self.cfg.max_power_w if limit is None else min(limit.watts, self.cfg.max_power_w)
+        if limit is not None and limit.amps is not None and s is not None:
+            # An A limit holds per line: a single-phase EV gets amps x 230 V, not x 3.
+            watts = min(watts, limit.amps * VOLTAGE * s.ev.spec.phases)
         if conn.power_drop_until is not None:
             if now < conn.power_drop_until:
                 watts *= conn.power_factor

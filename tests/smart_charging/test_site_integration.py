@@ -23,6 +23,7 @@ from tests.waiting import eventually
 SPEED = 60.0  # simulated seconds per real second
 CHARGERS = 10
 SITE_LIMIT = 64.0  # A per line: ten 16 A chargers would need 160 A
+SINGLE_PHASE = {5, 8}  # chargers whose EV charges on one line
 
 
 @pytest.fixture
@@ -51,9 +52,12 @@ async def site_fleet(api: Api) -> AsyncIterator[Fleet]:
     await fleet.stop()
 
 
-def _ev() -> EVState:
-    # 3-phase 11 kW: 15.9 A per line at full power, more than the site can give ten of.
-    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
+def _ev(phases: int) -> EVState:
+    # 3-phase 11 kW: 15.9 A per line at full power, more than the site can give ten of;
+    # 1-phase 7.4 kW: 32 A on L1 (the load manager learns it from the meter values).
+    kw = 11.0 if phases == 3 else 7.4
+    spec = EVSpec(capacity_kwh=80.0, max_ac_kw=kw, phases=phases)
+    return EVState(spec, soc=10.0, target_soc=95.0)
 
 
 async def _line_sums(pool: asyncpg.Pool, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -80,8 +84,9 @@ async def test_ten_chargers_share_a_site_that_cannot_feed_them_all(
     fleet = site_fleet
     pool = api.csms.pool
     # Sessions arrive one by one...
-    for charger in fleet.chargers:
-        assert await charger.start_session(1, "FLEET", _ev()) is not None
+    for i, charger in enumerate(fleet.chargers):
+        phases = 1 if i in SINGLE_PHASE else 3
+        assert await charger.start_session(1, "FLEET", _ev(phases)) is not None
         await asyncio.sleep(0.05)
 
     async def everyone_charging() -> bool:
@@ -90,6 +95,15 @@ async def test_ten_chargers_share_a_site_that_cannot_feed_them_all(
         return len(planned) == CHARGERS and all(a >= 6.0 for a in planned)
 
     await eventually(everyone_charging, within=20)
+
+    async def single_phase_found() -> bool:
+        load = (await api.reader.get("/sites/depot/load")).json()
+        phases = {s["charge_point_id"]: s["phases"] for s in load["sessions"]}
+        return all(
+            phases[cp] == (1 if i in SINGLE_PHASE else 3) for i, cp in enumerate(_ids(fleet))
+        )
+
+    await eventually(single_phase_found, within=10)  # from their meter values
     await asyncio.sleep(1.5)  # let every EV report under its limit
     load = (await api.reader.get("/sites/depot/load")).json()
     assert all(line <= SITE_LIMIT + 0.05 for line in load["allocated_a"]), load
