@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -161,6 +162,10 @@ class ConnectivityRecorder:
             reason = SILENT if event.reason == SILENT else "closed"
             await store.open_downtime(self.pool, event.charge_point_id, event.occurred_at, reason)
         elif isinstance(event, ConnectorStatusChanged) and event.evse_id > 0:
+            # The charger's time, unless its clock runs ahead of ours: downtime is on
+            # the server's clock, and a status "from the future" would fall outside
+            # every report window.
+            at = min(event.occurred_at, datetime.now(UTC))
             async with self.pool.acquire() as conn, conn.transaction():
                 await store.record_status(
                     conn,
@@ -168,5 +173,5 @@ class ConnectivityRecorder:
                     event.evse_id,
                     event.connector_id,
                     event.status.value,
-                    event.occurred_at,
+                    at,
                 )

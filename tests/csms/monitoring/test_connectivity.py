@@ -10,12 +10,14 @@ import pytest
 from ocpp.v16 import call as call16
 from websockets.asyncio.client import connect
 
+from charge_point_sim import parse_fault
 from csms.monitoring.availability import (
     Interval,
     StatusInterval,
     charger_availability,
 )
 from csms.monitoring.connectivity import liveness_verdict
+from tests.charge_point_sim.support import running, wait_status
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import Api, api  # noqa: F401  (the fixture)
 from tests.ocpp_clients import charger_v16
@@ -176,3 +178,35 @@ async def test_downtime_opened_at_start_for_chargers_a_crash_left_connected(
         ("CRASHED", "csms_down", True),
         ("NEVER", "csms_down", False),
     ]
+
+
+async def test_simulated_fault_and_disconnect_show_in_availability(api: Api) -> None:  # noqa: F811
+    """The simulator's fault injection: connector 1 Faulted for a while, then a dropped link."""
+    faults = [
+        parse_fault("faulted@30:charger=0,connector=1,duration=120"),
+        parse_fault("disconnect-storm@200:charger=0,duration=1"),
+    ]
+    async with running(api.csms, False, faults=faults) as (_, _, cp_id):
+
+        async def reconnected_after_drop() -> bool:
+            return bool(
+                await api.csms.pool.fetchval(
+                    "SELECT count(*) FILTER (WHERE ended_at IS NOT NULL) >= 1"
+                    " AND count(*) FILTER (WHERE ended_at IS NULL) = 0"
+                    " FROM charger_downtime WHERE charge_point_id = $1",
+                    cp_id,
+                )
+            )
+
+        await eventually(reconnected_after_drop, within=15.0)
+        await wait_status(api.csms, cp_id, 1, "Available")  # the fault cleared
+        statuses = await api.csms.pool.fetch(
+            "SELECT status FROM connector_status_history"
+            " WHERE charge_point_id = $1 AND evse_id = 1 ORDER BY id",
+            cp_id,
+        )
+        report = (await api.reader.get(f"/chargers/{cp_id}/availability")).json()
+    assert "Faulted" in [r["status"] for r in statuses]
+    assert 0 < report["online_percent"] < 100 and len(report["downtime"]) == 1
+    one, two = report["connectors"]
+    assert one["usable_percent"] < two["usable_percent"] <= report["online_percent"] + 1e-6
