@@ -60,7 +60,7 @@ def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
     services.append(BillingService(context))  # tariffs, CDRs at session end, running cost
-    services.append(DashboardService())  # reads only; serves / on the API port
+    services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     services.append(AlertService(context))  # fault detection: rules, alerts, health
     from smart_charging.service import SmartChargingService  # it imports this module

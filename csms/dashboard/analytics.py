@@ -6,7 +6,7 @@ or one charger):
 * **Energy**: increments of each session's energy register (its start reading,
   every ``Energy.Active.Import.Register`` sample and its stop reading), an
   increment spread evenly over the time between its two readings and split at
-  bucket edges.
+  UTC quarter hours (which day and hour buckets of any real time zone are made of).
 * **Occupied**: time a session was open (start to end, or to now while
   active). **Charging**: time between two register readings of a session
   whose register went up. Both as % of bucket length x charging points (EVSEs).
@@ -16,9 +16,10 @@ or one charger):
   hour x 4), quarter hours aligned to UTC.
 * **Idle after full**: from a session's last register increase to its end.
 
-There is no pre-aggregation yet: every query reads the sessions overlapping
-the range and their register samples through the ``(session_id, sampled_at)``
-index.
+Pre-aggregation: ended sessions are rolled up into quarter-hour slots
+(:mod:`csms.dashboard.rollup`, ``analytics_session_slots``); a query reads
+those slots, and the raw samples only of sessions not rolled up (active ones,
+or changed since their rollup), through the same slot SQL.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from csms.dashboard.queries import REGISTER
+from csms.dashboard.rollup import Connection, slot_ctes
 from csms.storage import Executor
 
 Bucket = Literal["hour", "day"]
+WORK_MEM = "64MB"  # per sort/hash of the analytics query; a week of 5,000 chargers fits
 MAX_BUCKETS = 24 * 92  # a quarter of hourly buckets, or six years of daily ones
 
 # Histogram edges: sessions shorter than the first edge fall in no bin (impossible
@@ -77,15 +79,17 @@ GROUPINGS = {
 }
 Grouping = Literal["all", "charger", "site"]
 
+# Bucket i (1-based) is [$1[i], $1[i+1]). width_bucket(t, $1) is the bucket holding t,
+# found by binary search in the sorted edges, so an interval finds the buckets it
+# overlaps without a join over every bucket (an hourly week is 168 of them).
+# Group keys are never NULL ('' = whole selection / no site), so joins are hash joins.
 _PER_BUCKET_SQL = """
-WITH edges AS (SELECT unnest($1::timestamptz[]) AS t),
-buckets AS (
-    SELECT b_start, b_end FROM (
-        SELECT t AS b_start, lead(t) OVER (ORDER BY t) AS b_end FROM edges) e
-    WHERE b_end IS NOT NULL
+WITH buckets AS (
+    SELECT i AS b, $1[i] AS b_start, $1[i + 1] AS b_end
+    FROM generate_series(1, cardinality($1::timestamptz[]) - 1) AS i
 ),
 scope_chargers AS (
-    SELECT c.charge_point_id, {grouping} AS grp FROM chargers c
+    SELECT c.charge_point_id, COALESCE({grouping}, '') AS grp FROM chargers c
     WHERE $2::text[] IS NULL OR c.charge_point_id = ANY($2)
 ),
 capacity AS (
@@ -98,82 +102,72 @@ scope_sessions AS (
     SELECT s.id, c.grp, s.status, s.started_at,
            s.ended_at, LEAST(COALESCE(s.ended_at, $3), $3) AS until_at, s.energy_wh,
            s.auth_status, s.meter_start_wh, COALESCE(s.meter_start_at, s.started_at) AS start_at,
-           s.meter_stop_wh
+           s.meter_stop_wh, s.updated_at
     FROM sessions s JOIN scope_chargers c USING (charge_point_id)
-    WHERE s.started_at < (SELECT max(t) FROM edges)
-      AND COALESCE(s.ended_at, $3) > (SELECT min(t) FROM edges)
+    WHERE s.started_at < $1[cardinality($1::timestamptz[])]
+      AND COALESCE(s.ended_at, $3) > $1[1]
 ),
-readings AS (
-    SELECT m.session_id, m.sampled_at AS at, m.value AS wh
-    FROM meter_samples m JOIN scope_sessions s ON s.id = m.session_id
-    WHERE m.measurand = '{register}' AND m.phase IS NULL
-      AND (m.location IS NULL OR m.location = 'Outlet')
+rolled AS (
+    SELECT s.id, s.grp, a.last_charge_at
+    FROM scope_sessions s
+    JOIN analytics_sessions a ON a.session_id = s.id AND a.rolled_up_at >= s.updated_at
+),
+live AS (
+    SELECT s.* FROM scope_sessions s WHERE NOT EXISTS (SELECT 1 FROM rolled r WHERE r.id = s.id)
+),
+{slot_ctes},
+all_slots AS (
+    SELECT r.grp, sl.slot, sl.energy_wh, sl.charging_s
+    FROM rolled r JOIN analytics_session_slots sl ON sl.session_id = r.id
     UNION ALL
-    SELECT id, start_at, meter_start_wh FROM scope_sessions
-    WHERE meter_start_wh IS NOT NULL AND start_at IS NOT NULL
+    SELECT l.grp, sl.slot, sl.energy_wh, sl.charging_s
+    FROM slots sl JOIN live l ON l.id = sl.session_id
+),
+in_range AS (
+    SELECT width_bucket(slot, $1) AS b, grp, slot, energy_wh, charging_s FROM all_slots
+    WHERE slot >= $1[1] AND slot < $1[cardinality($1::timestamptz[])]
+),
+all_last AS (
+    SELECT id AS session_id, last_charge_at AS last_at FROM rolled
     UNION ALL
-    SELECT id, ended_at, meter_stop_wh FROM scope_sessions
-    WHERE meter_stop_wh IS NOT NULL AND ended_at IS NOT NULL
+    SELECT session_id, last_at FROM last_charge
 ),
-steps AS (
-    SELECT session_id, lag(at) OVER w AS prev_at, at, wh - lag(wh) OVER w AS delta_wh
-    FROM readings WINDOW w AS (PARTITION BY session_id ORDER BY at, wh)
-),
-charging AS (
-    SELECT st.session_id, s.grp, st.prev_at, st.at, st.delta_wh,
-           EXTRACT(EPOCH FROM st.at - st.prev_at) AS step_s
-    FROM steps st JOIN scope_sessions s ON s.id = st.session_id
-    WHERE st.delta_wh > 0 AND st.at > st.prev_at
-),
-last_charge AS (SELECT session_id, max(at) AS last_at FROM charging GROUP BY 1),
 occupancy AS (
-    SELECT b.b_start, s.grp,
-           sum(EXTRACT(EPOCH FROM LEAST(s.until_at, b.b_end) - GREATEST(s.started_at, b.b_start)))
+    SELECT i AS b, s.grp,
+           sum(date_part('epoch', LEAST(s.until_at, $1[i + 1]) - GREATEST(s.started_at, $1[i])))
                AS occupied_s
-    FROM scope_sessions s JOIN buckets b ON s.started_at < b.b_end AND s.until_at > b.b_start
+    FROM scope_sessions s,
+         generate_series(GREATEST(width_bucket(s.started_at, $1), 1),
+                         LEAST(width_bucket(s.until_at - interval '1 microsecond', $1),
+                               cardinality($1::timestamptz[]) - 1)) AS i
+    WHERE s.until_at > s.started_at
     GROUP BY 1, 2
 ),
 charged AS (
-    SELECT b.b_start, c.grp,
-           sum(c.delta_wh
-               * EXTRACT(EPOCH FROM LEAST(c.at, b.b_end) - GREATEST(c.prev_at, b.b_start))
-               / c.step_s) AS energy_wh,
-           sum(EXTRACT(EPOCH FROM LEAST(c.at, b.b_end) - GREATEST(c.prev_at, b.b_start)))
-               AS charging_s
-    FROM charging c JOIN buckets b ON c.prev_at < b.b_end AND c.at > b.b_start
-    GROUP BY 1, 2
+    SELECT b, grp, sum(energy_wh) AS energy_wh, sum(charging_s) AS charging_s
+    FROM in_range GROUP BY 1, 2
 ),
 started AS (
-    SELECT b.b_start, s.grp, count(*) AS sessions,
+    SELECT width_bucket(s.started_at, $1) AS b, s.grp, count(*) AS sessions,
            count(*) FILTER (WHERE s.status = 'ended') AS ended,
            count(*) FILTER (WHERE s.status = 'ended' AND (COALESCE(s.energy_wh, 0) <= 0
                             OR (s.auth_status IS NOT NULL AND s.auth_status <> 'Accepted')))
                AS failed,
-           COALESCE(sum(EXTRACT(EPOCH FROM s.ended_at - s.started_at))
+           COALESCE(sum(date_part('epoch', s.ended_at - s.started_at))
                     FILTER (WHERE s.status = 'ended'), 0) AS duration_s,
-           COALESCE(sum(GREATEST(EXTRACT(EPOCH FROM s.ended_at - lc.last_at), 0))
+           COALESCE(sum(GREATEST(date_part('epoch', s.ended_at - lc.last_at), 0))
                     FILTER (WHERE s.status = 'ended' AND lc.last_at IS NOT NULL), 0) AS idle_s,
            count(lc.last_at) FILTER (WHERE s.status = 'ended') AS idle_sessions
-    FROM scope_sessions s
-    JOIN buckets b ON s.started_at >= b.b_start AND s.started_at < b.b_end
-    LEFT JOIN last_charge lc ON lc.session_id = s.id
-    GROUP BY 1, 2
-),
-slot_energy AS (
-    SELECT c.grp, slot,
-           sum(c.delta_wh * EXTRACT(EPOCH FROM LEAST(c.at, slot + interval '15 minutes')
-               - GREATEST(c.prev_at, slot)) / c.step_s) AS wh
-    FROM charging c,
-         generate_series(date_bin('15 minutes', c.prev_at, TIMESTAMPTZ '2000-01-01 00:00Z'),
-                         c.at - interval '1 microsecond', interval '15 minutes') AS slot
+    FROM scope_sessions s LEFT JOIN all_last lc ON lc.session_id = s.id
+    WHERE s.started_at >= $1[1]
     GROUP BY 1, 2
 ),
 peaks AS (
-    SELECT b.b_start, s.grp, max(s.wh) * 4 / 1000 AS peak_kw
-    FROM slot_energy s JOIN buckets b ON s.slot >= b.b_start AND s.slot < b.b_end
+    SELECT b, grp, max(wh) * 4 / 1000 AS peak_kw
+    FROM (SELECT b, grp, slot, sum(energy_wh) AS wh FROM in_range GROUP BY 1, 2, 3) per_slot
     GROUP BY 1, 2
 )
-SELECT g.grp AS group_id, b.b_start AS start, b.b_end AS "end", g.evses,
+SELECT NULLIF(g.grp, '') AS group_id, b.b_start AS start, b.b_end AS "end", g.evses,
        COALESCE(ch.energy_wh, 0)::float8 / 1000 AS energy_kwh,
        COALESCE(o.occupied_s, 0)::float8 AS occupied_s,
        COALESCE(ch.charging_s, 0)::float8 AS charging_s,
@@ -183,15 +177,15 @@ SELECT g.grp AS group_id, b.b_start AS start, b.b_end AS "end", g.evses,
        COALESCE(st.idle_s, 0)::float8 AS idle_s, COALESCE(st.idle_sessions, 0) AS idle_sessions,
        COALESCE(pk.peak_kw, 0)::float8 AS peak_kw
 FROM buckets b CROSS JOIN capacity g
-LEFT JOIN occupancy o ON o.b_start = b.b_start AND o.grp IS NOT DISTINCT FROM g.grp
-LEFT JOIN charged ch ON ch.b_start = b.b_start AND ch.grp IS NOT DISTINCT FROM g.grp
-LEFT JOIN started st ON st.b_start = b.b_start AND st.grp IS NOT DISTINCT FROM g.grp
-LEFT JOIN peaks pk ON pk.b_start = b.b_start AND pk.grp IS NOT DISTINCT FROM g.grp
-ORDER BY g.grp, b.b_start
+LEFT JOIN occupancy o ON o.b = b.b AND o.grp = g.grp
+LEFT JOIN charged ch ON ch.b = b.b AND ch.grp = g.grp
+LEFT JOIN started st ON st.b = b.b AND st.grp = g.grp
+LEFT JOIN peaks pk ON pk.b = b.b AND pk.grp = g.grp
+ORDER BY g.grp, b.b
 """
 
 _DISTRIBUTIONS_SQL = """
-SELECT width_bucket(EXTRACT(EPOCH FROM s.ended_at - s.started_at)::float8 / 60,
+SELECT width_bucket(date_part('epoch', s.ended_at - s.started_at)::float8 / 60,
                     $3::float8[]) AS duration_bin,
        width_bucket((s.energy_wh / 1000)::float8, $4::float8[]) AS energy_bin,
        count(*) AS n
@@ -262,19 +256,22 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def per_bucket(
-    conn: Executor, selection: Selection, grouping: Grouping = "all"
+    conn: Connection, selection: Selection, grouping: Grouping = "all"
 ) -> list[dict[str, Any]]:
     """Raw sums per bucket, for the whole selection, each charger or each site in it.
 
     ``group_id`` is the charger's or site's id (None for the whole selection,
     and for the chargers in no site when grouping by site).
     """
-    rows = await conn.fetch(
-        _PER_BUCKET_SQL.format(grouping=GROUPINGS[grouping], register=REGISTER),
-        list(selection.edges),
-        None if selection.charge_point_ids is None else list(selection.charge_point_ids),
-        selection.now,
-    )
+    async with conn.transaction():
+        # The window over every reading of the range sorts in memory, not on disk.
+        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        rows = await conn.fetch(
+            _PER_BUCKET_SQL.format(grouping=GROUPINGS[grouping], slot_ctes=slot_ctes("live")),
+            list(selection.edges),
+            None if selection.charge_point_ids is None else list(selection.charge_point_ids),
+            selection.now,
+        )
     return [dict(r) for r in rows]
 
 

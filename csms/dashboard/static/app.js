@@ -76,9 +76,12 @@ async function boot() {
   else route();
 }
 
+let generation = 0; // a page rendering when another route starts is dropped
+
 async function route() {
   if (cleanup) cleanup();
   cleanup = null;
+  const mine = ++generation;
   const main = byId("main");
   if (!apiKey() || !ctx.me) return boot();
   const path = decodeURIComponent((location.hash || "#/").slice(1).split("?")[0]) || "/";
@@ -86,11 +89,16 @@ async function route() {
     const match = path.match(pattern);
     if (!match) continue;
     for (const link of document.querySelectorAll("[data-nav]")) link.classList.toggle("active", link.dataset.nav === nav);
-    main.replaceChildren();
+    // Each page draws into its own element: a render that is overtaken by the
+    // next route keeps drawing into a detached element, never into the new page.
+    const view = h("div", { class: "view" });
+    main.replaceChildren(view);
     try {
-      cleanup = (await render(main, match.slice(1), ctx)) || null;
+      const stop = (await render(view, match.slice(1), ctx)) || null;
+      if (mine === generation) cleanup = stop;
+      else if (stop) stop();
     } catch (err) {
-      main.append(errorBox(err));
+      view.append(errorBox(err));
     }
     return;
   }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from charge_point_sim import Fleet, FleetConfig
 from csms.storage import api_keys
@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LIVE_WITHIN_MS = 5000  # "a few seconds": the page polls every 2 s
+# Anything else the page shows may take longer on a loaded 2-core CI machine.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture

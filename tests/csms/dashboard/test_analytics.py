@@ -5,23 +5,33 @@ from __future__ import annotations
 import csv
 import io
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import expect
 
+from csms.dashboard.rollup import roll_up
 from csms.storage import api_keys
-from tests.conftest import StartCsms
+from tests.conftest import RunningCsms, StartCsms
 from tests.csms.dashboard.conftest import Dashboard
 from tests.csms.dashboard.known_data import write_known_history
+from tests.waiting import eventually
 
 RANGE = {"from": "2026-03-02", "to": "2026-03-03", "tz": "UTC"}
 
 
 @pytest.fixture
-async def client(start_csms: StartCsms) -> httpx.AsyncClient:
-    """The API of a CSMS holding the known history (no browser: these tests read JSON)."""
+async def history(start_csms: StartCsms) -> RunningCsms:
+    """A CSMS holding the known history."""
     csms = await start_csms()
     await write_known_history(csms.pool)
+    return csms
+
+
+@pytest.fixture
+async def client(history: RunningCsms) -> httpx.AsyncClient:
+    """The CSMS's API (no browser: these tests read JSON)."""
+    csms = history
     _, key = await api_keys.create(csms.pool, "analyst", "read-only")
     return httpx.AsyncClient(
         base_url=csms.app.api_url.replace("://localhost", "://127.0.0.1"),
@@ -54,6 +64,34 @@ async def test_fleet_figures_per_day_equal_the_hand_computed_ones(
                         (240, 480): 0, (480, None): 0}  # fmt: skip
     energy = {(b["from"], b["to"]): b["sessions"] for b in body["distributions"]["energy_kwh"]}
     assert energy == {(0, 5): 1, (5, 10): 0, (10, 20): 2, (20, 40): 0, (40, 60): 0, (60, None): 0}
+
+
+async def test_rolled_up_sessions_give_the_same_figures_without_their_samples(
+    client: httpx.AsyncClient, history: RunningCsms
+) -> None:
+    async with client:
+        before = (await client.get("/analytics/fleet", params=RANGE)).json()
+        hourly_before = await client.get("/analytics/fleet", params={**RANGE, "bucket": "hour"})
+        async with history.pool.acquire() as conn:
+            assert await roll_up(conn) == 3
+            assert await roll_up(conn) == 0  # nothing changed since
+        # The figures now come from the rollup alone: the raw samples can go.
+        await history.pool.execute("DELETE FROM meter_samples")
+        after = (await client.get("/analytics/fleet", params=RANGE)).json()
+        hourly_after = await client.get("/analytics/fleet", params={**RANGE, "bucket": "hour"})
+        assert after == before
+        assert hourly_after.json() == hourly_before.json()
+
+        # A session changed after its rollup (a late reading) is read raw again, then re-rolled.
+        await history.pool.execute(
+            "UPDATE sessions SET meter_stop_wh = 12000, updated_at = now() "
+            "WHERE transaction_id = 'A1'"
+        )
+        changed = (await client.get("/analytics/fleet", params=RANGE)).json()
+        assert changed["buckets"][0]["energy_kwh"] == 19.0  # 10 + 2 kWh at the stop, + 7
+        async with history.pool.acquire() as conn:
+            assert await roll_up(conn) == 1
+        assert (await client.get("/analytics/fleet", params=RANGE)).json() == changed
 
 
 async def test_hourly_buckets_and_one_charger(client: httpx.AsyncClient) -> None:
@@ -139,3 +177,17 @@ async def test_per_site_figures_when_smart_charging_is_installed(
     assert (by_site[None]["charging_points"], by_site[None]["energy_kwh"]) == (1, 0.0)
     assert only_s1["charge_point_ids"] == ["AN-A"]
     assert only_s1["summary"]["energy_kwh"] == 24.0
+
+
+async def test_the_dashboard_service_rolls_up_ended_sessions_in_the_background(
+    database_dsn: str, start_csms: StartCsms
+) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=1)
+    try:
+        await write_known_history(pool)
+    finally:
+        await pool.close()
+    csms = await start_csms()  # its dashboard service rolls up at start
+    await eventually(lambda: csms.pool.fetchval("SELECT count(*) = 3 FROM analytics_sessions"))
+    slots = await csms.pool.fetchval("SELECT sum(energy_wh) FROM analytics_session_slots")
+    assert slots == 24000.0
