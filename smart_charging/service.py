@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,10 +51,11 @@ from csms.events import (
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.services import ServiceContext
 from csms.storage import event_log
-from smart_charging import profiles, store
+from smart_charging import profiles, reporting, store
 from smart_charging.allocation import allocate
-from smart_charging.events import ChargingLimitSet, LoadPlanComputed, site_key
+from smart_charging.events import ChargingLimitSet
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
+from smart_charging.reporting import ProfileSend, SiteView
 from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_sample
 
 log = structlog.get_logger(__name__)
@@ -67,42 +67,6 @@ _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class SiteView:
-    """The last plan of a site, as ``GET /api/v1/sites/{id}/load`` shows it."""
-
-    site_id: str
-    planned_at: datetime
-    reason: str
-    limit_a: float | None
-    power_limit_kw: float | None
-    allocated_a: tuple[float, float, float]
-    measured_a: tuple[float, float, float]
-    reserved_a: float
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "site_id": self.site_id,
-            "planned_at": self.planned_at.isoformat(),
-            "reason": self.reason,
-            "limit_a": self.limit_a,
-            "power_limit_kw": self.power_limit_kw,
-            "allocated_a": list(self.allocated_a),
-            "measured_a": list(self.measured_a),
-            "reserved_a": self.reserved_a,
-            "sessions": self.sessions,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    tracked: Tracked
-    limit: float
-    previous: float | None
-    protocol: Protocol
 
 
 class SmartChargingService:
@@ -271,7 +235,7 @@ class SmartChargingService:
             self._site_of[place.charge_point_id] = site_id
         await self._ensure_defaults(tree, reason)
         live = self._sync_sessions(tree, rows)  # a snapshot: events may end sessions meanwhile
-        sent: list[tuple[_Send, str]] = []
+        sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
         for _ in range(_MAX_ROUNDS):
@@ -289,8 +253,11 @@ class SmartChargingService:
                 break
         reattached = await self._reattach(tree, live, reserved)
         sent.extend(reattached)
-        view = self._view(tree, reason, currents, live)
-        await self._record(tree, view, sent, reason, (time.perf_counter() - started) * 1000)
+        current = {k: t for k, t in live.items() if self.sessions.get(k) is t}  # not ended
+        view = reporting.site_view(tree, reason, currents, current, utcnow())
+        self.views[site_id] = view
+        duration_ms = (time.perf_counter() - started) * 1000
+        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, utcnow())
         if any(status == "Accepted" for _, status in reattached):
             self.request_replan(site_id, "reattached")  # plan them normally at once
         return view
@@ -329,7 +296,7 @@ class SmartChargingService:
 
     def _plan(
         self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], dict[str, float], list[_Send]]:
+    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend]]:
         """Allocate; return the currents, the load set aside per session, what changed."""
         now = utcnow()
         live = []
@@ -359,17 +326,17 @@ class SmartChargingService:
             if t.limit is None or abs(limit - t.limit) >= 0.05:
                 protocol = self._protocol(t.charge_point_id)
                 if protocol is not None:
-                    changes.append(_Send(t, limit, t.limit, protocol))
+                    changes.append(ProfileSend(t, limit, t.limit, protocol))
         return currents, dict(problem.reserved), changes
 
     def _protocol(self, charge_point_id: str) -> Protocol | None:
         connection = self.context.registry.get(charge_point_id)
         return connection.protocol if connection is not None else None
 
-    async def _send_all(self, sends: Sequence[_Send]) -> list[str]:
+    async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self._send(s) for s in sends)))
 
-    async def _send(self, s: _Send) -> str:
+    async def _send(self, s: ProfileSend) -> str:
         """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
         t = s.tracked
         payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
@@ -397,7 +364,7 @@ class SmartChargingService:
 
     async def _reattach(
         self, tree: SiteTree, tracked: dict[str, Tracked], reserved: dict[str, float]
-    ) -> list[tuple[_Send, str]]:
+    ) -> list[tuple[ProfileSend, str]]:
         """Offer uncontrolled sessions of online chargers exactly the load the plan set aside.
 
         Only sessions the last plan set aside (``reserved``) and still uncontrolled at that
@@ -411,7 +378,7 @@ class SmartChargingService:
             hardware = self._hardware_max(tree, t.charge_point_id)
             if t.measured is not None and max(t.measured) > t.assumed + 0.5:
                 continue  # it does not keep to what it is given: leave it set aside
-            sends.append(_Send(t, min(t.assumed, hardware), t.assumed, protocol))
+            sends.append(ProfileSend(t, min(t.assumed, hardware), t.assumed, protocol))
         results = await self._send_all(sends)
         return list(zip(sends, results, strict=True))
 
@@ -456,95 +423,3 @@ class SmartChargingService:
             async with self.pool.acquire() as conn, conn.transaction():
                 for event in events:
                     await event_log.append(conn, event)
-
-    # -- views and events ----------------------------------------------------------
-
-    def _view(
-        self, tree: SiteTree, reason: str, currents: dict[str, float], tracked: dict[str, Tracked]
-    ) -> SiteView:
-        allocated = [0.0, 0.0, 0.0]
-        measured = [0.0, 0.0, 0.0]
-        reserved = 0.0
-        sessions = []
-        for key, t in tracked.items():
-            if self.sessions.get(key) is not t:
-                continue  # ended while the plan was sent
-            lines = (0, 1, 2) if t.phases == 3 else (0,)
-            amps = t.assumed if t.assumed is not None else (t.limit or 0.0)
-            for p in lines:
-                allocated[p] += amps
-            if t.assumed is not None:
-                reserved += t.assumed
-            if t.measured is not None:
-                for p in range(3):
-                    measured[p] += t.measured[p]
-            sessions.append(
-                {
-                    "charge_point_id": t.charge_point_id,
-                    "evse_id": t.evse_id,
-                    "transaction_id": t.transaction_id,
-                    "planned_a": currents.get(key),
-                    "limit_a": t.limit,
-                    "uncontrolled_a": t.assumed,
-                    "measured_a": list(t.measured) if t.measured else None,
-                    "phases": t.phases,
-                    "observed_max_a": t.observed_max,
-                }
-            )
-        view = SiteView(
-            site_id=tree.site.site_id,
-            planned_at=utcnow(),
-            reason=reason,
-            limit_a=tree.site.phase_limit_at(utcnow()),
-            power_limit_kw=tree.site.power_limit_kw,
-            allocated_a=(round(allocated[0], 1), round(allocated[1], 1), round(allocated[2], 1)),
-            measured_a=(round(measured[0], 1), round(measured[1], 1), round(measured[2], 1)),
-            reserved_a=round(reserved, 1),
-            sessions=sessions,
-        )
-        self.views[tree.site.site_id] = view
-        return view
-
-    async def _record(
-        self,
-        tree: SiteTree,
-        view: SiteView,
-        sent: Sequence[tuple[_Send, str]],
-        reason: str,
-        duration_ms: float,
-    ) -> None:
-        now = utcnow()
-        plan = LoadPlanComputed(
-            charge_point_id=site_key(tree.site.site_id),
-            occurred_at=now,
-            site_id=tree.site.site_id,
-            reason=reason,
-            limit_a=view.limit_a,
-            power_limit_kw=view.power_limit_kw,
-            allocated_a=view.allocated_a,
-            measured_a=view.measured_a,
-            reserved_a=view.reserved_a,
-            sessions=len(view.sessions),
-            paused=sum(1 for s in view.sessions if s["planned_a"] == 0.0),
-            changed=len(sent),
-            duration_ms=round(duration_ms, 3),
-        )
-        async with self.pool.acquire() as conn, conn.transaction():
-            for s, status in sent:
-                await event_log.append(
-                    conn,
-                    ChargingLimitSet(
-                        charge_point_id=s.tracked.charge_point_id,
-                        occurred_at=now,
-                        site_id=tree.site.site_id,
-                        evse_id=s.tracked.evse_id,
-                        transaction_id=s.tracked.transaction_id,
-                        purpose="TxProfile",
-                        limit_a=s.limit,
-                        previous_limit_a=s.previous,
-                        phases=s.tracked.phases,
-                        status=status,
-                        reason=reason,
-                    ),
-                )
-            await event_log.append(conn, plan)
