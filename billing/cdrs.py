@@ -30,8 +30,13 @@ def _seconds(span: timedelta) -> Decimal:
     return Decimal(span // timedelta(microseconds=1)) / 1_000_000
 
 
+def _quantity_text(value: Decimal) -> str:
+    """Energy or time without trailing zeros ("2500", not "2500.000"); money keeps them."""
+    return decimal_text(value.normalize())
+
+
 def _text_or_none(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(value)
+    return None if value is None else _quantity_text(value)
 
 
 def item_json(item: LineItem) -> dict[str, Any]:
@@ -49,12 +54,12 @@ def priced_json(priced: PricedSession) -> dict[str, Any]:
     """A priced session as JSON-ready values (Decimals as strings: never floats)."""
     return {
         "currency": priced.currency,
-        "total_energy_wh": decimal_text(priced.energy_wh),
-        "energy_by_period": {k: decimal_text(v) for k, v in priced.energy_wh_by_period.items()},
+        "total_energy_wh": _quantity_text(priced.energy_wh),
+        "energy_by_period": {k: _quantity_text(v) for k, v in priced.energy_wh_by_period.items()},
         "meter_start_wh": _text_or_none(priced.meter_start_wh),
         "meter_stop_wh": _text_or_none(priced.meter_stop_wh),
-        "charging_seconds": decimal_text(_seconds(priced.charging_time)),
-        "parking_seconds": decimal_text(_seconds(priced.parking_time)),
+        "charging_seconds": _quantity_text(_seconds(priced.charging_time)),
+        "parking_seconds": _quantity_text(_seconds(priced.parking_time)),
         "items": [item_json(i) for i in priced.items],
         "total_net": decimal_text(priced.net),
         "total_tax": decimal_text(priced.tax),
@@ -190,15 +195,17 @@ async def sessions_without_cdr(conn: Executor, after_id: int, limit: int) -> lis
 
 # -- reading -------------------------------------------------------------------
 
-_DECIMALS = ("meter_start_wh", "meter_stop_wh", "total_energy_wh", "charging_seconds",
-             "parking_seconds", "total_net", "total_tax", "total_cost")  # fmt: skip
+_QUANTITIES = ("meter_start_wh", "meter_stop_wh", "total_energy_wh", "charging_seconds",
+               "parking_seconds")  # fmt: skip
+_MONEY = ("total_net", "total_tax", "total_cost")
 
 
 def _cdr(row: Any) -> dict[str, Any]:
     cdr = dict(row)
-    for name in _DECIMALS:
-        if cdr[name] is not None:
-            cdr[name] = decimal_text(cdr[name])
+    for name in _QUANTITIES:
+        cdr[name] = _text_or_none(cdr[name])
+    for name in _MONEY:
+        cdr[name] = decimal_text(cdr[name])
     cdr["energy_by_period"] = json.loads(cdr["energy_by_period"])
     cdr["items"] = json.loads(cdr["items"])
     cdr["flags"] = list(cdr["flags"])

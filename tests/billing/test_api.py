@@ -262,3 +262,90 @@ async def test_201_station_gets_cost_updated_with_the_running_total(api: Api) ->
 
 async def _true(value: Any) -> Any:
     return value
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_time_of_use_and_idle_from_stored_states(api: Api, protocol: str) -> None:
+    """10:00-11:30Z: 5 kWh by 10:30, then the EV is full (1.6 status / 2.0.1 chargingState).
+
+    Energy 10:00-10:30 split at 10:15: 2.5 kWh base x 0.20 = 0.50, 2.5 kWh
+    peak (10:15-11:00) x 1.00 = 2.50; idle 60 min - 15 grace = 45 x 0.10 = 4.50.
+    """
+    tariff = await create_tariff(
+        api, name="tou", price_per_kwh="0.20", price_per_parking_minute="0.10",
+        parking_grace_minutes="15",
+        periods=[{"name": "peak", "price_per_kwh": "1.00", "start": "10:15", "end": "11:00"}],
+    )  # fmt: skip
+    await api.operator.put(
+        "/tariff-assignments",
+        json={"scope": "charger", "scope_id": "CP-T", "tariff_id": tariff["id"]},
+    )
+    await api.csms.add_token("TAG-T")
+    full, end = T0 + timedelta(minutes=30), T0 + timedelta(minutes=90)
+    if protocol == "ocpp1.6":
+        async with charger_v16(api.csms.ocpp_url, "CP-T") as cp:
+            start = await cp.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag="TAG-T", meter_start=0, timestamp=ts(T0)
+                )
+            )
+            await cp.call(
+                call16.StatusNotification(
+                    connector_id=1, error_code="NoError", status="Charging", timestamp=ts(T0)
+                )
+            )
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    transaction_id=start.transaction_id,
+                    meter_value=[register(5000, full)],
+                )
+            )
+            await cp.call(
+                call16.StatusNotification(
+                    connector_id=1, error_code="NoError", status="SuspendedEV", timestamp=ts(full)
+                )
+            )
+            await cp.call(
+                call16.StopTransaction(
+                    meter_stop=5000, timestamp=ts(end), transaction_id=start.transaction_id
+                )
+            )
+    else:
+        async with charger_v201(api.csms.ocpp_url, "CP-T") as cs:
+            for seq, (kind, moment, wh, state) in enumerate(
+                [
+                    ("Started", T0, 0, "Charging"),
+                    ("Updated", full, 5000, "SuspendedEV"),
+                    ("Ended", end, 5000, "EVConnected"),
+                ]
+            ):
+                await cs.call(
+                    call201.TransactionEvent(
+                        event_type=kind,
+                        timestamp=ts(moment),
+                        trigger_reason="MeterValuePeriodic",
+                        seq_no=seq,
+                        evse={"id": 1, "connector_id": 1},
+                        id_token={"id_token": "TAG-T", "type": "ISO14443"},
+                        transaction_info={"transaction_id": "TX-T", "charging_state": state},
+                        meter_value=[
+                            {
+                                "timestamp": ts(moment),
+                                "sampledValue": [
+                                    {"value": wh, "measurand": "Energy.Active.Import.Register"}
+                                ],
+                            }
+                        ],
+                    )
+                )
+    [cdr] = (await api.reader.get("/cdrs", params={"charge_point_id": "CP-T"})).json()["items"]
+    lines = {i["description"]: i["amount"] for i in cdr["items"]}
+    assert lines == {
+        "energy (base)": "0.50",
+        "energy (peak)": "2.50",
+        "parking time after 15 min grace": "4.50",
+    }
+    assert cdr["energy_by_period"] == {"base": "2500", "peak": "2500"}
+    assert (cdr["charging_seconds"], cdr["parking_seconds"]) == ("1800", "3600")
+    assert cdr["total_cost"] == "7.50" and cdr["flags"] == []
