@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 from ocpp.v16 import call
+from ocpp.v201 import call as call201
 
 from billing import store
 from billing.service import BillingService
@@ -16,7 +17,7 @@ from csms.outbox import schemas
 from csms.outbox.envelope import OutboxRow, messages_for
 from csms.outbox.topics import Topic
 from tests.conftest import RunningCsms, StartCsms
-from tests.ocpp_clients import charger_v16
+from tests.ocpp_clients import charger_v16, charger_v201
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
@@ -103,12 +104,104 @@ async def test_a_repeated_session_end_keeps_the_first_cdr(csms: RunningCsms) -> 
     # What the relay publishes: cdr_created on charging-sessions, valid against its schema.
     row = await csms.pool.fetchrow("SELECT * FROM events WHERE type = 'cdr_created'")
     outbox_row = OutboxRow(
-        row["id"], row["event_id"], row["type"], row["charge_point_id"], row["evse_id"],
-        row["connector_id"], row["occurred_at"], row["recorded_at"], json.loads(row["payload"]),
-    )  # fmt: skip
+        row["id"],
+        row["event_id"],
+        row["type"],
+        row["charge_point_id"],
+        row["evse_id"],
+        row["connector_id"],
+        row["occurred_at"],
+        row["recorded_at"],
+        json.loads(row["payload"]),
+    )
     [message] = messages_for(outbox_row)
     assert message.topic is Topic.CHARGING_SESSIONS and message.key == b"CP-R"
     schemas.validate(message.envelope)
     payload = message.envelope["payload"]
     assert (payload["total_energy_wh"], payload["total_cost"], payload["flags"]) == (
-        "5000", "0.00", ["no_tariff"])  # fmt: skip
+        "5000",
+        "0.00",
+        ["no_tariff"],
+    )
+
+
+async def test_site_tariff_and_connector_power_come_from_smart_charging(
+    csms: RunningCsms,
+) -> None:
+    """A charger on site "depot" (16 A, one phase: 3 680 W) gets the site's tariff, and a
+    meter step of 2 kWh in one minute (120 kW) is flagged and not billed."""
+    await csms.add_token("TAG")
+    tariff = await store.create_tariff(
+        csms.pool, "depot", Tariff(currency="EUR", price_per_kwh=D(1))
+    )
+    await store.assign(csms.pool, "site", "depot", tariff.id)
+    await csms.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('CP-J')")
+    await csms.pool.execute("INSERT INTO sc_sites (site_id) VALUES ('depot')")
+    await csms.pool.execute(
+        "INSERT INTO sc_charger_sites (charge_point_id, site_id, max_current_a, phases)"
+        " VALUES ('CP-J', 'depot', 16, 1)"
+    )
+    async with charger_v16(csms.ocpp_url, "CP-J") as cp:
+        start = await cp.call(
+            call.StartTransaction(connector_id=1, id_tag="TAG", meter_start=0, timestamp=ts(T0))
+        )
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=start.transaction_id,
+                meter_value=[
+                    {
+                        "timestamp": ts(T0 + timedelta(minutes=10)),
+                        "sampledValue": [{"value": "500"}],
+                    }
+                ],
+            )
+        )
+        await cp.call(
+            call.StopTransaction(
+                meter_stop=2500,
+                transaction_id=start.transaction_id,
+                timestamp=ts(T0 + timedelta(minutes=11)),
+            )
+        )
+    cdr = await csms.pool.fetchrow("SELECT * FROM cdrs")
+    assert (cdr["site_id"], cdr["tariff_id"], cdr["tariff_scope"]) == ("depot", tariff.id, "site")
+    assert cdr["flags"] == ["meter_jump"]
+    assert cdr["total_energy_wh"] == 500 and cdr["total_cost"] == D("0.50")
+
+
+async def test_a_session_cut_short_is_billed_to_its_last_reading(csms: RunningCsms) -> None:
+    """A 2.0.1 transaction ended by a fault with no final meter value: the last reading counts."""
+    await csms.add_token("TAG")
+    tariff = await store.create_tariff(csms.pool, "t", Tariff(currency="EUR", price_per_kwh=D(1)))
+    await store.assign(csms.pool, "default", "", tariff.id)
+    async with charger_v201(csms.ocpp_url, "CS-F") as cs:
+        for seq, (kind, minutes, wh) in enumerate(
+            [("Started", 0, 1000), ("Updated", 20, 4200), ("Ended", 25, None)]
+        ):
+            meter = (
+                []
+                if wh is None
+                else [
+                    {
+                        "timestamp": ts(T0 + timedelta(minutes=minutes)),
+                        "sampledValue": [
+                            {"value": wh, "measurand": "Energy.Active.Import.Register"}
+                        ],
+                    }
+                ]
+            )
+            await cs.call(
+                call201.TransactionEvent(
+                    event_type=kind,
+                    timestamp=ts(T0 + timedelta(minutes=minutes)),
+                    seq_no=seq,
+                    trigger_reason="AbnormalCondition" if wh is None else "MeterValuePeriodic",
+                    transaction_info={"transaction_id": "TX-F"},
+                    evse={"id": 1, "connector_id": 1},
+                    meter_value=meter or None,
+                )
+            )
+    cdr = await csms.pool.fetchrow("SELECT * FROM cdrs")
+    assert cdr["total_energy_wh"] == 3200 and cdr["total_cost"] == D("3.20")
+    assert cdr["meter_stop_wh"] == 4200 and cdr["flags"] == []
