@@ -18,6 +18,7 @@ from csms.outbox.envelope import OutboxRow, messages_for
 from csms.outbox.topics import Topic
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import charger_v16, charger_v201
+from tests.waiting import eventually
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
@@ -205,3 +206,31 @@ async def test_a_session_cut_short_is_billed_to_its_last_reading(csms: RunningCs
     cdr = await csms.pool.fetchrow("SELECT * FROM cdrs")
     assert cdr["total_energy_wh"] == 3200 and cdr["total_cost"] == D("3.20")
     assert cdr["meter_stop_wh"] == 4200 and cdr["flags"] == []
+
+
+async def test_cost_updated_is_sent_periodically(start_csms: StartCsms) -> None:
+    from tests.billing.test_api import CostAwareStation
+
+    csms = await start_csms(billing_cost_update_interval=0.2, billing_sweep_interval=0)
+    tariff = await store.create_tariff(csms.pool, "t", Tariff(currency="EUR", price_per_kwh=D(1)))
+    await store.assign(csms.pool, "default", "", tariff.id)
+    CostAwareStation.costs = []
+    async with charger_v201(csms.ocpp_url, "CS-P", CostAwareStation) as cs:
+        for seq, (kind, wh) in enumerate([("Started", 0), ("Updated", 1500)]):
+            await cs.call(
+                call201.TransactionEvent(
+                    event_type=kind, timestamp=ts(T0 + timedelta(minutes=seq)), seq_no=seq,
+                    trigger_reason="MeterValuePeriodic", evse={"id": 1, "connector_id": 1},
+                    transaction_info={"transaction_id": "TX-P"},
+                    meter_value=[{"timestamp": ts(T0 + timedelta(minutes=seq)), "sampledValue": [
+                        {"value": wh, "measurand": "Energy.Active.Import.Register"}]}],
+                )
+            )  # fmt: skip
+        await eventually(lambda: _repeated_total(CostAwareStation.costs, 1.5))
+    totals = [total for total, tx in CostAwareStation.costs if tx == "TX-P"]
+    assert totals == sorted(totals) and set(totals) <= {0.0, 1.5}  # 0 before the 1.5 kWh
+
+
+async def _repeated_total(costs: list[tuple[float, str]], total: float) -> bool:
+    """The running total was sent at least twice: the loop keeps going."""
+    return [c[0] for c in costs].count(total) >= 2
