@@ -7,7 +7,9 @@ them charging, past sessions), then measures:
 * the overview endpoint the page polls (``GET /api/v1/dashboard/overview``,
   counts + one page of 50), unfiltered and with a search and a status filter;
 * the page in headless Chromium: from navigation to the first 50 rows and the
-  counts on screen (the key is put in sessionStorage first, as after a login).
+  counts on screen (the key is put in sessionStorage first, as after a login);
+* the analytics over the last week (every session and sample falls in it),
+  from the raw samples and after the background rollup (also timed).
 
     .venv/bin/python -m bench.dashboard_overview --chargers 5000
 """
@@ -21,6 +23,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -28,9 +31,14 @@ import httpx
 
 from csms.app import Csms
 from csms.config import Settings
+from csms.dashboard.rollup import roll_up
 from csms.storage import api_keys
 from csms.storage.embedded import stop_embedded
 
+PENDING = """
+    SELECT count(*) FROM sessions s LEFT JOIN analytics_sessions a ON a.session_id = s.id
+    WHERE s.status = 'ended' AND (a.session_id IS NULL OR a.rolled_up_at < s.updated_at)
+"""
 STATUSES = ["Available", "Available", "Available", "Occupied", "Faulted", "Unavailable"]
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,8 +46,10 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-async def populate(pool: asyncpg.Pool, chargers: int, sessions_per_charger: int) -> None:
-    """A fleet in one go: chargers, their connectors, ended and active sessions."""
+async def populate(
+    pool: asyncpg.Pool, chargers: int, sessions_per_charger: int, samples_per_session: int
+) -> None:
+    """A fleet in one go: chargers, connectors, ended and active sessions, register samples."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             """
@@ -80,6 +90,19 @@ async def populate(pool: asyncpg.Pool, chargers: int, sessions_per_charger: int)
             chargers,
             sessions_per_charger,
         )
+        # Register readings evenly through each ended session (90 minutes, 20 kWh).
+        await conn.execute(
+            """
+            INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                       sampled_at, measurand, value, unit, location)
+            SELECT s.charge_point_id, s.id, s.evse_id, s.connector_id,
+                   s.started_at + k * interval '90 minutes' / ($1 + 1),
+                   'Energy.Active.Import.Register', k * 20000.0 / ($1 + 1), 'Wh', 'Outlet'
+            FROM sessions s, generate_series(1, $1) k
+            WHERE s.status = 'ended'
+            """,
+            samples_per_session,
+        )
         await conn.execute("ANALYZE")
 
 
@@ -96,6 +119,18 @@ async def time_endpoint(
     for _ in range(runs):
         started = time.perf_counter()
         answer = await client.get("/api/v1/dashboard/overview", params=params)
+        timings.append(time.perf_counter() - started)
+        answer.raise_for_status()
+    return timings
+
+
+async def time_get(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], runs: int
+) -> list[float]:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        answer = await client.get(path, params=params, timeout=120)
         timings.append(time.perf_counter() - started)
         answer.raise_for_status()
     return timings
@@ -133,7 +168,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chargers", type=int, default=5000)
     parser.add_argument("--sessions-per-charger", type=int, default=20)
+    parser.add_argument(
+        "--samples", type=int, default=17, help="register samples per session (every 5 min)"
+    )
     parser.add_argument("--runs", type=int, default=50, help="requests per endpoint variant")
+    parser.add_argument("--analytics-runs", type=int, default=5)
     parser.add_argument("--page-runs", type=int, default=10, help="page loads in Chromium")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
@@ -146,11 +185,12 @@ async def main() -> None:
     await app.start()
     try:
         started = time.perf_counter()
-        await populate(app.pool, args.chargers, args.sessions_per_charger)
+        await populate(app.pool, args.chargers, args.sessions_per_charger, args.samples)
+        samples = await app.pool.fetchval("SELECT count(*) FROM meter_samples")
         print(
             f"{args.chargers} chargers, {2 * args.chargers} connectors, "
-            f"{args.chargers * args.sessions_per_charger} sessions inserted in "
-            f"{time.perf_counter() - started:.1f} s"
+            f"{args.chargers * args.sessions_per_charger} sessions, {samples} meter samples "
+            f"inserted in {time.perf_counter() - started:.1f} s"
         )
         _, key = await api_keys.create(app.pool, "bench", "read-only")
         port = app.api_url.rsplit(":", 1)[1].split("/")[0]
@@ -166,6 +206,27 @@ async def main() -> None:
                 ("overview API, connector status Faulted", {"connector_status": "Faulted"}),
             ]:
                 print(summary(label, await time_endpoint(client, params, args.runs)))
+            today = datetime.now(UTC).date()
+            week = {"from": str(today - timedelta(days=6)), "to": str(today)}
+            raw = await time_get(client, "/api/v1/analytics/fleet", week, 1)
+            print(summary("analytics fleet, 7 days per day, raw samples", raw))
+            # The dashboard service has been rolling up since start-up; help it finish.
+            started = time.perf_counter()
+            async with app.pool.acquire() as conn:
+                while await conn.fetchval(PENDING) > 0:
+                    if not await roll_up(conn, 2000):
+                        await asyncio.sleep(0.2)  # the service holds the rollup lock
+            print(f"rollup finished {time.perf_counter() - started:.1f} s after the raw query")
+            for label, path, params in [
+                ("analytics fleet, 7 days per day", "/api/v1/analytics/fleet", week),
+                (
+                    "analytics fleet, 7 days per hour",
+                    "/api/v1/analytics/fleet",
+                    {**week, "bucket": "hour"},
+                ),
+                ("analytics per charger, 7 days", "/api/v1/analytics/chargers", week),
+            ]:
+                print(summary(label, await time_get(client, path, params, args.analytics_runs)))
         if args.page_runs:
             timings = await time_page(f"{base}/", key, args.chargers, args.page_runs, args.chromium)
             print(summary("page load to 50 rows + counts (Chromium)", timings))
