@@ -79,6 +79,7 @@ class SmartChargingService:
         self.pool = context.pool
         self.settings = context.settings
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
+        self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}
         self._defaults: dict[str, float] = {}  # charger -> TxDefault limit it accepted
         self._default_failed: dict[str, float] = {}  # charger -> when it last refused it
@@ -185,24 +186,33 @@ class SmartChargingService:
             if site_id is not None:
                 self.request_replan(site_id, event.type)
 
+    def _track(self, key: str, t: Tracked) -> None:
+        old = self.sessions.get(key)
+        if old is not None:
+            self._untrack(key)
+        self.sessions[key] = t
+        self._by_transaction[(t.charge_point_id, t.transaction_id)] = t
+
+    def _untrack(self, key: str) -> None:
+        t = self.sessions.pop(key)
+        index = (t.charge_point_id, t.transaction_id)
+        if self._by_transaction.get(index) is t:
+            del self._by_transaction[index]
+
     def _drop_transaction(self, charge_point_id: str, transaction_id: str) -> None:
-        for key, t in list(self.sessions.items()):
-            if t.charge_point_id == charge_point_id and t.transaction_id == transaction_id:
-                del self.sessions[key]
+        t = self._by_transaction.get((charge_point_id, transaction_id))
+        if t is not None:
+            key = session_key(t.charge_point_id, t.evse_id)
+            if self.sessions.get(key) is t:
+                self._untrack(key)
+            else:
+                del self._by_transaction[(charge_point_id, transaction_id)]
 
     def _measure(self, event: SessionUpdated | MeterSampled) -> Verdict | None:
         measured = currents_per_line(event.samples)
         if measured is None or event.transaction_id is None:
             return None
-        tracked = next(
-            (
-                t
-                for t in self.sessions.values()
-                if t.charge_point_id == event.charge_point_id
-                and t.transaction_id == event.transaction_id
-            ),
-            None,
-        )
+        tracked = self._by_transaction.get((event.charge_point_id, event.transaction_id))
         if tracked is None:
             return None
         offered = tracked.limit if tracked.limit is not None else tracked.assumed
@@ -276,7 +286,7 @@ class SmartChargingService:
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
                     t.assumed = self._hardware_max(tree, t.charge_point_id)
-                self.sessions[key] = t
+                self._track(key, t)
             started = row["started_at"]
             t.rank = started.timestamp() if started is not None else time.time()
             t.priority = row["priority"]
@@ -284,7 +294,7 @@ class SmartChargingService:
         site_chargers = {c.charge_point_id for c in tree.chargers}
         for key, t in list(self.sessions.items()):
             if t.charge_point_id in site_chargers and key not in live:
-                del self.sessions[key]
+                self._untrack(key)
         return live
 
     @staticmethod

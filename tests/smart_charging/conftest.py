@@ -14,10 +14,11 @@ from tests.csms.api.conftest import Api
 
 @pytest.fixture
 async def api(start_csms: StartCsms) -> AsyncIterator[Api]:
-    # Settle 0.3 s: the simulated EVs follow a lower limit at their next tick (< 0.1 s).
+    # Settle 0.5 s: longer than a simulated charger's tick and sample interval (1/3 s at
+    # the tests' speeds), so an EV has followed and reported a decrease before an increase.
     csms = await start_csms(
         response_timeout=2.0,
-        smart_charging_settle=0.3,
+        smart_charging_settle=0.5,
         smart_charging_call_timeout=2.0,
         smart_charging_interval=5.0,
     )
