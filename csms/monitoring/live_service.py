@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # csms.services imports this module to build the service list
 
 log = structlog.get_logger(__name__)
 
+_DRAIN_S = 5.0  # at stop, how long the last events (disconnects) may take to record
+
 
 class LiveMonitoringService:
     name = "monitoring-live"
@@ -56,6 +58,7 @@ class LiveMonitoringService:
         self.webhooks = WebhookDispatcher(context.pool, settings)
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy = False  # the consumer is handling an event
 
     def api_routers(self) -> Sequence[APIRouter]:
         pool = self.context.pool
@@ -79,9 +82,14 @@ class LiveMonitoringService:
         self.hub.close()
         subscription = self._subscription
         if subscription is not None:
-            # What chargers reported while the server closed (their disconnects) still counts.
-            while not subscription.queue.empty():
-                await self._handle(subscription.queue.get_nowait())
+            # What chargers reported while the server closed (their disconnects) still
+            # counts: let the consumer finish the queue, in order, for a bounded time.
+            deadline = asyncio.get_running_loop().time() + _DRAIN_S
+            while self._busy or not subscription.queue.empty():
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning("monitoring.stop_undrained", left=subscription.queue.qsize())
+                    break
+                await asyncio.sleep(0.01)
             self.context.bus.unsubscribe(subscription)
             self._subscription = None
         for task in self._tasks:
@@ -94,10 +102,13 @@ class LiveMonitoringService:
     async def _consume(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.get()
+            self._busy = True
             try:
                 await self._handle(event)
             except Exception:
                 log.exception("monitoring.event_failed", event_type=event.type)
+            finally:
+                self._busy = False
 
     async def _handle(self, event: Event) -> None:
         progress, delivered_wh = self.tracker.apply(event)
