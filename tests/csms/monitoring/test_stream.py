@@ -132,7 +132,8 @@ async def test_subscriber_gets_one_chargers_events_in_order(api: Api) -> None:  
         )
         await eventually(lambda: _has(listener, "alert_opened"))
 
-    kinds = [kind for kind, _ in listener.events if kind != "charger_connected"]
+    connectivity = {"charger_connected", "charger_disconnected"}  # timing-dependent at the end
+    kinds = [kind for kind, _ in listener.events if kind not in connectivity]
     assert kinds == [
         "connector_status_changed",
         "connector_status_changed",
