@@ -13,7 +13,9 @@ import httpx
 import pytest
 from ocpp.v16 import call as call16
 
+from csms.events import MeterSample, MeterSampled, SessionStarted
 from csms.monitoring.alerts import AlertOpened, Severity
+from csms.monitoring.progress import SessionTracker, estimate_completion, readings_of
 from tests.charge_point_sim.support import running, start_tx, stop_tx
 from tests.csms.api.conftest import Api, api  # noqa: F401  (the fixture)
 from tests.ocpp_clients import charger_v16
@@ -216,3 +218,28 @@ async def test_simulated_ev_session_progress_with_soc_and_eta(api: Api, v201: bo
 
 async def _ended(listener: Listener) -> bool:
     return any(p["ended"] for p in listener.of_type("session_progress"))
+
+
+def test_progress_sums_phases_and_never_counts_a_register_going_back() -> None:
+    at = T0
+    phases = [MeterSample(at, "Power.Active.Import", 2000.0, "W", phase=p) for p in ("L1", "L2")]
+    assert readings_of(phases).power_w == 4000.0
+    total = [*phases, MeterSample(at, "Power.Active.Import", 3900.0, "W")]
+    assert readings_of(total).power_w == 3900.0  # a total wins over per-phase values
+    tracker = SessionTracker()
+    start = SessionStarted(
+        charge_point_id="CP", occurred_at=at, evse_id=1, connector_id=1,
+        transaction_id="7", id_token=None, meter_start_wh=500.0,
+    )  # fmt: skip
+    assert tracker.apply(start)[1] == 0.0
+
+    def register(wh: float) -> float:
+        event = MeterSampled(
+            charge_point_id="CP", occurred_at=at, evse_id=1, connector_id=1, transaction_id="7",
+            samples=(MeterSample(at, "Energy.Active.Import.Register", wh, "Wh"),),
+        )  # fmt: skip
+        return tracker.apply(event)[1]
+
+    # Going back counts nothing; a register that was reset counts on from its new value.
+    assert [register(wh) for wh in (600.0, 550.0, 700.0)] == [100.0, 0.0, 150.0]
+    assert estimate_completion((at, 50.0), (at, 50.0)) is None  # no time passed: no rate
