@@ -153,7 +153,8 @@ def test_kafka_init_is_idempotent(kafka: TansuProcess, capsys: pytest.CaptureFix
     assert main(args) == 0
     second = capsys.readouterr().out.splitlines()
     assert second == [f"{t}: exists (left unchanged)" for t in (
-        "station-status", "charging-sessions", "meter-values", "charger-events")]  # fmt: skip
+        "station-status", "charging-sessions", "meter-values", "charger-events",
+        "load-management", "charger-alerts")]  # fmt: skip
 
     async def configs() -> dict[str, str]:
         from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
