@@ -221,9 +221,11 @@ def _fill_class(
     residual: dict[tuple[str, int], float],
 ) -> dict[str, float]:
     """Admit in arrival order, then water-fill one priority class on ``residual``."""
+    floor = {s.id: s.floor for s in sessions}  # the properties, computed once
+    cap = {s.id: s.cap for s in sessions}
     admitted: list[Session] = []
     for s in sorted(sessions, key=lambda s: (s.rank, s.id)):
-        need = s.floor
+        need = floor[s.id]
         if all(residual[r] - w * need >= -_EPS for r, w in resources[s.id]):
             for r, w in resources[s.id]:
                 residual[r] -= w * need
@@ -238,16 +240,16 @@ def _fill_class(
     state: dict[str, int] = {}  # 0 waiting at its minimum, 1 growing, 2 frozen
     heap: list[tuple[float, int, str, int, int]] = []
     for s in admitted:
-        value[s.id] = s.floor
+        value[s.id] = floor[s.id]
         state[s.id] = 0
         for r, w in resources[s.id]:
             if r not in fixed:
                 # What the class may use: its minimums are already taken out of residual.
                 fixed[r], rate[r], version[r], members[r] = 0.0, 0, 0, []
-            fixed[r] += w * s.floor
+            fixed[r] += w * floor[s.id]
             members[r].append(s)
-        if s.cap > s.floor + _EPS:
-            heapq.heappush(heap, (s.floor, _START, s.id, 0, 0))
+        if cap[s.id] > floor[s.id] + _EPS:
+            heapq.heappush(heap, (floor[s.id], _START, s.id, 0, 0))
         else:
             state[s.id] = 2
     for r in fixed:
@@ -282,14 +284,14 @@ def _fill_class(
                 continue
             state[s.id] = 1
             for r, w in resources[s.id]:
-                fixed[r] -= w * s.floor
+                fixed[r] -= w * floor[s.id]
                 rate[r] += w
                 touched.add(r)
-            heapq.heappush(heap, (s.cap, _CAP, s.id, 0, 0))
+            heapq.heappush(heap, (cap[s.id], _CAP, s.id, 0, 0))
         elif kind == _CAP:
             s = by_id[name]
             if state[s.id] == 1:
-                stop(s, s.cap)
+                stop(s, cap[s.id])
         else:
             r = resource_of[name]
             if ver != version[r] or r in saturated:
@@ -297,7 +299,7 @@ def _fill_class(
             saturated.add(r)
             for s in members[r]:
                 if state[s.id] == 1:
-                    stop(s, max(s.floor, min(s.cap, level)))
+                    stop(s, max(floor[s.id], min(cap[s.id], level)))
                 elif state[s.id] == 0:
                     state[s.id] = 2  # waiting at its minimum: it can never grow now
         if heap and heap[0][0] == level and heap[0][1] == kind and kind != _SATURATE:
