@@ -249,7 +249,7 @@ class SmartChargingService:
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
         for _ in range(_MAX_ROUNDS):
-            currents, reserved, changes = self._plan(tree, live)
+            currents, reserved, changes = await self._plan(tree, live)
             decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
             results = await self._send_all(decreases)
             sent.extend(zip(decreases, results, strict=True))
@@ -304,7 +304,7 @@ class SmartChargingService:
                 return c.connector_max_current_a or c.max_current_a
         return 0.0
 
-    def _plan(
+    async def _plan(
         self, tree: SiteTree, tracked: dict[str, Tracked]
     ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend]]:
         """Allocate; return the currents, the load set aside per session, what changed."""
@@ -327,7 +327,10 @@ class SmartChargingService:
                 )
             )
         problem = build_problem(tree, live, now)
-        currents = dict(allocate(problem.nodes, problem.sessions).currents)
+        # In a thread: a big site takes a second of CPU, and chargers must still be answered
+        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
+        allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
+        currents = dict(allocation.currents)
         changes = []
         for key, t in tracked.items():
             if key not in currents or t.assumed is not None:
