@@ -90,9 +90,19 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
     # -- receiving ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Handle frames in arrival order until the socket closes."""
+        """Handle frames in arrival order until the socket closes.
+
+        A charger may answer a command and close at once (Reset: answer, then
+        reboot) while we are still handling a CALL it sent before. Our answer
+        to that CALL then finds the socket closed, but the frames the charger
+        sent before closing are still buffered: keep reading them, so that its
+        answer completes the pending command instead of being lost.
+        """
         async for frame in self.websocket:
-            await self.route_message(frame)
+            try:
+                await self.route_message(frame)
+            except ConnectionClosed:
+                log.info("rpc.answer_not_sent", reason="connection closed")
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         self.central.seen(self.id)

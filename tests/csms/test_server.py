@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from ocpp.v16 import call
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -107,3 +109,19 @@ async def test_last_seen_advances_in_batches(csms: RunningCsms) -> None:
         await eventually(
             lambda: csms.pool.fetchval("SELECT last_seen_at > $1 FROM chargers", first)
         )
+
+
+async def test_an_answer_sent_just_before_closing_is_not_lost(csms: RunningCsms) -> None:
+    """A charger answers Reset and closes while the CSMS is still answering its own CALL."""
+    async with raw_charger(csms.ocpp_url, "CP-RESET") as charger:
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        assert (await charger.exchange(json.dumps([2, "b", "BootNotification", boot])))[0] == 3
+        reset = asyncio.create_task(csms.router.call("CP-RESET", call.Reset(type="Soft")))
+        request = json.loads(await asyncio.wait_for(charger.websocket.recv(), 5))
+        assert request[2] == "Reset"
+        status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+        await charger.send(json.dumps([2, "s", "StatusNotification", status]))
+        await charger.send(json.dumps([3, request[1], {"status": "Accepted"}]))
+        await charger.websocket.close()
+    answer = await asyncio.wait_for(reset, 5)
+    assert answer.status == "Accepted"
