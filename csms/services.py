@@ -25,8 +25,8 @@ from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.dashboard import DashboardService
-from csms.monitoring.live_service import LiveMonitoringService
 from csms.monitoring.alerts_service import AlertService
+from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
 
 
@@ -60,8 +60,8 @@ def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
     services.append(BillingService(context))  # tariffs, CDRs at session end, running cost
-    services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
+    services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(AlertService(context))  # fault detection: rules, alerts, health
     from smart_charging.service import SmartChargingService  # it imports this module
 
