@@ -3,6 +3,11 @@
 * ``GET /api/v1/analytics/fleet``: per time bucket for the selection (all
   chargers, or the ``charge_point_id`` given, repeatable), its summary and the
   duration and energy distributions.
+
+Every row has ``revenue``: a list of ``{currency, sessions, net, tax, total}``
+(amounts as decimal strings) from billing's CDRs of the sessions that ended in
+it, one entry per currency (:mod:`csms.dashboard.revenue`); in CSV, columns per
+currency.
 * ``GET /api/v1/analytics/chargers``: one summary row per charger over the range.
 * ``GET /api/v1/analytics/sites``: one row per smart-charging site (404 without sites).
 
@@ -19,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from csms.api.context import Context, Reader
-from csms.dashboard import analytics
+from csms.dashboard import analytics, revenue
 from csms.storage import Executor
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -62,7 +67,7 @@ def _selection(
 
 def _csv(rows: list[dict[str, Any]], name: str) -> Response:
     return Response(
-        analytics.to_csv(rows),
+        analytics.to_csv(revenue.flatten_for_csv(rows)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
@@ -80,19 +85,21 @@ async def fleet(
     site_id: Site = None,
     format: Format = "json",
 ) -> Any:
-    """Energy, utilisation, sessions, failures, durations, idle time and peak per bucket."""
+    """Energy, utilisation, sessions, failures, durations, idle, peak and revenue per bucket."""
     async with context.pool.acquire() as conn:
         chargers = await _scope(conn, charge_point_id, site_id)
         selection = _selection(first, to, tz, bucket, chargers)
         raw = await analytics.per_bucket(conn, selection)
         histograms = await analytics.distributions(conn, selection)
+        money = await revenue.per_bucket(conn, selection)
     buckets = [analytics.figures(r) for r in raw]
     for row in buckets:
-        del row["group_id"]
+        row["revenue"] = revenue.as_json(money.get((row.pop("group_id"), row["start"]), {}))
     if format == "csv":
         return _csv(buckets, f"analytics-{first}-{to}")
     summary = analytics.figures(analytics.summarise(raw))
     del summary["group_id"]
+    summary["revenue"] = revenue.as_json(revenue.combine(money.values()))
     return {
         "from": first,
         "to": to,
@@ -125,10 +132,12 @@ async def _per_group(
             [selection.edges[0], selection.edges[-1]], selection.charge_point_ids, selection.now
         )
         raw = await analytics.per_bucket(conn, whole, grouping)
+        money = await revenue.per_bucket(conn, whole, grouping)
     key = "charge_point_id" if grouping == "charger" else "site_id"
     rows = []
     for figures in map(analytics.figures, raw):
         group = figures.pop("group_id")
+        figures["revenue"] = revenue.as_json(money.get((group, figures["start"]), {}))
         rows.append({key: group, **figures})
     return rows
 
