@@ -6,15 +6,17 @@ not wait for the chargers; ``GET /sites/{id}/load`` shows the result).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from csms.api.context import Context, Operator, Reader
 from smart_charging import store
 from smart_charging.model import SiteConfig
+from smart_charging.shifting import PriceSchedule, TariffEntry
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
@@ -66,6 +68,43 @@ class PreferencesBody(BaseModel):
     priority: int | None = Field(default=None, ge=-100, le=100)
     departure_at: datetime | None = None
     energy_wanted_wh: float | None = Field(default=None, ge=0)
+
+
+class PriceEntryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: time = Field(description="local time of day it starts, e.g. 22:00")
+    price: float = Field(ge=0, description="price per kWh from start until the next entry")
+
+
+class PricesBody(BaseModel):
+    """A daily time-of-use tariff: each entry holds until the next; the last wraps to the first."""
+
+    model_config = ConfigDict(extra="forbid")
+    time_zone: str = Field(default="UTC", description="IANA time zone of the times of day")
+    entries: list[PriceEntryBody] = Field(min_length=1, max_length=96)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {value!r}") from e
+        return value
+
+    @field_validator("entries")
+    @classmethod
+    def _distinct_starts(cls, value: list[PriceEntryBody]) -> list[PriceEntryBody]:
+        if len({e.start for e in value}) != len(value):
+            raise ValueError("two entries start at the same time of day")
+        return value
+
+
+def _prices_dict(prices: PriceSchedule) -> dict[str, Any]:
+    return {
+        "time_zone": prices.zone,
+        "entries": [{"start": e.start.isoformat(), "price": e.price} for e in prices.entries],
+    }
 
 
 def _site_dict(site: SiteConfig) -> dict[str, Any]:
@@ -191,6 +230,36 @@ def build_router(service: SmartChargingService) -> APIRouter:
             raise _not_found(f"site {site_id!r}")
         service.request_replan(site_id, "demand_response_lifted")
         return _site_dict(site)
+
+    @router.put("/sites/{site_id}/prices")
+    async def put_prices(
+        site_id: str, body: PricesBody, context: Context, caller: Operator
+    ) -> dict[str, Any]:
+        """Set the site's daily price schedule: sessions with a departure move to cheap hours."""
+        prices = PriceSchedule(
+            body.time_zone,
+            tuple(TariffEntry(e.start.replace(tzinfo=None), e.price) for e in body.entries),
+        )
+        try:
+            await store.put_prices(context.pool, site_id, prices)
+        except store.Conflict as e:
+            raise _not_found(f"site {site_id!r}") from e
+        service.request_replan(site_id, "prices_changed")
+        return _prices_dict(prices)
+
+    @router.get("/sites/{site_id}/prices")
+    async def get_prices(site_id: str, context: Context, caller: Reader) -> dict[str, Any]:
+        prices = await store.get_prices(context.pool, site_id)
+        if prices is None:
+            raise _not_found(f"price schedule of site {site_id!r}")
+        return _prices_dict(prices)
+
+    @router.delete("/sites/{site_id}/prices", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_prices(site_id: str, context: Context, caller: Operator) -> Response:
+        if not await store.delete_prices(context.pool, site_id):
+            raise _not_found(f"price schedule of site {site_id!r}")
+        service.request_replan(site_id, "prices_removed")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get("/sites/{site_id}/load")
     async def site_load(site_id: str, context: Context, caller: Reader) -> dict[str, Any]:

@@ -29,12 +29,15 @@ class ChargingLimitSet(Event):
     site_id: str
     evse_id: int  # 0 = the whole charger (the TxDefaultProfile sent at boot)
     transaction_id: str | None
-    purpose: str  # TxProfile or TxDefaultProfile
+    purpose: str  # TxProfile, TxDefaultProfile, ChargePointMaxProfile or ChargingStationMaxProfile
     limit_a: float  # per line
     previous_limit_a: float | None
     phases: int
     status: str  # Accepted, Rejected, NoAnswer, Offline, Error
     reason: str  # what made the site re-plan
+    # Time of use: the schedule sent, (start offset s from when it was sent, limit A), or None
+    # for one period at ``limit_a``.
+    periods: tuple[tuple[int, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,3 +56,7 @@ class LoadPlanComputed(Event):
     paused: int
     changed: int  # profiles sent
     duration_ms: float
+    shifted: int = 0  # sessions on a time-of-use schedule
+    # Sessions (``<charge_point_id>/<evse_id>``) whose departure cannot be met even at full
+    # allocation: they charge at full allocation now.
+    deadlines_missed: tuple[str, ...] = ()

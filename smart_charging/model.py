@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smart_charging.allocation import NOMINAL_VOLTAGE, PHASES, Node, Session
+from smart_charging.shifting import PriceSchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class SiteTree:
     site: SiteConfig
     groups: tuple[GroupConfig, ...] = ()
     chargers: tuple[ChargerPlace, ...] = ()
+    prices: PriceSchedule | None = None  # time of use: None = no shifting
 
 
 @dataclass(frozen=True, slots=True)

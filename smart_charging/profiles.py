@@ -2,17 +2,29 @@
 
 Ids, stack levels and units, the same for both versions:
 
-=====================  ==========================  ===========  ========================
-profile                id                          stack level  scope
-=====================  ==========================  ===========  ========================
-TxDefaultProfile       ``DEFAULT_PROFILE_ID`` 7100  0            connector/EVSE 0 (all)
-TxProfile              ``TX_PROFILE_ID`` + EVSE     1            one EVSE, one transaction
-=====================  ==========================  ===========  ========================
+=========================  ==========================  ===========  ======================
+profile                    id                          stack level  scope
+=========================  ==========================  ===========  ======================
+ChargePointMaxProfile [1]  ``MAX_PROFILE_ID`` 7000      0            the whole charger
+TxDefaultProfile           ``DEFAULT_PROFILE_ID`` 7100  0            connector/EVSE 0 (all)
+TxProfile                  ``TX_PROFILE_ID`` + EVSE     1            one EVSE, one transaction
+=========================  ==========================  ===========  ======================
 
-Every schedule is ``Relative`` (from the start of the transaction), in
-``A`` per line with ``numberPhases`` set, and has one period starting at 0
-with no duration: the limit holds until the next profile replaces it (same id,
-so a charger replaces rather than stacks). The TxDefaultProfile is the safe
+[1] ChargingStationMaxProfile in 2.0.1.
+
+Every schedule is in ``A`` per line with ``numberPhases`` set. The
+TxDefaultProfile and a plain TxProfile are ``Relative`` (from the start of the
+transaction) with one period starting at 0 and no duration: the limit holds
+until the next profile replaces it (same id, so a charger replaces rather
+than stacks). A time-of-use TxProfile (:mod:`smart_charging.shifting`) is
+``Absolute`` with ``startSchedule`` = when it was planned and several periods
+(0 A while prices are high, the allocation in the cheap hours); it too is
+replaced by the next plan. The ChargePointMaxProfile is sent at boot with the
+charger's configured ``max_current_a`` (its share of the site as the operator
+sized it), ``Absolute`` from that moment with one endless period (it belongs
+to no transaction, so ``Relative`` would have nothing to be relative to): a
+charger that loses the CSMS never goes above its configured maximum, whatever
+it was told last. The TxDefaultProfile is the safe
 fallback a charger applies to a new session before the load manager has
 planned it, and to every new session while the CSMS is unreachable
 (``fallback_current_a`` of the site, 0 A by default: a new session waits for
@@ -22,6 +34,8 @@ integer; 2.0.1 ``transactionId``), so it ends with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from ocpp.v16 import call as call16
@@ -29,15 +43,36 @@ from ocpp.v201 import call as call201
 
 from csms.events import Protocol
 
+MAX_PROFILE_ID = 7000
 DEFAULT_PROFILE_ID = 7100
 TX_PROFILE_ID = 7200  # + evse_id: one id per EVSE, replaced in place
+MAX_STACK_LEVEL = 0
 DEFAULT_STACK_LEVEL = 0
 TX_STACK_LEVEL = 1
 RATE_UNIT = "A"
 
 
-def _period(limit_a: float, phases: int) -> dict[str, Any]:
-    return {"start_period": 0, "limit": round(limit_a, 1), "number_phases": phases}
+def _period(limit_a: float, phases: int, start_s: int = 0) -> dict[str, Any]:
+    return {"start_period": start_s, "limit": round(limit_a, 1), "number_phases": phases}
+
+
+def _schedule(
+    limit_a: float,
+    phases: int,
+    periods: Sequence[tuple[int, float]] | None,
+    start: datetime | None,
+) -> tuple[str, dict[str, Any]]:
+    """The profile kind and the schedule's fields common to 1.6 and 2.0.1."""
+    if periods and len(periods) > 1 and start is not None:
+        return "Absolute", {
+            "start_schedule": start.isoformat(),
+            "charging_rate_unit": RATE_UNIT,
+            "charging_schedule_period": [_period(a, phases, s) for s, a in periods],
+        }
+    return "Relative", {
+        "charging_rate_unit": RATE_UNIT,
+        "charging_schedule_period": [_period(limit_a, phases)],
+    }
 
 
 def _v16_transaction_id(transaction_id: str) -> int | str:
@@ -46,10 +81,21 @@ def _v16_transaction_id(transaction_id: str) -> int | str:
 
 
 def tx_profile(
-    protocol: Protocol, evse_id: int, transaction_id: str, limit_a: float, phases: int
+    protocol: Protocol,
+    evse_id: int,
+    transaction_id: str,
+    limit_a: float,
+    phases: int,
+    periods: Sequence[tuple[int, float]] | None = None,
+    start: datetime | None = None,
 ) -> Any:
-    """SetChargingProfile limiting one transaction to ``limit_a`` per line."""
+    """SetChargingProfile limiting one transaction to ``limit_a`` per line.
+
+    With ``periods`` (time of use: start offset s from ``start``, limit A; none above
+    ``limit_a``) it is an Absolute schedule of those periods instead.
+    """
     profile_id = TX_PROFILE_ID + evse_id
+    kind, schedule = _schedule(limit_a, phases, periods, start)
     if protocol is Protocol.V16:
         return call16.SetChargingProfile(
             connector_id=evse_id,
@@ -58,11 +104,8 @@ def tx_profile(
                 "transaction_id": _v16_transaction_id(transaction_id),
                 "stack_level": TX_STACK_LEVEL,
                 "charging_profile_purpose": "TxProfile",
-                "charging_profile_kind": "Relative",
-                "charging_schedule": {
-                    "charging_rate_unit": RATE_UNIT,
-                    "charging_schedule_period": [_period(limit_a, phases)],
-                },
+                "charging_profile_kind": kind,
+                "charging_schedule": schedule,
             },
         )
     return call201.SetChargingProfile(
@@ -71,15 +114,39 @@ def tx_profile(
             "id": profile_id,
             "stack_level": TX_STACK_LEVEL,
             "charging_profile_purpose": "TxProfile",
-            "charging_profile_kind": "Relative",
+            "charging_profile_kind": kind,
             "transaction_id": transaction_id,
-            "charging_schedule": [
-                {
-                    "id": profile_id,
-                    "charging_rate_unit": RATE_UNIT,
-                    "charging_schedule_period": [_period(limit_a, phases)],
-                }
-            ],
+            "charging_schedule": [{"id": profile_id, **schedule}],
+        },
+    )
+
+
+def max_profile(protocol: Protocol, limit_a: float, phases: int, now: datetime) -> Any:
+    """SetChargingProfile: the charger's own ceiling (ChargePointMaxProfile / 2.0.1 station max)."""
+    schedule = {
+        "start_schedule": now.isoformat(),
+        "charging_rate_unit": RATE_UNIT,
+        "charging_schedule_period": [_period(limit_a, phases)],
+    }
+    if protocol is Protocol.V16:
+        return call16.SetChargingProfile(
+            connector_id=0,
+            cs_charging_profiles={
+                "charging_profile_id": MAX_PROFILE_ID,
+                "stack_level": MAX_STACK_LEVEL,
+                "charging_profile_purpose": "ChargePointMaxProfile",
+                "charging_profile_kind": "Absolute",
+                "charging_schedule": schedule,
+            },
+        )
+    return call201.SetChargingProfile(
+        evse_id=0,
+        charging_profile={
+            "id": MAX_PROFILE_ID,
+            "stack_level": MAX_STACK_LEVEL,
+            "charging_profile_purpose": "ChargingStationMaxProfile",
+            "charging_profile_kind": "Absolute",
+            "charging_schedule": [{"id": MAX_PROFILE_ID, **schedule}],
         },
     )
 

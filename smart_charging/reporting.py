@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -29,6 +29,8 @@ class SiteView:
     measured_a: tuple[float, float, float]
     reserved_a: float
     sessions: list[dict[str, Any]] = field(default_factory=list)
+    shifted: list[str] = field(default_factory=list)  # session keys on a time-of-use schedule
+    deadlines_missed: list[str] = field(default_factory=list)  # ... that cannot be met
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,8 @@ class SiteView:
             "measured_a": list(self.measured_a),
             "reserved_a": self.reserved_a,
             "sessions": self.sessions,
+            "shifted": self.shifted,
+            "deadlines_missed": self.deadlines_missed,
         }
 
 
@@ -52,6 +56,17 @@ class ProfileSend:
     limit: float
     previous: float | None
     protocol: Protocol
+    # Time of use: a multi-period schedule capped at ``limit`` (start offset s from ``start``,
+    # limit A); None = one period at ``limit`` for the rest of the transaction.
+    periods: tuple[tuple[int, float], ...] | None = None
+    start: datetime | None = None
+
+    def absolute_schedule(self) -> tuple[tuple[float, float], ...] | None:
+        """The periods as (epoch s, limit A), to compare with the next plan's."""
+        if self.periods is None or self.start is None:
+            return None
+        base = self.start.timestamp()
+        return tuple((base + offset, limit) for offset, limit in self.periods)
 
 
 def site_view(
@@ -91,6 +106,11 @@ def site_view(
                 "measured_a": list(t.measured) if t.measured else None,
                 "phases": t.phases,
                 "observed_max_a": t.observed_max,
+                "schedule": (
+                    [[datetime.fromtimestamp(at, UTC).isoformat(), a] for at, a in t.schedule]
+                    if t.schedule
+                    else None
+                ),
             }
         )
     view = SiteView(
@@ -131,6 +151,8 @@ async def record(
         paused=sum(1 for s in view.sessions if s["planned_a"] == 0.0),
         changed=len(sent),
         duration_ms=round(duration_ms, 3),
+        shifted=len(view.shifted),
+        deadlines_missed=tuple(view.deadlines_missed),
     )
     async with pool.acquire() as conn, conn.transaction():
         for s, status in sent:
@@ -148,6 +170,7 @@ async def record(
                     phases=s.tracked.phases,
                     status=status,
                     reason=reason,
+                    periods=s.periods,
                 ),
             )
         await event_log.append(conn, plan)

@@ -51,10 +51,10 @@ from csms.events import (
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.services import ServiceContext
 from csms.storage import event_log
-from smart_charging import profiles, reporting, store
+from smart_charging import profiles, reporting, shifting, store
 from smart_charging.allocation import allocate
 from smart_charging.events import ChargingLimitSet
-from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
+from smart_charging.model import ChargerPlace, LiveSession, SiteTree, build_problem, session_key
 from smart_charging.reporting import ProfileSend, SiteView
 from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_sample
 
@@ -63,6 +63,7 @@ log = structlog.get_logger(__name__)
 OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
 SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
+SCHEDULE_TOLERANCE_S = 300.0  # a time-of-use schedule moved by less is not sent again
 
 
 def utcnow() -> datetime:
@@ -82,6 +83,7 @@ class SmartChargingService:
         self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}
         self._defaults: dict[str, float] = {}  # charger -> TxDefault limit it accepted
+        self._maxes: dict[str, float] = {}  # charger -> ChargePointMaxProfile limit it accepted
         self._default_failed: dict[str, float] = {}  # charger -> when it last refused it
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
         self._reasons: dict[str, set[str]] = {}
@@ -125,6 +127,7 @@ class SmartChargingService:
         """The API moved a charger: read its site again on the next event."""
         self._site_of.pop(charge_point_id, None)
         self._defaults.pop(charge_point_id, None)
+        self._maxes.pop(charge_point_id, None)
 
     async def site_of(self, charge_point_id: str) -> str | None:
         if charge_point_id not in self._site_of:
@@ -177,10 +180,12 @@ class SmartChargingService:
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
             self._defaults.pop(cp, None)
+            self._maxes.pop(cp, None)
             if site_id is not None:
                 self.request_replan(site_id, "charger_offline")
         elif isinstance(event, ChargerBooted | ChargerConnected):
             self._defaults.pop(cp, None)  # a reboot may have lost every profile
+            self._maxes.pop(cp, None)
             self._default_failed.pop(cp, None)
             site_id = await self.site_of(cp)
             if site_id is not None:
@@ -248,8 +253,9 @@ class SmartChargingService:
         sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
+        tou: dict[str, bool] = {}
         for _ in range(_MAX_ROUNDS):
-            currents, reserved, changes = await self._plan(tree, live)
+            currents, reserved, changes, tou = await self._plan(tree, live)
             decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
             results = await self._send_all(decreases)
             sent.extend(zip(decreases, results, strict=True))
@@ -265,6 +271,8 @@ class SmartChargingService:
         sent.extend(reattached)
         current = {k: t for k, t in live.items() if self.sessions.get(k) is t}  # not ended
         view = reporting.site_view(tree, reason, currents, current, utcnow())
+        view.shifted = sorted(tou)
+        view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
         self.views[site_id] = view
         duration_ms = (time.perf_counter() - started) * 1000
         await reporting.record(self.pool, tree, view, sent, reason, duration_ms, utcnow())
@@ -290,6 +298,9 @@ class SmartChargingService:
             started = row["started_at"]
             t.rank = started.timestamp() if started is not None else time.time()
             t.priority = row["priority"]
+            t.departure_at = row["departure_at"]
+            t.energy_wanted_wh = row["energy_wanted_wh"]
+            t.energy_wh = row["energy_wh"]
             live[key] = t
         site_chargers = {c.charge_point_id for c in tree.chargers}
         for key, t in list(self.sessions.items()):
@@ -306,8 +317,9 @@ class SmartChargingService:
 
     async def _plan(
         self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend]]:
-        """Allocate; return the currents, the load set aside per session, what changed."""
+    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend], dict[str, bool]]:
+        """Allocate; return the currents, the load set aside per session, what changed, and
+        the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
         now = utcnow()
         live = []
         for t in tracked.values():
@@ -332,15 +344,35 @@ class SmartChargingService:
         allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
         currents = dict(allocation.currents)
         changes = []
+        tou: dict[str, bool] = {}
         for key, t in tracked.items():
-            if key not in currents or t.assumed is not None:
+            protocol = self._protocol(t.charge_point_id)
+            if key not in currents or t.assumed is not None or protocol is None:
                 continue
             limit = currents[key]
-            if t.limit is None or abs(limit - t.limit) >= 0.05:
-                protocol = self._protocol(t.charge_point_id)
-                if protocol is not None:
-                    changes.append(ProfileSend(t, limit, t.limit, protocol))
-        return currents, dict(problem.reserved), changes
+            plan = shifting.session_plan(
+                tree.prices,
+                now,
+                t.departure_at,
+                t.energy_wanted_wh,
+                t.energy_wh,
+                limit,
+                t.phases,
+                tree.site.min_current_a,
+            )
+            if plan is not None:
+                tou[key] = plan.feasible
+            periods = plan.periods if plan is not None and len(plan.periods) > 1 else None
+            send = ProfileSend(t, limit, t.limit, protocol, periods, now if periods else None)
+            if (
+                t.limit is None
+                or abs(limit - t.limit) >= 0.05
+                or not shifting.same_schedule(
+                    send.absolute_schedule(), t.schedule, SCHEDULE_TOLERANCE_S
+                )
+            ):
+                changes.append(send)
+        return currents, dict(problem.reserved), changes, tou
 
     def _protocol(self, charge_point_id: str) -> Protocol | None:
         connection = self.context.registry.get(charge_point_id)
@@ -352,10 +384,13 @@ class SmartChargingService:
     async def _send(self, s: ProfileSend) -> str:
         """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
         t = s.tracked
-        payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
+        payload = profiles.tx_profile(
+            s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases, s.periods, s.start
+        )
         status = await self._call(t.charge_point_id, payload)
         if status == "Accepted":
             t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
+            t.schedule = s.absolute_schedule()
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
@@ -396,42 +431,62 @@ class SmartChargingService:
         return list(zip(sends, results, strict=True))
 
     async def _ensure_defaults(self, tree: SiteTree, reason: str) -> None:
-        """Send the TxDefaultProfile to online chargers of the site that lack it."""
+        """Send the ChargePointMaxProfile and TxDefaultProfile to chargers that lack them."""
         limit = tree.site.fallback_current_a
         missing = [
             c
             for c in tree.chargers
-            if self._defaults.get(c.charge_point_id) != limit
+            if (
+                self._defaults.get(c.charge_point_id) != limit
+                or self._maxes.get(c.charge_point_id) != c.max_current_a
+            )
             and self._protocol(c.charge_point_id) is not None
             and time.monotonic() - self._default_failed.get(c.charge_point_id, -1e9)
             > self.settings.smart_charging_interval  # retried with the periodic plan
         ]
 
-        async def send(charge_point_id: str, phases: int) -> ChargingLimitSet:
-            protocol = self._protocol(charge_point_id)
-            status = "Offline"
-            if protocol is not None:
-                payload = profiles.default_profile(protocol, limit, phases)
-                status = await self._call(charge_point_id, payload)
-            if status == "Accepted":
-                self._defaults[charge_point_id] = limit
-            else:
-                self._default_failed[charge_point_id] = time.monotonic()
+        def sent(
+            cp: str, purpose: str, limit_a: float, phases: int, status: str
+        ) -> ChargingLimitSet:
             return ChargingLimitSet(
-                charge_point_id=charge_point_id,
+                charge_point_id=cp,
                 occurred_at=utcnow(),
                 site_id=tree.site.site_id,
                 evse_id=0,
                 transaction_id=None,
-                purpose="TxDefaultProfile",
-                limit_a=limit,
+                purpose=purpose,
+                limit_a=limit_a,
                 previous_limit_a=None,
                 phases=phases,
                 status=status,
                 reason=reason,
             )
 
-        events = await asyncio.gather(*(send(c.charge_point_id, c.phases) for c in missing))
+        async def send(place: ChargerPlace) -> list[ChargingLimitSet]:
+            cp, phases, out = place.charge_point_id, place.phases, []
+            protocol = self._protocol(cp)
+            if protocol is not None and self._maxes.get(cp) != place.max_current_a:
+                # The charger's own ceiling first: it holds even if the CSMS is lost later.
+                payload = profiles.max_profile(protocol, place.max_current_a, phases, utcnow())
+                status = await self._call(cp, payload)
+                if status == "Accepted":
+                    self._maxes[cp] = place.max_current_a
+                purpose = "ChargePointMaxProfile"
+                if protocol is not Protocol.V16:
+                    purpose = "ChargingStationMaxProfile"
+                out.append(sent(cp, purpose, place.max_current_a, phases, status))
+            if protocol is not None and self._defaults.get(cp) != limit:
+                payload = profiles.default_profile(protocol, limit, phases)
+                status = await self._call(cp, payload)
+                if status == "Accepted":
+                    self._defaults[cp] = limit
+                out.append(sent(cp, "TxDefaultProfile", limit, phases, status))
+            if any(event.status != "Accepted" for event in out):
+                self._default_failed[cp] = time.monotonic()
+            return out
+
+        sends = await asyncio.gather(*(send(c) for c in missing))
+        events = [event for events_of_one in sends for event in events_of_one]
         if events:
             async with self.pool.acquire() as conn, conn.transaction():
                 for event in events:

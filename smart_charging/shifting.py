@@ -166,3 +166,53 @@ def cost(
             if overlap > 0 and limit > 0:
                 total += overlap * limit * price
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSchedule:
+    """A site's daily tariff: entries (local time of day, price) in IANA time zone ``zone``."""
+
+    zone: str
+    entries: tuple[TariffEntry, ...]
+
+
+def session_plan(
+    prices: PriceSchedule | None,
+    now: datetime,
+    departure: datetime | None,
+    energy_wanted_wh: float | None,
+    energy_delivered_wh: float | None,
+    allocation_a: float,
+    phases: int,
+    min_current_a: float,
+) -> ShiftPlan | None:
+    """The shifted schedule of one session, or None when it just charges at its allocation.
+
+    Shifted: the site has a price schedule and the session a departure time and
+    energy wanted of which some is still missing (wanted minus what its meter
+    shows delivered).
+    """
+    if prices is None or departure is None or energy_wanted_wh is None:
+        return None
+    left = energy_wanted_wh - (energy_delivered_wh or 0.0)
+    intervals = price_intervals(prices.entries, prices.zone, now, departure)
+    horizon = (departure - now).total_seconds()
+    if horizon <= 0:
+        return None if left <= 0 else ShiftPlan(((0, allocation_a),), feasible=False)
+    return shift(horizon, left, allocation_a, phases, min_current_a, intervals)
+
+
+def same_schedule(
+    a: Sequence[tuple[float, float]] | None,
+    b: Sequence[tuple[float, float]] | None,
+    tolerance_s: float,
+) -> bool:
+    """Whether two schedules (absolute start epoch s, limit) differ by less than a resend is worth.
+
+    The first period of each starts at its plan's "now", so only later starts are compared.
+    """
+    if a is None or b is None:
+        return a is b
+    if len(a) != len(b) or any(x[1] != y[1] for x, y in zip(a, b, strict=True)):
+        return False
+    return all(abs(x[0] - y[0]) <= tolerance_s for x, y in zip(a[1:], b[1:], strict=True))

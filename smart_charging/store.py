@@ -1,14 +1,16 @@
-"""Every SQL statement of smart charging (tables ``sc_*`` of migration 0006)."""
+"""Every SQL statement of smart charging (tables ``sc_*`` of migrations 0006 and 0010)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import datetime, time
 from typing import Any
 
 import asyncpg
 
 from csms.storage import Executor
 from smart_charging.model import ChargerPlace, GroupConfig, SiteConfig, SiteTree
+from smart_charging.shifting import PriceSchedule, TariffEntry
 
 _SITE_COLUMNS = (
     "site_id, name, phase_limit_a, power_limit_kw, dr_limit_a, dr_until, "
@@ -102,7 +104,48 @@ async def load_tree(conn: Executor, site_id: str) -> SiteTree | None:
     places = await conn.fetch(
         "SELECT * FROM sc_charger_sites WHERE site_id = $1 ORDER BY charge_point_id", site_id
     )
-    return SiteTree(site, tuple(_group(g) for g in groups), tuple(_place(p) for p in places))
+    prices = await get_prices(conn, site_id)
+    return SiteTree(
+        site, tuple(_group(g) for g in groups), tuple(_place(p) for p in places), prices
+    )
+
+
+async def get_prices(conn: Executor, site_id: str) -> PriceSchedule | None:
+    """The site's daily price schedule (time of use), or None without one."""
+    row = await conn.fetchrow(
+        "SELECT time_zone, entries FROM sc_price_schedules WHERE site_id = $1", site_id
+    )
+    if row is None:
+        return None
+    entries = tuple(
+        TariffEntry(time.fromisoformat(e["start"]), float(e["price"]))
+        for e in json.loads(row["entries"])
+    )
+    return PriceSchedule(row["time_zone"], entries)
+
+
+async def put_prices(conn: Executor, site_id: str, prices: PriceSchedule) -> None:
+    """Create or replace the site's price schedule (raises Conflict for an unknown site)."""
+    entries = [{"start": e.start.isoformat(), "price": e.price} for e in prices.entries]
+    try:
+        await conn.execute(
+            """
+            INSERT INTO sc_price_schedules (site_id, time_zone, entries)
+            VALUES ($1, $2, $3::jsonb)
+            ON CONFLICT (site_id) DO UPDATE SET
+                time_zone = EXCLUDED.time_zone, entries = EXCLUDED.entries, updated_at = now()
+            """,
+            site_id,
+            prices.zone,
+            json.dumps(entries),
+        )
+    except asyncpg.ForeignKeyViolationError as e:
+        raise Conflict(f"unknown site {site_id!r}") from e
+
+
+async def delete_prices(conn: Executor, site_id: str) -> bool:
+    result = await conn.execute("DELETE FROM sc_price_schedules WHERE site_id = $1", site_id)
+    return result != "DELETE 0"
 
 
 async def put_group(
@@ -218,7 +261,7 @@ async def active_sessions(conn: Executor, site_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
         SELECT s.charge_point_id, s.transaction_id, s.protocol,
-               coalesce(s.evse_id, s.connector_id) AS evse_id, s.started_at,
+               coalesce(s.evse_id, s.connector_id) AS evse_id, s.started_at, s.energy_wh,
                p.priority, p.departure_at, p.energy_wanted_wh
         FROM sessions s
         JOIN sc_charger_sites c ON c.charge_point_id = s.charge_point_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from csms.events import MeterSample
 
@@ -35,6 +36,11 @@ class Tracked:
     rank: float = 0.0  # start time (epoch s): earlier sessions are admitted first
     priority: int | None = None  # set for this session through the API (None: charger's)
     changed_at: float = 0.0  # monotonic time its limit last changed (the EV needs a moment)
+    departure_at: datetime | None = None  # time of use: set through the API with the energy
+    energy_wanted_wh: float | None = None
+    energy_wh: float | None = None  # delivered so far, from its meter
+    # The shifted schedule the charger accepted: (absolute start, epoch s; limit A) periods.
+    schedule: tuple[tuple[float, float], ...] | None = None
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""

@@ -1,0 +1,148 @@
+"""Time of use and the charger's own ceiling, end to end against simulated chargers (1.6, 2.0.1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from charge_point_sim import Fleet, FleetConfig
+from charge_point_sim.commands import SimCharger
+from charge_point_sim.ev import EVSpec, EVState
+from charge_point_sim.profiles import Profile, Purpose
+from tests.csms.api.conftest import Api
+from tests.waiting import eventually
+
+
+@pytest.fixture
+async def fleet(api: Api) -> AsyncIterator[Fleet]:
+    """Two one-connector chargers (one 1.6, one 2.0.1) at 16 A each on a 32 A site."""
+    await api.csms.add_token("T")
+    await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": 32})
+    fleet = Fleet(
+        FleetConfig(
+            url=api.csms.ocpp_url, chargers=2, v201_share=0.5, connectors=1, speed=30.0,
+            arrival_rate=0.0, meter_interval=10, id_tags=["T"], seed=5,
+        )
+    )  # fmt: skip
+    await fleet.start()
+    assert await fleet.wait_online()
+    yield fleet
+    await fleet.stop()
+
+
+def _record(fleet: Fleet) -> dict[str, list[Profile]]:
+    """Every profile each charger accepts, in order."""
+    installed: dict[str, list[Profile]] = {c.cfg.charger_id: [] for c in fleet.chargers}
+    for charger in fleet.chargers:
+        original = charger.set_profile
+
+        def spy(
+            evse_id: int,
+            parse: Callable[[], Profile],
+            original: Callable[[int, Callable[[], Profile]], str] = original,
+            charger: SimCharger = charger,
+        ) -> str:
+            status = original(evse_id, parse)
+            if status == "Accepted":
+                installed[charger.cfg.charger_id].append(parse())
+            return status
+
+        charger.set_profile = spy  # type: ignore[method-assign]
+    return installed
+
+
+async def _place(api: Api, fleet: Fleet) -> None:
+    for charger in fleet.chargers:
+        answer = await api.operator.put(
+            f"/chargers/{charger.cfg.charger_id}/site", json={"site_id": "s", "max_current_a": 16}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+async def test_every_charger_gets_its_configured_maximum_as_a_max_profile_at_boot(
+    api: Api, fleet: Fleet
+) -> None:
+    installed = _record(fleet)
+    await _place(api, fleet)
+
+    async def ceilings() -> dict[str, Profile]:
+        found = {cp: p for cp, ps in installed.items() for p in ps if p.purpose is Purpose.MAX}
+        return found if len(found) == len(fleet.chargers) else {}
+
+    found = await eventually(ceilings, within=10)
+    for profile in found.values():
+        assert profile.id == 7000 and profile.evse_id == 0 and profile.kind == "Absolute"
+        assert [(p.start, p.limit) for p in profile.periods] == [(0, 16.0)]
+    rows = await api.csms.pool.fetch("SELECT payload FROM events WHERE type = 'charging_limit_set'")
+    purposes = {json.loads(r["payload"])["purpose"] for r in rows}
+    assert {"ChargePointMaxProfile", "ChargingStationMaxProfile"} <= purposes
+
+
+def _ev() -> EVState:
+    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
+
+
+async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
+    api: Api, fleet: Fleet
+) -> None:
+    installed = _record(fleet)
+    await _place(api, fleet)
+    now = datetime.now(UTC)
+    dear_from = (now - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
+    cheap_from = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    prices = await api.operator.put(
+        "/sites/s/prices",
+        json={
+            "time_zone": "UTC",
+            "entries": [
+                {"start": dear_from.isoformat(), "price": 0.40},
+                {"start": cheap_from.isoformat(), "price": 0.10},
+            ],
+        },
+    )
+    assert prices.status_code == 200, prices.text
+    assert (await api.reader.get("/sites/s/prices")).json()["time_zone"] == "UTC"
+    for charger in fleet.chargers:
+        assert await charger.start_session(1, "T", _ev()) is not None
+
+    async def sessions() -> list[Any]:
+        rows = await api.csms.pool.fetch(
+            "SELECT charge_point_id, transaction_id FROM sessions WHERE status = 'active'"
+        )
+        return rows if len(rows) == len(fleet.chargers) else []
+
+    # Three hours at 16 A on three lines (11,040 W), wanted before a departure in ten hours.
+    departure = now + timedelta(hours=10)
+    for row in await eventually(sessions, within=10):
+        answer = await api.operator.put(
+            f"/chargers/{row['charge_point_id']}/transactions/{row['transaction_id']}/preferences",
+            json={"departure_at": departure.isoformat(), "energy_wanted_wh": 3 * 11_040},
+        )
+        assert answer.status_code == 200, answer.text
+
+    async def shifted() -> dict[str, Profile]:
+        found = {
+            cp: ps[-1]
+            for cp, ps in installed.items()
+            if ps and ps[-1].purpose is Purpose.TX and len(ps[-1].periods) > 1
+        }
+        return found if len(found) == len(fleet.chargers) else {}
+
+    found = await eventually(shifted, within=10)
+    cheap_offset = (datetime.combine(now.date(), cheap_from, UTC) - now).total_seconds()
+    if cheap_offset < 0:
+        cheap_offset += 86_400  # the cheap hours start after midnight
+    for profile in found.values():
+        assert profile.kind == "Absolute" and profile.start_schedule is not None
+        periods = [(p.start, p.limit) for p in profile.periods]
+        # Paused while dear, 16 A from the cheap hour for about the three hours still wanted.
+        assert periods[0] == (0, 0.0) and periods[-1][1] == 0.0 and len(periods) == 3
+        start = (profile.start_schedule - now).total_seconds() + periods[1][0]
+        assert abs(start - cheap_offset) < 60 and periods[1][1] == 16.0
+        assert 2.5 * 3600 < periods[2][0] - periods[1][0] <= 3 * 3600
+    load = (await api.reader.get("/sites/s/load")).json()
+    assert len(load["shifted"]) == 2 and load["deadlines_missed"] == []
