@@ -101,6 +101,8 @@ class Settings:
     monitoring_webhook_retry_max: float = 600.0
     monitoring_webhook_max_attempts: int = 20
     monitoring_webhook_timeout: float = 10.0
+    # How stale the cached charger -> site map (power per site, stream site filter) may get.
+    monitoring_site_refresh_interval: float = 10.0
     # Fault detection (csms/monitoring rules and alerts): an alert resolves once its
     # condition has been clear for alerts_clear_hold seconds; alerts_clock_skew_max 0
     # turns the clock-skew rule off (e.g. for an accelerated simulator clock).

@@ -1,5 +1,10 @@
 """HTTP endpoints of live monitoring: ``/metrics`` and availability reports.
 
+Availability is reported per charger, for the fleet and per site
+(``GET /api/v1/sites/{site_id}/availability``: smart charging owns the rest of
+``/api/v1/sites``; this router only adds the report, over the chargers placed
+in the site when asked).
+
 ``GET /metrics`` is the Prometheus scrape target. It needs no API key (a
 Prometheus server is rarely given one); it exposes only bounded aggregates,
 never a charger identity, token or address.
@@ -17,8 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from csms.api.context import Reader
 from csms.monitoring import connectivity_store as store
-from csms.monitoring import metrics
-from csms.monitoring.availability import ChargerAvailability, charger_availability
+from csms.monitoring import metrics, sites
+from csms.monitoring.availability import (
+    ChargerAvailability,
+    SiteAvailability,
+    charger_availability,
+)
 
 DEFAULT_WINDOW = timedelta(hours=24)
 # Module level: FastAPI resolves these (postponed) annotations in the module's namespace.
@@ -85,6 +94,8 @@ def availability_json(report: ChargerAvailability, *, details: bool) -> dict[str
 async def availability_reports(
     pool: asyncpg.Pool, charge_point_ids: list[str] | None, start: datetime, end: datetime
 ) -> list[ChargerAvailability]:
+    if charge_point_ids == []:
+        return []
     async with pool.acquire() as conn:
         since = await store.known_since(conn, charge_point_ids)
         ids = list(since)
@@ -125,6 +136,36 @@ def availability_router(pool: asyncpg.Pool) -> APIRouter:
             "to": window[1].isoformat(),
             "online_percent": None if observed <= 0 else round(100.0 * online / observed, 3),
             "chargers": [availability_json(r, details=False) for r in reports],
+        }
+
+    return router
+
+
+def site_availability_router(pool: asyncpg.Pool) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+
+    @router.get("/sites/{site_id}/availability")
+    async def site_report(
+        site_id: str, _caller: Reader, start: From = None, end: To = None
+    ) -> dict[str, Any]:
+        """Online % and connector-usable % over the site's chargers, and each charger's row."""
+        window = window_of(start, end, datetime.now(UTC))
+        async with pool.acquire() as conn:
+            if not await sites.site_exists(conn, site_id):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id!r}")
+            members = await sites.chargers_of_site(conn, site_id)
+        report = SiteAvailability(
+            site_id, tuple(await availability_reports(pool, members, *window))
+        )
+        return {
+            "site_id": site_id,
+            "from": window[0].isoformat(),
+            "to": window[1].isoformat(),
+            "observed_seconds": report.observed_s,
+            "online_seconds": report.online_s,
+            "online_percent": report.online_percent,
+            "connector_usable_percent": report.connector_usable_percent,
+            "chargers": [availability_json(r, details=False) for r in report.chargers],
         }
 
     return router

@@ -135,3 +135,30 @@ def charger_availability(
         downtime=tuple(down),
         connectors=tuple(connectors),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteAvailability:
+    """Availability of a site: its chargers' time pooled (a charger observed longer weighs more)."""
+
+    site_id: str
+    chargers: tuple[ChargerAvailability, ...]
+
+    @property
+    def observed_s(self) -> float:
+        return sum(c.observed_s for c in self.chargers)
+
+    @property
+    def online_s(self) -> float:
+        return sum(c.online_s for c in self.chargers)
+
+    @property
+    def online_percent(self) -> float | None:
+        """% of the chargers' observed time they were online."""
+        return _percent(self.online_s, self.observed_s)
+
+    @property
+    def connector_usable_percent(self) -> float | None:
+        """% of the connectors' observed time they were usable (over every connector)."""
+        connectors = [c for charger in self.chargers for c in charger.connectors]
+        return _percent(sum(c.usable_s for c in connectors), sum(c.observed_s for c in connectors))

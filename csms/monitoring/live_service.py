@@ -22,9 +22,10 @@ from fastapi import APIRouter
 from csms.bus import Subscription
 from csms.events import Event, Protocol
 from csms.monitoring import metrics
-from csms.monitoring.api_live import availability_router, metrics_router
+from csms.monitoring.api_live import availability_router, metrics_router, site_availability_router
 from csms.monitoring.connectivity import ConnectivityRecorder, LivenessWatchdog
 from csms.monitoring.progress import SessionTracker
+from csms.monitoring.sites import SiteMap, power_by_site
 from csms.monitoring.stream import StreamHub, notification_of, progress_notification, stream_router
 from csms.monitoring.webhooks import WebhookDispatcher
 from csms.monitoring.webhooks_api import webhooks_router
@@ -45,7 +46,8 @@ class LiveMonitoringService:
         self.context = context
         settings = context.settings
         self.tracker = SessionTracker()
-        self.hub = StreamHub()
+        self.sites = SiteMap(context.pool, settings.monitoring_site_refresh_interval)
+        self.hub = StreamHub(self.sites.site_of)
         self.recorder = ConnectivityRecorder(
             context.pool, settings.monitoring_silence_factor * settings.heartbeat_interval
         )
@@ -65,14 +67,17 @@ class LiveMonitoringService:
         return [
             metrics_router(self.refresh_gauges),
             availability_router(pool),
-            stream_router(self.hub),
+            site_availability_router(pool),
+            stream_router(self.hub, self.sites),
             webhooks_router(pool),
         ]
 
     async def start(self) -> None:
         self._subscription = self.context.bus.subscribe(self.name)
         await self.recorder.start(self.context.registry)
+        await self.sites.refresh()
         self._tasks = [
+            asyncio.create_task(self.sites.run()),
             asyncio.create_task(self._consume(self._subscription)),
             asyncio.create_task(self.watchdog.run()),
             asyncio.create_task(self.webhooks.run()),
@@ -123,11 +128,23 @@ class LiveMonitoringService:
         await self.webhooks.enqueue(event)
 
     async def refresh_gauges(self) -> None:
-        """Scrape-time gauges: live connections, active sessions, power, outbox lag."""
+        """Scrape-time gauges: live connections, active sessions, power per site, outbox lag.
+
+        The site map is reloaded here (one query per scrape), so power per
+        site follows placements made since the last scrape.
+        """
         by_protocol = Counter(c.protocol for c in self.context.registry.all())
         for protocol in Protocol:
             metrics.CHARGERS_CONNECTED.labels(protocol.value).set(by_protocol[protocol])
-        metrics.POWER_W.labels(metrics.NO_SITE).set(self.tracker.total_power_w())
+        await self.sites.refresh()
+        metrics.set_power_by_site(
+            power_by_site(
+                self.tracker.power_by_charger(),
+                self.sites.site_of,
+                self.sites.sites,
+                metrics.NO_SITE,
+            )
+        )
         async with self.context.pool.acquire() as conn:
             active = await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'")
             # Without a relay every event stays unpublished by design: no lag to report.

@@ -13,6 +13,9 @@ into the objects, so the label rules live in one place:
 * fault detection (alerts) calls :func:`set_open_alerts` with the number of
   open alerts per ``(severity, rule)`` whenever that changes (after commit);
   the gauge is ``csms_alerts_open{severity, rule}``.
+* live monitoring calls :func:`set_power_by_site` at scrape time; the gauge is
+  ``csms_power_drawn_watts{site}`` (site ids are few; ``"none"`` for chargers
+  placed in no site).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ ProcessCollector(registry=REGISTRY)  # CPU, memory, open file descriptors of the
 # Values every bounded label falls back to.
 UNKNOWN_ACTION: Final = "unknown"
 OTHER_CODE: Final = "other"
-NO_SITE: Final = "none"  # chargers are not grouped in sites yet
+NO_SITE: Final = "none"  # the site label of chargers placed in no site
 
 _LATENCY_BUCKETS: Final = (
     0.0005,
@@ -176,6 +179,19 @@ def set_open_alerts(counts: Mapping[tuple[str, str], int]) -> None:
             ALERTS_OPEN.labels(*labels).set(0)
     for (severity, rule), count in counts.items():
         ALERTS_OPEN.labels(severity, rule).set(count)
+
+
+def set_power_by_site(watts: Mapping[str, float]) -> None:
+    """Replace ``csms_power_drawn_watts`` with ``watts``: ``{site label: W}``.
+
+    A site left out (deleted since the last call) is removed from the export
+    rather than kept at 0, so deleted sites do not accumulate.
+    """
+    exported = {sample.labels["site"] for metric in POWER_W.collect() for sample in metric.samples}
+    for site in exported - watts.keys():
+        POWER_W.remove(site)
+    for site, power_w in watts.items():
+        POWER_W.labels(site).set(power_w)
 
 
 def _known_alert_labels() -> list[tuple[str, str]]:

@@ -153,6 +153,13 @@ class SessionTracker:
         """Sum of the last power reported by every active session."""
         return sum(s.power_w or 0.0 for s in self._sessions.values())
 
+    def power_by_charger(self) -> dict[str, float]:
+        """Sum of the last power reported by each charger's active sessions."""
+        watts: dict[str, float] = {}
+        for (charge_point_id, _evse), session in self._sessions.items():
+            watts[charge_point_id] = watts.get(charge_point_id, 0.0) + (session.power_w or 0.0)
+        return watts
+
     def __len__(self) -> int:
         return len(self._sessions)
 

@@ -10,7 +10,10 @@ fields of that type):
 * ``charger_connected`` / ``charger_disconnected``: connectivity;
 * every ``alert_*`` event of fault detection (``alert_opened``, ``alert_resolved``).
 
-Filters (query parameters, repeatable): ``charger`` and ``type``. Each
+Filters (query parameters): ``charger`` and ``type`` (repeatable) and
+``site`` (the chargers smart charging placed in that site, looked up in the
+cached :class:`~csms.monitoring.sites.SiteMap` as each notification is
+published, so a charger that joins the site later is included). Each
 subscriber has its own bounded queue fed by one task in bus order, so a
 subscriber receives one charger's notifications in the order they were
 committed. A subscriber too slow to keep up is disconnected (with a final
@@ -34,6 +37,7 @@ from csms.api.context import Reader
 from csms.events import ChargerConnected, ChargerDisconnected, ConnectorStatusChanged, Event
 from csms.monitoring import metrics
 from csms.monitoring.progress import SessionProgress
+from csms.monitoring.sites import SiteMap, SiteOf, site_exists
 
 SESSION_PROGRESS = "session_progress"
 OVERFLOW = "stream_overflow"
@@ -102,22 +106,32 @@ def progress_notification(progress: SessionProgress, event: Event) -> Notificati
 class StreamSubscriber:
     chargers: frozenset[str]  # empty: every charger
     types: frozenset[str]  # empty: every type
+    site: str | None = None  # None: every site (and chargers in none)
     queue: asyncio.Queue[Notification | None] = field(default_factory=lambda: asyncio.Queue(1000))
 
-    def wants(self, notification: Notification) -> bool:
-        return (not self.chargers or notification.charge_point_id in self.chargers) and (
-            not self.types or notification.type in self.types
+    def wants(self, notification: Notification, site_of: SiteOf) -> bool:
+        return (
+            (not self.chargers or notification.charge_point_id in self.chargers)
+            and (not self.types or notification.type in self.types)
+            and (self.site is None or site_of(notification.charge_point_id) == self.site)
         )
+
+
+def _no_site(_charge_point_id: str) -> str | None:
+    return None
 
 
 class StreamHub:
     """Fans notifications out to the connected stream subscribers."""
 
-    def __init__(self) -> None:
+    def __init__(self, site_of: SiteOf = _no_site) -> None:
         self._subscribers: list[StreamSubscriber] = []
+        self._site_of = site_of  # a dict lookup: called for each notification and subscriber
 
-    def subscribe(self, chargers: Iterable[str], types: Iterable[str]) -> StreamSubscriber:
-        subscriber = StreamSubscriber(frozenset(chargers), frozenset(types))
+    def subscribe(
+        self, chargers: Iterable[str], types: Iterable[str], site: str | None = None
+    ) -> StreamSubscriber:
+        subscriber = StreamSubscriber(frozenset(chargers), frozenset(types), site)
         self._subscribers.append(subscriber)
         metrics.STREAM_SUBSCRIBERS.set(len(self._subscribers))
         return subscriber
@@ -129,7 +143,7 @@ class StreamHub:
 
     def publish(self, notification: Notification) -> None:
         for subscriber in list(self._subscribers):
-            if not subscriber.wants(notification):
+            if not subscriber.wants(notification, self._site_of):
                 continue
             try:
                 subscriber.queue.put_nowait(notification)
@@ -190,7 +204,7 @@ async def _events(
         hub.unsubscribe(subscriber)
 
 
-def stream_router(hub: StreamHub) -> APIRouter:
+def stream_router(hub: StreamHub, sites: SiteMap) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
     @router.get("/stream")
@@ -202,18 +216,18 @@ def stream_router(hub: StreamHub) -> APIRouter:
         site: Annotated[str | None, Query()] = None,
     ) -> StreamingResponse:
         """Server-Sent Events: connector status, session progress, connectivity and alerts."""
-        if site is not None:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                "chargers are not grouped in sites yet; filter by charger",
-            )
         unknown = {t for t in type or () if t not in STREAM_TYPES and not t.startswith("alert_")}
         if unknown:
             raise HTTPException(
                 422,
                 f"unknown type {sorted(unknown)}; one of {sorted(STREAM_TYPES)}",
             )
-        subscriber = hub.subscribe(charger or (), type or ())
+        if site is not None:
+            async with sites.pool.acquire() as conn:
+                if not await site_exists(conn, site):
+                    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
+            await sites.refresh()  # start from the current membership, not the last reload
+        subscriber = hub.subscribe(charger or (), type or (), site)
         return StreamingResponse(
             _events(hub, subscriber, request),
             media_type="text/event-stream",

@@ -175,7 +175,7 @@ async def test_type_filter_auth_and_site(api: Api) -> None:  # noqa: F811
         await eventually(lambda: _has(listener, "connector_status_changed"))
     assert {kind for kind, _ in listener.events} == {"connector_status_changed"}
     assert (await api.anonymous.get("/stream")).status_code == 401
-    assert (await api.reader.get("/stream", params={"site": "north"})).status_code == 400
+    assert (await api.reader.get("/stream", params={"site": "north"})).status_code == 404
     assert (await api.reader.get("/stream", params={"type": "nonsense"})).status_code == 422
 
 
