@@ -88,3 +88,27 @@ async def test_a_demand_response_cut_lowers_the_limit_in_force_until_lifted(api:
     assert bad.status_code == 422
     missing = await api.operator.post("/sites/nope/demand-response", json={"limit_a": 1})
     assert missing.status_code == 404
+
+
+async def test_a_sites_price_schedule_is_set_read_validated_and_removed(api: Api) -> None:
+    assert (await api.operator.post("/sites", json={"site_id": "p"})).status_code == 201
+    assert (await api.reader.get("/sites/p/prices")).status_code == 404
+    body = {
+        "time_zone": "Europe/Paris",
+        "entries": [{"start": "07:00", "price": 0.3}, {"start": "22:00", "price": 0.1}],
+    }
+    put = await api.operator.put("/sites/p/prices", json=body)
+    assert put.status_code == 200, put.text
+    got = (await api.reader.get("/sites/p/prices")).json()
+    assert got == {
+        "time_zone": "Europe/Paris",
+        "entries": [{"start": "07:00:00", "price": 0.3}, {"start": "22:00:00", "price": 0.1}],
+    }
+    assert (await api.reader.put("/sites/p/prices", json=body)).status_code == 403
+    unknown_zone = await api.operator.put("/sites/p/prices", json=body | {"time_zone": "Mars/X"})
+    assert unknown_zone.status_code == 422 and "Mars/X" in unknown_zone.text
+    twice = {"entries": [{"start": "07:00", "price": 0.3}, {"start": "07:00", "price": 0.1}]}
+    assert (await api.operator.put("/sites/p/prices", json=twice)).status_code == 422
+    assert (await api.operator.put("/sites/nope/prices", json=body)).status_code == 404
+    assert (await api.operator.delete("/sites/p/prices")).status_code == 204
+    assert (await api.reader.get("/sites/p/prices")).status_code == 404
