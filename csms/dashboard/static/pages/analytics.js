@@ -1,11 +1,13 @@
 // Analytics over a date range: the summary, per-bucket charts, the duration
 // and energy distributions, per-charger (and per-site) figures, and CSV
-// downloads. Numbers come from /api/v1/analytics (SQL over sessions and meter
-// readings); availability comes from monitoring's /api/v1/availability when the
-// CSMS has it (the column is left out when that endpoint is 404).
+// downloads. Numbers come from /api/v1/analytics (SQL over sessions, meter
+// readings and billing's CDRs: revenue per currency, never summed across
+// currencies); availability comes from monitoring's /api/v1/availability (and
+// /api/v1/chargers/{id}/availability for one selected charger's downtime) when
+// the CSMS has it (those parts are left out when the endpoint is 404).
 import { api, ApiError, download, query } from "../api.js";
 import { bucketChart, histogramChart } from "../charts.js";
-import { errorBox, h, itemsOf, num, table } from "../ui.js";
+import { errorBox, h, itemsOf, num, table, time } from "../ui.js";
 
 const day = (d) => d.toISOString().slice(0, 10);
 const today = new Date();
@@ -27,18 +29,66 @@ function card(label, value, testid) {
   return h("div", { class: "count" }, h("div", { class: "value", "data-testid": testid }, value), h("div", { class: "label" }, label));
 }
 
-/** Monitoring's availability over the range, by charger; null when the CSMS has none. */
-async function availability(fleet) {
+/** The range as monitoring reports it: [start, min(end, now)); null if it is all in the future. */
+function window(fleet) {
   const start = fleet.buckets[0].start;
   const end = new Date(Math.min(Date.now(), new Date(fleet.buckets[fleet.buckets.length - 1].end).getTime())).toISOString();
-  if (new Date(end) <= new Date(start)) return null;
+  return new Date(end) <= new Date(start) ? null : { from: start, to: end };
+}
+
+const pct = (part, whole) => (whole > 0 ? (100 * part) / whole : null);
+
+/** A charger's connectors' usable time as a % of their observed time (time-weighted). */
+function usable(report) {
+  const observed = report.connectors.reduce((a, c) => a + c.observed_seconds, 0);
+  return pct(report.connectors.reduce((a, c) => a + c.usable_seconds, 0), observed);
+}
+
+/**
+ * Monitoring's availability over the range for the chargers shown: online % of
+ * the selection (time-weighted, so a charger known for half the range counts
+ * half) and per charger online and usable %; null when the CSMS has no monitoring.
+ */
+async function availability(fleet, chargerIds) {
+  const span = window(fleet);
+  if (!span) return null;
+  let report;
   try {
-    const report = await api(`/availability${query({ from: start, to: end })}`);
-    return { online: report.online_percent, byCharger: new Map(report.chargers.map((c) => [c.charge_point_id, c.online_percent])) };
+    report = await api(`/availability${query(span)}`);
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) return null;
     throw err;
   }
+  const shown = new Set(chargerIds);
+  const mine = report.chargers.filter((c) => shown.has(c.charge_point_id));
+  const sum = (key) => mine.reduce((a, c) => a + c[key], 0);
+  return {
+    online: pct(sum("online_seconds"), sum("observed_seconds")),
+    byCharger: new Map(mine.map((c) => [c.charge_point_id, { online: c.online_percent, usable: usable(c) }])),
+  };
+}
+
+/** One charger's downtime over the range (monitoring's per-charger report), or null. */
+async function downtime(fleet, chargerId) {
+  const span = window(fleet);
+  if (!span) return null;
+  try {
+    return await api(`/chargers/${encodeURIComponent(chargerId)}/availability${query(span)}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+/** Revenue entries ({currency, total, ...}) as "5.95 EUR · 6.81 CHF". */
+const money = (entries) => (entries && entries.length ? entries.map((e) => `${e.total} ${e.currency}`).join(" · ") : "–");
+
+function downtimeSection(report) {
+  const rows = report.downtime.map((d) => [time(d.from), d.to ? time(d.to) : "ongoing"]);
+  return h("div", { "data-testid": "analytics-downtime" },
+    h("h2", {}, `Availability of ${report.charge_point_id}: ${num(report.online_percent)} % online`),
+    rows.length ? table(["Offline from", "to"], rows) : h("p", { class: "muted" }, "No downtime in the range."),
+    table(["EVSE", "Connector", "Usable %"], report.connectors.map((c) => [c.evse_id, c.connector_id, num(c.usable_percent)])));
 }
 
 export async function render(main, _params, ctx) {
@@ -66,7 +116,11 @@ export async function render(main, _params, ctx) {
       api(`/analytics/chargers${query(params())}`),
       ctx.features.sites && !form.site ? api(`/analytics/sites${query({ from: form.from, to: form.to, tz: form.tz })}`) : null,
     ]);
-    const avail = await availability(fleet);
+    const ids = chargers.items.map((row) => row.charge_point_id);
+    const [avail, single] = await Promise.all([
+      availability(fleet, ids),
+      ids.length === 1 ? downtime(fleet, ids[0]) : null,
+    ]);
     if (mine !== latest) return;
     const s = fleet.summary;
     const x = fleet.buckets.map((b) => new Date(b.start).getTime() / 1000);
@@ -83,7 +137,9 @@ export async function render(main, _params, ctx) {
         card("failed sessions %", num(s.failed_rate_pct), "a-failed"),
         card("avg duration (min)", num(s.avg_duration_min), "a-duration"),
         card("avg idle after full (min)", num(s.avg_idle_after_full_min), "a-idle"),
-        avail ? card("chargers online %", num(avail.online), "a-online") : null),
+        avail ? card("chargers online %", num(avail.online), "a-online") : null,
+        ...s.revenue.map((r) => card(`revenue ${r.currency} (net ${r.net} + tax ${r.tax}; ${r.sessions} priced)`, r.total, `a-revenue-${r.currency}`))),
+      single ? downtimeSection(single) : null,
       charts, h("h2", {}, "Distributions (ended sessions)"), histos,
       sites ? h("h2", {}, "Per site") : null,
       sites ? groupTable("Site", sites.items.map((row) => ({ ...row, name: row.site_id ?? "(no site)" })), null, "analytics-per-site") : null,
@@ -94,6 +150,11 @@ export async function render(main, _params, ctx) {
     bucketChart(charts, `Sessions per ${form.bucket}`, x, [{ label: "sessions", values: series("sessions") }, { label: "failed", values: series("failed_sessions") }]);
     bucketChart(charts, "Utilisation (%)", x, [{ label: "occupied %", values: series("occupied_pct") }, { label: "charging %", values: series("charging_pct") }], { bars: false, unit: "%" });
     bucketChart(charts, "Peak demand (kW)", x, [{ label: "kW", values: series("peak_kw") }], { unit: "kW" });
+    // One chart per currency: amounts in different currencies share no axis.
+    for (const currency of s.revenue.map((r) => r.currency)) {
+      const totals = fleet.buckets.map((b) => Number((b.revenue.find((r) => r.currency === currency) || { total: 0 }).total));
+      bucketChart(charts, `Revenue per ${form.bucket} (${currency}, incl. tax)`, x, [{ label: currency, values: totals }], { unit: currency });
+    }
     histogramChart(histos, "Duration (minutes)", fleet.distributions.duration_min, "sessions");
     histogramChart(histos, "Energy (kWh)", fleet.distributions.energy_kwh, "sessions");
   }
@@ -115,14 +176,17 @@ export async function render(main, _params, ctx) {
   return null; // figures over past days: refreshed on demand, not live
 }
 
-/** Figures per charger or site; with availability, an "online %" column. */
+/** Figures per charger or site; with availability, "online %" and "usable %" columns. */
 function groupTable(what, rows, avail, testid) {
-  const headers = [what, "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min"];
-  if (avail) headers.push("Online %");
+  const headers = [what, "Points", "Energy kWh", "Sessions", "Occupied %", "Charging %", "Peak kW", "Failed %", "Avg idle min", "Revenue"];
+  if (avail) headers.push("Online %", "Usable %");
   return table(headers, rows.map((c) => {
     const cells = [c.name, c.charging_points, num(c.energy_kwh, 2), c.sessions, num(c.occupied_pct), num(c.charging_pct),
-      num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min)];
-    if (avail) cells.push(num(avail.byCharger.get(c.charge_point_id)));
+      num(c.peak_kw, 2), num(c.failed_rate_pct), num(c.avg_idle_after_full_min), money(c.revenue)];
+    if (avail) {
+      const a = avail.byCharger.get(c.charge_point_id);
+      cells.push(num(a && a.online), num(a && a.usable));
+    }
     return cells;
   }), { "data-testid": testid });
 }

@@ -94,10 +94,47 @@ export async function renderDetail(main, [id], ctx) {
   return watch(() => refresh().catch(() => {}));
 }
 
-/** One priced record as a list of all its fields (billing decides what they are). */
+const FLAG_TEXT = {
+  no_tariff: "no tariff applied: recorded at zero",
+  no_meter_data: "fewer than two meter readings: no energy billed",
+  meter_backwards: "the meter went backwards (left out)",
+  meter_reset: "the meter was reset (left out)",
+  meter_jump: "a meter jump beyond the charger's power (left out)",
+};
+
+const qty = (text) => String(Number(text)); // "10.000" -> "10": billing keeps exact decimals
+const mins = (seconds) => `${(Number(seconds) / 60).toFixed(1)} min`;
+
+/**
+ * One priced record (CDR) as an itemised bill: what was measured (energy, charging
+ * and idle time), each priced line (fee, energy per period, time), net, tax and
+ * total in the record's currency, and billing's flags. Amounts are shown as
+ * billing stored them (decimal strings), never recomputed here.
+ */
 function record(cdr) {
-  return h("dl", { class: "facts", "data-testid": "cdr" }, Object.entries(cdr).flatMap(([k, v]) => [
-    h("dt", {}, k),
-    h("dd", {}, v !== null && typeof v === "object" ? h("code", {}, JSON.stringify(v)) : v ?? "–"),
-  ]));
+  const lines = cdr.items.filter((item) => item.kind !== "tax");
+  const taxes = cdr.items.filter((item) => item.kind === "tax");
+  const energyKwh = `${qty(Number(cdr.total_energy_wh) / 1000)} kWh`;
+  const periods = Object.entries(cdr.energy_by_period || {});
+  const fact = (name, value) => [h("dt", {}, name), h("dd", { "data-fact": name }, value)];
+  const facts = h("dl", { class: "facts" },
+    fact("Energy", energyKwh),
+    periods.length > 1 ? fact("By period", periods.map(([p, wh]) => `${p} ${qty(Number(wh) / 1000)} kWh`).join(" · ")) : null,
+    fact("Charging", mins(cdr.charging_seconds)),
+    fact("Idle (parked, not charging)", mins(cdr.parking_seconds)),
+    fact("Period", `${time(cdr.start_at)} – ${time(cdr.end_at)}`),
+    fact("Tariff", cdr.tariff_id ? `#${cdr.tariff_id} (${cdr.tariff_scope})` : "none"),
+    fact("Currency", cdr.currency),
+    fact("Flags", cdr.flags.length ? h("ul", {}, cdr.flags.map((f) => h("li", { class: "flag" }, FLAG_TEXT[f] || f))) : "none"));
+  const row = (attrs, cells) => h("tr", attrs, cells.map((c, i) => h(i ? "td" : "th", i > 0 ? { class: "num" } : {}, c)));
+  const bill = h("table", { class: "bill" },
+    h("thead", {}, h("tr", {}, ["Item", "Quantity", "Unit price", `Amount (${cdr.currency})`].map((x) => h("th", {}, x)))),
+    h("tbody", {}, lines.length ? lines.map((item) => row({ "data-item": item.kind }, [
+      item.description, `${qty(item.quantity)} ${item.unit}`, `${item.unit_price} / ${item.unit}`, item.amount,
+    ])) : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing charged."))),
+    h("tfoot", {},
+      row({}, ["Net", "", "", h("span", { "data-total": "net" }, cdr.total_net)]),
+      row({}, [taxes.map((t) => t.description).join(", ") || "Tax", "", "", h("span", { "data-total": "tax" }, cdr.total_tax)]),
+      row({ class: "total" }, ["Total", "", "", h("strong", { "data-total": "total" }, `${cdr.total_cost} ${cdr.currency}`)])));
+  return h("div", { "data-testid": "cdr", "data-cdr": cdr.id }, facts, bill);
 }
