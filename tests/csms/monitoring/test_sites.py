@@ -46,6 +46,15 @@ def test_power_is_summed_per_site_and_idle_sites_read_zero() -> None:
     assert watts == {"north": 10500.0, "south": 0.0, "empty": 0.0, "none": 1500.0}
 
 
+def test_a_deleted_site_leaves_the_power_gauge() -> None:
+    metrics.set_power_by_site({"gone-site": 5.0, metrics.NO_SITE: 1.0})
+    assert 'csms_power_drawn_watts{site="gone-site"} 5.0' in metrics.exposition().decode()
+    metrics.set_power_by_site({metrics.NO_SITE: 0.0})
+    text = metrics.exposition().decode()
+    assert "gone-site" not in text
+    assert 'csms_power_drawn_watts{site="none"} 0.0' in text
+
+
 def test_site_availability_pools_time_of_its_chargers() -> None:
     a = ChargerAvailability("A", 100.0, 50.0, (), (ConnectorAvailability(1, 1, 100.0, 40.0),))
     b = ChargerAvailability(
