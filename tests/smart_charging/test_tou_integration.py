@@ -13,6 +13,8 @@ from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.commands import SimCharger
 from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile, Purpose
+from csms.outbox import schemas
+from csms.outbox.envelope import OutboxRow, messages_for
 from tests.csms.api.conftest import Api
 from tests.waiting import eventually
 
@@ -80,6 +82,7 @@ async def test_every_charger_gets_its_configured_maximum_as_a_max_profile_at_boo
     rows = await api.csms.pool.fetch("SELECT payload FROM events WHERE type = 'charging_limit_set'")
     purposes = {json.loads(r["payload"])["purpose"] for r in rows}
     assert {"ChargePointMaxProfile", "ChargingStationMaxProfile"} <= purposes
+    assert await _validated_events(api)
 
 
 def _ev() -> EVState:
@@ -146,3 +149,22 @@ async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
         assert 2.5 * 3600 < periods[2][0] - periods[1][0] <= 3 * 3600
     load = (await api.reader.get("/sites/s/load")).json()
     assert len(load["shifted"]) == 2 and load["deadlines_missed"] == []
+    plans = await _validated_events(api)
+    assert any(p["shifted"] == 2 for p in plans if "sessions" in p)
+    assert any(p.get("periods") for p in plans if "purpose" in p)
+
+
+async def _validated_events(api: Api) -> list[dict[str, Any]]:
+    """Every load-management event recorded, after checking it against its Kafka schema."""
+    rows = await api.csms.pool.fetch(
+        "SELECT id, event_id, type, charge_point_id, evse_id, connector_id, occurred_at, "
+        "recorded_at, payload FROM events "
+        "WHERE type IN ('charging_limit_set', 'load_plan_computed') ORDER BY id"
+    )
+    payloads = []
+    for r in rows:
+        row = OutboxRow(**{**dict(r), "payload": json.loads(r["payload"])})
+        for message in messages_for(row):
+            schemas.validate(message.envelope)
+        payloads.append(row.payload)
+    return [dict(p) for p in payloads]
