@@ -345,13 +345,15 @@ class SmartChargingService:
         currents = dict(allocation.currents)
         changes = []
         tou: dict[str, bool] = {}
+        wanted = [t.departure_at for t in tracked.values() if t.energy_wanted_wh is not None]
+        intervals = shifting.site_intervals(tree.prices, now, [d for d in wanted if d])
         for key, t in tracked.items():
             protocol = self._protocol(t.charge_point_id)
             if key not in currents or t.assumed is not None or protocol is None:
                 continue
             limit = currents[key]
             plan = shifting.session_plan(
-                tree.prices,
+                intervals,
                 now,
                 t.departure_at,
                 t.energy_wanted_wh,

@@ -176,8 +176,17 @@ class PriceSchedule:
     entries: tuple[TariffEntry, ...]
 
 
+def site_intervals(
+    prices: PriceSchedule | None, now: datetime, departures: Sequence[datetime]
+) -> list[PriceInterval] | None:
+    """The site's prices from ``now`` to its last departure, once per plan (None: no shifting)."""
+    if prices is None or not departures:
+        return None
+    return price_intervals(prices.entries, prices.zone, now, max(departures))
+
+
 def session_plan(
-    prices: PriceSchedule | None,
+    intervals: Sequence[PriceInterval] | None,
     now: datetime,
     departure: datetime | None,
     energy_wanted_wh: float | None,
@@ -188,14 +197,13 @@ def session_plan(
 ) -> ShiftPlan | None:
     """The shifted schedule of one session, or None when it just charges at its allocation.
 
-    Shifted: the site has a price schedule and the session a departure time and
-    energy wanted of which some is still missing (wanted minus what its meter
-    shows delivered).
+    Shifted: the site has prices (``intervals`` from :func:`site_intervals`, covering
+    at least until ``departure``) and the session a departure time and energy wanted of
+    which some is still missing (wanted minus what its meter shows delivered).
     """
-    if prices is None or departure is None or energy_wanted_wh is None:
+    if intervals is None or departure is None or energy_wanted_wh is None:
         return None
     left = energy_wanted_wh - (energy_delivered_wh or 0.0)
-    intervals = price_intervals(prices.entries, prices.zone, now, departure)
     horizon = (departure - now).total_seconds()
     if horizon <= 0:
         return None if left <= 0 else ShiftPlan(((0, allocation_a),), feasible=False)

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smart_charging.shifting import PriceInterval, TariffEntry, cost, price_intervals, shift
+from smart_charging.shifting import (
+    PriceInterval,
+    PriceSchedule,
+    TariffEntry,
+    cost,
+    price_intervals,
+    session_plan,
+    shift,
+    site_intervals,
+)
 
 HOUR = 3600
 # 16 A on 3 lines at 230 V: 11,040 W, so 11,040 Wh is exactly one hour.
@@ -111,3 +120,24 @@ def test_properties_of_every_plan(
         assert cost(plan.periods, horizon, prices) <= cost(immediate, horizon, prices) + 1e-6
     else:
         assert not plan.feasible and plan.periods == ((0, allocation),)
+
+
+def test_a_sessions_plan_counts_what_its_meter_delivered_and_its_departure() -> None:
+    now = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+    prices = PriceSchedule("UTC", (TariffEntry(time(6), 0.30), TariffEntry(time(22), 0.10)))
+    departure = now + timedelta(hours=14)
+    intervals = site_intervals(prices, now, [departure])
+    # 3 h wanted, 1 h already delivered: 2 h from 22:00.
+    plan = session_plan(
+        intervals, now, departure, 3 * ONE_HOUR_AT_16A, ONE_HOUR_AT_16A, 16.0, 3, 6.0
+    )
+    assert plan is not None and plan.periods == ((0, 0.0), (4 * HOUR, 16.0), (6 * HOUR, 0.0))
+    # Everything delivered: nothing to shift, it charges at its allocation as usual.
+    done = session_plan(intervals, now, departure, ONE_HOUR_AT_16A, ONE_HOUR_AT_16A, 16, 3, 6)
+    assert done is None
+    # Departure passed with energy still missing: full allocation now, deadline missed.
+    late = session_plan(intervals, departure, now, ONE_HOUR_AT_16A, 0.0, 16.0, 3, 6.0)
+    assert late is not None and not late.feasible and late.periods == ((0, 16.0),)
+    # No prices or no departure: no shifting.
+    assert site_intervals(None, now, [departure]) is None
+    assert session_plan(intervals, now, None, ONE_HOUR_AT_16A, 0.0, 16.0, 3, 6.0) is None
