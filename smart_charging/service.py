@@ -11,7 +11,9 @@ A re-plan (:meth:`SmartChargingService.replan`):
 
 1. reads the site's tree and active sessions from Postgres;
 2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
-   cannot be steered are set aside at their last known maximum;
+   cannot be steered are set aside at their last known maximum; a session
+   with a departure time on a site with prices gets a time-of-use schedule
+   capped at its allocation (:func:`smart_charging.shifting.session_plan`);
 3. sends the limits that went *down* and waits for the answers; a rejected
    or unanswered one makes its session uncontrolled, and the plan is made
    again with that load set aside, before anything goes *up*;
@@ -21,7 +23,8 @@ A re-plan (:meth:`SmartChargingService.replan`):
 6. records every profile sent and the plan itself as events (topic
    ``load-management``) and keeps a per-site view for the API.
 
-Only changed limits are sent.
+Only changed limits (or schedules) are sent. The profiles a charger falls back
+on without the CSMS are sent first (:mod:`smart_charging.fallback`).
 """
 
 from __future__ import annotations
@@ -50,11 +53,10 @@ from csms.events import (
 )
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.services import ServiceContext
-from csms.storage import event_log
 from smart_charging import profiles, reporting, shifting, store
 from smart_charging.allocation import allocate
-from smart_charging.events import ChargingLimitSet
-from smart_charging.model import ChargerPlace, LiveSession, SiteTree, build_problem, session_key
+from smart_charging.fallback import FallbackProfiles
+from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.reporting import ProfileSend, SiteView
 from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_sample
 
@@ -82,9 +84,7 @@ class SmartChargingService:
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
         self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}
-        self._defaults: dict[str, float] = {}  # charger -> TxDefault limit it accepted
-        self._maxes: dict[str, float] = {}  # charger -> ChargePointMaxProfile limit it accepted
-        self._default_failed: dict[str, float] = {}  # charger -> when it last refused it
+        self.fallbacks = FallbackProfiles(self)
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
         self._reasons: dict[str, set[str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -126,8 +126,7 @@ class SmartChargingService:
     def forget_charger_site(self, charge_point_id: str) -> None:
         """The API moved a charger: read its site again on the next event."""
         self._site_of.pop(charge_point_id, None)
-        self._defaults.pop(charge_point_id, None)
-        self._maxes.pop(charge_point_id, None)
+        self.fallbacks.forget(charge_point_id)
 
     async def site_of(self, charge_point_id: str) -> str | None:
         if charge_point_id not in self._site_of:
@@ -179,14 +178,11 @@ class SmartChargingService:
                     self.request_replan(site_id, verdict.value)
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
-            self._defaults.pop(cp, None)
-            self._maxes.pop(cp, None)
+            self.fallbacks.forget(cp)
             if site_id is not None:
                 self.request_replan(site_id, "charger_offline")
         elif isinstance(event, ChargerBooted | ChargerConnected):
-            self._defaults.pop(cp, None)  # a reboot may have lost every profile
-            self._maxes.pop(cp, None)
-            self._default_failed.pop(cp, None)
+            self.fallbacks.forget(cp, retry_now=True)  # a reboot may have lost every profile
             site_id = await self.site_of(cp)
             if site_id is not None:
                 self.request_replan(site_id, event.type)
@@ -248,7 +244,7 @@ class SmartChargingService:
             return None
         for place in tree.chargers:
             self._site_of[place.charge_point_id] = site_id
-        await self._ensure_defaults(tree, reason)
+        await self.fallbacks.ensure(tree, reason)
         live = self._sync_sessions(tree, rows)  # a snapshot: events may end sessions meanwhile
         sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
@@ -290,7 +286,7 @@ class SmartChargingService:
             t = self.sessions.get(key)
             if t is None or t.transaction_id != row["transaction_id"]:
                 t = Tracked(row["charge_point_id"], row["evse_id"], row["transaction_id"])
-                if self._defaults.get(t.charge_point_id) == fallback:
+                if self.fallbacks.defaults.get(t.charge_point_id) == fallback:
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
                     t.assumed = self._hardware_max(tree, t.charge_point_id)
@@ -348,7 +344,7 @@ class SmartChargingService:
         wanted = [t.departure_at for t in tracked.values() if t.energy_wanted_wh is not None]
         intervals = shifting.site_intervals(tree.prices, now, [d for d in wanted if d])
         for key, t in tracked.items():
-            protocol = self._protocol(t.charge_point_id)
+            protocol = self.protocol_of(t.charge_point_id)
             if key not in currents or t.assumed is not None or protocol is None:
                 continue
             limit = currents[key]
@@ -376,7 +372,7 @@ class SmartChargingService:
                 changes.append(send)
         return currents, dict(problem.reserved), changes, tou
 
-    def _protocol(self, charge_point_id: str) -> Protocol | None:
+    def protocol_of(self, charge_point_id: str) -> Protocol | None:
         connection = self.context.registry.get(charge_point_id)
         return connection.protocol if connection is not None else None
 
@@ -389,7 +385,7 @@ class SmartChargingService:
         payload = profiles.tx_profile(
             s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases, s.periods, s.start
         )
-        status = await self._call(t.charge_point_id, payload)
+        status = await self.call(t.charge_point_id, payload)
         if status == "Accepted":
             t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
             t.schedule = s.absolute_schedule()
@@ -398,7 +394,7 @@ class SmartChargingService:
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
         return status
 
-    async def _call(self, charge_point_id: str, payload: Any) -> str:
+    async def call(self, charge_point_id: str, payload: Any) -> str:
         try:
             answer = await asyncio.wait_for(
                 self.context.router.call(charge_point_id, payload),
@@ -422,7 +418,7 @@ class SmartChargingService:
         """
         sends = []
         for key, t in tracked.items():
-            protocol = self._protocol(t.charge_point_id)
+            protocol = self.protocol_of(t.charge_point_id)
             if key not in reserved or t.assumed != reserved[key] or protocol is None:
                 continue
             hardware = self._hardware_max(tree, t.charge_point_id)
@@ -431,65 +427,3 @@ class SmartChargingService:
             sends.append(ProfileSend(t, min(t.assumed, hardware), t.assumed, protocol))
         results = await self._send_all(sends)
         return list(zip(sends, results, strict=True))
-
-    async def _ensure_defaults(self, tree: SiteTree, reason: str) -> None:
-        """Send the ChargePointMaxProfile and TxDefaultProfile to chargers that lack them."""
-        limit = tree.site.fallback_current_a
-        missing = [
-            c
-            for c in tree.chargers
-            if (
-                self._defaults.get(c.charge_point_id) != limit
-                or self._maxes.get(c.charge_point_id) != c.max_current_a
-            )
-            and self._protocol(c.charge_point_id) is not None
-            and time.monotonic() - self._default_failed.get(c.charge_point_id, -1e9)
-            > self.settings.smart_charging_interval  # retried with the periodic plan
-        ]
-
-        def sent(
-            cp: str, purpose: str, limit_a: float, phases: int, status: str
-        ) -> ChargingLimitSet:
-            return ChargingLimitSet(
-                charge_point_id=cp,
-                occurred_at=utcnow(),
-                site_id=tree.site.site_id,
-                evse_id=0,
-                transaction_id=None,
-                purpose=purpose,
-                limit_a=limit_a,
-                previous_limit_a=None,
-                phases=phases,
-                status=status,
-                reason=reason,
-            )
-
-        async def send(place: ChargerPlace) -> list[ChargingLimitSet]:
-            cp, phases, out = place.charge_point_id, place.phases, []
-            protocol = self._protocol(cp)
-            if protocol is not None and self._maxes.get(cp) != place.max_current_a:
-                # The charger's own ceiling first: it holds even if the CSMS is lost later.
-                payload = profiles.max_profile(protocol, place.max_current_a, phases, utcnow())
-                status = await self._call(cp, payload)
-                if status == "Accepted":
-                    self._maxes[cp] = place.max_current_a
-                purpose = "ChargePointMaxProfile"
-                if protocol is not Protocol.V16:
-                    purpose = "ChargingStationMaxProfile"
-                out.append(sent(cp, purpose, place.max_current_a, phases, status))
-            if protocol is not None and self._defaults.get(cp) != limit:
-                payload = profiles.default_profile(protocol, limit, phases)
-                status = await self._call(cp, payload)
-                if status == "Accepted":
-                    self._defaults[cp] = limit
-                out.append(sent(cp, "TxDefaultProfile", limit, phases, status))
-            if any(event.status != "Accepted" for event in out):
-                self._default_failed[cp] = time.monotonic()
-            return out
-
-        sends = await asyncio.gather(*(send(c) for c in missing))
-        events = [event for events_of_one in sends for event in events_of_one]
-        if events:
-            async with self.pool.acquire() as conn, conn.transaction():
-                for event in events:
-                    await event_log.append(conn, event)
