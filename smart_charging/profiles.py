@@ -17,7 +17,8 @@ TxDefaultProfile and a plain TxProfile are ``Relative`` (from the start of the
 transaction) with one period starting at 0 and no duration: the limit holds
 until the next profile replaces it (same id, so a charger replaces rather
 than stacks). A time-of-use TxProfile (:mod:`smart_charging.shifting`) is
-``Absolute`` with ``startSchedule`` = when it was planned and several periods
+``Absolute`` with ``startSchedule`` = when it was planned (less ``CLOCK_SKEW_S``,
+for chargers whose clock is behind) and several periods
 (0 A while prices are high, the allocation in the cheap hours); it too is
 replaced by the next plan. The ChargePointMaxProfile is sent at boot with the
 charger's configured ``max_current_a`` (its share of the site as the operator
@@ -35,7 +36,7 @@ integer; 2.0.1 ``transactionId``), so it ends with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ocpp.v16 import call as call16
@@ -50,6 +51,9 @@ MAX_STACK_LEVEL = 0
 DEFAULT_STACK_LEVEL = 0
 TX_STACK_LEVEL = 1
 RATE_UNIT = "A"
+# An Absolute schedule starts this much before the CSMS's "now", its later periods moved
+# by as much: a charger whose clock is behind ours still finds it in force at once.
+CLOCK_SKEW_S = 60
 
 
 def _period(limit_a: float, phases: int, start_s: int = 0) -> dict[str, Any]:
@@ -64,10 +68,11 @@ def _schedule(
 ) -> tuple[str, dict[str, Any]]:
     """The profile kind and the schedule's fields common to 1.6 and 2.0.1."""
     if periods and len(periods) > 1 and start is not None:
+        shifted = [(s + CLOCK_SKEW_S if s else 0, a) for s, a in periods]
         return "Absolute", {
-            "start_schedule": start.isoformat(),
+            "start_schedule": (start - timedelta(seconds=CLOCK_SKEW_S)).isoformat(),
             "charging_rate_unit": RATE_UNIT,
-            "charging_schedule_period": [_period(a, phases, s) for s, a in periods],
+            "charging_schedule_period": [_period(a, phases, s) for s, a in shifted],
         }
     return "Relative", {
         "charging_rate_unit": RATE_UNIT,
@@ -124,7 +129,7 @@ def tx_profile(
 def max_profile(protocol: Protocol, limit_a: float, phases: int, now: datetime) -> Any:
     """SetChargingProfile: the charger's own ceiling (ChargePointMaxProfile / 2.0.1 station max)."""
     schedule = {
-        "start_schedule": now.isoformat(),
+        "start_schedule": (now - timedelta(seconds=CLOCK_SKEW_S)).isoformat(),
         "charging_rate_unit": RATE_UNIT,
         "charging_schedule_period": [_period(limit_a, phases)],
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,11 +41,12 @@ def test_a_shifted_tx_profile_is_an_absolute_schedule_of_several_periods(
     profile, schedule = _profile(protocol, _valid(protocol, request))
     assert profile["chargingProfileKind"] == "Absolute"
     assert profile["chargingProfilePurpose"] == "TxProfile"
-    assert schedule["startSchedule"] == NOW.isoformat()
+    # A minute early (a charger's clock may be behind), every later period a minute later.
+    assert schedule["startSchedule"] == (NOW - timedelta(seconds=60)).isoformat()
     assert [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]] == [
         (0, 0.0),
-        (14_400, 16.0),
-        (21_600, 0.0),
+        (14_460, 16.0),
+        (21_660, 0.0),
     ]
 
 
@@ -72,6 +73,7 @@ def test_the_max_profile_covers_the_whole_charger_at_its_configured_maximum(
     assert profile.get("chargingProfileId", profile.get("id")) == profiles.MAX_PROFILE_ID
     assert profile["stackLevel"] == profiles.MAX_STACK_LEVEL
     assert profile["chargingProfileKind"] == "Absolute" and "transactionId" not in profile
+    assert schedule["startSchedule"] == (NOW - timedelta(seconds=60)).isoformat()
     assert schedule["chargingSchedulePeriod"] == [
         {"startPeriod": 0, "limit": 32.0, "numberPhases": 3}
     ]
