@@ -141,3 +141,20 @@ def test_a_sessions_plan_counts_what_its_meter_delivered_and_its_departure() -> 
     # No prices or no departure: no shifting.
     assert site_intervals(None, now, [departure]) is None
     assert session_plan(intervals, now, None, ONE_HOUR_AT_16A, 0.0, 16.0, 3, 6.0) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 23), st.sampled_from([0, 15, 30, 45])), min_size=1),
+    st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]),
+    st.datetimes(datetime(2026, 1, 1), datetime(2027, 1, 1), timezones=st.just(UTC)),
+    st.integers(min_value=1, max_value=3 * 24 * HOUR),
+)
+def test_a_daily_tariff_covers_the_whole_horizon_without_gaps(
+    starts: list[tuple[int, int]], zone: str, now: datetime, horizon: int
+) -> None:
+    tariff = [TariffEntry(time(h, m), float(i)) for i, (h, m) in enumerate(set(starts))]
+    intervals = price_intervals(tariff, zone, now, now + timedelta(seconds=horizon))
+    assert intervals[0].start == 0 and intervals[-1].end == horizon
+    assert all(a.end == b.start for a, b in itertools.pairwise(intervals))
+    assert all(i.end > i.start for i in intervals)
