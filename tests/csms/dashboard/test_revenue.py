@@ -116,3 +116,22 @@ async def test_the_pages_show_the_revenue_and_a_priced_record(dashboard: Dashboa
     await expect(record.locator("[data-fact=Energy]")).to_have_text("10 kWh")
     await expect(record.locator("[data-fact=Charging]")).to_contain_text("min")
     await dashboard.screenshot(page, "session-priced")
+
+
+async def test_revenue_per_site(client: httpx.AsyncClient, start_csms: StartCsms) -> None:
+    pool = (await start_csms(billing_sweep_interval=0.0)).pool  # the client's database
+    if not await pool.fetchval("SELECT to_regclass('sc_charger_sites') IS NOT NULL"):
+        pytest.skip("smart charging (sites) is not installed")
+    await pool.execute("INSERT INTO sc_sites (site_id, name) VALUES ('S1', 'Depot')")
+    await pool.execute(
+        "INSERT INTO sc_charger_sites (charge_point_id, site_id) VALUES ('AN-A', 'S1')"
+    )
+    async with client:
+        sites = (await _get(client, "/analytics/sites"))["items"]
+        only_s1 = await _get(client, "/analytics/fleet", site_id="S1")
+    # S1 holds AN-A (every CDR); AN-B, in no site, priced nothing.
+    assert {row["site_id"]: row["revenue"] for row in sites} == {
+        "S1": [CHF_DAY2, EUR_DAY1],
+        None: [],
+    }
+    assert [b["revenue"] for b in only_s1["buckets"]] == [[EUR_DAY1], [CHF_DAY2]]
