@@ -149,10 +149,6 @@ class SessionTracker:
             return self._progress(key, session, event.occurred_at), delivered
         return None, 0.0
 
-    def total_power_w(self) -> float:
-        """Sum of the last power reported by every active session."""
-        return sum(s.power_w or 0.0 for s in self._sessions.values())
-
     def power_by_charger(self) -> dict[str, float]:
         """Sum of the last power reported by each charger's active sessions."""
         watts: dict[str, float] = {}
