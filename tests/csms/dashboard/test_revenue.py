@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import expect
 
+from billing import store
 from csms.storage import api_keys
 from tests.conftest import StartCsms
 from tests.csms.dashboard.conftest import Dashboard
@@ -135,3 +137,39 @@ async def test_revenue_per_site(client: httpx.AsyncClient, start_csms: StartCsms
         None: [],
     }
     assert [b["revenue"] for b in only_s1["buckets"]] == [[EUR_DAY1], [CHF_DAY2]]
+
+
+async def test_an_active_sessions_page_shows_its_cost_so_far(dashboard: Dashboard) -> None:
+    """3 kWh so far under the EUR tariff (as default): 0.90 + 1.00 fee = 1.90 net,
+    tax 0.361 -> 0.36, total 2.26 EUR."""
+    pool = dashboard.csms.pool
+    await write_known_history(pool)
+    await price_known_history(pool)
+    eur = await pool.fetchval("SELECT id FROM tariffs WHERE currency = 'EUR'")
+    await store.assign(pool, "default", "", eur)
+    now = datetime.now(UTC)
+    active = await pool.fetchval(
+        """
+        INSERT INTO sessions (charge_point_id, protocol, transaction_id, evse_id, connector_id,
+            id_token, auth_status, status, started_at, meter_start_wh, meter_start_at)
+        VALUES ('AN-B', 'ocpp1.6', 'B1', 1, 1, 'DRIVER-1', 'Accepted', 'active', $1, 0, $1)
+        RETURNING id
+        """,
+        now - timedelta(minutes=30),
+    )
+    await pool.execute(
+        """
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+            sampled_at, measurand, value, unit, location)
+        VALUES ('AN-B', $1, 1, 1, $2, 'Energy.Active.Import.Register', 3000, 'Wh', 'Outlet')
+        """,
+        active,
+        now - timedelta(minutes=10),
+    )
+    page = await dashboard.login(dashboard.reader_key, f"#/sessions/{active}")
+    await expect(page.get_by_test_id("cost-so-far")).to_be_visible()
+    record = page.get_by_test_id("cdr")
+    await expect(record.locator("[data-fact=Energy]")).to_have_text("3 kWh")
+    await expect(record.locator("[data-item=energy]")).to_contain_text("0.90")
+    await expect(record.locator("[data-total=tax]")).to_have_text("0.36")
+    await expect(record.locator("[data-total=total]")).to_have_text("2.26 EUR")

@@ -82,7 +82,13 @@ export async function renderDetail(main, [id], ctx) {
     if (ctx.features.cdrs) {
       try {
         const records = itemsOf(await api(`/cdrs${query({ session_id: id })}`)).filter((r) => r.session_id === undefined || String(r.session_id) === String(id));
-        cdr.replaceChildren(...(records.length ? records.map(record) : [h("p", { class: "muted" }, "Not priced yet.")]));
+        if (records.length) cdr.replaceChildren(...records.map(record));
+        else if (s.status === "active") {
+          // Billing prices a running session on demand; its CDR comes when it ends.
+          const cost = await api(`/sessions/${id}/cost`);
+          cdr.replaceChildren(h("p", { class: "muted", "data-testid": "cost-so-far" },
+            `Cost so far, as of ${time(cost.as_of)}; the record is made when the session ends.`), record(cost));
+        } else cdr.replaceChildren(h("p", { class: "muted" }, "Not priced yet."));
       } catch (err) {
         cdr.replaceChildren(errorBox(err));
       }
@@ -106,7 +112,7 @@ const qty = (text) => String(Number(text)); // "10.000" -> "10": billing keeps e
 const mins = (seconds) => `${(Number(seconds) / 60).toFixed(1)} min`;
 
 /**
- * One priced record (CDR) as an itemised bill: what was measured (energy, charging
+ * One priced record (CDR, or billing's running cost of an active session) as an itemised bill: what was measured (energy, charging
  * and idle time), each priced line (fee, energy per period, time), net, tax and
  * total in the record's currency, and billing's flags. Amounts are shown as
  * billing stored them (decimal strings), never recomputed here.
@@ -122,8 +128,8 @@ function record(cdr) {
     periods.length > 1 ? fact("By period", periods.map(([p, wh]) => `${p} ${qty(Number(wh) / 1000)} kWh`).join(" · ")) : null,
     fact("Charging", mins(cdr.charging_seconds)),
     fact("Idle (parked, not charging)", mins(cdr.parking_seconds)),
-    fact("Period", `${time(cdr.start_at)} – ${time(cdr.end_at)}`),
-    fact("Tariff", cdr.tariff_id ? `#${cdr.tariff_id} (${cdr.tariff_scope})` : "none"),
+    cdr.start_at ? fact("Period", `${time(cdr.start_at)} – ${time(cdr.end_at)}`) : null,
+    fact("Tariff", cdr.tariff_id ? `#${cdr.tariff_id}${cdr.tariff_scope ? ` (${cdr.tariff_scope})` : ""}` : "none"),
     fact("Currency", cdr.currency),
     fact("Flags", cdr.flags.length ? h("ul", {}, cdr.flags.map((f) => h("li", { class: "flag" }, FLAG_TEXT[f] || f))) : "none"));
   const row = (attrs, cells) => h("tr", attrs, cells.map((c, i) => h(i ? "td" : "th", i > 0 ? { class: "num" } : {}, c)));
@@ -136,5 +142,5 @@ function record(cdr) {
       row({}, ["Net", "", "", h("span", { "data-total": "net" }, cdr.total_net)]),
       row({}, [taxes.map((t) => t.description).join(", ") || "Tax", "", "", h("span", { "data-total": "tax" }, cdr.total_tax)]),
       row({ class: "total" }, ["Total", "", "", h("strong", { "data-total": "total" }, `${cdr.total_cost} ${cdr.currency}`)])));
-  return h("div", { "data-testid": "cdr", "data-cdr": cdr.id }, facts, bill);
+  return h("div", { "data-testid": "cdr", "data-cdr": cdr.id ?? "running" }, facts, bill);
 }
