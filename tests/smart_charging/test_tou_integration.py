@@ -79,9 +79,14 @@ async def test_every_charger_gets_its_configured_maximum_as_a_max_profile_at_boo
     for profile in found.values():
         assert profile.id == 7000 and profile.evse_id == 0 and profile.kind == "Absolute"
         assert [(p.start, p.limit) for p in profile.periods] == [(0, 16.0)]
-    rows = await api.csms.pool.fetch("SELECT payload FROM events WHERE type = 'charging_limit_set'")
-    purposes = {json.loads(r["payload"])["purpose"] for r in rows}
-    assert {"ChargePointMaxProfile", "ChargingStationMaxProfile"} <= purposes
+
+    async def recorded() -> bool:
+        # Recorded once both fallback profiles of a charger were answered: a moment later.
+        sql = "SELECT payload FROM events WHERE type = 'charging_limit_set'"
+        purposes = {json.loads(r["payload"])["purpose"] for r in await api.csms.pool.fetch(sql)}
+        return {"ChargePointMaxProfile", "ChargingStationMaxProfile"} <= purposes
+
+    await eventually(recorded, within=10)
     assert await _validated_events(api)
 
 
@@ -147,10 +152,16 @@ async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
         start = (profile.start_schedule - now).total_seconds() + periods[1][0]
         assert abs(start - cheap_offset) < 60 and periods[1][1] == 16.0
         assert 2.5 * 3600 < periods[2][0] - periods[1][0] <= 3 * 3600
-    load = (await api.reader.get("/sites/s/load")).json()
-    assert len(load["shifted"]) == 2 and load["deadlines_missed"] == []
-    plans = await _validated_events(api)
-    assert any(p["shifted"] == 2 for p in plans if "sessions" in p)
+
+    async def reported() -> list[dict[str, Any]]:
+        # The view and the events are recorded once the whole plan was sent: a moment later.
+        load = (await api.reader.get("/sites/s/load")).json()
+        plans = await _validated_events(api)
+        shifted_plans = [p for p in plans if "sessions" in p and p["shifted"] == 2]
+        return plans if len(load["shifted"]) == 2 and shifted_plans else []
+
+    plans = await eventually(reported, within=10)
+    assert all(p["deadlines_missed"] == [] for p in plans if "sessions" in p)
     assert any(p.get("periods") for p in plans if "purpose" in p)
 
 
