@@ -179,3 +179,43 @@ async def _validated_events(api: Api) -> list[dict[str, Any]]:
             schemas.validate(message.envelope)
         payloads.append(row.payload)
     return [dict(p) for p in payloads]
+
+
+async def test_a_departure_that_cannot_be_met_charges_at_full_allocation_and_says_so(
+    api: Api, fleet: Fleet
+) -> None:
+    installed = _record(fleet)
+    await _place(api, fleet)
+    cheap_from = (datetime.now(UTC) + timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    entries = [{"start": cheap_from.isoformat(), "price": 0.10}, {"start": "12:00", "price": 0.4}]
+    if cheap_from.hour == 12:
+        entries[1]["start"] = "13:00"
+    prices = await api.operator.put("/sites/s/prices", json={"entries": entries})
+    assert prices.status_code == 200, prices.text
+    charger = fleet.chargers[0]
+    assert await charger.start_session(1, "T", _ev()) is not None
+
+    async def session() -> Any:
+        return await api.csms.pool.fetchrow(
+            "SELECT charge_point_id, transaction_id FROM sessions WHERE status = 'active'"
+        )
+
+    row = await eventually(session, within=10)
+    # Three hours at 16 A wanted within half an hour: impossible, so no waiting for cheap hours.
+    answer = await api.operator.put(
+        f"/chargers/{row['charge_point_id']}/transactions/{row['transaction_id']}/preferences",
+        json={
+            "departure_at": (datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
+            "energy_wanted_wh": 3 * 11_040,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+
+    async def missed() -> list[str]:
+        load = (await api.reader.get("/sites/s/load")).json()
+        plans = [p for p in await _validated_events(api) if "sessions" in p]
+        return load["deadlines_missed"] if any(p["deadlines_missed"] for p in plans) else []
+
+    assert await eventually(missed, within=10) == [f"{row['charge_point_id']}/1"]
+    tx = [p for p in installed[row["charge_point_id"]] if p.purpose is Purpose.TX]
+    assert tx and all(len(p.periods) == 1 and p.periods[0].limit == 16.0 for p in tx[-1:])
