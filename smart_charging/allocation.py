@@ -278,30 +278,31 @@ def _fill_class(
 
     while heap:
         level, kind, name, ver, _ = heapq.heappop(heap)
+        # A stale entry (a session frozen meanwhile, an outdated saturation level)
+        # changes nothing, but must still reach the recompute below: skipping it
+        # left a resource touched earlier in the batch without a saturation level.
         if kind == _START:
             s = by_id[name]
-            if state[s.id] != 0:
-                continue
-            state[s.id] = 1
-            for r, w in resources[s.id]:
-                fixed[r] -= w * floor[s.id]
-                rate[r] += w
-                touched.add(r)
-            heapq.heappush(heap, (cap[s.id], _CAP, s.id, 0, 0))
+            if state[s.id] == 0:
+                state[s.id] = 1
+                for r, w in resources[s.id]:
+                    fixed[r] -= w * floor[s.id]
+                    rate[r] += w
+                    touched.add(r)
+                heapq.heappush(heap, (cap[s.id], _CAP, s.id, 0, 0))
         elif kind == _CAP:
             s = by_id[name]
             if state[s.id] == 1:
                 stop(s, cap[s.id])
         else:
             r = resource_of[name]
-            if ver != version[r] or r in saturated:
-                continue
-            saturated.add(r)
-            for s in members[r]:
-                if state[s.id] == 1:
-                    stop(s, max(floor[s.id], min(cap[s.id], level)))
-                elif state[s.id] == 0:
-                    state[s.id] = 2  # waiting at its minimum: it can never grow now
+            if ver == version[r] and r not in saturated:
+                saturated.add(r)
+                for s in members[r]:
+                    if state[s.id] == 1:
+                        stop(s, max(floor[s.id], min(cap[s.id], level)))
+                    elif state[s.id] == 0:
+                        state[s.id] = 2  # waiting at its minimum: it can never grow now
         if heap and heap[0][0] == level and heap[0][1] == kind and kind != _SATURATE:
             continue  # starts or caps at one level: recompute each resource once for all
         for r in touched:

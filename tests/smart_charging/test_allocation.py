@@ -292,3 +292,22 @@ def test_unknown_parents_and_cycles_are_refused() -> None:
         allocate([Node("a", "b"), Node("b", "a")], [])
     with pytest.raises(InvalidTree):
         allocate([Node("a", None)], [Session("s", "nowhere")])
+
+
+def test_a_limit_touched_before_a_stale_entry_still_saturates() -> None:
+    """Found by hypothesis: s01 started at 8 A, then s02's outdated start entry at the
+    same level skipped the recompute, so the site's line 2 never saturated and s01
+    grew to 9 A: 17 A on a 16 A line."""
+    nodes = [
+        Node("site", None, (8.0, 16.0, 8.0)),
+        Node("charger-0", "site", (math.inf, math.inf, math.inf)),
+        Node("charger-0/0", "charger-0", (8.0, 8.0, 8.0)),
+        Node("charger-0/1", "charger-0", (math.inf, math.inf, math.inf)),
+    ]
+    sessions = [
+        Session("s00", "charger-0/0", (0, 1, 2), max_current=1.0, min_current=0.0),
+        Session("s01", "charger-0/1", (1,), max_current=9.0, min_current=8.0),
+        Session("s02", "charger-0/0", (0, 1, 2), max_current=9.0, min_current=8.0),
+    ]
+    currents = allocate(nodes, sessions, resolution=0.0).currents
+    assert currents == {"s00": 0.0, "s01": 8.0, "s02": 8.0}
