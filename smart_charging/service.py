@@ -86,6 +86,9 @@ class SmartChargingService:
         self.views: dict[str, SiteView] = {}
         self.fallbacks = FallbackProfiles(self)
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
+        # When a decrease was last accepted per site: no increase before it has settled,
+        # even one planned in a later round or a later re-plan.
+        self._decreased_at: dict[str, float] = {}
         self._reasons: dict[str, set[str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -255,11 +258,12 @@ class SmartChargingService:
             decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
             results = await self._send_all(decreases)
             sent.extend(zip(decreases, results, strict=True))
+            if any(r == "Accepted" for r in results):
+                self._decreased_at[site_id] = time.monotonic()
             if all(r == "Accepted" for r in results):
                 increases = [c for c in changes if c not in decreases]
-                if decreases and increases:
-                    # Let the EVs follow the lower limits before anyone gets more.
-                    await asyncio.sleep(self.settings.smart_charging_settle)
+                if increases:
+                    await self._settle(site_id)
                 results = await self._send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
                 break
@@ -275,6 +279,14 @@ class SmartChargingService:
         if any(status == "Accepted" for _, status in reattached):
             self.request_replan(site_id, "reattached")  # plan them normally at once
         return view
+
+    async def _settle(self, site_id: str) -> None:
+        """Let the EVs follow the site's last accepted decreases before anyone gets more."""
+        decreased_at = self._decreased_at.get(site_id)
+        if decreased_at is not None:
+            wait = decreased_at + self.settings.smart_charging_settle - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def _sync_sessions(self, tree: SiteTree, rows: Sequence[Any]) -> dict[str, Tracked]:
         """Track every active session of the site; forget those that ended."""
