@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from charge_point_sim import Fleet, FleetConfig
-from charge_point_sim.commands import SimCharger
+from charge_point_sim import Fleet
 from charge_point_sim.ev import EVSpec, EVState
-from charge_point_sim.profiles import Profile
 from tests.csms.api.conftest import Api
+from tests.smart_charging.support import SITE_LIMIT, place_all, start_site_fleet, watch_profiles
 from tests.waiting import eventually
-
-SITE_LIMIT = 32.0
 
 
 def _ev() -> EVState:
@@ -27,26 +24,9 @@ def _ev() -> EVState:
 @pytest.fixture
 async def fleet(api: Api) -> AsyncIterator[Fleet]:
     """Four one-connector chargers (1.6 and 2.0.1) at 16 A each on a 32 A site."""
-    await api.csms.add_token("T")
-    await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": SITE_LIMIT})
-    fleet = Fleet(
-        FleetConfig(
-            url=api.csms.ocpp_url, chargers=4, v201_share=0.5, connectors=1, speed=30.0,
-            arrival_rate=0.0, meter_interval=10, id_tags=["T"], seed=5,
-        )
-    )  # fmt: skip
-    await fleet.start()
-    assert await fleet.wait_online()
+    fleet = await start_site_fleet(api, chargers=4)
     yield fleet
     await fleet.stop()
-
-
-async def _place_all(api: Api, fleet: Fleet) -> None:
-    for charger in fleet.chargers:
-        answer = await api.operator.put(
-            f"/chargers/{charger.cfg.charger_id}/site", json={"site_id": "s", "max_current_a": 16}
-        )
-        assert answer.status_code == 200, answer.text
 
 
 Arrival = tuple[float, str, str, float]  # (monotonic time, charger, purpose, limit A)
@@ -54,22 +34,12 @@ Arrival = tuple[float, str, str, float]  # (monotonic time, charger, purpose, li
 
 def _record_profiles(fleet: Fleet, log: list[Arrival]) -> None:
     """Note every profile each charger installs, in the order they arrive."""
-    for charger in fleet.chargers:
-        original = charger.set_profile
-
-        def spy(
-            evse_id: int,
-            parse: Callable[[], Profile],
-            original: Callable[[int, Callable[[], Profile]], str] = original,
-            charger: SimCharger = charger,
-        ) -> str:
-            status = original(evse_id, parse)
-            profile = parse()
-            log.append((time.monotonic(), charger.cfg.charger_id, profile.purpose.value,
-                         profile.periods[0].limit))  # fmt: skip
-            return status
-
-        charger.set_profile = spy  # type: ignore[method-assign]
+    watch_profiles(
+        fleet,
+        lambda charger_id, _status, profile: log.append(
+            (time.monotonic(), charger_id, profile.purpose.value, profile.periods[0].limit)
+        ),
+    )
 
 
 async def _load(api: Api) -> dict[str, Any]:
@@ -80,7 +50,7 @@ async def _load(api: Api) -> dict[str, Any]:
 async def test_limits_that_go_down_are_accepted_before_any_goes_up(api: Api, fleet: Fleet) -> None:
     arrivals: list[Arrival] = []
     _record_profiles(fleet, arrivals)
-    await _place_all(api, fleet)
+    await place_all(api, fleet)
     for charger in fleet.chargers[:3]:
         assert await charger.start_session(1, "T", _ev()) is not None
 
@@ -112,7 +82,7 @@ async def test_a_charger_that_rejects_profiles_is_set_aside_at_its_last_known_ma
 ) -> None:
     stubborn = fleet.chargers[0]
     stubborn.set_profile = lambda evse_id, parse: "Rejected"  # type: ignore[method-assign]
-    await _place_all(api, fleet)
+    await place_all(api, fleet)
     for charger in fleet.chargers[:3]:
         assert await charger.start_session(1, "T", _ev()) is not None
 
@@ -141,7 +111,7 @@ async def test_a_charger_that_rejects_profiles_is_set_aside_at_its_last_known_ma
 async def test_a_charger_going_offline_keeps_its_last_limit_set_aside(
     api: Api, fleet: Fleet
 ) -> None:
-    await _place_all(api, fleet)
+    await place_all(api, fleet)
     for charger in fleet.chargers[:2]:
         assert await charger.start_session(1, "T", _ev()) is not None
 

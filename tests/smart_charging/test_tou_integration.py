@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from charge_point_sim import Fleet, FleetConfig
-from charge_point_sim.commands import SimCharger
+from charge_point_sim import Fleet
 from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile, Purpose
 from csms.outbox import schemas
 from csms.outbox.envelope import OutboxRow, messages_for
 from tests.csms.api.conftest import Api
+from tests.smart_charging.support import place_all, start_site_fleet, watch_profiles
 from tests.waiting import eventually
 
 
 @pytest.fixture
 async def fleet(api: Api) -> AsyncIterator[Fleet]:
     """Two one-connector chargers (one 1.6, one 2.0.1) at 16 A each on a 32 A site."""
-    await api.csms.add_token("T")
-    await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": 32})
-    fleet = Fleet(
-        FleetConfig(
-            url=api.csms.ocpp_url, chargers=2, v201_share=0.5, connectors=1, speed=30.0,
-            arrival_rate=0.0, meter_interval=10, id_tags=["T"], seed=5,
-        )
-    )  # fmt: skip
-    await fleet.start()
-    assert await fleet.wait_online()
+    fleet = await start_site_fleet(api, chargers=2)
     yield fleet
     await fleet.stop()
 
@@ -39,37 +30,20 @@ async def fleet(api: Api) -> AsyncIterator[Fleet]:
 def _record(fleet: Fleet) -> dict[str, list[Profile]]:
     """Every profile each charger accepts, in order."""
     installed: dict[str, list[Profile]] = {c.cfg.charger_id: [] for c in fleet.chargers}
-    for charger in fleet.chargers:
-        original = charger.set_profile
 
-        def spy(
-            evse_id: int,
-            parse: Callable[[], Profile],
-            original: Callable[[int, Callable[[], Profile]], str] = original,
-            charger: SimCharger = charger,
-        ) -> str:
-            status = original(evse_id, parse)
-            if status == "Accepted":
-                installed[charger.cfg.charger_id].append(parse())
-            return status
+    def seen(charger_id: str, status: str, profile: Profile) -> None:
+        if status == "Accepted":
+            installed[charger_id].append(profile)
 
-        charger.set_profile = spy  # type: ignore[method-assign]
+    watch_profiles(fleet, seen)
     return installed
-
-
-async def _place(api: Api, fleet: Fleet) -> None:
-    for charger in fleet.chargers:
-        answer = await api.operator.put(
-            f"/chargers/{charger.cfg.charger_id}/site", json={"site_id": "s", "max_current_a": 16}
-        )
-        assert answer.status_code == 200, answer.text
 
 
 async def test_every_charger_gets_its_configured_maximum_as_a_max_profile_at_boot(
     api: Api, fleet: Fleet
 ) -> None:
     installed = _record(fleet)
-    await _place(api, fleet)
+    await place_all(api, fleet)
 
     async def ceilings() -> dict[str, Profile]:
         found = {cp: p for cp, ps in installed.items() for p in ps if p.purpose is Purpose.MAX}
@@ -98,7 +72,7 @@ async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
     api: Api, fleet: Fleet
 ) -> None:
     installed = _record(fleet)
-    await _place(api, fleet)
+    await place_all(api, fleet)
     now = datetime.now(UTC)
     dear_from = (now - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
     cheap_from = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
@@ -185,7 +159,7 @@ async def test_a_departure_that_cannot_be_met_charges_at_full_allocation_and_say
     api: Api, fleet: Fleet
 ) -> None:
     installed = _record(fleet)
-    await _place(api, fleet)
+    await place_all(api, fleet)
     cheap_from = (datetime.now(UTC) + timedelta(hours=1)).time().replace(second=0, microsecond=0)
     entries = [{"start": cheap_from.isoformat(), "price": 0.10}, {"start": "12:00", "price": 0.4}]
     if cheap_from.hour == 12:

@@ -1,0 +1,57 @@
+"""Simulated chargers on one test site, and a spy on the profiles they receive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from charge_point_sim import Fleet, FleetConfig
+from charge_point_sim.commands import SimCharger
+from charge_point_sim.profiles import Profile
+from tests.csms.api.conftest import Api
+
+SITE_LIMIT = 32.0  # A per line of site "s"
+
+
+async def start_site_fleet(api: Api, chargers: int) -> Fleet:
+    """One-connector chargers (half 1.6, half 2.0.1), online, and a site "s" of 32 A."""
+    await api.csms.add_token("T")
+    await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": SITE_LIMIT})
+    fleet = Fleet(
+        FleetConfig(
+            url=api.csms.ocpp_url, chargers=chargers, v201_share=0.5, connectors=1, speed=30.0,
+            arrival_rate=0.0, meter_interval=10, id_tags=["T"], seed=5,
+        )
+    )  # fmt: skip
+    await fleet.start()
+    assert await fleet.wait_online()
+    return fleet
+
+
+async def place_all(api: Api, fleet: Fleet) -> None:
+    """Put every charger of ``fleet`` on site "s" at 16 A."""
+    for charger in fleet.chargers:
+        answer = await api.operator.put(
+            f"/chargers/{charger.cfg.charger_id}/site", json={"site_id": "s", "max_current_a": 16}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+ProfileSeen = Callable[[str, str, Profile], None]  # (charger id, its answer, the profile)
+
+
+def watch_profiles(fleet: Fleet, seen: ProfileSeen) -> None:
+    """Call ``seen`` for every SetChargingProfile a charger of ``fleet`` answers."""
+    for charger in fleet.chargers:
+        original = charger.set_profile
+
+        def spy(
+            evse_id: int,
+            parse: Callable[[], Profile],
+            original: Callable[[int, Callable[[], Profile]], str] = original,
+            charger: SimCharger = charger,
+        ) -> str:
+            status = original(evse_id, parse)
+            seen(charger.cfg.charger_id, status, parse())
+            return status
+
+        charger.set_profile = spy  # type: ignore[method-assign]
