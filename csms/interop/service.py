@@ -1,0 +1,141 @@
+"""Learning what each charger supports: asked after boot, read from its reports.
+
+* After a charger's BootNotification is answered Accepted, the node holding its
+  socket asks it: 1.6 GetConfiguration(ChargingScheduleAllowedChargingRateUnit),
+  2.0.1 GetVariables(SmartChargingCtrlr.RateUnit, TariffCostCtrlr.Available[Cost],
+  TariffCostCtrlr.Enabled[Cost]). What it answers is stored per charger
+  (:mod:`csms.storage.interop`); a charger that cannot answer stays "unknown".
+* A 2.0.1 NotifyReport (e.g. the answer to a GetBaseReport) that names those
+  variables updates the same facts.
+* A boot with other firmware than the one that taught the CSMS an action was
+  unsupported gives the charger a fresh chance at it.
+
+The third source, a CALLERROR NotImplemented/NotSupported to any CSMS call, is
+recorded where calls are sent (:meth:`csms.connection.OcppConnection.call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from fastapi import APIRouter
+from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
+
+from csms.events import ChargerBooted, Event, Protocol, RegistrationStatus, ReportReceived
+from csms.interop import capabilities
+from csms.interop.capabilities import COST_UPDATED, Learned
+from csms.storage import interop as store
+
+if TYPE_CHECKING:
+    from csms.services import ServiceContext
+
+log = structlog.get_logger(__name__)
+
+
+class InteropService:
+    name = "interop"
+
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._consumer: asyncio.Task[None] | None = None
+
+    def api_routers(self) -> Sequence[APIRouter]:
+        return []
+
+    async def start(self) -> None:
+        subscription = self.context.bus.subscribe(self.name)
+        self._subscription = subscription
+        self._consumer = asyncio.create_task(self._consume())
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._consumer] if self._consumer else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._consumer = None
+        self.context.bus.unsubscribe(self._subscription)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._subscription.get()
+            try:
+                await self.on_event(event)
+            except Exception:
+                log.exception("interop.event_failed", type=event.type)
+
+    async def on_event(self, event: Event) -> None:
+        cp = event.charge_point_id
+        if isinstance(event, ChargerBooted):
+            forgotten = await store.forget_other_firmware(
+                self.context.pool, cp, event.firmware_version
+            )
+            if forgotten:
+                log.info("interop.new_firmware", charge_point_id=cp, forgotten=forgotten)
+            if self.context.registry.get(cp) is not None:  # the node holding the socket asks
+                task = asyncio.create_task(self.probe(cp))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        elif isinstance(event, ReportReceived):
+            await self.apply(cp, capabilities.from_v201_report(event.report_data))
+
+    async def probe(self, charge_point_id: str) -> Learned | None:
+        """Ask a just-booted charger what it supports, once its boot has been answered."""
+        connection = self.context.registry.get(charge_point_id)
+        if connection is None:
+            return None
+        timeout = self.context.settings.response_timeout
+        try:
+            await asyncio.wait_for(connection.boot_answered.wait(), timeout)
+        except TimeoutError:
+            return None
+        if connection.registration is not RegistrationStatus.ACCEPTED:
+            return None  # asked again at the boot that is accepted
+        try:
+            learned = await self._ask(charge_point_id, connection.protocol)
+        except Exception as error:  # offline, CALLERROR (recorded), timeout: stays unknown
+            log.info("interop.probe_failed", charge_point_id=charge_point_id, error=repr(error))
+            return None
+        await self.apply(charge_point_id, learned)
+        return learned
+
+    async def _ask(self, charge_point_id: str, protocol: Protocol) -> Learned:
+        router = self.context.router
+        if protocol is Protocol.V16:
+            key = [capabilities.V16_RATE_UNIT_KEY]
+            answer: Any = await router.call(charge_point_id, call16.GetConfiguration(key=key))
+            return capabilities.from_v16_configuration(answer.configuration_key)
+        request = call201.GetVariables(get_variable_data=capabilities.v201_probe())
+        answer = await router.call(charge_point_id, request)
+        return capabilities.from_v201_variables(answer.get_variable_result)
+
+    async def apply(self, charge_point_id: str, learned: Learned) -> None:
+        """Store what ``learned`` says (and nothing about what it does not know)."""
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            if learned.rate_units:
+                await store.set_rate_units(
+                    conn, charge_point_id, learned.rate_units, learned.rate_units_source
+                )
+            if learned.cost_updated is False:
+                detail = learned.cost_detail
+                new = await store.record_unsupported(
+                    conn, charge_point_id, COST_UPDATED, store.DEVICE_MODEL, detail
+                )
+                if new:
+                    log.info("interop.action_unsupported", charge_point_id=charge_point_id,
+                             action=COST_UPDATED, detail=detail)  # fmt: skip
+            elif learned.cost_updated is True:
+                await store.forget_unsupported(
+                    conn, charge_point_id, COST_UPDATED, [store.DEVICE_MODEL]
+                )
+        if learned.rate_units:
+            log.info("interop.rate_units", charge_point_id=charge_point_id,
+                     units=sorted(learned.rate_units))  # fmt: skip
