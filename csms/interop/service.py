@@ -46,7 +46,9 @@ class InteropService:
         self._consumer: asyncio.Task[None] | None = None
 
     def api_routers(self) -> Sequence[APIRouter]:
-        return []
+        from csms.interop.api import build_router  # the API package imports the services
+
+        return [build_router()]
 
     async def start(self) -> None:
         subscription = self.context.bus.subscribe(self.name)

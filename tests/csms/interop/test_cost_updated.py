@@ -74,6 +74,13 @@ async def test_a_station_answering_not_implemented_gets_it_once_then_never(api: 
         tx2 = await start_tx(api.csms, cp, True)
         assert await _rounds(billing, 3) == 0
         assert len(ch.costs_received) == 1  # not at all in the next session
+        # An operator gives it another chance: tried once more, refused, learned again.
+        url = f"/chargers/{cp}/unsupported-actions/CostUpdated"
+        assert (await api.reader.delete(url)).status_code == 403
+        assert (await api.operator.delete(url)).status_code == 204
+        assert (await api.operator.delete(url)).status_code == 404
+        assert await _rounds(billing, 3) == 0
+        assert [t for _, t in ch.costs_received] == [tx, tx2]
         await stop_tx(api.csms, cp, True, tx2)
     charger = (await api.reader.get(f"/chargers/{cp}")).json()  # kept after it left
     [unsupported] = charger["unsupported_actions"]
