@@ -1,7 +1,8 @@
 """Learning what each charger supports: asked after boot, read from its reports.
 
-* After a charger's BootNotification is answered Accepted, the node holding its
-  socket asks it: 1.6 GetConfiguration(ChargingScheduleAllowedChargingRateUnit),
+* After a charger's BootNotification is answered Accepted -- or, when nothing is
+  known of it yet, once it reconnected and did not boot (a CSMS restart) -- the
+  node holding its socket asks it: 1.6 GetConfiguration(ChargingScheduleAllowedChargingRateUnit),
   2.0.1 GetVariables(SmartChargingCtrlr.RateUnit, TariffCostCtrlr.Available[Cost],
   TariffCostCtrlr.Enabled[Cost]). What it answers is stored per charger
   (:mod:`csms.storage.interop`); a charger that cannot answer stays "unknown".
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -26,12 +27,20 @@ from fastapi import APIRouter
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
-from csms.events import ChargerBooted, Event, Protocol, RegistrationStatus, ReportReceived
+from csms.events import (
+    ChargerBooted,
+    ChargerConnected,
+    Event,
+    Protocol,
+    RegistrationStatus,
+    ReportReceived,
+)
 from csms.interop import capabilities
 from csms.interop.capabilities import COST_UPDATED, Learned
 from csms.storage import interop as store
 
 if TYPE_CHECKING:
+    from csms.connection import OcppConnection
     from csms.services import ServiceContext
 
 log = structlog.get_logger(__name__)
@@ -44,6 +53,8 @@ class InteropService:
         self.context = context
         self._tasks: set[asyncio.Task[Any]] = set()
         self._consumer: asyncio.Task[None] | None = None
+        # How long a connected charger is given to send its BootNotification.
+        self.boot_wait = min(context.settings.response_timeout, 10.0)
 
     def api_routers(self) -> Sequence[APIRouter]:
         from csms.interop.api import build_router  # the API package imports the services
@@ -82,23 +93,47 @@ class InteropService:
             )
             if forgotten:
                 log.info("interop.new_firmware", charge_point_id=cp, forgotten=forgotten)
-            if self.context.registry.get(cp) is not None:  # the node holding the socket asks
-                task = asyncio.create_task(self.probe(cp))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self._spawn(self.probe(cp))
+        elif isinstance(event, ChargerConnected):
+            self._spawn(self.probe_reconnected(cp))
         elif isinstance(event, ReportReceived):
             await self.apply(cp, capabilities.from_v201_report(event.report_data))
+
+    def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def probe(self, charge_point_id: str) -> Learned | None:
         """Ask a just-booted charger what it supports, once its boot has been answered."""
         connection = self.context.registry.get(charge_point_id)
-        if connection is None:
+        if connection is None:  # the node holding the socket asks
             return None
-        timeout = self.context.settings.response_timeout
         try:
-            await asyncio.wait_for(connection.boot_answered.wait(), timeout)
+            await asyncio.wait_for(connection.boot_answered.wait(), self.boot_wait)
         except TimeoutError:
             return None
+        return await self._probe_now(charge_point_id, connection)
+
+    async def probe_reconnected(self, charge_point_id: str) -> Learned | None:
+        """Ask a charger that reconnected without booting, if nothing is known of it yet.
+
+        A CSMS restart (an upgrade) has every charger reconnect without a reboot: one
+        accepted before is asked once its first message shows it will not boot.
+        """
+        connection = self.context.registry.get(charge_point_id)
+        if connection is None:
+            return None
+        try:
+            await asyncio.wait_for(connection.boot_answered.wait(), self.boot_wait)
+            return None  # it booted: asked by :meth:`probe`
+        except TimeoutError:
+            pass
+        if not await store.booted_but_unknown(self.context.pool, charge_point_id):
+            return None  # known from an earlier boot, or a charger that never booted
+        return await self._probe_now(charge_point_id, connection)
+
+    async def _probe_now(self, charge_point_id: str, connection: OcppConnection) -> Learned | None:
         if connection.registration is not RegistrationStatus.ACCEPTED:
             return None  # asked again at the boot that is accepted
         try:

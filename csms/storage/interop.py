@@ -112,6 +112,20 @@ async def rate_units(conn: Executor, charge_point_id: str) -> frozenset[str] | N
     return frozenset(units) if units else None
 
 
+async def booted_but_unknown(conn: Executor, charge_point_id: str) -> bool:
+    """The charger has booted before, but its rate units were never learned."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT c.last_boot_at IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM charger_rate_units u WHERE u.charge_point_id = c.charge_point_id)
+            FROM chargers c WHERE c.charge_point_id = $1
+            """,
+            charge_point_id,
+        )
+    )
+
+
 async def describe(conn: Executor, charge_point_id: str) -> dict[str, Any]:
     """The charger's interop facts for the API: ``unsupported_actions``, ``rate_units``."""
     units = await conn.fetchrow(

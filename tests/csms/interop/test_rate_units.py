@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from charge_point_sim.profiles import Profile, Purpose
+from csms.interop.service import InteropService
 from tests.charge_point_sim.support import running, start_tx, until
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import watch_profiles
@@ -157,3 +158,19 @@ async def test_the_load_manager_sends_a_w_only_charger_w_and_never_an_open_absol
     assert all(p.start_schedule is not None for _, p in seen if p.kind == "Absolute")
     maximum = next(p for _, p in seen if p.purpose is Purpose.MAX)
     assert maximum.periods[0].limit == 16 * 3 * 230.0  # the charger's 16 A on three lines
+
+
+async def test_a_charger_reconnecting_without_a_boot_is_asked_when_nothing_is_known(
+    api: Api,
+) -> None:
+    # A CSMS upgrade: chargers reconnect without rebooting, their units never learned.
+    [service] = [s for s in api.csms.app.services if isinstance(s, InteropService)]
+    service.boot_wait = 0.5
+    async with running(api.csms, True, rate_units="W") as (_, ch, cp):
+        await eventually(lambda: _learned_units(api, cp))
+        asked = ch.stats.received["GetVariables"]
+        await api.csms.pool.execute("DELETE FROM charger_rate_units WHERE charge_point_id = $1", cp)
+        ch.drop_connection()
+        assert await eventually(lambda: _learned_units(api, cp), within=15) == ["W"]
+        assert ch.stats.received["GetVariables"] == asked + 1
+        assert ch.stats.sent["BootNotification"] == 1  # it did not boot again
