@@ -136,7 +136,7 @@ def fit_profile(
         before = schedule.get("charging_rate_unit")
         _convert_unit(schedule, units, voltage)
         if schedule.get("charging_rate_unit") != before:
-            log.info("interop.profile_unit_converted", to=schedule["charging_rate_unit"],
+            log.debug("interop.profile_unit_converted", to=schedule["charging_rate_unit"],
                      accepted=sorted(units or ()))  # fmt: skip
     return dataclasses.replace(payload, **{field: profile})
 
