@@ -27,6 +27,7 @@ from fastapi import APIRouter
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from csms.bus import Subscription
 from csms.events import (
     ChargerBooted,
     ChargerConnected,
@@ -53,6 +54,7 @@ class InteropService:
         self.context = context
         self._tasks: set[asyncio.Task[Any]] = set()
         self._consumer: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         # How long a connected charger is given to send its BootNotification.
         self.boot_wait = min(context.settings.response_timeout, 10.0)
 
@@ -64,7 +66,7 @@ class InteropService:
     async def start(self) -> None:
         subscription = self.context.bus.subscribe(self.name)
         self._subscription = subscription
-        self._consumer = asyncio.create_task(self._consume())
+        self._consumer = asyncio.create_task(self._consume(subscription))
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._consumer] if self._consumer else [])]
@@ -75,11 +77,13 @@ class InteropService:
                 await task
         self._tasks.clear()
         self._consumer = None
-        self.context.bus.unsubscribe(self._subscription)
+        if self._subscription is not None:
+            self.context.bus.unsubscribe(self._subscription)
+            self._subscription = None
 
-    async def _consume(self) -> None:
+    async def _consume(self, subscription: Subscription) -> None:
         while True:
-            event = await self._subscription.get()
+            event = await subscription.get()
             try:
                 await self.on_event(event)
             except Exception:
