@@ -9,7 +9,9 @@
 * The sweeper prices ended sessions that have no CDR (billing was off, or
   pricing failed) every ``billing_sweep_interval`` seconds.
 * Every ``billing_cost_update_interval`` seconds, each connected 2.0.1 charger
-  with a running session gets CostUpdated with the session's running total.
+  with a running session gets CostUpdated with the session's running total --
+  unless it is known not to take it (it answered NotImplemented/NotSupported, or
+  its device model lacks an enabled TariffCostCtrlr; see :mod:`csms.interop`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fastapi import APIRouter
 
 from billing import cdrs
 from billing.usage import find_session
+from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
 from csms.storage import Executor, event_log
 
@@ -148,35 +151,54 @@ class BillingService:
                 **{k: data[k] for k in _COST_KEYS}}  # fmt: skip
 
     async def send_cost_updates(self) -> int:
-        """CostUpdated to every connected 2.0.1 charger with a running session."""
+        """CostUpdated to every connected 2.0.1 charger with a running session that takes it."""
         connected = [c.id for c in self.context.registry.all() if c.protocol is Protocol.V201]
         if not connected:
             return 0
-        rows = await self.context.pool.fetch(
-            """
-            SELECT id, charge_point_id, transaction_id FROM sessions
-            WHERE status = 'active' AND protocol = $1 AND charge_point_id = ANY($2::text[])
-            """,
-            Protocol.V201.value,
-            connected,
-        )
-        sent = 0
+        rows = await self._cost_update_targets(connected)
+        sent, refused = 0, set[str]()
         for row in rows:
+            cp = row["charge_point_id"]
+            if cp in refused:
+                continue
             cost = await self.running_cost(row["id"])
             if cost is None:
                 continue
             total = float(Decimal(str(cost["total_cost"])))  # OCPP's totalCost is a JSON number
             try:
                 await self.context.router.call(
-                    row["charge_point_id"],
-                    ocpp.v201.call.CostUpdated(total_cost=total,
-                                               transaction_id=row["transaction_id"]),
+                    cp, ocpp.v201.call.CostUpdated(total_cost=total,
+                                                   transaction_id=row["transaction_id"]),
                 )  # fmt: skip
                 sent += 1
-            except Exception as error:  # the charger may be gone or refuse; try next time
-                log.info("billing.cost_update_failed", charge_point_id=row["charge_point_id"],
-                         error=repr(error))  # fmt: skip
+            except CallErrorReceived as error:
+                if error.code in _UNSUPPORTED:  # recorded per charger: not sent again
+                    refused.add(cp)
+                log.warning("billing.cost_update_refused", charge_point_id=cp, code=error.code)
+            except Exception as error:  # the charger may be gone or busy; try next time
+                log.info("billing.cost_update_failed", charge_point_id=cp, error=repr(error))
         return sent
+
+    async def _cost_update_targets(self, connected: list[str]) -> list[asyncpg.Record]:
+        """Running 2.0.1 sessions of ``connected`` chargers not known to refuse CostUpdated.
+
+        A charger that answered CostUpdated with NotImplemented/NotSupported, or whose
+        device model has no (enabled) TariffCostCtrlr, is listed in
+        ``charger_unsupported_actions`` (csms.interop) and left out.
+        """
+        return await self.context.pool.fetch(
+            """
+            SELECT s.id, s.charge_point_id, s.transaction_id FROM sessions s
+            WHERE s.status = 'active' AND s.protocol = $1
+              AND s.charge_point_id = ANY($2::text[])
+              AND NOT EXISTS (
+                  SELECT 1 FROM charger_unsupported_actions u
+                  WHERE u.charge_point_id = s.charge_point_id AND u.action = 'CostUpdated')
+            ORDER BY s.id
+            """,
+            Protocol.V201.value,
+            connected,
+        )
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -186,6 +208,8 @@ class BillingService:
             except Exception:
                 log.exception("billing.job_failed", job=getattr(job, "__name__", "?"))
 
+
+_UNSUPPORTED = frozenset({"NotImplemented", "NotSupported"})
 
 _COST_KEYS = (
     "currency",

@@ -33,7 +33,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from charge_point_sim.clock import SimClock
-from charge_point_sim.config import KeyStore, default_keys
+from charge_point_sim.config import (
+    RATE_UNIT_KEY,
+    KeyStore,
+    default_keys,
+    rate_units_of,
+    v16_rate_units,
+)
 from charge_point_sim.model import Connector, PendingReset, QueuedTx, Sample, Session
 from charge_point_sim.profiles import ProfileStack
 from charge_point_sim.stats import Stats
@@ -73,6 +79,13 @@ class ChargerConfig:
     reconnect_max: float = 30.0
     vendor: str = "OpenCSMS"
     model: str = "csms-sim"
+    # Units its charging schedules take: "A", "W" or "A,W" (1.6
+    # ChargingScheduleAllowedChargingRateUnit / 2.0.1 SmartChargingCtrlr.RateUnit);
+    # a profile in another unit is Rejected, as real firmware does.
+    rate_units: str = "A,W"
+    # 2.0.1: it shows a running cost (TariffCostCtrlr in its device model) and takes
+    # CostUpdated; without, it answers CostUpdated with CALLERROR NotImplemented.
+    cost_updates: bool = False
 
 
 class Charger:
@@ -94,6 +107,7 @@ class Charger:
         self.keys = KeyStore(
             default_keys(cfg.connectors, cfg.heartbeat_interval, cfg.meter_interval)
         )
+        self.keys.force(RATE_UNIT_KEY, v16_rate_units(cfg.rate_units))
         self.profiles = ProfileStack()
         self.connectors = {
             i: Connector(id=i, energy_wh=float(self.rng.randint(0, 5_000_000)))
@@ -176,6 +190,11 @@ class Charger:
     def defer(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` after the current CSMS call has been answered."""
         self._deferred.append(fn)
+
+    def rate_units(self) -> frozenset[str]:
+        """The units its charging schedules take (from its configuration key)."""
+        key = self.keys.get(RATE_UNIT_KEY)
+        return rate_units_of(key.value) if key is not None else frozenset({"A"})
 
     def count_incoming(self, raw: str) -> None:
         """Count CSMS-initiated CALLs per action for the summary."""

@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-power", type=float, default=22_000.0, help="charger max power (W)")
     p.add_argument("--id-prefix", default="SIM-", help="charger id prefix")
     p.add_argument(
+        "--rate-units",
+        choices=["A", "W", "A,W"],
+        default="A,W",
+        help="units the chargers' charging schedules take (W: a W-only charger)",
+    )
+    p.add_argument(
+        "--cost-updates",
+        action="store_true",
+        help="2.0.1 chargers show a running cost and take CostUpdated (default: NotImplemented)",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -112,6 +123,8 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         heartbeat_interval=args.heartbeat,
         max_power_w=args.max_power,
         id_prefix=args.id_prefix,
+        rate_units=args.rate_units,
+        cost_updates=args.cost_updates,
         progress=not args.quiet,
     )
 

@@ -331,6 +331,8 @@ class SimCharger(SessionCharger):
             profile = parse()
         except (KeyError, ValueError, IndexError):
             return "Rejected"
+        if profile.unit not in self.rate_units():
+            return "Rejected"  # a unit this charger's schedules do not take
         conn = self.connectors.get(evse_id)
         s = conn.session if conn is not None else None
         tx_ok = s is not None and profile.transaction_id in (None, s.transaction_id)

@@ -42,7 +42,31 @@ V201_VARIABLES: dict[tuple[str, str], str] = {
     ("OCPPCommCtrlr", "WebSocketPingInterval"): "WebSocketPingInterval",
     ("OCPPCommCtrlr", "ResetRetries"): "ResetRetries",
     ("DeviceDataCtrlr", "ItemsPerMessage"): "GetConfigurationMaxKeys",
+    # Only a station with a cost display has these (ChargerConfig.cost_updates).
+    ("TariffCostCtrlr", "Available"): "TariffCostAvailable",
+    ("TariffCostCtrlr", "Enabled"): "TariffCostEnabled",
 }
+RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
+_V16_UNIT = {"A": "Current", "W": "Power"}
+
+
+def v16_rate_units(units: str) -> str:
+    """``"A,W"`` -> ``"Current,Power"`` (1.6 spelling, as the key store keeps it)."""
+    words = [_V16_UNIT.get(u.strip(), u.strip()) for u in units.split(",") if u.strip()]
+    if not words or any(w not in _V16_UNIT.values() for w in words):
+        raise ValueError(f"rate units are A, W or A,W; got {units!r}")
+    return ",".join(words)
+
+
+def rate_units_of(value: str) -> frozenset[str]:
+    """``"Current,Power"`` -> {"A", "W"}: the units a schedule may use."""
+    back = {v: k for k, v in _V16_UNIT.items()}
+    return frozenset(back.get(w.strip(), w.strip()) for w in value.split(",") if w.strip())
+
+
+def v201_value(key: str, value: str) -> str:
+    """A key's value as 2.0.1 spells it (RateUnit is a member list of A and W)."""
+    return ",".join(sorted(rate_units_of(value))) if key == RATE_UNIT_KEY else value
 
 
 def default_keys(connectors: int, heartbeat: int, sample_interval: int) -> dict[str, ConfigKey]:

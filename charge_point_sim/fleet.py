@@ -54,6 +54,8 @@ class FleetConfig:
     heartbeat_interval: int = 300
     max_power_w: float = 22_000.0
     id_prefix: str = "SIM-"
+    rate_units: str = "A,W"  # what every charger's schedules take: "A", "W" or "A,W"
+    cost_updates: bool = False  # 2.0.1 chargers show a running cost (take CostUpdated)
     call_timeout: float = 10.0
     drain_timeout: float = 5.0
     progress: bool = False
@@ -84,6 +86,8 @@ class Fleet:
                 heartbeat_interval=cfg.heartbeat_interval,
                 meter_interval=cfg.meter_interval,
                 call_timeout=cfg.call_timeout,
+                rate_units=cfg.rate_units,
+                cost_updates=cfg.cost_updates,
             )
             cls = V201Charger if cfg.is_v201(i) else V16Charger
             self.chargers.append(cls(ccfg, self.clock, self.stats, seed=cfg.seed * 100_003 + i))

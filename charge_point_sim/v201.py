@@ -43,6 +43,10 @@ class V201Charger(V201Handlers, _ChargePoint201):  # type: ignore[misc]
 
     def __init__(self, cfg: ChargerConfig, clock: SimClock, stats: Stats, seed: int = 0) -> None:
         V201Handlers.__init__(self, cfg, clock, stats, seed)
+        self.costs_received: list[tuple[float, str]] = []  # CostUpdated (total, transaction)
+        if cfg.cost_updates:
+            self.keys.force("TariffCostAvailable", "true")
+            self.keys.force("TariffCostEnabled", "true")
         _ChargePoint201.__init__(self, cfg.charger_id, None, response_timeout=cfg.call_timeout)
 
     # --------------------------------------------------------------- outgoing

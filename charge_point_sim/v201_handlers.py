@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ocpp import exceptions as ocpp_exceptions
 from ocpp.v201 import call, call_result
 
 from charge_point_sim.charger import handles
 from charge_point_sim.clock import iso, parse_iso
 from charge_point_sim.commands import SimCharger
-from charge_point_sim.config import V201_VARIABLES
+from charge_point_sim.config import V201_VARIABLES, v201_value
 from charge_point_sim.model import Reservation
 from charge_point_sim.profiles import parse_v201
 
@@ -27,6 +28,8 @@ def id_token(id_tag: str) -> dict[str, str]:
 
 class V201Handlers(SimCharger):
     """The ``@on`` handlers of :class:`~charge_point_sim.v201.V201Charger`."""
+
+    costs_received: list[tuple[float, str]]  # every CostUpdated (total, transaction id)
 
     # ----------------------------------------------------------- transactions
     @handles("RequestStartTransaction")
@@ -94,6 +97,16 @@ class V201Handlers(SimCharger):
             },
         )
 
+    # ---------------------------------------------------------------- billing
+    @handles("CostUpdated")
+    def on_cost_updated(self, total_cost: float, transaction_id: str, **_: Any) -> Any:
+        self.costs_received.append((total_cost, transaction_id))
+        if not self.cfg.cost_updates:
+            raise ocpp_exceptions.NotImplementedError(
+                description="this station has no TariffCostCtrlr"
+            )
+        return call_result.CostUpdated()
+
     # ------------------------------------------------------------ management
     @handles("Reset")
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
@@ -124,7 +137,9 @@ class V201Handlers(SimCharger):
         key = V201_VARIABLES.get((comp, var))
         if key is not None and self.keys.get(key) is not None:
             return key, "Accepted"
-        known = any(c == comp for c, _ in V201_VARIABLES)
+        # A component is there if any of its variables is (no TariffCostCtrlr without cost).
+        present = (c for (c, _), k in V201_VARIABLES.items() if self.keys.get(k) is not None)
+        known = comp in set(present)
         return None, "UnknownVariable" if known else "UnknownComponent"
 
     @handles("GetVariables")
@@ -138,8 +153,8 @@ class V201Handlers(SimCharger):
                 "variable": item["variable"],
             }
             entry = self.keys.get(key) if key else None
-            if entry is not None:
-                result["attribute_value"] = entry.value
+            if key is not None and entry is not None:
+                result["attribute_value"] = v201_value(key, entry.value)
             results.append(result)
         return call_result.GetVariables(get_variable_result=results)
 

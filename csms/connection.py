@@ -43,6 +43,7 @@ from csms.config import Settings
 from csms.events import Protocol, RegistrationStatus
 from csms.monitoring import metrics
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
+from csms.storage import interop
 from csms.validation import CALL, CALLRESULT, first_error
 
 ocpp.messages.ASYNC_VALIDATION = False
@@ -50,6 +51,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 log = structlog.get_logger(__name__)
 
 _MAX_MESSAGE_ID_LENGTH = 36
+# A charger answering a CSMS call with these does not take that action at all.
+_UNSUPPORTED_CODES = frozenset({"NotImplemented", "NotSupported"})
 _FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
 
 
@@ -86,6 +89,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         # reads it, and sets ``offline_reason`` when it gives up on a silent charger.
         self.last_heard = time.monotonic()
         self.offline_reason: str | None = None
+        # Set once a BootNotification has been answered: the CSMS asks a charger
+        # nothing (csms.interop) before it has its answer.
+        self.boot_answered = asyncio.Event()
 
     # -- receiving ---------------------------------------------------------------
 
@@ -214,6 +220,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 log.error("rpc.invalid_answer_built", payload=result.payload, error=invalid.message)
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer")
         await self._send(result.to_json())
+        if msg.action == "BootNotification":
+            self.boot_answered.set()
 
     def _validate(self, msg: Call) -> None:
         error = first_error(CALL, msg.action, self._ocpp_version, msg.payload)
@@ -300,6 +308,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if isinstance(response, CallError):
             metrics.MESSAGES.labels("out", action_label, "call_error").inc()
             metrics.CALL_ERRORS.labels("received", metrics.bounded_code(response.error_code)).inc()
+            if response.error_code in _UNSUPPORTED_CODES:
+                await self._note_unsupported(action, response.error_code)
             if suppress:
                 return None
             raise CallErrorReceived(
@@ -310,6 +320,16 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if not skip_schema_validation:
             await validate_payload(response, self._ocpp_version)
         return getattr(self._call_result, action)(**snake_case_keys(response.payload))
+
+    async def _note_unsupported(self, action: str, code: str) -> None:
+        """Remember, for every node, that this charger does not take ``action``."""
+        try:
+            if await interop.record_unsupported(
+                self.central.pool, self.id, action, interop.CALL_ERROR, code
+            ):
+                log.warning("rpc.action_unsupported", action=action, code=code)
+        except Exception:  # the CALLERROR still reaches the caller
+            log.exception("rpc.action_unsupported_not_recorded", action=action)
 
     async def _send(self, message: str) -> None:
         log.debug("rpc.send", frame=message)

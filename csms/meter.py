@@ -20,6 +20,15 @@ log = structlog.get_logger(__name__)
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 
+# What a sampled value means when the charger leaves a field out -- the same in 1.6
+# (SampledValue) and 2.0.1 (SampledValueType): stored explicitly, so a query never has
+# to know that a null context is a periodic sample. No phase means the overall value
+# (no default to apply); 1.6's format defaults to Raw (only SignedData is skipped);
+# the unit's default is below (Wh for energy, as both specs mean it).
+DEFAULT_MEASURAND = ENERGY_REGISTER
+DEFAULT_CONTEXT = "Sample.Periodic"
+DEFAULT_LOCATION = "Outlet"
+
 # Unit spelling -> (base unit, factor to multiply by).
 _UNIT_SCALE: dict[str, tuple[str, float]] = {
     "Wh": ("Wh", 1.0),
@@ -42,8 +51,10 @@ _UNIT_SCALE: dict[str, tuple[str, float]] = {
     "Hz": ("Hz", 1.0),
 }
 
-# Unit a measurand is in when the charger leaves ``unit`` out (both specs say
-# the default is Wh, which only makes sense for energy measurands).
+# Unit a measurand is in when the charger leaves ``unit`` out. Both specs say Wh
+# (1.6: "if the (default) measurand is an Energy type"; 2.0.1's unitOfMeasure.unit
+# defaults to Wh), which only makes sense for energy measurands: the others get their
+# natural unit, never a Wh that would be a wrong label on a current or a voltage.
 _DEFAULT_UNIT_BY_PREFIX: tuple[tuple[str, str], ...] = (
     ("Energy.Reactive", "varh"),
     ("Energy", "Wh"),
@@ -94,7 +105,7 @@ def _samples(
     for meter_value in meter_values:
         sampled_at = parse_timestamp(meter_value["timestamp"], "meterValue.timestamp")
         for sv in meter_value.get("sampled_value", ()):
-            measurand = sv.get("measurand") or ENERGY_REGISTER
+            measurand = sv.get("measurand") or DEFAULT_MEASURAND
             reading = read(sv, measurand)
             if reading is None:
                 continue
@@ -106,8 +117,8 @@ def _samples(
                     value=value,
                     unit=unit,
                     phase=sv.get("phase"),
-                    context=sv.get("context"),
-                    location=sv.get("location"),
+                    context=sv.get("context") or DEFAULT_CONTEXT,
+                    location=sv.get("location") or DEFAULT_LOCATION,
                 )
             )
     return tuple(samples)

@@ -25,6 +25,7 @@ from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.dashboard import DashboardService
+from csms.interop.service import InteropService
 from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
@@ -59,6 +60,7 @@ class Service(Protocol):
 def build_services(context: ServiceContext) -> list[Service]:
     """Every service of a CSMS process, in start order (stopped in reverse)."""
     services: list[Service] = []
+    services.append(InteropService(context))  # what each charger supports (rate units, actions)
     services.append(BillingService(context))  # tariffs, CDRs at session end, running cost
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     services.append(DashboardService(context))  # serves / on the API port; analytics rollup

@@ -51,10 +51,11 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
+from csms.interop.profiles import fit_for_charger
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.services import ServiceContext
 from smart_charging import profiles, reporting, shifting, store
-from smart_charging.allocation import allocate
+from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
 from smart_charging.fallback import FallbackProfiles
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.reporting import ProfileSend, SiteView
@@ -407,6 +408,8 @@ class SmartChargingService:
         return status
 
     async def call(self, charge_point_id: str, payload: Any) -> str:
+        # Profiles are planned in A; a W-only charger gets them in W (at the model's voltage).
+        payload = await fit_for_charger(self.pool, charge_point_id, payload, NOMINAL_VOLTAGE)
         try:
             answer = await asyncio.wait_for(
                 self.context.router.call(charge_point_id, payload),

@@ -22,6 +22,7 @@ from ocpp.exceptions import OCPPError
 
 from csms.api.context import Context, Operator
 from csms.connection import CallErrorReceived
+from csms.interop.profiles import AmbiguousProfile, fit_for_charger
 from csms.router import ChargerNotConnected
 from csms.storage import audit
 from csms.storage.api_keys import ApiKey
@@ -65,8 +66,14 @@ async def _send(
     request_id = await audit.next_request_id(context.pool)
     try:
         payload = build(spec, protocol, command, request_id)
+        # A profile leaves with a start where it needs one, in a unit the charger takes.
+        payload = await fit_for_charger(context.pool, charge_point_id, payload)
     except NotInThisVersion as error:
         raise _Outcome(status.HTTP_400_BAD_REQUEST, "rejected_by_csms", str(error)) from None
+    except AmbiguousProfile as error:
+        raise _Outcome(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "rejected_by_csms", str(error)
+        ) from None
     request = _ocpp_json(payload)
     try:
         response = await context.router.call(charge_point_id, payload)

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from csms.storage import Executor
+from csms.storage import Executor, interop
 
 _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
@@ -74,6 +74,8 @@ async def get_charger(conn: Executor, charge_point_id: str) -> dict[str, Any] | 
         charge_point_id,
     )
     charger["active_sessions"] = [dict(r) for r in active]
+    # What the charger does not take, and the rate units it accepts (csms.interop).
+    charger.update(await interop.describe(conn, charge_point_id))
     return charger
 
 

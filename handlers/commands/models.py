@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Command(BaseModel):
@@ -106,6 +106,8 @@ class ChargingSchedule(BaseModel):
 
 
 class ChargingProfile(BaseModel):
+    """A profile whose meaning the spec defines (see :func:`profile_ambiguity`)."""
+
     model_config = ConfigDict(extra="forbid")
     id: int = Field(ge=1)
     stack_level: int = Field(ge=0)
@@ -116,6 +118,45 @@ class ChargingProfile(BaseModel):
     valid_to: datetime | None = None
     transaction_id: str | None = None
     schedule: ChargingSchedule
+
+    @model_validator(mode="after")
+    def _unambiguous(self) -> ChargingProfile:
+        problem = profile_ambiguity(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+def profile_ambiguity(profile: ChargingProfile) -> str | None:
+    """Why the charger could not know what ``profile`` means; None if it can.
+
+    An absolute profile without ``start_schedule`` is completed with the moment it
+    is sent (:mod:`csms.interop.profiles`) when that moment cannot change its
+    meaning: one endless period, or a charger_max profile (it belongs to no
+    transaction, so "from now" is the only reading). A timed schedule of a
+    transaction's profile is refused instead: "from now" and "from the start of the
+    transaction" (kind relative) would both be plausible, and differ.
+    """
+    schedule = profile.schedule
+    if profile.recurrency is not None and profile.kind != "recurring":
+        return "recurrency is only for kind 'recurring'"
+    if profile.kind == "recurring":
+        if profile.recurrency is None or schedule.start_schedule is None:
+            return ("a recurring profile needs recurrency ('daily' or 'weekly') and "
+                    "schedule.start_schedule (when its day or week begins)")  # fmt: skip
+    elif profile.kind == "relative":
+        if profile.purpose == "charger_max":
+            return ("a charger_max profile belongs to no transaction, so it cannot be "
+                    "relative: use kind 'absolute'")  # fmt: skip
+        if schedule.start_schedule is not None:
+            return ("a relative profile counts from the start of the transaction: leave "
+                    "schedule.start_schedule out, or use kind 'absolute'")  # fmt: skip
+    elif schedule.start_schedule is None and profile.purpose != "charger_max":
+        if len(schedule.periods) > 1 or schedule.duration is not None:
+            return ("an absolute profile with several periods or a duration needs "
+                    "schedule.start_schedule; to count from the start of the transaction "
+                    "use kind 'relative'")  # fmt: skip
+    return None
 
 
 class SetChargingProfile(Command):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from ocpp.exceptions import PropertyConstraintViolationError
 
+from csms.events import MeterSample
 from csms.meter import energy_register, parse_timestamp, samples_from_v16, samples_from_v201
 
 T = "2026-02-01T12:00:00Z"
@@ -96,3 +98,43 @@ def test_timestamps() -> None:
         parse_timestamp("01/02/2026")
     with pytest.raises(PropertyConstraintViolationError):
         samples_from_v16([{"timestamp": T, "sampled_value": [{"value": "twelve"}]}])
+
+
+_OMITTED = ("context", "measurand", "location", "phase")
+
+
+def _spec_defaults(samples: tuple[MeterSample, ...]) -> list[tuple[str | None, ...]]:
+    return [(s.context, s.measurand, s.location, s.phase, s.unit) for s in samples]
+
+
+def test_v16_omitted_fields_get_the_spec_defaults() -> None:
+    # 1.6 SampledValue: context Sample.Periodic, format Raw, measurand
+    # Energy.Active.Import.Register, location Outlet, unit Wh (energy), no phase = overall.
+    samples = samples_from_v16([{"timestamp": T, "sampled_value": [{"value": "1234"}]}])
+    assert _spec_defaults(samples) == [
+        ("Sample.Periodic", "Energy.Active.Import.Register", "Outlet", None, "Wh")
+    ]
+    assert samples[0].value == 1234.0  # format Raw: the value is the number itself
+
+
+def test_v201_omitted_fields_get_the_spec_defaults() -> None:
+    # 2.0.1 SampledValueType: the same defaults; unitOfMeasure absent = Wh, multiplier 0.
+    samples = samples_from_v201([{"timestamp": T, "sampled_value": [{"value": 1234}]}])
+    assert _spec_defaults(samples) == [
+        ("Sample.Periodic", "Energy.Active.Import.Register", "Outlet", None, "Wh")
+    ]
+    assert samples[0].value == 1234.0
+
+
+@pytest.mark.parametrize("parse", [samples_from_v16, samples_from_v201])
+def test_fields_that_are_given_are_kept(parse: Any) -> None:
+    given = {
+        "context": "Transaction.End",
+        "measurand": "Current.Import",
+        "location": "EV",
+        "phase": "L2",
+    }
+    value: object = "7" if parse is samples_from_v16 else 7
+    samples = parse([{"timestamp": T, "sampled_value": [{"value": value, **given}]}])
+    assert {k: getattr(samples[0], k) for k in _OMITTED} == given
+    assert samples[0].unit == "A"  # not the energy default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,16 @@ def at(seconds: float) -> str:
 
 
 async def call(charger: RawCharger, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Send a CALL, require a CALLRESULT, return its payload."""
+    """Send a CALL, require a CALLRESULT, return its payload.
+
+    A CALL from the CSMS in between (what it asks a charger after boot) is answered
+    as by a charger that does not implement it: CALLERROR NotImplemented.
+    """
     message_id = str(next(_ids))
     answer = await charger.exchange(json.dumps([2, message_id, action, payload]), within=10)
+    while answer[0] == 2:
+        await charger.send(json.dumps([4, answer[1], "NotImplemented", "", {}]))
+        answer = json.loads(await asyncio.wait_for(charger.websocket.recv(), 10))
     assert answer[0] == 3 and answer[1] == message_id, answer
     result: dict[str, Any] = answer[2]
     return result

@@ -118,8 +118,19 @@ export async function render(main, [chargerId], ctx) {
         ...[["Protocol", c.protocol], ["Vendor", c.vendor], ["Model", c.model], ["Serial", c.serial_number],
           ["Firmware", c.firmware_version], ["Registration", c.registration], ["Security profile", c.security_profile],
           ["Last seen", ago(c.last_seen_at)], [c.connected ? "Connected" : "Disconnected", time(c.connected ? c.connected_at : c.disconnected_at)],
-          ["Last boot", `${time(c.last_boot_at)} ${c.last_boot_reason || ""}`]]
+          ["Last boot", `${time(c.last_boot_at)} ${c.last_boot_reason || ""}`],
+          ["Schedule units", c.charging_rate_units ? c.charging_rate_units.units.join(", ") : null],
+          ...unsupportedFact(c.unsupported_actions || [])]
           .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "–")])));
+  }
+
+  // What the charger does not take (it answered NotImplemented/NotSupported, or its
+  // device model lacks the feature): the CSMS stops sending what it can do without.
+  function unsupportedFact(actions) {
+    if (!actions.length) return [];
+    const why = (a) => `${a.action}: ${a.source === "call_error" ? "answered" : "device model says"} ${a.detail} (${time(a.learned_at)})`;
+    return [["Does not support", h("span", { "data-testid": "unsupported-actions", title: actions.map(why).join("\n") },
+      actions.map((a) => a.action).join(", "))]];
   }
 
   function drawConfig() {
