@@ -62,6 +62,12 @@ class Csms:
         return self._server.tls_port
 
     @property
+    def api_port(self) -> int:
+        """The port the operator API and dashboard listen on (resolved when 0 was asked)."""
+        assert self._api is not None, "start() first"
+        return self._api.port
+
+    @property
     def api_url(self) -> str:
         """Base URL of the operator API (``.../api/v1``)."""
         assert self._api is not None, "start() first"
