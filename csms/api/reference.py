@@ -138,13 +138,14 @@ def to_markdown(spec: dict[str, Any]) -> str:
 def to_html(spec: dict[str, Any]) -> str:
     """A plain page (no script, no CDN) listing every operation, for ``GET /api/v1/docs``."""
     info = spec.get("info", {})
+    title = html.escape(f"{info.get('title', 'API')} {info.get('version', '')}")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(str(info.get('title', 'API')))}</title>",
         "<style>body{font:14px system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
         "code{background:#f3f3f3;padding:0 .2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}</style></head><body>",
-        f"<h1>{html.escape(f'{info.get("title", "API")} {info.get("version", "")}')}</h1>",
+        f"<h1>{title}</h1>",
         "<p>Send <code>Authorization: Bearer &lt;key&gt;</code>. The machine-readable document: "
         "<a href='/api/v1/openapi.json'>/api/v1/openapi.json</a>.</p>",
     ]
