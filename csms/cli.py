@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         # overwrite a flag given before the subcommand with its default.
         common.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=help_text)
     common.add_argument(
+        "--api-tls",
+        dest="api_tls",
+        action="store_const",
+        const=True,
+        default=argparse.SUPPRESS,
+        help="HTTPS on the API port with CSMS_TLS_CERT_FILE/KEY_FILE (CSMS_API_TLS=true)",
+    )
+    common.add_argument(
         "--kafka",
         dest="kafka_embedded",
         type=_kafka_mode,
