@@ -75,7 +75,7 @@ export function histogramChart(container, title, bins, label) {
 }
 
 /** A site's limit in force and, per line, the allocated and measured current (A) over time. */
-export function loadChart(container, history) {
+export function loadChart(container, history, window = null) {
   const data = (d) => [d.t, d.limit, d.a1, d.a2, d.a3, d.m1, d.m2, d.m3];
   const line = (label, stroke, dash) => ({ label, stroke, width: 1.5, spanGaps: true, dash });
   const plot = new uPlot(
@@ -89,7 +89,11 @@ export function loadChart(container, history) {
         line("Measured L1", "#15803d", [4, 3]), line("Measured L2", "#22c55e", [4, 3]), line("Measured L3", "#86efac", [4, 3]),
       ],
       axes: [{}, { label: "A" }],
-      scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        // The whole window (e.g. the last 24 h), however few plans fall in it.
+        x: window ? { time: true, range: () => [window.from, window.to] } : { time: true },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
     },
     data(history),
     container,

@@ -41,6 +41,7 @@ export async function renderSite(main, [siteId], ctx) {
     section("Profiles sent, last 24 h", profilesBox)].filter(Boolean));
   let chart = null;
   let historyAt = 0;
+  const chartWindow = { from: 0, to: 0 }; // read by the chart's x scale at every redraw
   const id = encodeURIComponent(siteId);
 
   // The load over the last 24 h comes from the stored plans (any node, any restart);
@@ -54,8 +55,10 @@ export async function renderSite(main, [siteId], ctx) {
       ["a1", "a2", "a3"].forEach((k, i) => history[k].push(p.allocated_a[i]));
       ["m1", "m2", "m3"].forEach((k, i) => history[k].push(p.measured_a[i]));
     }
+    chartWindow.from = Date.parse(past.from) / 1000;
+    chartWindow.to = Date.parse(past.to) / 1000;
     if (chart) chart.update(history);
-    else chart = loadChart(chartBox, history);
+    else chart = loadChart(chartBox, history, chartWindow);
     chartBox.dataset.points = String(history.t.length);
     chartBox.dataset.since = past.points.length ? past.points[0].t : "";
     const shown = past.profiles.length < past.profiles_total ? ` (newest ${past.profiles.length} of ${past.profiles_total})` : "";
