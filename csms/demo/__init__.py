@@ -38,6 +38,8 @@ from csms.storage.embedded import stop_embedded
 
 __all__ = ["DemoOptions", "DemoState", "prepare_settings", "run_demo"]
 
+PLAIN_SUMMARY_S = 30.0  # without a terminal the summary is printed this often, not redrawn
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -117,6 +119,9 @@ async def run_demo(
                 await fleet.stop()
                 fleet_summary = fleet.summary()
                 _update_from_fleet(state, fleet)
+                state.active_sessions = (
+                    fleet.stats.sessions_started - fleet.stats.sessions_completed
+                )
                 await observe(api, state, gauges=False)  # the CDRs of the sessions just stopped
             print(("\n" if live else "") + "\n".join(render(state)), file=out, flush=True)
             print("\n" + fleet_summary.format(), file=out, flush=True)
@@ -156,6 +161,8 @@ async def _watch(
     prioritised: set[str] = set()
     waiting = asyncio.create_task(fleet.wait())
     drawn = 0
+    loop = asyncio.get_running_loop()
+    next_plain = loop.time() + PLAIN_SUMMARY_S
     try:
         while not waiting.done():
             await scenario.prioritise_fleet(api, prioritised)
@@ -163,6 +170,9 @@ async def _watch(
             relay = app.outbox.relay_stats if app.outbox is not None else None
             state.kafka_events = None if relay is None else relay.published_events
             await observe(api, state)
+            if not live and loop.time() >= next_plain:  # a pipe or a log: every 30 s
+                next_plain = loop.time() + PLAIN_SUMMARY_S
+                print("\n".join(render(state)) + "\n", file=out, flush=True)
             if live:
                 lines = render(state)
                 # Move up over the previous summary and redraw it in place.
