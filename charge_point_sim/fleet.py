@@ -249,6 +249,12 @@ class Fleet:
             await ch.fault(spec.connector, spec.code)
             await self.clock.sleep(spec.duration)
             await ch.clear_fault(spec.connector)
+        elif spec.kind == "temperature-drift":
+            conn = ch.connectors[spec.connector]
+            steps = max(1, int(spec.duration // 30))
+            for step in range(1, steps + 1):  # one step per simulated half minute
+                conn.temperature_drift_c = spec.factor * step / steps
+                await self.clock.sleep(spec.duration / steps)
         elif spec.kind == "stuck-meter":
             ch.connectors[spec.connector].stuck_meter = True
             await self.clock.sleep(spec.duration)

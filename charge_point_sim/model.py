@@ -84,6 +84,7 @@ class Connector:
     power_factor: float = 1.0
     power_drop_until: datetime | None = None
     temperature_c: float = 25.0
+    temperature_drift_c: float = 0.0  # fault injection: added to every reading
     session: Session | None = None
     reservation: Reservation | None = None
 

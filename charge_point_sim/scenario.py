@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FAULT_KINDS = ("faulted", "stuck-meter", "disconnect-storm", "power-drop")
+FAULT_KINDS = ("faulted", "stuck-meter", "disconnect-storm", "power-drop", "temperature-drift")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class FaultSpec:
     """A fault injected at ``at`` simulated seconds, lasting ``duration`` seconds.
 
     ``charger`` is an index into the fleet (None = a seeded random one, or
-    for ``disconnect-storm`` a ``fraction`` of all chargers).
+    for ``disconnect-storm`` a ``fraction`` of all chargers). ``temperature-drift``
+    raises the connector's temperature by ``factor`` °C, linearly over ``duration``,
+    and leaves it there (a failing contactor or fan: it does not heal by itself).
     """
 
     kind: str

@@ -226,7 +226,7 @@ class SessionCharger(Charger):
             if not conn.stuck_meter:
                 conn.energy_wh += energy
                 self.stats.energy_wh += energy
-            conn.temperature_c = 25.0 + s.power_w / 2000.0
+            conn.temperature_c = 25.0 + s.power_w / 2000.0 + conn.temperature_drift_c
             state = (
                 "Charging" if s.power_w > 0 else ("SuspendedEVSE" if limit <= 0 else "SuspendedEV")
             )

@@ -17,6 +17,7 @@ from csms.central import CentralSystem
 from csms.config import Settings
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
+from csms.security.tls import api_tls
 from csms.server import OcppServer
 from csms.services import Service, ServiceContext, build_services
 from csms.storage.database import open_pool, resolve_dsn
@@ -62,13 +63,20 @@ class Csms:
         return self._server.tls_port
 
     @property
+    def api_port(self) -> int:
+        """The port the operator API and dashboard listen on (resolved when 0 was asked)."""
+        assert self._api is not None, "start() first"
+        return self._api.port
+
+    @property
     def api_url(self) -> str:
         """Base URL of the operator API (``.../api/v1``)."""
         assert self._api is not None, "start() first"
         host = self.settings.api_host or self.settings.host
         if host in {"0.0.0.0", "::", ""}:
             host = socket.gethostname()
-        return f"http://{host}:{self._api.port}/api/v1"
+        scheme = "https" if self._api.tls else "http"
+        return f"{scheme}://{host}:{self._api.port}/api/v1"
 
     @property
     def ocpp_url(self) -> str:
@@ -100,7 +108,10 @@ class Csms:
             [r for service in self.services for r in service.api_routers()],
         )
         self._api = ApiServer(
-            api, self.settings.api_host or self.settings.host, self.settings.api_port
+            api,
+            self.settings.api_host or self.settings.host,
+            self.settings.api_port,
+            api_tls(self.settings),
         )
         await self._api.start()
 

@@ -59,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         # overwrite a flag given before the subcommand with its default.
         common.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=help_text)
     common.add_argument(
+        "--api-tls",
+        dest="api_tls",
+        action="store_const",
+        const=True,
+        default=argparse.SUPPRESS,
+        help="HTTPS on the API port with CSMS_TLS_CERT_FILE/KEY_FILE (CSMS_API_TLS=true)",
+    )
+    common.add_argument(
+        "--kafka",
+        dest="kafka_embedded",
+        type=_kafka_mode,
+        default=argparse.SUPPRESS,
+        metavar="embedded",
+        help="start a Kafka-protocol broker on this machine (CSMS_KAFKA_EMBEDDED=true)",
+    )
+    common.add_argument(
         "--no-migrate",
         dest="migrate_on_start",
         action="store_const",
@@ -81,12 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--expires", type=_timestamp, help="expiry, ISO 8601 (UTC if no offset)")
     token_commands.add_parser("list", parents=[common], help="list all tokens")
     demo = commands.add_parser(
-        "demo", parents=[common], help="run the CSMS with a simulated fleet of both versions"
+        "demo",
+        parents=[common],
+        help="the CSMS with a simulated fleet, a site, tariffs and Kafka, until Ctrl-C",
     )
-    demo.add_argument("--chargers", type=int, default=20, help="simulated chargers (default 20)")
-    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--chargers", type=int, default=12, help="simulated chargers (12, >= 8)")
     demo.add_argument(
-        "--duration", type=float, default=3600.0, help="simulated seconds (default 3600)"
+        "--speed", type=float, default=60.0, help="simulated seconds per real second (60)"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=None, help="stop after this many simulated seconds"
+    )
+    demo.add_argument("--no-kafka", action="store_true", help="no embedded Kafka broker")
+    demo.add_argument("--verbose", action="store_true", help="log to the console (default: a file)")
+    demo.add_argument(
+        "--keep-data", action="store_true", help="keep the temporary data folder at the end"
     )
     api_key = commands.add_parser("api-key", help="manage operator API keys")
     api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
@@ -115,6 +140,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 TOKEN_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+def _kafka_mode(raw: str) -> bool:
+    if raw != "embedded":
+        raise argparse.ArgumentTypeError(
+            "the only mode is 'embedded'; an external Kafka is --kafka-bootstrap-servers"
+        )
+    return True
 
 
 def _timestamp(raw: str) -> datetime:
@@ -186,11 +219,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "api-key":
         return asyncio.run(_api_key(settings, args))
     if args.command == "demo":
-        from csms.demo import run_demo
-
-        return asyncio.run(run_demo(settings, args.chargers, args.speed, args.duration))
+        return _demo(settings, args)
     try:
-        asyncio.run(Csms(settings).run())
+        if settings.kafka_embedded:
+            from csms.outbox.embedded import serve_with_embedded_kafka
+
+            asyncio.run(serve_with_embedded_kafka(settings, lambda s: Csms(s).run()))
+        else:
+            asyncio.run(Csms(settings).run())
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    """``csms demo``: its own data folder and log file; see :mod:`csms.demo`."""
+    from csms.demo import DemoOptions, prepare_settings, remove_data, run_demo
+
+    explicit = vars(args)
+    settings, temporary = prepare_settings(
+        settings, explicit.get("data_dir"), explicit.get("database_url")
+    )
+    log_file = None if args.verbose else settings.data_dir / "csms-demo.log"
+    configure_logging(settings.log_format, settings.log_level, log_file)
+    options = DemoOptions(
+        chargers=args.chargers, speed=args.speed, duration=args.duration, kafka=not args.no_kafka
+    )
+    try:
+        asyncio.run(run_demo(settings, options))
+    except ValueError as error:
+        print(f"csms demo: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if temporary and not args.keep_data:
+            remove_data(settings)
+        elif log_file is not None:
+            print(f"csms demo: data and log kept in {settings.data_dir}")
     return 0

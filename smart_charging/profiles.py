@@ -28,8 +28,10 @@ charger that loses the CSMS never goes above its configured maximum, whatever
 it was told last. The TxDefaultProfile is the safe
 fallback a charger applies to a new session before the load manager has
 planned it, and to every new session while the CSMS is unreachable
-(``fallback_current_a`` of the site, 0 A by default: a new session waits for
-its TxProfile). A TxProfile names its transaction (1.6 ``transactionId``, an
+(the charger's failsafe share of the site, :mod:`smart_charging.failsafe`, so
+the site stays under its limit if every charger falls back at once; or the
+site's fixed ``fallback_current_a``, e.g. 0 A: a new session waits for its
+TxProfile). A TxProfile names its transaction (1.6 ``transactionId``, an
 integer; 2.0.1 ``transactionId``), so it ends with it.
 """
 

@@ -291,7 +291,6 @@ class SmartChargingService:
 
     def _sync_sessions(self, tree: SiteTree, rows: Sequence[Any]) -> dict[str, Tracked]:
         """Track every active session of the site; forget those that ended."""
-        fallback = tree.site.fallback_current_a
         live: dict[str, Tracked] = {}
         # One session per EVSE: of stale rows (a stop never received), the latest wins.
         latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
@@ -299,6 +298,7 @@ class SmartChargingService:
             t = self.sessions.get(key)
             if t is None or t.transaction_id != row["transaction_id"]:
                 t = Tracked(row["charge_point_id"], row["evse_id"], row["transaction_id"])
+                fallback = self.fallbacks.limit_for(tree, t.charge_point_id)
                 if self.fallbacks.defaults.get(t.charge_point_id) == fallback:
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
@@ -334,7 +334,7 @@ class SmartChargingService:
         for t in tracked.values():
             online = self.context.registry.get(t.charge_point_id) is not None
             if not online and t.assumed is None:
-                t.assumed = t.last_known_max(tree.site.fallback_current_a)
+                t.assumed = t.last_known_max(self.fallbacks.limit_for(tree, t.charge_point_id))
             live.append(
                 LiveSession(
                     t.charge_point_id,

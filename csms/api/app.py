@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from csms import __version__
-from csms.api import commands, resources
+from csms.api import commands, reference, resources
 from csms.api.context import ApiContext
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -43,7 +44,7 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
         title="CSMS operator API",
         version=__version__,
         openapi_url=OPENAPI_PATH,
-        docs_url=None,  # the docs page loads assets from a CDN; the JSON document is served
+        docs_url=None,  # Swagger UI loads from a CDN: /api/v1/docs is reference.to_html
         redoc_url=None,
     )
     app.state.context = context
@@ -53,6 +54,12 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.include_router(commands.router)
     for extra in extra_routers:
         app.include_router(extra)
+
+    @app.get("/api/v1/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def api_docs() -> HTMLResponse:
+        """The API reference as a page, rendered from the OpenAPI document (no CDN)."""
+        return HTMLResponse(reference.to_html(app.openapi()))
+
     return app
 
 
@@ -65,10 +72,24 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        tls: tuple[Path, Path] | None = None,  # (certificate chain, key): HTTPS
+    ) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
+        self.tls = tls is not None
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 

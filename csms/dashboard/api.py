@@ -6,8 +6,9 @@ commands it may not send are the operator API's own routes, which answer 403.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -50,6 +51,39 @@ async def overview(
             offset=offset,
         )
     return {"counts": counts, "total": total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get("/sites/{site_id}/history")
+async def site_history(
+    site_id: str,
+    context: Context,
+    caller: Reader,
+    hours: Annotated[float, Query(gt=0, le=168, description="window ending now")] = 24,
+    points: Annotated[int, Query(ge=10, le=2000, description="time buckets at most")] = 720,
+    profiles: Annotated[int, Query(ge=0, le=5000, description="profiles listed at most")] = 1000,
+) -> dict[str, Any]:
+    """A site's load over the window, from stored plans: limit in force, allocated and
+    measured A per line; and every profile the load manager sent for it, newest first.
+
+    Read from the event log (smart charging's ``load_plan_computed`` and
+    ``charging_limit_set`` events), so it is there on any node and after a restart;
+    the window is bounded by the outbox retention (``CSMS_OUTBOX_RETENTION_HOURS``).
+    """
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    bucket_s = max(1, math.ceil(hours * 3600 / points))
+    async with context.pool.acquire() as conn:
+        series = await queries.site_load_history(conn, site_id, start, end, bucket_s)
+        total, sent = await queries.site_profiles_sent(conn, site_id, start, end, profiles)
+    return {
+        "site_id": site_id,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "bucket_s": bucket_s,
+        "points": series,
+        "profiles_total": total,
+        "profiles": sent,
+    }
 
 
 @router.get("/chargers/{charge_point_id}/activity")

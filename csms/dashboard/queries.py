@@ -148,3 +148,82 @@ async def session_readings(
         after,
     )
     return [(r["sampled_at"], r["measurand"], float(r["value"])) for r in rows]
+
+
+async def site_load_history(
+    conn: Executor, site_id: str, start: datetime, end: datetime, bucket_s: int
+) -> list[dict[str, Any]]:
+    """The site's plans (smart charging's ``load_plan_computed`` events) per time bucket.
+
+    Read from the event log, so the chart shows what was stored, not only what a page
+    has seen. Per bucket: the lowest limit in force and the highest allocated and
+    measured current per line (the conservative view of a bucket).
+    """
+    rows = await conn.fetch(
+        """
+        SELECT date_bin(make_interval(secs => $4), occurred_at, $2) AS t,
+               min((payload->>'limit_a')::float8) AS limit_a,
+               max((payload->'allocated_a'->>0)::float8) AS a1,
+               max((payload->'allocated_a'->>1)::float8) AS a2,
+               max((payload->'allocated_a'->>2)::float8) AS a3,
+               max((payload->'measured_a'->>0)::float8) AS m1,
+               max((payload->'measured_a'->>1)::float8) AS m2,
+               max((payload->'measured_a'->>2)::float8) AS m3
+        FROM events
+        WHERE charge_point_id = $1 AND type = 'load_plan_computed'
+          AND occurred_at >= $2 AND occurred_at < $3
+        GROUP BY 1 ORDER BY 1
+        """,
+        f"site:{site_id}",
+        start,
+        end,
+        float(bucket_s),
+    )
+    return [
+        {
+            "t": r["t"].isoformat(),
+            "limit_a": r["limit_a"],
+            "allocated_a": [r["a1"], r["a2"], r["a3"]],
+            "measured_a": [r["m1"], r["m2"], r["m3"]],
+        }
+        for r in rows
+    ]
+
+
+async def site_profiles_sent(
+    conn: Executor, site_id: str, start: datetime, end: datetime, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """Every charging profile the load manager sent for the site in the window, newest first."""
+    where = """
+        FROM events
+        WHERE type = 'charging_limit_set' AND occurred_at >= $2 AND occurred_at < $3
+          AND payload->>'site_id' = $1
+    """
+    total = await conn.fetchval(f"SELECT count(*) {where}", site_id, start, end)
+    rows = await conn.fetch(
+        f"""
+        SELECT occurred_at, charge_point_id, payload {where}
+        ORDER BY occurred_at DESC, id DESC LIMIT $4
+        """,
+        site_id,
+        start,
+        end,
+        limit,
+    )
+    profiles = []
+    for r in rows:
+        payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+        profiles.append(
+            {
+                "at": r["occurred_at"].isoformat(),
+                "charge_point_id": r["charge_point_id"],
+                "evse_id": payload.get("evse_id"),
+                "transaction_id": payload.get("transaction_id"),
+                "purpose": payload.get("purpose"),
+                "limit_a": payload.get("limit_a"),
+                "previous_limit_a": payload.get("previous_limit_a"),
+                "status": payload.get("status"),
+                "reason": payload.get("reason"),
+            }
+        )
+    return int(total), profiles

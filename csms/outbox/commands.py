@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
 from csms.config import Settings
@@ -22,7 +23,10 @@ def add_commands(
     consume = commands.add_parser(
         "consume", parents=[common], help="print a topic live (station-status: a table)"
     )
-    consume.add_argument("--topic", default="station-status", help="topic (station-status)")
+    consume.add_argument(
+        "topic_name", nargs="?", default=None, metavar="TOPIC", help="topic (station-status)"
+    )
+    consume.add_argument("--topic", default=None, help="the same, as an option")
     consume.add_argument("--group", default=None, help="consumer group (none: read all)")
     consume.add_argument(
         "--latest", action="store_true", help="only new events (default: from the beginning)"
@@ -31,6 +35,15 @@ def add_commands(
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "consume" and not settings.kafka_bootstrap_servers:
+        # The broker of `csms demo` / `csms --kafka embedded` on this machine.
+        settings = dataclasses.replace(
+            settings, kafka_bootstrap_servers=f"127.0.0.1:{settings.kafka_embedded_port}"
+        )
+        print(
+            f"csms: KAFKA_BOOTSTRAP_SERVERS unset; reading {settings.kafka_bootstrap_servers}",
+            file=sys.stderr,
+        )
     if not settings.kafka_bootstrap_servers:
         print("csms: set KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)", file=sys.stderr)
         return 2
@@ -50,7 +63,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(
             consume(
                 settings,
-                args.topic,
+                args.topic_name or args.topic or settings.kafka_topic_station_status,
                 from_beginning=not args.latest,
                 group_id=args.group,
                 max_seconds=args.seconds,

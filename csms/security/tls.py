@@ -41,6 +41,22 @@ def context_from(settings: Settings) -> ssl.SSLContext | None:
     return server_context(cert, key, ca)
 
 
+def api_tls(settings: Settings) -> tuple[Path, Path] | None:
+    """(certificate, key) for HTTPS on the API/dashboard port, or None for plain HTTP.
+
+    The same files as the charger port's wss (``CSMS_TLS_CERT_FILE``/``_KEY_FILE``), so one
+    certificate for the host serves both; raises ValueError when HTTPS is asked without them.
+    """
+    if not settings.api_tls:
+        return None
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError(
+            f"{ENV_NAMES['api_tls']}=true needs {ENV_NAMES['tls_cert_file']} and "
+            f"{ENV_NAMES['tls_key_file']}"
+        )
+    return settings.tls_cert_file, settings.tls_key_file
+
+
 def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> ssl.SSLContext:
     """A server context with our certificate chain, asking for client certificates if a CA
     to check them against is configured."""

@@ -165,22 +165,24 @@ async def test_csms_token_command_adds_changes_and_lists_tokens(database_dsn: st
 
 
 async def test_csms_demo_runs_a_simulated_fleet_and_stops_by_itself(database_dsn: str) -> None:
+    # DATABASE_URL in the environment is ignored by the demo; --database-url is used.
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "demo", "--chargers", "4", "--speed", "900",
-        "--duration", "3600", "--host", "127.0.0.1", "--port", "0",
-        env={**os.environ, "DATABASE_URL": database_dsn},
+        sys.executable, "-m", "csms", "demo", "--chargers", "8", "--speed", "900",
+        "--duration", "1800", "--host", "127.0.0.1", "--port", "0", "--no-kafka",
+        "--database-url", database_dsn,
+        env={**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 90)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()
     text = out.decode()
-    assert text.startswith("CSMS ready: chargers connect to ws://127.0.0.1:")
-    assert "Authorization: Bearer csms_" in text and "chargers: 4" in text
+    assert "/#key=csms_" in text and "chargers: 8" in text, text
+    assert "db." not in err.decode()  # the CSMS's log lines went to the demo's log file
     conn = await asyncpg.connect(database_dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM chargers") == 4
-        assert await conn.fetchval("SELECT status FROM id_tokens WHERE id_token = 'DEMO-TAG'") == (
-            "Accepted"
-        )
+        assert await conn.fetchval("SELECT count(*) FROM chargers") == 8
+        assert await conn.fetchval(
+            "SELECT group_id FROM id_tokens WHERE id_token = 'FLEET-001'"
+        ) == ("FLEET")
     finally:
         await conn.close()

@@ -12,10 +12,18 @@ from tests.csms.api.conftest import Api
 SITE_LIMIT = 32.0  # A per line of site "s"
 
 
-async def start_site_fleet(api: Api, chargers: int) -> Fleet:
-    """One-connector chargers (half 1.6, half 2.0.1), online, and a site "s" of 32 A."""
+async def start_site_fleet(
+    api: Api, chargers: int, fallback_current_a: float | None = 0.0
+) -> Fleet:
+    """One-connector chargers (half 1.6, half 2.0.1), online, and a site "s" of 32 A.
+
+    The planner's tests run with a fixed 0 A TxDefaultProfile (a new session waits for
+    its TxProfile), so what they see is the planner's alone; ``None`` gives the site the
+    failsafe share (tests/smart_charging/test_failsafe.py).
+    """
     await api.csms.add_token("T")
-    await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": SITE_LIMIT})
+    site = {"site_id": "s", "phase_limit_a": SITE_LIMIT, "fallback_current_a": fallback_current_a}
+    await api.operator.post("/sites", json=site)
     fleet = Fleet(
         FleetConfig(
             url=api.csms.ocpp_url, chargers=chargers, v201_share=0.5, connectors=1, speed=30.0,

@@ -111,6 +111,14 @@ byId("logout").addEventListener("click", () => {
   location.hash = "#/login";
   boot();
 });
+// One-click login (the URL `csms demo` prints): the key comes in the URL fragment, which a
+// browser never sends to a server, so it reaches no log; it is kept for this tab only and
+// removed from the address bar and the history before anything else runs.
+const fragmentKey = location.hash.match(/^#key=([^&/]+)/);
+if (fragmentKey) {
+  setApiKey(decodeURIComponent(fragmentKey[1]));
+  history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+}
 window.addEventListener("hashchange", route);
 window.addEventListener("csms:unauthorized", () => {
   if (!ctx.me) return; // the login itself reports a refused key

@@ -74,21 +74,26 @@ export function histogramChart(container, title, bins, label) {
   );
 }
 
-/** A site's limit, allocation and measured draw (A per line) over the time the page is open. */
-export function loadChart(container, history) {
-  const data = (d) => [d.t, d.limit, d.allocated, d.measured];
+/** A site's limit in force and, per line, the allocated and measured current (A) over time. */
+export function loadChart(container, history, window = null) {
+  const data = (d) => [d.t, d.limit, d.a1, d.a2, d.a3, d.m1, d.m2, d.m3];
+  const line = (label, stroke, dash) => ({ label, stroke, width: 1.5, spanGaps: true, dash });
   const plot = new uPlot(
     {
       width: width(container),
-      height: 240,
+      height: 260,
       series: [
         {},
         { label: "Limit (A)", stroke: COLORS[1], width: 2, spanGaps: true },
-        { label: "Allocated (A)", stroke: COLORS[0], width: 1.5, spanGaps: true },
-        { label: "Measured (A)", stroke: COLORS[2], width: 1.5, spanGaps: true },
+        line("Allocated L1", "#1d4ed8"), line("Allocated L2", "#3b82f6"), line("Allocated L3", "#93c5fd"),
+        line("Measured L1", "#15803d", [4, 3]), line("Measured L2", "#22c55e", [4, 3]), line("Measured L3", "#86efac", [4, 3]),
       ],
       axes: [{}, { label: "A" }],
-      scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        // The whole window (e.g. the last 24 h), however few plans fall in it.
+        x: window ? { time: true, range: () => [window.from, window.to] } : { time: true },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
     },
     data(history),
     container,

@@ -25,21 +25,49 @@ export async function renderSites(main) {
   return watch(() => refresh().catch(() => {}));
 }
 
+const HISTORY_MS = 10_000;
 const maxOf = (values) => (values && values.length ? Math.max(...values) : null);
 
 export async function renderSite(main, [siteId], ctx) {
   const facts = h("dl", { class: "facts" });
   const chartBox = h("div", { class: "chart-box", "data-testid": "site-load-chart" });
   const sessions = h("div", {});
+  const profilesBox = h("div", {});
   const control = h("div", { class: "actions" });
   main.append(...[h("p", {}, h("a", { href: "#/sites" }, "‹ Sites")), h("h1", {}, `Site ${siteId}`), facts,
     ctx.me.can_command ? section("Demand response", control) : null,
-    section("Load against the limit (A per line, since this page opened)", chartBox),
-    section("Sessions: allocation and measured draw", sessions)].filter(Boolean));
-  // The history is what this page has seen: the load endpoint gives the current plan only.
-  const history = { t: [], limit: [], allocated: [], measured: [] };
+    section("Load against the limit, last 24 h (A per line, from the stored plans)", chartBox),
+    section("Sessions: allocation and measured draw", sessions),
+    section("Profiles sent, last 24 h", profilesBox)].filter(Boolean));
   let chart = null;
+  let historyAt = 0;
+  const chartWindow = { from: 0, to: 0 }; // read by the chart's x scale at every redraw
   const id = encodeURIComponent(siteId);
+
+  // The load over the last 24 h comes from the stored plans (any node, any restart);
+  // it is re-read every HISTORY_MS, the facts and sessions at every refresh.
+  async function loadHistory() {
+    const past = await api(`/dashboard/sites/${id}/history?hours=24`);
+    const history = { t: [], limit: [], a1: [], a2: [], a3: [], m1: [], m2: [], m3: [] };
+    for (const p of past.points) {
+      history.t.push(Date.parse(p.t) / 1000);
+      history.limit.push(p.limit_a);
+      ["a1", "a2", "a3"].forEach((k, i) => history[k].push(p.allocated_a[i]));
+      ["m1", "m2", "m3"].forEach((k, i) => history[k].push(p.measured_a[i]));
+    }
+    chartWindow.from = Date.parse(past.from) / 1000;
+    chartWindow.to = Date.parse(past.to) / 1000;
+    if (chart) chart.update(history);
+    else chart = loadChart(chartBox, history, chartWindow);
+    chartBox.dataset.points = String(history.t.length);
+    chartBox.dataset.since = past.points.length ? past.points[0].t : "";
+    const shown = past.profiles.length < past.profiles_total ? ` (newest ${past.profiles.length} of ${past.profiles_total})` : "";
+    profilesBox.replaceChildren(
+      h("p", { class: "muted" }, `${past.profiles_total} profiles sent${shown}.`),
+      table(["Sent", "Charger", "EVSE", "Purpose", "Limit (A)", "Was (A)", "Answer", "Why"],
+        past.profiles.map((p) => [time(p.at), p.charge_point_id, p.evse_id, p.purpose, num(p.limit_a),
+          num(p.previous_limit_a), p.status, p.reason]), { "data-testid": "site-profiles" }));
+  }
 
   async function refresh() {
     const [site, load] = await Promise.all([api(`/sites/${id}`), api(`/sites/${id}/load`)]);
@@ -49,12 +77,10 @@ export async function renderSite(main, [siteId], ctx) {
       ["Measured (max line)", `${num(maxOf(load.measured_a))} A`], ["Planned", `${ago(load.planned_at)} (${load.reason})`],
       ["Demand response", site.demand_response ? `cut to ${site.demand_response.limit_a} A until ${site.demand_response.until ? time(site.demand_response.until) : "lifted"}` : "none"],
     ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v)]));
-    history.t.push(Date.now() / 1000);
-    history.limit.push(load.limit_a);
-    history.allocated.push(maxOf(load.allocated_a));
-    history.measured.push(maxOf(load.measured_a));
-    if (chart) chart.update(history);
-    else chart = loadChart(chartBox, history);
+    if (Date.now() - historyAt > HISTORY_MS) {
+      historyAt = Date.now();
+      await loadHistory();
+    }
     sessions.replaceChildren(objectTable(load.sessions || [], { "data-testid": "site-sessions" }));
     if (ctx.me.can_command && !control.childElementCount) {
       control.append(
