@@ -7,6 +7,9 @@ CREATE TABLE nodes (
     node_id             text PRIMARY KEY,
     host                text NOT NULL,
     pid                 integer NOT NULL,
+    -- boot id and pid namespace: two nodes with the same pid_scope see each other's
+    -- processes, so a node can tell that one of them died without waiting for its lease
+    pid_scope           text NOT NULL DEFAULT '',
     version             text NOT NULL,
     api_url             text,
     ocpp_url            text,

@@ -43,6 +43,21 @@ NODE_LOST = "node_lost"  # ChargerDisconnected.reason for chargers of a dead nod
 _LOST_CLOSE_CODE = 1012  # "service restart": reconnect, to a node that holds a lease
 
 
+def pid_scope() -> str:
+    """This machine's boot and pid namespace: processes of one scope see each other.
+
+    Empty where it cannot be told (no /proc): dead processes are then found by
+    their lease only. A hostname alone is not enough: containers may share one.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot_id}/{namespace}"
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -70,7 +85,7 @@ class NodeMembership:
         self.bus = bus
         self.clock = clock
         self.identity = store.NodeIdentity(
-            settings.node_id, socket.gethostname(), os.getpid(), __version__
+            settings.node_id, socket.gethostname(), os.getpid(), __version__, pid_scope()
         )
         self.api_url: str | None = None
         self.ocpp_url: str | None = None
@@ -86,10 +101,10 @@ class NodeMembership:
 
     async def join(self) -> None:
         """Register this node, first closing what a previous incarnation left open."""
-        host = self.identity.host
-        pids = await store.pids_on_host(self.pool, self.node_id, host)
+        scope = self.identity.pid_scope
+        pids = await store.pids_in_scope(self.pool, self.node_id, scope) if scope else []
         gone = [p for p in pids if p != self.identity.pid and not _process_exists(p)]
-        await self._reap(same_id=True, dead_pids=(host, gone))
+        await self._reap(same_id=True, dead_pids=(scope, gone))
         self._renewed = self.clock()
         log.info(
             "cluster.node_joined", node_id=self.node_id, lease_s=self.settings.node_lease_seconds

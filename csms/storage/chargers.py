@@ -72,12 +72,13 @@ class Presence:
 
 
 async def presence_of(conn: Executor, charge_point_id: str) -> Presence | None:
-    """Where the charger is connected; None when it is offline (or unknown)."""
+    """Where the charger is connected; None when it is offline, unknown, or held by a
+    node whose lease has expired (it is about to be reaped: as good as offline)."""
     row = await conn.fetchrow(
         """
-        SELECT node_id, connection_generation, protocol FROM chargers
-        WHERE charge_point_id = $1 AND connected AND node_id IS NOT NULL
-          AND connection_generation IS NOT NULL
+        SELECT c.node_id, c.connection_generation, c.protocol FROM chargers c
+        JOIN nodes n ON n.node_id = c.node_id AND n.lease_expires_at > now()
+        WHERE c.charge_point_id = $1 AND c.connected AND c.connection_generation IS NOT NULL
         """,
         charge_point_id,
     )

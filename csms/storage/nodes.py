@@ -19,6 +19,7 @@ class NodeIdentity:
     host: str
     pid: int
     version: str
+    pid_scope: str  # nodes with the same scope see each other's processes (see cluster.nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,11 @@ async def register(conn: Executor, node: NodeIdentity, lease_s: float) -> None:
     """Insert this node's row, or take over the row a previous incarnation left."""
     await conn.execute(
         """
-        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at)
-        VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+        INSERT INTO nodes (node_id, host, pid, version, pid_scope, lease_expires_at)
+        VALUES ($1, $2, $3, $4, $6, now() + make_interval(secs => $5))
         ON CONFLICT (node_id) DO UPDATE
         SET host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version,
+            pid_scope = EXCLUDED.pid_scope,
             api_url = NULL, ocpp_url = NULL, draining = false, sockets_open = 0,
             started_at = now(), renewed_at = now(),
             lease_expires_at = EXCLUDED.lease_expires_at
@@ -54,6 +56,7 @@ async def register(conn: Executor, node: NodeIdentity, lease_s: float) -> None:
         node.pid,
         node.version,
         lease_s,
+        node.pid_scope,
     )
 
 
@@ -92,34 +95,36 @@ async def leave(conn: Executor, node_id: str) -> None:
 
 
 async def lock_dead(
-    conn: Executor, me: str, same_id: bool, dead_pids_on_host: tuple[str, list[int]] | None
+    conn: Executor, me: str, same_id: bool, dead_pids: tuple[str, list[int]] | None
 ) -> list[DeadNode]:
     """Lock the rows of nodes taken for dead; rows another reaper holds are skipped.
 
     Dead: a lease that has expired; with ``same_id``, this node's own row (a
-    previous incarnation that did not stop cleanly); with ``dead_pids_on_host``,
-    nodes of this host whose process no longer exists.
+    previous incarnation that did not stop cleanly); with ``dead_pids`` (a pid
+    scope and process ids), nodes of that scope whose process no longer exists.
     """
-    host, pids = dead_pids_on_host or ("", [])
+    scope, pids = dead_pids or ("", [])
     rows = await conn.fetch(
         """
         SELECT node_id, renewed_at, lease_expires_at > now() AS leased FROM nodes
         WHERE (node_id <> $1 AND lease_expires_at < now())
            OR ($2 AND node_id = $1)
-           OR (node_id <> $1 AND host = $3 AND pid = ANY($4::int[]))
+           OR (node_id <> $1 AND $3 <> '' AND pid_scope = $3 AND pid = ANY($4::int[]))
         FOR UPDATE SKIP LOCKED
         """,
         me,
         same_id,
-        host,
+        scope,
         pids,
     )
     return [DeadNode(r["node_id"], r["renewed_at"], r["leased"]) for r in rows]
 
 
-async def pids_on_host(conn: Executor, me: str, host: str) -> list[int]:
-    """Process ids of the other nodes registered from ``host``."""
-    rows = await conn.fetch("SELECT pid FROM nodes WHERE host = $1 AND node_id <> $2", host, me)
+async def pids_in_scope(conn: Executor, me: str, pid_scope: str) -> list[int]:
+    """Process ids of the other nodes whose processes this one can see."""
+    rows = await conn.fetch(
+        "SELECT pid FROM nodes WHERE pid_scope = $1 AND node_id <> $2", pid_scope, me
+    )
     return [int(r["pid"]) for r in rows]
 
 
