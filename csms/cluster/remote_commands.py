@@ -78,6 +78,7 @@ class CommandForwarder:
         await _validate(payload, Protocol(holder.protocol))
         budget = self.settings.response_timeout + FORWARD_SLACK_S
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.relax_durability(conn)
             command_id = await store.insert(
                 conn,
                 caller_node=self.node_id,
@@ -131,6 +132,7 @@ class CommandForwarder:
                 return  # already taken, withdrawn, or past its deadline
             state, response, error = await self._send(claimed)
             async with self.pool.acquire() as conn, conn.transaction():
+                await store.relax_durability(conn)
                 caller = await store.finish(conn, command_id, state, response, error)
                 if caller is not None:
                     await conn.execute(

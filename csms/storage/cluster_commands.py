@@ -46,6 +46,16 @@ class Outcome:
     error: str | None  # JSON object
 
 
+async def relax_durability(conn: Executor) -> None:
+    """In this transaction, commit without waiting for the WAL flush.
+
+    For the insert and the outcome of a command: after a database crash the
+    caller times out, as if the command were lost. Never for the claim: a
+    claim lost in a crash would let a command be delivered twice.
+    """
+    await conn.execute("SET LOCAL synchronous_commit TO off")
+
+
 async def insert(
     conn: Executor,
     *,
