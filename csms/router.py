@@ -104,7 +104,20 @@ class CommandRouter:
         holder = await self._holder(charge_point_id)
         assert self.remote is not None  # _holder raised otherwise
         _check_version(charge_point_id, Protocol(holder.protocol), expected, payload)
-        return await self.remote.call(charge_point_id, holder, payload)
+        try:
+            return await self.remote.call(charge_point_id, holder, payload)
+        except ChargerNotConnected:
+            # Not sent: the charger left that node. If it is connected again (moved
+            # during a rolling restart), follow it once.
+            moved = self._registry.get(charge_point_id)
+            if moved is not None:
+                _check_version(charge_point_id, moved.protocol, expected, payload)
+                return await moved.call(payload)
+            again = await self._holder(charge_point_id)
+            if again.generation == holder.generation:
+                raise
+            _check_version(charge_point_id, Protocol(again.protocol), expected, payload)
+            return await self.remote.call(charge_point_id, again, payload)
 
     async def _holder(self, charge_point_id: str) -> Presence:
         holder = None if self.remote is None else await self.remote.locate(charge_point_id)

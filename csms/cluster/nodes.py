@@ -32,6 +32,7 @@ import structlog
 from csms import __version__
 from csms.bus import EventBus
 from csms.config import Settings
+from csms.connection import OcppConnection
 from csms.events import ChargerDisconnected
 from csms.router import ConnectionRegistry
 from csms.storage import event_log
@@ -185,11 +186,18 @@ class NodeMembership:
         connections = self.registry.all()
         if connections:
             log.warning("cluster.closing_chargers_after_lease_loss", chargers=len(connections))
-        for connection in connections:
+
+        async def close(connection: OcppConnection) -> None:
             try:
                 await connection.websocket.close(_LOST_CLOSE_CODE, "node lost its lease")
             except Exception:
                 connection.websocket.transport.abort()
+
+        await asyncio.gather(*(close(c) for c in connections))
+
+    async def set_draining(self, draining: bool) -> None:
+        """Tell the cluster this node is shutting down (listed as draining)."""
+        await store.set_draining(self.pool, self.node_id, draining)
 
     async def leave(self) -> None:
         """Delete this node's row (clean stop, after its chargers were disconnected)."""

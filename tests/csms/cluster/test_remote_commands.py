@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import ocpp.v16.call
@@ -185,3 +186,46 @@ async def test_a_command_past_its_deadline_is_never_delivered(cluster: Cluster) 
         assert await cluster_commands.expire(a.csms.pool, pending)
         assert await cluster_commands.claim(a.csms.pool, pending, "nobody") is None
     assert charger.received == []
+
+
+async def test_a_command_follows_a_charger_that_moved_while_it_was_addressed(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    c = await cluster.node("node-c")
+    async with answering(b.csms.ocpp_url, "MOVING", "ocpp1.6"):
+        await wait_held_by(a, "MOVING", "node-b")
+        stale = await a.csms.app.router.remote.locate("MOVING")  # type: ignore[union-attr]
+    async with answering(c.csms.ocpp_url, "MOVING", "ocpp1.6") as charger:
+        await wait_held_by(a, "MOVING", "node-c")
+        forwarder = a.csms.app.cluster.forwarder  # type: ignore[union-attr]
+        locate = forwarder.locate
+        answers = iter([stale, stale])  # for the protocol look-up, then for the call
+
+        async def first_stale(cp_id: str) -> Any:
+            return next(answers, None) or await locate(cp_id)
+
+        forwarder.locate = first_stale  # the router read the presence just before the move
+        answer = await a.command("MOVING", "data_transfer", {"vendor_id": "v", "data": "moved"})
+        assert answer.status_code == 200, answer.text
+        assert charger.received == ["moved"]
+    states = await a.csms.pool.fetch("SELECT target_node, state FROM cluster_commands ORDER BY id")
+    assert [tuple(s) for s in states] == [("node-b", "not_connected"), ("node-c", "answered")]
+
+
+async def test_every_node_reaches_chargers_on_every_other_node(cluster: Cluster) -> None:
+    nodes = [await cluster.node(f"node-{i}") for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for i, node in enumerate(nodes):
+            protocol = "ocpp1.6" if i % 2 == 0 else "ocpp2.0.1"
+            await stack.enter_async_context(answering(node.csms.ocpp_url, f"AT-{i}", protocol))
+        for i, node in enumerate(nodes):
+            await wait_held_by(node, f"AT-{i}", node.node_id)
+        for caller in nodes:
+            for i in range(len(nodes)):
+                answer = await caller.command(
+                    f"AT-{i}", "data_transfer", {"vendor_id": "v", "data": caller.node_id}
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["response"]["data"] == caller.node_id
