@@ -139,6 +139,7 @@ async def test_a_command_is_delivered_once_when_deliverers_race(
             payload='{"module": "ocpp.v16.call", "class": "DataTransfer",'
             ' "fields": {"vendor_id": "v", "data": "once"}}',
             timeout_s=10.0,
+            notify_channel="nobody_listens",
         )
         twins = [
             CommandForwarder(b.csms.pool, database_dsn, b.csms.app.settings, b.csms.app.registry)
@@ -171,6 +172,7 @@ async def test_a_command_past_its_deadline_is_never_delivered(cluster: Cluster) 
             payload='{"module": "ocpp.v16.call", "class": "DataTransfer",'
             ' "fields": {"vendor_id": "v", "data": "late"}}',
             timeout_s=0.0,
+            notify_channel="nobody_listens",
         )
         assert await cluster_commands.claim(a.csms.pool, command_id, "node-b") is None
         # Withdrawn by a caller that gave up: never claimed afterwards either.
@@ -182,6 +184,7 @@ async def test_a_command_past_its_deadline_is_never_delivered(cluster: Cluster) 
             generation=1,
             payload="{}",
             timeout_s=60.0,
+            notify_channel="nobody_listens",
         )
         assert await cluster_commands.expire(a.csms.pool, pending)
         assert await cluster_commands.claim(a.csms.pool, pending, "nobody") is None
