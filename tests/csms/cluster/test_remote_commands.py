@@ -232,3 +232,25 @@ async def test_every_node_reaches_chargers_on_every_other_node(cluster: Cluster)
                 )
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["response"]["data"] == caller.node_id
+
+
+async def test_commands_survive_a_dropped_listen_connection(cluster: Cluster) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    forwarder = b.csms.app.cluster.forwarder  # type: ignore[union-attr]
+    listener = forwarder._listener
+    assert listener is not None
+    async with answering(b.csms.ocpp_url, "DEAF", "ocpp2.0.1") as charger:
+        await wait_held_by(a, "DEAF", "node-b")
+        # The database drops node B's LISTEN connection: notifications to B are lost
+        # until it reconnects; the polling fallback still delivers.
+        await a.csms.pool.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+        answer = await a.command("DEAF", "data_transfer", {"vendor_id": "v", "data": "still"})
+        assert answer.status_code == 200, answer.text
+        assert charger.received == ["still"]
+        await eventually(lambda: _listening_again(forwarder, listener), within=10.0)
+
+
+async def _listening_again(forwarder: CommandForwarder, old: Any) -> bool:
+    new = forwarder._listener
+    return new is not None and new is not old and not new.is_closed()
