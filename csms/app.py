@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 
@@ -15,7 +16,7 @@ from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.cluster.node import ClusterNode
-from csms.config import Settings
+from csms.config import Settings, default_node_id
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.server import OcppServer
@@ -29,6 +30,8 @@ class Csms:
     """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
 
     def __init__(self, settings: Settings) -> None:
+        if not settings.node_id:  # this process's own <hostname>-<pid> (also in a worker)
+            settings = dataclasses.replace(settings, node_id=default_node_id())
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
