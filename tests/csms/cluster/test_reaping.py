@@ -8,9 +8,11 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from ocpp.v16 import call as call16
 
 from tests.csms.cluster.conftest import Cluster, Node, answering, held_by, wait_held_by
 from tests.waiting import eventually
@@ -79,10 +81,19 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
 ) -> None:
     survivor = await cluster.node("survivor", node_lease_seconds=LEASE_S)
     other = await cluster.node("other", node_lease_seconds=LEASE_S)
+    await survivor.csms.add_token("DRIVER")
     async with csms_process(database_dsn, "victim") as (process, url):
-        async with answering(url, "K-16", "ocpp1.6"), answering(url, "K-201", "ocpp2.0.1"):
+        async with (
+            answering(url, "K-16", "ocpp1.6") as k16,
+            answering(url, "K-201", "ocpp2.0.1"),
+        ):
             await wait_held_by(survivor, "K-16", "victim")
             await wait_held_by(survivor, "K-201", "victim")
+            started = await k16.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag="DRIVER", meter_start=1000, timestamp=_now()
+                )
+            )
             os.kill(process.pid, signal.SIGKILL)
             await process.wait()
 
@@ -102,8 +113,9 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
     assert {n["node_id"] for n in nodes} == {"survivor", "other"}
     assert (await survivor.reader.get("/chargers/K-16")).json()["connected"] is False
 
-    # They reconnect to the surviving nodes: online again, the outage kept in history.
-    async with answering(other.csms.ocpp_url, "K-16", "ocpp1.6"):
+    # They reconnect to the surviving nodes: online again, the outage kept in history,
+    # and the session that began on the dead node ends on another.
+    async with answering(other.csms.ocpp_url, "K-16", "ocpp1.6") as k16:
         async with answering(survivor.csms.ocpp_url, "K-201", "ocpp2.0.1"):
             await wait_held_by(survivor, "K-16", "other")
             await wait_held_by(survivor, "K-201", "survivor")
@@ -112,6 +124,19 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
                 assert down["reason"] == "node_lost" and down["ended_at"] > down["started_at"]
             answer = await survivor.command("K-16", "data_transfer", {"vendor_id": "v"})
             assert answer.status_code == 200, answer.text
+            await k16.call(
+                call16.StopTransaction(
+                    transaction_id=started.transaction_id, meter_stop=4500, timestamp=_now()
+                )
+            )
+    session = await survivor.csms.pool.fetchrow(
+        "SELECT status, energy_wh FROM sessions WHERE charge_point_id = 'K-16'"
+    )
+    assert (session["status"], session["energy_wh"]) == ("ended", 3500)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 async def _closed_downtime(node: Node, cp_id: str) -> list[Any]:
