@@ -31,6 +31,7 @@ import structlog
 
 from csms import __version__
 from csms.bus import EventBus
+from csms.cluster.remote_commands import abandon_commands
 from csms.config import Settings
 from csms.connection import OcppConnection
 from csms.events import ChargerDisconnected
@@ -136,6 +137,7 @@ class NodeMembership:
                 await event_log.append(conn, event)
                 events.append(event)
             if dead:
+                await abandon_commands(conn, [d.node_id for d in dead])
                 await store.forget(conn, [d.node_id for d in dead])
             if same_id:
                 await store.register(conn, self.identity, self.settings.node_lease_seconds)
@@ -202,7 +204,9 @@ class NodeMembership:
     async def leave(self) -> None:
         """Delete this node's row (clean stop, after its chargers were disconnected)."""
         try:
-            await store.leave(self.pool, self.node_id)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await abandon_commands(conn, [self.node_id])
+                await store.leave(conn, self.node_id)
         except Exception:
             log.exception("cluster.leave_failed", node_id=self.node_id)
         else:

@@ -35,7 +35,7 @@ from csms.config import Settings
 from csms.connection import CallErrorReceived
 from csms.events import Protocol
 from csms.router import ChargerNotConnected, ConnectionRegistry, WrongProtocolVersion
-from csms.storage import chargers
+from csms.storage import Executor, chargers
 from csms.storage import cluster_commands as store
 
 log = structlog.get_logger(__name__)
@@ -239,6 +239,20 @@ class CommandForwarder:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
             self._listener = None
+
+
+async def abandon_commands(conn: Executor, target_nodes: list[str]) -> int:
+    """Answer the callers of commands addressed to nodes that are gone (dead or leaving).
+
+    A caller then raises at once (ChargerNotConnected for a command never sent,
+    which the router follows to the charger's new node) instead of waiting for its
+    deadline. Run inside the transaction that removes the nodes' rows.
+    """
+    abandoned = await store.abandon(conn, target_nodes)
+    for command_id, caller, outcome in abandoned:
+        notice = _answer_notice(command_id, outcome)
+        await conn.execute("SELECT pg_notify($1, $2)", channel_of(caller), notice)
+    return len(abandoned)
 
 
 def _json(value: Any) -> str:

@@ -138,6 +138,26 @@ async def finish(
     return bool(value)
 
 
+async def abandon(conn: Executor, target_nodes: list[str]) -> list[tuple[int, str, Outcome]]:
+    """Close the open commands of nodes that are gone: (id, caller node, outcome) each.
+
+    Pending ones were never sent: ``not_connected``. Ones being sent may have
+    reached the charger, but their answer never will: ``timeout``.
+    """
+    rows = await conn.fetch(
+        """
+        UPDATE cluster_commands
+        SET state = CASE state WHEN 'pending' THEN 'not_connected' ELSE 'timeout' END,
+            error = jsonb_build_object('message', 'node ' || target_node || ' is gone'),
+            finished_at = now()
+        WHERE target_node = ANY($1::text[]) AND state IN ('pending', 'sending')
+        RETURNING id, caller_node, state, error::text AS error
+        """,
+        target_nodes,
+    )
+    return [(r["id"], r["caller_node"], Outcome(r["state"], None, r["error"])) for r in rows]
+
+
 async def outcome(conn: Executor, command_id: int) -> Outcome | None:
     """The command's outcome, or None while it is pending or being sent."""
     row = await conn.fetchrow(

@@ -213,3 +213,46 @@ async def _is_offline(node: Node, cp_id: str) -> bool:
             "SELECT NOT connected FROM chargers WHERE charge_point_id = $1", cp_id
         )
     )
+
+
+async def test_a_command_waiting_for_a_dead_node_follows_its_charger(cluster: Cluster) -> None:
+    """Commands addressed to a node that died are answered at its reaping, not at their
+    deadline; one never sent follows the charger to the node it reconnected to."""
+    a = await cluster.node("node-a", node_lease_seconds=LEASE_S, response_timeout=60.0)
+    b = await cluster.node("node-b", node_lease_seconds=LEASE_S)
+    await a.csms.pool.execute(
+        """
+        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at)
+        VALUES ('ghost', 'elsewhere', 1, 'x', now() + interval '1 hour');
+        INSERT INTO chargers (charge_point_id, protocol, connected, node_id,
+                              connection_generation)
+        VALUES ('HAUNTED', 'ocpp1.6', true, 'ghost', -2), ('LOST', 'ocpp1.6', true, 'ghost', -1)
+        """
+    )
+    follows = asyncio.create_task(
+        a.command("HAUNTED", "data_transfer", {"vendor_id": "v", "data": "found you"})
+    )
+    stranded = asyncio.create_task(a.command("LOST", "clear_cache"))
+    await eventually(
+        lambda: a.csms.pool.fetchval(
+            "SELECT count(*) = 2 FROM cluster_commands WHERE state = 'pending'"
+        )
+    )
+    async with answering(b.csms.ocpp_url, "HAUNTED", "ocpp1.6") as charger:
+        await wait_held_by(a, "HAUNTED", "node-b")
+        await a.csms.pool.execute(  # the ghost's lease runs out
+            "UPDATE nodes SET lease_expires_at = now() - interval '1 second'"
+            " WHERE node_id = 'ghost'"
+        )
+        found = await asyncio.wait_for(follows, 30)
+        lost = await asyncio.wait_for(stranded, 30)
+        assert found.status_code == 200 and charger.received == ["found you"]
+    assert lost.status_code == 409, lost.text
+    states = await a.csms.pool.fetch(
+        "SELECT charge_point_id, target_node, state FROM cluster_commands ORDER BY id"
+    )
+    assert sorted(tuple(s) for s in states) == [
+        ("HAUNTED", "ghost", "not_connected"),
+        ("HAUNTED", "node-b", "answered"),
+        ("LOST", "ghost", "not_connected"),
+    ]
