@@ -256,3 +256,32 @@ async def test_a_command_waiting_for_a_dead_node_follows_its_charger(cluster: Cl
         ("HAUNTED", "node-b", "answered"),
         ("LOST", "ghost", "not_connected"),
     ]
+
+
+async def test_nodes_reaping_at_once_mark_each_charger_offline_exactly_once(
+    cluster: Cluster,
+) -> None:
+    nodes = [await cluster.node(f"reaper-{i}") for i in range(3)]
+    pool = nodes[0].csms.pool
+    await pool.execute(
+        """
+        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at, renewed_at)
+        VALUES ('dead', 'elsewhere', 1, 'x', now() - interval '1 second',
+                now() - interval '16 seconds');
+        INSERT INTO chargers (charge_point_id, connected, connected_at, node_id,
+                              connection_generation)
+        SELECT 'D-' || g, true, now() - interval '1 hour', 'dead', -g
+        FROM generate_series(1, 300) AS g
+        """
+    )
+    reaped = await asyncio.gather(
+        *(n.csms.app.cluster.membership._reap() for n in nodes)  # type: ignore[union-attr]
+    )
+    assert sum(reaped) == 300
+    counts = await pool.fetch(
+        "SELECT charge_point_id, count(*) AS n FROM events WHERE type = 'charger_disconnected'"
+        " AND payload->>'reason' = 'node_lost' GROUP BY charge_point_id"
+    )
+    assert len(counts) == 300 and {r["n"] for r in counts} == {1}
+    assert await pool.fetchval("SELECT count(*) FROM chargers WHERE connected") == 0
+    assert await pool.fetchval("SELECT count(*) FROM nodes WHERE node_id = 'dead'") == 0
