@@ -88,7 +88,7 @@ class Csms:
         self._pool = await open_pool(self.settings, dsn)
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
-        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self.bus)
+        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
         self.outbox = OutboxService(self._pool, self.settings)

@@ -136,3 +136,21 @@ async def test_old_forwarded_commands_are_pruned(cluster: Cluster) -> None:
     assert (await a.operator.get("/cluster/nodes")).status_code == 200
     anonymous = await a.operator.get("/cluster/nodes", headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+async def test_a_charger_held_without_a_socket_is_released_by_its_node(cluster: Cluster) -> None:
+    """A disconnect that could not be recorded (database blip) leaves no ghost for ever."""
+    a = await cluster.node("node-a")
+    await a.csms.pool.execute(
+        "INSERT INTO chargers (charge_point_id, connected, node_id, connection_generation)"
+        " VALUES ('GHOST', true, 'node-a', -7)"
+    )
+    membership = a.csms.app.cluster.membership  # type: ignore[union-attr]
+    async with answering(a.csms.ocpp_url, "REAL", "ocpp1.6"):
+        await wait_held_by(a, "REAL", "node-a")
+        await membership._reconcile()  # first sight: could be a socket closing right now
+        assert await held_by(a, "GHOST") == "node-a"
+        await membership._reconcile()
+        assert await held_by(a, "GHOST") is None
+        assert await held_by(a, "REAL") == "node-a"  # its socket is open
+    assert await events_of(a, "GHOST") == [("charger_disconnected", "untracked")]
