@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 
@@ -14,7 +15,8 @@ from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
-from csms.config import Settings
+from csms.cluster.node import ClusterNode
+from csms.config import Settings, default_node_id
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.security.tls import api_tls
@@ -29,6 +31,8 @@ class Csms:
     """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
 
     def __init__(self, settings: Settings) -> None:
+        if not settings.node_id:  # this process's own <hostname>-<pid> (also in a worker)
+            settings = dataclasses.replace(settings, node_id=default_node_id())
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
@@ -40,6 +44,7 @@ class Csms:
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
+        self.cluster: ClusterNode | None = None  # lease, presence reaping, forwarding
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -91,6 +96,9 @@ class Csms:
         self._pool = await open_pool(self.settings, dsn)
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
+        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
+        await self.cluster.start(self.router)  # before services and chargers: see its doc
+        self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
@@ -114,6 +122,7 @@ class Csms:
             api_tls(self.settings),
         )
         await self._api.start()
+        await self.cluster.advertise(self.api_url, self.ocpp_url)
 
     async def stop(self) -> None:
         """Graceful: refuse new chargers, close sockets (1001), then flush and close the pool."""
@@ -133,6 +142,9 @@ class Csms:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         if self._central is not None:
             try:
                 await self._central.flush_last_seen()
