@@ -1,0 +1,1 @@
+"""Several CSMS processes and nodes on one database acting as one system."""
