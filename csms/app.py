@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import socket
 
@@ -14,6 +16,7 @@ from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.cluster.leases import LeaseManager
 from csms.config import Settings
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
@@ -22,6 +25,15 @@ from csms.services import Service, ServiceContext, build_services
 from csms.storage.database import open_pool, resolve_dsn
 
 log = structlog.get_logger(__name__)
+
+
+def _node_id(settings: Settings) -> str:
+    """This process's name in the cluster (``CSMS_NODE_ID`` once the settings carry it)."""
+    configured: str | None = getattr(settings, "node_id", None)
+    if configured:
+        return configured
+    # Host and pid, plus a suffix: two CSMS instances in one process (tests) stay apart.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Csms:
@@ -39,6 +51,7 @@ class Csms:
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
+        self.leases: LeaseManager | None = None  # this node's cluster-wide leases
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -86,9 +99,17 @@ class Csms:
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
+        self.leases = LeaseManager(dsn, _node_id(self.settings))
+        await self.leases.start()
         self.services = build_services(
             ServiceContext(
-                self._pool, self.router, self.registry, self.settings, self.bus, self._central
+                self._pool,
+                self.router,
+                self.registry,
+                self.settings,
+                self.bus,
+                self._central,
+                self.leases,
             )
         )
         for service in self.services:  # before chargers connect: no committed event missed
@@ -117,6 +138,9 @@ class Csms:
             except Exception:
                 log.exception("shutdown.service_failed", service=service.name)
         self.services = []
+        if self.leases is not None:
+            await self.leases.stop()  # every lease released: other nodes take over at once
+            self.leases = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.cluster.leases import LeaseManager
 from csms.config import Settings
 from csms.dashboard import DashboardService
 from csms.monitoring.alerts_service import AlertService
@@ -40,6 +41,7 @@ class ServiceContext:
     settings: Settings
     bus: EventBus  # committed events, in order per charger
     central: CentralSystem  # handles what chargers send; hooks into its transactions
+    leases: LeaseManager | None = None  # cluster-wide leadership ("one node does X")
 
 
 class Service(Protocol):

@@ -107,7 +107,9 @@ async def save_told(conn: Executor, site_id: str, told: Iterable[Told]) -> None:
     )
 
 
-async def forget_ended(conn: Executor, site_id: str, active: Sequence[tuple[str, int, str]]) -> None:
+async def forget_ended(
+    conn: Executor, site_id: str, active: Sequence[tuple[str, int, str]]
+) -> None:
     """Drop the rows of sessions that are no longer active on the site."""
     await conn.execute(
         """
