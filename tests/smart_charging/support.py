@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
 
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.commands import SimCharger
@@ -55,3 +59,21 @@ def watch_profiles(fleet: Fleet, seen: ProfileSeen) -> None:
             return status
 
         charger.set_profile = spy  # type: ignore[method-assign]
+
+
+async def line_sums(pool: asyncpg.Pool, since: datetime | None = None) -> list[dict[str, Any]]:
+    """At every Current.Import sample: the sum per line of each session's latest value."""
+    rows = await pool.fetch(
+        "SELECT charge_point_id, evse_id, phase, value, sampled_at FROM meter_samples "
+        "WHERE measurand = 'Current.Import' ORDER BY sampled_at, id"
+    )
+    latest: dict[tuple[str, str], float] = {}  # one connector per charger
+    out = []
+    for r in rows:
+        latest[(r["charge_point_id"], r["phase"] or "L1")] = r["value"]
+        sums = {
+            line: sum(v for (_, p), v in latest.items() if p == line) for line in ("L1", "L2", "L3")
+        }
+        if since is None or r["sampled_at"] >= since:
+            out.append({"at": r["sampled_at"], **sums})
+    return out
