@@ -112,7 +112,8 @@ def charge_step(
         end, energy_ws = start, start * dt_s
     elif ramp_time <= moving:
         end = target
-        energy_ws = start * waited + (start + target) / 2 * ramp_time + target * (moving - ramp_time)
+        ramping = (start + target) / 2 * ramp_time
+        energy_ws = start * waited + ramping + target * (moving - ramp_time)
     else:
         end = start + (rate * moving if gap > 0 else -rate * moving)
         energy_ws = start * waited + (start + end) / 2 * moving

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -68,7 +69,7 @@ def test_a_higher_limit_is_ramped_up_to_not_jumped_to() -> None:
     assert powers[3] == pytest.approx(2300.0)  # still reacting
     assert 2300.0 < powers[5] < 11000.0  # ramping
     assert max(powers) == pytest.approx(11000.0)
-    assert all(a <= b + 1e-9 for a, b in zip(powers, powers[1:], strict=False))
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(powers))
 
 
 def test_a_full_ev_that_stays_plugged_in_draws_nothing_until_it_leaves() -> None:

@@ -173,9 +173,7 @@ async def test_the_planner_dies_mid_plan_and_the_other_node_finishes_it_under_th
         async def vip_served() -> bool:
             load = (await survivor.api.get("/sites/depot/load")).json()
             vip_limit = [
-                s["limit_a"]
-                for s in load["sessions"]
-                if s["charge_point_id"] == vip.cfg.charger_id
+                s["limit_a"] for s in load["sessions"] if s["charge_point_id"] == vip.cfg.charger_id
             ]
             return load.get("planner") == survivor.node_id and vip_limit == [16.0]
 
