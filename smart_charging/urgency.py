@@ -9,20 +9,27 @@ the time it could stand paused and still be full at departure if it then
 charged at its maximum ``I_max``. The smaller ``L``, the more urgent. Laxity
 is turned into an *urgency bucket* ``g`` (higher = more urgent):
 
-    ======================  ===
-    laxity                  g
-    ======================  ===
-    below 30 min (or < 0)   5
-    30 min - 1 h            4
-    1 h - 2 h               3
-    2 h - 4 h               2
-    4 h - 8 h               1
-    8 h or more             0
-    ======================  ===
+    ==============================  ===
+    laxity                          g
+    ==============================  ===
+    below 15 min (or negative)      11
+    15 - 30 min                     10
+    30 - 45 min                     9
+    45 min - 1 h                    8
+    1 - 1.5 h                       7
+    1.5 - 2 h                       6
+    2 - 3 h                         5
+    3 - 4 h                         4
+    4 - 6 h                         3
+    6 - 8 h                         2
+    8 - 12 h                        1
+    12 h or more                    0
+    ==============================  ===
 
-A session without a departure or an energy wanted, or that already has what
-it wanted, is in bucket 0 - so a site where nobody gives a deadline is shared
-exactly as before (max-min fair, admission in arrival order).
+(finer where it matters: a quarter of an hour of slack decides more when
+little is left). A session without a departure or an energy wanted, or that
+already has what it wanted, is in bucket 0 - so a site where nobody gives a
+deadline is shared exactly as before (max-min fair, admission in arrival order).
 
 The allocator (:mod:`smart_charging.allocation`) serves classes ``(k, g)``
 lexicographically: the operator's class ``k`` first, then ``g`` inside it. So
@@ -40,8 +47,8 @@ from __future__ import annotations
 from datetime import datetime
 
 VOLTAGE = 230.0
-# Upper laxity bound (seconds) of each bucket, most urgent first: bucket = 5 - index.
-BUCKET_BOUNDS_S = (1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
+# Upper laxity bound (seconds) of each bucket, most urgent first: bucket = 11 - index.
+BUCKET_BOUNDS_S = tuple(h * 3600.0 for h in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12))
 MOST_URGENT = len(BUCKET_BOUNDS_S)
 
 

@@ -26,7 +26,7 @@ def flagged(draw: st.DrawFn) -> Scenario:
     """A random tree whose sessions also carry urgency buckets and idle flags."""
     nodes, sessions = draw(scenarios())
     out = [
-        dataclasses.replace(s, urgency=draw(st.integers(0, 5)), idle=draw(st.booleans()))
+        dataclasses.replace(s, urgency=draw(st.integers(0, 11)), idle=draw(st.booleans()))
         for s in sessions
     ]
     return nodes, out
@@ -72,7 +72,7 @@ def test_urgency_never_overrides_an_operator_class(scenario: Scenario, data: st.
     k = data.draw(st.sampled_from(sorted({s.priority for s in active})))
     base = allocate(nodes, sessions, 0.0).currents
     reshuffled = [
-        dataclasses.replace(s, urgency=data.draw(st.integers(0, 5))) if s.priority < k else s
+        dataclasses.replace(s, urgency=data.draw(st.integers(0, 11))) if s.priority < k else s
         for s in sessions
     ]
     again = allocate(nodes, reshuffled, 0.0).currents
@@ -117,15 +117,15 @@ def test_laxity_and_buckets() -> None:
     # 22 kWh wanted at 3 x 16 A (11.04 kW): 2 h of charging; leaving in 3 h -> 1 h of slack.
     lax = laxity_s(NOW, NOW + timedelta(hours=3), 22_080.0, 0.0, 16.0, 3)
     assert lax is not None and abs(lax - 3600.0) < 1.0
-    assert urgency_bucket(lax) == 3  # between 1 h and 2 h
-    assert urgency_bucket(-10.0) == 5 and urgency_bucket(10.0 * 3600) == 0
+    assert urgency_bucket(lax) == 7  # between 1 h and 1.5 h
+    assert urgency_bucket(-10.0) == 11 and urgency_bucket(13.0 * 3600) == 0
     assert urgency_bucket(None) == 0
     # Delivered what it wanted, or no deadline: no urgency.
     assert urgency_class(NOW, NOW + timedelta(hours=1), 5000.0, 6000.0, 16.0, 3) == 0
     assert urgency_class(NOW, None, 5000.0, 0.0, 16.0, 3) == 0
     # Less slack, more urgent: the bucket never falls as the deadline nears.
     buckets = [
-        urgency_class(NOW + timedelta(minutes=m), NOW + timedelta(hours=12), 30_000.0, 0.0, 16, 3)
-        for m in range(0, 12 * 60, 15)
+        urgency_class(NOW + timedelta(minutes=m), NOW + timedelta(hours=16), 30_000.0, 0.0, 16, 3)
+        for m in range(0, 16 * 60, 15)
     ]
-    assert buckets == sorted(buckets) and buckets[0] == 0 and buckets[-1] == 5
+    assert buckets == sorted(buckets) and buckets[0] == 0 and buckets[-1] == 11
