@@ -17,6 +17,7 @@ reads presence from Postgres).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -64,7 +65,7 @@ class Node:
 @pytest.fixture
 async def nodes(start_csms: StartCsms) -> AsyncIterator[list[Node]]:
     out = []
-    async with contextlib_stack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         for _ in range(2):
             csms = await start_csms(**SETTINGS)
             _, key = await api_keys.create(csms.pool, f"ops-{len(out)}", "operator")
@@ -74,12 +75,6 @@ async def nodes(start_csms: StartCsms) -> AsyncIterator[list[Node]]:
             )
             out.append(Node(csms, client))
         yield out
-
-
-def contextlib_stack() -> Any:
-    import contextlib
-
-    return contextlib.AsyncExitStack()
 
 
 async def _planner(nodes: list[Node], site_id: str) -> Node | None:
@@ -190,3 +185,35 @@ async def test_the_planner_dies_mid_plan_and_the_other_node_finishes_it_under_th
         assert sum(r["limit_a"] for r in rows) <= SITE_LIMIT + 1e-6
     finally:
         await fleet.stop()
+
+
+async def test_a_change_through_the_other_nodes_api_is_planned_at_once_by_the_planner(
+    start_csms: StartCsms,
+) -> None:
+    """The API of a node that does not plan the site passes the re-plan on (NOTIFY)."""
+    quiet = {**SETTINGS, "smart_charging_interval": 3600.0}  # no periodic plan to rely on
+    nodes = []
+    for i in range(2):
+        csms = await start_csms(**quiet)
+        _, key = await api_keys.create(csms.pool, f"ops-{i}", "operator")
+        base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
+        nodes.append(
+            Node(csms, httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}))
+        )
+    try:
+        answer = await nodes[0].api.post("/sites", json={"site_id": "s", "phase_limit_a": 100})
+        assert answer.status_code == 201
+        planner = await eventually(lambda: _planner(nodes, "s"), within=10)
+        other = next(n for n in nodes if n is not planner)
+        answer = await other.api.post("/sites/s/demand-response", json={"limit_a": 40})
+        assert answer.status_code == 200, answer.text
+
+        async def planned_with_the_cut() -> bool:
+            load = (await other.api.get("/sites/s/load")).json()
+            return load.get("limit_a") == 40 and load.get("planner") == planner.node_id
+
+        await eventually(planned_with_the_cut, within=10)
+        assert not other.service.leadership.holds("s")
+    finally:
+        for node in nodes:
+            await node.api.aclose()
