@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import socket
 
@@ -27,15 +26,6 @@ from csms.storage.database import open_pool, resolve_dsn
 log = structlog.get_logger(__name__)
 
 
-def _node_id(settings: Settings) -> str:
-    """This process's name in the cluster (``CSMS_NODE_ID`` once the settings carry it)."""
-    configured: str | None = getattr(settings, "node_id", None)
-    if configured:
-        return configured
-    # Host and pid, plus a suffix: two CSMS instances in one process (tests) stay apart.
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
 class Csms:
     """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
 
@@ -43,7 +33,10 @@ class Csms:
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
-        self.bus = EventBus()  # committed events, for in-process consumers
+        self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        # Every node's committed events, for in-process consumers (csms/bus.py).
+        self.bus = EventBus(retention_hours=settings.outbox_retention_hours)
+        self._leases: LeaseManager | None = None
         self._pool: asyncpg.Pool | None = None
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
@@ -51,12 +44,17 @@ class Csms:
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
-        self.leases: LeaseManager | None = None  # this node's cluster-wide leases
 
     @property
     def pool(self) -> asyncpg.Pool:
         assert self._pool is not None, "start() first"
         return self._pool
+
+    @property
+    def leases(self) -> LeaseManager:
+        """This node's cluster leases (once-per-cluster services, one planner per site)."""
+        assert self._leases is not None, "start() first"
+        return self._leases
 
     @property
     def central(self) -> CentralSystem:
@@ -94,13 +92,14 @@ class Csms:
     async def start(self) -> None:
         dsn = await resolve_dsn(self.settings)
         self._pool = await open_pool(self.settings, dsn)
+        await self.bus.start(self._pool, dsn)
+        self._leases = LeaseManager(dsn, self.node_id)
+        await self._leases.start()
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
-        self.leases = LeaseManager(dsn, _node_id(self.settings))
-        await self.leases.start()
         self.services = build_services(
             ServiceContext(
                 self._pool,
@@ -109,7 +108,8 @@ class Csms:
                 self.settings,
                 self.bus,
                 self._central,
-                self.leases,
+                self._leases,
+                self.node_id,
             )
         )
         for service in self.services:  # before chargers connect: no committed event missed
@@ -138,9 +138,10 @@ class Csms:
             except Exception:
                 log.exception("shutdown.service_failed", service=service.name)
         self.services = []
-        if self.leases is not None:
-            await self.leases.stop()  # every lease released: other nodes take over at once
-            self.leases = None
+        await self.bus.stop()
+        if self._leases is not None:
+            await self._leases.stop()  # what this node led is taken over at once
+            self._leases = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -56,6 +56,8 @@ class Settings:
     # Operator HTTP API (csms/api): its own port; api_host None = the OCPP host.
     api_host: str | None = None
     api_port: int = 8080
+    # This process's name in the cluster (leases, logs, metrics); None: <hostname>-<pid>.
+    node_id: str | None = None
     # Kafka fan-out (csms/outbox): unset bootstrap servers = relay off, events stay
     # in the outbox (the events table) for outbox_retention_hours.
     kafka_bootstrap_servers: str | None = None

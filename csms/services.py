@@ -39,9 +39,10 @@ class ServiceContext:
     router: CommandRouter  # every command to a charger goes through it
     registry: ConnectionRegistry  # who is connected here (read-only use)
     settings: Settings
-    bus: EventBus  # committed events, in order per charger
+    bus: EventBus  # every node's committed events, in order per charger
     central: CentralSystem  # handles what chargers send; hooks into its transactions
-    leases: LeaseManager | None = None  # cluster-wide leadership ("one node does X")
+    leases: LeaseManager  # once-per-cluster work: run it while holding a named lease
+    node_id: str  # this process in the cluster
 
 
 class Service(Protocol):

@@ -9,8 +9,8 @@ and the lock with it) is taken over within about that interval, and a node that
 stops releases its sites at once. The new holder resumes from what the old one
 stored (:mod:`smart_charging.planner_state`).
 
-Without a lease manager (a CSMS built without one) the node plans every site,
-as a single-process CSMS did.
+Without a lease manager (``None``: a process alone on its database, e.g. a
+tool) the node plans every site, as a single-process CSMS did.
 """
 
 from __future__ import annotations

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import socket
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -69,11 +66,6 @@ SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show t
 REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
 
 
-def default_node_id() -> str:
-    """This process's name in the cluster when the settings give none."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
 class SmartChargingService:
     """Keeps every site under its limits (see the module docstring)."""
 
@@ -84,11 +76,7 @@ class SmartChargingService:
         self.pool = context.pool
         self.settings = context.settings
         manager = context.leases
-        self.node_id: str = (
-            manager.node_id
-            if manager is not None
-            else (getattr(self.settings, "node_id", None) or default_node_id())
-        )
+        self.node_id: str = context.node_id
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
         self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}

@@ -54,6 +54,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from csms.storage import Executor
+
 log = structlog.get_logger(__name__)
 
 _KEY_PREFIX = b"csms.lease:"
@@ -87,7 +89,7 @@ class Lease:
         return not self.lost.is_set()
 
 
-async def lease_is_current(conn: asyncpg.Connection, name: str, token: int) -> bool:
+async def lease_is_current(conn: Executor, name: str, token: int) -> bool:
     """True if ``token`` is still the newest token of lease ``name`` (a fencing check).
 
     Run it inside the transaction whose writes must not land under a stale lease;

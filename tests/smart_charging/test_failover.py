@@ -58,16 +58,15 @@ class Node:
 
     @property
     def node_id(self) -> str:
-        assert self.csms.app.leases is not None
-        return self.csms.app.leases.node_id
+        return self.csms.app.node_id
 
 
 @pytest.fixture
 async def nodes(start_csms: StartCsms) -> AsyncIterator[list[Node]]:
     out = []
     async with contextlib.AsyncExitStack() as stack:
-        for _ in range(2):
-            csms = await start_csms(**SETTINGS)
+        for i in range(2):
+            csms = await start_csms(**SETTINGS, node_id=f"node-{i}")
             _, key = await api_keys.create(csms.pool, f"ops-{len(out)}", "operator")
             base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
             client = await stack.enter_async_context(
@@ -194,7 +193,7 @@ async def test_a_change_through_the_other_nodes_api_is_planned_at_once_by_the_pl
     quiet = {**SETTINGS, "smart_charging_interval": 3600.0}  # no periodic plan to rely on
     nodes = []
     for i in range(2):
-        csms = await start_csms(**quiet)
+        csms = await start_csms(**quiet, node_id=f"node-{i}")
         _, key = await api_keys.create(csms.pool, f"ops-{i}", "operator")
         base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
         nodes.append(
