@@ -8,7 +8,10 @@ site's lease (:mod:`smart_charging.leadership`):
    (:mod:`smart_charging.planner_state`). A session seen for the first time in
    this process starts at the worst case stored for it (a limit accepted or
    sent, whichever is higher; the hardware maximum where nothing is stored) and
-   *unconfirmed*: it is sent a profile on this plan even if unchanged;
+   *unconfirmed*: it is sent a profile on this plan even if unchanged - the
+   lowest limit it may be enforcing first when its new limit is higher than
+   that (:func:`first_step`), so a resumed plan never raises a draw before the
+   decreases have settled;
 2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
    cannot be steered are set aside at their last known maximum; full and idle
    EVs are in the lowest class (:func:`smart_charging.tracking.note_draw`); a
@@ -76,12 +79,33 @@ def hardware_max(tree: SiteTree, charge_point_id: str) -> float:
 
 
 def is_decrease(send: ProfileSend) -> bool:
-    """Sent in the first round: a lower limit, or a first or re-confirming one not higher."""
+    """Sent in the first round: a lower limit, or a first or re-confirming one not higher.
+
+    For an unconfirmed session (resumed from a previous planner) the charger may enforce
+    anything between ``floor_limit`` and ``limit``: only a limit at or below the floor is
+    sure not to raise its draw.
+    """
+    t = send.tracked
     if send.previous is None:
         return True
-    if not send.tracked.confirmed:
-        return send.limit <= send.previous
+    if not t.confirmed:
+        floor = t.floor_limit if t.floor_limit is not None else send.previous
+        return send.limit <= floor
     return send.limit < send.previous
+
+
+def first_step(send: ProfileSend) -> ProfileSend | None:
+    """For an unconfirmed session whose new limit may be an increase: the floor first.
+
+    Its draw may be anywhere between the floor and the worst case; sending the new limit
+    at once could raise it while others are still coming down, and waiting could leave it
+    above its share. So it gets the floor (never an increase) with the decreases, and its
+    new limit with the increases, after the settle time.
+    """
+    t = send.tracked
+    if t.confirmed or is_decrease(send) or t.floor_limit is None:
+        return None
+    return ProfileSend(t, t.floor_limit, t.limit, send.protocol)
 
 
 class SitePlanning:
@@ -119,12 +143,14 @@ class SitePlanning:
         for _ in range(_MAX_ROUNDS):
             currents, reserved, changes, tou = await self._plan(tree, live)
             decreases = [c for c in changes if is_decrease(c)]
-            await self._commit_intent(site_id, decreases, mark_decrease=False)
-            results = await self._send_all(decreases)
-            sent.extend(zip(decreases, results, strict=True))
+            steps = [s for s in map(first_step, changes) if s is not None]
+            first = decreases + steps
+            await self._commit_intent(site_id, first, mark_decrease=False)
+            results = await self._send_all(first)
+            sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
                 r == "Accepted" and c.previous is not None and c.limit < c.previous
-                for c, r in zip(decreases, results, strict=True)
+                for c, r in zip(first, results, strict=True)
             )
             if accepted_decrease:
                 svc.decreased_at[site_id] = time.monotonic()
@@ -245,6 +271,8 @@ class SitePlanning:
                         t.assumed = worst
                     else:
                         t.limit, t.confirmed = worst, False
+                        told = [v for v in (known.limit_a, known.pending_a) if v is not None]
+                        t.floor_limit = min(told) if told else None
                 elif svc.fallbacks.defaults.get(cp) == fallback:
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
@@ -351,7 +379,7 @@ class SitePlanning:
         if status == "Accepted":
             t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
             t.schedule = s.absolute_schedule()
-            t.confirmed = True
+            t.confirmed, t.floor_limit = True, None
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))

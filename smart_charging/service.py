@@ -267,6 +267,12 @@ class SmartChargingService:
 
     # -- triggers ----------------------------------------------------------------
 
+    def _replan_here(self, site_id: str, reason: str) -> None:
+        """A committed event concerns ``site_id``: re-plan if this node plans it (every
+        node sees every node's events, so the planner sees this one too)."""
+        if self.leadership.holds(site_id):
+            self.request_replan(site_id, reason)
+
     def request_replan(self, site_id: str, reason: str) -> None:
         """Re-plan ``site_id`` soon (coalesced), here or on the node that plans it."""
         if not self.leadership.holds(site_id):
@@ -350,10 +356,10 @@ class SmartChargingService:
             if site_id is None:
                 return
             if isinstance(event, SessionStarted):
-                self.request_replan(site_id, "session_started")
+                self._replan_here(site_id, "session_started")
             elif isinstance(event, SessionEnded):
                 self._drop_transaction(cp, event.transaction_id)
-                self.request_replan(site_id, "session_ended")
+                self._replan_here(site_id, "session_ended")
             else:
                 verdict = self._measure(event)
                 if isinstance(event, SessionUpdated) and event.charging_state is not None:
@@ -361,28 +367,30 @@ class SmartChargingService:
                     state = self._suspended(cp, event.evse_id, event.charging_state)
                     verdict = state if state is not Verdict.STEADY else verdict
                 if verdict is not None and verdict is not Verdict.STEADY:
-                    self.request_replan(site_id, verdict.value)
+                    self._replan_here(site_id, verdict.value)
         elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
             # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
             if self._suspended(cp, event.evse_id, event.detail) is not Verdict.STEADY:
                 site_id = await self.site_of(cp)
                 if site_id is not None:
-                    self.request_replan(site_id, Verdict.IDLE.value)
+                    self._replan_here(site_id, Verdict.IDLE.value)
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
             await self._forget_fallbacks(cp)
             if site_id is not None:
-                self.request_replan(site_id, "charger_offline")
+                self._replan_here(site_id, "charger_offline")
         elif isinstance(event, ChargerBooted | ChargerConnected):
             await self._forget_fallbacks(cp, retry_now=True)  # a reboot may lose every profile
             site_id = await self.site_of(cp)
             if site_id is not None:
-                self.request_replan(site_id, event.type)
+                self._replan_here(site_id, event.type)
 
     async def _forget_fallbacks(self, charge_point_id: str, retry_now: bool = False) -> None:
         self.fallbacks.forget(charge_point_id, retry_now)
-        async with self.pool.acquire() as conn:
-            await planner_state.forget_fallbacks(conn, charge_point_id)
+        site_id = await self.site_of(charge_point_id)
+        if site_id is not None and self.leadership.holds(site_id):  # once, by its planner
+            async with self.pool.acquire() as conn:
+                await planner_state.forget_fallbacks(conn, charge_point_id)
 
     def _suspended(self, charge_point_id: str, evse_id: int | None, state: str) -> Verdict:
         """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""

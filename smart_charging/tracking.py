@@ -44,6 +44,9 @@ class Tracked:
     # False while ``limit`` is only what a previous planner (another node, or this one
     # before a restart) may have left in force: its first profile is sent even unchanged.
     confirmed: bool = True
+    # While unconfirmed: the lowest limit the charger may be enforcing (a decrease sent
+    # by the previous planner may or may not have been applied). ``limit`` is the highest.
+    floor_limit: float | None = None
     # Full and idle EVs (see :func:`note_draw`): ``idle`` = it gave its share back.
     idle: bool = False
     idle_since: float | None = None  # monotonic: since when it draws nothing while offered
