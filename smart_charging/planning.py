@@ -267,12 +267,12 @@ class SitePlanning:
                     # charger confirms a profile from this one.
                     t.phases = known.phases
                     worst = worst_case(known, hardware_max(tree, cp))
+                    told = [v for v in (known.limit_a, known.pending_a) if v is not None]
+                    t.floor_limit = min(told) if told else None
                     if known.assumed_a is not None:
                         t.assumed = worst
                     else:
                         t.limit, t.confirmed = worst, False
-                        told = [v for v in (known.limit_a, known.pending_a) if v is not None]
-                        t.floor_limit = min(told) if told else None
                 elif svc.fallbacks.defaults.get(cp) == fallback:
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
@@ -416,7 +416,14 @@ class SitePlanning:
             hardware = hardware_max(tree, t.charge_point_id)
             if t.measured is not None and max(t.measured) > t.assumed + 0.5:
                 continue  # it does not keep to what it is given: leave it set aside
-            sends.append(ProfileSend(t, min(t.assumed, hardware), t.assumed, protocol))
+            target = min(t.assumed, hardware)
+            if t.floor_limit is not None:
+                # Resumed from a previous planner: the worst case set aside for it may be
+                # more than it was really allowed (the set-aside loads of a site taken over
+                # can add up to more than its limit); the lowest limit it may be enforcing
+                # can only lower its draw. The re-plan that follows raises it, increases last.
+                target = min(target, t.floor_limit)
+            sends.append(ProfileSend(t, target, t.assumed, protocol))
         site_id = tree.site.site_id
         await self._commit_intent(site_id, sends, mark_decrease=False)
         results = await self._send_all(sends)

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.ev import EVSpec, EVState
@@ -109,9 +110,12 @@ async def planner_process(database_dsn: str) -> AsyncIterator[tuple[Any, str]]:
         await process.wait()
 
 
+@pytest.mark.parametrize("kill_at", ["first_decrease", "before_increase"])
 async def test_the_planner_is_killed_mid_plan_and_the_other_node_finishes_it_under_the_limit(
-    start_csms: StartCsms, database_dsn: str
+    start_csms: StartCsms, database_dsn: str, kill_at: str
 ) -> None:
+    """Killed when the first decrease is accepted (the others are in flight), or during
+    the settle time before the increase (its intent stored, the profile not sent)."""
     # The site exists before any node starts, so the first node up - the process that
     # will be killed - takes its lease at start-up.
     conn = await asyncpg.connect(database_dsn)
@@ -124,7 +128,7 @@ async def test_the_planner_is_killed_mid_plan_and_the_other_node_finishes_it_und
     async with planner_process(database_dsn) as (victim, victim_url):
         survivor = await _node(start_csms, "survivor")
         try:
-            await _killed_mid_plan(survivor, victim, victim_url)
+            await _killed_mid_plan(survivor, victim, victim_url, kill_at)
         finally:
             await survivor.api.aclose()
 
@@ -136,7 +140,7 @@ async def _holder(node: Node) -> str | None:
     return value
 
 
-async def _killed_mid_plan(survivor: Node, victim: Any, victim_url: str) -> None:
+async def _killed_mid_plan(survivor: Node, victim: Any, victim_url: str, kill_at: str) -> None:
     assert await _holder(survivor) == "victim"
     assert not survivor.service.leadership.holds("depot")  # exactly one planner
     await survivor.csms.add_token("FLEET")
@@ -175,14 +179,22 @@ async def _killed_mid_plan(survivor: Node, victim: Any, victim_url: str) -> None
             charger.cfg.url = survivor.csms.ocpp_url
         killed = asyncio.Event()
         seen: list[tuple[str, str, float]] = []
+        decreased: set[str] = set()
+
+        def kill() -> None:
+            if not killed.is_set():
+                killed.set()
+                os.kill(victim.pid, signal.SIGKILL)
 
         def on_profile(charger_id: str, status: str, profile: Profile) -> None:
             limit = profile.periods[0].limit if profile.periods else -1.0
             seen.append((charger_id, str(profile.purpose), limit))
             if profile.purpose is Purpose.TX and status == "Accepted" and limit < 7.9:
-                if not killed.is_set():  # the first decrease of the plan below
-                    killed.set()
-                    os.kill(victim.pid, signal.SIGKILL)
+                decreased.add(charger_id)  # a decrease of the plan below
+                if kill_at == "first_decrease":
+                    kill()
+                elif len(decreased) == CHARGERS - 1:  # the last one: the settle time starts
+                    asyncio.get_running_loop().call_later(0.2, kill)
 
         watch_profiles(fleet, on_profile)
         # A fleet vehicle gets priority: everyone else goes down first, then it goes up.
