@@ -61,19 +61,34 @@ def watch_profiles(fleet: Fleet, seen: ProfileSeen) -> None:
         charger.set_profile = spy  # type: ignore[method-assign]
 
 
-async def line_sums(pool: asyncpg.Pool, since: datetime | None = None) -> list[dict[str, Any]]:
-    """At every Current.Import sample: the sum per line of each session's latest value."""
+async def line_sums(
+    pool: asyncpg.Pool, since: datetime | None = None, max_age_s: float | None = None
+) -> list[dict[str, Any]]:
+    """At every Current.Import sample: the sum per line of each session's latest value.
+
+    With ``max_age_s``, instants at which some charger's latest value is older than that
+    (simulated seconds) are left out: on a loaded machine a charger may not report for a
+    while, and its last value, from before a decrease it has since applied, says nothing
+    about that instant. Each row says how many values it was summed from (``values``).
+    """
     rows = await pool.fetch(
         "SELECT charge_point_id, evse_id, phase, value, sampled_at FROM meter_samples "
         "WHERE measurand = 'Current.Import' ORDER BY sampled_at, id"
     )
-    latest: dict[tuple[str, str], float] = {}  # one connector per charger
+    latest: dict[tuple[str, str], tuple[float, datetime]] = {}  # one connector per charger
     out = []
     for r in rows:
-        latest[(r["charge_point_id"], r["phase"] or "L1")] = r["value"]
+        at = r["sampled_at"]
+        latest[(r["charge_point_id"], r["phase"] or "L1")] = (r["value"], at)
+        if max_age_s is not None and any(
+            (at - seen).total_seconds() > max_age_s and value > 0.0
+            for value, seen in latest.values()
+        ):
+            continue
         sums = {
-            line: sum(v for (_, p), v in latest.items() if p == line) for line in ("L1", "L2", "L3")
+            line: sum(v for (_, p), (v, _) in latest.items() if p == line)
+            for line in ("L1", "L2", "L3")
         }
-        if since is None or r["sampled_at"] >= since:
-            out.append({"at": r["sampled_at"], **sums})
+        if since is None or at >= since:
+            out.append({"at": at, "values": len(latest), **sums})
     return out

@@ -227,8 +227,12 @@ async def _killed_mid_plan(survivor: Node, victim: Any, victim_url: str, kill_at
         await eventually(vip_served, within=30)
         await asyncio.sleep(1.0)  # a few more samples at the final allocation
 
-        sums = await line_sums(survivor.csms.pool)
-        assert len(sums) > 50
+        # Instants where every charger drawing current reported within the settle time
+        # (15 simulated s): a charger that has not reported since a decrease it applied is
+        # not counted at its old value (a loaded machine delays reports, not EVs).
+        every = await line_sums(survivor.csms.pool)
+        sums = await line_sums(survivor.csms.pool, max_age_s=0.5 * SPEED)
+        assert len(sums) > 50 and len(sums) >= len(every) // 2, (len(sums), len(every))
         breaches = [s for s in sums if max(s["L1"], s["L2"], s["L3"]) > SITE_LIMIT + 0.5]
         assert not breaches, (breaches[0], seen)
         # What the new planner resumed from: one row per active session, none pending.
