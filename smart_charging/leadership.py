@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
-from csms.cluster.leases import Lease, LeaseManager
+from csms.cluster.leases import Lease, LeaseManager, lease_key
+from csms.storage import Executor
 
 log = structlog.get_logger(__name__)
 
@@ -66,16 +67,23 @@ class SiteLeadership:
     def sites(self) -> list[str]:
         return sorted(s for s in self._held if self.holds(s))
 
-    async def refresh(self, site_ids: Iterable[str]) -> None:
-        """Give up lost and deleted sites, then try to take every site nobody plans."""
-        async with self._refreshing:
-            await self._refresh(set(site_ids))
+    async def refresh(self, site_ids: Iterable[str], busy: set[int] | None = None) -> None:
+        """Give up lost and deleted sites, then try to take every site nobody plans.
 
-    async def _refresh(self, wanted: set[str]) -> None:
+        ``busy``: advisory-lock keys held right now (:func:`held_lock_keys`); sites whose
+        lease is among them are not tried, so a node does not knock on every other node's
+        sites at every refresh (one query instead of one per site).
+        """
+        async with self._refreshing:
+            await self._refresh(set(site_ids), busy or set())
+
+    async def _refresh(self, wanted: set[str], busy: set[int]) -> None:
         for site_id in sorted(self._held):
             if site_id not in wanted or not self.holds(site_id):
                 await self._drop(site_id, release=site_id not in wanted)
         for site_id in sorted(wanted - set(self._held)):
+            if lease_key(lease_name(site_id)) in busy:
+                continue  # another node holds it
             if self.manager is None:
                 lease: Lease | None = None
             else:
@@ -96,3 +104,16 @@ class SiteLeadership:
     async def release_all(self) -> None:
         for site_id in sorted(self._held):
             await self._drop(site_id, release=True)
+
+
+async def held_lock_keys(conn: Executor) -> set[int]:
+    """The 64-bit advisory-lock keys held by any session now (``pg_locks``)."""
+    rows = await conn.fetch(
+        "SELECT classid::bigint AS high, objid::bigint AS low FROM pg_locks "
+        "WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+    )
+    out = set()
+    for r in rows:
+        unsigned = (r["high"] << 32) | r["low"]
+        out.add(unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned)
+    return out

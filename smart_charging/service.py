@@ -45,7 +45,7 @@ from csms.services import ServiceContext
 from csms.storage import Executor
 from smart_charging import planner_state, store
 from smart_charging.fallback import FallbackProfiles
-from smart_charging.leadership import SiteLeadership
+from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
 from smart_charging.planning import PlannerLost, SitePlanning
 from smart_charging.reporting import SiteView
@@ -138,8 +138,10 @@ class SmartChargingService:
                 log.exception("smart_charging.leadership_failed")
 
     async def _take_sites(self) -> None:
-        sites = await store.list_sites(self.pool)
-        await self.leadership.refresh([s.site_id for s in sites])
+        async with self.pool.acquire() as conn:
+            sites = await store.list_sites(conn)
+            busy = await held_lock_keys(conn)
+        await self.leadership.refresh([s.site_id for s in sites], busy)
 
     async def plans(self, site_id: str) -> bool:
         """Whether this node plans ``site_id``, taking it first if nobody does."""

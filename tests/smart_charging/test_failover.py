@@ -34,8 +34,9 @@ import pytest
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile, Purpose
+from csms.cluster.leases import lease_key
 from csms.storage import api_keys
-from smart_charging.leadership import lease_name
+from smart_charging.leadership import held_lock_keys, lease_name
 from smart_charging.service import SmartChargingService
 from tests.conftest import RunningCsms, StartCsms
 from tests.smart_charging.support import line_sums, watch_profiles
@@ -254,6 +255,9 @@ async def test_a_change_through_the_other_nodes_api_is_planned_at_once_by_the_pl
         assert answer.status_code == 201
         planner = await eventually(lambda: _planner(nodes, "s"), within=10)
         other = next(n for n in nodes if n is not planner)
+        # The other node sees the site's lease as held, so it does not even try to take it.
+        async with other.csms.pool.acquire() as conn:
+            assert lease_key(lease_name("s")) in await held_lock_keys(conn)
         answer = await other.api.post("/sites/s/demand-response", json={"limit_a": 40})
         assert answer.status_code == 200, answer.text
 
