@@ -30,6 +30,7 @@ from fastapi import APIRouter
 
 from billing import cdrs
 from billing.usage import find_session
+from csms.cluster.leases import Lease, run_while_leader
 from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
 from csms.storage import Executor, event_log
@@ -69,9 +70,14 @@ class BillingService:
     async def start(self) -> None:
         self.context.central.session_end_hooks.append(self.on_session_end)
         settings = self.context.settings
-        if settings.billing_sweep_interval > 0:
+        if settings.billing_sweep_interval > 0:  # once per cluster: the lease holder sweeps
+
+            async def sweep_while_leader(lease: Lease) -> None:
+                await self._every(settings.billing_sweep_interval, self.sweep)
+
+            leases = self.context.leases
             self._tasks.append(
-                asyncio.create_task(self._every(settings.billing_sweep_interval, self.sweep))
+                asyncio.create_task(run_while_leader(leases, "billing.sweeper", sweep_while_leader))
             )
         if settings.billing_cost_update_interval > 0:
             self._tasks.append(

@@ -286,8 +286,10 @@ class Charger:
         """Stay connected until ``stop`` is set, reconnecting with back-off + jitter."""
         self.spawn(self._tx_sender())
         attempt = 0
-        uri = f"{self.cfg.url.rstrip('/')}/{self.cfg.charger_id}"
         while not stop.is_set():
+            # Read at every attempt: a charger sent elsewhere (another CSMS node behind a
+            # load balancer, a changed URL) reconnects there.
+            uri = f"{self.cfg.url.rstrip('/')}/{self.cfg.charger_id}"
             try:
                 async with connect(
                     uri,

@@ -2,7 +2,21 @@
 
 Everything here is a pure function of its inputs so it can be unit tested
 without a clock or a socket. The charger calls :func:`charge_step` once per
-tick with the limit from its charging-profile stack; the EV decides the rest.
+tick with the limit from its charging-profile stack; the EV decides the rest,
+as real cars do:
+
+* **lag and ramp**: when the limit changes, the EV keeps drawing what it drew
+  for ``response_delay_s`` seconds, then ramps towards the new target at
+  ``max_ac_kw / ramp_s`` per second (both ways; IEC 61851-1 gives an EV 5 s to
+  follow a lower pilot signal, so the defaults, 2 s + up to 3 s, stay inside
+  it). During the lag it may draw *more* than the new limit - which is why a
+  load manager must send decreases first and wait before it sends increases;
+* **taper near full**: above ``taper_start_soc`` the acceptance falls linearly
+  to ``min_taper_fraction`` of the maximum at 100 %;
+* **full but plugged in**: with ``stays_plugged`` an EV that reached its target
+  draws nothing (the charger reports SuspendedEV) until its departure;
+* **departure at its own time**: the session ends at ``departure`` whatever
+  the state of charge.
 """
 
 from __future__ import annotations
@@ -27,6 +41,10 @@ class EVSpec:
     """Above this state of charge (%) the battery management tapers power linearly."""
     min_taper_fraction: float = 0.05
     """Fraction of max power still accepted at 100 % SoC."""
+    response_delay_s: float = 2.0
+    """Seconds the EV keeps its old draw after the limit changed (0 = follows at once)."""
+    ramp_s: float = 3.0
+    """Seconds a ramp from 0 to its full AC power takes (0 = jumps)."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +55,20 @@ class EVState:
     soc: float
     target_soc: float = 100.0
     departure: datetime | None = None
+    stays_plugged: bool = False  # full: stays until departure, drawing nothing
+    power_w: float = 0.0  # what it draws now
+    pilot_w: float | None = None  # the limit it last saw
+    delay_left_s: float = 0.0  # before it starts following ``pilot_w``
+
+    @property
+    def full(self) -> bool:
+        return self.soc >= self.target_soc - 1e-9
 
     def done(self, now: datetime | None = None) -> bool:
-        """True when the EV wants to stop: target reached or departure time passed."""
-        if self.soc >= self.target_soc - 1e-9:
+        """True when the EV leaves: departure time passed, or full (unless it stays plugged)."""
+        if self.departure is not None and now is not None and now >= self.departure:
             return True
-        return self.departure is not None and now is not None and now >= self.departure
+        return self.full and not self.stays_plugged
 
 
 def ev_max_power_w(spec: EVSpec, soc: float, dc: bool = False) -> float:
@@ -62,21 +88,47 @@ def charge_step(
 ) -> tuple[EVState, float, float]:
     """Charge for ``dt_s`` seconds under ``limit_w``.
 
-    Returns ``(new_state, power_w, energy_wh)``. The power is
-    ``min(EV acceptance, limit)``; energy is clipped so the EV never overshoots
-    its target SoC (the power reported is then the average over the step).
+    Returns ``(new_state, power_w, energy_wh)``: the power drawn at the end of
+    the step and the energy of the step. The EV moves towards
+    ``min(acceptance, limit)`` with its lag and ramp (module docstring); energy
+    is clipped so the EV never overshoots its target SoC (the power reported is
+    then the average over the step, and the EV is full).
     """
-    if dt_s <= 0 or state.done():
-        return state, 0.0, 0.0
-    power = max(0.0, min(ev_max_power_w(state.spec, state.soc, dc), limit_w))
-    energy_wh = power * dt_s / 3600.0
-    room_wh = (state.target_soc - state.soc) / 100.0 * state.spec.capacity_kwh * 1000.0
+    if dt_s <= 0 or state.full:
+        return replace(state, power_w=0.0), 0.0, 0.0
+    spec = state.spec
+    pilot, delay = state.pilot_w, state.delay_left_s
+    if pilot is None or abs(limit_w - pilot) > 1e-6:
+        pilot, delay = limit_w, spec.response_delay_s if pilot is not None else 0.0
+    target = max(0.0, min(ev_max_power_w(spec, state.soc, dc), limit_w))
+    waited = min(dt_s, delay)
+    moving = dt_s - waited
+    start = state.power_w
+    peak = (spec.max_dc_kw if dc else spec.max_ac_kw) * 1000.0
+    rate = peak / spec.ramp_s if spec.ramp_s > 0 else float("inf")
+    gap = target - start
+    ramp_time = abs(gap) / rate if rate != float("inf") else 0.0
+    if moving <= 0:
+        end, energy_ws = start, start * dt_s
+    elif ramp_time <= moving:
+        end = target
+        ramping = (start + target) / 2 * ramp_time
+        energy_ws = start * waited + ramping + target * (moving - ramp_time)
+    else:
+        end = start + (rate * moving if gap > 0 else -rate * moving)
+        energy_ws = start * waited + (start + end) / 2 * moving
+    energy_wh = max(0.0, energy_ws) / 3600.0
+    power = max(0.0, end)
+    room_wh = (state.target_soc - state.soc) / 100.0 * spec.capacity_kwh * 1000.0
     if energy_wh > room_wh:
         energy_wh = max(0.0, room_wh)
         power = energy_wh * 3600.0 / dt_s
-    soc = state.soc + energy_wh / (state.spec.capacity_kwh * 1000.0) * 100.0
+    soc = state.soc + energy_wh / (spec.capacity_kwh * 1000.0) * 100.0
     soc = min(soc, state.target_soc)
-    return replace(state, soc=soc), power, energy_wh
+    new = replace(state, soc=soc, power_w=power, pilot_w=pilot, delay_left_s=delay - waited)
+    if new.full:
+        new = replace(new, power_w=0.0)  # the next step draws nothing
+    return new, power, energy_wh
 
 
 def current_per_phase_a(power_w: float, phases: int) -> float:
@@ -84,7 +136,9 @@ def current_per_phase_a(power_w: float, phases: int) -> float:
     return power_w / (VOLTAGE * max(1, phases))
 
 
-def random_ev(rng: random.Random, departure: datetime | None = None) -> EVState:
+def random_ev(
+    rng: random.Random, departure: datetime | None = None, stays_plugged: bool = False
+) -> EVState:
     """A plausible random EV for the arrival process (seeded ``rng`` => reproducible)."""
     capacity = rng.choice([40.0, 58.0, 64.0, 77.0, 82.0, 100.0])
     phases = rng.choice([1, 3, 3, 3])
@@ -92,4 +146,10 @@ def random_ev(rng: random.Random, departure: datetime | None = None) -> EVState:
     spec = EVSpec(capacity_kwh=capacity, max_ac_kw=max_ac, max_dc_kw=150.0, phases=phases)
     soc = rng.uniform(10.0, 60.0)
     target = rng.choice([80.0, 90.0, 100.0])
-    return EVState(spec=spec, soc=round(soc, 1), target_soc=target, departure=departure)
+    return EVState(
+        spec=spec,
+        soc=round(soc, 1),
+        target_soc=target,
+        departure=departure,
+        stays_plugged=stays_plugged and departure is not None,
+    )

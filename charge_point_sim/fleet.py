@@ -50,6 +50,8 @@ class FleetConfig:
     faults: Sequence[FaultSpec] = ()
     id_tags: Sequence[str] = ("SIMTAG",)
     dwell_mean_s: float = 4 * 3600.0
+    ev_stays_plugged: bool = False
+    """A full EV stays plugged in (drawing nothing, SuspendedEV) until its departure."""
     meter_interval: int = 60
     heartbeat_interval: int = 300
     max_power_w: float = 22_000.0
@@ -190,7 +192,7 @@ class Fleet:
         if arrival is not None and arrival.dwell_s is not None:
             dwell = arrival.dwell_s
         departure = self.clock.now() + timedelta(seconds=dwell) if dwell else None
-        ev = random_ev(rng, departure)
+        ev = random_ev(rng, departure, self.cfg.ev_stays_plugged)
         if arrival is not None:
             spec = ev.spec
             if arrival.capacity_kwh is not None:

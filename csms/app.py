@@ -15,6 +15,7 @@ from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.cluster.leases import LeaseManager
 from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
 from csms.outbox.service import OutboxService
@@ -36,7 +37,10 @@ class Csms:
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
-        self.bus = EventBus()  # committed events, for in-process consumers
+        self.node_id: str = settings.node_id or default_node_id()
+        # Every node's committed events, for in-process consumers (csms/bus.py).
+        self.bus = EventBus(retention_hours=settings.outbox_retention_hours)
+        self._leases: LeaseManager | None = None
         self._pool: asyncpg.Pool | None = None
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
@@ -50,6 +54,12 @@ class Csms:
     def pool(self) -> asyncpg.Pool:
         assert self._pool is not None, "start() first"
         return self._pool
+
+    @property
+    def leases(self) -> LeaseManager:
+        """This node's cluster leases (once-per-cluster services, one planner per site)."""
+        assert self._leases is not None, "start() first"
+        return self._leases
 
     @property
     def central(self) -> CentralSystem:
@@ -94,6 +104,9 @@ class Csms:
     async def start(self) -> None:
         dsn = await resolve_dsn(self.settings)
         self._pool = await open_pool(self.settings, dsn)
+        await self.bus.start(self._pool, dsn)
+        self._leases = LeaseManager(dsn, self.node_id)
+        await self._leases.start()
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
@@ -104,7 +117,14 @@ class Csms:
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
         self.services = build_services(
             ServiceContext(
-                self._pool, self.router, self.registry, self.settings, self.bus, self._central
+                self._pool,
+                self.router,
+                self.registry,
+                self.settings,
+                self.bus,
+                self._central,
+                self._leases,
+                self.node_id,
             )
         )
         for service in self.services:  # before chargers connect: no committed event missed
@@ -137,6 +157,10 @@ class Csms:
             except Exception:
                 log.exception("shutdown.service_failed", service=service.name)
         self.services = []
+        await self.bus.stop()
+        if self._leases is not None:
+            await self._leases.stop()  # what this node led is taken over at once
+            self._leases = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,60 +1,302 @@
-"""In-process fan-out of committed events to the CSMS's own consumers.
+"""Every node's committed events, to every in-process consumer, in order, none dropped.
 
-Smart charging, billing and monitoring react to what chargers report; they
-subscribe here and receive each event after its transaction has committed
-(never an event that was rolled back). Each subscriber gets its own bounded
-queue and task, so a slow consumer never delays a charger's answer: when its
-queue is full the newest event is dropped for that subscriber, counted and
-logged (consumers that must not miss state re-read it from Postgres, which
-holds everything, e.g. on a periodic re-plan).
+The bus is a reader of the events table (:mod:`csms.cluster.feed`), not a
+queue of this process's events: each CSMS node tails the table in feed order
+— the order of commits, so in order per charger — and hands the rows to its
+subscribers. What another node stored is therefore seen here too, and a
+rolled-back transaction is never seen at all.
+
+Delivery (see docs/cluster-events.md):
+
+* one reader task per node reads pages of rows into a bounded buffer of the
+  newest ``buffer_size`` events; every subscriber keeps its own cursor into
+  it. A subscriber that falls further behind than the buffer reads its
+  missing events from the table itself, a page at a time (memory stays
+  bounded, nothing is dropped, and nobody waits for a slow subscriber);
+* the reader wakes when this process committed something (``publish``,
+  called after commit as before), when another node says it did (LISTEN /
+  NOTIFY on ``csms_events``: each node sends one coalesced NOTIFY after its
+  own commits), and every ``poll_interval`` seconds in any case, so a lost
+  notification delays an event, never loses it;
+* a once-per-cluster consumer (alert engine, history writer) subscribes with
+  :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
+  the node that takes its lease over resumes where the last holder stopped.
+
+Nothing is delivered before the row is behind the horizon of running
+transactions, so the latency of an event is one read after its commit (plus
+the duration of any longer write transaction running at that moment).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextlib
+from collections import deque
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import structlog
 
+from csms.cluster import feed
+from csms.cluster.feed import FeedRow, Position
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
 
+CHANNEL = "csms_events"
 
-@dataclass(eq=False)
+
 class Subscription:
-    """A subscriber's queue; iterate with ``await subscription.get()``."""
+    """One consumer's cursor; iterate with ``await subscription.get()``."""
 
-    name: str
-    queue: asyncio.Queue[Event]
-    dropped: int = field(default=0)
+    def __init__(self, bus: EventBus, name: str, position: Position, next_seq: int) -> None:
+        self.name = name
+        self._bus = bus
+        self.position = position  # feed position of the last event handed out
+        self._next_seq = next_seq  # index into the bus's buffer of the next event
+        self._page: deque[FeedRow] = deque()  # catch-up rows read from the table
+        self._last_recorded_at: datetime | None = None
+        self._warned_old = False
+        self.caught_up_from_table = 0  # events this subscriber had to read itself
+
+    @property
+    def recorded_at(self) -> datetime:
+        """When the last event handed out was stored (the server's clock)."""
+        assert self._last_recorded_at is not None, "get() first"
+        return self._last_recorded_at
+
+    @property
+    def pending(self) -> int:
+        """Events the bus has read that this subscriber has not taken yet (at least)."""
+        return len(self._page) + max(0, self._bus._next_seq - self._next_seq)
+
+    def empty(self) -> bool:
+        return self.pending == 0
 
     async def get(self) -> Event:
-        return await self.queue.get()
+        """The next committed event after this cursor, waiting for one if none is new."""
+        bus = self._bus
+        while True:
+            if self._page:
+                row = self._page.popleft()
+                if self._take(row):
+                    assert row.event is not None
+                    return row.event
+                continue
+            if self._next_seq < bus._base_seq:
+                await self._catch_up()
+                continue
+            index = self._next_seq - bus._base_seq
+            if index < len(bus._buffer):
+                row = bus._buffer[index]
+                self._next_seq += 1
+                if self._take(row):
+                    assert row.event is not None
+                    return row.event
+                continue
+            await bus._arrived.wait()
+
+    def _take(self, row: FeedRow) -> bool:
+        if row.position <= self.position:
+            return False  # already handed out (a resumed cursor ahead of the buffer)
+        self.position = row.position
+        self._last_recorded_at = row.recorded_at
+        return row.event is not None
+
+    async def _catch_up(self) -> None:
+        """Read the events between this cursor and the buffer from the table."""
+        bus = self._bus
+        base = bus._base_seq
+        before = bus._buffer[0].position if bus._buffer else (bus.position[0], bus.position[1] + 1)
+        self._warn_if_pruned()
+        async with bus.pool.acquire() as conn:
+            rows = await feed.read_between(conn, self.position, before, bus.page_size)
+        if rows:
+            self.caught_up_from_table += len(rows)
+            self._page.extend(rows)
+        else:
+            self._next_seq = max(self._next_seq, base)
+
+    def _warn_if_pruned(self) -> None:
+        last = self._last_recorded_at
+        if self._warned_old or last is None:
+            return
+        if datetime.now(UTC) - last > timedelta(hours=self._bus.retention_hours):
+            self._warned_old = True
+            log.error(
+                "bus.cursor_older_than_retention",
+                subscriber=self.name,
+                last_event_recorded_at=last.isoformat(),
+                detail="events after it may have been pruned from the outbox: some are lost",
+            )
 
 
 class EventBus:
-    def __init__(self) -> None:
-        self._subscriptions: list[Subscription] = []
+    """This node's reader of the cluster-wide event feed and its subscribers' cursors."""
 
-    def subscribe(self, name: str, maxsize: int = 10_000) -> Subscription:
-        subscription = Subscription(name, asyncio.Queue(maxsize))
+    def __init__(
+        self,
+        *,
+        buffer_size: int = 10_000,
+        page_size: int = 500,
+        poll_interval: float = 1.0,
+        retention_hours: float = 168.0,
+    ) -> None:
+        self.buffer_size = buffer_size
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.retention_hours = retention_hours
+        self._pool: asyncpg.Pool | None = None
+        self._dsn: str | None = None
+        self._buffer: deque[FeedRow] = deque()
+        self._base_seq = 0  # sequence number of _buffer[0]
+        self._next_seq = 0  # sequence number the next buffered row gets
+        self.position: Position = feed.START  # newest row read
+        self.started_at: Position = feed.START  # the tail when this node started reading
+        self._arrived = asyncio.Event()  # replaced after each batch: wakes waiting subscribers
+        self._wake = asyncio.Event()
+        self._local_commits = False  # something committed here since the last NOTIFY
+        self._listener: asyncpg.Connection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscriptions: list[Subscription] = []
+        self.reads = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "start() first"
+        return self._pool
+
+    @property
+    def started(self) -> bool:
+        return self._reader is not None
+
+    async def start(self, pool: asyncpg.Pool, dsn: str | None = None) -> None:
+        """Start reading at the current tail; ``dsn`` enables LISTEN/NOTIFY wake-ups."""
+        self._pool = pool
+        self._dsn = dsn
+        async with pool.acquire() as conn:
+            self.position = self.started_at = await feed.tail(conn)
+        await self._listen()
+        self._reader = asyncio.create_task(self._read_forever(), name="bus.reader")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 2)
+            self._listener = None
+
+    # -- subscribers ------------------------------------------------------------------
+
+    def subscribe(self, name: str) -> Subscription:
+        """A cursor at the live tail: every event committed from now on."""
+        subscription = Subscription(self, name, self.position, self._next_seq)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def subscribe_at(self, name: str, position: Position) -> Subscription:
+        """A cursor after ``position`` (a stored cursor): older events come from the table."""
+        async with self.pool.acquire() as conn:
+            first = await feed.oldest(conn)
+        if first is not None and position != feed.START and position < first:
+            log.error(
+                "bus.cursor_older_than_retention",
+                subscriber=name,
+                position=list(position),
+                oldest=list(first),
+                detail="events after the cursor were pruned from the outbox: some are lost",
+            )
+        subscription = Subscription(self, name, position, self._base_seq - 1)
         self._subscriptions.append(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.remove(subscription)
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)
 
-    def publish(self, event: Event) -> None:
-        """Hand ``event`` to every subscriber without waiting (call after commit)."""
-        for subscription in self._subscriptions:
+    def publish(self, event: Event | None = None) -> None:
+        """Say that this process committed an event (call after commit): read it now.
+
+        The event itself is not handed over: subscribers get it from the table,
+        with every other node's events, in feed order.
+        """
+        self._local_commits = True
+        self._wake.set()
+
+    async def caught_up(self, within: float = 5.0) -> bool:
+        """Wait until everything committed before this call has been read (False: timed out)."""
+        async with self.pool.acquire() as conn:
+            target = await feed.tail(conn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.position < target:
+            if loop.time() > deadline or self._reader is None:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.005)
+        return True
+
+    # -- the reader -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        if self._dsn is None:
+            return
+        try:
+            conn = await asyncpg.connect(
+                self._dsn, server_settings={"application_name": "csms-bus-listener"}
+            )
+            await conn.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("bus.listen_failed", error=repr(exc), detail="polling only")
+            return
+        self._listener = conn
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if self._listener is not None and pid == self._listener.get_server_pid():
+            return  # our own notification: this node has read (or will read) it already
+        self._wake.set()
+
+    async def _read_forever(self) -> None:
+        delay = 0.0
+        while True:
+            if self._listener is None or self._listener.is_closed():
+                self._listener = None
+                await self._listen()
+            self._wake.clear()
             try:
-                subscription.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                subscription.dropped += 1
-                if subscription.dropped in (1, 10, 100) or subscription.dropped % 1000 == 0:
-                    log.warning(
-                        "bus.subscriber_behind",
-                        subscriber=subscription.name,
-                        dropped=subscription.dropped,
-                    )
+                if self._local_commits and self._listener is not None:
+                    self._local_commits = False
+                    await self._listener.execute(f"NOTIFY {CHANNEL}")
+                async with self.pool.acquire() as conn:
+                    rows, blocked = await feed.read_after(conn, self.position, self.page_size)
+            except Exception as exc:
+                log.warning("bus.read_failed", error=repr(exc))
+                await asyncio.sleep(self.poll_interval)
+                continue
+            self.reads += 1
+            if rows:
+                self._append(rows)
+                if len(rows) == self.page_size:
+                    await asyncio.sleep(0)  # more are waiting: read on, let others run
+                    continue
+            # Committed rows held back by an older running transaction: retry soon.
+            delay = min(max(delay * 2, 0.002), 0.1) if blocked and not rows else 0.0
+            timeout = delay if blocked else self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _append(self, rows: list[FeedRow]) -> None:
+        for row in rows:
+            self._buffer.append(row)
+            self._next_seq += 1
+        self.position = rows[-1].position
+        excess = len(self._buffer) - self.buffer_size
+        for _ in range(max(0, excess)):
+            self._buffer.popleft()
+            self._base_seq += 1
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()

@@ -100,6 +100,15 @@ class Settings:
     smart_charging_deviation_a: float = 2.0
     smart_charging_call_timeout: float = 10.0
     smart_charging_settle: float = 5.0
+    # One node plans each site (a lease per site): every smart_charging_lease_interval s
+    # a node takes the sites nobody plans. An EV offered current that draws none for
+    # smart_charging_idle_after s (or reports SuspendedEV) gives its share back; paused,
+    # it is offered its minimum again every smart_charging_probe_interval s for
+    # smart_charging_probe_window s to see whether it wants energy again.
+    smart_charging_lease_interval: float = 2.0
+    smart_charging_idle_after: float = 120.0
+    smart_charging_probe_interval: float = 900.0
+    smart_charging_probe_window: float = 60.0
     # Monitoring (csms/monitoring): a charger silent (no message, no pong) for
     # monitoring_silence_factor heartbeat intervals is marked offline and disconnected;
     # webhooks are retried after base * 2**n seconds (at most max), up to max_attempts.

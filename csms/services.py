@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.cluster.leases import LeaseManager
 from csms.config import Settings
 from csms.dashboard import DashboardService
 from csms.interop.service import InteropService
@@ -39,8 +40,10 @@ class ServiceContext:
     router: CommandRouter  # every command to a charger goes through it
     registry: ConnectionRegistry  # who is connected here (read-only use)
     settings: Settings
-    bus: EventBus  # committed events, in order per charger
+    bus: EventBus  # every node's committed events, in order per charger
     central: CentralSystem  # handles what chargers send; hooks into its transactions
+    leases: LeaseManager  # once-per-cluster work: run it while holding a named lease
+    node_id: str  # this process in the cluster
 
 
 class Service(Protocol):

@@ -28,7 +28,12 @@ One current ``a_i`` per session, in ampere per phase, with
   because a pilot signal below ``m_i`` means "stop");
 * **strict priority**: the allocation of class ``k`` is exactly what it would
   be if no class below ``k`` existed; classes are solved one after the other
-  on what the classes above left (``residual``);
+  on what the classes above left (``residual``). A class is the triple
+  ``(active, k_i, g_i)`` compared lexicographically: every *idle* session (a
+  full or idle EV, ``active = 0``; capped at its minimum) comes after every
+  other, then the operator's class ``k_i``, then the *urgency* ``g_i`` within
+  it (:mod:`smart_charging.urgency`; 0 without a deadline), so urgency orders
+  sessions inside an operator class and never across two;
 * **max-min fairness within a class** (water-filling): raise a common level
   ``t`` from 0; each admitted session gets ``a_i(t) = min(u_i, max(m_i, t))``;
   when a resource (a node's line or its total) becomes saturated, every
@@ -106,10 +111,19 @@ class Session:
     priority: int = 0  # higher classes are served first
     rank: float = 0.0  # arrival order (e.g. start time); earlier is admitted first
     observed_max: float | None = None  # what it really draws, when clearly below its offer
+    urgency: int = 0  # within its priority class, higher first (deadline laxity buckets)
+    idle: bool = False  # full or idle EV: after every other class, offered its minimum only
+
+    @property
+    def klass(self) -> tuple[int, int, int]:
+        """The class it is served in (higher first): active before idle, priority, urgency."""
+        return (0 if self.idle else 1, self.priority, self.urgency)
 
     @property
     def cap(self) -> float:
         """Effective cap ``u_i``: never below the minimum it would be offered."""
+        if self.idle:
+            return self.floor
         drawn = self.max_current if self.observed_max is None else self.observed_max
         return max(self.floor, min(self.max_current, drawn))
 
@@ -174,9 +188,9 @@ def allocate(
     finite = {r for r, c in capacity.items() if math.isfinite(c)}
     loads = {s.id: [(r, w) for r, w in _resources(s, paths) if r in finite] for s in sessions}
     used = dict.fromkeys(finite, 0.0)
-    by_class: dict[int, list[Session]] = {}
+    by_class: dict[tuple[int, int, int], list[Session]] = {}
     for s in sorted(sessions, key=lambda s: s.id):
-        by_class.setdefault(s.priority, []).append(s)
+        by_class.setdefault(s.klass, []).append(s)
     for priority in sorted(by_class, reverse=True):
         residual = {r: capacity[r] - used[r] for r in finite}
         exact = _fill_class(by_class[priority], loads, residual)

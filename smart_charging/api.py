@@ -269,11 +269,16 @@ def build_router(service: SmartChargingService) -> APIRouter:
     async def site_load(site_id: str, context: Context, caller: Reader) -> dict[str, Any]:
         """The last plan: limit in force, allocated and measured current per line, sessions."""
         view = service.views.get(site_id)
-        if view is None:
+        if view is None and await service.plans(site_id):
             view = await service.replan(site_id, "view_requested")
-        if view is None:
-            raise _not_found(f"site {site_id!r}")
-        return view.as_dict()
+        if view is not None:
+            return {**view.as_dict(), "planner": service.node_id}
+        stored = await service.stored_view(site_id)  # planned by another node (or not yet)
+        if stored is None:
+            if await store.get_site(context.pool, site_id) is None:
+                raise _not_found(f"site {site_id!r}")
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "site not planned yet")
+        return stored
 
     @router.get("/chargers/{charge_point_id}/site")
     async def get_place(charge_point_id: str, context: Context, caller: Reader) -> dict[str, Any]:

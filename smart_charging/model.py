@@ -84,6 +84,9 @@ class LiveSession:
     priority: int | None = None  # None = the charger's priority
     observed_max: float | None = None  # A it really draws, when clearly below its offer
     uncontrolled_draw: float | None = None  # set = not steerable, assume it draws this
+    urgency: int = 0  # deadline laxity bucket within its priority class (higher first)
+    idle: bool = False  # full or idle EV: lowest class, offered its minimum only
+    probing: bool = False  # an idle EV offered its minimum again in its own class
 
     @property
     def key(self) -> str:
@@ -172,7 +175,10 @@ def build_problem(tree: SiteTree, live: Sequence[LiveSession], now: datetime) ->
                 min_current=site.min_current_a,
                 priority=place.priority if s.priority is None else s.priority,
                 rank=s.rank,
-                observed_max=s.observed_max,
+                # A probe offers the minimum only: the cap falls to it.
+                observed_max=0.0 if s.probing else s.observed_max,
+                urgency=s.urgency,
+                idle=s.idle,
             )
         )
     nodes = []

@@ -106,6 +106,8 @@ def site_view(
                 "measured_a": list(t.measured) if t.measured else None,
                 "phases": t.phases,
                 "observed_max_a": t.observed_max,
+                "idle": t.idle,  # full or idle EV: gave its share back
+                "probing": t.probing,
                 "schedule": (
                     [[datetime.fromtimestamp(at, UTC).isoformat(), a] for at, a in t.schedule]
                     if t.schedule

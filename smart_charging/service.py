@@ -2,29 +2,18 @@
 
 It follows committed events on the bus and re-plans a site when a session
 starts or ends, a meter value shows a clear deviation (see
-:mod:`smart_charging.tracking`), a charger goes offline or boots, the site's
-limits change through the API (including a demand-response cut), and every
-``smart_charging_interval`` seconds. Each site has one worker task, so plans
-of one site never overlap and a slow charger only delays its own site.
+:mod:`smart_charging.tracking`), an EV stops drawing or draws again, a charger
+goes offline or boots, the site's limits change through the API (including a
+demand-response cut), and every ``smart_charging_interval`` seconds. Each site
+has one worker task, so plans of one site never overlap and a slow charger only
+delays its own site.
 
-A re-plan (:meth:`SmartChargingService.replan`):
-
-1. reads the site's tree and active sessions from Postgres;
-2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
-   cannot be steered are set aside at their last known maximum; a session
-   with a departure time on a site with prices gets a time-of-use schedule
-   capped at its allocation (:func:`smart_charging.shifting.session_plan`);
-3. sends the limits that went *down* and waits for the answers; a rejected
-   or unanswered one makes its session uncontrolled, and the plan is made
-   again with that load set aside, before anything goes *up*;
-4. only then sends the limits that went up;
-5. tries to bring uncontrolled sessions of online chargers back under
-   control with a profile at exactly the load set aside for them;
-6. records every profile sent and the plan itself as events (topic
-   ``load-management``) and keeps a per-site view for the API.
-
-Only changed limits (or schedules) are sent. The profiles a charger falls back
-on without the CSMS are sent first (:mod:`smart_charging.fallback`).
+Across a cluster, each site is planned by one node only: the holder of the
+site's lease (:mod:`smart_charging.leadership`). A trigger for a site this
+node does not plan (an API call on this node) is passed on with Postgres
+``NOTIFY smart_charging_replan``. How one plan is made and sent:
+:mod:`smart_charging.planning`. The profiles a charger falls back on without
+the CSMS are sent first (:mod:`smart_charging.fallback`).
 """
 
 from __future__ import annotations
@@ -33,17 +22,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from fastapi import APIRouter
 
-from csms.connection import CallErrorReceived
+from csms.cluster.leases import Lease
 from csms.events import (
     ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
+    ConnectorStatusChanged,
     Event,
     MeterSampled,
     Protocol,
@@ -51,26 +41,29 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
-from csms.interop.profiles import fit_for_charger
-from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.services import ServiceContext
-from smart_charging import profiles, reporting, shifting, store
-from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
+from csms.storage import Executor
+from smart_charging import planner_state, store
 from smart_charging.fallback import FallbackProfiles
-from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
-from smart_charging.reporting import ProfileSend, SiteView
-from smart_charging.tracking import Tracked, Verdict, currents_per_line, judge_sample
+from smart_charging.leadership import SiteLeadership, held_lock_keys
+from smart_charging.model import SiteTree, session_key
+from smart_charging.planning import PlannerLost, SitePlanning
+from smart_charging.reporting import SiteView
+from smart_charging.tracking import (
+    Tracked,
+    Verdict,
+    currents_per_line,
+    judge_sample,
+    note_draw,
+    note_suspended,
+)
+from smart_charging.urgency import urgency_class
 
 log = structlog.get_logger(__name__)
 
 OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
 SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
-_MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
-SCHEDULE_TOLERANCE_S = 300.0  # a time-of-use schedule moved by less is not sent again
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
 
 
 class SmartChargingService:
@@ -82,18 +75,25 @@ class SmartChargingService:
         self.context = context
         self.pool = context.pool
         self.settings = context.settings
+        manager = context.leases
+        self.node_id: str = context.node_id
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
         self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}
         self.fallbacks = FallbackProfiles(self)
+        self.leadership = SiteLeadership(manager, self._site_gained, self._site_lost)
+        self.planning = SitePlanning(self)
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
-        # When a decrease was last accepted per site: no increase before it has settled,
-        # even one planned in a later round or a later re-plan.
-        self._decreased_at: dict[str, float] = {}
+        # Chargers connected to another node (from Postgres): id -> their OCPP version.
+        self._remote: dict[str, Protocol] = {}
+        # When a decrease was last accepted per site (monotonic): no increase before it has
+        # settled, even one planned in a later round, a later re-plan or by another node.
+        self.decreased_at: dict[str, float] = {}
         self._reasons: dict[str, set[str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: Any = None  # the pool connection that LISTENs for re-plan requests
         self._subscription = context.bus.subscribe("smart_charging")
 
     def api_routers(self) -> Sequence[APIRouter]:
@@ -102,8 +102,12 @@ class SmartChargingService:
         return [build_router(self)]
 
     async def start(self) -> None:
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(REPLAN_CHANNEL, self._on_notify)
+        await self._take_sites()  # before chargers connect: this node may plan at once
         self._tasks.append(asyncio.create_task(self._consume()))
         self._tasks.append(asyncio.create_task(self._periodic()))
+        self._tasks.append(asyncio.create_task(self._lead()))
 
     async def stop(self) -> None:
         self.context.bus.unsubscribe(self._subscription)
@@ -115,17 +119,199 @@ class SmartChargingService:
                 await task
         self._tasks.clear()
         self._workers.clear()
+        with contextlib.suppress(Exception):
+            await self.leadership.release_all()  # another node takes the sites over at once
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(REPLAN_CHANNEL, self._on_notify)
+                await self.pool.release(self._listener)
+            self._listener = None
+
+    # -- leadership -------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.smart_charging_lease_interval)
+            try:
+                await self._take_sites()
+            except Exception:
+                log.exception("smart_charging.leadership_failed")
+
+    async def _take_sites(self) -> None:
+        async with self.pool.acquire() as conn:
+            sites = await store.list_sites(conn)
+            busy = await held_lock_keys(conn)
+        await self.leadership.refresh([s.site_id for s in sites], busy)
+
+    async def plans(self, site_id: str) -> bool:
+        """Whether this node plans ``site_id``, taking it first if nobody does."""
+        if not self.leadership.holds(site_id):
+            await self._take_sites()
+        return self.leadership.holds(site_id)
+
+    async def _site_gained(self, site_id: str, lease: Lease | None) -> None:
+        """This node plans ``site_id`` from now on: resume from what was stored."""
+        async with self.pool.acquire() as conn:
+            since = await planner_state.seconds_since_decrease(conn, site_id)
+            tree = await store.load_tree(conn, site_id)
+            chargers = [c.charge_point_id for c in tree.chargers] if tree else []
+            accepted = await planner_state.load_fallbacks(conn, chargers)
+        if since is not None:
+            self.decreased_at[site_id] = time.monotonic() - since
+        for cp, (max_a, default_a) in accepted.items():
+            if max_a is not None:
+                self.fallbacks.maxes[cp] = max_a
+            if default_a is not None:
+                self.fallbacks.defaults[cp] = default_a
+        self.request_replan(site_id, "planner_takeover")
+
+    def _site_lost(self, site_id: str) -> None:
+        """Another node plans ``site_id`` now: stop, forget its sessions."""
+        worker = self._workers.pop(site_id, None)
+        if worker is not None:
+            worker.cancel()
+        self._wake.pop(site_id, None)
+        self._reasons.pop(site_id, None)
+        self.views.pop(site_id, None)
+        self.decreased_at.pop(site_id, None)
+        for key, t in list(self.sessions.items()):
+            if self._site_of.get(t.charge_point_id) == site_id:
+                self.untrack(key)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        site_id, _, reason = payload.partition("\n")
+        if self.leadership.holds(site_id):
+            self.request_replan(site_id, reason or "requested")
+
+    async def refresh_presence(self, conn: Executor, chargers: Sequence[str]) -> None:
+        """Which of ``chargers`` another node holds, and their OCPP version."""
+        rows = await conn.fetch(
+            "SELECT charge_point_id, protocol FROM chargers "
+            "WHERE connected AND protocol IS NOT NULL AND charge_point_id = ANY($1::text[])",
+            list(chargers),
+        )
+        for cp in chargers:
+            self._remote.pop(cp, None)
+        for r in rows:
+            with contextlib.suppress(ValueError):
+                self._remote[r["charge_point_id"]] = Protocol(r["protocol"])
+
+    def protocol_of(self, charge_point_id: str) -> Protocol | None:
+        """The charger's OCPP version if it is connected to this node or another one.
+
+        A charger on another node is reached through the command router; a router
+        that cannot reach it answers ChargerNotConnected, and the load manager then
+        sets its sessions aside at their last known maximum.
+        """
+        connection = self.context.registry.get(charge_point_id)
+        if connection is not None:
+            return connection.protocol
+        return self._remote.get(charge_point_id)
+
+    async def call(self, charge_point_id: str, payload: Any) -> str:
+        """Send a command and reduce the outcome to a status (Accepted, Offline, ...)."""
+        return await self.planning.call(charge_point_id, payload)
+
+    async def replan(self, site_id: str, reason: str) -> SiteView | None:
+        """Plan ``site_id`` now if this node plans it (see :mod:`smart_charging.planning`)."""
+        try:
+            return await self.planning.replan(site_id, reason)
+        except PlannerLost:
+            log.warning("smart_charging.planner_lost", site_id=site_id, node=self.node_id)
+            return None
+
+    async def stored_view(self, site_id: str) -> dict[str, Any] | None:
+        """The last view of a site as its planner (any node) stored it."""
+        async with self.pool.acquire() as conn:
+            return await planner_state.load_view(conn, site_id)
+
+    async def ensure_fallbacks(self, tree: SiteTree, reason: str) -> None:
+        """Send the failsafe profiles chargers lack; store what they accepted."""
+        chargers = [c.charge_point_id for c in tree.chargers]
+        f = self.fallbacks
+        before = {cp: (f.maxes.get(cp), f.defaults.get(cp)) for cp in chargers}
+        await f.ensure(tree, reason)
+        after = {cp: (f.maxes.get(cp), f.defaults.get(cp)) for cp in chargers}
+        changed = {cp: value for cp, value in after.items() if value != before[cp]}
+        if changed:
+            async with self.pool.acquire() as conn:
+                await planner_state.save_fallbacks(conn, changed)
+
+    def urgency_of(self, t: Tracked, tree: SiteTree, now: datetime) -> int:
+        """The session's deadline urgency class (:mod:`smart_charging.urgency`)."""
+        from smart_charging.planning import hardware_max
+
+        return urgency_class(
+            now,
+            t.departure_at,
+            t.energy_wanted_wh,
+            t.energy_wh,
+            hardware_max(tree, t.charge_point_id),
+            t.phases,
+        )
+
+    async def set_charging_needs(
+        self,
+        charge_point_id: str,
+        transaction_id: str,
+        departure_at: datetime | None,
+        energy_wanted_wh: float | None,
+    ) -> None:
+        """Hook for what the EV says it needs (ISO 15118 NotifyEVChargingNeeds, a token's
+        defaults): its departure time and energy wanted, kept with the session's
+        preferences (an operator-set priority stays) and planned at once."""
+        async with self.pool.acquire() as conn:
+            await store.put_needs(conn, charge_point_id, transaction_id, departure_at,
+                                  energy_wanted_wh)  # fmt: skip
+        site_id = await self.site_of(charge_point_id)
+        if site_id is not None:
+            self.request_replan(site_id, "charging_needs")
 
     # -- triggers ----------------------------------------------------------------
 
+    def _replan_here(self, site_id: str, reason: str) -> None:
+        """A committed event concerns ``site_id``: re-plan if this node plans it (every
+        node sees every node's events, so the planner sees this one too)."""
+        if self.leadership.holds(site_id):
+            self.request_replan(site_id, reason)
+
     def request_replan(self, site_id: str, reason: str) -> None:
-        """Re-plan ``site_id`` soon (coalesced with other requests for it)."""
+        """Re-plan ``site_id`` soon (coalesced), here or on the node that plans it."""
+        if not self.leadership.holds(site_id):
+            task = asyncio.create_task(self._pass_on(site_id, reason))
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+            return
         self._reasons.setdefault(site_id, set()).add(reason)
         wake = self._wake.setdefault(site_id, asyncio.Event())
         wake.set()
         worker = self._workers.get(site_id)
         if worker is None or worker.done():
             self._workers[site_id] = asyncio.create_task(self._site_worker(site_id, wake))
+
+    async def _pass_on(self, site_id: str, reason: str) -> None:
+        """A trigger for a site this node does not plan: take it if nobody does (a new
+        site), else wake the node that plans it."""
+        try:
+            await self._take_sites()
+        except Exception:
+            log.warning("smart_charging.leadership_failed", exc_info=True)
+        if self.leadership.holds(site_id):
+            self.request_replan(site_id, reason)
+            return
+        try:
+            await self.pool.execute(
+                "SELECT pg_notify($1, $2)", REPLAN_CHANNEL, f"{site_id}\n{reason}"
+            )
+        except Exception:  # the periodic plan catches up
+            log.warning("smart_charging.notify_failed", site_id=site_id, exc_info=True)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+    def remember_site(self, charge_point_id: str, site_id: str) -> None:
+        self._site_of[charge_point_id] = site_id
 
     def forget_charger_site(self, charge_point_id: str) -> None:
         """The API moved a charger: read its site again on the next event."""
@@ -152,8 +338,8 @@ class SmartChargingService:
         while True:
             await asyncio.sleep(self.settings.smart_charging_interval)
             try:
-                for site in await store.list_sites(self.pool):
-                    self.request_replan(site.site_id, "periodic")
+                for site_id in self.leadership.sites():
+                    self.request_replan(site_id, "periodic")
             except Exception:
                 log.exception("smart_charging.periodic_failed")
 
@@ -172,33 +358,59 @@ class SmartChargingService:
             if site_id is None:
                 return
             if isinstance(event, SessionStarted):
-                self.request_replan(site_id, "session_started")
+                self._replan_here(site_id, "session_started")
             elif isinstance(event, SessionEnded):
                 self._drop_transaction(cp, event.transaction_id)
-                self.request_replan(site_id, "session_ended")
+                self._replan_here(site_id, "session_ended")
             else:
                 verdict = self._measure(event)
+                if isinstance(event, SessionUpdated) and event.charging_state is not None:
+                    # 2.0.1 says what the EV does: SuspendedEV gives the share back.
+                    state = self._suspended(cp, event.evse_id, event.charging_state)
+                    verdict = state if state is not Verdict.STEADY else verdict
                 if verdict is not None and verdict is not Verdict.STEADY:
-                    self.request_replan(site_id, verdict.value)
+                    self._replan_here(site_id, verdict.value)
+        elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
+            # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
+            if self._suspended(cp, event.evse_id, event.detail) is not Verdict.STEADY:
+                site_id = await self.site_of(cp)
+                if site_id is not None:
+                    self._replan_here(site_id, Verdict.IDLE.value)
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
-            self.fallbacks.forget(cp)
+            await self._forget_fallbacks(cp)
             if site_id is not None:
-                self.request_replan(site_id, "charger_offline")
+                self._replan_here(site_id, "charger_offline")
         elif isinstance(event, ChargerBooted | ChargerConnected):
-            self.fallbacks.forget(cp, retry_now=True)  # a reboot may have lost every profile
+            await self._forget_fallbacks(cp, retry_now=True)  # a reboot may lose every profile
             site_id = await self.site_of(cp)
             if site_id is not None:
-                self.request_replan(site_id, event.type)
+                self._replan_here(site_id, event.type)
 
-    def _track(self, key: str, t: Tracked) -> None:
+    async def _forget_fallbacks(self, charge_point_id: str, retry_now: bool = False) -> None:
+        self.fallbacks.forget(charge_point_id, retry_now)
+        site_id = await self.site_of(charge_point_id)
+        if site_id is not None and self.leadership.holds(site_id):  # once, by its planner
+            async with self.pool.acquire() as conn:
+                await planner_state.forget_fallbacks(conn, charge_point_id)
+
+    def _suspended(self, charge_point_id: str, evse_id: int | None, state: str) -> Verdict:
+        """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""
+        t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
+        if t is None or t.assumed is not None or not t.limit:
+            return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
+        if time.monotonic() - t.changed_at < self.settings.smart_charging_settle + SAMPLE_GRACE_S:
+            return Verdict.STEADY  # an EV starting after a new limit is suspended a moment
+        return note_suspended(t, state == "SuspendedEV", time.monotonic())
+
+    def track(self, key: str, t: Tracked) -> None:
         old = self.sessions.get(key)
         if old is not None:
-            self._untrack(key)
+            self.untrack(key)
         self.sessions[key] = t
         self._by_transaction[(t.charge_point_id, t.transaction_id)] = t
 
-    def _untrack(self, key: str) -> None:
+    def untrack(self, key: str) -> None:
         t = self.sessions.pop(key)
         index = (t.charge_point_id, t.transaction_id)
         if self._by_transaction.get(index) is t:
@@ -209,7 +421,7 @@ class SmartChargingService:
         if t is not None:
             key = session_key(t.charge_point_id, t.evse_id)
             if self.sessions.get(key) is t:
-                self._untrack(key)
+                self.untrack(key)
             else:
                 del self._by_transaction[(charge_point_id, transaction_id)]
 
@@ -226,219 +438,17 @@ class SmartChargingService:
             return None
         # A sample taken before the EV followed its new limit says nothing about it.
         grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
-        return judge_sample(
+        now = time.monotonic()
+        settling = now - tracked.changed_at < grace
+        verdict = judge_sample(
             tracked,
             measured,
             offered,
             self.settings.smart_charging_deviation_a,
             OBSERVED_MARGIN_A,
-            settling=time.monotonic() - tracked.changed_at < grace,
+            settling=settling,
         )
-
-    # -- planning ----------------------------------------------------------------
-
-    async def replan(self, site_id: str, reason: str) -> SiteView | None:
-        """Plan ``site_id`` now and send what changed (see the module docstring)."""
-        started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            tree = await store.load_tree(conn, site_id)
-            rows = await store.active_sessions(conn, site_id) if tree else []
-        if tree is None:
-            self.views.pop(site_id, None)
-            return None
-        for place in tree.chargers:
-            self._site_of[place.charge_point_id] = site_id
-        await self.fallbacks.ensure(tree, reason)
-        live = self._sync_sessions(tree, rows)  # a snapshot: events may end sessions meanwhile
-        sent: list[tuple[ProfileSend, str]] = []
-        currents: dict[str, float] = {}
-        reserved: dict[str, float] = {}
-        tou: dict[str, bool] = {}
-        for _ in range(_MAX_ROUNDS):
-            currents, reserved, changes, tou = await self._plan(tree, live)
-            decreases = [c for c in changes if c.previous is None or c.limit < c.previous]
-            results = await self._send_all(decreases)
-            sent.extend(zip(decreases, results, strict=True))
-            if any(r == "Accepted" for r in results):
-                self._decreased_at[site_id] = time.monotonic()
-            if all(r == "Accepted" for r in results):
-                increases = [c for c in changes if c not in decreases]
-                if increases:
-                    await self._settle(site_id)
-                results = await self._send_all(increases)
-                sent.extend(zip(increases, results, strict=True))
-                break
-        reattached = await self._reattach(tree, live, reserved)
-        sent.extend(reattached)
-        current = {k: t for k, t in live.items() if self.sessions.get(k) is t}  # not ended
-        view = reporting.site_view(tree, reason, currents, current, utcnow())
-        view.shifted = sorted(tou)
-        view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
-        self.views[site_id] = view
-        duration_ms = (time.perf_counter() - started) * 1000
-        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, utcnow())
-        if any(status == "Accepted" for _, status in reattached):
-            self.request_replan(site_id, "reattached")  # plan them normally at once
-        return view
-
-    async def _settle(self, site_id: str) -> None:
-        """Let the EVs follow the site's last accepted decreases before anyone gets more."""
-        decreased_at = self._decreased_at.get(site_id)
-        if decreased_at is not None:
-            wait = decreased_at + self.settings.smart_charging_settle - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-
-    def _sync_sessions(self, tree: SiteTree, rows: Sequence[Any]) -> dict[str, Tracked]:
-        """Track every active session of the site; forget those that ended."""
-        live: dict[str, Tracked] = {}
-        # One session per EVSE: of stale rows (a stop never received), the latest wins.
-        latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
-        for key, row in latest.items():
-            t = self.sessions.get(key)
-            if t is None or t.transaction_id != row["transaction_id"]:
-                t = Tracked(row["charge_point_id"], row["evse_id"], row["transaction_id"])
-                fallback = self.fallbacks.limit_for(tree, t.charge_point_id)
-                if self.fallbacks.defaults.get(t.charge_point_id) == fallback:
-                    t.limit = fallback  # it starts under the TxDefaultProfile it accepted
-                else:
-                    t.assumed = self._hardware_max(tree, t.charge_point_id)
-                self._track(key, t)
-            started = row["started_at"]
-            t.rank = started.timestamp() if started is not None else time.time()
-            t.priority = row["priority"]
-            t.departure_at = row["departure_at"]
-            t.energy_wanted_wh = row["energy_wanted_wh"]
-            t.energy_wh = row["energy_wh"]
-            live[key] = t
-        site_chargers = {c.charge_point_id for c in tree.chargers}
-        for key, t in list(self.sessions.items()):
-            if t.charge_point_id in site_chargers and key not in live:
-                self._untrack(key)
-        return live
-
-    @staticmethod
-    def _hardware_max(tree: SiteTree, charge_point_id: str) -> float:
-        for c in tree.chargers:
-            if c.charge_point_id == charge_point_id:
-                return c.connector_max_current_a or c.max_current_a
-        return 0.0
-
-    async def _plan(
-        self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend], dict[str, bool]]:
-        """Allocate; return the currents, the load set aside per session, what changed, and
-        the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
-        now = utcnow()
-        live = []
-        for t in tracked.values():
-            online = self.context.registry.get(t.charge_point_id) is not None
-            if not online and t.assumed is None:
-                t.assumed = t.last_known_max(self.fallbacks.limit_for(tree, t.charge_point_id))
-            live.append(
-                LiveSession(
-                    t.charge_point_id,
-                    t.evse_id,
-                    t.transaction_id,
-                    rank=t.rank,
-                    phases=t.phases,
-                    priority=t.priority,
-                    observed_max=t.observed_max,
-                    uncontrolled_draw=t.assumed,
-                )
-            )
-        problem = build_problem(tree, live, now)
-        # In a thread: a big site takes a second of CPU, and chargers must still be answered
-        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
-        allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
-        currents = dict(allocation.currents)
-        changes = []
-        tou: dict[str, bool] = {}
-        wanted = [t.departure_at for t in tracked.values() if t.energy_wanted_wh is not None]
-        intervals = shifting.site_intervals(tree.prices, now, [d for d in wanted if d])
-        for key, t in tracked.items():
-            protocol = self.protocol_of(t.charge_point_id)
-            if key not in currents or t.assumed is not None or protocol is None:
-                continue
-            limit = currents[key]
-            plan = shifting.session_plan(
-                intervals,
-                now,
-                t.departure_at,
-                t.energy_wanted_wh,
-                t.energy_wh,
-                limit,
-                t.phases,
-                tree.site.min_current_a,
-            )
-            if plan is not None:
-                tou[key] = plan.feasible
-            periods = plan.periods if plan is not None and len(plan.periods) > 1 else None
-            send = ProfileSend(t, limit, t.limit, protocol, periods, now if periods else None)
-            if (
-                t.limit is None
-                or abs(limit - t.limit) >= 0.05
-                or not shifting.same_schedule(
-                    send.absolute_schedule(), t.schedule, SCHEDULE_TOLERANCE_S
-                )
-            ):
-                changes.append(send)
-        return currents, dict(problem.reserved), changes, tou
-
-    def protocol_of(self, charge_point_id: str) -> Protocol | None:
-        connection = self.context.registry.get(charge_point_id)
-        return connection.protocol if connection is not None else None
-
-    async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
-        return list(await asyncio.gather(*(self._send(s) for s in sends)))
-
-    async def _send(self, s: ProfileSend) -> str:
-        """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
-        t = s.tracked
-        payload = profiles.tx_profile(
-            s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases, s.periods, s.start
-        )
-        status = await self.call(t.charge_point_id, payload)
-        if status == "Accepted":
-            t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
-            t.schedule = s.absolute_schedule()
-        else:
-            # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
-            t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
-        return status
-
-    async def call(self, charge_point_id: str, payload: Any) -> str:
-        # Profiles are planned in A; a W-only charger gets them in W (at the model's voltage).
-        payload = await fit_for_charger(self.pool, charge_point_id, payload, NOMINAL_VOLTAGE)
-        try:
-            answer = await asyncio.wait_for(
-                self.context.router.call(charge_point_id, payload),
-                self.settings.smart_charging_call_timeout,
-            )
-        except TimeoutError:
-            return "NoAnswer"
-        except ChargerNotConnected:
-            return "Offline"
-        except (CallErrorReceived, WrongProtocolVersion):
-            return "Error"
-        return str(getattr(answer, "status", "Error"))
-
-    async def _reattach(
-        self, tree: SiteTree, tracked: dict[str, Tracked], reserved: dict[str, float]
-    ) -> list[tuple[ProfileSend, str]]:
-        """Offer uncontrolled sessions of online chargers exactly the load the plan set aside.
-
-        Only sessions the last plan set aside (``reserved``) and still uncontrolled at that
-        value: one found overdrawing while the plan was sent was not set aside yet.
-        """
-        sends = []
-        for key, t in tracked.items():
-            protocol = self.protocol_of(t.charge_point_id)
-            if key not in reserved or t.assumed != reserved[key] or protocol is None:
-                continue
-            hardware = self._hardware_max(tree, t.charge_point_id)
-            if t.measured is not None and max(t.measured) > t.assumed + 0.5:
-                continue  # it does not keep to what it is given: leave it set aside
-            sends.append(ProfileSend(t, min(t.assumed, hardware), t.assumed, protocol))
-        results = await self._send_all(sends)
-        return list(zip(sends, results, strict=True))
+        if settling or verdict is Verdict.OVERDRAW:
+            return verdict
+        idle = note_draw(tracked, measured, offered, now, self.settings.smart_charging_idle_after)
+        return idle if idle is not Verdict.STEADY else verdict

@@ -298,3 +298,27 @@ async def put_preferences(
         departure_at,
         energy_wanted_wh,
     )
+
+
+async def put_needs(
+    conn: Executor,
+    charge_point_id: str,
+    transaction_id: str,
+    departure_at: datetime | None,
+    energy_wanted_wh: float | None,
+) -> None:
+    """What the EV says it needs (departure, energy); an operator-set priority stays."""
+    await conn.execute(
+        """
+        INSERT INTO sc_session_preferences (charge_point_id, transaction_id, departure_at,
+                                            energy_wanted_wh)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
+            departure_at = EXCLUDED.departure_at,
+            energy_wanted_wh = EXCLUDED.energy_wanted_wh, updated_at = now()
+        """,
+        charge_point_id,
+        transaction_id,
+        departure_at,
+        energy_wanted_wh,
+    )

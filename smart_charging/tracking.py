@@ -41,6 +41,19 @@ class Tracked:
     energy_wh: float | None = None  # delivered so far, from its meter
     # The shifted schedule the charger accepted: (absolute start, epoch s; limit A) periods.
     schedule: tuple[tuple[float, float], ...] | None = None
+    # False while ``limit`` is only what a previous planner (another node, or this one
+    # before a restart) may have left in force: its first profile is sent even unchanged.
+    confirmed: bool = True
+    # While unconfirmed: the lowest limit the charger may be enforcing (a decrease sent
+    # by the previous planner may or may not have been applied). ``limit`` is the highest.
+    floor_limit: float | None = None
+    # Full and idle EVs (see :func:`note_draw`): ``idle`` = it gave its share back.
+    idle: bool = False
+    idle_since: float | None = None  # monotonic: since when it draws nothing while offered
+    idle_at: float = 0.0  # monotonic: when it last became idle (or was last probed)
+    probing: bool = False  # offered its minimum again, to see whether it still wants energy
+    probe_until: float = 0.0
+    suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""
@@ -81,6 +94,8 @@ class Verdict(enum.StrEnum):
     """What a meter value says about a session (the re-plan reason)."""
 
     STEADY = "steady"
+    IDLE = "ev_idle"
+    DRAWING_AGAIN = "ev_drawing_again"
     OVERDRAW = "drawing_more_than_allowed"
     UNDERDRAW = "drawing_less_than_offered"
     WANTS_MORE = "drawing_its_full_offer"
@@ -128,3 +143,57 @@ def judge_sample(
         t.observed_max = None
         return Verdict.WANTS_MORE
     return Verdict.STEADY
+
+
+def note_draw(
+    t: Tracked, measured: tuple[float, float, float], offered: float, now: float, idle_after: float
+) -> Verdict:
+    """Full and idle EVs: give the share back after ``idle_after`` s without a draw.
+
+    Called for samples taken after the EV had time to follow its limit. A session
+    offered at least its minimum that draws nothing on any line for ``idle_after``
+    seconds (or that the charger reports as SuspendedEV, :func:`note_suspended`) is
+    *idle*: it goes to the lowest class, capped at its minimum. It is back at once
+    when a sample shows it drawing again, and a probe (:func:`start_probe`) offers
+    it its minimum from time to time when it was paused, so it can show it.
+    """
+    drawing = max(measured) > DRAWING_THRESHOLD_A
+    if drawing:
+        t.idle_since = None
+        if t.idle or t.probing:
+            t.idle, t.probing = False, False
+            return Verdict.DRAWING_AGAIN
+        return Verdict.STEADY
+    if offered <= 0.0:
+        return Verdict.STEADY  # paused by the plan: a 0 A draw says nothing about the EV
+    if t.idle_since is None:
+        t.idle_since = now
+    expired_probe = t.probing and now >= t.probe_until
+    if not t.idle and (now - t.idle_since >= idle_after or expired_probe):
+        t.idle, t.probing, t.idle_at = True, False, now
+        return Verdict.IDLE
+    return Verdict.STEADY
+
+
+def note_suspended(t: Tracked, suspended: bool, now: float) -> Verdict:
+    """The charger reported the EV's state: SuspendedEV gives the share back at once."""
+    was = t.suspended_ev
+    t.suspended_ev = suspended
+    if suspended and not was and not t.idle:
+        t.idle, t.probing, t.idle_at = True, False, now
+        t.idle_since = t.idle_since if t.idle_since is not None else now
+        return Verdict.IDLE
+    return Verdict.STEADY
+
+
+def start_probe(t: Tracked, now: float, interval: float, window: float) -> bool:
+    """Offer an idle session its minimum again every ``interval`` s, for ``window`` s.
+
+    Only one the plan paused (0 A): an idle session that got its minimum in the
+    lowest class can already show that it draws again. Returns True if it starts.
+    """
+    if not t.idle or (t.limit or 0.0) > 0.0 or now - t.idle_at < interval:
+        return False
+    t.idle, t.probing, t.suspended_ev = False, True, False
+    t.idle_since, t.idle_at, t.probe_until = None, now, now + window
+    return True

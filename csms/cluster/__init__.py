@@ -4,6 +4,8 @@
 * :mod:`csms.cluster.remote_commands` -- commands for chargers held by another node.
 * :mod:`csms.cluster.codec` -- ocpp messages as JSON, for forwarding.
 * :mod:`csms.cluster.node` -- the above, wired together for :class:`csms.app.Csms`.
+* :mod:`csms.cluster.leases` -- named leases: work done once per cluster (one planner
+  per site, the alert engine, webhooks).
 * :mod:`csms.cluster.api` -- ``GET /api/v1/cluster/nodes``.
 
 Presence (which node holds each charger's socket, fenced by a connection

@@ -1,7 +1,8 @@
 """The dashboard as a CSMS service: its page, its assets and its JSON, on the API port.
 
 In the background it rolls ended sessions up into quarter-hour slots for the
-analytics (:mod:`csms.dashboard.rollup`).
+analytics (:mod:`csms.dashboard.rollup`): once per cluster, on the node that
+holds the ``dashboard.rollup`` lease (every node serves the dashboard).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 from fastapi import APIRouter
 
+from csms.cluster.leases import Lease, run_while_leader
 from csms.dashboard import analytics_api, api
 from csms.dashboard.assets import asset_router, load_assets
 from csms.dashboard.rollup import roll_up
@@ -42,7 +44,9 @@ class DashboardService:
         return self._routers
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._roll_up_forever())
+        self._task = asyncio.create_task(
+            run_while_leader(self._context.leases, "dashboard.rollup", self._roll_up_forever)
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -51,7 +55,7 @@ class DashboardService:
                 await self._task
             self._task = None
 
-    async def _roll_up_forever(self) -> None:
+    async def _roll_up_forever(self, lease: Lease) -> None:
         while True:
             try:
                 async with self._context.pool.acquire() as conn:

@@ -10,12 +10,20 @@ resolved. Opening and resolving append :class:`AlertOpened` /
 row (so the outbox relays them to ``charger-alerts``), and publish them on the
 bus after commit. A periodic tick runs the rules that need time alone
 (heartbeat gaps, windows expiring) and resolves what is due.
+
+The engine runs once per cluster, on the node holding the ``alerts`` lease
+(:class:`~csms.cluster.singleton.LeaderFeed`): the bus carries every node's
+events, so it sees every charger wherever its socket is. A node that takes the
+lease over loads the unresolved alerts from Postgres, rebuilds the rules'
+windows from the last hour of events before the stored cursor (without acting
+on them) and resumes at that cursor, so an alert opened under one node
+resolves under another. Every node serves the alerts API; an operator's
+resolution on any node reaches the engine as an ``alert_resolved`` event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from fastapi import APIRouter
 
-from csms.bus import Subscription
+from csms.cluster.leases import Lease
+from csms.cluster.singleton import LeaderFeed
 from csms.events import ChargerBooted, Event, SessionEnded
 from csms.monitoring import alerts_store, metrics, rules
-from csms.monitoring.alerts import AlertKey, Lifecycle
+from csms.monitoring.alerts import AlertKey, AlertResolved, Lifecycle
 from csms.monitoring.alerts_store import AlertRow
 from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
 from csms.monitoring.rules_engine import (
@@ -45,6 +54,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 THRESHOLDS_RELOAD_S = 60.0
+# On takeover, the rules' windows are rebuilt from this much history (the longest
+# default window: short sessions within an hour).
+WARM_UP_S = 3600.0
 
 
 def utcnow() -> datetime:
@@ -66,15 +78,26 @@ class AlertService:
         # Smart-charging limits, read from the event log on every tick unless given.
         self.limits = ChargingLimits()
         self._limits_after_id = 0
-        self.detector = FaultDetector(limit_of or self.limits.limit_of)
+        self._limit_of = limit_of or self.limits.limit_of
+        self.detector = FaultDetector(self._limit_of)
         self.lifecycle = Lifecycle()
         self._overrides: dict[tuple[str, str], dict[str, Any]] = {}
         self._profiles: dict[str, ChargerProfile] = {}
         self._reloaded_at = 0.0  # loop time of the last threshold reload
         self._thresholds: dict[str, Thresholds] = {}
         self._lock = asyncio.Lock()  # one writer of the lifecycle at a time
-        self._subscription: Subscription | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.leader = LeaderFeed(
+            "alerts",
+            bus=context.bus,
+            leases=context.leases,
+            pool=context.pool,
+            handle=self._on_event,
+            on_lead=self._on_lead,
+            on_lose=lambda: metrics.set_open_alerts({}),  # exported by the lease holder only
+            warm_up=self._warm_up,
+            warm_up_s=WARM_UP_S,
+            also_run=[self._ticks],
+        )
         self.evaluated = 0  # events the rules have seen (for tests and progress)
 
     def api_routers(self) -> Sequence[APIRouter]:
@@ -86,25 +109,20 @@ class AlertService:
         if not self.context.settings.alerts_enabled:
             log.info("alerts.disabled", setting="CSMS_ALERTS_ENABLED")
             return  # the API still reads and resolves stored alerts
-        pool = self.context.pool
-        for row in await alerts_store.unresolved(pool):
-            self.lifecycle.opened(row.key, row.id)
-        await self.reload_thresholds()
-        self._subscription = self.context.bus.subscribe("alerts")
-        self._tasks = [
-            asyncio.create_task(self._consume(self._subscription), name="alerts.consume"),
-            asyncio.create_task(self._ticks(), name="alerts.tick"),
-        ]
-        await self._publish_counts()
+        await self.leader.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._subscription is not None:
-            self.context.bus.unsubscribe(self._subscription)
+        await self.leader.stop()
+
+    async def _on_lead(self, lease: Lease) -> None:
+        """Took the engine over: state from Postgres (the warm-up replays the windows)."""
+        async with self._lock:
+            self.lifecycle = Lifecycle()
+            self.detector = FaultDetector(self._limit_of)
+            for row in await alerts_store.unresolved(self.context.pool):
+                self.lifecycle.opened(row.key, row.id)
+        await self.reload_thresholds()
+        await self._publish_counts()
 
     # -- thresholds ----------------------------------------------------------------------
 
@@ -131,15 +149,33 @@ class AlertService:
 
     # -- events in -----------------------------------------------------------------------
 
-    async def _consume(self, subscription: Subscription) -> None:
-        while True:
-            event = await subscription.get()
-            if event.type.startswith("alert_"):
-                continue
-            try:
-                await self.handle(event, utcnow())
-            except Exception:
-                log.exception("alerts.rule_evaluation_failed", event_type=event.type)
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, AlertResolved):  # e.g. by an operator through another node
+            async with self._lock:
+                key = self.lifecycle.key_of(event.alert_id)
+                if key is not None:
+                    self.lifecycle.resolved(key)
+            return
+        if event.type.startswith("alert_"):
+            return
+        try:
+            await self.handle(event, utcnow())
+        except Exception:
+            log.exception("alerts.rule_evaluation_failed", event_type=event.type)
+
+    async def _warm_up(self, event: Event, recorded_at: datetime) -> None:
+        """An event the previous engine already handled: rebuild windows and clear times only."""
+        if event.type.startswith("alert_"):
+            return
+        if isinstance(event, SessionEnded):
+            self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
+        th = self.thresholds_of(event.charge_point_id)
+        for obs in self.detector.observe(event, recorded_at, th):
+            key: AlertKey = (event.charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
+            if isinstance(obs, Clear):
+                self.lifecycle.cleared(key, recorded_at)
+            else:
+                self.lifecycle.found_again(key)
 
     async def handle(self, event: Event, received_at: datetime) -> None:
         """Run the rules over one committed event and apply what they observed."""

@@ -1,11 +1,22 @@
 """Live monitoring as one service: metrics, connectivity, the event stream, webhooks.
 
-One task reads the bus (committed events, in order per charger) and hands
-each event, in turn, to the session tracker (metrics and session progress),
-the connectivity recorder (downtime and connector-status history), the
-stream hub and the webhook queue. Beside it run the liveness watchdog and the
-webhook delivery worker. Fault detection (alerts, health) is another service;
-its ``alert_*`` events arrive on the same bus.
+The bus carries every node's committed events (in order per charger). What
+runs where (docs/cluster-events.md):
+
+* on every node: one task follows the bus from the live tail and hands each
+  event to the session tracker (session progress) and the stream hub (the SSE
+  stream shows every charger, wherever its socket is); the liveness watchdog
+  looks after this node's sockets; ``csms_chargers_connected`` counts them,
+  labelled with the node;
+* once per cluster, on the node holding the ``monitoring`` lease
+  (:class:`~csms.cluster.singleton.LeaderFeed`, resuming from its stored
+  cursor): the connectivity recorder (downtime and connector-status history),
+  the webhook queue and its delivery worker, and the cluster-wide metrics
+  (energy delivered, active sessions, power per site, outbox lag), which the
+  other nodes export as zero so a sum over nodes does not double-count.
+
+Fault detection (alerts, health) is another service; its ``alert_*`` events
+arrive on the same bus.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ import structlog
 from fastapi import APIRouter
 
 from csms.bus import Subscription
+from csms.cluster.leases import Lease
+from csms.cluster.singleton import LeaderFeed
 from csms.events import Event, Protocol
 from csms.monitoring import metrics
 from csms.monitoring.api_live import availability_router, metrics_router, site_availability_router
@@ -58,9 +71,17 @@ class LiveMonitoringService:
             check_interval=settings.monitoring_liveness_check_interval,
         )
         self.webhooks = WebhookDispatcher(context.pool, settings)
+        self.leader = LeaderFeed(
+            "monitoring",
+            bus=context.bus,
+            leases=context.leases,
+            pool=context.pool,
+            handle=self._record,
+            on_lead=self._on_lead,
+            also_run=[self.webhooks.run],
+        )
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._busy = False  # the consumer is handling an event
 
     def api_routers(self) -> Sequence[APIRouter]:
         pool = self.context.pool
@@ -74,28 +95,21 @@ class LiveMonitoringService:
 
     async def start(self) -> None:
         self._subscription = self.context.bus.subscribe(self.name)
-        await self.recorder.start(self.context.registry)
         await self.sites.refresh()
         self._tasks = [
             asyncio.create_task(self.sites.run()),
             asyncio.create_task(self._consume(self._subscription)),
             asyncio.create_task(self.watchdog.run()),
-            asyncio.create_task(self.webhooks.run()),
         ]
+        await self.leader.start()
 
     async def stop(self) -> None:
         self.hub.close()
-        subscription = self._subscription
-        if subscription is not None:
-            # What chargers reported while the server closed (their disconnects) still
-            # counts: let the consumer finish the queue, in order, for a bounded time.
-            deadline = asyncio.get_running_loop().time() + _DRAIN_S
-            while self._busy or not subscription.queue.empty():
-                if asyncio.get_running_loop().time() > deadline:
-                    log.warning("monitoring.stop_undrained", left=subscription.queue.qsize())
-                    break
-                await asyncio.sleep(0.01)
-            self.context.bus.unsubscribe(subscription)
+        # What chargers reported while the server closed (their disconnects) still
+        # counts: the history writer finishes what is committed, for a bounded time.
+        await self.leader.stop(drain_s=_DRAIN_S)
+        if self._subscription is not None:
+            self.context.bus.unsubscribe(self._subscription)
             self._subscription = None
         for task in self._tasks:
             task.cancel()
@@ -105,26 +119,31 @@ class LiveMonitoringService:
         await self.watchdog.stop()
 
     async def _consume(self, subscription: Subscription) -> None:
+        """This node's view: session progress and the stream, for every charger."""
         while True:
             event = await subscription.get()
-            self._busy = True
             try:
-                await self._handle(event)
+                self._handle(event)
             except Exception:
                 log.exception("monitoring.event_failed", event_type=event.type)
-            finally:
-                self._busy = False
 
-    async def _handle(self, event: Event) -> None:
+    def _handle(self, event: Event) -> None:
         progress, delivered_wh = self.tracker.apply(event)
-        if delivered_wh > 0:
+        if delivered_wh > 0 and self.leader.leading:  # counted once in the cluster
             metrics.ENERGY_DELIVERED_WH.inc(delivered_wh)
-        await self.recorder.apply(event)
         notification = notification_of(event)
         if notification is not None:
             self.hub.publish(notification)
         if progress is not None:
             self.hub.publish(progress_notification(progress, event))
+
+    async def _on_lead(self, lease: Lease) -> None:
+        # Chargers that went away while no node recorded it (a crash) get their downtime.
+        await self.recorder.start(self.context.registry)
+
+    async def _record(self, event: Event) -> None:
+        """Once per cluster: downtime and status history, webhook deliveries."""
+        await self.recorder.apply(event)
         await self.webhooks.enqueue(event)
 
     async def refresh_gauges(self) -> None:
@@ -134,8 +153,15 @@ class LiveMonitoringService:
         site follows placements made since the last scrape.
         """
         by_protocol = Counter(c.protocol for c in self.context.registry.all())
+        node = self.context.node_id
         for protocol in Protocol:
-            metrics.CHARGERS_CONNECTED.labels(protocol.value).set(by_protocol[protocol])
+            metrics.CHARGERS_CONNECTED.labels(protocol.value, node).set(by_protocol[protocol])
+        if not self.leader.leading:  # the cluster-wide figures are the lease holder's
+            metrics.set_power_by_site({})
+            metrics.OUTBOX_UNPUBLISHED.set(0)
+            metrics.OUTBOX_LAG_SECONDS.set(0)
+            metrics.SESSIONS_ACTIVE.set(0)
+            return
         await self.sites.refresh()
         metrics.set_power_by_site(
             power_by_site(

@@ -63,8 +63,8 @@ _BATCH_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 CHARGERS_CONNECTED: Final = Gauge(
     "csms_chargers_connected",
-    "Chargers with a live WebSocket connection, by OCPP version",
-    ["protocol"],
+    "Chargers with a live WebSocket connection to this node, by OCPP version",
+    ["protocol", "node"],
     registry=REGISTRY,
 )
 CHARGERS_WENT_OFFLINE: Final = Counter(
@@ -122,6 +122,13 @@ OUTBOX_UNPUBLISHED: Final = Gauge(
 OUTBOX_LAG_SECONDS: Final = Gauge(
     "csms_outbox_lag_seconds",
     "Age of the oldest unpublished outbox event (0 when none is waiting)",
+    registry=REGISTRY,
+)
+
+CLUSTER_LEADER: Final = Gauge(
+    "csms_cluster_leader",
+    "1 on the node that runs this once-per-cluster job (and exports its cluster-wide metrics)",
+    ["lease"],
     registry=REGISTRY,
 )
 

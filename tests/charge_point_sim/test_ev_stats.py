@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from charge_point_sim.scenario import parse_fault
 from charge_point_sim.stats import Stats, percentile
 
 SPEC = EVSpec(capacity_kwh=50.0, max_ac_kw=11.0, taper_start_soc=80.0, min_taper_fraction=0.05)
+INSTANT = EVSpec(capacity_kwh=50.0, max_ac_kw=11.0, response_delay_s=0.0, ramp_s=0.0)
 
 
 def test_power_is_flat_then_tapers_near_full() -> None:
@@ -23,7 +25,7 @@ def test_power_is_flat_then_tapers_near_full() -> None:
 
 
 def test_charge_step_respects_limit_and_integrates_energy() -> None:
-    ev = EVState(SPEC, soc=20.0, target_soc=80.0)
+    ev = EVState(INSTANT, soc=20.0, target_soc=80.0)
     ev2, power, energy = charge_step(ev, limit_w=4000.0, dt_s=3600.0)
     assert power == 4000.0
     assert energy == pytest.approx(4000.0)
@@ -31,13 +33,53 @@ def test_charge_step_respects_limit_and_integrates_energy() -> None:
 
 
 def test_charge_step_stops_at_target_soc() -> None:
-    ev = EVState(SPEC, soc=79.0, target_soc=80.0)
+    ev = EVState(INSTANT, soc=79.0, target_soc=80.0)
     ev2, power, energy = charge_step(ev, limit_w=22000.0, dt_s=3600.0)
     assert energy == pytest.approx(500.0)  # exactly 1 % of 50 kWh
     assert ev2.soc == pytest.approx(80.0)
     assert ev2.done()
     assert power == pytest.approx(500.0)  # average power over the step
     assert charge_step(ev2, 22000.0, 60.0)[2] == 0.0
+
+
+def _run(ev: EVState, limit_w: float, seconds: float, dt: float = 0.5) -> list[float]:
+    powers = []
+    for _ in range(int(seconds / dt)):
+        ev, power, _ = charge_step(ev, limit_w, dt)
+        powers.append(power)
+    return powers
+
+
+def test_a_lower_limit_is_followed_after_a_lag_and_a_ramp_within_five_seconds() -> None:
+    ev = EVState(SPEC, soc=20.0)
+    ev, _, _ = charge_step(ev, 11000.0, 10.0)  # at full power
+    assert ev.power_w == pytest.approx(11000.0)
+    powers = _run(ev, 2300.0, 6.0)
+    # It keeps its old draw for the reaction delay (2 s): above the new limit...
+    assert powers[:4] == [pytest.approx(11000.0)] * 4
+    # ...then ramps down (11 kW in 3 s), and is under the limit within 5 s (IEC 61851-1).
+    assert 2300.0 < powers[5] < 11000.0
+    assert powers[9] == pytest.approx(2300.0)
+    assert all(p == pytest.approx(2300.0) for p in powers[10:])
+
+
+def test_a_higher_limit_is_ramped_up_to_not_jumped_to() -> None:
+    ev, _, _ = charge_step(EVState(SPEC, soc=20.0), 2300.0, 10.0)
+    powers = _run(ev, 11000.0, 8.0)
+    assert powers[3] == pytest.approx(2300.0)  # still reacting
+    assert 2300.0 < powers[5] < 11000.0  # ramping
+    assert max(powers) == pytest.approx(11000.0)
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(powers))
+
+
+def test_a_full_ev_that_stays_plugged_in_draws_nothing_until_it_leaves() -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    ev = EVState(INSTANT, soc=79.9, target_soc=80.0, departure=now + timedelta(hours=2))
+    ev = EVState(**{**ev.__dict__, "stays_plugged": True})
+    ev, _, _ = charge_step(ev, 11000.0, 600.0)
+    assert ev.full and not ev.done(now + timedelta(hours=1))
+    assert charge_step(ev, 11000.0, 60.0)[1:] == (0.0, 0.0)
+    assert ev.done(now + timedelta(hours=2))  # its own departure time
 
 
 def test_departure_ends_session_and_random_ev_is_reproducible() -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
 
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.commands import SimCharger
@@ -63,3 +67,36 @@ def watch_profiles(fleet: Fleet, seen: ProfileSeen) -> None:
             return status
 
         charger.set_profile = spy  # type: ignore[method-assign]
+
+
+async def line_sums(
+    pool: asyncpg.Pool, since: datetime | None = None, max_age_s: float | None = None
+) -> list[dict[str, Any]]:
+    """At every Current.Import sample: the sum per line of each session's latest value.
+
+    With ``max_age_s``, instants at which some charger's latest value is older than that
+    (simulated seconds) are left out: on a loaded machine a charger may not report for a
+    while, and its last value, from before a decrease it has since applied, says nothing
+    about that instant. Each row says how many values it was summed from (``values``).
+    """
+    rows = await pool.fetch(
+        "SELECT charge_point_id, evse_id, phase, value, sampled_at FROM meter_samples "
+        "WHERE measurand = 'Current.Import' ORDER BY sampled_at, id"
+    )
+    latest: dict[tuple[str, str], tuple[float, datetime]] = {}  # one connector per charger
+    out = []
+    for r in rows:
+        at = r["sampled_at"]
+        latest[(r["charge_point_id"], r["phase"] or "L1")] = (r["value"], at)
+        if max_age_s is not None and any(
+            (at - seen).total_seconds() > max_age_s and value > 0.0
+            for value, seen in latest.values()
+        ):
+            continue
+        sums = {
+            line: sum(v for (_, p), (v, _) in latest.items() if p == line)
+            for line in ("L1", "L2", "L3")
+        }
+        if since is None or at >= since:
+            out.append({"at": at, "values": len(latest), **sums})
+    return out

@@ -112,3 +112,25 @@ async def test_a_sites_price_schedule_is_set_read_validated_and_removed(api: Api
     assert (await api.operator.put("/sites/nope/prices", json=body)).status_code == 404
     assert (await api.operator.delete("/sites/p/prices")).status_code == 204
     assert (await api.reader.get("/sites/p/prices")).status_code == 404
+
+
+async def test_charging_needs_hook_keeps_an_operator_priority(api: Api) -> None:
+    """What an EV says it needs (ISO 15118) lands in the session's preferences."""
+    from datetime import UTC, datetime
+
+    from smart_charging.service import SmartChargingService
+
+    service = next(s for s in api.csms.app.services if isinstance(s, SmartChargingService))
+    await api.csms.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('CP-N')")
+    answer = await api.operator.put(
+        "/chargers/CP-N/transactions/tx-1/preferences", json={"priority": 5}
+    )
+    assert answer.status_code == 200, answer.text
+    leaves = datetime(2030, 1, 1, 17, tzinfo=UTC)
+    await service.set_charging_needs("CP-N", "tx-1", leaves, 20_000.0)
+    row = await api.csms.pool.fetchrow(
+        "SELECT priority, departure_at, energy_wanted_wh FROM sc_session_preferences "
+        "WHERE charge_point_id = 'CP-N' AND transaction_id = 'tx-1'"
+    )
+    assert row is not None
+    assert (row["priority"], row["departure_at"], row["energy_wanted_wh"]) == (5, leaves, 20_000.0)

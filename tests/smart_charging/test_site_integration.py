@@ -1,13 +1,16 @@
 """A site of simulated chargers on a limit that cannot feed them all, end to end.
 
-Real CSMS, real Postgres, the simulator's EV model (power = min(EV, profile
-limit)). The limit is checked on what the chargers *report*: at every meter
-sample, the sum over sessions of each one's latest Current.Import per line.
+Real CSMS, real Postgres, the simulator's EV model: it follows a new limit
+after a reaction delay and a ramp (so it overdraws for a moment after a
+decrease), tapers near full and leaves at its own departure time. The limit
+is checked on what the chargers *report*: at every meter sample, the sum over
+sessions of each one's latest Current.Import per line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,9 +115,14 @@ async def test_ten_chargers_share_a_site_that_cannot_feed_them_all(
     row_a = [s for s in load["sessions"] if s["charge_point_id"] in _ids(fleet)[:4]]
     assert sum(s["limit_a"] for s in row_a) <= 40.0 + 1e-6
 
-    # ...and some leave: the others get the room, as soon as it is free.
-    for charger in fleet.chargers[:4]:
+    # ...and some leave - two unplugged, two at their own departure time: the others get
+    # the room, as soon as it is free.
+    for charger in fleet.chargers[:2]:
         charger.stop_session(1, "Local")
+    for charger in fleet.chargers[2:4]:
+        session = charger.connectors[1].session
+        assert session is not None
+        session.ev = dataclasses.replace(session.ev, departure=fleet.clock.now())
 
     async def six_share_the_site() -> bool:
         load = (await api.reader.get("/sites/depot/load")).json()

@@ -110,9 +110,9 @@ async def test_faulted_connector_alert_lifecycle_events_and_api(start_csms: Star
         # Events: in the outbox (same transaction as the row) and on the bus.
         kinds = [(k, p["connector_id"]) for k, p in await api.events("CP-F")]
         assert kinds == [("alert_opened", 2), ("alert_opened", 1), ("alert_resolved", 2)]
-        seen = []
-        while not bus.queue.empty():
-            event = bus.queue.get_nowait()
+        seen: list[tuple[str, int | None]] = []
+        while len(seen) < len(kinds):
+            event = await asyncio.wait_for(bus.get(), 5)
             if event.type.startswith("alert_"):
                 seen.append((event.type, getattr(event, "connector_id", None)))
         assert seen == kinds

@@ -61,8 +61,9 @@ async def test_scrape_counts_messages_errors_latency_and_connections(csms: Runni
     def delta(name: str, **labels: str) -> float:
         return value(after, name, labels) - value(before, name, labels)
 
-    assert value(after, "csms_chargers_connected", {"protocol": "ocpp1.6"}) == 2
-    assert value(after, "csms_chargers_connected", {"protocol": "ocpp2.0.1"}) == 0
+    node = csms.app.node_id  # connected chargers are per node: a sum over nodes counts each once
+    assert value(after, "csms_chargers_connected", {"protocol": "ocpp1.6", "node": node}) == 2
+    assert value(after, "csms_chargers_connected", {"protocol": "ocpp2.0.1", "node": node}) == 0
 
     def messages(direction: str, action: str, outcome: str) -> float:
         return delta(

@@ -16,6 +16,7 @@ from ocpp.v16 import call as call16
 from csms.events import MeterSample, MeterSampled, SessionStarted
 from csms.monitoring.alerts import AlertOpened, Severity
 from csms.monitoring.progress import SessionTracker, estimate_completion, readings_of
+from csms.storage import event_log
 from tests.charge_point_sim.support import running, start_tx, stop_tx
 from tests.csms.api.conftest import Api, api  # noqa: F401  (the fixture)
 from tests.ocpp_clients import charger_v16
@@ -117,7 +118,8 @@ async def test_subscriber_gets_one_chargers_events_in_order(api: Api) -> None:  
             )
         )
         await status(cp, 1, "Available")
-        api.csms.app.bus.publish(
+        await event_log.append(
+            api.csms.pool,
             AlertOpened(
                 charge_point_id="ST-1",
                 occurred_at=T0,
@@ -130,8 +132,9 @@ async def test_subscriber_gets_one_chargers_events_in_order(api: Api) -> None:  
                 first_seen=T0,
                 last_seen=T0,
                 count=1,
-            )
+            ),
         )
+        api.csms.app.bus.publish()
         await eventually(lambda: _has(listener, "alert_opened"))
 
     connectivity = {"charger_connected", "charger_disconnected"}  # timing-dependent at the end

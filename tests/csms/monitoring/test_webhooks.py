@@ -121,9 +121,11 @@ async def test_receiver_down_then_up_gets_signed_alerts_in_order(start_csms: Sta
         await first.pool.execute(
             "INSERT INTO chargers (charge_point_id) VALUES ('WH-1') ON CONFLICT DO NOTHING"
         )
-        first.app.bus.publish(alert(AlertOpened, 1, Severity.CRITICAL))
-        first.app.bus.publish(alert(AlertOpened, 2, Severity.WARNING))  # not subscribed
-        first.app.bus.publish(alert(AlertResolved, 1, Severity.CRITICAL))
+        # Committed alert events (the bus reads them from the event log).
+        await event_log.append(first.pool, alert(AlertOpened, 1, Severity.CRITICAL))
+        await event_log.append(first.pool, alert(AlertOpened, 2, Severity.WARNING))  # not wanted
+        await event_log.append(first.pool, alert(AlertResolved, 1, Severity.CRITICAL))
+        first.app.bus.publish()
 
         async def retried_while_down() -> bool:
             return bool(

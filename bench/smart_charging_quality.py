@@ -1,0 +1,393 @@
+"""How much energy smart charging delivers, against the LP optimum and classic schedulers.
+
+    python -m bench.smart_charging_quality [--seeds 10] [--evs 40] [--levels 10,15,25,40,60,100]
+
+Not a timed test: a quality benchmark of the pure allocator
+(:func:`smart_charging.allocation.allocate`), the way the load manager calls it
+every 5 minutes, on workplace days shaped like the Caltech ACN data set.
+
+Workload (seeded; one day per seed)
+===================================
+* ``--evs`` EVs a day; arrival time triangular between 07:00 and 10:00 (mode
+  08:00); stay uniform 4-9 h; energy wanted uniform 5-30 kWh (not capped by what
+  the stay allows: an infeasible request counts against every scheduler, the
+  optimum included);
+* half single-phase 32 A (7.36 kW, on L1, L2 or L3 in turn), half three-phase
+  16 A (11.04 kW); 230 V; minimum 6 A (a scheduler gives an EV 0 or >= 6 A);
+* the departure time and the energy wanted are known at arrival (as the API's
+  session preferences or ISO 15118 charging needs give them);
+* 5-minute steps; in each an EV draws what it is given, up to its maximum and
+  its remaining energy (it never overshoots);
+* the site limit is a total power limit, ``level`` % of the EVs' summed maximum
+  power, at levels 10 ... 100 %.
+
+Schedulers (each step, on the EVs present that still want energy)
+==================================================================
+* ``allocator``: the load manager's allocator as it is now - operator class, then
+  deadline urgency (laxity buckets, :mod:`smart_charging.urgency`), max-min fair;
+* ``fair``: the allocator without urgency (every session urgency 0): what the
+  load manager did before deadline-aware sharing;
+* ``EDF``: earliest departure first, each EV given its maximum while it fits;
+* ``LLF``: least laxity first, likewise;
+* ``RR``: round robin - equal shares, the order of admission rotating each step;
+* ``FCFS``: first come first served, each EV its maximum while it fits;
+* ``LP``: the offline optimum (HiGHS): maximise the energy delivered by departure,
+  knowing every arrival in advance and ignoring the 6 A minimum - an upper bound.
+
+Per level (mean over seeds): energy delivered as % of requested and % of the
+optimum, % of EVs fully served (>= 99 % of their request), Jain's fairness of
+the served fractions, peak power / limit, and breaches (steps above the limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from smart_charging.allocation import Node, Session, allocate
+from smart_charging.urgency import urgency_class
+
+VOLTAGE = 230.0
+STEP_H = 5 / 60
+DAY_START_H = 7.0
+STEPS = int((19.5 - DAY_START_H) / STEP_H)  # 07:00 - 19:30
+MIN_A = 6.0
+BASE = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class EV:
+    id: str
+    arrival: int  # step
+    departure: int  # step (exclusive)
+    energy_wh: float
+    phases: tuple[int, ...]
+    max_a: float
+
+    @property
+    def max_w(self) -> float:
+        return self.max_a * VOLTAGE * len(self.phases)
+
+
+def workload(seed: int, n: int) -> list[EV]:
+    rng = random.Random(seed)
+    evs = []
+    for i in range(n):
+        arrival_h = rng.triangular(7.0, 10.0, 8.0)
+        stay_h = rng.uniform(4.0, 9.0)
+        single = i % 2 == 0
+        evs.append(
+            EV(
+                id=f"ev{i:03d}",
+                arrival=int((arrival_h - DAY_START_H) / STEP_H),
+                departure=min(STEPS, int((arrival_h + stay_h - DAY_START_H) / STEP_H)),
+                energy_wh=rng.uniform(5.0, 30.0) * 1000.0,
+                phases=((i // 2) % 3,) if single else (0, 1, 2),
+                max_a=32.0 if single else 16.0,
+            )
+        )
+    return evs
+
+
+@dataclass
+class Present:
+    """An EV at the site in one step, as a scheduler sees it."""
+
+    ev: EV
+    remaining_wh: float
+    step: int
+
+    @property
+    def cap_a(self) -> float:
+        """The most it can take this step: its maximum, or what completes it."""
+        need = self.remaining_wh / (VOLTAGE * len(self.ev.phases) * STEP_H)
+        return min(self.ev.max_a, need)
+
+    @property
+    def laxity_h(self) -> float:
+        return (self.ev.departure - self.step) * STEP_H - self.remaining_wh / self.ev.max_w
+
+
+Scheduler = Callable[[Sequence[Present], float, int], dict[str, float]]  # -> A per EV
+
+
+def _node(limit_a_total: float) -> list[Node]:
+    return [Node("site", None, total_limit=limit_a_total)]
+
+
+def _sessions(
+    present: Sequence[Present],
+    urgency: bool,
+    rank: Callable[[Present], float],
+    full_keeps_share: bool = False,
+) -> list[Session]:
+    out = []
+    for p in present:
+        full = p.remaining_wh <= 1.0
+        cap = p.ev.max_a if full and full_keeps_share else p.cap_a
+        now = BASE + timedelta(hours=p.step * STEP_H)
+        departure = BASE + timedelta(hours=p.ev.departure * STEP_H)
+        g = (
+            urgency_class(now, departure, p.remaining_wh, 0.0, p.ev.max_a, len(p.ev.phases))
+            if urgency
+            else 0
+        )
+        out.append(
+            Session(
+                id=p.ev.id, node="site", phases=p.ev.phases, max_current=cap,
+                min_current=MIN_A, rank=rank(p), urgency=g, idle=full and not full_keeps_share,
+            )
+        )  # fmt: skip
+    return out
+
+
+def allocator(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+    sessions = _sessions(present, True, lambda p: p.ev.arrival)
+    return dict(allocate(_node(limit), sessions).currents)
+
+
+def fair(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+    sessions = _sessions(present, False, lambda p: p.ev.arrival)
+    return dict(allocate(_node(limit), sessions).currents)
+
+
+def service_before(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+    """The load manager before this change: a full EV still plugged in keeps its share
+    (a 0 A draw never capped it), no urgency, admission in arrival order."""
+    sessions = _sessions(present, False, lambda p: p.ev.arrival, full_keeps_share=True)
+    return dict(allocate(_node(limit), sessions).currents)
+
+
+def service_after(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+    """The load manager now: a full EV (it drew nothing) is idle - lowest class, its
+    minimum at most; urgency within the class."""
+    sessions = _sessions(present, True, lambda p: p.ev.arrival)
+    return dict(allocate(_node(limit), sessions).currents)
+
+
+def round_robin(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+    order = sorted(present, key=lambda p: p.ev.id)
+    n = max(1, len(order))
+    position = {p.ev.id: (i - step) % n for i, p in enumerate(order)}
+    sessions = _sessions(present, False, lambda p: position[p.ev.id])
+    return dict(allocate(_node(limit), sessions).currents)
+
+
+def _greedy(key: Callable[[Present], float]) -> Scheduler:
+    def schedule(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
+        left = limit  # A summed over lines
+        out = {}
+        for p in sorted(present, key=lambda p: (key(p), p.ev.id)):
+            lines = len(p.ev.phases)
+            amps = min(p.cap_a, left / lines)
+            if amps < min(MIN_A, p.cap_a) - 1e-9:
+                amps = 0.0
+            amps = int(amps * 10 + 1e-9) / 10  # 0.1 A, rounded down as profiles carry it
+            out[p.ev.id] = amps
+            left -= amps * lines
+        return out
+
+    return schedule
+
+
+SCHEDULERS: dict[str, Scheduler] = {
+    "allocator": allocator,
+    "fair": fair,
+    "EDF": _greedy(lambda p: p.ev.departure),
+    "LLF": _greedy(lambda p: p.laxity_h),
+    "RR": round_robin,
+    "FCFS": _greedy(lambda p: p.ev.arrival),
+}
+
+
+# With EVs that stay plugged in after full: what the load manager sees (a full EV is
+# still a session) against the baselines, which know each EV's remaining energy.
+PLUGGED: dict[str, Scheduler] = {
+    "service-after": service_after,
+    "service-before": service_before,
+    "EDF": SCHEDULERS["EDF"],
+    "LLF": SCHEDULERS["LLF"],
+}
+
+
+@dataclass
+class Outcome:
+    delivered_wh: dict[str, float]
+    peak_ratio: float
+    breaches: int
+
+
+def simulate(
+    evs: Sequence[EV], limit_w: float, scheduler: Scheduler, plugged: bool = False
+) -> Outcome:
+    remaining = {ev.id: ev.energy_wh for ev in evs}
+    limit_a = limit_w / VOLTAGE  # A summed over the three lines
+    peak, breaches = 0.0, 0
+    for step in range(STEPS):
+        present = [
+            Present(ev, remaining[ev.id], step)
+            for ev in evs
+            if ev.arrival <= step < ev.departure and (plugged or remaining[ev.id] > 1.0)
+        ]
+        if not present:
+            continue
+        currents = scheduler(present, limit_a, step)
+        total_w = 0.0
+        for p in present:
+            amps = min(currents.get(p.ev.id, 0.0), p.ev.max_a)
+            power = amps * VOLTAGE * len(p.ev.phases)
+            energy = min(power * STEP_H, remaining[p.ev.id])
+            remaining[p.ev.id] -= energy
+            total_w += power
+        peak = max(peak, total_w / limit_w)
+        breaches += total_w > limit_w * (1 + 1e-9)
+    return Outcome({ev.id: ev.energy_wh - remaining[ev.id] for ev in evs}, peak, breaches)
+
+
+def optimum_wh(evs: Sequence[EV], limit_w: float) -> float:
+    """The most energy any schedule can deliver by departure (an LP, solved by HiGHS)."""
+    import highspy
+    import numpy as np
+
+    columns = [(i, t) for i, ev in enumerate(evs) for t in range(ev.arrival, ev.departure)]
+    n = len(columns)
+    if n == 0:
+        return 0.0
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    lp.num_col_ = n
+    lp.num_row_ = STEPS + len(evs)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = np.full(n, STEP_H)  # Wh per W in a step
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.array([evs[i].max_w for i, _ in columns])
+    lp.row_lower_ = np.full(STEPS + len(evs), -highspy.kHighsInf)
+    lp.row_upper_ = np.array([limit_w] * STEPS + [ev.energy_wh for ev in evs])
+    # Column j: power of EV i in step t; it counts in row t (site limit) and in row
+    # STEPS + i (energy wanted, times the step's length).
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * n + 1, 2, dtype=np.int32)
+    index = np.empty(2 * n, dtype=np.int32)
+    value = np.empty(2 * n)
+    for j, (i, t) in enumerate(columns):
+        index[2 * j], value[2 * j] = t, 1.0
+        index[2 * j + 1], value[2 * j + 1] = STEPS + i, STEP_H
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    h.passModel(lp)
+    h.run()
+    return float(h.getInfo().objective_function_value)
+
+
+def jain(values: Sequence[float]) -> float:
+    if not values or not any(values):
+        return 1.0
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+@dataclass
+class Row:
+    energy_pct: float = 0.0
+    optimum_pct: float = 0.0
+    served_pct: float = 0.0
+    jain: float = 0.0
+    peak: float = 0.0
+    breaches: int = 0
+
+
+def run(
+    seeds: int, n: int, levels: Sequence[int], plugged: bool = False
+) -> dict[int, dict[str, Row]]:
+    schedulers = PLUGGED if plugged else SCHEDULERS
+    table: dict[int, dict[str, Row]] = {}
+    for level in levels:
+        rows = {name: Row() for name in schedulers}
+        for seed in range(seeds):
+            evs = workload(seed, n)
+            limit_w = level / 100 * sum(ev.max_w for ev in evs)
+            requested = sum(ev.energy_wh for ev in evs)
+            best = optimum_wh(evs, limit_w)
+            for name, scheduler in schedulers.items():
+                out = simulate(evs, limit_w, scheduler, plugged)
+                got = sum(out.delivered_wh.values())
+                fractions = [out.delivered_wh[ev.id] / ev.energy_wh for ev in evs]
+                r = rows[name]
+                r.energy_pct += 100 * got / requested / seeds
+                r.optimum_pct += 100 * got / best / seeds
+                r.served_pct += 100 * sum(f >= 0.99 for f in fractions) / len(evs) / seeds
+                r.jain += jain(fractions) / seeds
+                r.peak = max(r.peak, out.peak_ratio)
+                r.breaches += out.breaches
+        table[level] = rows
+    return table
+
+
+def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
+    print(title)
+    for level, rows in table.items():
+        breaches = sum(r.breaches for r in rows.values())
+        parts = ", ".join(f"{name} {r.optimum_pct:.1f}%" for name, r in rows.items())
+        print(f"level {level}%: {parts}, breaches {breaches}")
+    print()
+    header = f"{'level':>5} {'scheduler':<14} {'energy%req':>10} {'%optimum':>9} "
+    print(header + f"{'served%':>8} {'jain':>6} {'peak/limit':>10} {'breaches':>8}")
+    for level, rows in table.items():
+        for name, r in rows.items():
+            print(
+                f"{level:>4}% {name:<14} {r.energy_pct:>10.1f} {r.optimum_pct:>9.1f} "
+                f"{r.served_pct:>8.1f} {r.jain:>6.3f} {r.peak:>10.3f} {r.breaches:>8}"
+            )
+    print()
+
+
+def tou_timing(sizes: Sequence[int], seed: int = 1) -> None:
+    """Time the site-wide time-of-use LP (:mod:`smart_charging.site_plan`): 24 h of
+    15-minute periods, a night/solar/evening price, sessions leaving in 1-24 h."""
+    from smart_charging.site_plan import PlanSession, site_plan
+
+    prices = [0.30] * 28 + [0.12] * 8 + [0.08] * 20 + [0.35] * 16 + [0.20] * 24  # 96 x 15 min
+    for n in sizes:
+        rng = random.Random(seed)
+        sessions = [
+            PlanSession(f"s{i}", rng.choice([7.36, 11.04]), rng.uniform(5, 30), rng.randint(4, 96))
+            for i in range(n)
+        ]
+        limit = [0.25 * sum(s.max_kw for s in sessions)] * 96
+        started = time.perf_counter()
+        plan = site_plan(sessions, limit, prices, 0.25)
+        took = time.perf_counter() - started
+        wanted = sum(s.energy_kwh for s in sessions)
+        print(
+            f"site TOU plan: {n} sessions x 96 periods in {took:.2f} s; "
+            f"{100 * plan.energy_kwh / wanted:.1f}% of the energy wanted, "
+            f"mean price {plan.cost / max(plan.energy_kwh, 1e-9):.3f}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--evs", type=int, default=40, help="EVs a day")
+    parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, % of summed max")
+    parser.add_argument("--tou", action="store_true", help="time the site-wide TOU LP only")
+    args = parser.parse_args(argv)
+    if args.tou:
+        tou_timing([100, 1000])
+        return
+    levels = [int(x) for x in args.levels.split(",")]
+    started = time.perf_counter()
+    common = f"{args.seeds} seeds x {args.evs} EVs, 5-min steps; % of the LP optimum"
+    _print(f"pure allocator ({common}); 'fair' = before deadline-aware sharing",
+           run(args.seeds, args.evs, levels))  # fmt: skip
+    _print(f"EVs stay plugged in after full ({common})",
+           run(args.seeds, args.evs, levels, plugged=True))  # fmt: skip
+    print(f"({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

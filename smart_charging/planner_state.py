@@ -1,0 +1,216 @@
+"""What a site's planner has told the chargers, kept in Postgres (migration 0013).
+
+One node plans a site at a time (:mod:`smart_charging.leadership`); the next one
+- after a failover, a restart or a graceful hand-over - resumes from these rows:
+
+* ``sc_session_limits``: per session (EVSE), the limit it last *accepted*, a
+  limit *sent* whose answer is not stored yet (written before the send), and
+  the draw assumed while it cannot be steered. The worst case a new planner
+  assumes is the largest of the three (:func:`worst_case`), or the hardware
+  maximum where nothing is stored;
+* ``sc_site_planner_state``: when a decrease was last accepted on the site (no
+  increase before it has settled, whichever node sends it), and the last view;
+* ``sc_fallback_state``: the failsafe profiles each charger accepted.
+
+Writes that commit what the planner is about to do check the lease's fencing
+token in the same transaction (:func:`csms.cluster.leases.lease_is_current`):
+a planner that lost its site without noticing yet cannot record - and so does
+not send - anything more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from csms.storage import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLimit:
+    """One row of ``sc_session_limits``."""
+
+    charge_point_id: str
+    evse_id: int
+    transaction_id: str
+    limit_a: float | None
+    pending_a: float | None
+    assumed_a: float | None
+    phases: int
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What a planner records for one session: the limit accepted, sent or assumed."""
+
+    charge_point_id: str
+    evse_id: int
+    transaction_id: str
+    phases: int
+    limit_a: float | None
+    pending_a: float | None = None
+    assumed_a: float | None = None
+
+
+def worst_case(stored: StoredLimit | None, hardware_max: float) -> float:
+    """The most a session may draw, by what was stored of it (pure).
+
+    A pending limit may have been applied (the answer was lost with the node) and
+    an earlier, higher one may still be in force (a decrease not yet accepted):
+    take the largest. Nothing stored: the charger's hardware maximum.
+    """
+    if stored is None:
+        return hardware_max
+    values = [v for v in (stored.limit_a, stored.pending_a, stored.assumed_a) if v is not None]
+    return max(values) if values else hardware_max
+
+
+async def load_limits(conn: Executor, site_id: str) -> dict[tuple[str, int], StoredLimit]:
+    rows = await conn.fetch(
+        "SELECT charge_point_id, evse_id, transaction_id, limit_a, pending_a, assumed_a, phases "
+        "FROM sc_session_limits WHERE site_id = $1",
+        site_id,
+    )
+    return {(r["charge_point_id"], r["evse_id"]): StoredLimit(**dict(r)) for r in rows}
+
+
+async def save_told(conn: Executor, site_id: str, told: Iterable[Told]) -> None:
+    """Upsert what each session was told (one statement for the batch)."""
+    rows = [
+        (
+            t.charge_point_id,
+            t.evse_id,
+            t.transaction_id,
+            site_id,
+            t.limit_a,
+            t.pending_a,
+            t.assumed_a,
+            t.phases,
+        )
+        for t in told
+    ]
+    if not rows:
+        return
+    await conn.executemany(
+        """
+        INSERT INTO sc_session_limits (charge_point_id, evse_id, transaction_id, site_id,
+                                       limit_a, pending_a, assumed_a, phases)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (charge_point_id, evse_id) DO UPDATE SET
+            transaction_id = EXCLUDED.transaction_id, site_id = EXCLUDED.site_id,
+            limit_a = EXCLUDED.limit_a, pending_a = EXCLUDED.pending_a,
+            assumed_a = EXCLUDED.assumed_a, phases = EXCLUDED.phases, updated_at = now()
+        """,
+        rows,
+    )
+
+
+async def forget_ended(
+    conn: Executor, site_id: str, active: Sequence[tuple[str, int, str]]
+) -> None:
+    """Drop the rows of sessions that are no longer active on the site."""
+    await conn.execute(
+        """
+        DELETE FROM sc_session_limits l WHERE l.site_id = $1
+        AND NOT EXISTS (
+            SELECT 1 FROM unnest($2::text[], $3::int[], $4::text[]) AS a(cp, evse, tx)
+            WHERE a.cp = l.charge_point_id AND a.evse = l.evse_id AND a.tx = l.transaction_id
+        )
+        """,
+        site_id,
+        [a[0] for a in active],
+        [a[1] for a in active],
+        [a[2] for a in active],
+    )
+
+
+async def mark_decrease(conn: Executor, site_id: str, planner: str, token: int) -> None:
+    """A decrease was accepted on the site now (the database's clock)."""
+    await conn.execute(
+        """
+        INSERT INTO sc_site_planner_state (site_id, last_decrease_at, planner, lease_token)
+        VALUES ($1, now(), $2, $3)
+        ON CONFLICT (site_id) DO UPDATE SET
+            last_decrease_at = now(), planner = EXCLUDED.planner,
+            lease_token = EXCLUDED.lease_token
+        """,
+        site_id,
+        planner,
+        token,
+    )
+
+
+async def seconds_since_decrease(conn: Executor, site_id: str) -> float | None:
+    """How long ago (database clock) a decrease was last accepted on the site, or None."""
+    value = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - last_decrease_at) FROM sc_site_planner_state "
+        "WHERE site_id = $1",
+        site_id,
+    )
+    return None if value is None else float(value)
+
+
+async def save_view(
+    conn: Executor, site_id: str, planner: str, token: int, view: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO sc_site_planner_state (site_id, planner, lease_token, planned_at, view)
+        VALUES ($1, $2, $3, now(), $4::jsonb)
+        ON CONFLICT (site_id) DO UPDATE SET
+            planner = EXCLUDED.planner, lease_token = EXCLUDED.lease_token,
+            planned_at = now(), view = EXCLUDED.view
+        """,
+        site_id,
+        planner,
+        token,
+        json.dumps(view),
+    )
+
+
+async def load_view(conn: Executor, site_id: str) -> dict[str, Any] | None:
+    """The last plan's view of the site as its planner stored it, with who planned it."""
+    row = await conn.fetchrow(
+        "SELECT planner, view FROM sc_site_planner_state WHERE site_id = $1", site_id
+    )
+    if row is None or row["view"] is None:
+        return None
+    view: dict[str, Any] = json.loads(row["view"])
+    view["planner"] = row["planner"]
+    return view
+
+
+async def load_fallbacks(
+    conn: Executor, charge_point_ids: Sequence[str]
+) -> dict[str, tuple[float | None, float | None]]:
+    """charger -> (max-profile limit, TxDefault limit) it accepted."""
+    rows = await conn.fetch(
+        "SELECT charge_point_id, max_limit_a, default_limit_a FROM sc_fallback_state "
+        "WHERE charge_point_id = ANY($1::text[])",
+        list(charge_point_ids),
+    )
+    return {r["charge_point_id"]: (r["max_limit_a"], r["default_limit_a"]) for r in rows}
+
+
+async def save_fallbacks(
+    conn: Executor, accepted: Mapping[str, tuple[float | None, float | None]]
+) -> None:
+    if not accepted:
+        return
+    await conn.executemany(
+        """
+        INSERT INTO sc_fallback_state (charge_point_id, max_limit_a, default_limit_a)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (charge_point_id) DO UPDATE SET
+            max_limit_a = EXCLUDED.max_limit_a, default_limit_a = EXCLUDED.default_limit_a,
+            updated_at = now()
+        """,
+        [(cp, m, d) for cp, (m, d) in accepted.items()],
+    )
+
+
+async def forget_fallbacks(conn: Executor, charge_point_id: str) -> None:
+    """The charger rebooted or went away: it may have lost its failsafe profiles."""
+    await conn.execute("DELETE FROM sc_fallback_state WHERE charge_point_id = $1", charge_point_id)

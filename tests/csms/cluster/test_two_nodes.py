@@ -1,0 +1,162 @@
+"""Two CSMS nodes on one database: each sees the other's chargers; singletons run once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
+from csms.storage import api_keys, event_log
+from tests.conftest import RunningCsms, StartCsms
+from tests.csms.monitoring.alerting import FAST_ALERTS
+from tests.csms.monitoring.test_alerts import boot16, status16
+from tests.csms.monitoring.test_stream import listening
+from tests.csms.monitoring.test_webhooks import FAST_RETRIES, Receiver, alert, free_port
+from tests.ocpp_clients import charger_v16
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextlib.asynccontextmanager
+async def client(node: RunningCsms, role: str = "operator") -> AsyncIterator[httpx.AsyncClient]:
+    _, key = await api_keys.create(node.pool, f"{role}-{node.app.node_id}", role)
+    base = node.app.api_url.replace("://localhost", "://127.0.0.1")
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}) as made:
+        yield made
+
+
+async def two_nodes(start_csms: StartCsms, **settings: Any) -> tuple[RunningCsms, RunningCsms]:
+    a = await start_csms(node_id="node-a", **settings)
+    b = await start_csms(node_id="node-b", **settings)
+    return a, b
+
+
+async def test_the_stream_on_one_node_shows_a_charger_on_the_other(
+    start_csms: StartCsms,
+) -> None:
+    a, b = await two_nodes(start_csms)
+    async with client(a, "read-only") as reader, listening(reader) as listener:
+        async with charger_v16(b.ocpp_url, "CP-ON-B") as cp:
+            await boot16(cp)
+            await cp.call(status16(1, "Faulted", "GroundFailure"))
+
+            async def seen() -> bool:
+                return any(
+                    e["charge_point_id"] == "CP-ON-B" and e["status"] == "Faulted"
+                    for e in listener.of_type("connector_status_changed")
+                )
+
+            await eventually(seen, within=10)
+    assert a.app.registry.get("CP-ON-B") is None  # the socket really is on node B
+
+
+async def test_an_alert_opened_under_one_node_resolves_under_the_other(
+    start_csms: StartCsms,
+) -> None:
+    a, b = await two_nodes(start_csms, **FAST_ALERTS)
+    assert a.app.leases.holds("alerts") and not b.app.leases.holds("alerts")
+    async with charger_v16(b.ocpp_url, "CP-AL") as cp:
+        await boot16(cp)
+        await cp.call(status16(1, "Faulted", "GroundFailure"))
+
+        async def opened() -> int | None:
+            value = await b.pool.fetchval(
+                "SELECT id FROM alerts WHERE charge_point_id = 'CP-AL' AND resolved_at IS NULL"
+            )
+            return None if value is None else int(value)
+
+        alert_id = await eventually(opened, within=10)
+        await a.app.stop()  # the engine's node goes: B takes the lease over
+        await eventually(lambda: _holds(b, "alerts"), within=15)
+        await cp.call(status16(1, "Available"))
+
+        async def resolved() -> bool:
+            return bool(
+                await b.pool.fetchval(
+                    "SELECT resolved_at IS NOT NULL FROM alerts WHERE id = $1", alert_id
+                )
+            )
+
+        await eventually(resolved, within=10)
+    count = await b.pool.fetchval("SELECT count(*) FROM alerts WHERE charge_point_id = 'CP-AL'")
+    assert count == 1  # B did not open a second one: it took the open alert over
+
+
+async def _holds(node: RunningCsms, lease: str) -> bool:
+    return node.app.leases.holds(lease)
+
+
+async def test_webhooks_are_delivered_once_with_two_nodes(start_csms: StartCsms) -> None:
+    receiver = Receiver(free_port())
+    await receiver.up()
+    try:
+        a, b = await two_nodes(start_csms, **FAST_RETRIES)
+        async with client(b) as operator:
+            created = await operator.post("/webhooks", json={"url": receiver.url})
+            assert created.status_code == 201, created.text
+        await a.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('WH-1')")
+        for n in range(1, 6):  # committed through either node
+            node = (a, b)[n % 2]
+            await event_log.append(node.pool, alert(AlertOpened, n, Severity.CRITICAL))
+            await event_log.append(node.pool, alert(AlertResolved, n, Severity.CRITICAL))
+            node.app.bus.publish()
+        await eventually(lambda: _received(receiver, 10), within=15)
+        for node in (a, b):  # everything has been read on both nodes
+            assert await node.app.bus.caught_up()
+        delivered = await a.pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'"
+        )
+    finally:
+        await receiver.down()
+    assert len(receiver.received) == 10 and delivered == 10
+
+
+async def _received(receiver: Receiver, count: int) -> bool:
+    return len(receiver.received) >= count
+
+
+async def test_no_duplicate_downtime_or_status_history_with_two_nodes(
+    start_csms: StartCsms,
+) -> None:
+    a, b = await two_nodes(start_csms)
+    for round_ in range(3):
+        node = (a, b)[round_ % 2]  # the charger moves between nodes
+        async with charger_v16(node.ocpp_url, "CP-DT") as cp:
+            await boot16(cp)
+            await cp.call(status16(1, "Available"))
+            await cp.call(status16(1, ("Preparing", "Charging", "Unavailable")[round_]))
+
+    async def settled() -> bool:
+        return bool(
+            await a.pool.fetchval(
+                "SELECT count(*) = 3 FROM charger_downtime WHERE charge_point_id = 'CP-DT'"
+            )
+        )
+
+    await eventually(settled, within=10)
+    for node in (a, b):
+        assert await node.app.bus.caught_up()
+    downtime = await a.pool.fetch(
+        "SELECT started_at, ended_at FROM charger_downtime WHERE charge_point_id = 'CP-DT'"
+        " ORDER BY started_at"
+    )
+    assert len(downtime) == 3  # one per disconnect, written once in the cluster
+    assert [r["ended_at"] is None for r in downtime] == [False, False, True]
+    history = await a.pool.fetch(
+        "SELECT status FROM connector_status_history WHERE charge_point_id = 'CP-DT'"
+        " ORDER BY started_at, id"
+    )
+    # Each status change once (1.6 Preparing and Charging are Occupied).
+    assert [r["status"] for r in history] == [
+        "Available", "Occupied", "Available", "Occupied", "Available", "Unavailable",
+    ]  # fmt: skip
+    open_intervals = await a.pool.fetchval(
+        "SELECT count(*) FROM connector_status_history"
+        " WHERE charge_point_id = 'CP-DT' AND ended_at IS NULL"
+    )
+    assert open_intervals == 1

@@ -1,0 +1,61 @@
+"""The idle rules and the worst case a new planner assumes (pure functions)."""
+
+from __future__ import annotations
+
+from smart_charging.planner_state import StoredLimit, worst_case
+from smart_charging.tracking import Tracked, Verdict, note_draw, note_suspended, start_probe
+
+ZERO = (0.0, 0.0, 0.0)
+
+
+def _tracked(limit: float = 10.0) -> Tracked:
+    return Tracked("CP", 1, "tx", limit=limit)
+
+
+def test_no_draw_for_a_while_makes_a_session_idle_and_a_draw_brings_it_back() -> None:
+    t = _tracked()
+    assert note_draw(t, ZERO, 10.0, now=0.0, idle_after=60.0) is Verdict.STEADY
+    assert note_draw(t, ZERO, 10.0, now=59.0, idle_after=60.0) is Verdict.STEADY
+    assert note_draw(t, ZERO, 10.0, now=60.0, idle_after=60.0) is Verdict.IDLE
+    assert t.idle
+    assert note_draw(t, (6.0, 6.0, 6.0), 6.0, now=61.0, idle_after=60.0) is Verdict.DRAWING_AGAIN
+    assert not t.idle and t.idle_since is None
+
+
+def test_a_session_paused_by_the_plan_is_not_idle_for_drawing_nothing() -> None:
+    t = _tracked(limit=0.0)
+    for now in (0.0, 100.0, 1000.0):
+        assert note_draw(t, ZERO, 0.0, now=now, idle_after=60.0) is Verdict.STEADY
+    assert not t.idle
+
+
+def test_suspended_ev_is_idle_at_once() -> None:
+    t = _tracked()
+    assert note_suspended(t, True, now=5.0) is Verdict.IDLE
+    assert t.idle
+    assert note_suspended(t, True, now=6.0) is Verdict.STEADY  # said again: nothing new
+
+
+def test_a_paused_idle_session_is_probed_then_idle_again_if_it_does_not_draw() -> None:
+    t = _tracked()
+    note_suspended(t, True, now=0.0)
+    assert not start_probe(t, now=10.0, interval=900.0, window=60.0)  # it has 10 A: no need
+    t.limit = 0.0  # the plan paused it
+    assert not start_probe(t, now=899.0, interval=900.0, window=60.0)
+    assert start_probe(t, now=900.0, interval=900.0, window=60.0)
+    assert t.probing and not t.idle
+    t.limit = 6.0  # offered its minimum
+    assert note_draw(t, ZERO, 6.0, now=930.0, idle_after=600.0) is Verdict.STEADY
+    assert note_draw(t, ZERO, 6.0, now=960.0, idle_after=600.0) is Verdict.IDLE  # window over
+    assert t.idle and not t.probing
+
+
+def test_worst_case_is_the_highest_of_what_was_accepted_sent_or_assumed() -> None:
+    def row(limit: float | None, pending: float | None, assumed: float | None) -> StoredLimit:
+        return StoredLimit("CP", 1, "tx", limit, pending, assumed, 3)
+
+    assert worst_case(None, 32.0) == 32.0  # nothing known: the hardware maximum
+    assert worst_case(row(None, None, None), 32.0) == 32.0
+    assert worst_case(row(10.0, 6.0, None), 32.0) == 10.0  # a decrease maybe not applied
+    assert worst_case(row(6.0, 10.0, None), 32.0) == 10.0  # an increase maybe applied
+    assert worst_case(row(6.0, None, 16.0), 32.0) == 16.0
