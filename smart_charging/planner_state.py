@@ -1,4 +1,4 @@
-"""What a site's planner has told the chargers, kept in Postgres (migration 0013).
+"""What a site's planner has told the chargers, kept in Postgres (migration 0017).
 
 One node plans a site at a time (:mod:`smart_charging.leadership`); the next one
 - after a failover, a restart or a graceful hand-over - resumes from these rows:

@@ -273,7 +273,9 @@ class SitePlanning:
                         t.assumed = worst
                     else:
                         t.limit, t.confirmed = worst, False
-                elif svc.fallbacks.defaults.get(cp) == (fallback := svc.fallbacks.limit_for(tree, cp)):
+                elif svc.fallbacks.defaults.get(cp) == (
+                    fallback := svc.fallbacks.limit_for(tree, cp)
+                ):
                     t.limit = fallback  # it starts under the TxDefaultProfile it accepted
                 else:
                     t.assumed = hardware_max(tree, cp)
@@ -387,7 +389,9 @@ class SitePlanning:
 
     async def call(self, charge_point_id: str, payload: Any) -> str:
         # Profiles are planned in A; a W-only charger gets them in W (at the model's voltage).
-        payload = await fit_for_charger(self.service.pool, charge_point_id, payload, NOMINAL_VOLTAGE)
+        payload = await fit_for_charger(
+            self.service.pool, charge_point_id, payload, NOMINAL_VOLTAGE
+        )
         try:
             answer = await asyncio.wait_for(
                 self.service.context.router.call(charge_point_id, payload),

@@ -1,4 +1,4 @@
-"""What the CSMS learned about each charger's OCPP support (see migration 0011).
+"""What the CSMS learned about each charger's OCPP support (see migration 0014).
 
 Two facts per charger: the actions it does not take (``charger_unsupported_actions``)
 and the charging-rate units it accepts (``charger_rate_units``). Both live in
