@@ -143,7 +143,10 @@ async def test_the_load_manager_sends_a_w_only_charger_w_and_never_an_open_absol
     async with running(api.csms, v201, rate_units="W", connectors=1) as (fleet, _ch, cp):
         await eventually(lambda: _learned_units(api, cp))
         watch_profiles(fleet, lambda _, status, profile: seen.append((status, profile)))
-        created = await api.operator.post("/sites", json={"site_id": "s", "phase_limit_a": 20})
+        # A 0 A fallback: the session waits for its TxProfile (the failsafe share of a
+        # one-charger site would already be the charger's whole allocation).
+        site = {"site_id": "s", "phase_limit_a": 20, "fallback_current_a": 0}
+        created = await api.operator.post("/sites", json=site)
         assert created.status_code in (200, 201), created.text
         placed = await api.operator.put(
             f"/chargers/{cp}/site", json={"site_id": "s", "max_current_a": 16}
