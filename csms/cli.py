@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -48,6 +49,16 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
         "Kafka host:port,... (KAFKA_BOOTSTRAP_SERVERS); unset: relay off",
     ),
     "--api-port": ("api_port", int, "operator HTTP API port (CSMS_API_PORT, default 8080)"),
+    "--workers": (
+        "workers",
+        int,
+        "worker processes sharing the ports (CSMS_WORKERS, default 1; docs/workers.md)",
+    ),
+    "--drain-seconds": (
+        "drain_seconds",
+        float,
+        "on SIGTERM, close chargers spread over this many seconds (CSMS_DRAIN_SECONDS, 30)",
+    ),
 }
 
 
@@ -189,8 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from csms.demo import run_demo
 
         return asyncio.run(run_demo(settings, args.chargers, args.speed, args.duration))
+    if settings.workers > 1:
+        from csms.supervisor import run_supervisor
+
+        named = os.environ.get("CSMS_NODE_ID") or getattr(args, "node_id", None)
+        return run_supervisor(settings, named)
     try:
-        asyncio.run(Csms(settings).run())
+        asyncio.run(Csms(settings).run())  # one process: no supervisor in between
     except KeyboardInterrupt:
         pass
     return 0

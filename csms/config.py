@@ -123,6 +123,16 @@ class Settings:
     billing_cost_update_interval: float = 60.0
     billing_sweep_interval: float = 60.0
 
+    # Processes (csms/supervisor.py, docs/workers.md): workers > 1 runs a supervisor that
+    # starts the embedded Postgres once and that many worker processes, each a full CSMS,
+    # sharing the OCPP and API ports through SO_REUSEPORT (reuse_port, set for workers;
+    # set it by hand to run several csms processes on one host's ports). SIGTERM drains a
+    # process: it stops accepting and closes its chargers (1012) spread over drain_seconds,
+    # so that they reconnect to the other processes without a storm.
+    workers: int = 1
+    reuse_port: bool = False
+    drain_seconds: float = 30.0
+
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -150,8 +160,13 @@ def _parse(field: str, raw: str) -> object:
     """Convert one environment value to the type of its setting, or raise ValueError."""
     if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
         return _positive_int(field, raw)
-    if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:
+    if field in {"db_pool_min", "db_pool_max", "outbox_batch_size", "workers"}:
         return _positive_int(field, raw)
+    if field == "drain_seconds":
+        value = float(raw)
+        if not value >= 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (all at once) or more seconds")
+        return value
     if field == "outbox_retention_hours":
         return _positive_float(field, raw)
     if field in {"security_profile_min", "tls_port", "auth_failure_limit"}:
@@ -179,7 +194,7 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field == "migrate_on_start":
+    if field in {"migrate_on_start", "reuse_port"}:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from csms import __version__
 from csms.api import commands, resources
 from csms.api.context import ApiContext
+from csms.listen import reuse_port_sockets
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -65,19 +66,22 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
+        # uvicorn has no SO_REUSEPORT option: the workers of `csms --workers N` share
+        # the API port through sockets of our own.
+        self._sockets = reuse_port_sockets(host, port) if reuse_port else None
 
     @property
     def port(self) -> int:
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._server.serve(sockets=self._sockets))
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (port in use, ...)
