@@ -57,7 +57,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--drain-seconds": (
         "drain_seconds",
         float,
-        "on SIGTERM, close chargers spread over this many seconds (CSMS_DRAIN_SECONDS, 30)",
+        "on SIGTERM, close chargers spread over this many seconds (CSMS_DRAIN_SECONDS, 10)",
     ),
 }
 

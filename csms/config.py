@@ -131,7 +131,7 @@ class Settings:
     # so that they reconnect to the other processes without a storm.
     workers: int = 1
     reuse_port: bool = False
-    drain_seconds: float = 30.0
+    drain_seconds: float = 10.0
 
     @property
     def hard_frame_limit(self) -> int:

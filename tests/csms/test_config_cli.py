@@ -46,8 +46,26 @@ def test_environment_variables_are_read() -> None:
     assert settings.data_dir == Path("/var/csms")
 
 
+def test_process_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"CSMS_WORKERS": "4", "CSMS_DRAIN_SECONDS": "0", "CSMS_REUSE_PORT": "true"}
+    )
+    assert (settings.workers, settings.drain_seconds, settings.reuse_port) == (4, 0.0, True)
+    assert (Settings().workers, Settings().reuse_port) == (1, False)  # one process by default
+    args = build_parser().parse_args(["--workers", "3", "--drain-seconds", "2.5"])
+    assert (settings_from(args).workers, settings_from(args).drain_seconds) == (3, 2.5)
+
+
 @pytest.mark.parametrize(
-    "bad", [{"CSMS_PORT": "-1"}, {"CSMS_PORT": "http"}, {"CSMS_MIGRATE_ON_START": "maybe"}]
+    "bad",
+    [
+        {"CSMS_PORT": "-1"},
+        {"CSMS_PORT": "http"},
+        {"CSMS_MIGRATE_ON_START": "maybe"},
+        {"CSMS_WORKERS": "0"},
+        {"CSMS_DRAIN_SECONDS": "-1"},
+        {"CSMS_REUSE_PORT": "sometimes"},
+    ],
 )
 def test_bad_environment_values_are_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
