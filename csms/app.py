@@ -14,6 +14,7 @@ from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.cluster.node import ClusterNode
 from csms.config import Settings
 from csms.drain import DrainReport
 from csms.outbox.service import OutboxService
@@ -40,6 +41,7 @@ class Csms:
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
+        self.cluster: ClusterNode | None = None  # lease, presence reaping, forwarding
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -84,6 +86,9 @@ class Csms:
         self._pool = await open_pool(self.settings, dsn)
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
+        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self.bus)
+        await self.cluster.start(self.router)  # before services and chargers: see its doc
+        self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
         self.outbox = OutboxService(self._pool, self.settings)
         self.outbox.announce()
         self._tasks.extend(asyncio.create_task(work) for work in self.outbox.tasks())
@@ -107,6 +112,7 @@ class Csms:
             reuse_port=self.settings.reuse_port,
         )
         await self._api.start()
+        await self.cluster.advertise(self.api_url, self.ocpp_url)
 
     async def stop(self) -> None:
         """Graceful: refuse new chargers, close sockets (1001), then flush and close the pool."""
@@ -126,6 +132,9 @@ class Csms:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         if self._central is not None:
             try:
                 await self._central.flush_last_seen()
@@ -142,6 +151,11 @@ class Csms:
         until :meth:`stop`.
         """
         assert self._server is not None, "start() first"
+        if self.cluster is not None:
+            try:  # listed as draining in GET /cluster/nodes; the drain goes on regardless
+                await self.cluster.membership.set_draining(True)
+            except Exception:
+                log.exception("drain.not_announced")
         return await self._server.drain(window)
 
     async def run(self) -> None:

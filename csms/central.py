@@ -92,6 +92,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class ConnectionSuperseded(Exception):
+    """A connection accepted later (on this node or another) already holds the charger."""
+
+
 class CentralSystem:
     """Records events and makes the decisions chargers wait for."""
 
@@ -104,8 +108,19 @@ class CentralSystem:
 
     # -- connection life cycle -------------------------------------------------
 
-    async def connected(self, event: ChargerConnected) -> RegistrationStatus | None:
-        """Record a new connection; return the charger's registration (None: unknown)."""
+    async def next_generation(self) -> int:
+        """The fencing token of a connection just accepted (see :meth:`connected`)."""
+        return await chargers.next_generation(self.pool)
+
+    async def connected(
+        self, event: ChargerConnected, generation: int
+    ) -> RegistrationStatus | None:
+        """Record a new connection; return the charger's registration (None: unknown).
+
+        The charger's presence (this node, connection ``generation``) is stored with
+        the event. Raises :class:`ConnectionSuperseded` (nothing recorded) when a
+        connection accepted later already holds the charger.
+        """
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
@@ -116,24 +131,28 @@ class CentralSystem:
                     conn, event.charge_point_id, RegistrationStatus.ACCEPTED
                 )
                 log.info("charger.registered", registration=registration.value)
-            await chargers.set_connection(
+            claimed = await chargers.claim_presence(
                 conn,
                 event.charge_point_id,
-                connected=True,
+                node_id=self.settings.node_id,
+                generation=generation,
                 at=event.occurred_at,
                 protocol=event.protocol.value,
             )
+            if not claimed:
+                raise ConnectionSuperseded(event.charge_point_id)
             await event_log.append(conn, event)
         self.bus.publish(event)
         return registration
 
-    async def disconnected(self, event: ChargerDisconnected) -> None:
+    async def disconnected(self, event: ChargerDisconnected, generation: int) -> None:
+        """Record that connection ``generation`` closed, if it still held the charger."""
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
-            if await chargers.registration_of(conn, event.charge_point_id) is None:
-                return
-            await chargers.set_connection(
-                conn, event.charge_point_id, connected=False, at=event.occurred_at
+            released = await chargers.release_presence(
+                conn, event.charge_point_id, generation=generation, at=event.occurred_at
             )
+            if not released:
+                return  # it moved to a newer connection, or was reaped as offline
             await event_log.append(conn, event)
         self.bus.publish(event)
 
@@ -166,8 +185,12 @@ class CentralSystem:
     async def registration(self, charge_point_id: str) -> RegistrationStatus | None:
         return await chargers.registration_of(self.pool, charge_point_id)
 
-    async def boot(self, event: ChargerBooted) -> RegistrationStatus:
-        """Answer a BootNotification from the registry, or by policy for an unknown charger."""
+    async def boot(self, event: ChargerBooted, generation: int | None = None) -> RegistrationStatus:
+        """Answer a BootNotification from the registry, or by policy for an unknown charger.
+
+        A charger registered by its boot (unknown when it connected) gets its
+        presence here, held by connection ``generation``.
+        """
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
@@ -176,6 +199,15 @@ class CentralSystem:
                     conn, event.charge_point_id, _POLICY_REGISTRATION[policy]
                 )
                 log.info("charger.registered", registration=registration.value, policy=policy)
+                if generation is not None:
+                    await chargers.claim_presence(
+                        conn,
+                        event.charge_point_id,
+                        node_id=self.settings.node_id,
+                        generation=generation,
+                        at=event.occurred_at,
+                        protocol=event.protocol.value,
+                    )
             await chargers.record_boot(conn, event, registration)
             await event_log.append(conn, event)
         self.bus.publish(event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,14 @@ class Settings:
     billing_max_power_w: float = 400_000.0
     billing_cost_update_interval: float = 60.0
     billing_sweep_interval: float = 60.0
+    # Cluster (csms/cluster): every csms on one database is a node, named node_id; it
+    # renews a lease of node_lease_seconds every third of it, and a node whose lease has
+    # expired is taken for dead (its chargers marked offline). Commands for a charger
+    # held by another node are forwarded through the cluster_commands table, kept
+    # cluster_command_retention_hours.
+    node_id: str = dataclasses.field(default_factory=lambda: default_node_id())
+    node_lease_seconds: float = 15.0
+    cluster_command_retention_hours: float = 1.0
 
     # Processes (csms/supervisor.py, docs/workers.md): workers > 1 runs a supervisor that
     # starts the embedded Postgres once and that many worker processes, each a full CSMS,
@@ -149,6 +158,11 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+def default_node_id() -> str:
+    """``<hostname>-<pid>``: unique per process on a host, readable in listings."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 ENV_NAMES: dict[str, str] = {
     f.name: ("DATABASE_URL" if f.name == "database_url" else f"CSMS_{f.name.upper()}")
     for f in dataclasses.fields(Settings)
@@ -167,6 +181,8 @@ def _parse(field: str, raw: str) -> object:
         if not value >= 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (all at once) or more seconds")
         return value
+    if field in {"node_lease_seconds", "cluster_command_retention_hours"}:
+        return _positive_float(field, raw)
     if field == "outbox_retention_hours":
         return _positive_float(field, raw)
     if field in {"security_profile_min", "tls_port", "auth_failure_limit"}:

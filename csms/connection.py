@@ -81,6 +81,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         self.settings = settings
         self.websocket = websocket
         self.registration: RegistrationStatus | None = None
+        # This socket's fencing token: only the connection holding the charger's
+        # presence in Postgres (csms.storage.chargers) may mark it offline.
+        self.generation: int | None = None
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
         # When the charger last spoke (a frame or a pong); monitoring's liveness watchdog
         # reads it, and sets ``offline_reason`` when it gives up on a silent charger.

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.central import CentralSystem, utcnow
+from csms.central import CentralSystem, ConnectionSuperseded, utcnow
 from csms.config import Settings
 from csms.drain import Drainer, DrainReport
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
@@ -187,21 +187,26 @@ class OcppServer:
             await replaced.websocket.close(code=1000, reason="replaced by a newer connection")
         remote = websocket.remote_address
         try:
+            connection.generation = await self.central.next_generation()
             connection.registration = await self.central.connected(
                 ChargerConnected(
                     charge_point_id=charge_point_id,
                     occurred_at=utcnow(),
                     protocol=protocol,
                     remote_address=f"{remote[0]}:{remote[1]}" if remote else None,
-                )
+                ),
+                connection.generation,
             )
             log.info("charger.connected", registration=connection.registration)
             await connection.start()
+        except ConnectionSuperseded:
+            log.info("charger.connection_superseded", generation=connection.generation)
+            await websocket.close(code=1000, reason="superseded by a newer connection")
         except ConnectionClosed:
             pass
         finally:
             connection.fail_pending()
-            if self.registry.remove(connection):
+            if self.registry.remove(connection) and connection.generation is not None:
                 try:
                     await self.central.disconnected(
                         ChargerDisconnected(
@@ -210,7 +215,8 @@ class OcppServer:
                             close_code=websocket.close_code,
                             # "silent": monitoring's watchdog gave up on a mute charger
                             reason=connection.offline_reason or websocket.close_reason,
-                        )
+                        ),
+                        connection.generation,
                     )
                 except Exception:
                     log.exception("charger.disconnect_not_recorded")

@@ -81,7 +81,7 @@ class ChargePoint16(OcppConnection, ChargePoint):  # type: ignore[misc]
             meter_type=meter_type,
             meter_serial_number=meter_serial_number,
         )
-        self.registration = await self.central.boot(booted)
+        self.registration = await self.central.boot(booted, self.generation)
         accepted = self.registration is RegistrationStatus.ACCEPTED
         return call_result.BootNotification(
             current_time=ocpp_time(now()),

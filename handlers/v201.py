@@ -63,7 +63,7 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
             iccid=modem.get("iccid"),
             imsi=modem.get("imsi"),
         )
-        self.registration = await self.central.boot(booted)
+        self.registration = await self.central.boot(booted, self.generation)
         accepted = self.registration is RegistrationStatus.ACCEPTED
         return call_result.BootNotification(
             current_time=ocpp_time(now()),

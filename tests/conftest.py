@@ -111,6 +111,8 @@ async def start_csms(database_dsn: str) -> AsyncIterator[StartCsms]:
     started: list[Csms] = []
 
     async def start(**overrides: Any) -> RunningCsms:
+        # Every instance is a node of its own (in one process they share hostname-pid).
+        overrides.setdefault("node_id", f"test-node-{len(started) + 1}")
         settings = dataclasses.replace(
             Settings(),
             host="127.0.0.1",

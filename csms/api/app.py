@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from csms import __version__
 from csms.api import commands, resources
 from csms.api.context import ApiContext
+from csms.cluster import api as cluster_api
 from csms.listen import reuse_port_sockets
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -52,6 +53,7 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(resources.router)
     app.include_router(commands.router)
+    app.include_router(cluster_api.router)
     for extra in extra_routers:
         app.include_router(extra)
     return app

@@ -59,7 +59,7 @@ async def _send(
     context: Context, spec: CommandSpec, charge_point_id: str, command: Command
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     try:
-        protocol = context.router.protocol_of(charge_point_id)
+        protocol = await context.router.find_protocol(charge_point_id)
     except ChargerNotConnected as error:
         raise _Outcome(status.HTTP_409_CONFLICT, "not_connected", str(error)) from None
     request_id = await audit.next_request_id(context.pool)

@@ -159,7 +159,8 @@ class ConnectivityRecorder:
         if isinstance(event, ChargerConnected):
             await store.close_downtime(self.pool, event.charge_point_id, event.occurred_at)
         elif isinstance(event, ChargerDisconnected):
-            reason = SILENT if event.reason == SILENT else "closed"
+            # "node_lost": the node holding its socket died (csms.cluster.nodes)
+            reason = event.reason if event.reason in (SILENT, "node_lost") else "closed"
             await store.open_downtime(self.pool, event.charge_point_id, event.occurred_at, reason)
         elif isinstance(event, ConnectorStatusChanged) and event.evse_id > 0:
             # The charger's time, unless its clock runs ahead of ours: downtime is on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from csms.events import ChargerBooted, ConnectorStatusChanged, RegistrationStatus
@@ -61,34 +62,89 @@ async def record_boot(conn: Executor, event: ChargerBooted, answered: Registrati
     )
 
 
-async def set_connection(
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Which node's socket holds a connected charger, and which connection it is."""
+
+    node_id: str
+    generation: int
+    protocol: str
+
+
+async def presence_of(conn: Executor, charge_point_id: str) -> Presence | None:
+    """Where the charger is connected; None when it is offline, unknown, or held by a
+    node whose lease has expired (it is about to be reaped: as good as offline)."""
+    row = await conn.fetchrow(
+        """
+        SELECT c.node_id, c.connection_generation, c.protocol FROM chargers c
+        JOIN nodes n ON n.node_id = c.node_id AND n.lease_expires_at > now()
+        WHERE c.charge_point_id = $1 AND c.connected AND c.connection_generation IS NOT NULL
+        """,
+        charge_point_id,
+    )
+    if row is None:
+        return None
+    return Presence(row["node_id"], row["connection_generation"], row["protocol"])
+
+
+async def next_generation(conn: Executor) -> int:
+    """A new connection generation: the fencing token of one accepted socket."""
+    value = await conn.fetchval("SELECT nextval('connection_generation_seq')")
+    return int(value)
+
+
+async def claim_presence(
     conn: Executor,
     charge_point_id: str,
     *,
-    connected: bool,
+    node_id: str,
+    generation: int,
     at: datetime,
     protocol: str | None = None,
-) -> None:
-    if connected:
-        await conn.execute(
-            """
-            UPDATE chargers SET connected = true, connected_at = $2, last_seen_at = $2,
-                   protocol = COALESCE($3, protocol), updated_at = now()
-            WHERE charge_point_id = $1
-            """,
-            charge_point_id,
-            at,
-            protocol,
-        )
-    else:
-        await conn.execute(
-            """
-            UPDATE chargers SET connected = false, disconnected_at = $2, updated_at = now()
-            WHERE charge_point_id = $1
-            """,
-            charge_point_id,
-            at,
-        )
+) -> bool:
+    """Mark the charger connected through ``node_id``'s socket ``generation``.
+
+    False (nothing changed) when a newer connection already holds the charger:
+    a socket accepted later, on any node, always wins over an earlier one.
+    """
+    claimed = await conn.fetchval(
+        """
+        UPDATE chargers SET connected = true, connected_at = $2, last_seen_at = $2,
+               protocol = COALESCE($3, protocol), node_id = $4, connection_generation = $5,
+               updated_at = now()
+        WHERE charge_point_id = $1
+          AND (connection_generation IS NULL OR connection_generation < $5)
+        RETURNING true
+        """,
+        charge_point_id,
+        at,
+        protocol,
+        node_id,
+        generation,
+    )
+    return bool(claimed)
+
+
+async def release_presence(
+    conn: Executor, charge_point_id: str, *, generation: int, at: datetime
+) -> bool:
+    """Mark the charger disconnected if socket ``generation`` still holds it.
+
+    False when the charger has since connected again (here or on another node)
+    or was already marked offline (e.g. reaped after its node's lease expired):
+    a stale socket closing never marks a charger that moved disconnected.
+    """
+    released = await conn.fetchval(
+        """
+        UPDATE chargers SET connected = false, disconnected_at = $2, updated_at = now()
+        WHERE charge_point_id = $1 AND connection_generation = $3 AND connected
+        RETURNING true
+        """,
+        charge_point_id,
+        at,
+        generation,
+    )
+    return bool(released)
 
 
 async def set_connector_status(conn: Executor, event: ConnectorStatusChanged) -> None:

@@ -11,6 +11,7 @@ from csms.storage import Executor
 _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
     c.firmware_version, c.firmware_status, c.connected, c.connected_at, c.disconnected_at,
+    CASE WHEN c.connected THEN c.node_id END AS node_id, c.connection_generation,
     c.last_seen_at, c.last_boot_at, c.last_boot_reason, c.created_at,
     c.security_profile, c.password_hash IS NOT NULL AS has_password,
     COALESCE((

@@ -162,10 +162,13 @@ async def test_downtime_opened_at_start_for_chargers_a_crash_left_connected(
     first = await start_csms()
     await first.pool.execute(
         """
-        INSERT INTO chargers (charge_point_id, connected, last_seen_at) VALUES
-            ('CRASHED', true, now() - interval '2 hours'),  -- the last process died
-            ('ELSEWHERE', true, now() - interval '5 seconds'),  -- maybe on another node
-            ('NEVER', false, NULL)
+        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at)
+        VALUES ('other-node', 'elsewhere', 1, 'x', now() + interval '1 hour');
+        INSERT INTO chargers (charge_point_id, connected, last_seen_at, node_id,
+                              connection_generation) VALUES
+            ('CRASHED', true, now() - interval '2 hours', NULL, NULL),  -- the process died
+            ('ELSEWHERE', true, now() - interval '5 seconds', 'other-node', 1),  -- a live node
+            ('NEVER', false, NULL, NULL, NULL)
         """
     )
     await first.app.stop()

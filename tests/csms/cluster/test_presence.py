@@ -1,0 +1,107 @@
+"""Presence: which node holds each charger, fenced by the connection generation."""
+
+from __future__ import annotations
+
+import pytest
+
+from csms.central import ConnectionSuperseded, utcnow
+from csms.events import ChargerConnected, Protocol
+from tests.csms.cluster.conftest import Cluster, answering, held_by, wait_held_by
+from tests.ocpp_clients import raw_charger
+from tests.waiting import eventually
+
+
+async def events_of(node: object, cp_id: str) -> list[tuple[str, str | None]]:
+    rows = await node.csms.pool.fetch(  # type: ignore[attr-defined]
+        "SELECT type, payload->>'reason' AS reason FROM events"
+        " WHERE charge_point_id = $1 AND type LIKE 'charger_%connected' ORDER BY id",
+        cp_id,
+    )
+    return [(r["type"], r["reason"]) for r in rows]
+
+
+async def test_stale_socket_closing_after_the_charger_moved_leaves_it_online(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    async with raw_charger(a.csms.ocpp_url, "MOVER", "ocpp1.6") as old:
+        await wait_held_by(a, "MOVER", "node-a")
+        # The charger lost its link to A (A has not noticed) and connected to B.
+        async with raw_charger(b.csms.ocpp_url, "MOVER", "ocpp1.6"):
+            await wait_held_by(a, "MOVER", "node-b")
+            await old.websocket.close()  # the stale socket on A closes now
+            await eventually(lambda: _not_in_registry(a, "MOVER"))
+            assert await held_by(a, "MOVER") == "node-b"
+            charger = (await a.reader.get("/chargers/MOVER")).json()
+            assert charger["connected"] is True and charger["node_id"] == "node-b"
+            assert charger["connection_generation"] > 0
+            assert await events_of(a, "MOVER") == [
+                ("charger_connected", None),
+                ("charger_connected", None),
+            ]
+    await eventually(lambda: _offline(a, "MOVER"))
+    assert (await events_of(a, "MOVER"))[-1][0] == "charger_disconnected"
+    charger = (await b.reader.get("/chargers/MOVER")).json()
+    assert charger["connected"] is False and charger["node_id"] is None
+
+
+async def _not_in_registry(node: object, cp_id: str) -> bool:
+    return node.csms.app.registry.get(cp_id) is None  # type: ignore[attr-defined,no-any-return]
+
+
+async def _offline(node: object, cp_id: str) -> bool:
+    return bool(
+        await node.csms.pool.fetchval(  # type: ignore[attr-defined]
+            "SELECT NOT connected FROM chargers WHERE charge_point_id = $1", cp_id
+        )
+    )
+
+
+async def test_an_older_connection_recorded_late_does_not_take_the_charger_back(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    central = a.csms.app.central
+    older = await central.next_generation()  # accepted first, recorded slowly
+    async with raw_charger(b.csms.ocpp_url, "RACE", "ocpp2.0.1"):
+        await wait_held_by(a, "RACE", "node-b")
+        with pytest.raises(ConnectionSuperseded):
+            await central.connected(
+                ChargerConnected(
+                    charge_point_id="RACE", occurred_at=utcnow(), protocol=Protocol.V201
+                ),
+                older,
+            )
+        assert await held_by(a, "RACE") == "node-b"
+
+
+async def test_cluster_nodes_lists_live_nodes_with_their_chargers(cluster: Cluster) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    c = await cluster.node("node-c")
+    async with (
+        answering(b.csms.ocpp_url, "ON-B-1", "ocpp1.6"),
+        answering(b.csms.ocpp_url, "ON-B-2", "ocpp2.0.1"),
+        answering(c.csms.ocpp_url, "ON-C-1", "ocpp1.6"),
+    ):
+        await wait_held_by(a, "ON-C-1", "node-c")
+        await wait_held_by(a, "ON-B-2", "node-b")
+        answer = await a.reader.get("/cluster/nodes")
+        assert answer.status_code == 200, answer.text
+        listing = answer.json()
+    by_id = {n["node_id"]: n for n in listing["items"]}
+    assert set(by_id) == {"node-a", "node-b", "node-c"}
+    assert {k: n["chargers_connected"] for k, n in by_id.items()} == {
+        "node-a": 0,
+        "node-b": 2,
+        "node-c": 1,
+    }
+    assert listing["chargers_connected"] == 3
+    assert by_id["node-a"]["self"] and not by_id["node-b"]["self"]
+    assert by_id["node-b"]["version"] and by_id["node-b"]["lease_age_s"] >= 0
+    assert by_id["node-b"]["api_url"].endswith("/api/v1") and not by_id["node-b"]["draining"]
+    await c.csms.app.stop()  # a clean stop leaves the cluster at once
+    listing = (await a.reader.get("/cluster/nodes")).json()
+    assert {n["node_id"] for n in listing["items"]} == {"node-a", "node-b"}
