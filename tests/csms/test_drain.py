@@ -102,6 +102,10 @@ async def test_a_draining_node_keeps_serving_its_chargers_until_each_is_closed(
         assert json.loads(await ws.recv())[0] == 3
         drain = asyncio.create_task(running.app.drain(3600.0))  # a long window
         await eventually(lambda: _async(not running.app._server.accepting))  # type: ignore[union-attr]
+        draining = await running.pool.fetchval(
+            "SELECT draining FROM nodes WHERE node_id = $1", running.app.settings.node_id
+        )
+        assert draining is True  # GET /cluster/nodes shows it
         for n in range(3):  # still served while waiting for its turn
             await ws.send(json.dumps([2, f"hb-{n}", "Heartbeat", {}]))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))[:2] == [3, f"hb-{n}"]

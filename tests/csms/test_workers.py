@@ -20,6 +20,7 @@ import httpx
 import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake
 
 from csms.storage.embedded import pgdata_of, postmaster_pid
 from tests.conftest import private_tmp_dir
@@ -97,11 +98,23 @@ def _holder(workers: dict[int, psutil.Process], port: int, ws: ClientConnection)
 
 
 async def _charger(port: int, charge_point_id: str, n: int) -> ClientConnection:
+    """Connect and get a heartbeat answered, retrying as a charger does.
+
+    A connection made while a killed worker's listening socket is being torn down
+    can land in its queue and be reset: the charger tries again.
+    """
     subprotocol = "ocpp1.6" if n % 2 else "ocpp2.0.1"
-    ws = await connect(
-        f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}",
-        subprotocols=[subprotocol],  # type: ignore[list-item]
-    )
+    for attempt in range(10):
+        try:
+            ws = await connect(
+                f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}",
+                subprotocols=[subprotocol],  # type: ignore[list-item]
+            )
+            break
+        except (OSError, InvalidHandshake):
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.2)
     await ws.send(json.dumps([2, "hb", "Heartbeat", {}]))
     answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert answer[0] in (3, 4), answer  # answered (CALLERROR before a boot in 2.0.1 is fine)
