@@ -58,6 +58,7 @@ class Node:
         self.log_path = log_dir / f"{self.node_id}.log"
         self.process: asyncio.subprocess.Process | None = None
         self.api = ""
+        self.log_level = "warning"
 
     async def start(self) -> None:
         env = {
@@ -70,7 +71,7 @@ class Node:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", str(self.port),
                 "--api-port", "0", "--database-url", self.dsn, "--no-migrate",
-                "--drain-seconds", str(self.drain), "--log-level", "warning",
+                "--drain-seconds", str(self.drain), "--log-level", self.log_level,
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=log,
             )  # fmt: skip
         assert self.process.stdout is not None
@@ -156,6 +157,8 @@ async def run(args: argparse.Namespace) -> None:
     _, key = await api_keys.create(pool, "bench", "operator")
     port = _free_port()
     nodes = [Node(i + 1, dsn, port, args.drain_seconds, work) for i in range(args.nodes)]
+    for node in nodes:
+        node.log_level = args.log_level
     fleet = LightFleet(f"ws://127.0.0.1:{port}/ocpp", args.chargers, args.chargers / args.rate)
     try:
         first = nodes[:1] if args.fill_first else nodes
@@ -193,7 +196,10 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.gather(*(n.wait() for n in nodes if n.process is not None))
         await pool.close()
         stop_embedded(work / "data")
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_logs:
+            print(f"node logs: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -280,6 +286,8 @@ def main() -> None:
         help="connect the fleet to the first node alone, then start the others: "
         "the rolling restart drains a node holding every charger",
     )
+    parser.add_argument("--log-level", default="warning", help="of the nodes")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the nodes' logs")
     args = parser.parse_args()
     if args.nodes < 2:
         parser.error("--nodes must be at least 2")
