@@ -8,7 +8,8 @@ that the fleet reconnects to the other nodes as a trickle rather than a storm.
 
 A charger is closed only when its connection is idle: no CALL of its being
 handled (its answer is sent first), no CALL of ours waiting for its answer, no
-frame of its received and not yet read. The check and the close frame happen
+frame of its received and not yet read (neither in websockets' queue nor in the
+kernel's receive buffer). The check and the close frame happen
 in the same step of the event loop, so every message that reached us before
 the close frame is answered. A frame the charger sends after our close frame
 cannot be answered (the WebSocket closing handshake forbids sending); OCPP
@@ -18,7 +19,10 @@ chargers resend an unanswered message after they reconnect.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import random
+import sys
+import termios
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,7 +60,22 @@ def is_idle(connection: OcppConnection) -> bool:
     # Internals of websockets' reader (checked by tests/csms/test_drain.py): the
     # handler loop is parked in recv() and no frame waits in the queue.
     messages = websocket.recv_messages
-    return bool(messages.get_in_progress) and len(messages.frames) == 0
+    if not messages.get_in_progress or len(messages.frames) > 0:
+        return False
+    # Bytes the kernel has received for us but the (busy) loop has not read yet: a
+    # frame the charger sent before our close, to be read and answered first.
+    return _unread_bytes(websocket.transport) == 0
+
+
+def _unread_bytes(transport: asyncio.Transport) -> int:
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing():
+        return 0
+    try:
+        pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(pending, sys.byteorder, signed=True)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from csms.drain import close_times, is_idle
+from csms.drain import _unread_bytes, close_times, is_idle
 from tests.conftest import StartCsms
 from tests.waiting import eventually
 
@@ -125,3 +125,27 @@ async def _all_connected(pool: object, ids: list[str]) -> bool:
         "SELECT count(*) FROM chargers WHERE charge_point_id = ANY($1) AND connected", ids
     )
     return bool(count == len(ids))
+
+
+async def test_bytes_the_kernel_holds_for_a_busy_loop_count_as_unread() -> None:
+    """A frame still in the socket's receive buffer keeps the connection from idle."""
+    transports: list[asyncio.Transport] = []
+
+    class Paused(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # as if the loop were too busy to read
+            transports.append(transport)
+
+    server = await asyncio.get_running_loop().create_server(Paused, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await eventually(lambda: _async(bool(transports)))
+        assert _unread_bytes(transports[0]) == 0
+        writer.write(b'[2,"1","Heartbeat",{}]')
+        await writer.drain()
+        await eventually(lambda: _async(_unread_bytes(transports[0]) == 22))
+    finally:
+        writer.close()
+        server.close()
