@@ -187,6 +187,7 @@ async def run(args: argparse.Namespace) -> None:
         await _kill_9(nodes[1 % len(nodes)], fleet, pool, args)
         print(f"fleet totals: {fleet.stats.sent} calls, {fleet.stats.answered} answered, "
               f"{fleet.stats.unanswered} unanswered (resent), {fleet.stats.errors} CALLERRORs; "
+              f"{fleet.stats.timeouts} timeouts; unexpected {fleet.stats.failures}; "
               f"socket closes by code {dict(sorted(fleet.stats.close_codes.items()))}")  # fmt: skip
     finally:
         await fleet.stop()
@@ -216,6 +217,7 @@ async def _rolling_restart(
     moving = {cp for cp, h in holders.items() if h == node.node_id}
     chargers = [c for c in fleet.chargers if c.id in moving]
     unanswered, sent = fleet.stats.unanswered, fleet.stats.sent
+    lagging = fleet.stats.unanswered_sent_lagging
     assert node.process is not None
     started = time.monotonic()
     node.process.send_signal(signal.SIGTERM)
@@ -227,7 +229,9 @@ async def _rolling_restart(
         f"rolling restart of {node.node_id} ({len(chargers)} chargers, drain window "
         f"{args.drain_seconds:g} s): exited after {drained:.1f} s; "
         f"{fleet.stats.sent - sent} calls meanwhile, "
-        f"{fleet.stats.unanswered - unanswered} unanswered (resent); all back online on the "
+        f"{fleet.stats.unanswered - unanswered} unanswered (resent; "
+        f"{fleet.stats.unanswered_sent_lagging - lagging} of them sent while the fleet had "
+        "the node's frames unread); all back online on the "
         f"other nodes {back:.1f} s after SIGTERM"
     )
     await node.start()  # the "restart" of the rolling restart
@@ -267,7 +271,19 @@ async def _back_online(
         )
         return bool(on_live == len(ids))
 
-    await _until(settled, within, step=0.5)
+    try:
+        await _until(settled, within, step=0.5)
+    except TimeoutError:
+        late = [c.id for c in chargers if not c.online.is_set() or c.online_since < since]
+        rows = await pool.fetch(
+            "SELECT charge_point_id, connected, node_id FROM chargers "
+            "WHERE charge_point_id = ANY($1) AND NOT (connected AND node_id IS DISTINCT FROM $2)",
+            ids,
+            gone,
+        )
+        stuck = [tuple(r) for r in rows[:5]]
+        print(f"not back: {len(late)} not re-booted {late[:5]}; in Postgres {stuck}")
+        raise
     return time.monotonic() - since
 
 

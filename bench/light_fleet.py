@@ -14,9 +14,12 @@ resent after the reconnect).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import json
 import random
+import sys
+import termios
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 _ids = itertools.count()
+CALL_TIMEOUT = 60.0  # seconds a charger waits for an answer before it reconnects
 
 
 def _now() -> str:
@@ -57,9 +61,12 @@ class FleetStats:
     sent: int = 0
     answered: int = 0
     unanswered: int = 0  # the socket closed before the answer (the call is resent)
+    unanswered_sent_lagging: int = 0  # of those: sent with the CSMS's frames unread
     errors: int = 0  # CALLERROR answers
     close_codes: dict[int, int] = field(default_factory=dict)
     commands_answered: int = 0
+    timeouts: int = 0  # calls not answered within CALL_TIMEOUT
+    failures: dict[str, int] = field(default_factory=dict)  # unexpected errors, by type
 
 
 class LightCharger:
@@ -102,6 +109,11 @@ class LightCharger:
                     retry_call = None
             except (ConnectionClosed, ConnectionError):
                 pass
+            except TimeoutError:  # no answer within CALL_TIMEOUT: reconnect, as chargers do
+                stats.timeouts += 1
+            except Exception as error:  # counted and survived: the fleet must not shrink
+                name = type(error).__name__
+                stats.failures[name] = stats.failures.get(name, 0) + 1
             finally:
                 self.online.clear()
                 reader.cancel()
@@ -117,6 +129,9 @@ class LightCharger:
         message_id = str(next(_ids))
         answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = answer
+        # Bytes already waiting unread in our socket (with thousands of chargers in one
+        # process, the fleet's own loop lags): the CSMS's close may be among them.
+        lagging = _unread_bytes(ws) > 0
         try:
             # A send refused because the close frame is already in is not a call sent.
             await ws.send(json.dumps([2, message_id, action, payload]))
@@ -125,9 +140,10 @@ class LightCharger:
             raise
         stats.sent += 1
         try:
-            frame = await answer
+            frame = await asyncio.wait_for(answer, CALL_TIMEOUT)
         except (ConnectionClosed, ConnectionError):
             stats.unanswered += 1
+            stats.unanswered_sent_lagging += lagging
             raise
         finally:
             self._pending.pop(message_id, None)
@@ -151,6 +167,17 @@ class LightCharger:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError("closed"))
+
+
+def _unread_bytes(ws: ClientConnection) -> int:
+    sock = ws.transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):  # ValueError: the socket is closed already (fd -1)
+        return 0
+    return int.from_bytes(pending, sys.byteorder, signed=True)
 
 
 class LightFleet:

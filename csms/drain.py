@@ -73,7 +73,7 @@ def _unread_bytes(transport: asyncio.Transport) -> int:
         return 0
     try:
         pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: the socket is closed already (fd -1)
         return 0
     return int.from_bytes(pending, sys.byteorder, signed=True)
 
@@ -128,6 +128,12 @@ class Drainer:
         return report
 
     async def _close(self, connection: OcppConnection, report: DrainReport) -> None:
+        try:
+            await self._close_when_idle(connection, report)
+        except Exception:  # one charger's trouble must not stop the drain of the others
+            log.exception("drain.close_failed", charge_point_id=connection.id)
+
+    async def _close_when_idle(self, connection: OcppConnection, report: DrainReport) -> None:
         deadline = time.monotonic() + self.idle_timeout
         # Polled: the idle state has no event of its own (most chargers are idle at once).
         while time.monotonic() < deadline:
