@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake
 
 from csms.storage.embedded import pgdata_of, postmaster_pid
+from csms.supervisor import restart_delay, worker_node_id
 from tests.conftest import private_tmp_dir
 from tests.waiting import eventually
 
@@ -215,3 +217,10 @@ async def test_after_kill_9_the_next_csms_adopts_the_orphaned_postgres_and_stops
     await ws.close()
     assert await _stop(fourth) == 0
     assert postmaster_pid(pgdata) is None
+
+
+def test_restart_back_off_doubles_to_a_ceiling_and_node_ids_are_per_worker() -> None:
+    assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert restart_delay(20) == 30.0
+    assert worker_node_id("edge-a", 0) == "edge-a-1"
+    assert worker_node_id(None, 1) == f"{socket.gethostname()}-{os.getpid()}"
