@@ -151,6 +151,7 @@ class Csms:
         until :meth:`stop`.
         """
         assert self._server is not None, "start() first"
+        self._server.stop_accepting()  # first: announcing waits for a pool connection
         if self.cluster is not None:
             try:  # listed as draining in GET /cluster/nodes; the drain goes on regardless
                 await self.cluster.membership.set_draining(True)

@@ -69,7 +69,8 @@ async def _stop(started: Started, sig: int = signal.SIGTERM) -> int:
     if started.process.returncode is None:
         started.process.send_signal(sig)
         await asyncio.wait_for(started.process.wait(), 90)
-    started.log.close()
+    if not started.log.closed:
+        started.log.close()
     assert started.process.returncode is not None
     return started.process.returncode
 
@@ -172,10 +173,13 @@ async def test_workers_share_the_ports_a_killed_worker_is_restarted_and_its_char
             return now if len(now) == 2 and victim not in now else None
 
         await eventually(replaced, within=60)
-        for ws in chargers.values():
-            await ws.close()
-    finally:
+        # SIGTERM to the supervisor: every worker drains (1012), then Postgres stops.
         assert await _stop(csms) == 0
+        for ws in chargers.values():
+            await asyncio.wait_for(ws.wait_closed(), 30)
+        assert {ws.close_code for ws in chargers.values()} == {1012}
+    finally:
+        await _stop(csms)
     assert postmaster_pid(pgdata_of(data)) is None  # the supervisor stopped Postgres last
     assert not (pgdata_of(data) / "postmaster.pid").exists()
     assert "supervisor.worker_died" in (tmp_dir / "csms.log").read_text()
