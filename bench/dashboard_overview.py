@@ -51,14 +51,21 @@ async def populate(
 ) -> None:
     """A fleet in one go: chargers, connectors, ended and active sessions, register samples."""
     async with pool.acquire() as conn, conn.transaction():
+        # Connected chargers are held by a (synthetic) live node, or the cluster's
+        # reaper would rightly mark them offline (csms.cluster.nodes).
+        await conn.execute(
+            "INSERT INTO nodes (node_id, host, pid, version, lease_expires_at)"
+            " VALUES ('bench-fleet', 'bench', 0, 'bench', now() + interval '1 day')"
+        )
         await conn.execute(
             """
             INSERT INTO chargers (charge_point_id, protocol, vendor, model, connected,
-                                  last_seen_at, connected_at)
+                                  last_seen_at, connected_at, node_id, connection_generation)
             SELECT format('FLEET-%s', lpad(i::text, 5, '0')),
                    CASE WHEN i % 3 = 0 THEN 'ocpp2.0.1' ELSE 'ocpp1.6' END,
                    CASE WHEN i % 2 = 0 THEN 'Acme' ELSE 'Volt' END, 'AC22',
-                   i % 10 <> 0, now() - (i % 600) * interval '1 second', now()
+                   i % 10 <> 0, now() - (i % 600) * interval '1 second', now(),
+                   'bench-fleet', -i
             FROM generate_series(1, $1) i
             """,
             chargers,

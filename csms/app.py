@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 
@@ -15,7 +16,7 @@ from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.cluster.node import ClusterNode
-from csms.config import Settings
+from csms.config import Settings, default_node_id
 from csms.drain import DrainReport
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
@@ -30,6 +31,8 @@ class Csms:
     """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
 
     def __init__(self, settings: Settings) -> None:
+        if not settings.node_id:  # this process's own <hostname>-<pid> (also in a worker)
+            settings = dataclasses.replace(settings, node_id=default_node_id())
         self.settings = settings
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
@@ -86,7 +89,7 @@ class Csms:
         self._pool = await open_pool(self.settings, dsn)
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
-        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self.bus)
+        self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
         self.outbox = OutboxService(self._pool, self.settings)

@@ -128,7 +128,7 @@ class Settings:
     # expired is taken for dead (its chargers marked offline). Commands for a charger
     # held by another node are forwarded through the cluster_commands table, kept
     # cluster_command_retention_hours.
-    node_id: str = dataclasses.field(default_factory=lambda: default_node_id())
+    node_id: str = ""  # empty: default_node_id() of the process running the CSMS
     node_lease_seconds: float = 15.0
     cluster_command_retention_hours: float = 1.0
 

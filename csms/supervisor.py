@@ -85,9 +85,7 @@ def worker_main(settings: Settings, index: int, explicit_node_id: str | None, pa
     _die_with_parent(parent)
     from csms.app import Csms
 
-    if any(f.name == "node_id" for f in dataclasses.fields(Settings)):
-        node = {"node_id": worker_node_id(explicit_node_id, index)}
-        settings = dataclasses.replace(settings, **node)  # type: ignore[arg-type]
+    settings = dataclasses.replace(settings, node_id=worker_node_id(explicit_node_id, index))
     configure_logging(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(worker=index + 1)
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from csms.bus import EventBus
+from csms.central import CentralSystem
 from csms.cluster.nodes import NodeMembership
 from csms.cluster.remote_commands import CommandForwarder
 from csms.config import Settings
@@ -24,9 +24,11 @@ class ClusterNode:
         dsn: str,
         settings: Settings,
         registry: ConnectionRegistry,
-        bus: EventBus,
+        central: CentralSystem,
     ) -> None:
-        self.membership = NodeMembership(pool, settings, registry, bus)
+        self.membership = NodeMembership(
+            pool, settings, registry, central.bus, central.disconnected
+        )
         self.forwarder = CommandForwarder(pool, dsn, settings, registry)
 
     @property

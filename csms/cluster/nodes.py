@@ -24,23 +24,26 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
 
 from csms import __version__
 from csms.bus import EventBus
+from csms.central import utcnow
+from csms.cluster.remote_commands import abandon_commands
 from csms.config import Settings
 from csms.connection import OcppConnection
 from csms.events import ChargerDisconnected
 from csms.router import ConnectionRegistry
-from csms.storage import event_log
+from csms.storage import chargers, event_log
 from csms.storage import nodes as store
 
 log = structlog.get_logger(__name__)
 
 NODE_LOST = "node_lost"  # ChargerDisconnected.reason for chargers of a dead node
+UNTRACKED = "untracked"  # for a charger this node holds no socket of (see _reconcile)
 _LOST_CLOSE_CODE = 1012  # "service restart": reconnect, to a node that holds a lease
 
 
@@ -78,9 +81,11 @@ class NodeMembership:
         settings: Settings,
         registry: ConnectionRegistry,
         bus: EventBus,
+        record_disconnect: Callable[[ChargerDisconnected, int], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
+        self.record_disconnect = record_disconnect  # CentralSystem.disconnected
         self.settings = settings
         self.registry = registry
         self.bus = bus
@@ -91,6 +96,7 @@ class NodeMembership:
         self.api_url: str | None = None
         self.ocpp_url: str | None = None
         self._renewed = clock()
+        self._untracked: set[tuple[str, int]] = set()  # seen at the last reconciliation
 
     @property
     def node_id(self) -> str:
@@ -136,6 +142,7 @@ class NodeMembership:
                 await event_log.append(conn, event)
                 events.append(event)
             if dead:
+                await abandon_commands(conn, [d.node_id for d in dead])
                 await store.forget(conn, [d.node_id for d in dead])
             if same_id:
                 await store.register(conn, self.identity, self.settings.node_lease_seconds)
@@ -179,8 +186,29 @@ class NodeMembership:
                 continue
             try:
                 await self._reap()
+                await self._reconcile()
             except Exception:
                 log.exception("cluster.reap_failed")
+
+    async def _reconcile(self) -> None:
+        """Mark offline what this node holds in Postgres but has no socket for.
+
+        A disconnect whose recording failed (the database blipped as the socket
+        closed) would otherwise leave the charger connected for ever, its node
+        alive. Only entries found at two reconciliations in a row are released,
+        so a socket being opened or closed right now is left to its handler.
+        """
+        held = await chargers.held_by(self.pool, self.node_id)
+        live = {c.id: c.generation for c in self.registry.all()}
+        untracked = {(cp, gen) for cp, gen in held.items() if live.get(cp) != gen}
+        confirmed, self._untracked = untracked & self._untracked, untracked
+        for cp, generation in sorted(confirmed):
+            log.warning("cluster.untracked_charger_released", charge_point_id=cp)
+            await self.record_disconnect(
+                ChargerDisconnected(charge_point_id=cp, occurred_at=utcnow(), reason=UNTRACKED),
+                generation,
+            )
+            self._untracked.discard((cp, generation))
 
     async def _drop_all_chargers(self) -> None:
         connections = self.registry.all()
@@ -202,7 +230,9 @@ class NodeMembership:
     async def leave(self) -> None:
         """Delete this node's row (clean stop, after its chargers were disconnected)."""
         try:
-            await store.leave(self.pool, self.node_id)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await abandon_commands(conn, [self.node_id])
+                await store.leave(conn, self.node_id)
         except Exception:
             log.exception("cluster.leave_failed", node_id=self.node_id)
         else:

@@ -17,6 +17,7 @@ row, because NOTIFY payloads are limited to 8000 bytes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -34,7 +35,7 @@ from csms.config import Settings
 from csms.connection import CallErrorReceived
 from csms.events import Protocol
 from csms.router import ChargerNotConnected, ConnectionRegistry, WrongProtocolVersion
-from csms.storage import chargers
+from csms.storage import Executor, chargers
 from csms.storage import cluster_commands as store
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ FORWARD_SLACK_S = 2.0  # on top of response_timeout: claiming and answering acro
 ANSWER_GRACE_S = 1.0  # the caller waits this long past the deadline for the target's word
 POLL_S = 1.0  # how often both sides look at the table without a notification
 _PRUNE_EVERY_S = 60.0
+_NOTIFY_MAX_BYTES = 7900  # Postgres refuses NOTIFY payloads of 8000 bytes or more
+_EARLY_MAX = 10_000
 _OCPP_VERSIONS = {Protocol.V16: "1.6", Protocol.V201: "2.0.1"}
 
 
@@ -65,6 +68,9 @@ class CommandForwarder:
         self.channel = channel_of(self.node_id)
         self._listener: asyncpg.Connection | None = None
         self._waiters: dict[int, asyncio.Event] = {}
+        # Outcomes notified to this node and not yet taken by their caller (a None
+        # value: read the row). Bounded: a caller that gave up never takes its own.
+        self._early: collections.OrderedDict[int, store.Outcome | None] = collections.OrderedDict()
         self._delivering: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -77,34 +83,37 @@ class CommandForwarder:
         """Have ``holder.node_id`` send ``payload``; return or raise what it got."""
         await _validate(payload, Protocol(holder.protocol))
         budget = self.settings.response_timeout + FORWARD_SLACK_S
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store.relax_durability(conn)
-            command_id = await store.insert(
-                conn,
-                caller_node=self.node_id,
-                target_node=holder.node_id,
-                charge_point_id=charge_point_id,
-                generation=holder.generation,
-                payload=codec.dumps(payload),
-                timeout_s=budget,
-            )
-            await conn.execute(
-                "SELECT pg_notify($1, $2)", channel_of(holder.node_id), f"c:{command_id}"
-            )
+        command_id = await store.insert(
+            self.pool,
+            caller_node=self.node_id,
+            target_node=holder.node_id,
+            charge_point_id=charge_point_id,
+            generation=holder.generation,
+            payload=codec.dumps(payload),
+            timeout_s=budget,
+            notify_channel=channel_of(holder.node_id),
+        )
         woken = self._waiters[command_id] = asyncio.Event()
+        if command_id in self._early:  # answered before we got here (a busy loop)
+            woken.set()
         loop = asyncio.get_running_loop()
         give_up = loop.time() + budget + ANSWER_GRACE_S
         try:
             while True:
-                woken.clear()  # before looking: a notification in between is not lost
-                outcome = await store.outcome(self.pool, command_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        woken.wait(), max(0.0, min(give_up - loop.time(), POLL_S))
+                    )
+                woken.clear()
+                # The outcome came with the notification, or is read from the row
+                # (a large answer, a reconnected listener, or the polling fallback).
+                outcome = self._early.pop(command_id, None) or await store.outcome(
+                    self.pool, command_id
+                )
                 if outcome is not None:
                     return _result(charge_point_id, outcome)
-                left = give_up - loop.time()
-                if left <= 0:
+                if loop.time() >= give_up:
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(left, POLL_S))
         except asyncio.CancelledError:
             self._spawn(self._withdraw(command_id))
             raise
@@ -131,13 +140,14 @@ class CommandForwarder:
             if claimed is None:
                 return  # already taken, withdrawn, or past its deadline
             state, response, error = await self._send(claimed)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.relax_durability(conn)
-                caller = await store.finish(conn, command_id, state, response, error)
-                if caller is not None:
-                    await conn.execute(
-                        "SELECT pg_notify($1, $2)", channel_of(caller), f"a:{command_id}"
-                    )
+            result = store.Outcome(state, response, None if error is None else _json(error))
+            await store.finish(
+                self.pool,
+                command_id,
+                result,
+                channel_of(claimed.caller_node),
+                _answer_notice(command_id, result),
+            )
         except Exception:
             log.exception("cluster.delivery_failed", command_id=command_id)
         finally:
@@ -168,14 +178,20 @@ class CommandForwarder:
     # -- listening, polling, pruning ------------------------------------------
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        kind, _, raw_id = str(payload).partition(":")
+        """``c:<id>``: a command for this node; ``a:<id>[:<outcome>]``: an answer."""
+        kind, _, rest = str(payload).partition(":")
+        raw_id, _, raw_outcome = rest.partition(":")
         if not raw_id.isdigit():
             return
         command_id = int(raw_id)
         if kind == "c":
             self._spawn(self._deliver(command_id))
-        elif kind == "a" and command_id in self._waiters:
-            self._waiters[command_id].set()
+        elif kind == "a":
+            self._early[command_id] = _parse_outcome(raw_outcome)
+            while len(self._early) > _EARLY_MAX:
+                self._early.popitem(last=False)
+            if command_id in self._waiters:
+                self._waiters[command_id].set()
 
     async def _listen(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
@@ -223,6 +239,42 @@ class CommandForwarder:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
             self._listener = None
+
+
+async def abandon_commands(conn: Executor, target_nodes: list[str]) -> int:
+    """Answer the callers of commands addressed to nodes that are gone (dead or leaving).
+
+    A caller then raises at once (ChargerNotConnected for a command never sent,
+    which the router follows to the charger's new node) instead of waiting for its
+    deadline. Run inside the transaction that removes the nodes' rows.
+    """
+    abandoned = await store.abandon(conn, target_nodes)
+    for command_id, caller, outcome in abandoned:
+        notice = _answer_notice(command_id, outcome)
+        await conn.execute("SELECT pg_notify($1, $2)", channel_of(caller), notice)
+    return len(abandoned)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _answer_notice(command_id: int, result: store.Outcome) -> str:
+    """``a:<id>:<outcome JSON>``, or ``a:<id>`` when that would not fit in a NOTIFY."""
+    notice = f"a:{command_id}:" + _json(
+        {"state": result.state, "response": result.response, "error": result.error}
+    )
+    return notice if len(notice.encode()) <= _NOTIFY_MAX_BYTES else f"a:{command_id}"
+
+
+def _parse_outcome(raw: str) -> store.Outcome | None:
+    try:
+        data = json.loads(raw) if raw else None
+        return (
+            None if data is None else store.Outcome(data["state"], data["response"], data["error"])
+        )
+    except (ValueError, KeyError, TypeError):
+        return None  # read the row instead
 
 
 def _failure(error: Exception) -> tuple[str, dict[str, Any] | None]:

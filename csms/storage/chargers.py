@@ -87,6 +87,16 @@ async def presence_of(conn: Executor, charge_point_id: str) -> Presence | None:
     return Presence(row["node_id"], row["connection_generation"], row["protocol"])
 
 
+async def held_by(conn: Executor, node_id: str) -> dict[str, int]:
+    """The chargers marked connected through ``node_id``, with their generation."""
+    rows = await conn.fetch(
+        "SELECT charge_point_id, connection_generation FROM chargers"
+        " WHERE connected AND node_id = $1",
+        node_id,
+    )
+    return {r["charge_point_id"]: r["connection_generation"] for r in rows}
+
+
 async def next_generation(conn: Executor) -> int:
     """A new connection generation: the fencing token of one accepted socket."""
     value = await conn.fetchval("SELECT nextval('connection_generation_seq')")

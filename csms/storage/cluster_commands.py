@@ -8,9 +8,7 @@ conditional UPDATE, so two nodes racing for a row cannot both win.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from csms.storage import Executor
 
@@ -46,14 +44,11 @@ class Outcome:
     error: str | None  # JSON object
 
 
-async def relax_durability(conn: Executor) -> None:
-    """In this transaction, commit without waiting for the WAL flush.
-
-    For the insert and the outcome of a command: after a database crash the
-    caller times out, as if the command were lost. Never for the claim: a
-    claim lost in a crash would let a command be delivered twice.
-    """
-    await conn.execute("SET LOCAL synchronous_commit TO off")
+# Inserting a command and storing its outcome commit without waiting for the WAL
+# flush (set_config(..., true) lasts to the end of the statement's own transaction):
+# after a database crash the caller times out, as if the command were lost. Never
+# for the claim: a claim lost in a crash would let a command be delivered twice.
+_NO_FLUSH = "SELECT set_config('synchronous_commit', 'off', true)"
 
 
 async def insert(
@@ -65,13 +60,18 @@ async def insert(
     generation: int,
     payload: str,
     timeout_s: float,
+    notify_channel: str,
 ) -> int:
+    """Add a pending command and NOTIFY ``notify_channel`` with ``c:<id>``: one statement."""
     value = await conn.fetchval(
-        """
-        INSERT INTO cluster_commands (caller_node, target_node, charge_point_id, generation,
-                                      payload, deadline)
-        VALUES ($1, $2, $3, $4, $5::jsonb, now() + make_interval(secs => $6))
-        RETURNING id
+        f"""
+        WITH no_flush AS ({_NO_FLUSH}), added AS (
+            INSERT INTO cluster_commands (caller_node, target_node, charge_point_id,
+                                          generation, payload, deadline)
+            VALUES ($1, $2, $3, $4, $5::jsonb, now() + make_interval(secs => $6))
+            RETURNING id
+        )
+        SELECT added.id FROM added, no_flush, LATERAL pg_notify($7, 'c:' || added.id)
         """,
         caller_node,
         target_node,
@@ -79,6 +79,7 @@ async def insert(
         generation,
         payload,
         timeout_s,
+        notify_channel,
     )
     return int(value)
 
@@ -111,22 +112,50 @@ async def pending_for(conn: Executor, target_node: str) -> list[int]:
 
 
 async def finish(
-    conn: Executor, command_id: int, state: str, response: str | None, error: dict[str, Any] | None
-) -> str | None:
-    """Store a claimed command's outcome; return the caller's node (None if not sending)."""
+    conn: Executor, command_id: int, result: Outcome, notify_channel: str, notice: str
+) -> bool:
+    """Store a claimed command's outcome and NOTIFY ``notice``: one statement.
+
+    False (nothing stored, nobody notified) if the command was not being sent.
+    """
     value = await conn.fetchval(
-        """
-        UPDATE cluster_commands
-        SET state = $2, response = $3::jsonb, error = $4::jsonb, finished_at = now()
-        WHERE id = $1 AND state = 'sending'
-        RETURNING caller_node
+        f"""
+        WITH no_flush AS ({_NO_FLUSH}), done AS (
+            UPDATE cluster_commands
+            SET state = $2, response = $3::jsonb, error = $4::jsonb, finished_at = now()
+            WHERE id = $1 AND state = 'sending'
+            RETURNING id
+        )
+        SELECT true FROM done, no_flush, LATERAL pg_notify($5, $6)
         """,
         command_id,
-        state,
-        response,
-        None if error is None else json.dumps(error, default=str),
+        result.state,
+        result.response,
+        result.error,
+        notify_channel,
+        notice,
     )
-    return None if value is None else str(value)
+    return bool(value)
+
+
+async def abandon(conn: Executor, target_nodes: list[str]) -> list[tuple[int, str, Outcome]]:
+    """Close the open commands of nodes that are gone: (id, caller node, outcome) each.
+
+    Pending ones were never sent: ``not_connected``. Ones being sent may have
+    reached the charger, but their answer never will: ``timeout``.
+    """
+    rows = await conn.fetch(
+        """
+        UPDATE cluster_commands
+        SET state = CASE state WHEN 'pending' THEN 'not_connected' ELSE 'timeout' END,
+            error = jsonb_build_object('message', 'node ' || target_node || ' is gone'),
+            finished_at = now()
+        WHERE target_node = ANY($1::text[]) AND state IN ('pending', 'sending')
+        RETURNING id, caller_node, state, error::text AS error
+        """,
+        target_nodes,
+    )
+    return [(r["id"], r["caller_node"], Outcome(r["state"], None, r["error"])) for r in rows]
 
 
 async def outcome(conn: Executor, command_id: int) -> Outcome | None:

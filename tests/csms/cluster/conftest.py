@@ -64,7 +64,9 @@ class Node:
         return self.csms.app.settings.node_id
 
     async def command(self, cp_id: str, name: str, body: dict[str, Any] | None = None) -> Any:
-        return await self.operator.post(f"/chargers/{cp_id}/commands/{name}", json=body or {})
+        return await self.operator.post(
+            f"/chargers/{cp_id}/commands/{name}", json=body or {}, timeout=90.0
+        )
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from csms.central import ConnectionSuperseded, utcnow
+from csms.config import UnknownChargerPolicy
 from csms.events import ChargerConnected, Protocol
+from csms.storage import cluster_commands
 from tests.csms.cluster.conftest import Cluster, answering, held_by, wait_held_by
 from tests.ocpp_clients import raw_charger
 from tests.waiting import eventually
@@ -105,3 +107,50 @@ async def test_cluster_nodes_lists_live_nodes_with_their_chargers(cluster: Clust
     await c.csms.app.stop()  # a clean stop leaves the cluster at once
     listing = (await a.reader.get("/cluster/nodes")).json()
     assert {n["node_id"] for n in listing["items"]} == {"node-a", "node-b"}
+
+
+async def test_a_charger_registered_by_its_boot_gets_its_presence(cluster: Cluster) -> None:
+    a = await cluster.node("node-a", unknown_charger_policy=UnknownChargerPolicy.PENDING)
+    b = await cluster.node("node-b", unknown_charger_policy=UnknownChargerPolicy.PENDING)
+    async with raw_charger(b.csms.ocpp_url, "NEWCOMER", "ocpp1.6") as charger:
+        boot = await charger.exchange(
+            '[2, "1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]'
+        )
+        assert boot[2]["status"] == "Pending"
+        await wait_held_by(a, "NEWCOMER", "node-b")  # an operator on node A can reach it
+
+
+async def test_old_forwarded_commands_are_pruned(cluster: Cluster) -> None:
+    a = await cluster.node("node-a")
+    await a.csms.pool.execute(
+        """
+        INSERT INTO cluster_commands (caller_node, target_node, charge_point_id, generation,
+                                      payload, deadline, state, created_at)
+        VALUES ('x', 'y', 'OLD', 1, '{}', now() - interval '2 hours', 'answered',
+                now() - interval '2 hours'),
+               ('x', 'y', 'NEW', 1, '{}', now() + interval '1 minute', 'pending', now())
+        """
+    )
+    assert await cluster_commands.prune(a.csms.pool, older_than_hours=1.0) == 1
+    assert await a.csms.pool.fetchval("SELECT charge_point_id FROM cluster_commands") == "NEW"
+    assert (await a.operator.get("/cluster/nodes")).status_code == 200
+    anonymous = await a.operator.get("/cluster/nodes", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+
+
+async def test_a_charger_held_without_a_socket_is_released_by_its_node(cluster: Cluster) -> None:
+    """A disconnect that could not be recorded (database blip) leaves no ghost for ever."""
+    a = await cluster.node("node-a")
+    await a.csms.pool.execute(
+        "INSERT INTO chargers (charge_point_id, connected, node_id, connection_generation)"
+        " VALUES ('GHOST', true, 'node-a', -7)"
+    )
+    membership = a.csms.app.cluster.membership  # type: ignore[union-attr]
+    async with answering(a.csms.ocpp_url, "REAL", "ocpp1.6"):
+        await wait_held_by(a, "REAL", "node-a")
+        await membership._reconcile()  # first sight: could be a socket closing right now
+        assert await held_by(a, "GHOST") == "node-a"
+        await membership._reconcile()
+        assert await held_by(a, "GHOST") is None
+        assert await held_by(a, "REAL") == "node-a"  # its socket is open
+    assert await events_of(a, "GHOST") == [("charger_disconnected", "untracked")]

@@ -8,14 +8,16 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from ocpp.v16 import call as call16
 
 from tests.csms.cluster.conftest import Cluster, Node, answering, held_by, wait_held_by
 from tests.waiting import eventually
 
-LEASE_S = 3.0  # short, so that tests do not wait long; the default is 15 s
+LEASE_S = 5.0  # short, so that tests do not wait long (default 15 s); renewed every 1.7 s
 
 
 @contextlib.asynccontextmanager
@@ -79,10 +81,19 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
 ) -> None:
     survivor = await cluster.node("survivor", node_lease_seconds=LEASE_S)
     other = await cluster.node("other", node_lease_seconds=LEASE_S)
+    await survivor.csms.add_token("DRIVER")
     async with csms_process(database_dsn, "victim") as (process, url):
-        async with answering(url, "K-16", "ocpp1.6"), answering(url, "K-201", "ocpp2.0.1"):
+        async with (
+            answering(url, "K-16", "ocpp1.6") as k16,
+            answering(url, "K-201", "ocpp2.0.1"),
+        ):
             await wait_held_by(survivor, "K-16", "victim")
             await wait_held_by(survivor, "K-201", "victim")
+            started = await k16.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag="DRIVER", meter_start=1000, timestamp=_now()
+                )
+            )
             os.kill(process.pid, signal.SIGKILL)
             await process.wait()
 
@@ -102,8 +113,9 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
     assert {n["node_id"] for n in nodes} == {"survivor", "other"}
     assert (await survivor.reader.get("/chargers/K-16")).json()["connected"] is False
 
-    # They reconnect to the surviving nodes: online again, the outage kept in history.
-    async with answering(other.csms.ocpp_url, "K-16", "ocpp1.6"):
+    # They reconnect to the surviving nodes: online again, the outage kept in history,
+    # and the session that began on the dead node ends on another.
+    async with answering(other.csms.ocpp_url, "K-16", "ocpp1.6") as k16:
         async with answering(survivor.csms.ocpp_url, "K-201", "ocpp2.0.1"):
             await wait_held_by(survivor, "K-16", "other")
             await wait_held_by(survivor, "K-201", "survivor")
@@ -112,6 +124,19 @@ async def test_chargers_of_a_killed_node_go_offline_then_online_elsewhere(
                 assert down["reason"] == "node_lost" and down["ended_at"] > down["started_at"]
             answer = await survivor.command("K-16", "data_transfer", {"vendor_id": "v"})
             assert answer.status_code == 200, answer.text
+            await k16.call(
+                call16.StopTransaction(
+                    transaction_id=started.transaction_id, meter_stop=4500, timestamp=_now()
+                )
+            )
+    session = await survivor.csms.pool.fetchrow(
+        "SELECT status, energy_wh FROM sessions WHERE charge_point_id = 'K-16'"
+    )
+    assert (session["status"], session["energy_wh"]) == ("ended", 3500)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 async def _closed_downtime(node: Node, cp_id: str) -> list[Any]:
@@ -133,7 +158,7 @@ async def test_a_restart_after_kill_9_cleans_up_at_once(
             )
             os.kill(process.pid, signal.SIGKILL)
             await process.wait()
-    # The lease (3 s) has not expired: only the restart tells that the old node is dead.
+    # The lease has (most likely) not expired: the restart itself tells the old node is dead.
     restarted = await cluster.node(node_id or "restarted", node_lease_seconds=60.0)
     assert await held_by(restarted, "SOLO") is None  # right after start-up, no waiting
     [down] = await downtime(restarted, "SOLO")
@@ -188,3 +213,75 @@ async def _is_offline(node: Node, cp_id: str) -> bool:
             "SELECT NOT connected FROM chargers WHERE charge_point_id = $1", cp_id
         )
     )
+
+
+async def test_a_command_waiting_for_a_dead_node_follows_its_charger(cluster: Cluster) -> None:
+    """Commands addressed to a node that died are answered at its reaping, not at their
+    deadline; one never sent follows the charger to the node it reconnected to."""
+    a = await cluster.node("node-a", node_lease_seconds=LEASE_S, response_timeout=60.0)
+    b = await cluster.node("node-b", node_lease_seconds=LEASE_S)
+    await a.csms.pool.execute(
+        """
+        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at)
+        VALUES ('ghost', 'elsewhere', 1, 'x', now() + interval '1 hour');
+        INSERT INTO chargers (charge_point_id, protocol, connected, node_id,
+                              connection_generation)
+        VALUES ('HAUNTED', 'ocpp1.6', true, 'ghost', -2), ('LOST', 'ocpp1.6', true, 'ghost', -1)
+        """
+    )
+    follows = asyncio.create_task(
+        a.command("HAUNTED", "data_transfer", {"vendor_id": "v", "data": "found you"})
+    )
+    stranded = asyncio.create_task(a.command("LOST", "clear_cache"))
+    await eventually(
+        lambda: a.csms.pool.fetchval(
+            "SELECT count(*) = 2 FROM cluster_commands WHERE state = 'pending'"
+        )
+    )
+    async with answering(b.csms.ocpp_url, "HAUNTED", "ocpp1.6") as charger:
+        await wait_held_by(a, "HAUNTED", "node-b")
+        await a.csms.pool.execute(  # the ghost's lease runs out
+            "UPDATE nodes SET lease_expires_at = now() - interval '1 second'"
+            " WHERE node_id = 'ghost'"
+        )
+        found = await asyncio.wait_for(follows, 30)
+        lost = await asyncio.wait_for(stranded, 30)
+        assert found.status_code == 200 and charger.received == ["found you"]
+    assert lost.status_code == 409, lost.text
+    states = await a.csms.pool.fetch(
+        "SELECT charge_point_id, target_node, state FROM cluster_commands ORDER BY id"
+    )
+    assert sorted(tuple(s) for s in states) == [
+        ("HAUNTED", "ghost", "not_connected"),
+        ("HAUNTED", "node-b", "answered"),
+        ("LOST", "ghost", "not_connected"),
+    ]
+
+
+async def test_nodes_reaping_at_once_mark_each_charger_offline_exactly_once(
+    cluster: Cluster,
+) -> None:
+    nodes = [await cluster.node(f"reaper-{i}") for i in range(3)]
+    pool = nodes[0].csms.pool
+    await pool.execute(
+        """
+        INSERT INTO nodes (node_id, host, pid, version, lease_expires_at, renewed_at)
+        VALUES ('dead', 'elsewhere', 1, 'x', now() - interval '1 second',
+                now() - interval '16 seconds');
+        INSERT INTO chargers (charge_point_id, connected, connected_at, node_id,
+                              connection_generation)
+        SELECT 'D-' || g, true, now() - interval '1 hour', 'dead', -g
+        FROM generate_series(1, 300) AS g
+        """
+    )
+    reaped = await asyncio.gather(
+        *(n.csms.app.cluster.membership._reap() for n in nodes)  # type: ignore[union-attr]
+    )
+    assert sum(reaped) == 300
+    counts = await pool.fetch(
+        "SELECT charge_point_id, count(*) AS n FROM events WHERE type = 'charger_disconnected'"
+        " AND payload->>'reason' = 'node_lost' GROUP BY charge_point_id"
+    )
+    assert len(counts) == 300 and {r["n"] for r in counts} == {1}
+    assert await pool.fetchval("SELECT count(*) FROM chargers WHERE connected") == 0
+    assert await pool.fetchval("SELECT count(*) FROM nodes WHERE node_id = 'dead'") == 0

@@ -139,6 +139,7 @@ async def test_a_command_is_delivered_once_when_deliverers_race(
             payload='{"module": "ocpp.v16.call", "class": "DataTransfer",'
             ' "fields": {"vendor_id": "v", "data": "once"}}',
             timeout_s=10.0,
+            notify_channel="nobody_listens",
         )
         twins = [
             CommandForwarder(b.csms.pool, database_dsn, b.csms.app.settings, b.csms.app.registry)
@@ -171,6 +172,7 @@ async def test_a_command_past_its_deadline_is_never_delivered(cluster: Cluster) 
             payload='{"module": "ocpp.v16.call", "class": "DataTransfer",'
             ' "fields": {"vendor_id": "v", "data": "late"}}',
             timeout_s=0.0,
+            notify_channel="nobody_listens",
         )
         assert await cluster_commands.claim(a.csms.pool, command_id, "node-b") is None
         # Withdrawn by a caller that gave up: never claimed afterwards either.
@@ -182,6 +184,7 @@ async def test_a_command_past_its_deadline_is_never_delivered(cluster: Cluster) 
             generation=1,
             payload="{}",
             timeout_s=60.0,
+            notify_channel="nobody_listens",
         )
         assert await cluster_commands.expire(a.csms.pool, pending)
         assert await cluster_commands.claim(a.csms.pool, pending, "nobody") is None
@@ -229,3 +232,25 @@ async def test_every_node_reaches_chargers_on_every_other_node(cluster: Cluster)
                 )
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["response"]["data"] == caller.node_id
+
+
+async def test_commands_survive_a_dropped_listen_connection(cluster: Cluster) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.node("node-b")
+    forwarder = b.csms.app.cluster.forwarder  # type: ignore[union-attr]
+    listener = forwarder._listener
+    assert listener is not None
+    async with answering(b.csms.ocpp_url, "DEAF", "ocpp2.0.1") as charger:
+        await wait_held_by(a, "DEAF", "node-b")
+        # The database drops node B's LISTEN connection: notifications to B are lost
+        # until it reconnects; the polling fallback still delivers.
+        await a.csms.pool.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+        answer = await a.command("DEAF", "data_transfer", {"vendor_id": "v", "data": "still"})
+        assert answer.status_code == 200, answer.text
+        assert charger.received == ["still"]
+        await eventually(lambda: _listening_again(forwarder, listener), within=10.0)
+
+
+async def _listening_again(forwarder: CommandForwarder, old: Any) -> bool:
+    new = forwarder._listener
+    return new is not None and new is not old and not new.is_closed()
