@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -203,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers > 1:
         from csms.supervisor import run_supervisor
 
-        named = os.environ.get("CSMS_NODE_ID") or getattr(args, "node_id", None)
-        return run_supervisor(settings, named)
+        return run_supervisor(settings, settings.node_id or None)  # named: <name>-<n>
     try:
         asyncio.run(Csms(settings).run())  # one process: no supervisor in between
     except KeyboardInterrupt:
