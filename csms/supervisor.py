@@ -9,9 +9,10 @@ so that the kernel spreads chargers and API requests over them
 
 A worker that dies is started again after a back-off (0.5 s doubling to 30 s,
 reset after a minute of good health); its chargers reconnect meanwhile and the
-kernel sends them to the workers still listening. SIGTERM to the supervisor
-drains every worker (csms.drain) and then stops Postgres; SIGINT stops them at
-once. Workers get SIGTERM from the kernel if the supervisor itself dies
+kernel sends them to the workers still listening. SIGHUP replaces the workers
+one at a time (a rolling restart on one host, e.g. after an upgrade). SIGTERM to
+the supervisor drains every worker (csms.drain) and then stops Postgres; SIGINT
+stops them at once. Workers get SIGTERM from the kernel if the supervisor itself dies
 (PR_SET_PDEATHSIG), so that no worker outlives it; the next ``csms`` adopts the
 Postgres that a killed supervisor leaves behind (csms.storage.embedded).
 """
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
+import psutil
 import structlog
 
 from csms.config import Settings
@@ -102,6 +104,7 @@ class Supervisor:
         self._slots = [_Slot(i) for i in range(settings.workers)]
         self._stop: signal.Signals | None = None
         self._hurry = False
+        self._reload = False  # SIGHUP: replace the workers one at a time
         self._wake_r, self._wake_w = os.pipe()
         self._reserved: list[socket.socket] = []
 
@@ -150,9 +153,14 @@ class Supervisor:
             self._hurry = True
         os.write(self._wake_w, b"!")
 
+    def _on_reload(self, _signum: int, _frame: object) -> None:
+        self._reload = True
+        os.write(self._wake_w, b"!")
+
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload)
         worker_settings = self._prepare()
         for slot in self._slots:
             self._spawn(slot, worker_settings)
@@ -189,12 +197,62 @@ class Supervisor:
             sentinels += [s.process.sentinel for s in self._slots if s.process is not None]
             multiprocessing.connection.wait(sentinels, timeout=min([*waits, 1.0]))  # type: ignore[arg-type]
             self._drain_wakeups()
+            if self._reload and self._stop is None:
+                self._reload = False
+                self._rolling_restart(settings)
+
+    def _rolling_restart(self, settings: Settings) -> None:
+        """Replace each worker in turn by a fresh process (which loads the code on disk).
+
+        One at a time: the worker drains (its chargers reconnect to the others), then
+        its successor starts under the same node id, and the next worker goes only
+        once the successor listens. N-1 workers serve throughout.
+        """
+        log.info("supervisor.rolling_restart", workers=len(self._slots))
+        for slot in self._slots:
+            old = slot.process
+            if old is not None and old.is_alive():
+                _send(old, signal.SIGTERM)
+                deadline = time.monotonic() + self.settings.drain_seconds + STOP_GRACE
+                while old.is_alive() and time.monotonic() < deadline and self._stop is None:
+                    old.join(0.2)
+                if self._stop is not None:
+                    return  # stopping: _stop_workers takes over
+                if old.is_alive():
+                    log.error("supervisor.worker_killed", pid=old.pid)
+                    old.kill()
+                old.join()
+            slot.failures = 0
+            self._spawn(slot, settings)
+            if not self._wait_listening(slot, settings.port):
+                log.error("supervisor.rolling_restart_stopped", worker=slot.index + 1)
+                return
+        log.info("supervisor.rolling_restart_done")
+
+    def _wait_listening(self, slot: _Slot, port: int, within: float = 90.0) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and self._stop is None:
+            process = slot.process
+            if process is None or not process.is_alive() or process.pid is None:
+                return False
+            try:
+                sockets = psutil.Process(process.pid).net_connections("tcp")
+            except psutil.Error:
+                return False
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets):
+                return True
+            time.sleep(0.1)
+        return False
 
     def _on_exit(self, slot: _Slot, process: BaseProcess, now: float) -> None:
         process.join()
         slot.process = None
-        if now - slot.started_at >= HEALTHY_AFTER:
+        if now - slot.started_at >= HEALTHY_AFTER or process.exitcode == 0:
             slot.failures = 0
+        if process.exitcode == 0:  # drained on its own SIGTERM (`kill <worker pid>`)
+            slot.restart_at = now + BACKOFF_FIRST
+            log.info("supervisor.worker_exited", worker=slot.index + 1, pid=process.pid)
+            return
         slot.failures += 1
         delay = restart_delay(slot.failures)
         slot.restart_at = now + delay

@@ -61,8 +61,12 @@ async def _start(data_dir: Path, *extra: str, log_path: Path) -> Started:
     return Started(process, ocpp_port, api_port, log)
 
 
+def _read(log_path: Path) -> str:
+    return log_path.read_text()
+
+
 def _tail(log_path: Path) -> str:
-    return log_path.read_text()[-3000:]
+    return _read(log_path)[-3000:]
 
 
 async def _stop(started: Started, sig: int = signal.SIGTERM) -> int:
@@ -183,6 +187,29 @@ async def test_workers_share_the_ports_a_killed_worker_is_restarted_and_its_char
     assert postmaster_pid(pgdata_of(data)) is None  # the supervisor stopped Postgres last
     assert not (pgdata_of(data) / "postmaster.pid").exists()
     assert "supervisor.worker_died" in (tmp_dir / "csms.log").read_text()
+
+
+async def test_sighup_replaces_the_workers_one_at_a_time(tmp_dir: Path) -> None:
+    csms = await _start(tmp_dir / "data", "--workers", "2", log_path=tmp_dir / "csms.log")
+    supervisor = csms.process.pid
+    try:
+        before = set(_workers_listening(supervisor, csms.ocpp_port))
+        chargers = [await _charger(csms.ocpp_port, f"HUP-{n}", n) for n in range(10)]
+        csms.process.send_signal(signal.SIGHUP)
+
+        async def replaced() -> bool:
+            now = set(_workers_listening(supervisor, csms.ocpp_port))
+            return len(now) == 2 and not now & before
+
+        await eventually(replaced, within=90)
+        for ws in chargers:  # each drained by its worker, to reconnect elsewhere
+            await asyncio.wait_for(ws.wait_closed(), 30)
+            assert ws.close_code == 1012
+        again = await _charger(csms.ocpp_port, "HUP-after", 0)
+        await again.close()
+        assert "supervisor.rolling_restart_done" in _read(tmp_dir / "csms.log")
+    finally:
+        assert await _stop(csms) == 0
 
 
 async def test_after_kill_9_the_next_csms_adopts_the_orphaned_postgres_and_stops_it(
