@@ -16,6 +16,7 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from csms.central import CentralSystem, ConnectionSuperseded, utcnow
@@ -104,7 +105,16 @@ class OcppServer:
         self.stop_accepting()
         self._drainer = Drainer(window, idle_timeout=self.settings.response_timeout)
         try:
-            return await self._drainer.drain(self.registry.all())
+            report = await self._drainer.drain(self.registry.all())
+            # Chargers whose handshake was under way when the listener closed: now.
+            late = [c for c in self.registry.all() if c.websocket.protocol.state is State.OPEN]
+            if late:
+                self._drainer.hurry()
+                extra = await self._drainer.drain(late)
+                report.chargers += extra.chargers
+                report.closed_idle += extra.closed_idle
+                report.closed_busy += extra.closed_busy
+            return report
         finally:
             self._drainer = None
 
