@@ -141,8 +141,10 @@ async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm() -> None
         url = ready.split("connect to ")[1].split("/<charge_point_id>")[0]
         async with raw_charger(url, "CLI-1", "ocpp2.0.1") as charger:
             assert (await charger.exchange('[2, "1", "Heartbeat", {}]'))[0] == 3
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # drains: the charger is told 1012, restart
             await asyncio.wait_for(process.wait(), 30)
+            await asyncio.wait_for(charger.websocket.wait_closed(), 10)
+            assert charger.websocket.close_code == 1012
         assert process.returncode == 0
         log = (await process.stderr.read()).decode()
         assert '"event": "shutdown.done"' in log and '"charge_point_id": "CLI-1"' in log
