@@ -107,10 +107,12 @@ class Supervisor:
         self._reload = False  # SIGHUP: replace the workers one at a time
         self._wake_r, self._wake_w = os.pipe()
         self._reserved: list[socket.socket] = []
+        self._embedded = False
 
     def _prepare(self) -> Settings:
         """Database once, ports once; the settings every worker runs with."""
         dsn = asyncio.run(resolve_dsn(self.settings))
+        self._embedded = not self.settings.database_url  # started here: stopped here
         if self.settings.migrate_on_start:
             applied = asyncio.run(run_migrations(dsn))
             log.info("db.schema_ready", migrations_applied=applied)
@@ -161,21 +163,25 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_reload)
-        worker_settings = self._prepare()
-        for slot in self._slots:
-            self._spawn(slot, worker_settings)
-        print(
-            f"CSMS supervisor (pid {os.getpid()}): {len(self._slots)} workers, chargers on "
-            f"port {worker_settings.port}, operator API on port {worker_settings.api_port}",
-            flush=True,
-        )
         try:
+            try:
+                worker_settings = self._prepare()
+            except OSError as error:  # a port taken by a process not sharing it
+                print(f"csms: cannot listen: {error}", file=sys.stderr)
+                return 1
+            for slot in self._slots:
+                self._spawn(slot, worker_settings)
+            print(
+                f"CSMS supervisor (pid {os.getpid()}): {len(self._slots)} workers, chargers on "
+                f"port {worker_settings.port}, operator API on port {worker_settings.api_port}",
+                flush=True,
+            )
             self._watch(worker_settings)
             self._stop_workers()
         finally:
             for sock in self._reserved:
                 sock.close()
-            if not self.settings.database_url:
+            if self._embedded:
                 stop_embedded(self.settings.data_dir)
         log.info("supervisor.stopped")
         return 0
