@@ -119,15 +119,22 @@ class CommandForwarder:
             raise
         finally:
             self._waiters.pop(command_id, None)
-        await self._withdraw(command_id)
+        if not await self._withdraw(command_id):  # claimed: it may have just finished
+            outcome = await store.outcome(self.pool, command_id)
+            if outcome is not None:
+                return _result(charge_point_id, outcome)
         raise TimeoutError(f"{charge_point_id} (on node {holder.node_id}) did not answer in time")
 
-    async def _withdraw(self, command_id: int) -> None:
-        """Make sure a command the caller gave up on is never delivered later."""
+    async def _withdraw(self, command_id: int) -> bool:
+        """Make sure a command the caller gave up on is never delivered later.
+
+        False when a node had already claimed it (it is, or was, being sent).
+        """
         try:
-            await store.expire(self.pool, command_id)
+            return await store.expire(self.pool, command_id)
         except Exception:
             log.exception("cluster.command_not_withdrawn", command_id=command_id)
+            return False
 
     # -- target side ---------------------------------------------------------
 
