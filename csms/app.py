@@ -18,6 +18,7 @@ from csms.central import CentralSystem
 from csms.cluster.leases import LeaseManager
 from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
+from csms.drain import DrainReport
 from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.security.tls import api_tls
@@ -140,6 +141,7 @@ class Csms:
             self.settings.api_host or self.settings.host,
             self.settings.api_port,
             api_tls(self.settings),
+            reuse_port=self.settings.reuse_port,
         )
         await self._api.start()
         await self.cluster.advertise(self.api_url, self.ocpp_url)
@@ -178,12 +180,30 @@ class Csms:
             await self._pool.close()
             self._pool = None
 
+    async def drain(self, window: float) -> DrainReport:
+        """Hand this node's chargers to the others: stop accepting, close them over ``window``.
+
+        The API keeps serving (and commands to chargers not closed yet keep working)
+        until :meth:`stop`.
+        """
+        assert self._server is not None, "start() first"
+        self._server.stop_accepting()  # first: announcing waits for a pool connection
+        if self.cluster is not None:
+            try:  # listed as draining in GET /cluster/nodes; the drain goes on regardless
+                await self.cluster.membership.set_draining(True)
+            except Exception:
+                log.exception("drain.not_announced")
+        return await self._server.drain(window)
+
     async def run(self) -> None:
-        """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+        """Serve until SIGTERM (drain over drain_seconds) or SIGINT (drain at once), then stop.
+
+        A second signal during the drain closes the remaining chargers at once.
+        """
         loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
+        signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self.start()
         print(
             f"CSMS ready: chargers connect to {self.ocpp_url}/<charge_point_id> "
@@ -195,7 +215,25 @@ class Csms:
                 f":{self.port}/", f":{self.tls_port}/", 1
             )
             print(f"CSMS ready: TLS chargers connect to {tls_url}/<charge_point_id>", flush=True)
-        await stopping.wait()
-        log.info("shutdown.started", chargers_connected=len(self.registry))
+        first = await signals.get()
+        window = self.settings.drain_seconds if first is signal.SIGTERM else 0.0
+        log.info(
+            "shutdown.started",
+            signal=first.name,
+            chargers_connected=len(self.registry),
+            drain_seconds=window,
+        )
+        drain = asyncio.create_task(self.drain(window))
+        hurry = asyncio.create_task(signals.get())
+        await asyncio.wait({drain, hurry}, return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            log.info("shutdown.hurried")
+            assert self._server is not None
+            self._server.hurry_drain()
+        hurry.cancel()
+        try:
+            await drain
+        except Exception:
+            log.exception("shutdown.drain_failed")
         await self.stop()
         log.info("shutdown.done")

@@ -48,6 +48,16 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
         "Kafka host:port,... (KAFKA_BOOTSTRAP_SERVERS); unset: relay off",
     ),
     "--api-port": ("api_port", int, "operator HTTP API port (CSMS_API_PORT, default 8080)"),
+    "--workers": (
+        "workers",
+        int,
+        "worker processes sharing the ports (CSMS_WORKERS, default 1; docs/workers.md)",
+    ),
+    "--drain-seconds": (
+        "drain_seconds",
+        float,
+        "on SIGTERM, close chargers spread over this many seconds (CSMS_DRAIN_SECONDS, 10)",
+    ),
 }
 
 
@@ -220,13 +230,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_api_key(settings, args))
     if args.command == "demo":
         return _demo(settings, args)
+    if settings.workers > 1:
+        if settings.kafka_embedded:
+            print(
+                "csms: --kafka embedded runs with --workers 1 (the broker lives in one "
+                "process); with several workers set KAFKA_BOOTSTRAP_SERVERS to a broker",
+                file=sys.stderr,
+            )
+            return 2
+        from csms.supervisor import run_supervisor
+
+        return run_supervisor(settings, settings.node_id or None)  # named: <name>-<n>
     try:
         if settings.kafka_embedded:
             from csms.outbox.embedded import serve_with_embedded_kafka
 
             asyncio.run(serve_with_embedded_kafka(settings, lambda s: Csms(s).run()))
         else:
-            asyncio.run(Csms(settings).run())
+            asyncio.run(Csms(settings).run())  # one process: no supervisor in between
     except KeyboardInterrupt:
         pass
     return 0

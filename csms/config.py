@@ -148,6 +148,16 @@ class Settings:
     node_lease_seconds: float = 15.0
     cluster_command_retention_hours: float = 1.0
 
+    # Processes (csms/supervisor.py, docs/workers.md): workers > 1 runs a supervisor that
+    # starts the embedded Postgres once and that many worker processes, each a full CSMS,
+    # sharing the OCPP and API ports through SO_REUSEPORT (reuse_port, set for workers;
+    # set it by hand to run several csms processes on one host's ports). SIGTERM drains a
+    # process: it stops accepting and closes its chargers (1012) spread over drain_seconds,
+    # so that they reconnect to the other processes without a storm.
+    workers: int = 1
+    reuse_port: bool = False
+    drain_seconds: float = 10.0
+
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -180,8 +190,13 @@ def _parse(field: str, raw: str) -> object:
     """Convert one environment value to the type of its setting, or raise ValueError."""
     if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
         return _positive_int(field, raw)
-    if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:
+    if field in {"db_pool_min", "db_pool_max", "outbox_batch_size", "workers"}:
         return _positive_int(field, raw)
+    if field == "drain_seconds":
+        value = float(raw)
+        if not value >= 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (all at once) or more seconds")
+        return value
     if field in {"node_lease_seconds", "cluster_command_retention_hours"}:
         return _positive_float(field, raw)
     if field == "outbox_retention_hours":
@@ -211,7 +226,7 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field == "api_tls":
+    if field in {"api_tls", "reuse_port"}:
         return _bool(field, raw)
     if field == "kafka_embedded":
         return raw.strip().lower() == "embedded" or _bool(field, raw)

@@ -16,10 +16,12 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from csms.central import CentralSystem, ConnectionSuperseded, utcnow
 from csms.config import Settings
+from csms.drain import Drainer, DrainReport
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
 from csms.monitoring import metrics
 from csms.router import ConnectionRegistry
@@ -60,24 +62,66 @@ class OcppServer:
         self.gate = ChargerGate(central.pool, settings)
         self._server: Server | None = None
         self._tls_server: Server | None = None  # wss, when a TLS certificate is configured
+        self._port: int | None = None  # kept: the sockets are gone once draining
+        self._tls_port: int | None = None
+        self._drainer: Drainer | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(next(iter(self._server.sockets)).getsockname()[1])
+        assert self._port is not None
+        return self._port
 
     @property
     def tls_port(self) -> int | None:
         """The wss port, or None when TLS is not configured."""
-        if self._tls_server is None:
-            return None
-        return int(next(iter(self._tls_server.sockets)).getsockname()[1])
+        return self._tls_port
+
+    @property
+    def accepting(self) -> bool:
+        """False once draining (or stopped): new chargers go to the other nodes."""
+        return self._server is not None and self._server.server.is_serving()
 
     async def start(self) -> None:
         tls = context_from(self.settings)  # before listening: bad TLS settings stop start-up
         self._server = await self._listen(self.settings.port, None)
+        self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         if tls is not None:
             self._tls_server = await self._listen(self.settings.tls_port, tls)
+            self._tls_port = int(next(iter(self._tls_server.sockets)).getsockname()[1])
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; chargers already connected stay connected.
+
+        With SO_REUSEPORT the kernel sends new connections to the other processes
+        on the port. (Connections the kernel had queued for this socket but we had
+        not accepted yet are reset; the chargers retry.)
+        """
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.server.close()
+
+    async def drain(self, window: float) -> DrainReport:
+        """Stop accepting, then close every charger (1012) idle, spread over ``window`` s."""
+        self.stop_accepting()
+        self._drainer = Drainer(window, idle_timeout=self.settings.response_timeout)
+        try:
+            report = await self._drainer.drain(self.registry.all())
+            # Chargers whose handshake was under way when the listener closed: now.
+            late = [c for c in self.registry.all() if c.websocket.protocol.state is State.OPEN]
+            if late:
+                self._drainer.hurry()
+                extra = await self._drainer.drain(late)
+                report.chargers += extra.chargers
+                report.closed_idle += extra.closed_idle
+                report.closed_busy += extra.closed_busy
+            return report
+        finally:
+            self._drainer = None
+
+    def hurry_drain(self) -> None:
+        """Close the chargers a running drain has not closed yet, now."""
+        if self._drainer is not None:
+            self._drainer.hurry()
 
     async def _listen(self, port: int, tls: ssl.SSLContext | None) -> Server:
         return await serve(
@@ -92,6 +136,7 @@ class OcppServer:
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
             server_header=None,
+            reuse_port=self.settings.reuse_port,  # several worker processes on one port
         )
 
     async def stop(self) -> None:

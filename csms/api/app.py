@@ -17,6 +17,7 @@ from csms import __version__
 from csms.api import commands, reference, resources
 from csms.api.context import ApiContext
 from csms.cluster import api as cluster_api
+from csms.listen import reuse_port_sockets
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -80,6 +81,8 @@ class ApiServer:
         host: str,
         port: int,
         tls: tuple[Path, Path] | None = None,  # (certificate chain, key): HTTPS
+        *,
+        reuse_port: bool = False,  # --workers: every worker listens on the port
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -94,13 +97,16 @@ class ApiServer:
         self.tls = tls is not None
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
+        # uvicorn has no SO_REUSEPORT option: the workers of `csms --workers N` share
+        # the API port through sockets of our own.
+        self._sockets = reuse_port_sockets(host, port) if reuse_port else None
 
     @property
     def port(self) -> int:
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._server.serve(sockets=self._sockets))
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (port in use, ...)

@@ -46,8 +46,26 @@ def test_environment_variables_are_read() -> None:
     assert settings.data_dir == Path("/var/csms")
 
 
+def test_process_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"CSMS_WORKERS": "4", "CSMS_DRAIN_SECONDS": "0", "CSMS_REUSE_PORT": "true"}
+    )
+    assert (settings.workers, settings.drain_seconds, settings.reuse_port) == (4, 0.0, True)
+    assert (Settings().workers, Settings().reuse_port) == (1, False)  # one process by default
+    args = build_parser().parse_args(["--workers", "3", "--drain-seconds", "2.5"])
+    assert (settings_from(args).workers, settings_from(args).drain_seconds) == (3, 2.5)
+
+
 @pytest.mark.parametrize(
-    "bad", [{"CSMS_PORT": "-1"}, {"CSMS_PORT": "http"}, {"CSMS_MIGRATE_ON_START": "maybe"}]
+    "bad",
+    [
+        {"CSMS_PORT": "-1"},
+        {"CSMS_PORT": "http"},
+        {"CSMS_MIGRATE_ON_START": "maybe"},
+        {"CSMS_WORKERS": "0"},
+        {"CSMS_DRAIN_SECONDS": "-1"},
+        {"CSMS_REUSE_PORT": "sometimes"},
+    ],
 )
 def test_bad_environment_values_are_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
@@ -123,8 +141,10 @@ async def test_csms_serves_with_embedded_postgres_and_stops_on_sigterm() -> None
         url = ready.split("connect to ")[1].split("/<charge_point_id>")[0]
         async with raw_charger(url, "CLI-1", "ocpp2.0.1") as charger:
             assert (await charger.exchange('[2, "1", "Heartbeat", {}]'))[0] == 3
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # drains: the charger is told 1012, restart
             await asyncio.wait_for(process.wait(), 30)
+            await asyncio.wait_for(charger.websocket.wait_closed(), 10)
+            assert charger.websocket.close_code == 1012
         assert process.returncode == 0
         log = (await process.stderr.read()).decode()
         assert '"event": "shutdown.done"' in log and '"charge_point_id": "CLI-1"' in log
