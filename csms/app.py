@@ -19,7 +19,7 @@ from csms.outbox.service import OutboxService
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.server import OcppServer
 from csms.services import Service, ServiceContext, build_services
-from csms.storage.database import open_pool, resolve_dsn
+from csms.storage.database import open_api_pool, open_pool, resolve_dsn
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,7 @@ class Csms:
         self.router = CommandRouter(self.registry)
         self.bus = EventBus()  # committed events, for in-process consumers
         self._pool: asyncpg.Pool | None = None
+        self._api_pool: asyncpg.Pool | None = None  # the operator API's own connections
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
         self._api: ApiServer | None = None
@@ -95,8 +96,9 @@ class Csms:
             await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        self._api_pool = await open_api_pool(self.settings, dsn)
         api = create_app(
-            ApiContext(self._pool, self.router, self.settings),
+            ApiContext(self._api_pool, self.router, self.settings),
             [r for service in self.services for r in service.api_routers()],
         )
         self._api = ApiServer(
@@ -127,9 +129,10 @@ class Csms:
                 await self._central.flush_last_seen()
             except Exception:
                 log.exception("shutdown.last_seen_not_flushed")
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._api_pool, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._api_pool = None
 
     async def run(self) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully."""

@@ -123,6 +123,19 @@ class Settings:
     billing_cost_update_interval: float = 60.0
     billing_sweep_interval: float = 60.0
 
+    # Reliability (docs/reliability.md). The operator API: bodies above api_max_body_bytes
+    # get 413, bodies slower than api_body_timeout s 408, answers not started within
+    # api_request_timeout s 503; it queries through its own pool of api_db_pool_max
+    # connections so that it cannot take the chargers' connections.
+    api_max_body_bytes: int = 1024 * 1024
+    api_body_timeout: float = 10.0
+    api_request_timeout: float = 30.0
+    api_db_pool_max: int = 4
+    # Comma-separated addresses/networks of load balancers whose X-Forwarded-For (and,
+    # with tls_client_cert_header set, client-certificate header) are believed.
+    trusted_proxies: str = ""
+    tls_client_cert_header: str | None = None
+
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -150,6 +163,10 @@ def _parse(field: str, raw: str) -> object:
     """Convert one environment value to the type of its setting, or raise ValueError."""
     if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
         return _positive_int(field, raw)
+    if field in {"api_max_body_bytes", "api_db_pool_max"}:
+        return _positive_int(field, raw)
+    if field in {"api_body_timeout", "api_request_timeout"}:
+        return _seconds(field, raw)
     if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:
         return _positive_int(field, raw)
     if field == "outbox_retention_hours":

@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 
 from csms import __version__
 from csms.api import commands, resources
-from csms.api.context import ApiContext
+from csms.api.context import ApiContext, get_caller
+from csms.api.frontdoor import FrontDoor
+from csms.storage import api_keys
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -53,6 +55,16 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.include_router(commands.router)
     for extra in extra_routers:
         app.include_router(extra)
+    settings = context.settings
+    app.add_middleware(
+        FrontDoor,
+        routes=lambda: app.router.routes,
+        key_dependency=get_caller,
+        authenticate=lambda key: api_keys.find_active(context.pool, key),
+        max_body=settings.api_max_body_bytes,
+        body_timeout=settings.api_body_timeout,
+        request_timeout=settings.api_request_timeout,
+    )
     return app
 
 

@@ -36,3 +36,10 @@ async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def open_api_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """The operator API's own small pool: API queries queue here, never for a charger's."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.api_db_pool_max)
+    assert pool is not None
+    return pool
