@@ -75,12 +75,11 @@ class DeliveredEnergy:
 def _ordered(readings: Sequence[Reading]) -> list[Reading]:
     """Time order; the same reading reported twice (e.g. a sample and meterStop) once.
 
-    Readings of one instant (the last sample, a rounded kWh register, and meterStop
-    in Wh, both stamped with the stop time) are ordered by value: a register does not
-    run backwards, so the higher reading of an instant is the later, finer one.
+    Readings of one instant keep the order they are given in: the caller puts the
+    stop reading, the session's last word, last (:mod:`billing.usage`).
     """
     unique = dict.fromkeys((r.at, r.wh) for r in readings)
-    return [Reading(at, wh) for at, wh in sorted(unique)]
+    return [Reading(at, wh) for at, wh in sorted(unique, key=lambda k: k[0])]
 
 
 def delivered_energy(readings: Sequence[Reading], max_power_w: Decimal | None) -> DeliveredEnergy:
