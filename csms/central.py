@@ -209,6 +209,9 @@ class CentralSystem:
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
         """Record a transaction update or end (even for a transaction never seen starting)."""
+        if isinstance(event, SessionEnded) and event.rejected:
+            log.warning("session.end_values_dropped", rejected=list(event.rejected))
+            metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None

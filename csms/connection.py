@@ -24,6 +24,7 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+import asyncpg
 import ocpp.messages
 import structlog
 from ocpp.charge_point import (
@@ -42,6 +43,7 @@ from csms.central import CentralSystem
 from csms.config import Settings
 from csms.events import Protocol, RegistrationStatus
 from csms.monitoring import metrics
+from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
 from csms.validation import CALL, CALLRESULT, first_error
 
@@ -113,7 +115,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self._send_error("-1", RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "not valid JSON"))
             return
         if not isinstance(frame, list) or not frame:
@@ -187,6 +189,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 f"charger is not accepted (registration: {self.registration}); "
                 "send BootNotification first",
             )
+        msg.payload, replaced = screen(msg.payload)  # poison values (csms.poison)
+        if replaced:
+            log.warning("rpc.nul_replaced", strings=replaced)
+            metrics.VALUES_SANITISED.labels("nul").inc(replaced)
         validate = not handlers.get("_skip_schema_validation", False)
         if validate:
             self._validate(msg)
@@ -200,6 +206,14 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             raise
         except OCPPError as error:
             raise RpcError.from_ocpp_error(error) from error
+        except (asyncpg.DataError, OverflowError) as error:
+            # A value the schema allows but a column or a sum cannot hold (an int4
+            # beyond 2**31, a date beyond the calendar): the charger's data, not our fault.
+            log.warning("rpc.value_not_storable", error=str(error)[:200])
+            raise RpcError(
+                ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+                f"a value in this message cannot be stored: {str(error)[:150]}",
+            ) from error
         except Exception as error:
             log.exception("rpc.handler_failed")
             raise RpcError(

@@ -215,6 +215,9 @@ class SessionEnded(Event):
     seq_no: int | None = None
     offline: bool = False
     samples: tuple[MeterSample, ...] = ()
+    # What the charger sent that could not be stored (a NaN sample, a year-9999 stop
+    # time...): left out and named here, since an end is always stored (15.2).
+    rejected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -97,6 +97,19 @@ CALL_ERRORS: Final = Counter(
     ["direction", "code"],
     registry=REGISTRY,
 )
+VALUES_SANITISED: Final = Counter(
+    "csms_ocpp_values_sanitised",
+    "Values a charger sent that could not be stored as sent: 'nul' replaced in a string, "
+    "'dropped' left out of a transaction end (csms.poison, docs/reliability.md)",
+    ["kind"],
+    registry=REGISTRY,
+)
+DUPLICATES: Final = Counter(
+    "csms_ocpp_duplicates",
+    "Messages a charger resent that were answered again but not stored again, by action",
+    ["action"],
+    registry=REGISTRY,
+)
 
 # -- storage and fan-out -------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""Values a schema allows but the database or arithmetic cannot hold, screened at the door.
+
+JSON Schema lets a charger send things no column can keep: a NUL character in a
+string (Postgres ``text`` and ``jsonb`` refuse it), ``NaN`` / ``Infinity``
+literals or ``1e400`` (which Python reads as infinity; ``jsonb`` and energy
+sums cannot hold them), integers beyond 64 bits, and nesting deep enough to
+exhaust recursion. :func:`screen` runs on every CALL payload before schema
+validation:
+
+* a NUL in a string is replaced by U+FFFD (the Unicode replacement character),
+  so a fault report with a NUL in its ``info`` is stored -- visibly altered --
+  instead of lost; the replacement is logged and counted;
+* a non-finite number or an integer beyond int64 is refused with
+  PropertyConstraintViolation naming where it is;
+* nesting deeper than :data:`MAX_DEPTH` (no OCPP message needs more than about
+  eight levels) is refused with FormatViolation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from csms.rpc_errors import ErrorCode, RpcError
+
+MAX_DEPTH = 32
+_INT64 = 2**63
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def screen(payload: Any) -> tuple[Any, int]:
+    """``payload`` with NULs replaced, and how many strings were altered; raises RpcError."""
+    replaced = 0
+
+    def walk(value: Any, path: str, depth: int) -> Any:
+        nonlocal replaced
+        if depth > MAX_DEPTH:
+            raise RpcError(
+                ErrorCode.FORMAT_VIOLATION,
+                f"payload nested deeper than {MAX_DEPTH} levels at '{path[:100]}'",
+            )
+        if isinstance(value, str):
+            if NUL in value:
+                replaced += 1
+                return value.replace(NUL, REPLACEMENT)
+            return value
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            if not -_INT64 <= value < _INT64:
+                raise RpcError(
+                    ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+                    f"integer out of range (64 bits) at '{path}'",
+                )
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise RpcError(
+                    ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+                    f"number {value!r} is not a finite number at '{path}'",
+                )
+            return value
+        if isinstance(value, dict):
+            return {
+                walk(k, path, depth): walk(v, f"{path}/{k}", depth + 1) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [walk(v, f"{path}/{i}", depth + 1) for i, v in enumerate(value)]
+        return value
+
+    return walk(payload, "", 0), replaced
