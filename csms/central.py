@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import structlog
@@ -92,6 +94,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _once(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Run a recording method again if a concurrent copy of its message won the race.
+
+    Each method checks first whether its event is stored (a resend, csms.dedupe);
+    two copies handled at once (the old connection still busy after a reconnect)
+    both miss it, and the second trips the unique ``event_id``. Run again, it
+    sees the first copy and answers as for a resend.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != event_log.EVENT_ID_CONSTRAINT:
+                raise
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+def _duplicate(event: Event) -> None:
+    log.info("message.duplicate_not_stored", event_type=event.type, event_id=str(event.event_id))
+    metrics.DUPLICATES.labels(event.type).inc()
+
+
 class CentralSystem:
     """Records events and makes the decisions chargers wait for."""
 
@@ -166,10 +200,14 @@ class CentralSystem:
     async def registration(self, charge_point_id: str) -> RegistrationStatus | None:
         return await chargers.registration_of(self.pool, charge_point_id)
 
+    @_once
     async def boot(self, event: ChargerBooted) -> RegistrationStatus:
         """Answer a BootNotification from the registry, or by policy for an unknown charger."""
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
+            if registration is not None and await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return registration
             if registration is None:
                 policy = self.settings.unknown_charger_policy
                 registration = await chargers.register(
@@ -181,19 +219,28 @@ class CentralSystem:
         self.bus.publish(event)
         return registration
 
+    @_once
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             token = await tokens.find(conn, event.id_token)
             authorization = decide_authorization(token, utcnow(), event.token_type)
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)  # answered again from today's token, not stored again
+                return authorization
             await event_log.append(conn, event)
         self.bus.publish(event)
         return authorization
 
+    @_once
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
+            stored = await event_log.stored_payload(conn, event.event_id)
+            if stored is not None:
+                _duplicate(event)  # the same transactionId again, nothing stored again
+                return SessionOutcome(str(stored["transaction_id"]), authorization)
             await sessions.lock_charger(conn, event.charge_point_id)
             if event.transaction_id is None:
                 ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
@@ -205,6 +252,7 @@ class CentralSystem:
         self.bus.publish(event)
         return SessionOutcome(ref.transaction_id, authorization)
 
+    @_once
     async def update_session(
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
@@ -215,6 +263,9 @@ class CentralSystem:
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return authorization
             await sessions.lock_charger(conn, event.charge_point_id)
             ref = await sessions.upsert(conn, event, protocol, auth_status)
             await self._store_samples(conn, event, ref.id)
@@ -227,18 +278,25 @@ class CentralSystem:
         self.bus.publish(event)
         return authorization
 
+    @_once
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
         if isinstance(event, MeterSampled):
             # The most frequent message: one statement, atomic on its own.
             async with metrics.db_write(event.type):
-                session_id = await event_log.record_meter_sampled(self.pool, event)
+                session_id, duplicate = await event_log.record_meter_sampled(self.pool, event)
+            if duplicate:
+                _duplicate(event)
+                return
             metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
             if session_id is None and event.transaction_id is not None:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return
             if isinstance(event, ConnectorStatusChanged):
                 await chargers.set_connector_status(conn, event)
             elif isinstance(event, FirmwareStatusChanged):

@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed
 
 from csms.central import CentralSystem
 from csms.config import Settings
+from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
 from csms.monitoring import metrics
 from csms.poison import screen
@@ -88,6 +89,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         # reads it, and sets ``offline_reason`` when it gives up on a silent charger.
         self.last_heard = time.monotonic()
         self.offline_reason: str | None = None
+        self._connection_key = uuid.uuid4().hex  # scopes resends of timestamp-less messages
 
     # -- receiving ---------------------------------------------------------------
 
@@ -200,8 +202,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         kwargs = snake_case_keys(msg.payload)
         if "call_unique_id" in inspect.signature(handler).parameters:
             kwargs["call_unique_id"] = msg.unique_id
+        key = message_key(msg.action, msg.unique_id, msg.payload, self._connection_key)
         try:
-            response = await handler(**kwargs)
+            with handling(self.id, key):  # event ids follow from the message (csms.dedupe)
+                response = await handler(**kwargs)
         except RpcError:
             raise
         except OCPPError as error:
