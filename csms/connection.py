@@ -59,11 +59,29 @@ _FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
 class CallErrorReceived(Exception):
     """The charger answered a CSMS call with a CALLERROR."""
 
-    def __init__(self, code: str, description: str, details: Any) -> None:
+    def __init__(self, code: str, description: str, details: Any, raw: str = "") -> None:
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description
         self.details = details
+        self.raw = raw  # the frame as it arrived, for the audit trail
+
+
+class InvalidAnswer(Exception):
+    """The charger's answer to a CSMS call is not valid OCPP (schema, NaN, NUL, nesting).
+
+    ``raw`` is the frame as it arrived (a literal NUL spelled ``\\u0000``), kept for
+    the audit trail.
+    """
+
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+def _storable_raw(text: str, limit: int = 65536) -> str:
+    return text[:limit].replace("\x00", "\\u0000")
 
 
 class OcppConnection(ChargePoint):  # type: ignore[misc]
@@ -85,6 +103,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         self.websocket = websocket
         self.registration: RegistrationStatus | None = None
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        self._raw_answers: dict[str, str] = {}  # message id -> the answer as it arrived
         # When the charger last spoke (a frame or a pong); monitoring's liveness watchdog
         # reads it, and sets ``offline_reason`` when it gives up on a silent charger.
         self.last_heard = time.monotonic()
@@ -129,7 +148,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if message_type == 2 and type(message_type) is int:
             await self._on_call_frame(frame)
         elif message_type in (3, 4) and type(message_type) is int:
-            self._on_response_frame(frame)
+            self._on_response_frame(frame, text)
         elif type(message_type) is int and self.protocol is Protocol.V16:
             # OCPP-J 1.6 section 4.1.3: a message type not in the list is ignored.
             log.warning("rpc.unknown_message_type_ignored", message_type=message_type)
@@ -238,11 +257,19 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if error is not None:
             raise schema_error(error, self.protocol)
 
-    def _on_response_frame(self, frame: list[Any]) -> None:
+    def _on_response_frame(self, frame: list[Any], text: str) -> None:
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
         future = self._pending.get(message_id) if message_id is not None else None
-        if future is None or future.done():
+        if message_id is None or future is None or future.done():
             log.warning("rpc.unknown_response_dropped", message_id=message_id)
+            return
+        raw = _storable_raw(text)
+        self._raw_answers[message_id] = raw
+        try:
+            frame, _ = screen(frame)  # what a charger answers is as untrusted as what it asks
+        except RpcError as error:
+            log.warning("rpc.invalid_answer", message_id=message_id, reason=error.description)
+            future.set_exception(InvalidAnswer(error.description, raw))
             return
         if frame[0] == 3 and len(frame) == 3 and isinstance(frame[2], dict):
             future.set_result(CallResult(message_id, frame[2]))
@@ -307,7 +334,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             except TimeoutError:
                 metrics.MESSAGES.labels("out", action_label, "timeout").inc()
                 raise
-            except CallErrorReceived:  # a malformed or oversize answer
+            except (CallErrorReceived, InvalidAnswer):  # a malformed or oversize answer
                 metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
                 raise
             except (ConnectionError, ConnectionClosed):
@@ -315,19 +342,27 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 raise
             finally:
                 self._pending.pop(message.unique_id, None)
+                raw = self._raw_answers.pop(message.unique_id, "")
         if isinstance(response, CallError):
             metrics.MESSAGES.labels("out", action_label, "call_error").inc()
             metrics.CALL_ERRORS.labels("received", metrics.bounded_code(response.error_code)).inc()
             if suppress:
                 return None
             raise CallErrorReceived(
-                response.error_code, response.error_description, response.error_details
+                response.error_code, response.error_description, response.error_details, raw
             )
-        metrics.MESSAGES.labels("out", action_label, "ok").inc()
         response.action = action
-        if not skip_schema_validation:
-            await validate_payload(response, self._ocpp_version)
-        return getattr(self._call_result, action)(**snake_case_keys(response.payload))
+        try:
+            if not skip_schema_validation:
+                await validate_payload(response, self._ocpp_version)
+            answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
+        except (OCPPError, TypeError) as error:
+            metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
+            reason = error.description if isinstance(error, OCPPError) else str(error)
+            log.warning("rpc.invalid_answer", action=action, reason=reason)
+            raise InvalidAnswer(f"not a valid {action} answer: {reason}", raw) from error
+        metrics.MESSAGES.labels("out", action_label, "ok").inc()
+        return answer
 
     async def _send(self, message: str) -> None:
         log.debug("rpc.send", frame=message)
