@@ -87,6 +87,8 @@ def decide_authorization(
     status = AuthorizationStatus(token.status)
     if status is AuthorizationStatus.ACCEPTED and token.expires_at and token.expires_at <= now:
         status = AuthorizationStatus.EXPIRED
+    if status is AuthorizationStatus.ACCEPTED and token.group_status == "Blocked":
+        status = AuthorizationStatus.BLOCKED  # a blocked group (parent) blocks its members
     return Authorization(status, token.expires_at, token.group_id)
 
 
@@ -241,6 +243,24 @@ class CentralSystem:
             if stored is not None:
                 _duplicate(event)  # the same transactionId again, nothing stored again
                 return SessionOutcome(str(stored["transaction_id"]), authorization)
+            if (
+                authorization is not None
+                and authorization.status is AuthorizationStatus.ACCEPTED
+                and event.id_token is not None
+                and self.settings.concurrent_tx_window_hours > 0
+                and await tokens.in_transaction_elsewhere(
+                    conn,
+                    event.id_token,
+                    event.charge_point_id,
+                    event.connector_id,
+                    self.settings.concurrent_tx_window_hours,
+                )
+            ):
+                # 1.6 ConcurrentTx: "already involved in another transaction".
+                authorization = dataclasses.replace(
+                    authorization, status=AuthorizationStatus.CONCURRENT_TX
+                )
+                auth_status = authorization.status.value
             await sessions.lock_charger(conn, event.charge_point_id)
             if event.transaction_id is None:
                 ref = await sessions.start_v16(conn, event, auth_status or "Invalid")

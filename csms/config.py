@@ -134,6 +134,10 @@ class Settings:
     # Comma-separated addresses/networks of load balancers whose X-Forwarded-For (and,
     # with tls_client_cert_header set, client-certificate header) are believed.
     trusted_proxies: str = ""
+    # With N > 0, a token in an active session (moved in the last N hours) on another
+    # connector gets ConcurrentTx at a transaction start. 0 (the default) allows
+    # concurrent transactions: the simulator and many fleets share one token.
+    concurrent_tx_window_hours: float = 0.0
     tls_client_cert_header: str | None = None
 
     @property
@@ -165,6 +169,11 @@ def _parse(field: str, raw: str) -> object:
         return _positive_int(field, raw)
     if field in {"api_max_body_bytes", "api_db_pool_max"}:
         return _positive_int(field, raw)
+    if field == "concurrent_tx_window_hours":
+        value = float(raw)
+        if value < 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of hours")
+        return value
     if field in {"api_body_timeout", "api_request_timeout"}:
         return _seconds(field, raw)
     if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:
