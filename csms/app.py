@@ -16,6 +16,7 @@ from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.config import Settings
 from csms.outbox.service import OutboxService
+from csms.revocation import RevocationListener
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.server import OcppServer
 from csms.services import Service, ServiceContext, build_services
@@ -96,6 +97,8 @@ class Csms:
             await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        revocation = RevocationListener(dsn, self._pool, self.registry)  # 15.4: at once
+        self._tasks.append(asyncio.create_task(revocation.run()))
         self._api_pool = await open_api_pool(self.settings, dsn)
         api = create_app(
             ApiContext(self._api_pool, self.router, self.settings),
