@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,19 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _unusable_value(request: Request, error: Exception) -> JSONResponse:
+    """A value that passed validation but that the database or the calendar cannot hold.
+
+    NUL in a string, an integer beyond int64 (or a column's int4), a date that an
+    offset or an interval pushes off the calendar: the caller's input, so 422 with
+    what went wrong -- one handler for every endpoint, instead of one check each.
+    """
+    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return JSONResponse(
+        {"error": f"a parameter has a value that cannot be used: {detail}"}, status_code=422
+    )
+
+
 def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The operator API; ``extra_routers`` come from the services (csms.services)."""
     app = FastAPI(
@@ -51,6 +65,8 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.state.context = context
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for unusable in (asyncpg.DataError, OverflowError):
+        app.add_exception_handler(unusable, _unusable_value)
     app.include_router(resources.router)
     app.include_router(commands.router)
     for extra in extra_routers:
