@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from csms.security.proxy import parse_networks
+
 
 class UnknownChargerPolicy(enum.StrEnum):
     """What BootNotification answers to a charger that is not in the registry."""
@@ -174,6 +176,9 @@ def _parse(field: str, raw: str) -> object:
         if value < 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of hours")
         return value
+    if field == "trusted_proxies":
+        parse_networks(raw)  # refuse a typo at start-up, not at the first connection
+        return raw
     if field in {"api_body_timeout", "api_request_timeout"}:
         return _seconds(field, raw)
     if field in {"db_pool_min", "db_pool_max", "outbox_batch_size"}:

@@ -150,6 +150,8 @@ class OcppServer:
         if replaced is not None:
             log.info("charger.connection_replaced")
             await replaced.websocket.close(code=1000, reason="replaced by a newer connection")
+        assert websocket.request is not None
+        client = self.gate.client(websocket, websocket.request)  # behind a trusted proxy too
         remote = websocket.remote_address
         try:
             connection.registration = await self.central.connected(
@@ -157,7 +159,11 @@ class OcppServer:
                     charge_point_id=charge_point_id,
                     occurred_at=utcnow(),
                     protocol=protocol,
-                    remote_address=f"{remote[0]}:{remote[1]}" if remote else None,
+                    remote_address=(
+                        f"{remote[0]}:{remote[1]}"
+                        if remote and client.host == str(remote[0])
+                        else client.host
+                    ),
                 )
             )
             log.info("charger.connected", registration=connection.registration)
