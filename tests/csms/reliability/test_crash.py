@@ -68,20 +68,26 @@ async def _stream(ws: ClientConnection, numbers: range, acked: set[int], kill_af
                   process: asyncio.subprocess.Process) -> None:  # fmt: skip
     """Send readings, several in flight at once; kill the CSMS after ``kill_after`` acks."""
     in_flight = 8
+    answered = asyncio.Event()
 
     async def answers() -> None:
-        async for raw in ws:
-            answer = json.loads(raw)
-            if answer[0] == 3:
-                acked.add(int(answer[1].removeprefix("mv-")))
-                if len(acked) == kill_after:
-                    process.send_signal(signal.SIGKILL)
+        try:
+            async for raw in ws:
+                answer = json.loads(raw)
+                if answer[0] == 3:
+                    acked.add(int(answer[1].removeprefix("mv-")))
+                    answered.set()
+                    if len(acked) == kill_after:
+                        process.send_signal(signal.SIGKILL)
+        finally:
+            answered.set()
 
     reader = asyncio.create_task(answers())
     try:
         for n in numbers:
             while n - in_flight >= 0 and n - in_flight not in acked and not reader.done():
-                await asyncio.sleep(0.001)
+                answered.clear()
+                await asyncio.wait_for(answered.wait(), 10)
             if reader.done():
                 break
             await ws.send(reading(n))
