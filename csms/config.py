@@ -135,6 +135,9 @@ class Settings:
     api_db_pool_max: int = 4
     # Comma-separated addresses/networks of load balancers whose X-Forwarded-For (and,
     # with tls_client_cert_header set, client-certificate header) are believed.
+    # The durable event log (event_history: boots, security, firmware, connectivity)
+    # is kept this long, in monthly partitions, whatever the outbox's retention.
+    history_retention_days: float = 365.0
     trusted_proxies: str = ""
     # With N > 0, a token in an active session (moved in the last N hours) on another
     # connector gets ConcurrentTx at a transaction start. 0 (the default) allows
@@ -176,6 +179,8 @@ def _parse(field: str, raw: str) -> object:
         if value < 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of hours")
         return value
+    if field == "history_retention_days":
+        return _positive_float(field, raw)
     if field == "trusted_proxies":
         parse_networks(raw)  # refuse a typo at start-up, not at the first connection
         return raw
