@@ -70,6 +70,7 @@ class SessionOutcome:
 
 
 NO_AUTHORIZATION = "NoAuthorization"
+_AUTHORIZE_CACHE_SIZE = 100_000
 
 
 def decide_authorization(
@@ -137,12 +138,19 @@ class CentralSystem:
         self.bus = bus or EventBus()
         self._last_seen: dict[str, datetime] = {}
         self.session_end_hooks: list[SessionEndHook] = []  # (conn, session id, event)
+        # Recent Authorize decisions, answered again while the database is down
+        # (authorize_cache_seconds; oldest first, at most _AUTHORIZE_CACHE_SIZE).
+        self._authorizations: dict[tuple[str, str | None], tuple[float, Authorization]] = {}
+
+    def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
+        """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
+        return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
 
     # -- connection life cycle -------------------------------------------------
 
     async def connected(self, event: ChargerConnected) -> RegistrationStatus | None:
         """Record a new connection; return the charger's registration (None: unknown)."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
                 if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
@@ -164,7 +172,7 @@ class CentralSystem:
         return registration
 
     async def disconnected(self, event: ChargerDisconnected) -> None:
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             if await chargers.registration_of(conn, event.charge_point_id) is None:
                 return
             await chargers.set_connection(
@@ -205,7 +213,7 @@ class CentralSystem:
     @_once
     async def boot(self, event: ChargerBooted) -> RegistrationStatus:
         """Answer a BootNotification from the registry, or by policy for an unknown charger."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is not None and await event_log.exists(conn, event.event_id):
                 _duplicate(event)
@@ -221,9 +229,31 @@ class CentralSystem:
         self.bus.publish(event)
         return registration
 
-    @_once
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        """Decide on a token; while the database is down, from a recent decision (cache)."""
+        key = (event.id_token.lower(), event.token_type)
+        try:
+            authorization = await self._authorize(event)
+        except Exception as error:
+            cached = self._authorizations.get(key)
+            max_age = self.settings.authorize_cache_seconds
+            if not metrics.db_unreachable(error) or cached is None:
+                raise
+            if asyncio.get_running_loop().time() - cached[0] > max_age:
+                raise
+            log.warning("authorize.answered_from_cache", status=cached[1].status.value)
+            metrics.AUTHORIZE_FROM_CACHE.inc()
+            return cached[1]
+        if self.settings.authorize_cache_seconds > 0:
+            self._authorizations.pop(key, None)
+            self._authorizations[key] = (asyncio.get_running_loop().time(), authorization)
+            while len(self._authorizations) > _AUTHORIZE_CACHE_SIZE:
+                del self._authorizations[next(iter(self._authorizations))]
+        return authorization
+
+    @_once
+    async def _authorize(self, event: AuthorizationRequested) -> Authorization:
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             token = await tokens.find(conn, event.id_token)
             authorization = decide_authorization(token, utcnow(), event.token_type)
             if await event_log.exists(conn, event.event_id):
@@ -236,7 +266,7 @@ class CentralSystem:
     @_once
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
             stored = await event_log.stored_payload(conn, event.event_id)
@@ -280,7 +310,7 @@ class CentralSystem:
         if isinstance(event, SessionEnded) and event.rejected:
             log.warning("session.end_values_dropped", rejected=list(event.rejected))
             metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
             if await event_log.exists(conn, event.event_id):
@@ -313,7 +343,7 @@ class CentralSystem:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             if await event_log.exists(conn, event.event_id):
                 _duplicate(event)
                 return

@@ -135,6 +135,13 @@ class Settings:
     api_db_pool_max: int = 4
     # Comma-separated addresses/networks of load balancers whose X-Forwarded-For (and,
     # with tls_client_cert_header set, client-certificate header) are believed.
+    # Database blips: a statement running longer than db_statement_timeout s is
+    # cancelled, a charger's message waits at most db_acquire_timeout s for a pool
+    # connection; while the database is down, Authorize is answered from a decision
+    # at most authorize_cache_seconds old (0: never).
+    db_statement_timeout: float = 15.0
+    db_acquire_timeout: float = 10.0
+    authorize_cache_seconds: float = 300.0
     # The durable event log (event_history: boots, security, firmware, connectivity)
     # is kept this long, in monthly partitions, whatever the outbox's retention.
     history_retention_days: float = 365.0
@@ -178,6 +185,13 @@ def _parse(field: str, raw: str) -> object:
         value = float(raw)
         if value < 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of hours")
+        return value
+    if field in {"db_statement_timeout", "db_acquire_timeout"}:
+        return _seconds(field, raw)
+    if field == "authorize_cache_seconds":
+        value = float(raw)
+        if value < 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
         return value
     if field == "history_retention_days":
         return _positive_float(field, raw)
