@@ -146,7 +146,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         message_type = frame[0]
         if message_type == 2 and type(message_type) is int:
-            await self._on_call_frame(frame)
+            await self._on_call_frame(frame, text)
         elif message_type in (3, 4) and type(message_type) is int:
             self._on_response_frame(frame, text)
         elif type(message_type) is int and self.protocol is Protocol.V16:
@@ -161,7 +161,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             )
             await self._send_error(_readable_id(frame), error)
 
-    async def _on_call_frame(self, frame: list[Any]) -> None:
+    async def _on_call_frame(self, frame: list[Any], text: str) -> None:
         message_id = _readable_id(frame)
         if len(frame) != 4 or message_id == "-1":
             await self._send_error(
@@ -185,7 +185,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         outcome = "ok"
         with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
             try:
-                await self._handle_call(Call(message_id, action, payload))
+                await self._handle_call(Call(message_id, action, payload), text)
             except RpcError as error:
                 outcome = "call_error"
                 log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
@@ -195,7 +195,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 metrics.MESSAGES.labels("in", label, outcome).inc()
                 metrics.HANDLER_SECONDS.labels(label).observe(time.perf_counter() - started)
 
-    async def _handle_call(self, msg: Call) -> None:
+    async def _handle_call(self, msg: Call, text: str | None = None) -> None:
         handlers = self.route_map.get(msg.action, {})
         if "_on_action" not in handlers:
             if msg.action in self.known_actions:
@@ -210,7 +210,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 f"charger is not accepted (registration: {self.registration}); "
                 "send BootNotification first",
             )
-        msg.payload, replaced = screen(msg.payload)  # poison values (csms.poison)
+        msg.payload, replaced = screen(msg.payload, text)  # poison values (csms.poison)
         if replaced:
             log.warning("rpc.nul_replaced", strings=replaced)
             metrics.VALUES_SANITISED.labels("nul").inc(replaced)
@@ -266,7 +266,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         raw = _storable_raw(text)
         self._raw_answers[message_id] = raw
         try:
-            frame, _ = screen(frame)  # what a charger answers is as untrusted as what it asks
+            frame, _ = screen(frame, text)  # what a charger answers is as untrusted as what it asks
         except RpcError as error:
             log.warning("rpc.invalid_answer", message_id=message_id, reason=error.description)
             future.set_exception(InvalidAnswer(error.description, raw))

@@ -19,18 +19,47 @@ validation:
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from csms.rpc_errors import ErrorCode, RpcError
 
 MAX_DEPTH = 32
 _INT64 = 2**63
+_MAX_FLOAT = sys.float_info.max
 NUL = "\x00"
 REPLACEMENT = "\ufffd"
 
 
-def screen(payload: Any) -> tuple[Any, int]:
-    """``payload`` with NULs replaced, and how many strings were altered; raises RpcError."""
+def _clean(value: Any, depth: int = 0) -> bool:
+    """True if nothing in ``value`` needs a look: the fast check of every message."""
+    if depth >= MAX_DEPTH:
+        return False
+    items = value.values() if type(value) is dict else value
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict or kind is list:
+            if not _clean(item, depth + 1):
+                return False
+        elif kind is float:
+            if not -_MAX_FLOAT <= item <= _MAX_FLOAT:  # NaN fails too
+                return False
+        elif kind is int and not -_INT64 <= item < _INT64:
+            return False
+    return True
+
+
+def screen(payload: Any, text: str | None = None) -> tuple[Any, int]:
+    """``payload`` with NULs replaced, and how many strings were altered; raises RpcError.
+
+    ``text`` is the JSON the payload was read from: JSON writes a NUL as ``\\u0000``,
+    so a text without one has none and needs only the fast check.
+    """
+    container = type(payload) is dict or type(payload) is list
+    if text is not None and container and "\\u0000" not in text and _clean(payload):
+        return payload, 0
     replaced = 0
 
     def walk(value: Any, path: str, depth: int) -> Any:
