@@ -43,3 +43,20 @@ async def test_partitions_are_made_ahead_and_dropped_after_the_retention(
     dropped = await history.maintain(csms.pool, later, 365)
     assert f"event_history_{month}" in dropped
     assert await csms.pool.fetchval("SELECT to_regclass($1) IS NULL", f"event_history_{month}")
+
+
+async def test_health_counts_reboots_and_faults_the_outbox_has_pruned(csms: RunningCsms) -> None:
+    """Health over 30 days reads the durable log, not the week-long outbox."""
+    from csms.monitoring.health_store import charger_stats
+
+    async with raw_charger(csms.ocpp_url, "CP", "ocpp1.6") as charger:
+        await charger.exchange('[2, "b", "BootNotification", {"chargePointVendor": "V", '
+                               '"chargePointModel": "M"}]')  # fmt: skip
+        await charger.exchange('[2, "f", "StatusNotification", {"connectorId": 1, '
+                               '"errorCode": "GroundFailure", "status": "Faulted"}]')  # fmt: skip
+    await eventually(lambda: csms.pool.fetchval("SELECT count(*) >= 3 FROM event_history"))
+    await csms.pool.execute("UPDATE events SET published_at = now(), recorded_at = "
+                            "now() - interval '30 days'")  # fmt: skip
+    assert csms.app.outbox is not None and await csms.app.outbox.prune() > 0
+    stats = await charger_stats(csms.pool, datetime.now(UTC) - timedelta(days=30), 30.0, "CP")
+    assert (stats["CP"].reboots, stats["CP"].faults) == (1, 1)
