@@ -151,6 +151,8 @@ class Settings:
     # concurrent transactions: the simulator and many fleets share one token.
     concurrent_tx_window_hours: float = 0.0
     tls_client_cert_header: str | None = None
+    # Read a PROXY protocol header (v1/v2) that a trusted TCP balancer sends first.
+    proxy_protocol: bool = False
 
     @property
     def hard_frame_limit(self) -> int:
@@ -229,7 +231,7 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field == "migrate_on_start":
+    if field in {"migrate_on_start", "proxy_protocol"}:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)

@@ -23,6 +23,7 @@ from csms.config import Settings
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
 from csms.monitoring import metrics
 from csms.router import ConnectionRegistry
+from csms.security import proxy_protocol
 from csms.security.gate import ChargerGate
 from csms.security.tls import context_from
 from handlers import HANDLERS
@@ -89,6 +90,11 @@ class OcppServer:
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
             max_size=self.settings.hard_frame_limit,
+            create_connection=(
+                proxy_protocol.connection_class(self.gate.proxies)
+                if self.settings.proxy_protocol
+                else None
+            ),
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
             server_header=None,
