@@ -16,7 +16,8 @@ logs would name the balancer. For peers listed in ``CSMS_TRUSTED_PROXIES``
   security profile 3 checks. Configure the proxy to set the header only for a
   verified certificate and to overwrite any the client sent.
 
-Headers from any other peer are ignored. (The PROXY protocol is not read.)
+Headers from any other peer are ignored. TCP balancers use the PROXY protocol
+instead (:mod:`csms.security.proxy_protocol`).
 """
 
 from __future__ import annotations
