@@ -90,4 +90,7 @@ def next_event_id() -> uuid.UUID:
         return uuid.uuid4()
     index = scope.events
     scope.events += 1
-    return uuid.uuid5(_NAMESPACE, f"{scope.charge_point_id}\x1f{scope.key}\x1f{index}")
+    name = f"{scope.charge_point_id}\x1f{scope.key}\x1f{index}"
+    # A message id may hold a lone surrogate, which strict UTF-8 (uuid5's) refuses.
+    name = name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return uuid.uuid5(_NAMESPACE, name)

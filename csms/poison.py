@@ -7,7 +7,8 @@ sums cannot hold them), integers beyond 64 bits, and nesting deep enough to
 exhaust recursion. :func:`screen` runs on every CALL payload before schema
 validation:
 
-* a NUL in a string is replaced by U+FFFD (the Unicode replacement character),
+* a NUL or a lone surrogate in a string is replaced by U+FFFD (the Unicode
+  replacement character),
   so a fault report with a NUL in its ``info`` is stored -- visibly altered --
   instead of lost; the replacement is logged and counted;
 * a non-finite number or an integer beyond int64 is refused with
@@ -19,6 +20,7 @@ validation:
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import Any
 
@@ -29,6 +31,11 @@ _INT64 = 2**63
 _MAX_FLOAT = sys.float_info.max
 NUL = "\x00"
 REPLACEMENT = "\ufffd"
+# A lone surrogate (``"\\ud800"`` in JSON) is no character: UTF-8, and so
+# Postgres, cannot hold it. json.loads joins valid pairs, so any left is lone.
+_UNHOLDABLE = re.compile("[\x00\ud800-\udfff]")
+# JSON escapes that can spell an unholdable character; a text without them has none.
+_WALK_MARKERS = ("\\u0000", "\\ud", "\\uD")
 
 
 def _clean(value: Any, depth: int = 0) -> bool:
@@ -58,7 +65,8 @@ def screen(payload: Any, text: str | None = None) -> tuple[Any, int]:
     so a text without one has none and needs only the fast check.
     """
     container = type(payload) is dict or type(payload) is list
-    if text is not None and container and "\\u0000" not in text and _clean(payload):
+    quick = text is not None and not any(marker in text for marker in _WALK_MARKERS)
+    if quick and container and _clean(payload):
         return payload, 0
     replaced = 0
 
@@ -70,9 +78,9 @@ def screen(payload: Any, text: str | None = None) -> tuple[Any, int]:
                 f"payload nested deeper than {MAX_DEPTH} levels at '{path[:100]}'",
             )
         if isinstance(value, str):
-            if NUL in value:
+            if _UNHOLDABLE.search(value):
                 replaced += 1
-                return value.replace(NUL, REPLACEMENT)
+                return _UNHOLDABLE.sub(REPLACEMENT, value)
             return value
         if isinstance(value, bool) or value is None:
             return value

@@ -157,3 +157,21 @@ async def test_a_register_from_minus_to_plus_1e308_can_still_be_ended(csms: Runn
         assert ended[:2] == [3, "t1"]
         await assert_still_serving(csms, charger, V201)
     assert await csms.pool.fetchval("SELECT status FROM sessions") == "ended"
+
+
+async def test_a_lone_surrogate_is_stored_replaced_even_in_the_message_id(
+    csms: RunningCsms,
+) -> None:
+    """Found by the fuzz test: "\\ud800" is valid JSON but no character UTF-8 can hold."""
+    async with raw_charger(csms.ocpp_url, "POISON", V201) as charger:
+        event = {"generatedAt": T0, "seqNo": 0, "eventData": [{
+            "eventId": 1, "timestamp": T0, "trigger": "Alerting", "actualValue": "x\ud800",
+            "eventNotificationType": "HardWiredNotification", "component": {"name": "C"},
+            "variable": {"name": "V"}}]}  # fmt: skip
+        answer = await charger.exchange(frame("\ud800", "NotifyEvent", event))
+        assert answer == [3, "\ud800", {}]
+        await assert_still_serving(csms, charger, V201)
+    stored = await csms.pool.fetchval(
+        "SELECT payload::text FROM events WHERE type = 'charger_events_notified'"
+    )
+    assert "x\ufffd" in stored
