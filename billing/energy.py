@@ -73,7 +73,11 @@ class DeliveredEnergy:
 
 
 def _ordered(readings: Sequence[Reading]) -> list[Reading]:
-    """Time order; the same reading reported twice (e.g. a sample and meterStop) once."""
+    """Time order; the same reading reported twice (e.g. a sample and meterStop) once.
+
+    Readings of one instant keep the order they are given in: the caller puts the
+    stop reading, the session's last word, last (:mod:`billing.usage`).
+    """
     unique = dict.fromkeys((r.at, r.wh) for r in readings)
     return [Reading(at, wh) for at, wh in sorted(unique, key=lambda k: k[0])]
 
@@ -88,7 +92,13 @@ def delivered_energy(readings: Sequence[Reading], max_power_w: Decimal | None) -
     steps: list[EnergyStep] = []
     previous = ordered[0]
     high_water = previous.wh  # highest register value billed up to
+    # A jump is judged over the time since the last reading of an earlier instant,
+    # with what was billed since then: zero seconds between two readings of one
+    # instant neither excuse a jump nor make a rounding difference one.
+    instant_start, billed_this_instant = previous.at, Decimal(0)
     for reading in ordered[1:]:
+        if reading.at != previous.at:
+            instant_start, billed_this_instant = previous.at, Decimal(0)
         drop = previous.wh - reading.wh
         if drop > 0 and reading.wh < previous.wh / 2:
             flags.add(MeterFlag.RESET)
@@ -103,10 +113,11 @@ def delivered_energy(readings: Sequence[Reading], max_power_w: Decimal | None) -
             continue
         billed = max(Decimal(0), reading.wh - high_water)
         if billed > 0 and max_power_w is not None:
-            seconds = Decimal((reading.at - previous.at).total_seconds())
-            if billed * 3600 > max_power_w * JUMP_TOLERANCE * seconds:
+            seconds = Decimal((reading.at - instant_start).total_seconds())
+            if (billed + billed_this_instant) * 3600 > max_power_w * JUMP_TOLERANCE * seconds:
                 flags.add(MeterFlag.JUMP)
                 billed = Decimal(0)
+        billed_this_instant += billed
         steps.append(EnergyStep(previous.at, reading.at, billed))
         high_water = max(high_water, reading.wh)
         previous = reading

@@ -20,11 +20,12 @@ from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
 from csms.drain import DrainReport
 from csms.outbox.service import OutboxService
+from csms.revocation import RevocationListener
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.security.tls import api_tls
 from csms.server import OcppServer
 from csms.services import Service, ServiceContext, build_services
-from csms.storage.database import open_pool, resolve_dsn
+from csms.storage.database import open_api_pool, open_pool, resolve_dsn
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,7 @@ class Csms:
         self.bus = EventBus(retention_hours=settings.outbox_retention_hours)
         self._leases: LeaseManager | None = None
         self._pool: asyncpg.Pool | None = None
+        self._api_pool: asyncpg.Pool | None = None  # the operator API's own connections
         self._central: CentralSystem | None = None
         self._server: OcppServer | None = None
         self._api: ApiServer | None = None
@@ -132,8 +134,11 @@ class Csms:
             await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        revocation = RevocationListener(dsn, self._pool, self.registry)  # 15.4: at once
+        self._tasks.append(asyncio.create_task(revocation.run()))
+        self._api_pool = await open_api_pool(self.settings, dsn)
         api = create_app(
-            ApiContext(self._pool, self.router, self.settings),
+            ApiContext(self._api_pool, self.router, self.settings),
             [r for service in self.services for r in service.api_routers()],
         )
         self._api = ApiServer(
@@ -176,9 +181,10 @@ class Csms:
                 await self._central.flush_last_seen()
             except Exception:
                 log.exception("shutdown.last_seen_not_flushed")
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._api_pool, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._api_pool = None
 
     async def drain(self, window: float) -> DrainReport:
         """Hand this node's chargers to the others: stop accepting, close them over ``window``.

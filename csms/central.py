@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import structlog
@@ -68,6 +70,7 @@ class SessionOutcome:
 
 
 NO_AUTHORIZATION = "NoAuthorization"
+_AUTHORIZE_CACHE_SIZE = 100_000
 
 
 def decide_authorization(
@@ -85,6 +88,8 @@ def decide_authorization(
     status = AuthorizationStatus(token.status)
     if status is AuthorizationStatus.ACCEPTED and token.expires_at and token.expires_at <= now:
         status = AuthorizationStatus.EXPIRED
+    if status is AuthorizationStatus.ACCEPTED and token.group_status == "Blocked":
+        status = AuthorizationStatus.BLOCKED  # a blocked group (parent) blocks its members
     return Authorization(status, token.expires_at, token.group_id)
 
 
@@ -96,6 +101,38 @@ class ConnectionSuperseded(Exception):
     """A connection accepted later (on this node or another) already holds the charger."""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _once(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Run a recording method again if a concurrent copy of its message won the race.
+
+    Each method checks first whether its event is stored (a resend, csms.dedupe);
+    two copies handled at once (the old connection still busy after a reconnect)
+    both miss it, and the second trips the unique ``event_id``. Run again, it
+    sees the first copy and answers as for a resend.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != event_log.EVENT_ID_CONSTRAINT:
+                raise
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+def _duplicate(event: Event) -> None:
+    log.info("message.duplicate_not_stored", event_type=event.type, event_id=str(event.event_id))
+    metrics.DUPLICATES.labels(event.type).inc()
+
+
 class CentralSystem:
     """Records events and makes the decisions chargers wait for."""
 
@@ -105,6 +142,13 @@ class CentralSystem:
         self.bus = bus or EventBus()
         self._last_seen: dict[str, datetime] = {}
         self.session_end_hooks: list[SessionEndHook] = []  # (conn, session id, event)
+        # Recent Authorize decisions, answered again while the database is down
+        # (authorize_cache_seconds; oldest first, at most _AUTHORIZE_CACHE_SIZE).
+        self._authorizations: dict[tuple[str, str | None], tuple[float, Authorization]] = {}
+
+    def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
+        """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
+        return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
 
     # -- connection life cycle -------------------------------------------------
 
@@ -121,7 +165,7 @@ class CentralSystem:
         the event. Raises :class:`ConnectionSuperseded` (nothing recorded) when a
         connection accepted later already holds the charger.
         """
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
                 if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
@@ -147,7 +191,7 @@ class CentralSystem:
 
     async def disconnected(self, event: ChargerDisconnected, generation: int) -> None:
         """Record that connection ``generation`` closed, if it still held the charger."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             released = await chargers.release_presence(
                 conn, event.charge_point_id, generation=generation, at=event.occurred_at
             )
@@ -185,14 +229,18 @@ class CentralSystem:
     async def registration(self, charge_point_id: str) -> RegistrationStatus | None:
         return await chargers.registration_of(self.pool, charge_point_id)
 
+    @_once
     async def boot(self, event: ChargerBooted, generation: int | None = None) -> RegistrationStatus:
         """Answer a BootNotification from the registry, or by policy for an unknown charger.
 
         A charger registered by its boot (unknown when it connected) gets its
         presence here, held by connection ``generation``.
         """
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
+            if registration is not None and await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return registration
             if registration is None:
                 policy = self.settings.unknown_charger_policy
                 registration = await chargers.register(
@@ -214,18 +262,67 @@ class CentralSystem:
         return registration
 
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        """Decide on a token; while the database is down, from a recent decision (cache)."""
+        key = (event.id_token.lower(), event.token_type)
+        try:
+            authorization = await self._authorize(event)
+        except Exception as error:
+            cached = self._authorizations.get(key)
+            max_age = self.settings.authorize_cache_seconds
+            if not metrics.db_unreachable(error) or cached is None:
+                raise
+            if asyncio.get_running_loop().time() - cached[0] > max_age:
+                raise
+            log.warning("authorize.answered_from_cache", status=cached[1].status.value)
+            metrics.AUTHORIZE_FROM_CACHE.inc()
+            return cached[1]
+        if self.settings.authorize_cache_seconds > 0:
+            self._authorizations.pop(key, None)
+            self._authorizations[key] = (asyncio.get_running_loop().time(), authorization)
+            while len(self._authorizations) > _AUTHORIZE_CACHE_SIZE:
+                del self._authorizations[next(iter(self._authorizations))]
+        return authorization
+
+    @_once
+    async def _authorize(self, event: AuthorizationRequested) -> Authorization:
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             token = await tokens.find(conn, event.id_token)
             authorization = decide_authorization(token, utcnow(), event.token_type)
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)  # answered again from today's token, not stored again
+                return authorization
             await event_log.append(conn, event)
         self.bus.publish(event)
         return authorization
 
+    @_once
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
+            stored = await event_log.stored_payload(conn, event.event_id)
+            if stored is not None:
+                _duplicate(event)  # the same transactionId again, nothing stored again
+                return SessionOutcome(str(stored["transaction_id"]), authorization)
+            if (
+                authorization is not None
+                and authorization.status is AuthorizationStatus.ACCEPTED
+                and event.id_token is not None
+                and self.settings.concurrent_tx_window_hours > 0
+                and await tokens.in_transaction_elsewhere(
+                    conn,
+                    event.id_token,
+                    event.charge_point_id,
+                    event.connector_id,
+                    self.settings.concurrent_tx_window_hours,
+                )
+            ):
+                # 1.6 ConcurrentTx: "already involved in another transaction".
+                authorization = dataclasses.replace(
+                    authorization, status=AuthorizationStatus.CONCURRENT_TX
+                )
+                auth_status = authorization.status.value
             await sessions.lock_charger(conn, event.charge_point_id)
             if event.transaction_id is None:
                 ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
@@ -237,13 +334,20 @@ class CentralSystem:
         self.bus.publish(event)
         return SessionOutcome(ref.transaction_id, authorization)
 
+    @_once
     async def update_session(
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
         """Record a transaction update or end (even for a transaction never seen starting)."""
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        if isinstance(event, SessionEnded) and event.rejected:
+            log.warning("session.end_values_dropped", rejected=list(event.rejected))
+            metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(conn, event.id_token, event.token_type)
             auth_status = authorization.status.value if authorization else None
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return authorization
             await sessions.lock_charger(conn, event.charge_point_id)
             ref = await sessions.upsert(conn, event, protocol, auth_status)
             await self._store_samples(conn, event, ref.id)
@@ -256,18 +360,25 @@ class CentralSystem:
         self.bus.publish(event)
         return authorization
 
+    @_once
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
         if isinstance(event, MeterSampled):
             # The most frequent message: one statement, atomic on its own.
             async with metrics.db_write(event.type):
-                session_id = await event_log.record_meter_sampled(self.pool, event)
+                session_id, duplicate = await event_log.record_meter_sampled(self.pool, event)
+            if duplicate:
+                _duplicate(event)
+                return
             metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
             if session_id is None and event.transaction_id is not None:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
-        async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
+            if await event_log.exists(conn, event.event_id):
+                _duplicate(event)
+                return
             if isinstance(event, ConnectorStatusChanged):
                 await chargers.set_connector_status(conn, event)
             elif isinstance(event, FirmwareStatusChanged):

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from csms.security.proxy import parse_networks
+
 
 class UnknownChargerPolicy(enum.StrEnum):
     """What BootNotification answers to a charger that is not in the registry."""
@@ -158,6 +160,35 @@ class Settings:
     reuse_port: bool = False
     drain_seconds: float = 10.0
 
+    # Reliability (docs/reliability.md). The operator API: bodies above api_max_body_bytes
+    # get 413, bodies slower than api_body_timeout s 408, answers not started within
+    # api_request_timeout s 503; it queries through its own pool of api_db_pool_max
+    # connections so that it cannot take the chargers' connections.
+    api_max_body_bytes: int = 1024 * 1024
+    api_body_timeout: float = 10.0
+    api_request_timeout: float = 30.0
+    api_db_pool_max: int = 4
+    # Comma-separated addresses/networks of load balancers whose X-Forwarded-For (and,
+    # with tls_client_cert_header set, client-certificate header) are believed.
+    # Database blips: a statement running longer than db_statement_timeout s is
+    # cancelled, a charger's message waits at most db_acquire_timeout s for a pool
+    # connection; while the database is down, Authorize is answered from a decision
+    # at most authorize_cache_seconds old (0: never).
+    db_statement_timeout: float = 15.0
+    db_acquire_timeout: float = 10.0
+    authorize_cache_seconds: float = 300.0
+    # The durable event log (event_history: boots, security, firmware, connectivity)
+    # is kept this long, in monthly partitions, whatever the outbox's retention.
+    history_retention_days: float = 365.0
+    trusted_proxies: str = ""
+    # With N > 0, a token in an active session (moved in the last N hours) on another
+    # connector gets ConcurrentTx at a transaction start. 0 (the default) allows
+    # concurrent transactions: the simulator and many fleets share one token.
+    concurrent_tx_window_hours: float = 0.0
+    tls_client_cert_header: str | None = None
+    # Read a PROXY protocol header (v1/v2) that a trusted TCP balancer sends first.
+    proxy_protocol: bool = False
+
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -190,6 +221,27 @@ def _parse(field: str, raw: str) -> object:
     """Convert one environment value to the type of its setting, or raise ValueError."""
     if field in {"port", "heartbeat_interval", "boot_retry_interval", "max_message_size"}:
         return _positive_int(field, raw)
+    if field in {"api_max_body_bytes", "api_db_pool_max"}:
+        return _positive_int(field, raw)
+    if field == "concurrent_tx_window_hours":
+        value = float(raw)
+        if value < 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of hours")
+        return value
+    if field in {"db_statement_timeout", "db_acquire_timeout"}:
+        return _seconds(field, raw)
+    if field == "authorize_cache_seconds":
+        value = float(raw)
+        if value < 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
+        return value
+    if field == "history_retention_days":
+        return _positive_float(field, raw)
+    if field == "trusted_proxies":
+        parse_networks(raw)  # refuse a typo at start-up, not at the first connection
+        return raw
+    if field in {"api_body_timeout", "api_request_timeout"}:
+        return _seconds(field, raw)
     if field in {"db_pool_min", "db_pool_max", "outbox_batch_size", "workers"}:
         return _positive_int(field, raw)
     if field == "drain_seconds":
@@ -226,7 +278,7 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field in {"api_tls", "reuse_port"}:
+    if field in {"api_tls", "reuse_port", "proxy_protocol"}:
         return _bool(field, raw)
     if field == "kafka_embedded":
         return raw.strip().lower() == "embedded" or _bool(field, raw)

@@ -24,6 +24,7 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+import asyncpg
 import ocpp.messages
 import structlog
 from ocpp.charge_point import (
@@ -40,8 +41,10 @@ from websockets.exceptions import ConnectionClosed
 
 from csms.central import CentralSystem
 from csms.config import Settings
+from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
 from csms.monitoring import metrics
+from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
 from csms.storage import interop
 from csms.validation import CALL, CALLRESULT, first_error
@@ -59,11 +62,29 @@ _FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
 class CallErrorReceived(Exception):
     """The charger answered a CSMS call with a CALLERROR."""
 
-    def __init__(self, code: str, description: str, details: Any) -> None:
+    def __init__(self, code: str, description: str, details: Any, raw: str = "") -> None:
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description
         self.details = details
+        self.raw = raw  # the frame as it arrived, for the audit trail
+
+
+class InvalidAnswer(Exception):
+    """The charger's answer to a CSMS call is not valid OCPP (schema, NaN, NUL, nesting).
+
+    ``raw`` is the frame as it arrived (a literal NUL spelled ``\\u0000``), kept for
+    the audit trail.
+    """
+
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+def _storable_raw(text: str, limit: int = 65536) -> str:
+    return text[:limit].replace("\x00", "\\u0000")
 
 
 class OcppConnection(ChargePoint):  # type: ignore[misc]
@@ -88,6 +109,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         # presence in Postgres (csms.storage.chargers) may mark it offline.
         self.generation: int | None = None
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        self._raw_answers: dict[str, str] = {}  # message id -> the answer as it arrived
         # When the charger last spoke (a frame or a pong); monitoring's liveness watchdog
         # reads it, and sets ``offline_reason`` when it gives up on a silent charger.
         self.last_heard = time.monotonic()
@@ -95,6 +117,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         # Set once a BootNotification has been answered: the CSMS asks a charger
         # nothing (csms.interop) before it has its answer.
         self.boot_answered = asyncio.Event()
+        self._connection_key = uuid.uuid4().hex  # scopes resends of timestamp-less messages
 
     # -- receiving ---------------------------------------------------------------
 
@@ -122,7 +145,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self._send_error("-1", RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "not valid JSON"))
             return
         if not isinstance(frame, list) or not frame:
@@ -132,9 +155,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         message_type = frame[0]
         if message_type == 2 and type(message_type) is int:
-            await self._on_call_frame(frame)
+            await self._on_call_frame(frame, text)
         elif message_type in (3, 4) and type(message_type) is int:
-            self._on_response_frame(frame)
+            self._on_response_frame(frame, text)
         elif type(message_type) is int and self.protocol is Protocol.V16:
             # OCPP-J 1.6 section 4.1.3: a message type not in the list is ignored.
             log.warning("rpc.unknown_message_type_ignored", message_type=message_type)
@@ -147,7 +170,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             )
             await self._send_error(_readable_id(frame), error)
 
-    async def _on_call_frame(self, frame: list[Any]) -> None:
+    async def _on_call_frame(self, frame: list[Any], text: str) -> None:
         message_id = _readable_id(frame)
         if len(frame) != 4 or message_id == "-1":
             await self._send_error(
@@ -171,7 +194,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         outcome = "ok"
         with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
             try:
-                await self._handle_call(Call(message_id, action, payload))
+                await self._handle_call(Call(message_id, action, payload), text)
             except RpcError as error:
                 outcome = "call_error"
                 log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
@@ -181,7 +204,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 metrics.MESSAGES.labels("in", label, outcome).inc()
                 metrics.HANDLER_SECONDS.labels(label).observe(time.perf_counter() - started)
 
-    async def _handle_call(self, msg: Call) -> None:
+    async def _handle_call(self, msg: Call, text: str | None = None) -> None:
         handlers = self.route_map.get(msg.action, {})
         if "_on_action" not in handlers:
             if msg.action in self.known_actions:
@@ -196,6 +219,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 f"charger is not accepted (registration: {self.registration}); "
                 "send BootNotification first",
             )
+        msg.payload, replaced = screen(msg.payload, text)  # poison values (csms.poison)
+        if replaced:
+            log.warning("rpc.nul_replaced", strings=replaced)
+            metrics.VALUES_SANITISED.labels("nul").inc(replaced)
         validate = not handlers.get("_skip_schema_validation", False)
         if validate:
             self._validate(msg)
@@ -203,12 +230,22 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         kwargs = snake_case_keys(msg.payload)
         if "call_unique_id" in inspect.signature(handler).parameters:
             kwargs["call_unique_id"] = msg.unique_id
+        key = message_key(msg.action, msg.unique_id, msg.payload, self._connection_key)
         try:
-            response = await handler(**kwargs)
+            with handling(self.id, key):  # event ids follow from the message (csms.dedupe)
+                response = await handler(**kwargs)
         except RpcError:
             raise
         except OCPPError as error:
             raise RpcError.from_ocpp_error(error) from error
+        except (asyncpg.DataError, OverflowError) as error:
+            # A value the schema allows but a column or a sum cannot hold (an int4
+            # beyond 2**31, a date beyond the calendar): the charger's data, not our fault.
+            log.warning("rpc.value_not_storable", error=str(error)[:200])
+            raise RpcError(
+                ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+                f"a value in this message cannot be stored: {str(error)[:150]}",
+            ) from error
         except Exception as error:
             log.exception("rpc.handler_failed")
             raise RpcError(
@@ -231,11 +268,19 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if error is not None:
             raise schema_error(error, self.protocol)
 
-    def _on_response_frame(self, frame: list[Any]) -> None:
+    def _on_response_frame(self, frame: list[Any], text: str) -> None:
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
         future = self._pending.get(message_id) if message_id is not None else None
-        if future is None or future.done():
+        if message_id is None or future is None or future.done():
             log.warning("rpc.unknown_response_dropped", message_id=message_id)
+            return
+        raw = _storable_raw(text)
+        self._raw_answers[message_id] = raw
+        try:
+            frame, _ = screen(frame, text)  # what a charger answers is as untrusted as what it asks
+        except RpcError as error:
+            log.warning("rpc.invalid_answer", message_id=message_id, reason=error.description)
+            future.set_exception(InvalidAnswer(error.description, raw))
             return
         if frame[0] == 3 and len(frame) == 3 and isinstance(frame[2], dict):
             future.set_result(CallResult(message_id, frame[2]))
@@ -300,7 +345,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             except TimeoutError:
                 metrics.MESSAGES.labels("out", action_label, "timeout").inc()
                 raise
-            except CallErrorReceived:  # a malformed or oversize answer
+            except (CallErrorReceived, InvalidAnswer):  # a malformed or oversize answer
                 metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
                 raise
             except (ConnectionError, ConnectionClosed):
@@ -308,6 +353,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 raise
             finally:
                 self._pending.pop(message.unique_id, None)
+                raw = self._raw_answers.pop(message.unique_id, "")
         if isinstance(response, CallError):
             metrics.MESSAGES.labels("out", action_label, "call_error").inc()
             metrics.CALL_ERRORS.labels("received", metrics.bounded_code(response.error_code)).inc()
@@ -316,13 +362,20 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             if suppress:
                 return None
             raise CallErrorReceived(
-                response.error_code, response.error_description, response.error_details
+                response.error_code, response.error_description, response.error_details, raw
             )
-        metrics.MESSAGES.labels("out", action_label, "ok").inc()
         response.action = action
-        if not skip_schema_validation:
-            await validate_payload(response, self._ocpp_version)
-        return getattr(self._call_result, action)(**snake_case_keys(response.payload))
+        try:
+            if not skip_schema_validation:
+                await validate_payload(response, self._ocpp_version)
+            answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
+        except (OCPPError, TypeError) as error:
+            metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
+            reason = error.description if isinstance(error, OCPPError) else str(error)
+            log.warning("rpc.invalid_answer", action=action, reason=reason)
+            raise InvalidAnswer(f"not a valid {action} answer: {reason}", raw) from error
+        metrics.MESSAGES.labels("out", action_label, "ok").inc()
+        return answer
 
     async def _note_unsupported(self, action: str, code: str) -> None:
         """Remember, for every node, that this charger does not take ``action``."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from csms.dedupe import next_event_id
+
 
 class Protocol(enum.StrEnum):
     """OCPP-J versions, spelled as their WebSocket subprotocols."""
@@ -76,7 +78,9 @@ class Event:
 
     charge_point_id: str
     occurred_at: datetime
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Derived from the charger's message when created while handling one, so that a
+    # resent message makes the same ids (csms.dedupe); random otherwise.
+    event_id: uuid.UUID = field(default_factory=next_event_id)
 
     @property
     def evse(self) -> tuple[int | None, int | None]:
@@ -215,6 +219,9 @@ class SessionEnded(Event):
     seq_no: int | None = None
     offline: bool = False
     samples: tuple[MeterSample, ...] = ()
+    # What the charger sent that could not be stored (a NaN sample, a year-9999 stop
+    # time...): left out and named here, since an end is always stored (15.2).
+    rejected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

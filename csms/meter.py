@@ -7,6 +7,7 @@ of the system never has to know whether a charger reported kWh or Wh, or used
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -70,15 +71,57 @@ _DEFAULT_UNIT_BY_PREFIX: tuple[tuple[str, str], ...] = (
 )
 
 
+# The instants a timestamp may name (docs/reliability.md): a charger whose clock
+# was never set says 1970 or 2000, which is kept; year 1 or 9999 cannot be moved
+# to UTC or have an interval added, and no charger means them.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# No meter reads 10**15 of anything (a PWh, a PW); beyond it energy sums overflow.
+MAX_METER_VALUE = 1e15
+
+
 def parse_timestamp(raw: str, field: str = "timestamp") -> datetime:
     """Parse an OCPP date-time; one without an offset is taken as UTC (OCPP mandates UTC)."""
     try:
         parsed = datetime.fromisoformat(raw)
-    except (TypeError, ValueError):
+        parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        in_range = EARLIEST <= parsed.astimezone(UTC) < LATEST
+    except (TypeError, ValueError, OverflowError):
         raise PropertyConstraintViolationError(
             details={"cause": f"{field} is not an RFC 3339 date-time: {raw!r}"}
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not in_range:
+        raise PropertyConstraintViolationError(
+            details={"cause": f"{field} is outside {EARLIEST.year}-{LATEST.year - 1}: {raw!r}"}
+        )
+    return parsed
+
+
+def meter_number(value: float, field: str) -> float:
+    """``value`` if a meter can have read it: finite and below :data:`MAX_METER_VALUE`."""
+    if not math.isfinite(value) or abs(value) > MAX_METER_VALUE:
+        raise PropertyConstraintViolationError(
+            details={"cause": f"{field} {value!r} is not a meter reading (beyond 1e15)"}
+        )
+    return value
+
+
+def readable_time(raw: str, rejected: list[str]) -> datetime:
+    """``raw`` parsed, or -- noted in ``rejected`` -- the time it arrived, for an end."""
+    try:
+        return parse_timestamp(raw)
+    except PropertyConstraintViolationError as error:
+        rejected.append(str(error.details.get("cause")))
+        return datetime.now(UTC)
+
+
+def readable_meter(value: float, field: str, rejected: list[str]) -> float | None:
+    """``value`` as a reading, or None -- noted in ``rejected`` -- if no meter reads it."""
+    try:
+        return meter_number(float(value), field)
+    except PropertyConstraintViolationError as error:
+        rejected.append(str(error.details.get("cause")))
+        return None
 
 
 def _default_unit(measurand: str) -> str | None:
@@ -99,17 +142,35 @@ def _normalise(value: float, unit: str | None, measurand: str) -> tuple[float, s
 def _samples(
     meter_values: Iterable[Mapping[str, Any]],
     read: Callable[[Mapping[str, Any], str], tuple[float, str | None] | None],
+    rejected: list[str] | None = None,
 ) -> tuple[MeterSample, ...]:
-    """Samples of either version; ``read`` gives (value, unit) of a sampled value, None: skip."""
+    """Samples of either version; ``read`` gives (value, unit) of a sampled value, None: skip.
+
+    With ``rejected``, a sample that cannot be read is left out and why is appended
+    there, instead of refusing the whole message (a transaction's end is stored anyway).
+    """
     samples: list[MeterSample] = []
     for meter_value in meter_values:
-        sampled_at = parse_timestamp(meter_value["timestamp"], "meterValue.timestamp")
+        try:
+            sampled_at = parse_timestamp(meter_value["timestamp"], "meterValue.timestamp")
+        except PropertyConstraintViolationError as error:
+            if rejected is None:
+                raise
+            rejected.append(str(error.details.get("cause")))
+            continue
         for sv in meter_value.get("sampled_value", ()):
             measurand = sv.get("measurand") or DEFAULT_MEASURAND
-            reading = read(sv, measurand)
-            if reading is None:
+            try:
+                reading = read(sv, measurand)
+                if reading is None:
+                    continue
+                value, unit = _normalise(*reading, measurand)
+                meter_number(value, "sampledValue.value")
+            except PropertyConstraintViolationError as error:
+                if rejected is None:
+                    raise
+                rejected.append(str(error.details.get("cause")))
                 continue
-            value, unit = _normalise(*reading, measurand)
             samples.append(
                 MeterSample(
                     sampled_at=sampled_at,
@@ -139,20 +200,29 @@ def _read_v16(sv: Mapping[str, Any], measurand: str) -> tuple[float, str | None]
 def _read_v201(sv: Mapping[str, Any], measurand: str) -> tuple[float, str | None]:
     unit_of_measure = sv.get("unit_of_measure") or {}
     multiplier = int(unit_of_measure.get("multiplier", 0))
-    return float(sv["value"]) * (10.0**multiplier), unit_of_measure.get("unit")
+    try:
+        return float(sv["value"]) * (10.0**multiplier), unit_of_measure.get("unit")
+    except OverflowError:
+        raise PropertyConstraintViolationError(
+            details={"cause": f"sampledValue {sv['value']!r} x 10^{multiplier} overflows"}
+        ) from None
 
 
-def samples_from_v16(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSample, ...]:
+def samples_from_v16(
+    meter_values: Iterable[Mapping[str, Any]], rejected: list[str] | None = None
+) -> tuple[MeterSample, ...]:
     """Parse 1.6 ``meterValue`` entries (snake_case keys, as the ocpp library passes them).
 
     Values are strings in 1.6; signed values (``format: SignedData``) are skipped.
     """
-    return _samples(meter_values, _read_v16)
+    return _samples(meter_values, _read_v16, rejected)
 
 
-def samples_from_v201(meter_values: Iterable[Mapping[str, Any]]) -> tuple[MeterSample, ...]:
+def samples_from_v201(
+    meter_values: Iterable[Mapping[str, Any]], rejected: list[str] | None = None
+) -> tuple[MeterSample, ...]:
     """Parse 2.0.1 ``meterValue`` entries; ``unitOfMeasure.multiplier`` is a power of ten."""
-    return _samples(meter_values, _read_v201)
+    return _samples(meter_values, _read_v201, rejected)
 
 
 def energy_register(samples: Iterable[MeterSample]) -> list[MeterSample]:

@@ -25,6 +25,7 @@ from csms.drain import Drainer, DrainReport
 from csms.events import ChargerConnected, ChargerDisconnected, Protocol
 from csms.monitoring import metrics
 from csms.router import ConnectionRegistry
+from csms.security import proxy_protocol
 from csms.security.gate import ChargerGate
 from csms.security.tls import context_from
 from handlers import HANDLERS
@@ -133,6 +134,11 @@ class OcppServer:
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
             max_size=self.settings.hard_frame_limit,
+            create_connection=(
+                proxy_protocol.connection_class(self.gate.proxies)
+                if self.settings.proxy_protocol
+                else None
+            ),
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
             server_header=None,
@@ -195,6 +201,8 @@ class OcppServer:
         if replaced is not None:
             log.info("charger.connection_replaced")
             await replaced.websocket.close(code=1000, reason="replaced by a newer connection")
+        assert websocket.request is not None
+        client = self.gate.client(websocket, websocket.request)  # behind a trusted proxy too
         remote = websocket.remote_address
         try:
             connection.generation = await self.central.next_generation()
@@ -203,7 +211,11 @@ class OcppServer:
                     charge_point_id=charge_point_id,
                     occurred_at=utcnow(),
                     protocol=protocol,
-                    remote_address=f"{remote[0]}:{remote[1]}" if remote else None,
+                    remote_address=(
+                        f"{remote[0]}:{remote[1]}"
+                        if remote and client.host == str(remote[0])
+                        else client.host
+                    ),
                 ),
                 connection.generation,
             )

@@ -13,6 +13,13 @@ validator does not check them either; timestamps are parsed (and refused
 with PropertyConstraintViolation) where they are used. The compiled
 validators fill in schema defaults (e.g. 2.0.1 ``offline: false``), which are
 the values the spec gives an absent field anyway.
+
+One reading of the schemas: the reference is the library's ``Draft4Validator``
+for both versions (the 2.0.1 files say draft-06), so each schema is compiled as
+draft-04 too. The drafts differ where it shows: draft-06 counts ``1.0`` and
+``-0.0`` as integers, draft-04 does not; compiled as draft-06, a payload the
+reference refuses would have passed unchecked. A test checks that the two agree
+on a corpus of edge cases (tests/csms/test_validation_agreement.py).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from jsonschema.exceptions import ValidationError, best_match
 from ocpp.messages import get_validator
 
 CALL, CALLRESULT = 2, 3
+DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 
 
 @cache
 def _compiled(message_type: int, action: str, ocpp_version: str) -> Callable[[Any], Any]:
-    schema = get_validator(message_type, action, ocpp_version).schema
+    schema = dict(get_validator(message_type, action, ocpp_version).schema)
+    schema["$schema"] = DRAFT_04  # the reference validator's reading, whatever the file says
     validate: Callable[[Any], Any] = fastjsonschema.compile(schema, use_formats=False)
     return validate
 

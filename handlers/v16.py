@@ -24,7 +24,7 @@ from csms.events import (
     SessionStarted,
     UploadStatusChanged,
 )
-from csms.meter import parse_timestamp, samples_from_v16
+from csms.meter import parse_timestamp, readable_meter, readable_time, samples_from_v16
 from handlers._time import now, ocpp_time
 
 # 1.6's nine connector states onto the five of the shared model; the original
@@ -186,16 +186,20 @@ class ChargePoint16(OcppConnection, ChargePoint):  # type: ignore[misc]
         id_tag: str | None = None,
         transaction_data: list[dict[str, Any]] | None = None,
     ) -> call_result.StopTransaction:
+        # An end is always stored: what cannot be is left out and named (15.2).
+        rejected: list[str] = []
+        samples = samples_from_v16(transaction_data or (), rejected)
         authorization = await self.central.update_session(
             SessionEnded(
                 charge_point_id=self.id,
-                occurred_at=parse_timestamp(timestamp),
+                occurred_at=readable_time(timestamp, rejected),
                 transaction_id=str(transaction_id),
                 id_token=id_tag,
-                meter_stop_wh=float(meter_stop),
+                meter_stop_wh=readable_meter(meter_stop, "meterStop", rejected),
                 # 1.6: "If reason is omitted, the reason is Local".
                 stop_reason=reason or "Local",
-                samples=samples_from_v16(transaction_data or ()),
+                samples=samples,
+                rejected=tuple(rejected),
             ),
             self.protocol,
         )

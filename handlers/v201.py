@@ -29,7 +29,7 @@ from csms.events import (
     SessionUpdated,
     UploadStatusChanged,
 )
-from csms.meter import parse_timestamp, samples_from_v201
+from csms.meter import parse_timestamp, readable_time, samples_from_v201
 from handlers._time import now, ocpp_time
 
 
@@ -136,9 +136,15 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
         id_token: dict[str, Any] | None = None,
         **_: Any,
     ) -> call_result.TransactionEvent:
+        # An end is always stored: what cannot be is left out and named (15.2).
+        rejected: list[str] | None = [] if event_type == "Ended" else None
         common: dict[str, Any] = {
             "charge_point_id": self.id,
-            "occurred_at": parse_timestamp(timestamp),
+            "occurred_at": (
+                parse_timestamp(timestamp)
+                if rejected is None
+                else readable_time(timestamp, rejected)
+            ),
             "transaction_id": transaction_info["transaction_id"],
             "evse_id": evse["id"] if evse else None,
             "connector_id": evse.get("connector_id") if evse else None,
@@ -147,7 +153,7 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
             "trigger_reason": trigger_reason,
             "seq_no": seq_no,
             "offline": offline,
-            "samples": samples_from_v201(meter_value or ()),
+            "samples": samples_from_v201(meter_value or (), rejected),
         }
         authorization: Authorization | None
         if event_type == "Started":
@@ -166,6 +172,7 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
                     **common,
                     # 2.0.1: stoppedReason is only given when it is not "Local".
                     stop_reason=transaction_info.get("stopped_reason") or "Local",
+                    rejected=tuple(rejected or ()),
                 ),
                 self.protocol,
             )

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,9 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from csms import __version__
 from csms.api import commands, reference, resources
-from csms.api.context import ApiContext
+from csms.api.context import ApiContext, get_caller
+from csms.api.frontdoor import FrontDoor
 from csms.cluster import api as cluster_api
 from csms.listen import reuse_port_sockets
+from csms.storage import api_keys
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -40,6 +43,19 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _unusable_value(request: Request, error: Exception) -> JSONResponse:
+    """A value that passed validation but that the database or the calendar cannot hold.
+
+    NUL in a string, an integer beyond int64 (or a column's int4), a date that an
+    offset or an interval pushes off the calendar: the caller's input, so 422 with
+    what went wrong -- one handler for every endpoint, instead of one check each.
+    """
+    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return JSONResponse(
+        {"error": f"a parameter has a value that cannot be used: {detail}"}, status_code=422
+    )
+
+
 def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The operator API; ``extra_routers`` come from the services (csms.services)."""
     app = FastAPI(
@@ -52,6 +68,8 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.state.context = context
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for unusable in (asyncpg.DataError, OverflowError):
+        app.add_exception_handler(unusable, _unusable_value)
     app.include_router(resources.router)
     app.include_router(commands.router)
     app.include_router(cluster_api.router)
@@ -63,6 +81,16 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
         """The API reference as a page, rendered from the OpenAPI document (no CDN)."""
         return HTMLResponse(reference.to_html(app.openapi()))
 
+    settings = context.settings
+    app.add_middleware(
+        FrontDoor,
+        routes=lambda: app.router.routes,
+        key_dependency=get_caller,
+        authenticate=lambda key: api_keys.find_active(context.pool, key),
+        max_body=settings.api_max_body_bytes,
+        body_timeout=settings.api_body_timeout,
+        request_timeout=settings.api_request_timeout,
+    )
     return app
 
 

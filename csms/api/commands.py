@@ -1,9 +1,11 @@
 """``POST /api/v1/chargers/{id}/commands/{name}``: one route per operator command.
 
-The route waits for the charger's answer and returns it; every attempt, with
-its outcome, goes to the audit table. Status codes: 409 charger not
-connected, 504 no answer in time, 502 the charger answered with a CALLERROR
-(or dropped the connection), 400 a command the charger's version lacks.
+The route waits for the charger's answer and returns it; every attempt goes
+to the audit table *before* the call is sent (outcome ``pending``) and is
+completed with its outcome, whatever the charger answers. Status codes: 409
+charger not connected, 504 no answer in time, 502 the charger answered with a
+CALLERROR, with something that is not a valid answer (kept raw in the audit
+row) or dropped the connection, 400 a command the charger's version lacks.
 """
 
 # No `from __future__ import annotations`: each route's body type is a
@@ -21,7 +23,7 @@ from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_ca
 from ocpp.exceptions import OCPPError
 
 from csms.api.context import Context, Operator
-from csms.connection import CallErrorReceived
+from csms.connection import CallErrorReceived, InvalidAnswer
 from csms.interop.profiles import AmbiguousProfile, fit_for_charger
 from csms.router import ChargerNotConnected
 from csms.storage import audit
@@ -47,18 +49,24 @@ def _ocpp_json(payload: Any) -> dict[str, Any]:
 
 class _Outcome(Exception):
     def __init__(
-        self, status_code: int, outcome: str, message: str, extra: dict[str, Any] | None = None
+        self,
+        status_code: int,
+        outcome: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        raw: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.outcome = outcome
         self.message = message
         self.extra = extra or {}
+        self.raw = raw
 
 
 async def _send(
     context: Context, spec: CommandSpec, charge_point_id: str, command: Command
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
+) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
     try:
         protocol = await context.router.find_protocol(charge_point_id)
     except ChargerNotConnected as error:
@@ -99,14 +107,30 @@ async def _send(
             f"{charge_point_id} answered with CALLERROR {error.code}",
             {"call_error": {"code": error.code, "description": error.description,
                             "details": error.details}},
+            error.raw or None,
         ) from None  # fmt: skip
+    except InvalidAnswer as error:
+        raise _Outcome(
+            status.HTTP_502_BAD_GATEWAY,
+            "invalid_answer",
+            f"{charge_point_id} answered with something that is not OCPP: {error.reason}",
+            raw=error.raw,
+        ) from None
     except ConnectionError:
         raise _Outcome(
             status.HTTP_502_BAD_GATEWAY,
             "not_connected",
             f"{charge_point_id} disconnected before answering",
         ) from None
-    return protocol.value, request, _ocpp_json(response)
+    raw = getattr(response, "raw", None)
+    return protocol.value, request, _ocpp_json(response), raw
+
+
+def _protocol_of(context: Context, charge_point_id: str) -> str | None:
+    try:
+        return context.router.protocol_of(charge_point_id).value
+    except ChargerNotConnected:
+        return None
 
 
 async def run_command(
@@ -119,9 +143,21 @@ async def run_command(
     with structlog.contextvars.bound_contextvars(
         charge_point_id=charge_point_id, command=spec.name, actor=caller.name
     ):
+        # The intent is on record before anything is sent: a crash or a charger's
+        # answer that cannot be handled still leaves the attempt in the trail.
+        audit_id = await audit.record_intent(
+            context.pool,
+            api_key_id=caller.id,
+            actor=caller.name,
+            charge_point_id=charge_point_id,
+            command=spec.name,
+            request=body,
+            requested_at=requested_at,
+        )
         response: dict[str, Any] | None
+        raw: str | None = None
         try:
-            protocol, request, response = await _send(context, spec, charge_point_id, command)
+            protocol, request, response, raw = await _send(context, spec, charge_point_id, command)
             outcome, status_code, error = "answered", status.HTTP_200_OK, None
             content: dict[str, Any] = {
                 "protocol": protocol,
@@ -132,18 +168,17 @@ async def run_command(
             outcome, status_code, error = failure.outcome, failure.status_code, failure.message
             content = {"error": failure.message, **failure.extra}
             response = failure.extra or None
-        audit_id = await audit.record_command(
+            raw = failure.raw
+        if protocol is None:
+            protocol = _protocol_of(context, charge_point_id)
+        await audit.complete(
             context.pool,
-            api_key_id=caller.id,
-            actor=caller.name,
-            charge_point_id=charge_point_id,
-            command=spec.name,
+            audit_id,
             protocol=protocol,
-            request=body,
             outcome=outcome,
             response=response,
             error=error,
-            requested_at=requested_at,
+            raw_answer=raw if outcome in {"invalid_answer", "call_error"} else None,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         log.info("api.command", outcome=outcome, status=status_code)

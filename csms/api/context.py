@@ -8,6 +8,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from csms.api.frontdoor import CALLER_STATE_KEY
 from csms.config import Settings
 from csms.router import CommandRouter
 from csms.storage import api_keys
@@ -30,9 +31,16 @@ Context = Annotated[ApiContext, Depends(get_context)]
 
 
 async def get_caller(
-    context: Context, authorization: Annotated[str | None, Header()] = None
+    request: Request, context: Context, authorization: Annotated[str | None, Header()] = None
 ) -> ApiKey:
-    """The API key in ``Authorization: Bearer <key>``; 401 without a valid one."""
+    """The API key in ``Authorization: Bearer <key>``; 401 without a valid one.
+
+    The front door (:mod:`csms.api.frontdoor`) has already checked it, before
+    the body was read, and left the key it found in the request's state.
+    """
+    checked = getattr(request.state, CALLER_STATE_KEY, None)
+    if isinstance(checked, ApiKey):
+        return checked
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise HTTPException(

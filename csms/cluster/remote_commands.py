@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from csms.cluster import codec
 from csms.config import Settings
-from csms.connection import CallErrorReceived
+from csms.connection import CallErrorReceived, InvalidAnswer
 from csms.events import Protocol
 from csms.router import ChargerNotConnected, ConnectionRegistry, WrongProtocolVersion
 from csms.storage import Executor, chargers
@@ -293,7 +293,10 @@ def _failure(error: Exception) -> tuple[str, dict[str, Any] | None]:
             "code": error.code,
             "description": error.description,
             "details": error.details,
+            "raw": error.raw,  # the frame as it arrived, for the caller's audit row
         }
+    if isinstance(error, InvalidAnswer):  # 502 with the raw answer on the caller's node
+        return "failed", {"invalid_answer": error.reason, "raw": error.raw}
     if isinstance(error, ocpp.exceptions.OCPPError):
         return "ocpp_error", {
             "class": type(error).__name__,
@@ -327,7 +330,11 @@ def _result(charge_point_id: str, outcome: store.Outcome) -> Any:
     if state == "answered" and outcome.response is not None:
         return codec.loads(outcome.response)
     if state == "call_error":
-        raise CallErrorReceived(error["code"], error["description"], error.get("details"))
+        raise CallErrorReceived(
+            error["code"], error["description"], error.get("details"), error.get("raw", "")
+        )
+    if state == "failed" and "invalid_answer" in error:
+        raise InvalidAnswer(str(error["invalid_answer"]), str(error.get("raw", "")))
     if state == "ocpp_error":
         cls = getattr(ocpp.exceptions, str(error.get("class")), ocpp.exceptions.OCPPError)
         if not (isinstance(cls, type) and issubclass(cls, ocpp.exceptions.OCPPError)):

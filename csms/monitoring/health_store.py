@@ -86,8 +86,10 @@ async def charger_stats(
                    count(*) FILTER (WHERE e.type = 'connector_status_changed'
                                     AND e.payload->>'status' = 'Faulted') AS faults,
                    count(*) FILTER (WHERE e.type = 'charger_booted') AS reboots
-            FROM events e JOIN c USING (charge_point_id)
-            WHERE e.occurred_at >= $1 AND e.type IN ('connector_status_changed', 'charger_booted')
+            -- The durable log: the outbox (events) keeps a week, health looks further.
+            FROM event_history e JOIN c USING (charge_point_id)
+            WHERE e.occurred_at >= $1 AND e.recorded_at >= $1::timestamptz - interval '1 day'
+              AND e.type IN ('connector_status_changed', 'charger_booted')
             GROUP BY 1
         ), s AS (
             SELECT s.charge_point_id, count(*) AS sessions,

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Final
 
+import asyncpg
+import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -34,6 +36,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+_log = structlog.get_logger(__name__)
 REGISTRY: Final = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # CPU, memory, open file descriptors of the CSMS
 
@@ -95,6 +98,24 @@ CALL_ERRORS: Final = Counter(
     "CALLERRORs by direction (sent: the CSMS answered with one, received: a charger did) "
     "and error code",
     ["direction", "code"],
+    registry=REGISTRY,
+)
+VALUES_SANITISED: Final = Counter(
+    "csms_ocpp_values_sanitised",
+    "Values a charger sent that could not be stored as sent: 'nul' replaced in a string, "
+    "'dropped' left out of a transaction end (csms.poison, docs/reliability.md)",
+    ["kind"],
+    registry=REGISTRY,
+)
+AUTHORIZE_FROM_CACHE: Final = Counter(
+    "csms_authorize_from_cache",
+    "Authorize requests answered from a recent decision while the database was down",
+    registry=REGISTRY,
+)
+DUPLICATES: Final = Counter(
+    "csms_ocpp_duplicates",
+    "Messages a charger resent that were answered again but not stored again, by action",
+    ["action"],
     registry=REGISTRY,
 )
 
@@ -241,12 +262,58 @@ def bounded_code(code: str) -> str:
 
 @asynccontextmanager
 async def db_write(operation: str) -> AsyncIterator[None]:
-    """Time a write transaction into ``csms_db_write_seconds{operation}``."""
+    """Time a write transaction into ``csms_db_write_seconds{operation}``.
+
+    Also notes whether the database answers: ``csms_db_degraded`` is 1 from the
+    first write that fails for want of a database until the next one succeeds,
+    with one log line at each change (docs/reliability.md).
+    """
     started = time.perf_counter()
     try:
         yield
+    except BaseException as error:
+        if db_unreachable(error):
+            _set_degraded(True, error)
+        raise
+    else:
+        _set_degraded(False, None)
     finally:
         DB_WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+DB_DEGRADED: Final = Gauge(
+    "csms_db_degraded",
+    "1 while the database cannot be reached (writes fail; Authorize may be answered from "
+    "the short-lived cache), 0 once a write succeeds again",
+    registry=REGISTRY,
+)
+_UNREACHABLE_STATES = {"57P01", "57P02", "57P03", "55000", "53300", "57014"}
+
+
+def db_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is down or unreachable, not that data is wrong."""
+    if isinstance(
+        error,
+        OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError,
+    ):
+        return True
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("08") or state in _UNREACHABLE_STATES)
+
+
+_degraded = False
+
+
+def _set_degraded(degraded: bool, error: BaseException | None) -> None:
+    global _degraded
+    if degraded == _degraded:
+        return
+    _degraded = degraded
+    DB_DEGRADED.set(1 if degraded else 0)
+    if degraded:
+        _log.error("db.degraded", error=f"{type(error).__name__}: {error}"[:300])
+    else:
+        _log.warning("db.recovered")
 
 
 def exposition() -> bytes:

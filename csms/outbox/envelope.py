@@ -72,7 +72,7 @@ class OutboxRow:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One Kafka record: logical topic, key (the charger id) and envelope."""
+    """One Kafka record: logical topic, key (:func:`kafka_key`) and envelope."""
 
     topic: Topic
     key: bytes
@@ -83,9 +83,35 @@ class Message:
         return json.dumps(self.envelope, separators=(",", ":")).encode()
 
 
+def kafka_key(
+    event_type: str,
+    charge_point_id: str,
+    evse_id: int | None,
+    connector_id: int | None,
+    payload: Mapping[str, Any],
+) -> bytes:
+    """The record key: the charger id, except on ``station-status``.
+
+    ``station-status`` is a compacted topic: compaction keeps the last record of
+    each key, so each piece of state has its own key -- the charger's connection
+    (``CP``), each connector (``CP/evse/connector``) and each reservation
+    (``CP/reservation/id``). Keyed by charger alone, compaction kept only the
+    charger's very last status and forgot every other connector's. Order holds per
+    key; a consumer that needs one charger's events in one order reads
+    ``charger-events`` or the envelope's ``recorded_at``.
+    """
+    if topic_of(event_type) is Topic.STATION_STATUS:
+        if event_type == "reservation_status_changed":
+            return f"{charge_point_id}/reservation/{payload.get('reservation_id')}".encode()
+        if evse_id is not None:
+            return f"{charge_point_id}/{evse_id}/{connector_id or 0}".encode()
+    return charge_point_id.encode()
+
+
 def messages_for(row: OutboxRow) -> list[Message]:
     """The messages one event becomes: one on its topic, plus meter samples if it has them."""
-    key = row.charge_point_id.encode()
+    charger_key = row.charge_point_id.encode()
+    key = kafka_key(row.type, row.charge_point_id, row.evse_id, row.connector_id, row.payload)
     payload = dict(row.payload)
     if row.type in SESSION_TYPES:
         payload["session"] = session_summary(row.context, row.occurred_at)
@@ -100,7 +126,7 @@ def messages_for(row: OutboxRow) -> list[Message]:
         }
         derived_id = uuid.uuid5(_DERIVED_METER_NAMESPACE, str(row.event_id))
         envelope = _envelope(row, "meter_sampled", derived_id, meter_payload)
-        messages.append(Message(Topic.METER_VALUES, key, envelope))
+        messages.append(Message(Topic.METER_VALUES, charger_key, envelope))
     return messages
 
 

@@ -21,6 +21,7 @@ import structlog
 from csms.config import Settings
 from csms.outbox import store
 from csms.outbox.relay import OutboxRelay, RelayStats
+from csms.storage import history
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,12 @@ class OutboxService:
         deleted = await store.prune(self.pool, cutoff, include_unpublished=self.relay is None)
         if deleted:
             log.info("outbox.pruned", deleted=deleted, older_than=cutoff.isoformat())
+        # The durable log keeps its own, longer retention (csms.storage.history).
+        dropped = await history.maintain(
+            self.pool, datetime.now(UTC), self.settings.history_retention_days
+        )
+        if dropped:
+            log.info("history.partitions_dropped", partitions=dropped)
         return deleted
 
     async def _log_lag_forever(self) -> None:

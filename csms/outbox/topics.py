@@ -3,7 +3,10 @@
 One table (:data:`TOPIC_OF_TYPE`) maps every internal event type to one of
 the logical topics; the Kafka topic names come from settings so that an
 operator can prefix or rename them. Every message is keyed by the charger id,
-so one charger's events of one topic stay in order on one partition.
+so one charger's events of one topic stay in order on one partition -- except
+on the compacted ``station-status``, keyed per connector, connection and
+reservation so that compaction keeps each one's last state
+(:func:`csms.outbox.envelope.kafka_key`).
 """
 
 from __future__ import annotations

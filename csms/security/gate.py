@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 from csms.config import Settings
 from csms.security.passwords import PasswordVerifier
 from csms.security.policy import Presented, Refusal, decide
+from csms.security.proxy import ClientView, TrustedProxies, parse_networks
 from csms.security.ratelimit import FailureLimiter, address_key
 from csms.security.tls import is_tls, peer_certificate_names
 from csms.storage import Executor, chargers
@@ -51,13 +52,27 @@ class ChargerGate:
         self.settings = settings
         self.verifier = verifier or PasswordVerifier()
         self.limiter = limiter or limiter_from(settings)
+        self.proxies = TrustedProxies(
+            parse_networks(settings.trusted_proxies), settings.tls_client_cert_header
+        )
         self.refusals: collections.Counter[Refusal] = collections.Counter()
+
+    def client(self, connection: ServerConnection, request: Request) -> ClientView:
+        """The real client: the peer, or who a trusted proxy says it forwards (proxy.py)."""
+        remote = connection.remote_address
+        header = self.proxies.certificate_header
+        return self.proxies.client(
+            str(remote[0]) if remote else "unknown",
+            request.headers.get_all("X-Forwarded-For"),
+            request.headers.get("X-Forwarded-Proto"),
+            request.headers.get(header) if header else None,
+        )
 
     async def check(
         self, connection: ServerConnection, request: Request, charge_point_id: str
     ) -> Response | None:
-        remote = connection.remote_address
-        host = str(remote[0]) if remote else "unknown"
+        client = self.client(connection, request)
+        host = client.host
         address = address_key(host)
         wait = self.limiter.retry_after(address)
         if wait is not None:
@@ -73,9 +88,13 @@ class ChargerGate:
             return _refusal_response(connection, Refusal.RATE_LIMITED, retry_after=wait)
 
         presented = Presented(
-            tls=is_tls(connection),
+            tls=is_tls(connection) if client.tls is None else client.tls,
             authorization=request.headers.get_all("Authorization") or None,
-            certificate_names=peer_certificate_names(connection),
+            certificate_names=(
+                peer_certificate_names(connection)
+                if client.certificate_names is None
+                else client.certificate_names
+            ),
         )
         stored = await chargers.credentials_of(self.db, charge_point_id)
         decision = decide(charge_point_id, stored, presented, self.settings.security_profile_min)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import structlog
 
@@ -32,7 +34,28 @@ async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         applied = await run_migrations(dsn)
         log.info("db.schema_ready", migrations_applied=applied)
     pool = await asyncpg.create_pool(
-        dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        dsn,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        **_timeouts(settings),
     )
     assert pool is not None
     return pool
+
+
+async def open_api_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """The operator API's own small pool: API queries queue here, never for a charger's."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=settings.api_db_pool_max, **_timeouts(settings)
+    )
+    assert pool is not None
+    return pool
+
+
+def _timeouts(settings: Settings) -> dict[str, Any]:
+    """A statement that hangs (a lock, a blip) is cancelled by the server, and the client
+    stops waiting a little later; the caller gets an error instead of waiting for ever."""
+    return {
+        "command_timeout": settings.db_statement_timeout + 5,
+        "server_settings": {"statement_timeout": str(int(settings.db_statement_timeout * 1000))},
+    }

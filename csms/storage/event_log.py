@@ -7,6 +7,7 @@ state change it describes, so the log and the projections never disagree.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,22 @@ async def append(conn: Executor, event: Event, session_id: int | None = None) ->
         json.dumps(event.payload(), separators=(",", ":")),
         session_id,
     )
+
+
+EVENT_ID_CONSTRAINT = "events_event_id_key"
+
+
+async def exists(conn: Executor, event_id: uuid.UUID) -> bool:
+    """Whether an event with this id is stored: its message is a resend (csms.dedupe)."""
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id)
+    )
+
+
+async def stored_payload(conn: Executor, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """The payload of a stored event (what the first copy of a resent message recorded)."""
+    raw = await conn.fetchval("SELECT payload FROM events WHERE event_id = $1", event_id)
+    return None if raw is None else dict(json.loads(raw))
 
 
 _SAMPLES_FROM_ARRAYS = """
@@ -91,7 +108,9 @@ async def insert_samples(
 
 _READINGS = readings_assignment("$12", "$13::timestamptz", "$14", "$15::timestamptz")
 _RECORD_METER_SAMPLED = f"""
-    WITH session AS (
+    WITH seen AS (
+        SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $16) AS duplicate
+    ), session AS (
         SELECT id FROM sessions WHERE charge_point_id = $1 AND transaction_id = $2
     ), samples AS (
         INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
@@ -99,29 +118,32 @@ _RECORD_METER_SAMPLED = f"""
         SELECT $1, (SELECT id FROM session), $3, $4, x.sampled_at, x.measurand, x.phase,
                x.location, x.context, x.value, x.unit
         FROM {_SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
+        WHERE NOT (SELECT duplicate FROM seen)
     ), readings AS (
         UPDATE sessions SET {_READINGS}
         WHERE id = (SELECT id FROM session) AND $13::timestamptz IS NOT NULL
+          AND NOT (SELECT duplicate FROM seen)
     ), event AS (
         INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                             occurred_at, payload)
-        VALUES ($16, $17, $1, $3, $4, $18, $19::jsonb)
+        SELECT $16, $17, $1, $3, $4, $18, $19::jsonb WHERE NOT (SELECT duplicate FROM seen)
     )
-    SELECT id FROM session
+    SELECT (SELECT id FROM session) AS session_id, (SELECT duplicate FROM seen) AS duplicate
 """
 
 
-async def record_meter_sampled(conn: Executor, event: MeterSampled) -> int | None:
+async def record_meter_sampled(conn: Executor, event: MeterSampled) -> tuple[int | None, bool]:
     """Store a MeterSampled event, its samples and its session's readings in ONE statement.
 
     Meter values are most of what chargers send; one statement (atomic on its
     own, no BEGIN/COMMIT) instead of five keeps their database round trips at
-    one. Returns the id of the session the samples belong to, if it is known.
+    one. Returns the id of the session the samples belong to, if it is known,
+    and whether the event was already stored (a resend: nothing is written).
     """
     register = energy_register(event.samples)
     first = register[0] if register else None
     last = register[-1] if register else None
-    session_id = await conn.fetchval(
+    row = await conn.fetchrow(
         _RECORD_METER_SAMPLED,
         event.charge_point_id,
         event.transaction_id,
@@ -137,4 +159,6 @@ async def record_meter_sampled(conn: Executor, event: MeterSampled) -> int | Non
         event.occurred_at,
         json.dumps(event.payload(), separators=(",", ":")),
     )
-    return None if session_id is None else int(session_id)
+    assert row is not None
+    session_id = row["session_id"]
+    return (None if session_id is None else int(session_id)), bool(row["duplicate"])

@@ -14,20 +14,52 @@ class TokenRecord:
     status: str
     expires_at: datetime | None
     group_id: str | None
+    group_status: str | None = None  # the status of the group (parent) token, if known
 
 
 async def find(conn: Executor, id_token: str) -> TokenRecord | None:
-    """Look a token up case-insensitively (both OCPP versions define it so)."""
+    """Look a token up case-insensitively (both OCPP versions define it so), with its group's
+    status (a blocked group blocks its members)."""
     row = await conn.fetchrow(
         """
-        SELECT id_token, status, expires_at, group_id FROM id_tokens
-        WHERE lower(id_token) = lower($1)
+        SELECT t.id_token, t.status, t.expires_at, t.group_id, g.status AS group_status
+        FROM id_tokens t
+        LEFT JOIN id_tokens g ON lower(g.id_token) = lower(t.group_id)
+        WHERE lower(t.id_token) = lower($1)
         """,
         id_token,
     )
     if row is None:
         return None
-    return TokenRecord(row["id_token"], row["status"], row["expires_at"], row["group_id"])
+    return TokenRecord(
+        row["id_token"], row["status"], row["expires_at"], row["group_id"], row["group_status"]
+    )
+
+
+async def in_transaction_elsewhere(
+    conn: Executor, id_token: str, charge_point_id: str, connector_id: int | None, hours: float
+) -> bool:
+    """Whether ``id_token`` is in an active session on another charger or connector.
+
+    Only sessions that moved in the last ``hours`` count: a session whose end was
+    never reported must not lock its driver out for ever.
+    """
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM sessions
+                WHERE lower(id_token) = lower($1) AND status = 'active'
+                  AND NOT (charge_point_id = $2 AND connector_id IS NOT DISTINCT FROM $3)
+                  AND updated_at > now() - make_interval(secs => $4)
+            )
+            """,
+            id_token,
+            charge_point_id,
+            connector_id,
+            hours * 3600,
+        )
+    )
 
 
 async def upsert(

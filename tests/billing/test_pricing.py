@@ -299,3 +299,36 @@ def test_the_readme_example() -> None:
         "VAT 19 %": D("2.27"),
     }
     assert (priced.net, priced.total) == (D("11.96"), D("14.23"))
+
+
+def test_a_sample_at_the_stop_time_with_another_value_is_billed_not_flagged() -> None:
+    """The last sample (12 000 Wh, a rounded kWh register) and meterStop (12 345 Wh) share
+    the stop's timestamp: the same instant read twice, not 345 Wh in zero seconds. The
+    stop reading comes last (billing.usage puts it there); 12 345 Wh are billed."""
+    readings = [
+        ("2026-01-14 10:00", 0.0),
+        ("2026-01-14 10:30", 6000.0),
+        ("2026-01-14 11:00", 12000.0),
+        ("2026-01-14 11:00", 12345.0),
+    ]
+    priced = price_session(
+        Tariff(currency="EUR", price_per_kwh=D("0.40")),
+        usage(*readings, max_power_w=D(22_000)),
+    )
+    assert priced.energy_wh == D(12345) and priced.flags == frozenset()
+    assert priced.meter_stop_wh == D(12345)
+
+
+def test_a_jump_at_one_instant_is_still_a_jump() -> None:
+    """Zero seconds do not excuse a jump: judged over the time since the last earlier
+    reading, 1 000 000 Wh in 30 min is far beyond 22 kW."""
+    priced = price_session(
+        Tariff(currency="EUR", price_per_kwh=D("0.40")),
+        usage(
+            ("2026-01-14 10:00", 0.0),
+            ("2026-01-14 10:30", 6000.0),
+            ("2026-01-14 10:30", 1_006_000.0),
+            max_power_w=D(22_000),
+        ),
+    )
+    assert MeterFlag.JUMP in priced.flags and priced.energy_wh == D(6000)

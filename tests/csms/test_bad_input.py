@@ -211,7 +211,7 @@ async def test_frame_beyond_the_hard_limit_closes_only_that_connection(
         assert (await other.exchange('[2, "b", "Heartbeat", {}]'))[0] == 3
 
 
-async def test_bad_data_inside_a_stop_leaves_the_session_untouched(csms: RunningCsms) -> None:
+async def test_bad_data_inside_a_stop_is_left_out_and_the_session_ends(csms: RunningCsms) -> None:
     await csms.add_token("TAG")
     async with raw_charger(csms.ocpp_url, "CP", V16) as charger:
         start = await charger.exchange(
@@ -247,7 +247,12 @@ async def test_bad_data_inside_a_stop_leaves_the_session_untouched(csms: Running
                 ]
             )
         )
-        assert stop[:3] == [4, "e", "PropertyConstraintViolation"]
+        # Issue 15.2: an end is always stored; the unreadable sample is left out, named.
+        assert stop == [3, "e", {}]
     session = await csms.pool.fetchrow("SELECT status, meter_stop_wh FROM sessions")
-    assert (session["status"], session["meter_stop_wh"]) == ("active", None)
-    assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'session_ended'") == 0
+    assert session is not None
+    assert (session["status"], session["meter_stop_wh"]) == ("ended", 10)
+    rejected = await csms.pool.fetchval(
+        "SELECT payload->'rejected' FROM events WHERE type = 'session_ended'"
+    )
+    assert "not-a-time" in rejected

@@ -37,14 +37,12 @@ async def test_subscriber_gets_each_committed_event_in_order(csms: RunningCsms) 
                 [
                     2,
                     "e",
-                    "StopTransaction",
-                    {
-                        "meterStop": 10,
-                        "timestamp": "2026-01-01T01:00:00Z",
-                        "transactionId": start[2]["transactionId"],
-                        "transactionData": [
-                            {"timestamp": "never", "sampledValue": [{"value": "5"}]}
-                        ],
+                    "StartTransaction",
+                    {  # a connector id no int4 column holds: the insert fails, rolls back
+                        "connectorId": 2**40,
+                        "idTag": "TAG",
+                        "meterStart": 0,
+                        "timestamp": "2026-01-01T00:30:00Z",
                     },
                 ]
             )

@@ -15,7 +15,13 @@ from csms.config import Settings
 from csms.monitoring import alerts as _alerts  # noqa: F401  (alert event types, discovered below)
 from csms.outbox import schemas
 from csms.outbox.consume import Deduper, Station, apply_status, render_table
-from csms.outbox.envelope import SCHEMA_VERSIONS, OutboxRow, messages_for, session_summary
+from csms.outbox.envelope import (
+    SCHEMA_VERSIONS,
+    OutboxRow,
+    kafka_key,
+    messages_for,
+    session_summary,
+)
 from csms.outbox.topics import TOPIC_OF_TYPE, Topic, topic_names
 from smart_charging import events as _sc_events  # noqa: F401  (load-management types)
 
@@ -178,3 +184,16 @@ def test_availability_table_and_dedupe() -> None:
     lines = render_table(stations).splitlines()
     assert lines[1].split() == ["A", "no", "-", "t1"]
     assert lines[2].split() == ["B", "yes", "1/1:", "Faulted", "t1"]
+
+
+def test_station_status_keys_keep_every_connector_under_compaction() -> None:
+    """Compaction keeps one record per key: each connector's state needs its own key."""
+    keys = {
+        kafka_key("connector_status_changed", "CP", 1, 1, {}),
+        kafka_key("connector_status_changed", "CP", 1, 2, {}),
+        kafka_key("connector_status_changed", "CP", 2, 1, {}),
+        kafka_key("charger_connected", "CP", None, None, {}),
+        kafka_key("reservation_status_changed", "CP", None, None, {"reservation_id": 7}),
+    }
+    assert keys == {b"CP/1/1", b"CP/1/2", b"CP/2/1", b"CP", b"CP/reservation/7"}
+    assert kafka_key("session_started", "CP", 1, 1, {}) == b"CP"  # others: per charger

@@ -1,0 +1,96 @@
+"""What makes a charger's message a resend, and the event ids that follow from it.
+
+A charger that got no answer (lost socket, CSMS crash) sends the same message
+again, after a reconnect often with a new message id. Each message a handler
+handles gets a *dedupe key* (:func:`message_key`), and every event created while
+handling it takes its id from that key (uuid5 of charger, key and the event's
+position in the message). A resend therefore makes the same event ids; the
+events table's unique ``event_id`` turns the second copy into a no-op, the
+charger is answered again from what is stored, and a Kafka consumer that keys
+on ``event_id`` sees one event even if the outbox published one twice.
+
+What identifies a duplicate (docs/reliability.md has the table):
+
+* 2.0.1 TransactionEvent: the transaction id and ``seqNo``, which the spec
+  makes unique per transaction -- across reconnects, whatever the message id;
+* MeterValues (both versions): the sample set -- connector, transaction and
+  every sampled value with its timestamp -- across reconnects;
+* 1.6 StartTransaction: connector, idTag, timestamp and meterStart;
+* 1.6 StopTransaction: the transaction id (a transaction ends once);
+* any other message that carries a timestamp: message id and payload, across
+  reconnects; one without a timestamp (1.6 StatusNotification may omit it,
+  BootNotification has none): message id and payload on the same connection
+  only, since a charger that restarts its message counter after a reboot may
+  repeat both for a new fact.
+
+Events created outside a charger's message (connect, disconnect, API actions)
+keep random ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+_NAMESPACE = uuid.UUID("6f1c1b9e-6a57-4d1c-9a53-0c8a5e0c0d15")
+
+
+@dataclass(slots=True)
+class _MessageScope:
+    charge_point_id: str
+    key: str
+    events: int = field(default=0)
+
+
+_current: contextvars.ContextVar[_MessageScope | None] = contextvars.ContextVar(
+    "csms_message_scope", default=None
+)
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def message_key(action: str, message_id: str, payload: dict[str, Any], connection: str) -> str:
+    """The dedupe key of one CALL (payload in the charger's camelCase)."""
+    info = payload.get("transactionInfo")
+    if action == "TransactionEvent" and isinstance(info, dict) and "seqNo" in payload:
+        return f"TransactionEvent|{info.get('transactionId')}|{payload['seqNo']}"
+    if action == "MeterValues":
+        return f"MeterValues|{_digest(payload)}"
+    if action == "StartTransaction":
+        return f"StartTransaction|{_digest(payload)}"
+    if action == "StopTransaction" and "transactionId" in payload:
+        return f"StopTransaction|{payload['transactionId']}"
+    scope = "" if "timestamp" in payload else connection
+    return f"{action}|{scope}|{message_id}|{_digest(payload)}"
+
+
+@contextlib.contextmanager
+def handling(charge_point_id: str, key: str) -> Iterator[None]:
+    """Events created inside take their ids from (charger, key, position)."""
+    token = _current.set(_MessageScope(charge_point_id, key))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def next_event_id() -> uuid.UUID:
+    """The id of a new event: derived inside :func:`handling`, random outside it."""
+    scope = _current.get()
+    if scope is None:
+        return uuid.uuid4()
+    index = scope.events
+    scope.events += 1
+    name = f"{scope.charge_point_id}\x1f{scope.key}\x1f{index}"
+    # A message id may hold a lone surrogate, which strict UTF-8 (uuid5's) refuses.
+    name = name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return uuid.uuid5(_NAMESPACE, name)
