@@ -45,6 +45,7 @@ log = structlog.get_logger(__name__)
 
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
+_HELD_BACK_WARN_S = 1.0
 
 
 class Subscription:
@@ -161,6 +162,8 @@ class EventBus:
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
+        self._held_since: float | None = None  # loop time since delivery has been held back
+        self._held_warned = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -279,6 +282,7 @@ class EventBus:
                 await asyncio.sleep(self.poll_interval)
                 continue
             self.reads += 1
+            await self._watch_horizon(blocked and not rows)
             if rows:
                 self._append(rows)
                 if len(rows) == self.page_size:
@@ -290,6 +294,28 @@ class EventBus:
             timeout = delay if blocked else self.poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _watch_horizon(self, held: bool) -> None:
+        """Say, once per episode, which transaction holds delivery back for over a second."""
+        now = asyncio.get_running_loop().time()
+        if not held:
+            self._held_since, self._held_warned = None, False
+            return
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since > _HELD_BACK_WARN_S and not self._held_warned:
+            self._held_warned = True
+            try:
+                async with self.pool.acquire() as conn:
+                    oldest = await feed.held_back_by(conn)
+            except Exception:
+                oldest = None
+            log.warning(
+                "bus.held_back",
+                held_s=round(now - self._held_since, 1),
+                oldest_transaction=oldest,
+                detail="events wait for a long-running write transaction to end",
+            )
 
     def _append(self, rows: list[FeedRow]) -> None:
         for row in rows:

@@ -102,6 +102,21 @@ async def read_between(
     return [_feed_row(r) for r in rows]
 
 
+async def held_back_by(conn: Executor) -> dict[str, Any] | None:
+    """The oldest running write transaction (what holds the horizon back), for a log line."""
+    row = await conn.fetchrow(
+        """
+        SELECT pid, application_name, state, datname,
+               extract(epoch FROM now() - xact_start)::float8 AS running_s,
+               left(query, 200) AS query
+        FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL
+        ORDER BY age(backend_xid) DESC LIMIT 1
+        """
+    )
+    return None if row is None else dict(row)
+
+
 async def tail(conn: Executor) -> Position:
     """The position of the newest row behind the horizon: a new reader starts after it."""
     row = await conn.fetchrow(

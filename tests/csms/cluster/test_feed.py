@@ -179,3 +179,23 @@ async def test_a_resumed_cursor_starts_after_its_position(
     subscription = await bus.subscribe_at("engine", cursor)
     got = await take(subscription, 3)
     assert [e.connector_id for e in got] == [2, 3, 4]  # type: ignore[attr-defined]
+
+
+async def test_a_long_transaction_delays_delivery_and_is_named(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The price of the horizon: events wait for an older write transaction, and a log says so."""
+    bus = await start_bus(buses, pool, database_dsn, poll_interval=0.05)
+    subscription = bus.subscribe("test")
+    async with pool.acquire() as long_running:
+        transaction = long_running.transaction()
+        await transaction.start()
+        await long_running.execute("SELECT pg_current_xact_id()")  # holds an xid
+        await event_log.append(pool, status("CP-WAITING", 1))
+        bus.publish()
+        await asyncio.sleep(1.5)
+        assert subscription.empty()
+        await transaction.rollback()
+    [event] = await take(subscription, 1)
+    assert event.charge_point_id == "CP-WAITING"
+    assert "bus.held_back" in capsys.readouterr().err
