@@ -142,16 +142,17 @@ async def position_before(conn: Executor, at: datetime) -> Position:
     return START if row is None else (int(row["xact_id"]), int(row["id"]))
 
 
-async def oldest(conn: Executor) -> Position | None:
-    row = await conn.fetchrow(
-        "SELECT xact_id, id FROM events WHERE xact_id IS NOT NULL ORDER BY xact_id, id LIMIT 1"
-    )
-    return None if row is None else (int(row["xact_id"]), int(row["id"]))
-
-
 async def load_cursor(conn: Executor, name: str) -> Position | None:
     row = await conn.fetchrow("SELECT xact_id, event_id FROM feed_cursors WHERE name = $1", name)
     return None if row is None else (int(row["xact_id"]), int(row["event_id"]))
+
+
+async def load_cursor_saved_at(conn: Executor, name: str) -> datetime | None:
+    """When a consumer's cursor was last stored (None: never)."""
+    saved: datetime | None = await conn.fetchval(
+        "SELECT updated_at FROM feed_cursors WHERE name = $1", name
+    )
+    return saved
 
 
 async def save_cursor(conn: Executor, name: str, position: Position) -> None:

@@ -139,10 +139,11 @@ class LeaderFeed:
             if stored is None:  # the first holder ever: from when this node started
                 return await self.bus.subscribe_at(self.name, self.bus.started_at), None
             start = stored
+            saved_at = await feed.load_cursor_saved_at(conn, self.name)
             if self.warm_up is not None and self.warm_up_s > 0:
                 since = datetime.now(UTC) - timedelta(seconds=self.warm_up_s)
                 start = min(stored, await feed.position_before(conn, since))
-        return await self.bus.subscribe_at(self.name, start), stored
+        return await self.bus.subscribe_at(self.name, start, saved_at=saved_at), stored
 
     async def _consume(
         self, lease: Lease, subscription: Subscription, resume_at: feed.Position | None

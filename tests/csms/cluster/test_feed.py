@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -199,3 +199,14 @@ async def test_a_long_transaction_delays_delivery_and_is_named(
     [event] = await take(subscription, 1)
     assert event.charge_point_id == "CP-WAITING"
     assert "bus.held_back" in capsys.readouterr().err
+
+
+async def test_a_cursor_older_than_the_outbox_retention_is_logged(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bus = await start_bus(buses, pool, database_dsn, retention_hours=168.0)
+    await bus.subscribe_at("fresh", feed.START, saved_at=datetime.now(UTC))
+    assert "bus.cursor_older_than_retention" not in capsys.readouterr().err
+    stale = datetime.now(UTC) - timedelta(hours=200)
+    await bus.subscribe_at("stale", feed.START, saved_at=stale)
+    assert "bus.cursor_older_than_retention" in capsys.readouterr().err
