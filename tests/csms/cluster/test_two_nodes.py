@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
+from csms.monitoring.alerts_service import AlertService
 from csms.storage import api_keys, event_log
 from tests.conftest import RunningCsms, StartCsms
 from tests.csms.monitoring.alerting import FAST_ALERTS
@@ -160,3 +161,37 @@ async def test_no_duplicate_downtime_or_status_history_with_two_nodes(
         " WHERE charge_point_id = 'CP-DT' AND ended_at IS NULL"
     )
     assert open_intervals == 1
+
+
+async def test_rule_windows_survive_the_engine_moving_to_another_node(
+    start_csms: StartCsms,
+) -> None:
+    """Three boots within ten minutes are a reboot loop, even if the engine moved after two."""
+    a, b = await two_nodes(start_csms, **FAST_ALERTS)
+    engine_a = next(s for s in a.app.services if isinstance(s, AlertService))
+    for _ in range(2):
+        async with charger_v16(b.ocpp_url, "CP-LOOP") as cp:
+            await boot16(cp)
+
+    async def evaluated_both() -> bool:
+        boots = await a.pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'charger_booted'"
+            " AND charge_point_id = 'CP-LOOP'"
+        )
+        return bool(boots == 2 and engine_a.evaluated >= 6)  # connects, boots, disconnects
+
+    await eventually(evaluated_both, within=10)
+    await a.app.stop()  # the engine moves to B, which has seen no boot as the engine
+    await eventually(lambda: _holds(b, "alerts"), within=15)
+    async with charger_v16(b.ocpp_url, "CP-LOOP") as cp:
+        await boot16(cp)
+
+        async def loop_found() -> bool:
+            return bool(
+                await b.pool.fetchval(
+                    "SELECT count(*) = 1 FROM alerts"
+                    " WHERE charge_point_id = 'CP-LOOP' AND rule = 'reboot_loop'"
+                )
+            )
+
+        await eventually(loop_found, within=10)
