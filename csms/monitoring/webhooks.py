@@ -175,13 +175,13 @@ class WebhookDispatcher:
                 if time.monotonic() - last_catch_up > CATCH_UP_EVERY_S:
                     await self._catch_up_safely(CATCH_UP_WINDOW_S)
                     last_catch_up = time.monotonic()
+                self._wake.clear()  # before looking: a delivery queued meanwhile wakes us
                 try:
                     sent = await self.deliver_due(client)
                 except Exception:
                     log.exception("webhook.dispatch_failed")
                     sent = 0
                 if not sent:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.poll_s)
                     except TimeoutError:
