@@ -281,10 +281,15 @@ class EventBus:
             self._wake.clear()
             try:
                 if self._local_commits and self._listener is not None:
+                    # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
-                    await self._listener.execute(f"NOTIFY {CHANNEL}")
-                async with self.pool.acquire() as conn:
-                    rows, blocked = await feed.read_after(conn, self.position, self.page_size)
+                    rows, blocked = (
+                        await asyncio.gather(
+                            self._listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
+                        )
+                    )[1]
+                else:
+                    rows, blocked = await self._read_page()
             except Exception as exc:
                 log.warning("bus.read_failed", error=repr(exc))
                 await asyncio.sleep(self.poll_interval)
@@ -305,6 +310,10 @@ class EventBus:
             # Under load, wake-ups come with every commit: read in small batches instead
             # of once per commit (bounds the reader to ~500 queries/s per node).
             await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))
+
+    async def _read_page(self) -> tuple[list[FeedRow], bool]:
+        async with self.pool.acquire() as conn:
+            return await feed.read_after(conn, self.position, self.page_size)
 
     async def _watch_horizon(self, held: bool) -> None:
         """Say, once per episode, which transaction holds delivery back for over a second."""
