@@ -47,6 +47,7 @@ CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
 _MIN_READ_INTERVAL_S = 0.002
+_LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 
 
 class Subscription:
@@ -160,6 +161,7 @@ class EventBus:
         self._wake = asyncio.Event()
         self._local_commits = False  # something committed here since the last NOTIFY
         self._listener: asyncpg.Connection | None = None
+        self._listen_tried_at = -_LISTEN_RETRY_S
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
@@ -255,13 +257,20 @@ class EventBus:
     async def _listen(self) -> None:
         if self._dsn is None:
             return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._listen_tried_at < _LISTEN_RETRY_S:
+            return
+        self._listen_tried_at = loop.time()
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": "csms-bus-listener"}
+                self._dsn, timeout=5, server_settings={"application_name": "csms-bus-listener"}
             )
             await conn.add_listener(CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:  # polling still delivers everything, a second later
             log.warning("bus.listen_failed", error=repr(exc), detail="polling only")
+            if conn is not None:
+                conn.terminate()
             return
         self._listener = conn
 
@@ -295,7 +304,8 @@ class EventBus:
                 await asyncio.sleep(self.poll_interval)
                 continue
             self.reads += 1
-            await self._watch_horizon(blocked and not rows)
+            with contextlib.suppress(Exception):  # a diagnostic never stops the reader
+                await self._watch_horizon(blocked and not rows)
             if rows:
                 self._append(rows)
                 if len(rows) == self.page_size:

@@ -210,3 +210,23 @@ async def test_a_cursor_older_than_the_outbox_retention_is_logged(
     stale = datetime.now(UTC) - timedelta(hours=200)
     await bus.subscribe_at("stale", feed.START, saved_at=stale)
     assert "bus.cursor_older_than_retention" in capsys.readouterr().err
+
+
+async def test_another_nodes_events_arrive_without_notify(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus]
+) -> None:
+    """A lost LISTEN connection delays events to the poll; it never loses them."""
+    reader = await start_bus(buses, pool, database_dsn, poll_interval=0.2)
+    writer = await start_bus(buses, pool, database_dsn)
+    subscription = reader.subscribe("test")
+    async with pool.acquire() as conn:
+        killed = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'csms-bus-listener') t"
+        )
+    assert killed == 2
+    for n in range(3):
+        await event_log.append(pool, status("CP-POLL", n))
+        writer.publish()
+    got = await take(subscription, 3, within=10)
+    assert [e.connector_id for e in got] == [0, 1, 2]  # type: ignore[attr-defined]

@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from csms.monitoring import metrics
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
 from csms.monitoring.alerts_service import AlertService
+from csms.monitoring.live_service import LiveMonitoringService
 from csms.storage import api_keys, event_log
 from tests.conftest import RunningCsms, StartCsms
 from tests.csms.monitoring.alerting import FAST_ALERTS
@@ -195,3 +197,24 @@ async def test_rule_windows_survive_the_engine_moving_to_another_node(
             )
 
         await eventually(loop_found, within=10)
+
+
+async def test_cluster_wide_gauges_come_from_the_lease_holder_only(
+    start_csms: StartCsms,
+) -> None:
+    a, b = await two_nodes(start_csms)
+    await a.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('CP-G')")
+    await a.pool.execute(
+        "INSERT INTO sessions (charge_point_id, transaction_id, protocol, status, started_at)"
+        " VALUES ('CP-G', 'T-1', 'ocpp1.6', 'active', now())"
+    )
+    live_a = next(s for s in a.app.services if isinstance(s, LiveMonitoringService))
+    live_b = next(s for s in b.app.services if isinstance(s, LiveMonitoringService))
+    assert live_a.leader.leading and not live_b.leader.leading
+    # Both nodes live in this test process and share one metrics registry: the last
+    # refresh is what a scrape of that node would export.
+    await live_b.refresh_gauges()
+    assert metrics.SESSIONS_ACTIVE._value.get() == 0  # a sum over nodes counts it once
+    await live_a.refresh_gauges()
+    assert metrics.SESSIONS_ACTIVE._value.get() == 1
+    assert metrics.CLUSTER_LEADER.labels("monitoring")._value.get() == 1
