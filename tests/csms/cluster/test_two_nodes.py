@@ -15,6 +15,7 @@ from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.storage import api_keys, event_log
 from tests.conftest import RunningCsms, StartCsms
+from tests.csms.cluster.test_leases import kill_sessions_of
 from tests.csms.monitoring.alerting import FAST_ALERTS
 from tests.csms.monitoring.test_alerts import boot16, status16
 from tests.csms.monitoring.test_stream import listening
@@ -58,9 +59,11 @@ async def test_the_stream_on_one_node_shows_a_charger_on_the_other(
     assert a.app.registry.get("CP-ON-B") is None  # the socket really is on node B
 
 
+@pytest.mark.parametrize("how", ["stopped", "lease_connection_lost"])
 async def test_an_alert_opened_under_one_node_resolves_under_the_other(
-    start_csms: StartCsms,
+    start_csms: StartCsms, how: str
 ) -> None:
+    """The engine's node stops, or loses its database session (as a crash or a cut would)."""
     a, b = await two_nodes(start_csms, **FAST_ALERTS)
     assert a.app.leases.holds("alerts") and not b.app.leases.holds("alerts")
     async with charger_v16(b.ocpp_url, "CP-AL") as cp:
@@ -74,8 +77,13 @@ async def test_an_alert_opened_under_one_node_resolves_under_the_other(
             return None if value is None else int(value)
 
         alert_id = await eventually(opened, within=10)
-        await a.app.stop()  # the engine's node goes: B takes the lease over
+        engine_a = next(s for s in a.app.services if isinstance(s, AlertService))
+        if how == "stopped":
+            await a.app.stop()  # the engine's node goes: B takes the lease over
+        else:
+            await kill_sessions_of(a.app.dsn or "", "node-a")
         await eventually(lambda: _holds(b, "alerts"), within=15)
+        assert not engine_a.leader.leading  # never two engines
         await cp.call(status16(1, "Available"))
 
         async def resolved() -> bool:
