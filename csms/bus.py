@@ -39,6 +39,7 @@ import structlog
 
 from csms.cluster import feed
 from csms.cluster.feed import FeedRow, Position
+from csms.cluster.leases import bounded
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
@@ -194,7 +195,7 @@ class EventBus:
             self._reader = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2)
+                await bounded(self._listener.close(), 2)
             self._listener = None
 
     # -- subscribers ------------------------------------------------------------------
@@ -316,7 +317,7 @@ class EventBus:
             delay = min(max(delay * 2, 0.001), _BLOCKED_RETRY_MAX_S) if blocked else 0.0
             timeout = delay if blocked else self.poll_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await bounded(self._wake.wait(), timeout)
             # Under load, wake-ups come with every commit: read in small batches instead
             # of once per commit (bounds the reader to ~500 queries/s per node).
             await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))

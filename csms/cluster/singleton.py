@@ -27,7 +27,13 @@ import structlog
 
 from csms.bus import EventBus, Subscription
 from csms.cluster import feed
-from csms.cluster.leases import Lease, LeaseManager, lease_is_current, run_while_leader
+from csms.cluster.leases import (
+    Lease,
+    LeaseManager,
+    bounded,
+    lease_is_current,
+    run_while_leader,
+)
 from csms.events import Event
 from csms.monitoring import metrics
 
@@ -151,7 +157,7 @@ class LeaderFeed:
         saved = subscription.position
         while True:
             try:
-                event = await asyncio.wait_for(subscription.get(), self.checkpoint_interval)
+                event = await bounded(subscription.get(), self.checkpoint_interval)
             except TimeoutError:  # idle: store where we are
                 if subscription.position != saved:
                     saved = subscription.position

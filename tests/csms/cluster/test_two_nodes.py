@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -226,3 +228,56 @@ async def test_cluster_wide_gauges_come_from_the_lease_holder_only(
     await live_a.refresh_gauges()
     assert metrics.SESSIONS_ACTIVE._value.get() == 1
     assert metrics.CLUSTER_LEADER.labels("monitoring")._value.get() == 1
+
+
+async def read_stream(
+    reader: httpx.AsyncClient, count: int, headers: dict[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` messages of a stream opened with ``headers``."""
+    got: list[tuple[str, dict[str, Any]]] = []
+    async with reader.stream(
+        "GET", "/stream", params={"charger": "CP-RESUME"}, headers=headers, timeout=30
+    ) as response:
+        kind = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                got.append((kind, json.loads(line[5:])))
+                if len(got) == count:
+                    break
+    return got
+
+
+async def test_a_stream_resumed_with_last_event_id_gets_what_it_missed(
+    start_csms: StartCsms,
+) -> None:
+    """Reconnecting to the other node with Last-Event-ID: the missed events, then live ones."""
+    a, b = await two_nodes(start_csms)
+    async with (
+        client(a, "read-only") as on_a,
+        client(b, "read-only") as on_b,
+        charger_v16(b.ocpp_url, "CP-RESUME") as cp,
+    ):
+        await boot16(cp)
+        first = asyncio.create_task(read_stream(on_a, 1))
+        await asyncio.sleep(0.5)  # connected
+        await cp.call(status16(1, "Preparing"))
+        [(_, seen)] = await asyncio.wait_for(first, 10)
+        for status in ("Charging", "Finishing", "Available"):  # while disconnected
+            await cp.call(status16(1, status))
+        assert await b.app.bus.caught_up()
+        resumed = asyncio.create_task(read_stream(on_b, 4, {"Last-Event-ID": seen["event_id"]}))
+        await asyncio.sleep(0.5)
+        await cp.call(status16(1, "Unavailable"))  # live, after the replay
+        got = await asyncio.wait_for(resumed, 10)
+        reset = await read_stream(on_b, 1, {"Last-Event-ID": "not-an-event"})
+    assert [body["status"] for _, body in got] == [
+        "Occupied",
+        "Occupied",
+        "Available",
+        "Unavailable",
+    ]
+    assert [body["detail"] for _, body in got[:3]] == ["Charging", "Finishing", "Available"]
+    assert len({body["event_id"] for _, body in got}) == 4
+    assert reset[0][0] == "stream_reset"
