@@ -6,7 +6,7 @@
 2. With a real CSMS (this process, fresh embedded PostgreSQL): latency from a
    charger's StatusNotification to the SSE event at a subscriber, ``GET
    /metrics`` scrape time, delay from a charger going mute (TCP open) to it
-   being marked offline, and from an alert on the bus to its signed webhook.
+   being marked offline, and from a committed alert to its signed webhook.
 
     .venv/bin/python -m bench.monitoring_live
 """
@@ -36,7 +36,7 @@ from csms.monitoring import metrics
 from csms.monitoring.alerts import AlertOpened, Severity
 from csms.monitoring.progress import SessionTracker
 from csms.monitoring.stream import StreamHub, notification_of, progress_notification
-from csms.storage import api_keys
+from csms.storage import api_keys, event_log
 from csms.storage.embedded import stop_embedded
 from tests.ocpp_clients import charger_v16
 
@@ -172,13 +172,13 @@ async def webhook_latency(app: Csms, base: str, key: str, runs: int) -> list[flo
     latencies = []
     for n in range(runs):
         sent = time.perf_counter()
-        app.bus.publish(
-            AlertOpened(
-                charge_point_id="BENCH-1", occurred_at=now, alert_id=n, rule="bench",
-                severity=Severity.WARNING, evse_id=None, connector_id=None, message="bench",
-                first_seen=now, last_seen=now, count=1,
-            )
+        alert = AlertOpened(
+            charge_point_id="BENCH-1", occurred_at=now, alert_id=n, rule="bench",
+            severity=Severity.WARNING, evse_id=None, connector_id=None, message="bench",
+            first_seen=now, last_seen=now, count=1,
         )  # fmt: skip
+        await event_log.append(app.pool, alert)  # committed, as fault detection does
+        app.bus.publish(alert)
         latencies.append((await asyncio.wait_for(arrived.get(), 10) - sent) * 1000)
     server.close()
     return latencies
@@ -220,7 +220,7 @@ async def main() -> None:
                 scrapes.append((time.perf_counter() - started) * 1000)
         print(summary("GET /metrics", scrapes))
         latencies = await webhook_latency(app, base, key, 50)
-        print(summary("alert on bus -> signed webhook received", latencies))
+        print(summary("alert committed -> signed webhook received", latencies))
         delays = await silent_detection(app, 5)
         print(summary("mute charger (heartbeat 1 s, factor 3) -> offline", delays, "s"))
     finally:

@@ -43,6 +43,7 @@ class Csms:
         # Every node's committed events, for in-process consumers (csms/bus.py).
         self.bus = EventBus(retention_hours=settings.outbox_retention_hours)
         self._leases: LeaseManager | None = None
+        self.dsn: str | None = None  # the database, once started (the embedded one's too)
         self._pool: asyncpg.Pool | None = None
         self._api_pool: asyncpg.Pool | None = None  # the operator API's own connections
         self._central: CentralSystem | None = None
@@ -105,7 +106,7 @@ class Csms:
         return f"ws://{host}:{self.port}{self.settings.ocpp_path_prefix.rstrip('/')}"
 
     async def start(self) -> None:
-        dsn = await resolve_dsn(self.settings)
+        dsn = self.dsn = await resolve_dsn(self.settings)
         self._pool = await open_pool(self.settings, dsn)
         await self.bus.start(self._pool, dsn)
         self._leases = LeaseManager(dsn, self.node_id)

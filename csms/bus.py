@@ -39,11 +39,16 @@ import structlog
 
 from csms.cluster import feed
 from csms.cluster.feed import FeedRow, Position
+from csms.cluster.leases import bounded
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
 
 CHANNEL = "csms_events"
+_BLOCKED_RETRY_MAX_S = 0.01
+_HELD_BACK_WARN_S = 1.0
+_MIN_READ_INTERVAL_S = 0.002
+_LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 
 
 class Subscription:
@@ -157,9 +162,12 @@ class EventBus:
         self._wake = asyncio.Event()
         self._local_commits = False  # something committed here since the last NOTIFY
         self._listener: asyncpg.Connection | None = None
+        self._listen_tried_at = -_LISTEN_RETRY_S
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
+        self._held_since: float | None = None  # loop time since delivery has been held back
+        self._held_warned = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -187,7 +195,7 @@ class EventBus:
             self._reader = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2)
+                await bounded(self._listener.close(), 2)
             self._listener = None
 
     # -- subscribers ------------------------------------------------------------------
@@ -198,17 +206,22 @@ class EventBus:
         self._subscriptions.append(subscription)
         return subscription
 
-    async def subscribe_at(self, name: str, position: Position) -> Subscription:
-        """A cursor after ``position`` (a stored cursor): older events come from the table."""
-        async with self.pool.acquire() as conn:
-            first = await feed.oldest(conn)
-        if first is not None and position != feed.START and position < first:
+    async def subscribe_at(
+        self, name: str, position: Position, *, saved_at: datetime | None = None
+    ) -> Subscription:
+        """A cursor after ``position`` (a stored cursor): older events come from the table.
+
+        ``saved_at``: when the cursor was stored; older than the outbox retention,
+        the events after it may have been pruned, and that is logged as an error.
+        """
+        limit = timedelta(hours=self.retention_hours)
+        if saved_at is not None and datetime.now(UTC) - saved_at > limit:
             log.error(
                 "bus.cursor_older_than_retention",
                 subscriber=name,
-                position=list(position),
-                oldest=list(first),
-                detail="events after the cursor were pruned from the outbox: some are lost",
+                cursor_saved_at=saved_at.isoformat(),
+                retention_hours=self.retention_hours,
+                detail="events after the cursor may have been pruned from the outbox: lost",
             )
         subscription = Subscription(self, name, position, self._base_seq - 1)
         self._subscriptions.append(subscription)
@@ -245,13 +258,20 @@ class EventBus:
     async def _listen(self) -> None:
         if self._dsn is None:
             return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._listen_tried_at < _LISTEN_RETRY_S:
+            return
+        self._listen_tried_at = loop.time()
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": "csms-bus-listener"}
+                self._dsn, timeout=5, server_settings={"application_name": "csms-bus-listener"}
             )
             await conn.add_listener(CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:  # polling still delivers everything, a second later
             log.warning("bus.listen_failed", error=repr(exc), detail="polling only")
+            if conn is not None:
+                conn.terminate()
             return
         self._listener = conn
 
@@ -261,33 +281,72 @@ class EventBus:
         self._wake.set()
 
     async def _read_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = 0.0
         while True:
+            read_at = loop.time()
             if self._listener is None or self._listener.is_closed():
                 self._listener = None
                 await self._listen()
             self._wake.clear()
             try:
                 if self._local_commits and self._listener is not None:
+                    # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
-                    await self._listener.execute(f"NOTIFY {CHANNEL}")
-                async with self.pool.acquire() as conn:
-                    rows, blocked = await feed.read_after(conn, self.position, self.page_size)
+                    rows, blocked = (
+                        await asyncio.gather(
+                            self._listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
+                        )
+                    )[1]
+                else:
+                    rows, blocked = await self._read_page()
             except Exception as exc:
                 log.warning("bus.read_failed", error=repr(exc))
                 await asyncio.sleep(self.poll_interval)
                 continue
             self.reads += 1
+            with contextlib.suppress(Exception):  # a diagnostic never stops the reader
+                await self._watch_horizon(blocked and not rows)
             if rows:
                 self._append(rows)
                 if len(rows) == self.page_size:
                     await asyncio.sleep(0)  # more are waiting: read on, let others run
                     continue
-            # Committed rows held back by an older running transaction: retry soon.
-            delay = min(max(delay * 2, 0.002), 0.1) if blocked and not rows else 0.0
+            # Committed rows held back by an older running transaction: retry soon
+            # (at most ~100 reads/s while it runs; it usually ends within milliseconds).
+            delay = min(max(delay * 2, 0.001), _BLOCKED_RETRY_MAX_S) if blocked else 0.0
             timeout = delay if blocked else self.poll_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await bounded(self._wake.wait(), timeout)
+            # Under load, wake-ups come with every commit: read in small batches instead
+            # of once per commit (bounds the reader to ~500 queries/s per node).
+            await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))
+
+    async def _read_page(self) -> tuple[list[FeedRow], bool]:
+        async with self.pool.acquire() as conn:
+            return await feed.read_after(conn, self.position, self.page_size)
+
+    async def _watch_horizon(self, held: bool) -> None:
+        """Say, once per episode, which transaction holds delivery back for over a second."""
+        now = asyncio.get_running_loop().time()
+        if not held:
+            self._held_since, self._held_warned = None, False
+            return
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since > _HELD_BACK_WARN_S and not self._held_warned:
+            self._held_warned = True
+            try:
+                async with self.pool.acquire() as conn:
+                    oldest = await feed.held_back_by(conn)
+            except Exception:
+                oldest = None
+            log.warning(
+                "bus.held_back",
+                held_s=round(now - self._held_since, 1),
+                oldest_transaction=oldest,
+                detail="events wait for a long-running write transaction to end",
+            )
 
     def _append(self, rows: list[FeedRow]) -> None:
         for row in rows:

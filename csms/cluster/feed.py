@@ -102,6 +102,21 @@ async def read_between(
     return [_feed_row(r) for r in rows]
 
 
+async def held_back_by(conn: Executor) -> dict[str, Any] | None:
+    """The oldest running write transaction (what holds the horizon back), for a log line."""
+    row = await conn.fetchrow(
+        """
+        SELECT pid, application_name, state, datname,
+               extract(epoch FROM now() - xact_start)::float8 AS running_s,
+               left(query, 200) AS query
+        FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL
+        ORDER BY age(backend_xid) DESC LIMIT 1
+        """
+    )
+    return None if row is None else dict(row)
+
+
 async def tail(conn: Executor) -> Position:
     """The position of the newest row behind the horizon: a new reader starts after it."""
     row = await conn.fetchrow(
@@ -127,16 +142,17 @@ async def position_before(conn: Executor, at: datetime) -> Position:
     return START if row is None else (int(row["xact_id"]), int(row["id"]))
 
 
-async def oldest(conn: Executor) -> Position | None:
-    row = await conn.fetchrow(
-        "SELECT xact_id, id FROM events WHERE xact_id IS NOT NULL ORDER BY xact_id, id LIMIT 1"
-    )
-    return None if row is None else (int(row["xact_id"]), int(row["id"]))
-
-
 async def load_cursor(conn: Executor, name: str) -> Position | None:
     row = await conn.fetchrow("SELECT xact_id, event_id FROM feed_cursors WHERE name = $1", name)
     return None if row is None else (int(row["xact_id"]), int(row["event_id"]))
+
+
+async def load_cursor_saved_at(conn: Executor, name: str) -> datetime | None:
+    """When a consumer's cursor was last stored (None: never)."""
+    saved: datetime | None = await conn.fetchval(
+        "SELECT updated_at FROM feed_cursors WHERE name = $1", name
+    )
+    return saved
 
 
 async def save_cursor(conn: Executor, name: str, position: Position) -> None:

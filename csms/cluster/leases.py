@@ -46,10 +46,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -57,6 +57,8 @@ import structlog
 from csms.storage import Executor
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _KEY_PREFIX = b"csms.lease:"
 # The server drops a silent peer after idle + interval * count seconds; the
@@ -66,6 +68,17 @@ _SERVER_KEEPALIVE = {
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
 }
+
+
+async def bounded(work: Awaitable[T], seconds: float) -> T:
+    """``work``, or TimeoutError after ``seconds``.
+
+    ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11 the
+    latter can swallow a cancellation that arrives as the work completes, and a
+    leadership loop that survives its cancellation runs for ever.
+    """
+    async with asyncio.timeout(seconds):
+        return await work
 
 
 def lease_key(name: str) -> int:
@@ -150,7 +163,7 @@ class LeaseManager:
             self._lose_all("stopped")
             if conn is not None and not conn.is_closed():
                 try:  # closing the session releases its advisory locks
-                    await asyncio.wait_for(conn.close(), self._check_timeout)
+                    await bounded(conn.close(), self._check_timeout)
                 except Exception:
                     conn.terminate()
 
@@ -164,13 +177,13 @@ class LeaseManager:
         async with self._lock:
             try:
                 conn = await self._connection()
-                got = await asyncio.wait_for(
+                got = await bounded(
                     conn.fetchval("SELECT pg_try_advisory_lock($1)", lease_key(name)),
                     self._check_timeout,
                 )
                 if not got:
                     return None
-                row = await asyncio.wait_for(
+                row = await bounded(
                     conn.fetchrow(
                         """
                         INSERT INTO cluster_leases (name, holder, token, acquired_at)
@@ -215,7 +228,7 @@ class LeaseManager:
             if conn is None or conn.is_closed():
                 return
             try:
-                await asyncio.wait_for(
+                await bounded(
                     conn.execute("SELECT pg_advisory_unlock($1)", lease_key(name)),
                     self._check_timeout,
                 )
@@ -226,7 +239,7 @@ class LeaseManager:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncio.wait_for(
+            self._conn = await bounded(
                 asyncpg.connect(
                     self._dsn,
                     server_settings={
@@ -271,7 +284,7 @@ class LeaseManager:
                     self._drop_connection("connection closed")
                     continue
                 try:
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self._check_timeout)
+                    await bounded(conn.fetchval("SELECT 1"), self._check_timeout)
                 except Exception as exc:
                     log.warning("lease.check_failed", node=self.node_id, error=repr(exc))
                     self._drop_connection("check failed")

@@ -27,7 +27,13 @@ import structlog
 
 from csms.bus import EventBus, Subscription
 from csms.cluster import feed
-from csms.cluster.leases import Lease, LeaseManager, lease_is_current, run_while_leader
+from csms.cluster.leases import (
+    Lease,
+    LeaseManager,
+    bounded,
+    lease_is_current,
+    run_while_leader,
+)
 from csms.events import Event
 from csms.monitoring import metrics
 
@@ -139,10 +145,11 @@ class LeaderFeed:
             if stored is None:  # the first holder ever: from when this node started
                 return await self.bus.subscribe_at(self.name, self.bus.started_at), None
             start = stored
+            saved_at = await feed.load_cursor_saved_at(conn, self.name)
             if self.warm_up is not None and self.warm_up_s > 0:
                 since = datetime.now(UTC) - timedelta(seconds=self.warm_up_s)
                 start = min(stored, await feed.position_before(conn, since))
-        return await self.bus.subscribe_at(self.name, start), stored
+        return await self.bus.subscribe_at(self.name, start, saved_at=saved_at), stored
 
     async def _consume(
         self, lease: Lease, subscription: Subscription, resume_at: feed.Position | None
@@ -150,7 +157,7 @@ class LeaderFeed:
         saved = subscription.position
         while True:
             try:
-                event = await asyncio.wait_for(subscription.get(), self.checkpoint_interval)
+                event = await bounded(subscription.get(), self.checkpoint_interval)
             except TimeoutError:  # idle: store where we are
                 if subscription.position != saved:
                     saved = subscription.position

@@ -77,7 +77,7 @@ class AlertService:
         )
         # Smart-charging limits, read from the event log on every tick unless given.
         self.limits = ChargingLimits()
-        self._limits_after_id = 0
+        self._limits_after: tuple[int, int] = (0, 0)  # feed position of the last one read
         self._limit_of = limit_of or self.limits.limit_of
         self.detector = FaultDetector(self._limit_of)
         self.lifecycle = Lifecycle()
@@ -249,11 +249,11 @@ class AlertService:
         """Time-driven rules (heartbeat gaps, expiring windows), then resolve what is due."""
         if asyncio.get_running_loop().time() - self._reloaded_at >= THRESHOLDS_RELOAD_S:
             await self.reload_thresholds()  # site assignments change through smart charging
-        for charge_point_id, payload, last_id in await alerts_store.charging_limits_after(
-            self.context.pool, self._limits_after_id
+        for charge_point_id, payload, position in await alerts_store.charging_limits_after(
+            self.context.pool, self._limits_after
         ):
             self.limits.limit_set(charge_point_id, payload)
-            self._limits_after_id = last_id
+            self._limits_after = position
         by_charger: dict[str, list[Observation]] = {}
         for charge_point_id, obs in self.detector.tick(now, self.thresholds_of):
             by_charger.setdefault(charge_point_id, []).append(obs)

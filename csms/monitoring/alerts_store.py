@@ -324,12 +324,28 @@ async def silent_connected(conn: Executor, now: datetime, interval_s: float) -> 
 
 
 async def charging_limits_after(
-    conn: Executor, after_id: int
-) -> list[tuple[str, dict[str, Any], int]]:
-    """``charging_limit_set`` events (smart charging's profiles) recorded after ``after_id``."""
+    conn: Executor, after: tuple[int, int]
+) -> list[tuple[str, dict[str, Any], tuple[int, int]]]:
+    """``charging_limit_set`` events (smart charging's profiles) after feed position ``after``.
+
+    In commit order and only below the oldest running transaction, as the event
+    feed reads (csms/cluster/feed.py): an id order would skip a profile whose
+    transaction commits after a newer one. Rows older than the feed columns
+    count as position (0, id).
+    """
     records = await conn.fetch(
-        "SELECT id, charge_point_id, payload FROM events "
-        "WHERE type = 'charging_limit_set' AND id > $1 ORDER BY id LIMIT 10000",
-        after_id,
+        """
+        SELECT id, coalesce(xact_id, '0'::xid8) AS xact_id, charge_point_id, payload
+        FROM events
+        WHERE type = 'charging_limit_set'
+          AND coalesce(xact_id, '0'::xid8) < pg_snapshot_xmin(pg_current_snapshot())
+          AND (coalesce(xact_id, '0'::xid8), id) > ($1::xid8, $2::bigint)
+        ORDER BY 2, id LIMIT 10000
+        """,
+        after[0],
+        after[1],
     )
-    return [(r["charge_point_id"], json.loads(r["payload"]), r["id"]) for r in records]
+    return [
+        (r["charge_point_id"], json.loads(r["payload"]), (int(r["xact_id"]), int(r["id"])))
+        for r in records
+    ]

@@ -17,8 +17,14 @@ published, so a charger that joins the site later is included). Each
 subscriber has its own bounded queue fed by one task in bus order, so a
 subscriber receives one charger's notifications in the order they were
 committed. A subscriber too slow to keep up is disconnected (with a final
-``stream_overflow`` event) rather than silently losing notifications; it
-reconnects and re-reads state from the API.
+``stream_overflow`` event) rather than silently losing notifications.
+
+Resuming: every message's SSE ``id`` is its event id. A client that reconnects
+with ``Last-Event-ID`` (browsers' EventSource do so by themselves) first gets
+the events it missed, read back from the event log in feed order (up to
+``REPLAY_MAX``; session progress, being derived, is not replayed), then the
+live ones, without duplicates. If the id is unknown (pruned from the outbox)
+or too far back, it gets a ``stream_reset`` event: re-read state from the API.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -34,13 +41,17 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from csms.api.context import Reader
+from csms.cluster import feed
 from csms.events import ChargerConnected, ChargerDisconnected, ConnectorStatusChanged, Event
 from csms.monitoring import metrics
 from csms.monitoring.progress import SessionProgress
 from csms.monitoring.sites import SiteMap, SiteOf, site_exists
+from csms.storage import Executor
 
 SESSION_PROGRESS = "session_progress"
 OVERFLOW = "stream_overflow"
+RESET = "stream_reset"
+REPLAY_MAX = 10_000  # events a reconnecting client may have missed
 _FORWARDED = (ConnectorStatusChanged, ChargerConnected, ChargerDisconnected)
 STREAM_TYPES = frozenset(
     {
@@ -179,12 +190,41 @@ def _server_going_away(request: Request) -> bool:
     return getattr(cycle, "keep_alive", True) is False
 
 
+async def missed_since(
+    conn: Executor, last_event_id: str, subscriber: StreamSubscriber, site_of: SiteOf
+) -> list[Notification]:
+    """What a client resuming after ``last_event_id`` missed (filtered), or a reset."""
+    reset = [Notification(RESET, "", "0", {"type": RESET, "last_event_id": last_event_id})]
+    try:
+        event_id = uuid.UUID(last_event_id)
+    except ValueError:
+        return reset
+    row = await conn.fetchrow("SELECT xact_id, id FROM events WHERE event_id = $1", event_id)
+    if row is None or row["xact_id"] is None:
+        return reset
+    rows, _ = await feed.read_after(conn, (int(row["xact_id"]), int(row["id"])), REPLAY_MAX + 1)
+    if len(rows) > REPLAY_MAX:
+        return reset
+    missed = []
+    for feed_row in rows:
+        note = None if feed_row.event is None else notification_of(feed_row.event)
+        if note is not None and subscriber.wants(note, site_of):
+            missed.append(note)
+    return missed
+
+
 async def _events(
-    hub: StreamHub, subscriber: StreamSubscriber, request: Request
+    hub: StreamHub,
+    subscriber: StreamSubscriber,
+    request: Request,
+    missed: Sequence[Notification] = (),
 ) -> AsyncIterator[bytes]:
     idle_s = 0.0
+    replayed = {note.id for note in missed}
     try:
         yield b": connected\n\n"
+        for note in missed:
+            yield note.sse()
         while True:
             try:
                 item = await asyncio.wait_for(subscriber.queue.get(), _POLL_S)
@@ -199,6 +239,8 @@ async def _events(
             idle_s = 0.0
             if item is None:
                 return
+            if item.id in replayed:  # read back already, and live since the subscription
+                continue
             yield item.sse()
     finally:
         hub.unsubscribe(subscriber)
@@ -227,9 +269,18 @@ def stream_router(hub: StreamHub, sites: SiteMap) -> APIRouter:
                 if not await site_exists(conn, site):
                     raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
             await sites.refresh()  # start from the current membership, not the last reload
-        subscriber = hub.subscribe(charger or (), type or (), site)
+        subscriber = hub.subscribe(charger or (), type or (), site)  # before the replay
+        missed: list[Notification] = []
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id:
+            try:
+                async with sites.pool.acquire() as conn:
+                    missed = await missed_since(conn, last_event_id, subscriber, sites.site_of)
+            except BaseException:
+                hub.unsubscribe(subscriber)
+                raise
         return StreamingResponse(
-            _events(hub, subscriber, request),
+            _events(hub, subscriber, request, missed),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -148,13 +148,15 @@ async def alert_events_not_queued(conn: Executor, window_s: float) -> list[Any]:
     )
 
 
-async def lock_due(conn: Executor, limit: int = 50) -> list[Delivery]:
-    """The oldest pending delivery of each subscription, if due, row-locked.
+async def claim_due(conn: Executor, hold_s: float, limit: int = 50) -> list[Delivery]:
+    """The oldest pending delivery of each subscription, if due, claimed for ``hold_s`` s.
 
-    Call inside a transaction held while the deliveries are attempted: another
-    CSMS process skips locked rows, and a process that dies mid-attempt
-    releases them with its connection. Only the head of each subscription's
-    queue is taken, so a receiver gets its events in order even across retries.
+    One short statement: the claim moves ``next_attempt_at`` past the attempt,
+    so no transaction stays open while a receiver answers (a long transaction
+    would hold back the cluster's event feed, see csms/cluster/feed.py). A
+    process that dies mid-attempt leaves the row pending; it is due again once
+    the claim has expired. Only the head of each subscription's queue is taken,
+    so a receiver gets its events in order even across retries.
     """
     rows = await conn.fetch(
         """
@@ -162,18 +164,23 @@ async def lock_due(conn: Executor, limit: int = 50) -> list[Delivery]:
             SELECT DISTINCT ON (subscription_id) id, next_attempt_at
             FROM webhook_deliveries WHERE status = 'pending'
             ORDER BY subscription_id, id
+        ), due AS (
+            SELECT d.id FROM webhook_deliveries d JOIN heads h ON h.id = d.id
+            WHERE h.next_attempt_at <= now() AND d.status = 'pending'
+            ORDER BY d.id LIMIT $1
+            FOR UPDATE OF d SKIP LOCKED
         )
-        SELECT d.id, d.subscription_id, d.event_id, d.event_type, d.body, d.attempts,
-               s.url, s.secret
-        FROM webhook_deliveries d
-        JOIN heads h ON h.id = d.id
-        JOIN webhook_subscriptions s ON s.id = d.subscription_id
-        WHERE h.next_attempt_at <= now() AND d.status = 'pending'
-        ORDER BY d.id LIMIT $1
-        FOR UPDATE OF d SKIP LOCKED
+        UPDATE webhook_deliveries d
+        SET next_attempt_at = now() + make_interval(secs => $2)
+        FROM due, webhook_subscriptions s
+        WHERE d.id = due.id AND s.id = d.subscription_id
+        RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.body, d.attempts,
+                  s.url, s.secret
         """,
         limit,
+        hold_s,
     )
+    rows = sorted(rows, key=lambda r: r["id"])
     return [
         Delivery(
             r["id"],
@@ -187,6 +194,15 @@ async def lock_due(conn: Executor, limit: int = 50) -> list[Delivery]:
         )
         for r in rows
     ]
+
+
+async def release(conn: Executor, delivery_ids: list[int]) -> None:
+    """Give claimed deliveries back unattempted: due again at once."""
+    await conn.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = now()"
+        " WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+        delivery_ids,
+    )
 
 
 async def mark_delivered(conn: Executor, delivery_id: int) -> None:

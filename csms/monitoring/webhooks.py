@@ -23,6 +23,7 @@ of a subscription is attempted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -49,6 +50,8 @@ CATCH_UP_AT_START_S = 24 * 3600.0  # after a crash, alerts of the last day are r
 CATCH_UP_EVERY_S = 60.0
 CATCH_UP_WINDOW_S = 600.0
 DELIVERY_RETENTION_S = 7 * 24 * 3600.0  # delivered and given-up rows, for GET .../deliveries
+_CLAIM_MARGIN_S = 5.0  # a claimed delivery is due again this long after its timeout
+_STOP_GRACE_S = 2.0  # at stop, how long in-flight deliveries may finish
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -172,13 +175,13 @@ class WebhookDispatcher:
                 if time.monotonic() - last_catch_up > CATCH_UP_EVERY_S:
                     await self._catch_up_safely(CATCH_UP_WINDOW_S)
                     last_catch_up = time.monotonic()
+                self._wake.clear()  # before looking: a delivery queued meanwhile wakes us
                 try:
                     sent = await self.deliver_due(client)
                 except Exception:
                     log.exception("webhook.dispatch_failed")
                     sent = 0
                 if not sent:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.poll_s)
                     except TimeoutError:
@@ -194,16 +197,35 @@ class WebhookDispatcher:
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Attempt every due delivery once (concurrently across subscribers); return how many.
 
-        The rows stay locked in one transaction until their outcome is written:
-        a CSMS stopped or killed mid-attempt leaves them pending and due (the
-        receiver may then get one twice: ``X-CSMS-Delivery`` tells it so).
+        Each is claimed first (for the timeout and a margin) and its outcome
+        written after. Stopping lets the attempts in flight finish for a moment;
+        a CSMS killed mid-attempt leaves them pending, due again when the claim
+        expires (the receiver may then get one twice: ``X-CSMS-Delivery`` tells
+        it so).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            deliveries = await store.lock_due(conn)
+        work = asyncio.ensure_future(self._deliver_due(client))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(work, _STOP_GRACE_S)
+            raise
+
+    async def _deliver_due(self, client: httpx.AsyncClient) -> int:
+        deliveries = await store.claim_due(self.pool, self.timeout_s + _CLAIM_MARGIN_S)
+        try:
             errors = await asyncio.gather(*(self._post(client, d) for d in deliveries))
+        except asyncio.CancelledError:  # not answered in time: due again at once
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(store.release(self.pool, [d.id for d in deliveries]), 2)
+            raise
+        await self._record_all(deliveries, errors)
+        return len(deliveries)
+
+    async def _record_all(self, deliveries: list[store.Delivery], errors: list[str | None]) -> None:
+        async with self.pool.acquire() as conn:
             for delivery, error in zip(deliveries, errors, strict=True):
                 await self._record(conn, delivery, error)
-        return len(deliveries)
 
     async def _post(self, client: httpx.AsyncClient, delivery: store.Delivery) -> str | None:
         """POST one delivery; None on a 2xx answer, else why it failed."""

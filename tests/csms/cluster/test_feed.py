@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -179,3 +179,54 @@ async def test_a_resumed_cursor_starts_after_its_position(
     subscription = await bus.subscribe_at("engine", cursor)
     got = await take(subscription, 3)
     assert [e.connector_id for e in got] == [2, 3, 4]  # type: ignore[attr-defined]
+
+
+async def test_a_long_transaction_delays_delivery_and_is_named(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The price of the horizon: events wait for an older write transaction, and a log says so."""
+    bus = await start_bus(buses, pool, database_dsn, poll_interval=0.05)
+    subscription = bus.subscribe("test")
+    async with pool.acquire() as long_running:
+        transaction = long_running.transaction()
+        await transaction.start()
+        await long_running.execute("SELECT pg_current_xact_id()")  # holds an xid
+        await event_log.append(pool, status("CP-WAITING", 1))
+        bus.publish()
+        await asyncio.sleep(1.5)
+        assert subscription.empty()
+        await transaction.rollback()
+    [event] = await take(subscription, 1)
+    assert event.charge_point_id == "CP-WAITING"
+    assert "bus.held_back" in capsys.readouterr().err
+
+
+async def test_a_cursor_older_than_the_outbox_retention_is_logged(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bus = await start_bus(buses, pool, database_dsn, retention_hours=168.0)
+    await bus.subscribe_at("fresh", feed.START, saved_at=datetime.now(UTC))
+    assert "bus.cursor_older_than_retention" not in capsys.readouterr().err
+    stale = datetime.now(UTC) - timedelta(hours=200)
+    await bus.subscribe_at("stale", feed.START, saved_at=stale)
+    assert "bus.cursor_older_than_retention" in capsys.readouterr().err
+
+
+async def test_another_nodes_events_arrive_without_notify(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus]
+) -> None:
+    """A lost LISTEN connection delays events to the poll; it never loses them."""
+    reader = await start_bus(buses, pool, database_dsn, poll_interval=0.2)
+    writer = await start_bus(buses, pool, database_dsn)
+    subscription = reader.subscribe("test")
+    async with pool.acquire() as conn:
+        killed = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'csms-bus-listener') t"
+        )
+    assert killed == 2
+    for n in range(3):
+        await event_log.append(pool, status("CP-POLL", n))
+        writer.publish()
+    got = await take(subscription, 3, within=10)
+    assert [e.connector_id for e in got] == [0, 1, 2]  # type: ignore[attr-defined]

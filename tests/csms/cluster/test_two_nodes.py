@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from csms.monitoring import metrics
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
+from csms.monitoring.alerts_service import AlertService
+from csms.monitoring.live_service import LiveMonitoringService
 from csms.storage import api_keys, event_log
 from tests.conftest import RunningCsms, StartCsms
+from tests.csms.cluster.test_leases import kill_sessions_of
 from tests.csms.monitoring.alerting import FAST_ALERTS
 from tests.csms.monitoring.test_alerts import boot16, status16
 from tests.csms.monitoring.test_stream import listening
@@ -55,9 +61,11 @@ async def test_the_stream_on_one_node_shows_a_charger_on_the_other(
     assert a.app.registry.get("CP-ON-B") is None  # the socket really is on node B
 
 
+@pytest.mark.parametrize("how", ["stopped", "lease_connection_lost"])
 async def test_an_alert_opened_under_one_node_resolves_under_the_other(
-    start_csms: StartCsms,
+    start_csms: StartCsms, how: str
 ) -> None:
+    """The engine's node stops, or loses its database session (as a crash or a cut would)."""
     a, b = await two_nodes(start_csms, **FAST_ALERTS)
     assert a.app.leases.holds("alerts") and not b.app.leases.holds("alerts")
     async with charger_v16(b.ocpp_url, "CP-AL") as cp:
@@ -71,8 +79,13 @@ async def test_an_alert_opened_under_one_node_resolves_under_the_other(
             return None if value is None else int(value)
 
         alert_id = await eventually(opened, within=10)
-        await a.app.stop()  # the engine's node goes: B takes the lease over
+        engine_a = next(s for s in a.app.services if isinstance(s, AlertService))
+        if how == "stopped":
+            await a.app.stop()  # the engine's node goes: B takes the lease over
+        else:
+            await kill_sessions_of(a.app.dsn or "", "node-a")
         await eventually(lambda: _holds(b, "alerts"), within=15)
+        assert not engine_a.leader.leading  # never two engines
         await cp.call(status16(1, "Available"))
 
         async def resolved() -> bool:
@@ -160,3 +173,111 @@ async def test_no_duplicate_downtime_or_status_history_with_two_nodes(
         " WHERE charge_point_id = 'CP-DT' AND ended_at IS NULL"
     )
     assert open_intervals == 1
+
+
+async def test_rule_windows_survive_the_engine_moving_to_another_node(
+    start_csms: StartCsms,
+) -> None:
+    """Three boots within ten minutes are a reboot loop, even if the engine moved after two."""
+    a, b = await two_nodes(start_csms, **FAST_ALERTS)
+    engine_a = next(s for s in a.app.services if isinstance(s, AlertService))
+    for _ in range(2):
+        async with charger_v16(b.ocpp_url, "CP-LOOP") as cp:
+            await boot16(cp)
+
+    async def evaluated_both() -> bool:
+        boots = await a.pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'charger_booted'"
+            " AND charge_point_id = 'CP-LOOP'"
+        )
+        return bool(boots == 2 and engine_a.evaluated >= 6)  # connects, boots, disconnects
+
+    await eventually(evaluated_both, within=10)
+    await a.app.stop()  # the engine moves to B, which has seen no boot as the engine
+    await eventually(lambda: _holds(b, "alerts"), within=15)
+    async with charger_v16(b.ocpp_url, "CP-LOOP") as cp:
+        await boot16(cp)
+
+        async def loop_found() -> bool:
+            return bool(
+                await b.pool.fetchval(
+                    "SELECT count(*) = 1 FROM alerts"
+                    " WHERE charge_point_id = 'CP-LOOP' AND rule = 'reboot_loop'"
+                )
+            )
+
+        await eventually(loop_found, within=10)
+
+
+async def test_cluster_wide_gauges_come_from_the_lease_holder_only(
+    start_csms: StartCsms,
+) -> None:
+    a, b = await two_nodes(start_csms)
+    await a.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('CP-G')")
+    await a.pool.execute(
+        "INSERT INTO sessions (charge_point_id, transaction_id, protocol, status, started_at)"
+        " VALUES ('CP-G', 'T-1', 'ocpp1.6', 'active', now())"
+    )
+    live_a = next(s for s in a.app.services if isinstance(s, LiveMonitoringService))
+    live_b = next(s for s in b.app.services if isinstance(s, LiveMonitoringService))
+    assert live_a.leader.leading and not live_b.leader.leading
+    # Both nodes live in this test process and share one metrics registry: the last
+    # refresh is what a scrape of that node would export.
+    await live_b.refresh_gauges()
+    assert metrics.SESSIONS_ACTIVE._value.get() == 0  # a sum over nodes counts it once
+    await live_a.refresh_gauges()
+    assert metrics.SESSIONS_ACTIVE._value.get() == 1
+    assert metrics.CLUSTER_LEADER.labels("monitoring")._value.get() == 1
+
+
+async def read_stream(
+    reader: httpx.AsyncClient, count: int, headers: dict[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` messages of a stream opened with ``headers``."""
+    got: list[tuple[str, dict[str, Any]]] = []
+    async with reader.stream(
+        "GET", "/stream", params={"charger": "CP-RESUME"}, headers=headers, timeout=30
+    ) as response:
+        kind = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                got.append((kind, json.loads(line[5:])))
+                if len(got) == count:
+                    break
+    return got
+
+
+async def test_a_stream_resumed_with_last_event_id_gets_what_it_missed(
+    start_csms: StartCsms,
+) -> None:
+    """Reconnecting to the other node with Last-Event-ID: the missed events, then live ones."""
+    a, b = await two_nodes(start_csms)
+    async with (
+        client(a, "read-only") as on_a,
+        client(b, "read-only") as on_b,
+        charger_v16(b.ocpp_url, "CP-RESUME") as cp,
+    ):
+        await boot16(cp)
+        first = asyncio.create_task(read_stream(on_a, 1))
+        await asyncio.sleep(0.5)  # connected
+        await cp.call(status16(1, "Preparing"))
+        [(_, seen)] = await asyncio.wait_for(first, 10)
+        for status in ("Charging", "Finishing", "Available"):  # while disconnected
+            await cp.call(status16(1, status))
+        assert await b.app.bus.caught_up()
+        resumed = asyncio.create_task(read_stream(on_b, 4, {"Last-Event-ID": seen["event_id"]}))
+        await asyncio.sleep(0.5)
+        await cp.call(status16(1, "Unavailable"))  # live, after the replay
+        got = await asyncio.wait_for(resumed, 10)
+        reset = await read_stream(on_b, 1, {"Last-Event-ID": "not-an-event"})
+    assert [body["status"] for _, body in got] == [
+        "Occupied",
+        "Occupied",
+        "Available",
+        "Unavailable",
+    ]
+    assert [body["detail"] for _, body in got[:3]] == ["Charging", "Finishing", "Available"]
+    assert len({body["event_id"] for _, body in got}) == 4
+    assert reset[0][0] == "stream_reset"
