@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from csms import __version__
 from csms.api import commands, resources
+from csms.api.protocol_routes import ROUTERS as PROTOCOL_ROUTERS
 from csms.api.context import ApiContext
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -51,6 +52,8 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(resources.router)
     app.include_router(commands.router)
+    for protocol_router in PROTOCOL_ROUTERS:
+        app.include_router(protocol_router)
     for extra in extra_routers:
         app.include_router(extra)
     return app

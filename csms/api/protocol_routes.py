@@ -1,0 +1,9 @@
+"""The API routes of the OCPP breadth work (issue 16), collected for :func:`csms.api.app.create_app`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from csms.api import ocpp_raw
+
+ROUTERS: tuple[APIRouter, ...] = (ocpp_raw.router,)
