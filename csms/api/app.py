@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 
 from csms import __version__
 from csms.api import commands, resources
-from csms.api.protocol_routes import ROUTERS as PROTOCOL_ROUTERS
 from csms.api.context import ApiContext
+from csms.api.protocol_routes import ROUTERS as PROTOCOL_ROUTERS
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 

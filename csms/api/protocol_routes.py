@@ -1,4 +1,4 @@
-"""The API routes of the OCPP breadth work (issue 16), collected for :func:`csms.api.app.create_app`."""
+"""API routes of the OCPP breadth work (issue 16), for :func:`csms.api.app.create_app`."""
 
 from __future__ import annotations
 
