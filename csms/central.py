@@ -36,7 +36,7 @@ from csms.events import (
     SessionUpdated,
 )
 from csms.monitoring import metrics
-from csms.storage import Executor, chargers, event_log, sessions, tokens
+from csms.storage import Executor, chargers, event_log, ocpp_projections, sessions, tokens
 
 log = structlog.get_logger(__name__)
 
@@ -240,6 +240,7 @@ class CentralSystem:
                 await chargers.set_connector_status(conn, event)
             elif isinstance(event, FirmwareStatusChanged):
                 await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
+            await ocpp_projections.project(conn, event)
             await event_log.append(conn, event)
         self.bus.publish(event)
 

@@ -76,6 +76,17 @@ class Settings:
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
     tls_port: int = 9443
+    # Charger certificates (csms/certificates): the CA that signs SignCertificate CSRs
+    # (built in and kept in Postgres unless both files are set), how long the
+    # certificates it issues are valid, and how long an OCSP responder may take.
+    certificates_ca_cert_file: Path | None = None
+    certificates_ca_key_file: Path | None = None
+    certificates_validity_days: float = 365.0
+    certificates_ocsp_timeout: float = 5.0
+    # A charger whose accepted certificate expires within certificates_renew_before_days
+    # is asked for a new CSR (TriggerMessage), checked every certificates_renewal_interval s.
+    certificates_renew_before_days: float = 30.0
+    certificates_renewal_interval: float = 3600.0
     # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
     # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
     auth_failure_limit: int = 10
@@ -183,6 +194,10 @@ def _parse(field: str, raw: str) -> object:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)
+    if field in {"certificates_ca_cert_file", "certificates_ca_key_file"}:
+        return Path(raw)
+    if field.startswith("certificates_"):
+        return _positive_float(field, raw)
     if field == "log_format":
         return LogFormat(raw.lower())
     if field == "unknown_charger_policy":

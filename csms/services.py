@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.certificates.service import CertificateService
 from csms.config import Settings
 from csms.dashboard import DashboardService
 from csms.monitoring.alerts_service import AlertService
@@ -63,6 +64,7 @@ def build_services(context: ServiceContext) -> list[Service]:
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(AlertService(context))  # fault detection: rules, alerts, health
+    services.append(CertificateService(context))  # CertificateSigned delivery, renewal
     from smart_charging.service import SmartChargingService  # it imports this module
 
     services.append(SmartChargingService(context))  # site limits via SetChargingProfile

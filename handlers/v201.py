@@ -23,7 +23,6 @@ from csms.events import (
     RegistrationStatus,
     ReportReceived,
     ReservationStatusChanged,
-    SecurityEventReported,
     SessionEnded,
     SessionStarted,
     SessionUpdated,
@@ -31,6 +30,8 @@ from csms.events import (
 )
 from csms.meter import parse_timestamp, samples_from_v201
 from handlers._time import now, ocpp_time
+from handlers.v201_reports import V201Reports
+from handlers.v201_security import V201Security
 
 
 def _id_token_info(authorization: Authorization) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def _id_token_info(authorization: Authorization) -> dict[str, Any]:
     return info
 
 
-class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
+class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  # type: ignore[misc]
     protocol = Protocol.V201
     known_actions = frozenset(action.value for action in Action)
 
@@ -197,14 +198,7 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
     async def on_security_event_notification(
         self, type: str, timestamp: str, tech_info: str | None = None, **_: Any
     ) -> call_result.SecurityEventNotification:
-        await self.central.record(
-            SecurityEventReported(
-                charge_point_id=self.id,
-                occurred_at=parse_timestamp(timestamp),
-                event_type=type,
-                tech_info=tech_info,
-            )
-        )
+        await self._security_event(type, timestamp, tech_info)
         return call_result.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)

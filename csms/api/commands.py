@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 
+from csms import command_answers
 from csms.api.context import Context, Operator
 from csms.connection import CallErrorReceived
 from csms.router import ChargerNotConnected
@@ -99,6 +100,7 @@ async def _send(
             "not_connected",
             f"{charge_point_id} disconnected before answering",
         ) from None
+    await command_answers.record(context.pool, charge_point_id, payload, response)
     return protocol.value, request, _ocpp_json(response)
 
 

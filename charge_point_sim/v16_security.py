@@ -1,0 +1,105 @@
+"""OCPP 1.6J security whitepaper (edition 3): what a 1.6 charger with the extension does.
+
+ExtendedTriggerMessage, SignedUpdateFirmware, GetLog and the certificate
+messages, answered by the version-neutral logic of :class:`SimCharger` and
+:class:`~charge_point_sim.certificates.CertificateStore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocpp.v16 import call, call_result
+
+from charge_point_sim.certificates import CertificateStore
+from charge_point_sim.charger import handles
+from charge_point_sim.clock import iso, parse_iso
+from charge_point_sim.commands import SimCharger
+
+
+class V16Security(SimCharger):
+    """Mixed into :class:`~charge_point_sim.v16.V16Charger` before the basic handlers."""
+
+    @property
+    def certificates(self) -> CertificateStore:
+        store: CertificateStore | None = getattr(self, "_certificate_store", None)
+        if store is None:
+            store = CertificateStore(self.cfg.charger_id)
+            self._certificate_store = store
+        return store
+
+    @handles("ExtendedTriggerMessage")
+    def on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **_: Any
+    ) -> Any:
+        status = self.trigger_message(
+            requested_message,
+            connector_id,
+            {
+                "FirmwareStatusNotification": lambda: call.FirmwareStatusNotification(
+                    status=self.firmware_status
+                ),
+                "LogStatusNotification": lambda: call.LogStatusNotification(
+                    status=self.upload_status,
+                    request_id=None,  # no upload under way: no id
+                ),
+                "SignChargePointCertificate": lambda: call.SignCertificate(
+                    csr=self.certificates.csr_pem()
+                ),
+            },
+        )
+        return call_result.ExtendedTriggerMessage(status=status)
+
+    @handles("SignedUpdateFirmware")
+    def on_signed_update_firmware(self, request_id: int, firmware: dict[str, Any], **_: Any) -> Any:
+        if not firmware.get("signature") or not firmware.get("signing_certificate"):
+            return call_result.SignedUpdateFirmware(status="InvalidCertificate")
+        self.start_firmware_update(
+            parse_iso(firmware["retrieve_date_time"]),
+            lambda status: call.SignedFirmwareStatusNotification(
+                status=status, request_id=request_id
+            ),
+        )
+        return call_result.SignedUpdateFirmware(status="Accepted")
+
+    @handles("GetLog")
+    def on_get_log(self, log: dict[str, Any], log_type: str, request_id: int, **_: Any) -> Any:
+        name = f"{log_type.lower()}-{self.cfg.charger_id}-{request_id}.log"
+        self.start_upload(
+            lambda status: call.LogStatusNotification(status=status, request_id=request_id)
+        )
+        return call_result.GetLog(status="Accepted", filename=name)
+
+    async def request_certificate(self) -> Any:
+        return await self.send(call.SignCertificate(csr=self.certificates.csr_pem()))
+
+    @handles("CertificateSigned")
+    def on_certificate_signed(self, certificate_chain: str, **_: Any) -> Any:
+        return call_result.CertificateSigned(
+            status=self.certificates.accept_signed(certificate_chain)
+        )
+
+    @handles("InstallCertificate")
+    def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any) -> Any:
+        status = self.certificates.install(certificate_type, certificate)
+        return call_result.InstallCertificate(status=status)
+
+    @handles("DeleteCertificate")
+    def on_delete_certificate(self, certificate_hash_data: dict[str, Any], **_: Any) -> Any:
+        return call_result.DeleteCertificate(status=self.certificates.delete(certificate_hash_data))
+
+    @handles("GetInstalledCertificateIds")
+    def on_get_installed_certificate_ids(self, certificate_type: str, **_: Any) -> Any:
+        found = self.certificates.ids([certificate_type])
+        if not found:
+            return call_result.GetInstalledCertificateIds(status="NotFound")
+        return call_result.GetInstalledCertificateIds(
+            status="Accepted", certificate_hash_data=[h for _, h in found]
+        )
+
+    async def send_security_event(self, event_type: str, tech_info: str | None = None) -> Any:
+        return await self.send(
+            call.SecurityEventNotification(
+                type=event_type, timestamp=iso(self.clock.now()), tech_info=tech_info
+            )
+        )
