@@ -29,6 +29,7 @@ from csms.dashboard import DashboardService
 from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
+from csms.transaction_status import TransactionStatusService
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ def build_services(context: ServiceContext) -> list[Service]:
     services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(AlertService(context))  # fault detection: rules, alerts, health
     services.append(CertificateService(context))  # CertificateSigned delivery, renewal
+    services.append(TransactionStatusService(context))  # E14 after seqNo gaps, reconnects
     from smart_charging.service import SmartChargingService  # it imports this module
 
     services.append(SmartChargingService(context))  # site limits via SetChargingProfile
