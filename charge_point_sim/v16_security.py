@@ -15,6 +15,7 @@ from charge_point_sim.certificates import CertificateStore
 from charge_point_sim.charger import handles
 from charge_point_sim.clock import iso, parse_iso
 from charge_point_sim.commands import SimCharger
+from charge_point_sim.uploads import start_log_upload
 
 
 class V16Security(SimCharger):
@@ -65,10 +66,28 @@ class V16Security(SimCharger):
     @handles("GetLog")
     def on_get_log(self, log: dict[str, Any], log_type: str, request_id: int, **_: Any) -> Any:
         name = f"{log_type.lower()}-{self.cfg.charger_id}-{request_id}.log"
-        self.start_upload(
-            lambda status: call.LogStatusNotification(status=status, request_id=request_id)
+        start_log_upload(
+            self,
+            log["remote_location"],
+            name,
+            log_type,
+            lambda status: call.LogStatusNotification(status=status, request_id=request_id),
+            "UploadFailure",
         )
         return call_result.GetLog(status="Accepted", filename=name)
+
+    @handles("GetDiagnostics")
+    def on_get_diagnostics(self, location: str, **_: Any) -> Any:
+        name = f"diagnostics-{self.cfg.charger_id}-{self.clock.now():%Y%m%d%H%M%S}.log"
+        start_log_upload(
+            self,
+            location,
+            name,
+            "DiagnosticsLog",
+            lambda status: call.DiagnosticsStatusNotification(status=status),
+            "UploadFailed",
+        )
+        return call_result.GetDiagnostics(file_name=name)
 
     async def request_certificate(self) -> Any:
         return await self.send(call.SignCertificate(csr=self.certificates.csr_pem()))

@@ -18,6 +18,7 @@ from charge_point_sim.certificates import CertificateStore
 from charge_point_sim.charger import handles
 from charge_point_sim.clock import iso
 from charge_point_sim.commands import SimCharger
+from charge_point_sim.uploads import start_log_upload
 
 
 class V201Security(SimCharger):
@@ -102,6 +103,19 @@ class V201Security(SimCharger):
                 type=event_type, timestamp=iso(self.clock.now()), tech_info=tech_info
             )
         )
+
+    @handles("GetLog")
+    def on_get_log(self, log: dict[str, Any], log_type: str, request_id: int, **_: Any) -> Any:
+        name = f"{log_type.lower()}-{self.cfg.charger_id}-{request_id}.log"
+        start_log_upload(
+            self,
+            log["remote_location"],
+            name,
+            log_type,
+            lambda status: call.LogStatusNotification(status=status, request_id=request_id),
+            "UploadFailure",
+        )
+        return call_result.GetLog(status="Accepted", filename=name)
 
     # ---------------------------------------------------- firmware publication
     @handles("PublishFirmware")

@@ -87,6 +87,12 @@ class Settings:
     # is asked for a new CSR (TriggerMessage), checked every certificates_renewal_interval s.
     certificates_renew_before_days: float = 30.0
     certificates_renewal_interval: float = 3600.0
+    # Log uploads (GetLog / GetDiagnostics) to the API port's own receiver: the URL
+    # chargers reach the API at (default: the one the operator's request used), the
+    # largest file accepted, and how long an upload URL stays valid.
+    uploads_public_url: str | None = None
+    uploads_max_bytes: int = 50 * 1024 * 1024
+    uploads_valid_hours: float = 24.0
     # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
     # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
     auth_failure_limit: int = 10
@@ -196,6 +202,10 @@ def _parse(field: str, raw: str) -> object:
         return Path(raw)
     if field in {"certificates_ca_cert_file", "certificates_ca_key_file"}:
         return Path(raw)
+    if field == "uploads_max_bytes":
+        return _positive_int(field, raw)
+    if field == "uploads_valid_hours":
+        return _positive_float(field, raw)
     if field.startswith("certificates_"):
         return _positive_float(field, raw)
     if field == "log_format":

@@ -125,3 +125,23 @@ CREATE TABLE certificate_authority (
     private_key_pem  text NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now()
 );
+
+-- Log / diagnostics uploads to the CSMS's own receiver (GetLog, GetDiagnostics):
+-- one row per request, found by the hash of the token in its upload URL. The file
+-- is kept under the data folder of the node that received it (file_path).
+CREATE TABLE log_uploads (
+    id               bigserial PRIMARY KEY,
+    charge_point_id  text NOT NULL REFERENCES chargers ON DELETE CASCADE,
+    token_sha256     text NOT NULL UNIQUE,
+    message          text NOT NULL CHECK (message IN ('GetLog', 'GetDiagnostics')),
+    log_type         text NOT NULL,
+    request_id       integer NOT NULL,
+    requested_by     text NOT NULL,
+    requested_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at       timestamptz NOT NULL,
+    file_name        text,
+    file_path        text,
+    size_bytes       bigint,
+    received_at      timestamptz
+);
+CREATE INDEX log_uploads_charger ON log_uploads (charge_point_id, id);

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from csms.api import ocpp_data, ocpp_raw
+from csms.api import log_uploads, ocpp_data, ocpp_raw
 
-ROUTERS: tuple[APIRouter, ...] = (ocpp_raw.router, ocpp_data.router)
+ROUTERS: tuple[APIRouter, ...] = (ocpp_raw.router, ocpp_data.router, log_uploads.router)
