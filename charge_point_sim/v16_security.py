@@ -11,23 +11,14 @@ from typing import Any
 
 from ocpp.v16 import call, call_result
 
-from charge_point_sim.certificates import CertificateStore
 from charge_point_sim.charger import handles
 from charge_point_sim.clock import iso, parse_iso
-from charge_point_sim.commands import SimCharger
+from charge_point_sim.security import SecurityCommon
 from charge_point_sim.uploads import start_log_upload
 
 
-class V16Security(SimCharger):
+class V16Security(SecurityCommon):
     """Mixed into :class:`~charge_point_sim.v16.V16Charger` before the basic handlers."""
-
-    @property
-    def certificates(self) -> CertificateStore:
-        store: CertificateStore | None = getattr(self, "_certificate_store", None)
-        if store is None:
-            store = CertificateStore(self.cfg.charger_id)
-            self._certificate_store = store
-        return store
 
     @handles("ExtendedTriggerMessage")
     def on_extended_trigger_message(
@@ -50,6 +41,16 @@ class V16Security(SimCharger):
             },
         )
         return call_result.ExtendedTriggerMessage(status=status)
+
+    @handles("ChangeConfiguration")
+    def on_change_configuration(self, key: str, value: str, **kwargs: Any) -> Any:
+        """AuthorizationKey (security profiles 1/2): take it, reconnect with it."""
+        if key != "AuthorizationKey":
+            return super().on_change_configuration(key, value, **kwargs)  # type: ignore[misc]
+        if not 16 <= len(value) <= 40:
+            return call_result.ChangeConfiguration(status="Rejected")
+        self.take_password(value)
+        return call_result.ChangeConfiguration(status="Accepted")
 
     @handles("SignedUpdateFirmware")
     def on_signed_update_firmware(self, request_id: int, firmware: dict[str, Any], **_: Any) -> Any:

@@ -14,26 +14,17 @@ from typing import Any
 
 from ocpp.v201 import call, call_result
 
-from charge_point_sim.certificates import CertificateStore
 from charge_point_sim.charger import handles
 from charge_point_sim.clock import iso
-from charge_point_sim.commands import SimCharger
+from charge_point_sim.security import SecurityCommon
 from charge_point_sim.uploads import start_log_upload
 
 
-class V201Security(SimCharger):
+class V201Security(SecurityCommon):
     """Mixed into :class:`~charge_point_sim.v201.V201Charger` before the basic handlers."""
 
     published: dict[str, str] | None = None
     publish_status: str = "Idle"
-
-    @property
-    def certificates(self) -> CertificateStore:
-        store: CertificateStore | None = getattr(self, "_certificate_store", None)
-        if store is None:
-            store = CertificateStore(self.cfg.charger_id)
-            self._certificate_store = store
-        return store
 
     def trigger_message(
         self, requested: str, target: int | None, messages: Mapping[str, Callable[[], Any]]
@@ -116,6 +107,30 @@ class V201Security(SimCharger):
             "UploadFailure",
         )
         return call_result.GetLog(status="Accepted", filename=name)
+
+    @handles("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """SecurityCtrlr.BasicAuthPassword: take it and reconnect; the rest as usual."""
+        results: list[Any] = []
+        for item in set_variable_data:
+            if (item["component"]["name"], item["variable"]["name"]) == (
+                "SecurityCtrlr",
+                "BasicAuthPassword",
+            ):
+                ok = 16 <= len(str(item["attribute_value"])) <= 40
+                if ok:
+                    self.take_password(str(item["attribute_value"]))
+                results.append(
+                    {
+                        "attribute_status": "Accepted" if ok else "Rejected",
+                        "component": item["component"],
+                        "variable": item["variable"],
+                    }
+                )
+            else:
+                answer = super().on_set_variables([item], **kwargs)  # type: ignore[misc]
+                results.extend(answer.set_variable_result)
+        return call_result.SetVariables(set_variable_result=results)
 
     # ---------------------------------------------------- firmware publication
     @handles("PublishFirmware")

@@ -19,6 +19,9 @@ from csms.storage import device_model
 
 log = structlog.get_logger(__name__)
 
+# Secrets a charger is given but never reports back; never stored in the device model.
+WRITE_ONLY = frozenset({"BasicAuthPassword"})
+
 
 def _monitor_match(result: dict[str, Any], asked: dict[str, Any]) -> bool:
     return all(result.get(k) == asked.get(k) for k in ("component", "variable", "type", "severity"))
@@ -36,7 +39,7 @@ async def record(pool: asyncpg.Pool, charge_point_id: str, request: Any, respons
         elif action == "SetVariables":
             values = {
                 device_model.variable_key(i["component"], i["variable"], i.get("attribute_type")):
-                i["attribute_value"]
+                None if i["variable"]["name"] in WRITE_ONLY else i["attribute_value"]
                 for i in request.set_variable_data
             }  # fmt: skip
             await device_model.record_variable_results(

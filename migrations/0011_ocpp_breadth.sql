@@ -145,3 +145,10 @@ CREATE TABLE log_uploads (
     received_at      timestamptz
 );
 CREATE INDEX log_uploads_charger ON log_uploads (charge_point_id, id);
+
+-- Password rotation (csms/api/password_rotation.py): the new password's hash is
+-- pending while the charger is asked to take it, and the old one stays valid
+-- (previous) until the charger has connected with the new one.
+ALTER TABLE chargers
+    ADD COLUMN pending_password_hash   text,
+    ADD COLUMN previous_password_hash  text;

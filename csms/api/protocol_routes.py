@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from csms.api import log_uploads, ocpp_data, ocpp_raw
+from csms.api import log_uploads, ocpp_data, ocpp_raw, password_rotation
 
-ROUTERS: tuple[APIRouter, ...] = (ocpp_raw.router, ocpp_data.router, log_uploads.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    ocpp_raw.router,
+    ocpp_data.router,
+    log_uploads.router,
+    password_rotation.router,
+)

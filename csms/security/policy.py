@@ -73,6 +73,9 @@ class StoredCredentials:
 
     security_profile: int = 0
     password_hash: str | None = None
+    # During a password rotation: the new password (pending) and the old one (previous)
+    # are accepted too, so the charger's reconnect is never refused mid-rotation.
+    alternate_password_hashes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
