@@ -75,6 +75,10 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    # A second server certificate of the other key type (RSA beside ECDSA), for the
+    # TLS_RSA_WITH_AES_*_GCM suites OCPP A00.FR.318 asks for (csms/security/tls.py).
+    tls_second_cert_file: Path | None = None
+    tls_second_key_file: Path | None = None
     tls_port: int = 9443
     # Charger certificates (csms/certificates): the CA that signs SignCertificate CSRs
     # (built in and kept in Postgres unless both files are set), how long the
@@ -173,7 +177,13 @@ def _parse(field: str, raw: str) -> object:
         return _positive_float(field, raw)
     if field in {"security_profile_min", "tls_port", "auth_failure_limit"}:
         return _int_in_range(field, raw, 0, 3 if field == "security_profile_min" else 65535)
-    if field in {"tls_cert_file", "tls_key_file", "tls_ca_file"}:
+    if field in {
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_ca_file",
+        "tls_second_cert_file",
+        "tls_second_key_file",
+    }:
         return Path(raw)
     if field in {"auth_failure_window", "auth_block_seconds"}:
         return _seconds(field, raw)
