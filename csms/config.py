@@ -97,6 +97,9 @@ class Settings:
     uploads_public_url: str | None = None
     uploads_max_bytes: int = 50 * 1024 * 1024
     uploads_valid_hours: float = 24.0
+    # Firmware campaigns (csms/firmware_campaigns.py): how often unsent targets of
+    # connected chargers are looked for (also at once when a charger connects).
+    firmware_campaign_interval: float = 30.0
     # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
     # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
     auth_failure_limit: int = 10
@@ -214,7 +217,7 @@ def _parse(field: str, raw: str) -> object:
         return Path(raw)
     if field == "uploads_max_bytes":
         return _positive_int(field, raw)
-    if field == "uploads_valid_hours":
+    if field in {"uploads_valid_hours", "firmware_campaign_interval"}:
         return _positive_float(field, raw)
     if field.startswith("certificates_"):
         return _positive_float(field, raw)

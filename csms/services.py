@@ -26,6 +26,7 @@ from csms.central import CentralSystem
 from csms.certificates.service import CertificateService
 from csms.config import Settings
 from csms.dashboard import DashboardService
+from csms.firmware_campaigns import FirmwareCampaignService
 from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
@@ -67,6 +68,7 @@ def build_services(context: ServiceContext) -> list[Service]:
     services.append(AlertService(context))  # fault detection: rules, alerts, health
     services.append(CertificateService(context))  # CertificateSigned delivery, renewal
     services.append(TransactionStatusService(context))  # E14 after seqNo gaps, reconnects
+    services.append(FirmwareCampaignService(context))  # one firmware, many chargers
     from smart_charging.service import SmartChargingService  # it imports this module
 
     services.append(SmartChargingService(context))  # site limits via SetChargingProfile

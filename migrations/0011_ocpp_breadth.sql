@@ -152,3 +152,33 @@ CREATE INDEX log_uploads_charger ON log_uploads (charge_point_id, id);
 ALTER TABLE chargers
     ADD COLUMN pending_password_hash   text,
     ADD COLUMN previous_password_hash  text;
+
+-- Firmware campaigns: one firmware for many chargers, with per-charger progress.
+-- A target is claimed (sent_at) by the node its charger is connected to.
+CREATE TABLE firmware_campaigns (
+    id                   bigserial PRIMARY KEY,
+    name                 text NOT NULL,
+    location             text NOT NULL,
+    retrieve_at          timestamptz NOT NULL,
+    install_at           timestamptz,
+    signature            text,
+    signing_certificate  text,
+    retries              integer,
+    retry_interval       integer,
+    created_by           text NOT NULL,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    cancelled_at         timestamptz
+);
+
+CREATE TABLE firmware_campaign_targets (
+    campaign_id      bigint NOT NULL REFERENCES firmware_campaigns ON DELETE CASCADE,
+    charge_point_id  text NOT NULL REFERENCES chargers ON DELETE CASCADE,
+    request_id       integer,
+    sent_at          timestamptz,
+    answer           text,           -- the charger's UpdateFirmware answer, or why none
+    status           text,           -- its latest FirmwareStatusNotification
+    status_at        timestamptz,
+    PRIMARY KEY (campaign_id, charge_point_id)
+);
+CREATE INDEX firmware_campaign_targets_unsent
+    ON firmware_campaign_targets (charge_point_id) WHERE sent_at IS NULL;

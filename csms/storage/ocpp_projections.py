@@ -15,9 +15,17 @@ from csms.events import (
     EvChargingNeedsReported,
     Event,
     ExternalLimitChanged,
+    FirmwareStatusChanged,
     ReportReceived,
 )
-from csms.storage import Executor, certificates, charger_reports, charging_needs, device_model
+from csms.storage import (
+    Executor,
+    certificates,
+    charger_reports,
+    charging_needs,
+    device_model,
+    firmware_campaigns,
+)
 
 
 async def project(conn: Executor, event: Event) -> None:
@@ -47,3 +55,5 @@ async def project(conn: Executor, event: Event) -> None:
         await charging_needs.record_external_limit(conn, event)
     elif isinstance(event, CertificateSigningRequested):
         await certificates.record_issued(conn, event)
+    elif isinstance(event, FirmwareStatusChanged):
+        await firmware_campaigns.record_status(conn, event)
