@@ -36,7 +36,15 @@ from csms.events import (
     SessionUpdated,
 )
 from csms.monitoring import metrics
-from csms.storage import Executor, chargers, event_log, ocpp_projections, sessions, tokens
+from csms.storage import (
+    Executor,
+    chargers,
+    concurrency,
+    event_log,
+    ocpp_projections,
+    sessions,
+    tokens,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -183,8 +191,10 @@ class CentralSystem:
 
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
-            token = await tokens.find(conn, event.id_token)
-            authorization = decide_authorization(token, utcnow(), event.token_type)
+            authorization = await self._authorize_in(
+                conn, event.id_token, event.token_type, event.charge_point_id
+            )
+            assert authorization is not None
             await event_log.append(conn, event)
         self.bus.publish(event)
         return authorization
@@ -192,7 +202,9 @@ class CentralSystem:
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            authorization = await self._authorize_in(
+                conn, event.id_token, event.token_type, event.charge_point_id, event.transaction_id
+            )
             auth_status = authorization.status.value if authorization else None
             await sessions.lock_charger(conn, event.charge_point_id)
             if event.transaction_id is None:
@@ -210,7 +222,14 @@ class CentralSystem:
     ) -> Authorization | None:
         """Record a transaction update or end (even for a transaction never seen starting)."""
         async with metrics.db_write(event.type), self.pool.acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            authorization = await self._authorize_in(
+                conn,
+                event.id_token,
+                event.token_type,
+                event.charge_point_id,
+                event.transaction_id,
+                concurrent_check=False,
+            )
             auth_status = authorization.status.value if authorization else None
             await sessions.lock_charger(conn, event.charge_point_id)
             ref = await sessions.upsert(conn, event, protocol, auth_status)
@@ -247,12 +266,33 @@ class CentralSystem:
     # -- helpers ---------------------------------------------------------------
 
     async def _authorize_in(
-        self, conn: Executor, id_token: str | None, token_type: str | None
+        self,
+        conn: Executor,
+        id_token: str | None,
+        token_type: str | None,
+        charge_point_id: str,
+        transaction_id: str | None = None,
+        concurrent_check: bool = True,
     ) -> Authorization | None:
+        """The token's authorization; ConcurrentTx (if configured) when it is charging in
+        another session. Updates and ends of a session are never refused as concurrent."""
         if id_token is None:
             return None
         token = await tokens.find(conn, id_token)
-        return decide_authorization(token, utcnow(), token_type)
+        authorization = decide_authorization(token, utcnow(), token_type)
+        if (
+            concurrent_check
+            and self.settings.concurrent_tx_refused
+            and authorization.status is AuthorizationStatus.ACCEPTED
+            and token_type != NO_AUTHORIZATION
+            and await concurrency.in_another_session(
+                conn, id_token, charge_point_id, transaction_id
+            )
+        ):
+            authorization = dataclasses.replace(
+                authorization, status=AuthorizationStatus.CONCURRENT_TX
+            )
+        return authorization
 
     async def _store_samples(
         self,

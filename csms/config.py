@@ -100,6 +100,9 @@ class Settings:
     # Firmware campaigns (csms/firmware_campaigns.py): how often unsent targets of
     # connected chargers are looked for (also at once when a charger connects).
     firmware_campaign_interval: float = 30.0
+    # Answer ConcurrentTx for a token already in a session elsewhere (Authorize,
+    # StartTransaction, TransactionEvent); off by default: fleet cards are often shared.
+    concurrent_tx_refused: bool = False
     # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
     # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
     auth_failure_limit: int = 10
@@ -209,7 +212,7 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field == "migrate_on_start":
+    if field in {"migrate_on_start", "concurrent_tx_refused"}:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)
