@@ -40,12 +40,13 @@ class V201Security(SecurityCommon):
         return super().trigger_message(requested, target, {**messages, **extra})
 
     # ------------------------------------------------------------ certificates
-    async def request_certificate(self) -> Any:
-        """SignCertificate with a fresh key's CSR (A02: the station renews its certificate)."""
+    async def request_certificate(
+        self, certificate_type: str = "ChargingStationCertificate"
+    ) -> Any:
+        """SignCertificate with a fresh key's CSR (A02: the station renews its certificate;
+        A03 / ISO 15118: its V2G certificate)."""
         return await self.send(
-            call.SignCertificate(
-                csr=self.certificates.csr_pem(), certificate_type="ChargingStationCertificate"
-            )
+            call.SignCertificate(csr=self.certificates.csr_pem(), certificate_type=certificate_type)
         )
 
     @handles("CertificateSigned")

@@ -87,6 +87,13 @@ class Settings:
     certificates_ca_key_file: Path | None = None
     certificates_validity_days: float = 365.0
     certificates_ocsp_timeout: float = 5.0
+    # Where Get15118EVCertificate requests go: an http(s) URL, "local-test", or unset
+    # (answered Failed); see csms/certificates/contract_provider.py.
+    certificates_contract_provider: str | None = None
+    # The operator's V2G sub-CA that signs ISO 15118 SECC certificates (SignCertificate
+    # of type V2GCertificate); without it those are refused.
+    certificates_v2g_ca_cert_file: Path | None = None
+    certificates_v2g_ca_key_file: Path | None = None
     # A charger whose accepted certificate expires within certificates_renew_before_days
     # is asked for a new CSR (TriggerMessage), checked every certificates_renewal_interval s.
     certificates_renew_before_days: float = 30.0
@@ -216,7 +223,9 @@ def _parse(field: str, raw: str) -> object:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)
-    if field in {"certificates_ca_cert_file", "certificates_ca_key_file"}:
+    if field == "certificates_contract_provider":
+        return raw
+    if field.startswith("certificates_") and field.endswith("_file"):
         return Path(raw)
     if field == "uploads_max_bytes":
         return _positive_int(field, raw)

@@ -42,7 +42,7 @@ class SecurityHandlers(OcppConnection):
         reason: str | None = None
         try:
             async with self.central.pool.acquire() as conn:
-                ca = await authority.load(conn, self.settings)
+                ca = await authority.load_for(conn, self.settings, certificate_type)
             request = ca.check_csr(csr, self.id, certificate_type)
             certificate = ca.sign(request, datetime.now(UTC))
         except authority.CsrRefused as error:

@@ -9,6 +9,7 @@ from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
+from csms.certificates.contract_provider import request_contract_certificate
 from csms.certificates.ocsp import certificate_status
 from csms.events import ChargerReportReceived
 from handlers._time import now
@@ -52,19 +53,29 @@ class V201Security(SecurityHandlers):
     async def on_get_15118_ev_certificate(
         self, iso15118_schema_version: str, action: str, exi_request: str, **_: Any
     ) -> call_result.Get15118EVCertificate:
-        # No contract-certificate provider (a mobility operator's PKI) is connected:
-        # M02/C07 say the CSMS then answers Failed, and the EV falls back to other
-        # authorization. The request is kept for the operator to see.
-        reason = "no contract-certificate provider is configured"
+        outcome = await request_contract_certificate(
+            self.settings.certificates_contract_provider,
+            self.id,
+            iso15118_schema_version,
+            action,
+            exi_request,
+            self.settings.certificates_ocsp_timeout,
+        )
         await self._record(
             "Get15118EVCertificate",
-            {"iso15118_schema_version": iso15118_schema_version, "action": action,
-             "exi_request": exi_request, "status": "Failed", "reason": reason},
-        )  # fmt: skip
+            {
+                "iso15118_schema_version": iso15118_schema_version,
+                "action": action,
+                "exi_request": exi_request,
+                "status": outcome.status,
+                "reason": outcome.reason,
+            },
+        )
+        status_info = None
+        if outcome.reason is not None:
+            status_info = {"reason_code": "ProviderFailed", "additional_info": outcome.reason[:512]}
         return call_result.Get15118EVCertificate(
-            status="Failed",
-            exi_response="",
-            status_info={"reason_code": "NoProvider", "additional_info": reason},
+            status=outcome.status, exi_response=outcome.exi_response, status_info=status_info
         )
 
     async def _record(self, action: str, data: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ against (``CSMS_TLS_CA_FILE``) for security profile 3.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from csms.storage import Executor
 
 BUILT_IN = "charger-ca"
 CHARGING_STATION_CERTIFICATE = "ChargingStationCertificate"
+V2G_CERTIFICATE = "V2GCertificate"
 
 
 class CsrRefused(ValueError):
@@ -36,6 +38,7 @@ class CertificateAuthority:
     certificate: x509.Certificate
     key: CertificateIssuerPrivateKeyTypes
     validity: dt.timedelta
+    certificate_type: str = CHARGING_STATION_CERTIFICATE  # what this CA signs
 
     @property
     def certificate_pem(self) -> str:
@@ -45,8 +48,8 @@ class CertificateAuthority:
         self, csr_pem: str, charge_point_id: str, certificate_type: str
     ) -> x509.CertificateSigningRequest:
         """Refuse a CSR that is unreadable, badly signed, weak or not for this charger."""
-        if certificate_type != CHARGING_STATION_CERTIFICATE:
-            raise CsrRefused(f"no signer is configured for {certificate_type}")
+        if certificate_type != self.certificate_type:
+            raise CsrRefused(f"this CA signs {self.certificate_type}, not {certificate_type}")
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
         except ValueError as error:
@@ -60,7 +63,10 @@ class CertificateAuthority:
         elif not isinstance(key, ec.EllipticCurvePublicKey):
             raise CsrRefused("the key must be RSA or elliptic-curve")
         names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if [n.value for n in names] != [charge_point_id]:
+        if certificate_type == V2G_CERTIFICATE:
+            if not names:  # ISO 15118-2: the SECC certificate's CN names the charger
+                raise CsrRefused("the CSR has no common name")
+        elif [n.value for n in names] != [charge_point_id]:
             # A02.FR.03 / the 1.6 security whitepaper: the CN is the charger's identity.
             raise CsrRefused(f"the CSR's common name must be the charger id {charge_point_id!r}")
         return csr
@@ -92,13 +98,15 @@ class CertificateAuthority:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
         )
+        if self.certificate_type == CHARGING_STATION_CERTIFICATE:  # TLS client (profile 3)
+            usage = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+            builder = builder.add_extension(usage, critical=False)
         return builder.sign(self.key, hashes.SHA256())
 
     def chain_pem(self, leaf: x509.Certificate) -> str:
@@ -150,7 +158,6 @@ def _new_ca(now: dt.datetime) -> tuple[str, str]:
 
 async def load(conn: Executor, settings: Settings) -> CertificateAuthority:
     """The configured CA, or the built-in one (created by whichever process asks first)."""
-    validity = dt.timedelta(days=settings.certificates_validity_days)
     cert_file, key_file = settings.certificates_ca_cert_file, settings.certificates_ca_key_file
     if cert_file is not None and key_file is not None:
         cert_pem, key_pem = cert_file.read_text(), key_file.read_text()
@@ -177,7 +184,33 @@ async def load(conn: Executor, settings: Settings) -> CertificateAuthority:
             )
             assert row is not None
         cert_pem, key_pem = row["certificate_pem"], row["private_key_pem"]
+    return _from_pem(cert_pem, key_pem, settings)
+
+
+async def load_for(
+    conn: Executor, settings: Settings, certificate_type: str
+) -> CertificateAuthority:
+    """The CA that signs ``certificate_type``; raises CsrRefused if none is configured.
+
+    V2G (ISO 15118 SECC) certificates are signed by the operator's V2G sub-CA
+    (``CSMS_CERTIFICATES_V2G_CA_CERT_FILE`` / ``..._KEY_FILE``, e.g. a CPO Sub-CA 2),
+    never by the built-in CA: EVs only trust chains up to a V2G root.
+    """
+    if certificate_type == CHARGING_STATION_CERTIFICATE:
+        return await load(conn, settings)
+    if certificate_type == V2G_CERTIFICATE:
+        cert_file = settings.certificates_v2g_ca_cert_file
+        key_file = settings.certificates_v2g_ca_key_file
+        if cert_file is None or key_file is None:
+            raise CsrRefused("no V2G signer is configured (CSMS_CERTIFICATES_V2G_CA_*_FILE)")
+        ca = _from_pem(cert_file.read_text(), key_file.read_text(), settings)
+        return dataclasses.replace(ca, certificate_type=V2G_CERTIFICATE)
+    raise CsrRefused(f"no signer is configured for {certificate_type}")
+
+
+def _from_pem(cert_pem: str, key_pem: str, settings: Settings) -> CertificateAuthority:
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key must be RSA or elliptic-curve")
+    validity = dt.timedelta(days=settings.certificates_validity_days)
     return CertificateAuthority(x509.load_pem_x509_certificate(cert_pem.encode()), key, validity)

@@ -78,9 +78,9 @@ class CertificateService:
         pool = self._context.pool
         async with pool.acquire() as conn:
             issued = await certificates.find(conn, charge_point_id, serial_number)
-            ca = await authority.load(conn, self._context.settings)
-        if issued is None:
-            return "NotDelivered"
+            if issued is None:
+                return "NotDelivered"
+            ca = await authority.load_for(conn, self._context.settings, issued["certificate_type"])
         chain = issued["certificate_pem"] + ca.certificate_pem
         router = self._context.router
         try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -20,6 +22,7 @@ from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.certificates import CertificateStore, hash_data
 from charge_point_sim.v16 import V16Charger
 from charge_point_sim.v201 import V201Charger
+from csms.certificates.contract_provider import local_test_response
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import CHARGER, Api
 from tests.waiting import eventually
@@ -243,3 +246,116 @@ async def test_get_certificate_status_passes_the_ocsp_answer_on(
         f"/chargers/{CHARGER['ocpp2.0.1']}/reports", params={"action": "Get15118EVCertificate"}
     )
     assert asked.json()["reports"][0]["data"]["status"] == "Failed"
+
+
+def _v2g_sub_ca(folder: Path) -> tuple[Path, Path, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CPO Sub-CA 2")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "v2g-ca.pem", folder / "v2g-ca.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, certificate
+
+
+async def test_v2g_certificates_need_a_v2g_signer(start_csms: StartCsms, tmp_path: Path) -> None:
+    cert_file, key_file, sub_ca = _v2g_sub_ca(tmp_path)
+    for configured in (False, True):
+        files = (
+            {"certificates_v2g_ca_cert_file": cert_file, "certificates_v2g_ca_key_file": key_file}
+            if configured
+            else {}
+        )
+        csms = await start_csms(**files)
+        fleet = Fleet(
+            FleetConfig(
+                url=csms.ocpp_url, chargers=1, v201_share=1.0, speed=60.0, arrival_rate=0.0, seed=3
+            )
+        )
+        await fleet.start()
+        try:
+            assert await fleet.wait_online()
+            station = cast(V201Charger, fleet.chargers[0])
+            answer = await station.request_certificate("V2GCertificate")
+            assert answer.status == ("Accepted" if configured else "Rejected")
+            if configured:
+                await eventually(
+                    lambda pool=csms.pool: pool.fetchval(
+                        "SELECT status = 'Accepted' FROM charger_certificates "
+                        "WHERE certificate_type = 'V2GCertificate'"
+                    )
+                )
+                leaf, issuer = station.certificates.own_chain
+                assert issuer == sub_ca
+                leaf.verify_directly_issued_by(sub_ca)
+        finally:
+            await fleet.stop()
+
+
+@pytest.fixture
+async def contract_provider() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A mobility operator's contract-certificate service: answers every request."""
+    seen: list[dict[str, Any]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        seen.append(json.loads(await reader.readexactly(length)))
+        body = json.dumps({"status": "Accepted", "exiResponse": "UkVTUE9OU0U="}).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/contracts", seen
+    server.close()
+    await server.wait_closed()
+
+
+async def test_ev_certificate_requests_go_to_the_configured_provider(
+    start_csms: StartCsms, contract_provider: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, seen = contract_provider
+    exi = base64.b64encode(b"exi request").decode()
+    for provider, expected in ((url, "UkVTUE9OU0U="), ("local-test", local_test_response(exi))):
+        csms = await start_csms(certificates_contract_provider=provider)
+        fleet = Fleet(
+            FleetConfig(
+                url=csms.ocpp_url, chargers=1, v201_share=1.0, speed=60.0, arrival_rate=0.0, seed=3
+            )
+        )
+        await fleet.start()
+        try:
+            assert await fleet.wait_online()
+            answer = await cast(V201Charger, fleet.chargers[0]).request_ev_certificate(exi)
+            assert (answer.status, answer.exi_response) == ("Accepted", expected)
+        finally:
+            await fleet.stop()
+    [request] = seen  # only the HTTP provider was asked over the network
+    assert request["exiRequest"] == exi and request["chargePointId"] == "SIM-0000"
+    assert request["action"] == "Install"
