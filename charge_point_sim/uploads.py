@@ -1,14 +1,17 @@
 """Log uploads the simulator really performs: HTTP(S) PUT of a generated log file.
 
-A location that is not HTTP(S) (e.g. ``ftp://``) keeps the simulated progress
-of :meth:`SimCharger.start_upload`; an HTTP location (the CSMS's built-in
-receiver) gets the file, and the status reported follows the real outcome.
+Only to the CSMS's own host (its built-in upload receiver on the API port): a
+simulator must not push files to arbitrary hosts, so any other location (an
+``ftp://`` server, another host) keeps the simulated progress of
+:meth:`SimCharger.start_upload`. For the CSMS's host the status reported
+follows the real outcome of the upload.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,7 +34,11 @@ def start_log_upload(
     failed: str,
 ) -> None:
     """Upload after the request is answered; report Uploading, then Uploaded or ``failed``."""
-    if not location.startswith(("http://", "https://")):
+    target = urlsplit(location)
+    if (
+        target.scheme not in ("http", "https")
+        or target.hostname != urlsplit(charger.cfg.url).hostname
+    ):
         charger.start_upload(notify)
         return
 

@@ -42,9 +42,20 @@ class V16Security(SecurityCommon):
         )
         return call_result.ExtendedTriggerMessage(status=status)
 
+    security_profile: int = 1
+
+    async def _reconnect(self) -> None:
+        self.drop_connection()
+
     @handles("ChangeConfiguration")
     def on_change_configuration(self, key: str, value: str, **kwargs: Any) -> Any:
         """AuthorizationKey (security profiles 1/2): take it, reconnect with it."""
+        if key == "SecurityProfile":  # the charger reconnects with the new profile
+            if value not in ("0", "1", "2", "3"):
+                return call_result.ChangeConfiguration(status="Rejected")
+            self.security_profile = int(value)
+            self.defer(self._reconnect)
+            return call_result.ChangeConfiguration(status="Accepted")
         if key != "AuthorizationKey":
             return super().on_change_configuration(key, value, **kwargs)  # type: ignore[misc]
         if not 16 <= len(value) <= 40:

@@ -19,12 +19,27 @@ from charge_point_sim.clock import iso
 from charge_point_sim.security import SecurityCommon
 from charge_point_sim.uploads import start_log_upload
 
+_PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+
+
+def _is(item: dict[str, Any], name: tuple[str, str]) -> bool:
+    return (item["component"]["name"], item["variable"]["name"]) == name
+
 
 class V201Security(SecurityCommon):
     """Mixed into :class:`~charge_point_sim.v201.V201Charger` before the basic handlers."""
 
     published: dict[str, str] | None = None
     publish_status: str = "Idle"
+    network_priority: str = "0"
+
+    @property
+    def network_profiles(self) -> dict[int, dict[str, Any]]:
+        profiles: dict[int, dict[str, Any]] | None = getattr(self, "_network_profiles", None)
+        if profiles is None:
+            profiles = {}
+            self._network_profiles = profiles
+        return profiles
 
     def trigger_message(
         self, requested: str, target: int | None, messages: Mapping[str, Callable[[], Any]]
@@ -109,11 +124,53 @@ class V201Security(SecurityCommon):
         )
         return call_result.GetLog(status="Accepted", filename=name)
 
+    @handles("SetNetworkProfile")
+    def on_set_network_profile(
+        self, configuration_slot: int, connection_data: dict[str, Any], **_: Any
+    ) -> Any:
+        self.network_profiles[configuration_slot] = connection_data
+        return call_result.SetNetworkProfile(status="Accepted")
+
+    @handles("GetVariables")
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """OCPPCommCtrlr.NetworkConfigurationPriority from here; the rest as usual."""
+        results: list[Any] = []
+        for item in get_variable_data:
+            if _is(item, _PRIORITY):
+                results.append(
+                    {
+                        "attribute_status": "Accepted",
+                        "attribute_value": self.network_priority,
+                        "component": item["component"],
+                        "variable": item["variable"],
+                    }
+                )
+            else:
+                answer = super().on_get_variables([item], **kwargs)  # type: ignore[misc]
+                results.extend(answer.get_variable_result)
+        return call_result.GetVariables(get_variable_result=results)
+
     @handles("SetVariables")
     def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
-        """SecurityCtrlr.BasicAuthPassword: take it and reconnect; the rest as usual."""
+        """SecurityCtrlr.BasicAuthPassword: take it and reconnect;
+        NetworkConfigurationPriority: slots that have a network profile; the rest as usual."""
         results: list[Any] = []
         for item in set_variable_data:
+            if _is(item, _PRIORITY):
+                slots = str(item["attribute_value"]).split(",")
+                ok = all(
+                    s.isdigit() and (int(s) in self.network_profiles or s == "0") for s in slots
+                )
+                if ok:
+                    self.network_priority = str(item["attribute_value"])
+                results.append(
+                    {
+                        "attribute_status": "RebootRequired" if ok else "Rejected",
+                        "component": item["component"],
+                        "variable": item["variable"],
+                    }
+                )
+                continue
             if (item["component"]["name"], item["variable"]["name"]) == (
                 "SecurityCtrlr",
                 "BasicAuthPassword",

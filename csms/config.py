@@ -80,6 +80,10 @@ class Settings:
     tls_second_cert_file: Path | None = None
     tls_second_key_file: Path | None = None
     tls_port: int = 9443
+    # The wss URL chargers are given when moved to security profile 2 or 3
+    # (2.0.1 SetNetworkProfile ocppCsmsUrl, without the charger id), e.g.
+    # wss://csms.example.com:9443/ocpp; csms/api/security_upgrade.py.
+    ocpp_tls_public_url: str | None = None
     # Charger certificates (csms/certificates): the CA that signs SignCertificate CSRs
     # (built in and kept in Postgres unless both files are set), how long the
     # certificates it issues are valid, and how long an OCSP responder may take.

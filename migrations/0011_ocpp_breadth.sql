@@ -182,3 +182,9 @@ CREATE TABLE firmware_campaign_targets (
 );
 CREATE INDEX firmware_campaign_targets_unsent
     ON firmware_campaign_targets (charge_point_id) WHERE sent_at IS NULL;
+
+-- Security-profile upgrade (csms/api/security_upgrade.py): the profile a charger was
+-- told to move to; it becomes security_profile once the charger connects with it.
+ALTER TABLE chargers
+    ADD COLUMN pending_security_profile integer
+        CHECK (pending_security_profile IS NULL OR pending_security_profile IN (2, 3));

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from csms.api import log_uploads, ocpp_data, ocpp_raw, password_rotation
+from csms.api import (
+    log_uploads,
+    ocpp_data,
+    ocpp_raw,
+    password_rotation,
+    security_upgrade,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     ocpp_raw.router,
     ocpp_data.router,
     log_uploads.router,
     password_rotation.router,
+    security_upgrade.router,
 )

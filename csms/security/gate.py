@@ -18,10 +18,10 @@ from websockets.http11 import Request, Response
 
 from csms.config import Settings
 from csms.security.passwords import PasswordVerifier
-from csms.security.policy import Presented, Refusal, decide
+from csms.security.policy import Presented, Refusal, decide, meets_profile
 from csms.security.ratelimit import FailureLimiter, address_key
 from csms.security.tls import is_tls, peer_certificate_names
-from csms.storage import Executor, chargers, password_rotation
+from csms.storage import Executor, chargers, password_rotation, security_upgrade
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +92,22 @@ class ChargerGate:
                 refusal = Refusal.WRONG_PASSWORD
             elif alternates:
                 await password_rotation.settle(self.db, charge_point_id, matched)
+        if (
+            refusal is None
+            and stored is not None
+            and stored.pending_security_profile is not None
+            and meets_profile(
+                stored.pending_security_profile, presented, decision.password_hash is not None
+            )
+        ):
+            await security_upgrade.reached(
+                self.db, charge_point_id, stored.pending_security_profile
+            )
+            log.info(
+                "security.profile_upgraded",
+                charge_point_id=charge_point_id,
+                profile=stored.pending_security_profile,
+            )
         if refusal is None:
             log.debug(
                 "security.charger_authenticated",

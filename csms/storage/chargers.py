@@ -175,7 +175,8 @@ async def credentials_of(conn: Executor, charge_point_id: str) -> StoredCredenti
     """The charger's security profile and password hash; None if the charger is unknown."""
     row = await conn.fetchrow(
         """
-        SELECT security_profile, password_hash, pending_password_hash, previous_password_hash
+        SELECT security_profile, password_hash, pending_password_hash, previous_password_hash,
+               pending_security_profile
         FROM chargers WHERE charge_point_id = $1
         """,
         charge_point_id,
@@ -185,4 +186,6 @@ async def credentials_of(conn: Executor, charge_point_id: str) -> StoredCredenti
     alternates = tuple(
         h for h in (row["pending_password_hash"], row["previous_password_hash"]) if h is not None
     )
-    return StoredCredentials(row["security_profile"], row["password_hash"], alternates)
+    return StoredCredentials(
+        row["security_profile"], row["password_hash"], alternates, row["pending_security_profile"]
+    )
