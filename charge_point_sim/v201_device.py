@@ -208,6 +208,27 @@ class V201Device(SimCharger):
             call.NotifyEvent(generated_at=iso(self.clock.now()), seq_no=0, event_data=[event])
         )
 
+    @handles("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """As usual, then a NotifyEvent for each changed variable a monitor watches (N07)."""
+        answer = super().on_set_variables(set_variable_data, **kwargs)  # type: ignore[misc]
+        watched = {
+            (m["component"]["name"], m["variable"]["name"]): m["id"]
+            for m in self._state("_monitors").values()
+        }
+        for asked, result in zip(set_variable_data, answer.set_variable_result, strict=False):
+            key = (asked["component"]["name"], asked["variable"]["name"])
+            if result["attribute_status"] == "Accepted" and key in watched:
+                value, monitor_id = str(asked["attribute_value"]), watched[key]
+
+                async def notify(
+                    key: tuple[str, str] = key, value: str = value, monitor_id: int = monitor_id
+                ) -> None:
+                    await self.notify_event(*key, value, monitor_id)
+
+                self.defer(notify)
+        return answer
+
     # -------------------------------------------------------- display messages
     @handles("SetDisplayMessage")
     def on_set_display_message(self, message: dict[str, Any], **_: Any) -> Any:

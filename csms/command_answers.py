@@ -2,7 +2,8 @@
 
 GetVariables / SetVariables answers update the device model; SetVariableMonitoring
 / ClearVariableMonitoring answers update the monitors
-(:mod:`csms.storage.device_model`). Called by the command path of the operator
+(:mod:`csms.storage.device_model`); SetDisplayMessage / ClearDisplayMessage the
+display messages (:mod:`csms.storage.display_messages`). Called by the command path of the operator
 API (friendly and raw commands alike) with the ``ocpp`` request and answer
 dataclasses, whose nested dicts have snake_case keys.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from csms.storage import device_model
+from csms.storage import device_model, display_messages
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,12 @@ async def record(pool: asyncpg.Pool, charge_point_id: str, request: Any, respons
             await device_model.record_set_monitoring(
                 pool, charge_point_id, [a for a, _ in matched], [r for _, r in matched], at
             )
+        elif action == "SetDisplayMessage" and response.status == "Accepted":
+            await display_messages.upsert(
+                pool, charge_point_id, [request.message], "SetDisplayMessage", at
+            )
+        elif action == "ClearDisplayMessage" and response.status == "Accepted":
+            await display_messages.remove(pool, charge_point_id, int(request.id))
         elif action == "ClearVariableMonitoring":
             cleared = [
                 int(r["id"]) for r in response.clear_monitoring_result if r["status"] == "Accepted"

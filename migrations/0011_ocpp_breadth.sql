@@ -188,3 +188,23 @@ CREATE INDEX firmware_campaign_targets_unsent
 ALTER TABLE chargers
     ADD COLUMN pending_security_profile integer
         CHECK (pending_security_profile IS NULL OR pending_security_profile IN (2, 3));
+
+-- Display messages (O01-O06) a charger shows, as far as the CSMS knows: set by
+-- SetDisplayMessage (Accepted), reported by NotifyDisplayMessages, removed by
+-- ClearDisplayMessage (Accepted).
+CREATE TABLE display_messages (
+    charge_point_id  text NOT NULL REFERENCES chargers ON DELETE CASCADE,
+    message_id       integer NOT NULL,
+    priority         text NOT NULL,
+    state            text,
+    content          text NOT NULL,
+    message          jsonb NOT NULL,  -- the whole MessageInfoType (snake_case)
+    source           text NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    PRIMARY KEY (charge_point_id, message_id)
+);
+
+-- The last NotifyEvent each monitor raised (N07: events tied to monitors).
+ALTER TABLE variable_monitors
+    ADD COLUMN last_event_at     timestamptz,
+    ADD COLUMN last_event_value  text;

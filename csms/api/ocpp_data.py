@@ -15,7 +15,13 @@ from fastapi import APIRouter, Query
 
 from csms.api.context import Context, Reader
 from csms.certificates import authority
-from csms.storage import certificates, charger_reports, charging_needs, device_model
+from csms.storage import (
+    certificates,
+    charger_reports,
+    charging_needs,
+    device_model,
+    display_messages,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["reported data"])
 
@@ -42,6 +48,15 @@ async def get_device_model(
 async def get_monitors(charge_point_id: str, context: Context, caller: Reader) -> dict[str, Any]:
     monitors = await device_model.monitors(context.pool, charge_point_id)
     return {"charge_point_id": charge_point_id, "monitors": monitors}
+
+
+@router.get("/chargers/{charge_point_id}/display-messages")
+async def get_display_messages(
+    charge_point_id: str, context: Context, caller: Reader
+) -> dict[str, Any]:
+    """Messages the charger shows, as set (SetDisplayMessage) or reported by it."""
+    messages = await display_messages.of_charger(context.pool, charge_point_id)
+    return {"charge_point_id": charge_point_id, "display_messages": messages}
 
 
 @router.get("/chargers/{charge_point_id}/reports")

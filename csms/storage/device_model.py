@@ -142,9 +142,23 @@ def variable_key(component: dict[str, Any], variable: dict[str, Any], attribute_
 
 
 async def record_event_values(
-    conn: Executor, charge_point_id: str, event_data: Iterable[dict[str, Any]], at: datetime
+    conn: Executor, charge_point_id: str, event_data: Sequence[dict[str, Any]], at: datetime
 ) -> None:
-    """NotifyEvent: each event's actualValue is the variable's Actual value now."""
+    """NotifyEvent: each event's actualValue is the variable's Actual value now, and an
+    event a monitor raised is the monitor's latest."""
+    raised = [
+        (charge_point_id, int(e["variable_monitoring_id"]), at, e.get("actual_value"))
+        for e in event_data
+        if e.get("variable_monitoring_id") is not None
+    ]
+    if raised:
+        await conn.executemany(
+            """
+            UPDATE variable_monitors SET last_event_at = $3, last_event_value = $4
+            WHERE charge_point_id = $1 AND monitor_id = $2
+            """,
+            raised,
+        )
     rows = [
         (charge_point_id, *_component_key(e["component"], e["variable"]), "Actual",
          e.get("actual_value"), None, None, None, None, None, "NotifyEvent", at)
@@ -271,7 +285,7 @@ async def monitors(conn: Executor, charge_point_id: str) -> list[dict[str, Any]]
     rows = await conn.fetch(
         """
         SELECT monitor_id, component, component_instance, evse_id, variable, variable_instance,
-               type, value, severity, transaction, updated_at
+               type, value, severity, transaction, updated_at, last_event_at, last_event_value
         FROM variable_monitors WHERE charge_point_id = $1 ORDER BY monitor_id
         """,
         charge_point_id,

@@ -24,6 +24,7 @@ from csms.storage import (
     charger_reports,
     charging_needs,
     device_model,
+    display_messages,
     firmware_campaigns,
 )
 
@@ -48,6 +49,14 @@ async def project(conn: Executor, event: Event) -> None:
         if event.action == "NotifyMonitoringReport":
             await device_model.record_monitoring_report(
                 conn, event.charge_point_id, event.data.get("monitor") or (), event.occurred_at
+            )
+        elif event.action == "NotifyDisplayMessages":
+            await display_messages.upsert(
+                conn,
+                event.charge_point_id,
+                event.data.get("message_info") or (),
+                "NotifyDisplayMessages",
+                event.occurred_at,
             )
     elif isinstance(event, EvChargingNeedsReported):
         await charging_needs.record_needs(conn, event)

@@ -103,6 +103,23 @@ async def test_monitors_set_reported_and_cleared(api: Api, fleet: Fleet) -> None
         10.0,
     )
 
+    # A change of the watched variable raises a NotifyEvent tied to the monitor.
+    changed = await api.operator.post(
+        f"/chargers/{V201}/commands/set_variables",
+        json={
+            "variables": [
+                {"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval", "value": "123"}
+            ]
+        },
+    )
+    assert changed.status_code == 200, changed.text
+
+    async def raised() -> Any:
+        [watched] = (await get(api, f"/chargers/{V201}/monitors"))["monitors"]
+        return watched if watched["last_event_value"] == "123" else None
+
+    assert (await eventually(raised))["last_event_at"] is not None
+
     assert (await raw(api, V201, "GetMonitoringReport", {"requestId": 5}))["status"] == "Accepted"
     part = (await eventually(lambda: _reports(api, "NotifyMonitoringReport", 5)))[0]
     assert part["data"]["monitor"][0]["variable_monitoring"][0]["type"] == "Delta"
@@ -129,10 +146,21 @@ async def test_display_messages_customer_information_and_profiles_are_stored(
         "message": {"format": "UTF8", "content": "Welcome"},
     }
     assert (await raw(api, V201, "SetDisplayMessage", {"message": message}))["status"] == "Accepted"
+    [set_] = (await get(api, f"/chargers/{V201}/display-messages"))["display_messages"]
+    assert (set_["priority"], set_["source"]) == ("NormalCycle", "SetDisplayMessage")
     got = await raw(api, V201, "GetDisplayMessages", {"requestId": 8})
     assert got["status"] == "Accepted"
     [shown] = await eventually(lambda: _reports(api, "NotifyDisplayMessages", 8))
     assert shown["data"]["message_info"][0]["message"]["content"] == "Welcome"
+    [kept] = (await get(api, f"/chargers/{V201}/display-messages"))["display_messages"]
+    assert (kept["message_id"], kept["content"], kept["source"]) == (
+        3,
+        "Welcome",
+        "NotifyDisplayMessages",
+    )
+    cleared = await raw(api, V201, "ClearDisplayMessage", {"id": 3})
+    assert cleared["status"] == "Accepted"
+    assert (await get(api, f"/chargers/{V201}/display-messages"))["display_messages"] == []
 
     info = await raw(
         api,
