@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 # Secrets a charger is given but never reports back; never stored in the device model.
 WRITE_ONLY = frozenset({"BasicAuthPassword"})
+WRITE_ONLY_16 = frozenset({"AuthorizationKey"})
 
 
 def _monitor_match(result: dict[str, Any], asked: dict[str, Any]) -> bool:
@@ -46,6 +47,14 @@ async def record(pool: asyncpg.Pool, charge_point_id: str, request: Any, respons
             await device_model.record_variable_results(
                 pool, charge_point_id, "SetVariables", response.set_variable_result, values, at
             )
+        elif action == "GetConfiguration":  # 1.6: keys as component "OCPP16Configuration"
+            await device_model.record_configuration(
+                pool, charge_point_id, response.configuration_key or [], at
+            )
+        elif action == "ChangeConfiguration" and response.status in ("Accepted", "RebootRequired"):
+            if request.key not in WRITE_ONLY_16:
+                key = {"key": request.key, "value": request.value}
+                await device_model.record_configuration(pool, charge_point_id, [key], at)
         elif action == "SetVariableMonitoring":
             asked: list[dict[str, Any]] = list(request.set_monitoring_data)
             pairs = [

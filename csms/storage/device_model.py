@@ -114,9 +114,13 @@ async def record_report_part(
 
 
 async def record_variable_results(
-    conn: Executor, charge_point_id: str, source: str, results: Iterable[dict[str, Any]],
-    values: dict[tuple[Any, ...], str | None], at: datetime,
-) -> None:  # fmt: skip
+    conn: Executor,
+    charge_point_id: str,
+    source: str,
+    results: Iterable[dict[str, Any]],
+    values: dict[tuple[Any, ...], str | None],
+    at: datetime,
+) -> None:
     """GetVariables / SetVariables answers; ``values`` maps a result's key to the value set."""
     rows = []
     for result in results:
@@ -130,14 +134,26 @@ async def record_variable_results(
         else:
             value = values.get((*key, attribute_type))
         rows.append(
-            (charge_point_id, *key, attribute_type, value, None, None, None, None, status,
-             source, at)
-        )  # fmt: skip
+            (
+                charge_point_id,
+                *key,
+                attribute_type,
+                value,
+                None,
+                None,
+                None,
+                None,
+                status,
+                source,
+                at,
+            )
+        )
     await _upsert(conn, rows)
 
 
-def variable_key(component: dict[str, Any], variable: dict[str, Any], attribute_type: str | None
-                 ) -> tuple[Any, ...]:  # fmt: skip
+def variable_key(
+    component: dict[str, Any], variable: dict[str, Any], attribute_type: str | None
+) -> tuple[Any, ...]:
     return (*_component_key(component, variable), attribute_type or "Actual")
 
 
@@ -160,10 +176,56 @@ async def record_event_values(
             raised,
         )
     rows = [
-        (charge_point_id, *_component_key(e["component"], e["variable"]), "Actual",
-         e.get("actual_value"), None, None, None, None, None, "NotifyEvent", at)
+        (
+            charge_point_id,
+            *_component_key(e["component"], e["variable"]),
+            "Actual",
+            e.get("actual_value"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            "NotifyEvent",
+            at,
+        )
         for e in event_data
-    ]  # fmt: skip
+    ]
+    await _upsert(conn, rows)
+
+
+CONFIGURATION_16 = "OCPP16Configuration"
+
+
+async def record_configuration(
+    conn: Executor, charge_point_id: str, keys: Iterable[dict[str, Any]], at: datetime
+) -> None:
+    """1.6 configuration keys (GetConfiguration answers, accepted ChangeConfigurations),
+    kept as variables of one component so both versions are read the same way."""
+    rows = []
+    for key in keys:
+        readonly = key.get("readonly")
+        mutability = None if readonly is None else ("ReadOnly" if readonly else "ReadWrite")
+        rows.append(
+            (
+                charge_point_id,
+                CONFIGURATION_16,
+                "",
+                0,
+                0,
+                str(key["key"]),
+                "",
+                "Actual",
+                key.get("value"),
+                mutability,
+                None,
+                None,
+                None,
+                "Accepted",
+                "GetConfiguration" if readonly is not None else "ChangeConfiguration",
+                at,
+            )
+        )
     await _upsert(conn, rows)
 
 
@@ -235,10 +297,19 @@ def _monitor_row(
 ) -> tuple[Any, ...]:
     name, instance, evse_id, _, var, var_instance = _component_key(component, variable)
     return (
-        charge_point_id, int(monitor["id"]), name, instance, evse_id, var, var_instance,
-        str(monitor["type"]), float(monitor["value"]), int(monitor["severity"]),
-        bool(monitor.get("transaction", False)), at,
-    )  # fmt: skip
+        charge_point_id,
+        int(monitor["id"]),
+        name,
+        instance,
+        evse_id,
+        var,
+        var_instance,
+        str(monitor["type"]),
+        float(monitor["value"]),
+        int(monitor["severity"]),
+        bool(monitor.get("transaction", False)),
+        at,
+    )
 
 
 async def record_monitoring_report(
@@ -267,8 +338,9 @@ async def record_set_monitoring(
         if result.get("status") != "Accepted" or result.get("id") is None:
             continue
         monitor = {**asked, "id": result["id"]}
-        rows.append(_monitor_row(charge_point_id, asked["component"], asked["variable"],
-                                 monitor, at))  # fmt: skip
+        rows.append(
+            _monitor_row(charge_point_id, asked["component"], asked["variable"], monitor, at)
+        )
     if rows:
         await conn.executemany(_MONITOR_UPSERT, rows)
 

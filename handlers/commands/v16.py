@@ -29,6 +29,12 @@ _EXTENDED_TRIGGER = {
 }
 
 
+ROTATE_INSTEAD = (
+    "the charger password is changed with POST /api/v1/chargers/{id}/password-rotation, "
+    "which keeps the old one valid until the charger has reconnected with the new one"
+)
+
+
 class NotInThisVersion(ValueError):
     """The command (or one of its options) has no OCPP 1.6 equivalent."""
 
@@ -113,6 +119,8 @@ def get_configuration(cmd: m.GetConfiguration, request_id: int) -> Any:
 
 
 def change_configuration(cmd: m.ChangeConfiguration, request_id: int) -> Any:
+    if cmd.key == "AuthorizationKey":
+        raise NotInThisVersion(ROTATE_INSTEAD)
     return call.ChangeConfiguration(key=cmd.key, value=cmd.value)
 
 

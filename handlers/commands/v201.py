@@ -113,6 +113,11 @@ def get_variables(cmd: m.GetVariables, request_id: int) -> Any:
 
 
 def set_variables(cmd: m.SetVariables, request_id: int) -> Any:
+    if any(v.variable == "BasicAuthPassword" for v in cmd.variables):
+        # Imported here: handlers.commands.v16 imports this module.
+        from handlers.commands.v16 import ROTATE_INSTEAD, NotInThisVersion
+
+        raise NotInThisVersion(ROTATE_INSTEAD)
     data = [_variable_ref(v) | {"attribute_value": v.value} for v in cmd.variables]
     return call.SetVariables(set_variable_data=data)
 

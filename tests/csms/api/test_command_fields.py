@@ -158,3 +158,13 @@ async def test_v16_refuses_what_it_cannot_say(
 ) -> None:
     answer = await command(api, V16, name, body)
     assert answer.status_code == 400 and why in answer.json()["error"], answer.text
+
+
+async def test_passwords_are_rotated_not_configured(api: Api, fleet: Fleet) -> None:
+    body = {
+        "variables": [
+            {"component": "SecurityCtrlr", "variable": "BasicAuthPassword", "value": "x" * 20}
+        ]
+    }
+    answer = await command(api, V201, "set_variables", body)
+    assert answer.status_code == 400 and "password-rotation" in answer.json()["error"]

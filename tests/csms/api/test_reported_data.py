@@ -299,3 +299,30 @@ async def test_publish_firmware_and_transaction_status(api: Api, fleet: Fleet) -
 
     status = await raw(api, V201, "GetTransactionStatus", {"transactionId": "nope"})
     assert status == {"ongoingIndicator": False, "messagesInQueue": False}
+
+
+async def test_v16_configuration_is_read_like_a_device_model(api: Api, fleet: Fleet) -> None:
+    got = await api.operator.post(f"/chargers/{V16}/commands/get_configuration", json={})
+    assert got.status_code == 200, got.text
+    model = await get(api, f"/chargers/{V16}/device-model", component="OCPP16Configuration")
+    keys = {v["variable"]: v for v in model["variables"]}
+    assert keys["NumberOfConnectors"]["mutability"] == "ReadOnly"
+    assert keys["HeartbeatInterval"]["mutability"] == "ReadWrite"
+
+    changed = await api.operator.post(
+        f"/chargers/{V16}/commands/change_configuration",
+        json={"key": "HeartbeatInterval", "value": "99"},
+    )
+    assert changed.json()["response"]["status"] == "Accepted", changed.text
+    # The password is not a configuration value: the friendly command points elsewhere...
+    refused = await api.operator.post(
+        f"/chargers/{V16}/commands/change_configuration",
+        json={"key": "AuthorizationKey", "value": "k" * 20},
+    )
+    assert refused.status_code == 400 and "password-rotation" in refused.json()["error"]
+    # ... and an expert's raw change is never stored.
+    await raw(api, V16, "ChangeConfiguration", {"key": "AuthorizationKey", "value": "k" * 20})
+    model = await get(api, f"/chargers/{V16}/device-model", component="OCPP16Configuration")
+    keys = {v["variable"]: v for v in model["variables"]}
+    assert keys["HeartbeatInterval"]["value"] == "99"
+    assert "AuthorizationKey" not in keys  # a secret is never stored
