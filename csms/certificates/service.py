@@ -7,7 +7,9 @@ the charger's answer (Accepted / Rejected, or NotDelivered). Every
 ``certificates_renewal_interval`` it asks chargers connected here whose
 installed certificate expires within ``certificates_renew_before_days`` for a
 new CSR: TriggerMessage SignChargingStationCertificate (2.0.1),
-ExtendedTriggerMessage SignChargePointCertificate (1.6 security extension).
+ExtendedTriggerMessage SignChargePointCertificate (1.6 security extension); and
+it delivers again what was issued but never delivered (a lost event, a socket
+that closed).
 """
 
 from __future__ import annotations
@@ -105,9 +107,23 @@ class CertificateService:
         while True:
             await asyncio.sleep(self._context.settings.certificates_renewal_interval)
             try:
+                await self.redeliver()
                 await self.renew_expiring()
             except Exception:
                 log.exception("certificate.renewal_failed")
+
+    async def redeliver(self) -> int:
+        """Deliver again what was issued but not delivered (a lost event, a closed socket)."""
+        connected = [c.id for c in self._context.registry.all()]
+        if not connected:
+            return 0
+        # Older than one interval: a delivery under way now is left alone.
+        interval = self._context.settings.certificates_renewal_interval
+        before = datetime.now(UTC) - timedelta(seconds=interval)
+        pending = await certificates.undelivered(self._context.pool, connected, before)
+        for charge_point_id, serial_number in pending:
+            await self.deliver(charge_point_id, serial_number)
+        return len(pending)
 
     async def renew_expiring(self) -> list[str]:
         """Ask each charger here with an expiring certificate for a new CSR; return them."""

@@ -95,3 +95,20 @@ async def due_for_renewal(
         expiring_before,
     )
     return [r["charge_point_id"] for r in rows]
+
+
+async def undelivered(
+    conn: Executor, charge_point_ids: list[str], issued_before: datetime
+) -> list[tuple[str, str]]:
+    """(charger, serial) of certificates issued but never answered by these chargers."""
+    rows = await conn.fetch(
+        """
+        SELECT charge_point_id, serial_number FROM charger_certificates
+        WHERE status IN ('Issued', 'NotDelivered') AND charge_point_id = ANY($1)
+          AND issued_at < $2 AND not_after > now()
+        ORDER BY id
+        """,
+        charge_point_ids,
+        issued_before,
+    )
+    return [(r["charge_point_id"], r["serial_number"]) for r in rows]

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 from cryptography import x509
@@ -17,6 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from ocpp.exceptions import InternalError
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as call_result201
 
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.certificates import CertificateStore, hash_data
@@ -25,6 +30,7 @@ from charge_point_sim.v201 import V201Charger
 from csms.certificates.contract_provider import local_test_response
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import CHARGER, Api
+from tests.ocpp_clients import charger_v201
 from tests.waiting import eventually
 
 BOTH = pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
@@ -359,3 +365,36 @@ async def test_ev_certificate_requests_go_to_the_configured_provider(
     [request] = seen  # only the HTTP provider was asked over the network
     assert request["exiRequest"] == exi and request["chargePointId"] == "SIM-0000"
     assert request["action"] == "Install"
+
+
+class FlakyStation(ChargePoint201):  # type: ignore[misc]
+    """Fails the first CertificateSigned (as if it rebooted), accepts the next."""
+
+    delivered: ClassVar[list[str]] = []
+
+    @on("CertificateSigned")
+    def on_certificate_signed(self, certificate_chain: str, **_: Any) -> Any:
+        type(self).delivered.append(certificate_chain)
+        if len(type(self).delivered) == 1:
+            raise InternalError(description="busy")
+        return call_result201.CertificateSigned(status="Accepted")
+
+
+async def test_an_undelivered_certificate_is_delivered_again(start_csms: StartCsms) -> None:
+    csms = await start_csms(certificates_renewal_interval=0.5)
+    async with charger_v201(csms.ocpp_url, "FLAKY", FlakyStation) as cs:
+        await cs.call(
+            call201.BootNotification(
+                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"
+            )
+        )
+        csr = CertificateStore("FLAKY").csr_pem()
+        answer = await cs.call(call201.SignCertificate(csr=csr))
+        assert answer.status == "Accepted"
+        status = await eventually(
+            lambda: csms.pool.fetchval(
+                "SELECT status FROM charger_certificates WHERE status = 'Accepted'"
+            ),
+            within=10,
+        )
+    assert status == "Accepted" and len(FlakyStation.delivered) == 2
