@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from charge_point_sim import Fleet, FleetConfig
-from csms.storage import api_keys, log_uploads
+from csms.events import RegistrationStatus
+from csms.storage import api_keys, chargers, log_uploads
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import CHARGER, Api
 from tests.waiting import eventually
@@ -105,3 +106,20 @@ async def test_upload_urls_are_credentials(logs_api: tuple[Api, Fleet]) -> None:
 
     listing = await api.anonymous.get(f"/chargers/{charger}/logs")
     assert listing.status_code == 401  # listing and downloading need an API key
+
+
+async def test_an_upload_over_the_limit_is_refused_and_not_kept(
+    start_csms: StartCsms, tmp_path: Path
+) -> None:
+    csms = await start_csms(uploads_max_bytes=10, data_dir=tmp_path)
+    await chargers.register(csms.pool, "CP", RegistrationStatus.ACCEPTED)
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    upload_id = await log_uploads.create(
+        csms.pool, "CP", "big", "GetLog", "DiagnosticsLog", 1, "t", soon
+    )
+    base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.put("/log-uploads/big", content=b"x" * 11)).status_code == 413
+        assert (await client.put("/log-uploads/big", content=b"x" * 10)).status_code == 200
+    stored = await log_uploads.find(csms.pool, "CP", upload_id)
+    assert stored is not None and stored["size_bytes"] == 10
