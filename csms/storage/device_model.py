@@ -34,10 +34,33 @@ def _component_key(component: dict[str, Any], variable: dict[str, Any]) -> tuple
     )
 
 
+_TYPES = (
+    "text",
+    "text",
+    "text",
+    "int",
+    "int",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bool",
+    "bool",
+    "jsonb",
+    "text",
+    "text",
+    "timestamptz",
+)
+_COLUMNS = (
+    f"{_KEY}, value, mutability, persistent, constant, characteristics, attribute_status, "
+    "source, updated_at"
+)
+# One statement per batch (a report part is ItemsPerMessage variables): arrays in,
+# unnest, upsert. Rows must have distinct keys within a batch (see _upsert).
 _UPSERT = f"""
-    INSERT INTO device_model_variables ({_KEY}, value, mutability, persistent, constant,
-                                        characteristics, attribute_status, source, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16)
+    INSERT INTO device_model_variables ({_COLUMNS})
+    SELECT * FROM unnest({", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, 1))})
     ON CONFLICT ({_KEY}) DO UPDATE SET
         value = CASE WHEN EXCLUDED.source = 'SetVariables'
                           AND EXCLUDED.attribute_status NOT IN ('Accepted', 'RebootRequired')
@@ -52,11 +75,15 @@ _UPSERT = f"""
         source = EXCLUDED.source,
         updated_at = EXCLUDED.updated_at
 """
+_KEY_WIDTH = 8  # the primary key's columns, first in each row
 
 
 async def _upsert(conn: Executor, rows: Sequence[tuple[Any, ...]]) -> None:
-    if rows:
-        await conn.executemany(_UPSERT, rows)
+    """Upsert rows; a key repeated in one batch keeps its last row (as a charger meant it)."""
+    if not rows:
+        return
+    distinct = list({row[:_KEY_WIDTH]: row for row in rows}.values())
+    await conn.execute(_UPSERT, *(list(column) for column in zip(*distinct, strict=True)))
 
 
 async def record_report_part(
