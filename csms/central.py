@@ -70,6 +70,18 @@ SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
+class SessionCost:
+    """What an ended session cost, for the 2.0.1 TransactionEvent(Ended) answer (I02/I03)."""
+
+    total_cost: float
+    currency: str
+
+
+# Read after a session's end committed: its cost if a tariff applied (billing registers one).
+SessionCostReader = Callable[[Executor, str, str], Awaitable[SessionCost | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class SessionOutcome:
     transaction_id: str
     authorization: Authorization | None
@@ -109,6 +121,7 @@ class CentralSystem:
         self.bus = bus or EventBus()
         self._last_seen: dict[str, datetime] = {}
         self.session_end_hooks: list[SessionEndHook] = []  # (conn, session id, event)
+        self.session_cost_readers: list[SessionCostReader] = []  # (conn, charger, tx id)
 
     # -- connection life cycle -------------------------------------------------
 
@@ -242,6 +255,14 @@ class CentralSystem:
                     await hook(conn, ref.id, event)
         self.bus.publish(event)
         return authorization
+
+    async def session_cost(self, charge_point_id: str, transaction_id: str) -> SessionCost | None:
+        """The ended session's cost from the first reader that knows it (None: no tariff)."""
+        for reader in self.session_cost_readers:
+            cost = await reader(self.pool, charge_point_id, transaction_id)
+            if cost is not None:
+                return cost
+        return None
 
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""

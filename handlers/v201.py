@@ -170,8 +170,20 @@ class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  #
                 ),
                 self.protocol,
             )
+        total_cost, message = None, None
+        if event_type == "Ended":
+            # I02/I03: the final cost, once billing has priced it (committed with the end).
+            cost = await self.central.session_cost(self.id, transaction_info["transaction_id"])
+            if cost is not None:
+                total_cost = cost.total_cost
+                message = {
+                    "format": "UTF8",
+                    "content": f"Total: {cost.total_cost:.2f} {cost.currency}",
+                }
         return call_result.TransactionEvent(
-            id_token_info=None if authorization is None else _id_token_info(authorization)
+            id_token_info=None if authorization is None else _id_token_info(authorization),
+            total_cost=total_cost,
+            updated_personal_message=message,
         )
 
     @on(Action.notify_event)
