@@ -21,6 +21,7 @@ from billing.money import decimal_text, to_decimal
 from billing.pricing import LineItem, PricedSession, price_session
 from billing.tariff import Tariff
 from billing.usage import SessionRecord, find_session, load_usage
+from csms.central import SessionCost
 from csms.storage import Executor
 
 NO_TARIFF = "no_tariff"  # flag: no assignment matched; the session is recorded at zero
@@ -277,3 +278,22 @@ def to_csv(cdrs: Iterable[dict[str, Any]]) -> str:
             row.append("" if value is None else value)
         writer.writerow(row)
     return out.getvalue()
+
+
+async def session_cost(
+    conn: Executor, charge_point_id: str, transaction_id: str
+) -> SessionCost | None:
+    """The CDR's total for the TransactionEvent(Ended) answer; None when no tariff applied."""
+    row = await conn.fetchrow(
+        """
+        SELECT total_cost, currency FROM cdrs
+        WHERE charge_point_id = $1 AND transaction_id = $2 AND tariff_id IS NOT NULL
+        ORDER BY id DESC LIMIT 1
+        """,
+        charge_point_id,
+        transaction_id,
+    )
+    if row is None:
+        return None
+    # OCPP's totalCost is a JSON number (a decimal in the CDR).
+    return SessionCost(float(row["total_cost"]), row["currency"])

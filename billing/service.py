@@ -69,6 +69,7 @@ class BillingService:
 
     async def start(self) -> None:
         self.context.central.session_end_hooks.append(self.on_session_end)
+        self.context.central.session_cost_readers.append(cdrs.session_cost)
         settings = self.context.settings
         if settings.billing_sweep_interval > 0:  # once per cluster: the lease holder sweeps
 
@@ -89,6 +90,7 @@ class BillingService:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.context.central.session_end_hooks.remove(self.on_session_end)
+            self.context.central.session_cost_readers.remove(cdrs.session_cost)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -13,9 +13,10 @@ from charge_point_sim.meter import meter_value_v16
 from charge_point_sim.model import Connector, QueuedTx, Sample, Session
 from charge_point_sim.stats import Stats
 from charge_point_sim.v16_handlers import V16Handlers
+from charge_point_sim.v16_security import V16Security
 
 
-class V16Charger(V16Handlers, _ChargePoint16):  # type: ignore[misc]
+class V16Charger(V16Security, V16Handlers, _ChargePoint16):  # type: ignore[misc]
     """A 1.6J charge point; connector ids 1..N, connector 0 = the whole charger."""
 
     subprotocol = "ocpp1.6"

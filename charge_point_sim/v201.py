@@ -18,7 +18,9 @@ from charge_point_sim.clock import SimClock, iso
 from charge_point_sim.meter import meter_value_v201
 from charge_point_sim.model import Connector, QueuedTx, Reservation, Sample, Session
 from charge_point_sim.stats import Stats
+from charge_point_sim.v201_device import V201Device
 from charge_point_sim.v201_handlers import V201Handlers, id_token
+from charge_point_sim.v201_security import V201Security
 
 _STATUS = {"Available": "Available", "Reserved": "Reserved", "Unavailable": "Unavailable"}
 _STATUS["Faulted"] = "Faulted"
@@ -36,7 +38,7 @@ _CHARGING_STATE = {"Charging": "Charging", "SuspendedEV": "SuspendedEV"}
 _CHARGING_STATE["SuspendedEVSE"] = "SuspendedEVSE"
 
 
-class V201Charger(V201Handlers, _ChargePoint201):  # type: ignore[misc]
+class V201Charger(V201Device, V201Security, V201Handlers, _ChargePoint201):  # type: ignore[misc]
     """A 2.0.1 charging station; EVSE ids 1..N, EVSE 0 = the whole station."""
 
     subprotocol = "ocpp2.0.1"

@@ -38,7 +38,15 @@ from csms.events import (
     SessionUpdated,
 )
 from csms.monitoring import metrics
-from csms.storage import Executor, chargers, event_log, sessions, tokens
+from csms.storage import (
+    Executor,
+    chargers,
+    concurrency,
+    event_log,
+    ocpp_projections,
+    sessions,
+    tokens,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +69,18 @@ class Authorization:
 # Called inside the transaction that records a SessionEnded, after its event is
 # appended (billing prices the session there, so its CDR commits with the end).
 SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCost:
+    """What an ended session cost, for the 2.0.1 TransactionEvent(Ended) answer (I02/I03)."""
+
+    total_cost: float
+    currency: str
+
+
+# Read after a session's end committed: its cost if a tariff applied (billing registers one).
+SessionCostReader = Callable[[Executor, str, str], Awaitable[SessionCost | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +169,7 @@ class CentralSystem:
     def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
         """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
         return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
+        self.session_cost_readers: list[SessionCostReader] = []  # (conn, charger, tx id)
 
     # -- connection life cycle -------------------------------------------------
 
@@ -286,8 +307,10 @@ class CentralSystem:
     @_once
     async def _authorize(self, event: AuthorizationRequested) -> Authorization:
         async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            token = await tokens.find(conn, event.id_token)
-            authorization = decide_authorization(token, utcnow(), event.token_type)
+            authorization = await self._authorize_in(
+                conn, event.id_token, event.token_type, event.charge_point_id
+            )
+            assert authorization is not None
             if await event_log.exists(conn, event.event_id):
                 _duplicate(event)  # answered again from today's token, not stored again
                 return authorization
@@ -299,30 +322,14 @@ class CentralSystem:
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
         async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            authorization = await self._authorize_in(
+                conn, event.id_token, event.token_type, event.charge_point_id, event.transaction_id
+            )
             auth_status = authorization.status.value if authorization else None
             stored = await event_log.stored_payload(conn, event.event_id)
             if stored is not None:
                 _duplicate(event)  # the same transactionId again, nothing stored again
                 return SessionOutcome(str(stored["transaction_id"]), authorization)
-            if (
-                authorization is not None
-                and authorization.status is AuthorizationStatus.ACCEPTED
-                and event.id_token is not None
-                and self.settings.concurrent_tx_window_hours > 0
-                and await tokens.in_transaction_elsewhere(
-                    conn,
-                    event.id_token,
-                    event.charge_point_id,
-                    event.connector_id,
-                    self.settings.concurrent_tx_window_hours,
-                )
-            ):
-                # 1.6 ConcurrentTx: "already involved in another transaction".
-                authorization = dataclasses.replace(
-                    authorization, status=AuthorizationStatus.CONCURRENT_TX
-                )
-                auth_status = authorization.status.value
             await sessions.lock_charger(conn, event.charge_point_id)
             if event.transaction_id is None:
                 ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
@@ -343,7 +350,14 @@ class CentralSystem:
             log.warning("session.end_values_dropped", rejected=list(event.rejected))
             metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
         async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(conn, event.id_token, event.token_type)
+            authorization = await self._authorize_in(
+                conn,
+                event.id_token,
+                event.token_type,
+                event.charge_point_id,
+                event.transaction_id,
+                concurrent_check=False,
+            )
             auth_status = authorization.status.value if authorization else None
             if await event_log.exists(conn, event.event_id):
                 _duplicate(event)
@@ -359,6 +373,14 @@ class CentralSystem:
                     await hook(conn, ref.id, event)
         self.bus.publish(event)
         return authorization
+
+    async def session_cost(self, charge_point_id: str, transaction_id: str) -> SessionCost | None:
+        """The ended session's cost from the first reader that knows it (None: no tariff)."""
+        for reader in self.session_cost_readers:
+            cost = await reader(self.pool, charge_point_id, transaction_id)
+            if cost is not None:
+                return cost
+        return None
 
     @_once
     async def record(self, event: Event) -> None:
@@ -383,18 +405,44 @@ class CentralSystem:
                 await chargers.set_connector_status(conn, event)
             elif isinstance(event, FirmwareStatusChanged):
                 await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
+            await ocpp_projections.project(conn, event)
             await event_log.append(conn, event)
         self.bus.publish(event)
 
     # -- helpers ---------------------------------------------------------------
 
     async def _authorize_in(
-        self, conn: Executor, id_token: str | None, token_type: str | None
+        self,
+        conn: Executor,
+        id_token: str | None,
+        token_type: str | None,
+        charge_point_id: str,
+        transaction_id: str | None = None,
+        concurrent_check: bool = True,
     ) -> Authorization | None:
+        """The token's authorization; ConcurrentTx (if configured) when it is charging in
+        another session. Updates and ends of a session are never refused as concurrent."""
         if id_token is None:
             return None
         token = await tokens.find(conn, id_token)
-        return decide_authorization(token, utcnow(), token_type)
+        authorization = decide_authorization(token, utcnow(), token_type)
+        if (
+            concurrent_check
+            and self.settings.concurrent_tx_window_hours > 0
+            and authorization.status is AuthorizationStatus.ACCEPTED
+            and token_type != NO_AUTHORIZATION
+            and await concurrency.in_another_session(
+                conn,
+                id_token,
+                charge_point_id,
+                transaction_id,
+                self.settings.concurrent_tx_window_hours,
+            )
+        ):
+            authorization = dataclasses.replace(
+                authorization, status=AuthorizationStatus.CONCURRENT_TX
+            )
+        return authorization
 
     async def _store_samples(
         self,

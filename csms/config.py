@@ -85,7 +85,42 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    # A second server certificate of the other key type (RSA beside ECDSA), for the
+    # TLS_RSA_WITH_AES_*_GCM suites OCPP A00.FR.318 asks for (csms/security/tls.py).
+    tls_second_cert_file: Path | None = None
+    tls_second_key_file: Path | None = None
     tls_port: int = 9443
+    # The wss URL chargers are given when moved to security profile 2 or 3
+    # (2.0.1 SetNetworkProfile ocppCsmsUrl, without the charger id), e.g.
+    # wss://csms.example.com:9443/ocpp; csms/api/security_upgrade.py.
+    ocpp_tls_public_url: str | None = None
+    # Charger certificates (csms/certificates): the CA that signs SignCertificate CSRs
+    # (built in and kept in Postgres unless both files are set), how long the
+    # certificates it issues are valid, and how long an OCSP responder may take.
+    certificates_ca_cert_file: Path | None = None
+    certificates_ca_key_file: Path | None = None
+    certificates_validity_days: float = 365.0
+    certificates_ocsp_timeout: float = 5.0
+    # Where Get15118EVCertificate requests go: an http(s) URL, "local-test", or unset
+    # (answered Failed); see csms/certificates/contract_provider.py.
+    certificates_contract_provider: str | None = None
+    # The operator's V2G sub-CA that signs ISO 15118 SECC certificates (SignCertificate
+    # of type V2GCertificate); without it those are refused.
+    certificates_v2g_ca_cert_file: Path | None = None
+    certificates_v2g_ca_key_file: Path | None = None
+    # A charger whose accepted certificate expires within certificates_renew_before_days
+    # is asked for a new CSR (TriggerMessage), checked every certificates_renewal_interval s.
+    certificates_renew_before_days: float = 30.0
+    certificates_renewal_interval: float = 3600.0
+    # Log uploads (GetLog / GetDiagnostics) to the API port's own receiver: the URL
+    # chargers reach the API at (default: the one the operator's request used), the
+    # largest file accepted, and how long an upload URL stays valid.
+    uploads_public_url: str | None = None
+    uploads_max_bytes: int = 50 * 1024 * 1024
+    uploads_valid_hours: float = 24.0
+    # Firmware campaigns (csms/firmware_campaigns.py): how often unsent targets of
+    # connected chargers are looked for (also at once when a charger connects).
+    firmware_campaign_interval: float = 30.0
     # After auth_failure_limit failed upgrades in auth_failure_window seconds, an address
     # is refused (429) for auth_block_seconds, doubling per block in a row; 0 disables.
     auth_failure_limit: int = 10
@@ -181,9 +216,9 @@ class Settings:
     # is kept this long, in monthly partitions, whatever the outbox's retention.
     history_retention_days: float = 365.0
     trusted_proxies: str = ""
-    # With N > 0, a token in an active session (moved in the last N hours) on another
-    # connector gets ConcurrentTx at a transaction start. 0 (the default) allows
-    # concurrent transactions: the simulator and many fleets share one token.
+    # With N > 0, a token in an active session (moved in the last N hours) elsewhere gets
+    # ConcurrentTx (Authorize, StartTransaction, TransactionEvent Started). 0 (the default)
+    # allows concurrent transactions: the simulator and many fleets share one token.
     concurrent_tx_window_hours: float = 0.0
     tls_client_cert_header: str | None = None
     # Read a PROXY protocol header (v1/v2) that a trusted TCP balancer sends first.
@@ -255,7 +290,13 @@ def _parse(field: str, raw: str) -> object:
         return _positive_float(field, raw)
     if field in {"security_profile_min", "tls_port", "auth_failure_limit"}:
         return _int_in_range(field, raw, 0, 3 if field == "security_profile_min" else 65535)
-    if field in {"tls_cert_file", "tls_key_file", "tls_ca_file"}:
+    if field in {
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_ca_file",
+        "tls_second_cert_file",
+        "tls_second_key_file",
+    }:
         return Path(raw)
     if field in {"auth_failure_window", "auth_block_seconds"}:
         return _seconds(field, raw)
@@ -288,6 +329,16 @@ def _parse(field: str, raw: str) -> object:
         return _bool(field, raw)
     if field == "data_dir":
         return Path(raw)
+    if field == "certificates_contract_provider":
+        return raw
+    if field.startswith("certificates_") and field.endswith("_file"):
+        return Path(raw)
+    if field == "uploads_max_bytes":
+        return _positive_int(field, raw)
+    if field in {"uploads_valid_hours", "firmware_campaign_interval"}:
+        return _positive_float(field, raw)
+    if field.startswith("certificates_"):
+        return _positive_float(field, raw)
     if field == "log_format":
         return LogFormat(raw.lower())
     if field == "unknown_charger_policy":

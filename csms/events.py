@@ -287,3 +287,61 @@ class DataTransferReceived(Event):
 
 
 SESSION_EVENTS = (SessionStarted, SessionUpdated, SessionEnded)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerReportReceived(Event):
+    """One part of a report a charger sends on request or on its own (2.0.1).
+
+    NotifyMonitoringReport, NotifyDisplayMessages, NotifyCustomerInformation,
+    ReportChargingProfiles, NotifyEVChargingSchedule and
+    PublishFirmwareStatusNotification: stored as reported in ``charger_reports``
+    (:mod:`csms.storage.charger_reports`); ``data`` is the message without the
+    envelope fields named here.
+    """
+
+    type: ClassVar[str] = "charger_report_received"
+    action: str
+    request_id: int | None = None
+    seq_no: int | None = None
+    tbc: bool = False
+    evse_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvChargingNeedsReported(Event):
+    """2.0.1 NotifyEVChargingNeeds (ISO 15118): what the EV wants, and by when."""
+
+    type: ClassVar[str] = "ev_charging_needs_reported"
+    evse_id: int
+    requested_energy_transfer: str
+    departure_time: datetime | None = None
+    energy_amount_wh: float | None = None
+    max_schedule_tuples: int | None = None
+    needs: dict[str, Any] = field(default_factory=dict)  # the whole chargingNeeds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExternalLimitChanged(Event):
+    """2.0.1 NotifyChargingLimit / ClearedChargingLimit: a limit set outside the CSMS."""
+
+    type: ClassVar[str] = "external_limit_changed"
+    source: str  # EMS, Other, SO (system operator), CSO
+    evse_id: int | None = None
+    cleared: bool = False
+    grid_critical: bool | None = None
+    schedules: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateSigningRequested(Event):
+    """SignCertificate (2.0.1, and 1.6 security extension): a charger asks for a certificate."""
+
+    type: ClassVar[str] = "certificate_signing_requested"
+    certificate_type: str  # ChargingStationCertificate or V2GCertificate
+    csr: str
+    accepted: bool
+    reason: str | None = None  # why the CSMS refused, when it did
+    certificate_pem: str | None = None  # what the CSMS's CA issued, when it accepted
+    serial_number: str | None = None

@@ -23,13 +23,16 @@ from fastapi import APIRouter
 from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.certificates.service import CertificateService
 from csms.cluster.leases import LeaseManager
 from csms.config import Settings
 from csms.dashboard import DashboardService
+from csms.firmware_campaigns import FirmwareCampaignService
 from csms.interop.service import InteropService
 from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.live_service import LiveMonitoringService
 from csms.router import CommandRouter, ConnectionRegistry
+from csms.transaction_status import TransactionStatusService
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ def build_services(context: ServiceContext) -> list[Service]:
     services.append(LiveMonitoringService(context))  # metrics, connectivity, stream, webhooks
     services.append(DashboardService(context))  # serves / on the API port; analytics rollup
     services.append(AlertService(context))  # fault detection: rules, alerts, health
+    services.append(CertificateService(context))  # CertificateSigned delivery, renewal
+    services.append(TransactionStatusService(context))  # E14 after seqNo gaps, reconnects
+    services.append(FirmwareCampaignService(context))  # one firmware, many chargers
     from smart_charging.service import SmartChargingService  # it imports this module
 
     services.append(SmartChargingService(context))  # site limits via SetChargingProfile

@@ -26,6 +26,7 @@ from csms.events import (
 )
 from csms.meter import parse_timestamp, readable_meter, readable_time, samples_from_v16
 from handlers._time import now, ocpp_time
+from handlers.v16_security import V16Security
 
 # 1.6's nine connector states onto the five of the shared model; the original
 # is kept as the event's ``detail``.
@@ -51,7 +52,7 @@ def _id_tag_info(authorization: Authorization) -> dict[str, Any]:
     return info
 
 
-class ChargePoint16(OcppConnection, ChargePoint):  # type: ignore[misc]
+class ChargePoint16(V16Security, OcppConnection, ChargePoint):  # type: ignore[misc]
     protocol = Protocol.V16
     known_actions = frozenset(action.value for action in Action)
 

@@ -23,7 +23,6 @@ from csms.events import (
     RegistrationStatus,
     ReportReceived,
     ReservationStatusChanged,
-    SecurityEventReported,
     SessionEnded,
     SessionStarted,
     SessionUpdated,
@@ -31,6 +30,8 @@ from csms.events import (
 )
 from csms.meter import parse_timestamp, readable_time, samples_from_v201
 from handlers._time import now, ocpp_time
+from handlers.v201_reports import V201Reports
+from handlers.v201_security import V201Security
 
 
 def _id_token_info(authorization: Authorization) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def _id_token_info(authorization: Authorization) -> dict[str, Any]:
     return info
 
 
-class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
+class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  # type: ignore[misc]
     protocol = Protocol.V201
     known_actions = frozenset(action.value for action in Action)
 
@@ -176,8 +177,20 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
                 ),
                 self.protocol,
             )
+        total_cost, message = None, None
+        if event_type == "Ended":
+            # I02/I03: the final cost, once billing has priced it (committed with the end).
+            cost = await self.central.session_cost(self.id, transaction_info["transaction_id"])
+            if cost is not None:
+                total_cost = cost.total_cost
+                message = {
+                    "format": "UTF8",
+                    "content": f"Total: {cost.total_cost:.2f} {cost.currency}",
+                }
         return call_result.TransactionEvent(
-            id_token_info=None if authorization is None else _id_token_info(authorization)
+            id_token_info=None if authorization is None else _id_token_info(authorization),
+            total_cost=total_cost,
+            updated_personal_message=message,
         )
 
     @on(Action.notify_event)
@@ -204,14 +217,7 @@ class ChargePoint201(OcppConnection, ChargePoint):  # type: ignore[misc]
     async def on_security_event_notification(
         self, type: str, timestamp: str, tech_info: str | None = None, **_: Any
     ) -> call_result.SecurityEventNotification:
-        await self.central.record(
-            SecurityEventReported(
-                charge_point_id=self.id,
-                occurred_at=parse_timestamp(timestamp),
-                event_type=type,
-                tech_info=tech_info,
-            )
-        )
+        await self._security_event(type, timestamp, tech_info)
         return call_result.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)

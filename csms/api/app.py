@@ -18,6 +18,7 @@ from csms import __version__
 from csms.api import commands, reference, resources
 from csms.api.context import ApiContext, get_caller
 from csms.api.frontdoor import FrontDoor
+from csms.api.protocol_routes import ROUTERS as PROTOCOL_ROUTERS
 from csms.cluster import api as cluster_api
 from csms.listen import reuse_port_sockets
 from csms.storage import api_keys
@@ -73,6 +74,8 @@ def create_app(context: ApiContext, extra_routers: Sequence[APIRouter] = ()) -> 
     app.include_router(resources.router)
     app.include_router(commands.router)
     app.include_router(cluster_api.router)
+    for protocol_router in PROTOCOL_ROUTERS:
+        app.include_router(protocol_router)
     for extra in extra_routers:
         app.include_router(extra)
 

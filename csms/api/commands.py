@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 
+from csms import command_answers
 from csms.api.context import Context, Operator
 from csms.connection import CallErrorReceived, InvalidAnswer
 from csms.interop.profiles import AmbiguousProfile, fit_for_charger
@@ -122,6 +123,7 @@ async def _send(
             "not_connected",
             f"{charge_point_id} disconnected before answering",
         ) from None
+    await command_answers.record(context.pool, charge_point_id, payload, response)
     raw = getattr(response, "raw", None)
     return protocol.value, request, _ocpp_json(response), raw
 

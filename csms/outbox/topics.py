@@ -47,10 +47,14 @@ TOPIC_OF_TYPE: dict[str, Topic] = {
     "security_event_reported": Topic.CHARGER_EVENTS,
     "charger_events_notified": Topic.CHARGER_EVENTS,
     "report_received": Topic.CHARGER_EVENTS,
+    "charger_report_received": Topic.CHARGER_EVENTS,
+    "certificate_signing_requested": Topic.CHARGER_EVENTS,
     "data_transfer_received": Topic.CHARGER_EVENTS,
     "authorization_requested": Topic.CHARGER_EVENTS,
     # smart charging (smart_charging/): profiles sent and site plans
     "charging_limit_set": Topic.LOAD_MANAGEMENT,
+    "ev_charging_needs_reported": Topic.LOAD_MANAGEMENT,  # ISO 15118 needs (planner input)
+    "external_limit_changed": Topic.LOAD_MANAGEMENT,  # limits set outside the CSMS
     "load_plan_computed": Topic.LOAD_MANAGEMENT,
     # billing (billing/): a finished session's CDR, right after its session_ended
     "cdr_created": Topic.CHARGING_SESSIONS,

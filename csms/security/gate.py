@@ -18,11 +18,11 @@ from websockets.http11 import Request, Response
 
 from csms.config import Settings
 from csms.security.passwords import PasswordVerifier
-from csms.security.policy import Presented, Refusal, decide
+from csms.security.policy import Presented, Refusal, decide, meets_profile
 from csms.security.proxy import ClientView, TrustedProxies, parse_networks
 from csms.security.ratelimit import FailureLimiter, address_key
 from csms.security.tls import is_tls, peer_certificate_names
-from csms.storage import Executor, chargers
+from csms.storage import Executor, chargers, password_rotation, security_upgrade
 
 log = structlog.get_logger(__name__)
 
@@ -101,10 +101,32 @@ class ChargerGate:
         refusal = decision.refusal
         if refusal is None and decision.password_hash is not None:
             assert decision.password is not None
-            if not await self.verifier.verify(
-                charge_point_id, decision.password_hash, decision.password
-            ):
+            alternates = stored.alternate_password_hashes if stored else ()
+            matched = None
+            for candidate in (decision.password_hash, *alternates):
+                if await self.verifier.verify(charge_point_id, candidate, decision.password):
+                    matched = candidate
+                    break
+            if matched is None:
                 refusal = Refusal.WRONG_PASSWORD
+            elif alternates:
+                await password_rotation.settle(self.db, charge_point_id, matched)
+        if (
+            refusal is None
+            and stored is not None
+            and stored.pending_security_profile is not None
+            and meets_profile(
+                stored.pending_security_profile, presented, decision.password_hash is not None
+            )
+        ):
+            await security_upgrade.reached(
+                self.db, charge_point_id, stored.pending_security_profile
+            )
+            log.info(
+                "security.profile_upgraded",
+                charge_point_id=charge_point_id,
+                profile=stored.pending_security_profile,
+            )
         if refusal is None:
             log.debug(
                 "security.charger_authenticated",

@@ -73,6 +73,12 @@ class StoredCredentials:
 
     security_profile: int = 0
     password_hash: str | None = None
+    # During a password rotation: the new password (pending) and the old one (previous)
+    # are accepted too, so the charger's reconnect is never refused mid-rotation.
+    alternate_password_hashes: tuple[str, ...] = ()
+    # A profile the charger was asked to move up to; it applies once the charger
+    # has connected meeting it (csms/storage/security_upgrade.py).
+    pending_security_profile: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,3 +187,12 @@ def certificate_names(peercert: Mapping[str, object] | None) -> frozenset[str]:
             if kind == "DNS":
                 names.add(value)
     return frozenset(names)
+
+
+def meets_profile(profile: int, presented: Presented, password_checked: bool) -> bool:
+    """Whether an authenticated connection meets ``profile`` (for a pending upgrade)."""
+    if profile == 2:
+        return presented.tls and password_checked
+    if profile == 3:
+        return presented.tls and bool(presented.certificate_names)
+    return True

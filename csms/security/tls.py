@@ -1,10 +1,17 @@
 """The server's TLS context for security profiles 2 and 3.
 
-OCPP requires TLS 1.2 or newer. Client certificates are requested but
-optional (``CERT_OPTIONAL``): profile-2 chargers have none, and it is the
-per-charger profile, checked after the handshake, that decides whether one was
-needed. A certificate that is presented must chain to the configured CA, or
-the TLS handshake itself fails.
+OCPP requires TLS 1.2 or newer. For TLS 1.2 the server offers the suites OCPP
+2.0.1 A00.FR.317/318 name (ECDHE-ECDSA with AES-GCM, and the plain-RSA
+TLS_RSA_WITH_AES_128/256_GCM suites older chargers only speak) plus the
+ECDHE-RSA ones; Python's default server list leaves the plain-RSA suites out.
+Those need an RSA certificate, the ECDSA ones an ECDSA certificate: a second
+certificate (``CSMS_TLS_SECOND_CERT_FILE``/``..._KEY_FILE``, of the other key
+type) is served beside the first, and OpenSSL picks per handshake.
+
+Client certificates are requested but optional (``CERT_OPTIONAL``): profile-2
+chargers have none, and it is the per-charger profile, checked after the
+handshake, that decides whether one was needed. A certificate that is presented
+must chain to the configured CA, or the TLS handshake itself fails.
 """
 
 from __future__ import annotations
@@ -16,6 +23,17 @@ from websockets.asyncio.server import ServerConnection
 
 from csms.config import ENV_NAMES, Settings
 from csms.security.policy import certificate_names
+
+TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",  # A00.FR.317/318
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "AES128-GCM-SHA256",  # TLS_RSA_WITH_AES_128_GCM_SHA256, A00.FR.318
+        "AES256-GCM-SHA384",  # TLS_RSA_WITH_AES_256_GCM_SHA384, A00.FR.318
+    ]
+)
 
 
 def context_from(settings: Settings) -> ssl.SSLContext | None:
@@ -38,7 +56,14 @@ def context_from(settings: Settings) -> ssl.SSLContext | None:
         raise ValueError(f"{ENV_NAMES['tls_key_file']} is needed with a certificate")
     if ca is None and settings.security_profile_min >= 3:
         raise ValueError(f"security profile 3 needs {ENV_NAMES['tls_ca_file']} (client CA)")
-    return server_context(cert, key, ca)
+    second_cert, second_key = settings.tls_second_cert_file, settings.tls_second_key_file
+    if (second_cert is None) != (second_key is None):
+        raise ValueError(
+            f"{ENV_NAMES['tls_second_cert_file']} and {ENV_NAMES['tls_second_key_file']} "
+            "go together"
+        )
+    second = None if second_cert is None or second_key is None else (second_cert, second_key)
+    return server_context(cert, key, ca, second)
 
 
 def api_tls(settings: Settings) -> tuple[Path, Path] | None:
@@ -57,12 +82,21 @@ def api_tls(settings: Settings) -> tuple[Path, Path] | None:
     return settings.tls_cert_file, settings.tls_key_file
 
 
-def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> ssl.SSLContext:
-    """A server context with our certificate chain, asking for client certificates if a CA
-    to check them against is configured."""
+def server_context(
+    cert_file: Path,
+    key_file: Path,
+    client_ca_file: Path | None,
+    second: tuple[Path, Path] | None = None,
+) -> ssl.SSLContext:
+    """A server context with our certificate chain(s), asking for client certificates if a
+    CA to check them against is configured."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     context.load_cert_chain(cert_file, key_file)
+    if second is not None:
+        # OpenSSL keeps one certificate per key type: an RSA one beside an ECDSA one.
+        context.load_cert_chain(*second)
     if client_ca_file is not None:
         context.load_verify_locations(cafile=client_ca_file)
         context.verify_mode = ssl.CERT_OPTIONAL

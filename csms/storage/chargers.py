@@ -240,9 +240,18 @@ async def set_credentials(
 async def credentials_of(conn: Executor, charge_point_id: str) -> StoredCredentials | None:
     """The charger's security profile and password hash; None if the charger is unknown."""
     row = await conn.fetchrow(
-        "SELECT security_profile, password_hash FROM chargers WHERE charge_point_id = $1",
+        """
+        SELECT security_profile, password_hash, pending_password_hash, previous_password_hash,
+               pending_security_profile
+        FROM chargers WHERE charge_point_id = $1
+        """,
         charge_point_id,
     )
     if row is None:
         return None
-    return StoredCredentials(row["security_profile"], row["password_hash"])
+    alternates = tuple(
+        h for h in (row["pending_password_hash"], row["previous_password_hash"]) if h is not None
+    )
+    return StoredCredentials(
+        row["security_profile"], row["password_hash"], alternates, row["pending_security_profile"]
+    )

@@ -36,32 +36,6 @@ async def find(conn: Executor, id_token: str) -> TokenRecord | None:
     )
 
 
-async def in_transaction_elsewhere(
-    conn: Executor, id_token: str, charge_point_id: str, connector_id: int | None, hours: float
-) -> bool:
-    """Whether ``id_token`` is in an active session on another charger or connector.
-
-    Only sessions that moved in the last ``hours`` count: a session whose end was
-    never reported must not lock its driver out for ever.
-    """
-    return bool(
-        await conn.fetchval(
-            """
-            SELECT EXISTS (
-                SELECT 1 FROM sessions
-                WHERE lower(id_token) = lower($1) AND status = 'active'
-                  AND NOT (charge_point_id = $2 AND connector_id IS NOT DISTINCT FROM $3)
-                  AND updated_at > now() - make_interval(secs => $4)
-            )
-            """,
-            id_token,
-            charge_point_id,
-            connector_id,
-            hours * 3600,
-        )
-    )
-
-
 async def upsert(
     conn: Executor,
     id_token: str,

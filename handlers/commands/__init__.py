@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csms.events import Protocol
+from handlers.commands import extended as x
 from handlers.commands import models as m
 from handlers.commands import v16, v201
 from handlers.commands.v16 import NotInThisVersion
@@ -72,6 +73,17 @@ _SPECS = (
                 v201.get_local_list_version, "version of the charger's local token list"),
     CommandSpec("clear_cache", m.NoArguments, v16.clear_cache, v201.clear_cache,
                 "empty the charger's authorization cache"),
+    # OCPP breadth (handlers/commands/extended.py)
+    CommandSpec("install_certificate", x.InstallCertificate, x.install_certificate_v16,
+                x.install_certificate_v201, "install a root certificate on the charger"),
+    CommandSpec("delete_certificate", x.DeleteCertificate, x.delete_certificate_v16,
+                x.delete_certificate_v201, "delete an installed certificate by its hash data"),
+    CommandSpec("get_installed_certificate_ids", x.GetInstalledCertificateIds,
+                x.installed_ids_v16, x.installed_ids_v201, "the charger's installed certificates"),
+    CommandSpec("get_transaction_status", x.GetTransactionStatus, None, x.get_transaction_status,
+                "2.0.1: is a transaction ongoing, are its messages still queued"),
+    CommandSpec("get_base_report", x.GetBaseReport, None, x.get_base_report,
+                "2.0.1: report the device model (stored, GET .../device-model)"),
 )  # fmt: skip
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}

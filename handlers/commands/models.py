@@ -22,6 +22,12 @@ class RemoteStart(Command):
     id_token: str = Field(min_length=1, max_length=36)
     connector_id: int | None = Field(default=None, ge=1, description="1.6 connector / 2.0.1 EVSE")
     id_token_type: str = Field(default="Central", description="2.0.1 IdTokenType")
+    group_id_token: str | None = Field(
+        default=None, max_length=36, description="2.0.1 groupIdToken (type Central)"
+    )
+    charging_profile: ChargingProfile | None = Field(
+        default=None, description="a TxProfile for the session to start (purpose tx)"
+    )
 
 
 class RemoteStop(Command):
@@ -33,6 +39,9 @@ class Reset(Command):
     when: Literal["immediate", "on_idle"] = Field(
         default="immediate", description="2.0.1 only: Immediate or OnIdle"
     )
+    evse_id: int | None = Field(
+        default=None, ge=1, description="2.0.1 only: reset this EVSE, not the whole station"
+    )
 
 
 class UnlockConnector(Command):
@@ -43,6 +52,9 @@ class UnlockConnector(Command):
 class ChangeAvailability(Command):
     operative: bool
     connector_id: int = Field(default=0, ge=0, description="0: the whole charger")
+    evse_connector_id: int | None = Field(
+        default=None, ge=1, description="2.0.1 only: one connector of the EVSE (evse.connectorId)"
+    )
 
 
 class GetConfiguration(Command):
@@ -76,6 +88,14 @@ class SetVariables(Command):
 
 
 class TriggerMessage(Command):
+    """Every message either version can trigger.
+
+    1.6 sends TriggerMessage, or the security extension's ExtendedTriggerMessage
+    for LogStatusNotification and SignChargingStationCertificate (1.6 name:
+    SignChargePointCertificate); 2.0.1 sends DiagnosticsStatusNotification as
+    LogStatusNotification.
+    """
+
     message: Literal[
         "BootNotification",
         "Heartbeat",
@@ -85,8 +105,15 @@ class TriggerMessage(Command):
         "DiagnosticsStatusNotification",
         "LogStatusNotification",
         "TransactionEvent",
+        "SignChargingStationCertificate",
+        "SignV2GCertificate",
+        "SignCombinedCertificate",
+        "PublishFirmwareStatusNotification",
     ]
     connector_id: int | None = Field(default=None, ge=1)
+    evse_connector_id: int | None = Field(
+        default=None, ge=1, description="2.0.1 only: one connector of the EVSE (evse.connectorId)"
+    )
 
 
 class SchedulePeriod(BaseModel):
@@ -188,6 +215,13 @@ class UpdateFirmware(Command):
     retrieve_at: datetime
     retries: int | None = Field(default=None, ge=0)
     retry_interval: int | None = Field(default=None, ge=0)
+    install_at: datetime | None = Field(default=None, description="when to install it")
+    signing_certificate: str | None = Field(
+        default=None, max_length=5500, description="PEM of the firmware signer's certificate"
+    )
+    signature: str | None = Field(
+        default=None, max_length=800, description="base64 signature of the firmware image"
+    )
 
 
 class GetDiagnostics(Command):
@@ -207,6 +241,12 @@ class ReserveNow(Command):
     connector_id: int | None = Field(default=None, ge=0, description="1.6: 0 = any connector")
     reservation_id: int | None = Field(default=None, ge=0, description="default: CSMS picks")
     id_token_type: str = "Central"
+    connector_type: str | None = Field(
+        default=None, max_length=20, description="2.0.1 only: ConnectorEnumType, e.g. cType2"
+    )
+    group_id_token: str | None = Field(
+        default=None, max_length=36, description="1.6 parentIdTag, 2.0.1 groupIdToken"
+    )
 
 
 class CancelReservation(Command):
@@ -232,3 +272,6 @@ class SendLocalList(Command):
 
 class NoArguments(Command):
     """Commands that take no arguments (clear cache, get local list version)."""
+
+
+RemoteStart.model_rebuild()  # its charging_profile refers to a model defined below it

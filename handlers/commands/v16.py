@@ -9,13 +9,30 @@ from ocpp.v16 import call
 
 from handlers._time import ocpp_time
 from handlers.commands import models as m
+from handlers.commands.v201 import firmware as v201_firmware
 
 _PURPOSE = {
     "charger_max": "ChargePointMaxProfile",
     "tx_default": "TxDefaultProfile",
     "tx": "TxProfile",
 }
-_TRIGGER_ONLY_201 = {"LogStatusNotification", "TransactionEvent"}
+_TRIGGER_ONLY_201 = {
+    "TransactionEvent",
+    "SignV2GCertificate",
+    "SignCombinedCertificate",
+    "PublishFirmwareStatusNotification",
+}
+# Messages only the security extension's ExtendedTriggerMessage can request, by 1.6 name.
+_EXTENDED_TRIGGER = {
+    "LogStatusNotification": "LogStatusNotification",
+    "SignChargingStationCertificate": "SignChargePointCertificate",
+}
+
+
+ROTATE_INSTEAD = (
+    "the charger password is changed with POST /api/v1/chargers/{id}/password-rotation, "
+    "which keeps the old one valid until the charger has reconnected with the new one"
+)
 
 
 class NotInThisVersion(ValueError):
@@ -61,7 +78,16 @@ def charging_profile(profile: m.ChargingProfile) -> dict[str, Any]:
 
 
 def remote_start(cmd: m.RemoteStart, request_id: int) -> Any:
-    return call.RemoteStartTransaction(id_tag=cmd.id_token, connector_id=cmd.connector_id)
+    if cmd.group_id_token is not None:
+        raise NotInThisVersion("1.6 RemoteStartTransaction has no group id token")
+    profile = cmd.charging_profile
+    if profile is not None and profile.purpose != "tx":
+        raise NotInThisVersion("1.6 RemoteStartTransaction only carries a TxProfile (purpose tx)")
+    return call.RemoteStartTransaction(
+        id_tag=cmd.id_token,
+        connector_id=cmd.connector_id,
+        charging_profile=None if profile is None else charging_profile(profile),
+    )
 
 
 def remote_stop(cmd: m.RemoteStop, request_id: int) -> Any:
@@ -71,6 +97,8 @@ def remote_stop(cmd: m.RemoteStop, request_id: int) -> Any:
 def reset(cmd: m.Reset, request_id: int) -> Any:
     if cmd.when == "on_idle":
         raise NotInThisVersion("1.6 Reset has no on_idle; use when=immediate")
+    if cmd.evse_id is not None:
+        raise NotInThisVersion("1.6 Reset resets the whole charger; leave evse_id out")
     return call.Reset(type=cmd.type.capitalize())
 
 
@@ -79,6 +107,8 @@ def unlock_connector(cmd: m.UnlockConnector, request_id: int) -> Any:
 
 
 def change_availability(cmd: m.ChangeAvailability, request_id: int) -> Any:
+    if cmd.evse_connector_id is not None:
+        raise NotInThisVersion("1.6 ChangeAvailability has no evse_connector_id")
     return call.ChangeAvailability(
         connector_id=cmd.connector_id, type="Operative" if cmd.operative else "Inoperative"
     )
@@ -89,12 +119,20 @@ def get_configuration(cmd: m.GetConfiguration, request_id: int) -> Any:
 
 
 def change_configuration(cmd: m.ChangeConfiguration, request_id: int) -> Any:
+    if cmd.key == "AuthorizationKey":
+        raise NotInThisVersion(ROTATE_INSTEAD)
     return call.ChangeConfiguration(key=cmd.key, value=cmd.value)
 
 
 def trigger_message(cmd: m.TriggerMessage, request_id: int) -> Any:
     if cmd.message in _TRIGGER_ONLY_201:
         raise NotInThisVersion(f"1.6 TriggerMessage cannot request {cmd.message}")
+    if cmd.evse_connector_id is not None:
+        raise NotInThisVersion("1.6 TriggerMessage has no evse_connector_id")
+    if cmd.message in _EXTENDED_TRIGGER:
+        return call.ExtendedTriggerMessage(
+            requested_message=_EXTENDED_TRIGGER[cmd.message], connector_id=cmd.connector_id
+        )
     return call.TriggerMessage(requested_message=cmd.message, connector_id=cmd.connector_id)
 
 
@@ -125,6 +163,20 @@ def data_transfer(cmd: m.DataTransfer, request_id: int) -> Any:
 
 
 def update_firmware(cmd: m.UpdateFirmware, request_id: int) -> Any:
+    """UpdateFirmware; SignedUpdateFirmware (security extension) for a signed image."""
+    if cmd.signature is not None or cmd.signing_certificate is not None:
+        if cmd.signature is None or cmd.signing_certificate is None:
+            raise NotInThisVersion(
+                "1.6 SignedUpdateFirmware needs both signature and signing_certificate"
+            )
+        return call.SignedUpdateFirmware(
+            request_id=request_id,
+            firmware=v201_firmware(cmd),
+            retries=cmd.retries,
+            retry_interval=cmd.retry_interval,
+        )
+    if cmd.install_at is not None:
+        raise NotInThisVersion("1.6 UpdateFirmware has no install time (only a signed update)")
     return call.UpdateFirmware(
         location=cmd.location,
         retrieve_date=ocpp_time(cmd.retrieve_at),
@@ -146,7 +198,10 @@ def get_diagnostics(cmd: m.GetDiagnostics, request_id: int) -> Any:
 
 
 def reserve_now(cmd: m.ReserveNow, request_id: int) -> Any:
+    if cmd.connector_type is not None:
+        raise NotInThisVersion("1.6 ReserveNow has no connector_type")
     return call.ReserveNow(
+        parent_id_tag=cmd.group_id_token,
         connector_id=cmd.connector_id or 0,
         expiry_date=ocpp_time(cmd.expires_at),
         id_tag=cmd.id_token,

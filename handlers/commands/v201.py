@@ -75,7 +75,17 @@ def remote_start(cmd: m.RemoteStart, request_id: int) -> Any:
         id_token={"id_token": cmd.id_token, "type": cmd.id_token_type},
         remote_start_id=request_id,
         evse_id=cmd.connector_id,
+        group_id_token=_group(cmd.group_id_token),
+        charging_profile=(
+            None
+            if cmd.charging_profile is None
+            else charging_profile(cmd.charging_profile, request_id)
+        ),
     )
+
+
+def _group(group_id_token: str | None) -> dict[str, Any] | None:
+    return None if group_id_token is None else {"id_token": group_id_token, "type": "Central"}
 
 
 def remote_stop(cmd: m.RemoteStop, request_id: int) -> Any:
@@ -84,7 +94,7 @@ def remote_stop(cmd: m.RemoteStop, request_id: int) -> Any:
 
 def reset(cmd: m.Reset, request_id: int) -> Any:
     # 2.0.1 has no soft/hard: a charger resets as it can, now or once idle.
-    return call.Reset(type="OnIdle" if cmd.when == "on_idle" else "Immediate")
+    return call.Reset(type="OnIdle" if cmd.when == "on_idle" else "Immediate", evse_id=cmd.evse_id)
 
 
 def unlock_connector(cmd: m.UnlockConnector, request_id: int) -> Any:
@@ -94,7 +104,7 @@ def unlock_connector(cmd: m.UnlockConnector, request_id: int) -> Any:
 def change_availability(cmd: m.ChangeAvailability, request_id: int) -> Any:
     return call.ChangeAvailability(
         operational_status="Operative" if cmd.operative else "Inoperative",
-        evse=_evse(cmd.connector_id),
+        evse=_evse(cmd.connector_id, cmd.evse_connector_id),
     )
 
 
@@ -103,13 +113,19 @@ def get_variables(cmd: m.GetVariables, request_id: int) -> Any:
 
 
 def set_variables(cmd: m.SetVariables, request_id: int) -> Any:
+    if any(v.variable == "BasicAuthPassword" for v in cmd.variables):
+        # Imported here: handlers.commands.v16 imports this module.
+        from handlers.commands.v16 import ROTATE_INSTEAD, NotInThisVersion
+
+        raise NotInThisVersion(ROTATE_INSTEAD)
     data = [_variable_ref(v) | {"attribute_value": v.value} for v in cmd.variables]
     return call.SetVariables(set_variable_data=data)
 
 
 def trigger_message(cmd: m.TriggerMessage, request_id: int) -> Any:
     return call.TriggerMessage(
-        requested_message=_TRIGGER.get(cmd.message, cmd.message), evse=_evse(cmd.connector_id)
+        requested_message=_TRIGGER.get(cmd.message, cmd.message),
+        evse=_evse(cmd.connector_id, cmd.evse_connector_id),
     )
 
 
@@ -142,10 +158,25 @@ def data_transfer(cmd: m.DataTransfer, request_id: int) -> Any:
     return call.DataTransfer(vendor_id=cmd.vendor_id, message_id=cmd.message_id, data=cmd.data)
 
 
+def firmware(cmd: m.UpdateFirmware) -> dict[str, Any]:
+    """2.0.1 FirmwareType (also the 1.6 security extension's, which has the same fields)."""
+    result: dict[str, Any] = {
+        "location": cmd.location,
+        "retrieve_date_time": ocpp_time(cmd.retrieve_at),
+    }
+    if cmd.install_at is not None:
+        result["install_date_time"] = ocpp_time(cmd.install_at)
+    if cmd.signing_certificate is not None:
+        result["signing_certificate"] = cmd.signing_certificate
+    if cmd.signature is not None:
+        result["signature"] = cmd.signature
+    return result
+
+
 def update_firmware(cmd: m.UpdateFirmware, request_id: int) -> Any:
     return call.UpdateFirmware(
         request_id=request_id,
-        firmware={"location": cmd.location, "retrieve_date_time": ocpp_time(cmd.retrieve_at)},
+        firmware=firmware(cmd),
         retries=cmd.retries,
         retry_interval=cmd.retry_interval,
     )
@@ -172,6 +203,8 @@ def reserve_now(cmd: m.ReserveNow, request_id: int) -> Any:
         expiry_date_time=ocpp_time(cmd.expires_at),
         id_token={"id_token": cmd.id_token, "type": cmd.id_token_type},
         evse_id=cmd.connector_id or None,
+        connector_type=cmd.connector_type,
+        group_id_token=_group(cmd.group_id_token),
     )
 
 

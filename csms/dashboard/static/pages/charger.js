@@ -6,6 +6,7 @@ import { energyPowerChart } from "../charts.js";
 import { confirmCommand } from "../commands.js";
 import { watch } from "../live.js";
 import { ago, connectedDot, errorBox, h, itemsOf, kwh, minutes, section, statusBadge, table, time } from "../ui.js";
+import { ocppSections } from "./charger_ocpp.js";
 import { alertTable } from "./extras.js";
 
 export async function render(main, [chargerId], ctx) {
@@ -18,6 +19,8 @@ export async function render(main, [chargerId], ctx) {
   const alerts = h("div", { id: "charger-alerts" });
   const commands = h("div", { id: "recent-commands" });
   const events = h("div", { id: "recent-events" });
+  const ocpp = ocppSections(chargerId, canCommand, () => v201());
+  let ocppLoaded = false;
   main.append(...[
     h("p", {}, h("a", { href: "#/" }, "‹ All chargers")),
     head,
@@ -25,6 +28,7 @@ export async function render(main, [chargerId], ctx) {
     section("Connectors", connectors),
     section("Current sessions", sessions),
     canCommand ? section("Configuration", config) : null,
+    ...ocpp.sections,
     ctx.features.alerts ? section("Unresolved alerts", alerts) : null,
     section("Recent commands", commands),
     section("Recent messages", events)].filter(Boolean));
@@ -136,7 +140,7 @@ export async function render(main, [chargerId], ctx) {
   function drawConfig() {
     if (config.childElementCount) return;
     if (v201()) {
-      config.append(h("p", { class: "muted" }, "OCPP 2.0.1 device model: read variables with the get_variables command of the operator API."));
+      config.append(h("p", { class: "muted" }, "OCPP 2.0.1: the configuration is the device model, below."));
       return;
     }
     config.append(h("button", { "data-testid": "cmd-get-configuration", onclick: async () => {
@@ -157,6 +161,10 @@ export async function render(main, [chargerId], ctx) {
       ]);
       charger = data;
       drawHead();
+      if (!ocppLoaded) {
+        ocppLoaded = true;
+        ocpp.refresh();
+      }
       if (canCommand) {
         chargerActions();
         drawConfig();

@@ -1,0 +1,1 @@
+"""Charger certificates: the CSMS's certificate authority and OCSP look-ups (issue 16)."""
