@@ -129,6 +129,7 @@ class Csms:
                 self._central,
                 self._leases,
                 self.node_id,
+                dsn,
             )
         )
         for service in self.services:  # before chargers connect: no committed event missed

@@ -165,11 +165,11 @@ class CentralSystem:
         # Recent Authorize decisions, answered again while the database is down
         # (authorize_cache_seconds; oldest first, at most _AUTHORIZE_CACHE_SIZE).
         self._authorizations: dict[tuple[str, str | None], tuple[float, Authorization]] = {}
+        self.session_cost_readers: list[SessionCostReader] = []  # (conn, charger, tx id)
 
     def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
         """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
         return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
-        self.session_cost_readers: list[SessionCostReader] = []  # (conn, charger, tx id)
 
     # -- connection life cycle -------------------------------------------------
 

@@ -3,7 +3,7 @@
 Before, a charger set to Rejected kept working on its open socket until it
 reconnected, and a blocked token kept charging until its session ended. Now
 triggers on ``chargers.registration`` and ``id_tokens.status`` (migration
-``0012``) ``NOTIFY csms_revocation`` whoever writes the row, and each CSMS
+``0019``) ``NOTIFY csms_revocation`` whoever writes the row, and each CSMS
 process listens:
 
 * a registration change is read back and set on this process's connection to
@@ -20,8 +20,6 @@ connection's registration is read again, so nothing missed while deaf stays wron
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import json
 from typing import Any
 
@@ -33,6 +31,7 @@ from ocpp.v201 import call as call201
 from csms.events import Protocol
 from csms.router import ConnectionRegistry
 from csms.storage import chargers
+from csms.storage.listen import listen_forever
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +47,6 @@ _ACTIVE_SESSIONS_OF_TOKEN = """
 """
 
 
-def _set(event: asyncio.Event, _conn: object) -> None:
-    event.set()
-
-
 class RevocationListener:
     """Applies ``csms_revocation`` notifications to this process's live connections."""
 
@@ -62,24 +57,7 @@ class RevocationListener:
         self._work: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        while True:
-            closed = asyncio.Event()
-            try:
-                conn = await asyncpg.connect(self.dsn)
-            except (OSError, asyncpg.PostgresError) as error:
-                log.warning("revocation.listen_failed", error=str(error))
-                await asyncio.sleep(_RECONNECT_SECONDS)
-                continue
-            try:
-                conn.add_termination_listener(functools.partial(_set, closed))
-                await conn.add_listener(CHANNEL, self._on_notify)
-                await self.resync()
-                await closed.wait()
-                log.warning("revocation.listen_connection_lost")
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(_RECONNECT_SECONDS)
+        await listen_forever(self.dsn, CHANNEL, self._on_notify, self.resync, _RECONNECT_SECONDS)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         task = asyncio.create_task(self.apply(json.loads(str(payload))))

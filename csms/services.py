@@ -47,6 +47,7 @@ class ServiceContext:
     central: CentralSystem  # handles what chargers send; hooks into its transactions
     leases: LeaseManager  # once-per-cluster work: run it while holding a named lease
     node_id: str  # this process in the cluster
+    dsn: str  # the database, for connections of a service's own (LISTEN)
 
 
 class Service(Protocol):

@@ -43,6 +43,7 @@ from csms.events import (
 )
 from csms.services import ServiceContext
 from csms.storage import Executor
+from csms.storage.listen import listen_forever
 from smart_charging import planner_state, store
 from smart_charging.fallback import FallbackProfiles
 from smart_charging.leadership import SiteLeadership, held_lock_keys
@@ -93,7 +94,6 @@ class SmartChargingService:
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: Any = None  # the pool connection that LISTENs for re-plan requests
         self._subscription = context.bus.subscribe("smart_charging")
 
     def api_routers(self) -> Sequence[APIRouter]:
@@ -102,8 +102,10 @@ class SmartChargingService:
         return [build_router(self)]
 
     async def start(self) -> None:
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(REPLAN_CHANNEL, self._on_notify)
+        # Re-plans asked on other nodes; a request missed while not listening is
+        # caught up by the periodic plan.
+        listen = listen_forever(self.context.dsn, REPLAN_CHANNEL, self._on_notify)
+        self._tasks.append(asyncio.create_task(listen))
         await self._take_sites()  # before chargers connect: this node may plan at once
         self._tasks.append(asyncio.create_task(self._consume()))
         self._tasks.append(asyncio.create_task(self._periodic()))
@@ -121,11 +123,6 @@ class SmartChargingService:
         self._workers.clear()
         with contextlib.suppress(Exception):
             await self.leadership.release_all()  # another node takes the sites over at once
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(REPLAN_CHANNEL, self._on_notify)
-                await self.pool.release(self._listener)
-            self._listener = None
 
     # -- leadership -------------------------------------------------------------
 
@@ -178,8 +175,8 @@ class SmartChargingService:
             if self._site_of.get(t.charge_point_id) == site_id:
                 self.untrack(key)
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        site_id, _, reason = payload.partition("\n")
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        site_id, _, reason = str(payload).partition("\n")
         if self.leadership.holds(site_id):
             self.request_replan(site_id, reason or "requested")
 

@@ -144,6 +144,8 @@ class FrontDoor:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_body:
+                        if message.get("more_body", False):
+                            await _discard_rest(receive, _LINGER_BYTES)
                         await _answer(send, 413, self._too_large())
                         return None
                     chunks.append(chunk)
@@ -237,3 +239,19 @@ async def _answer(
     ] + [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# A body streamed past the limit is read on (and thrown away) up to this many bytes
+# before the 413 goes out: closing a socket with unread data resets it, and the client
+# would lose the 413 with it. Past this, the connection is closed all the same.
+_LINGER_BYTES = 8 * 1024 * 1024
+
+
+async def _discard_rest(receive: Receive, limit: int) -> None:
+    """Read and drop the rest of a request body (at most ``limit`` bytes)."""
+    dropped = 0
+    while dropped <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))

@@ -31,7 +31,7 @@ def offline_app() -> FastAPI:
     router = CommandRouter(registry)
     settings = Settings()
     services = build_services(
-        ServiceContext(None, router, registry, settings, EventBus(), None, None, "offline")  # type: ignore[arg-type]
+        ServiceContext(None, router, registry, settings, EventBus(), None, None, "offline", "")  # type: ignore[arg-type]
     )
     return create_app(
         ApiContext(None, router, settings),  # type: ignore[arg-type]

@@ -33,11 +33,26 @@ def test_close_times_are_one_per_slot_of_the_window() -> None:
     assert close_times(3, 0.0, random.Random(7)) == [0.0, 0.0, 0.0]
 
 
+async def _answer_to(ws: ClientConnection, message_id: str) -> list[object]:
+    """The CSMS's answer to our call ``message_id``; calls of the CSMS's own (e.g. the
+    post-boot probe of csms.interop) are refused with NotImplemented meanwhile."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame[0] == 2:
+            await ws.send(json.dumps([4, frame[1], "NotImplemented", "", {}]))
+        elif frame[1] == message_id:
+            return list(frame)
+
+
 async def _frames_until_close(ws: ClientConnection) -> list[list[object]]:
+    """Every frame the CSMS sends until it closes; its own calls (e.g. csms.interop's
+    post-boot probe) are refused with NotImplemented, as a charger lacking them would."""
     frames = []
     try:
         async for raw in ws:
             frames.append(json.loads(raw))
+            if frames[-1][0] == 2:
+                await ws.send(json.dumps([4, frames[-1][1], "NotImplemented", "", {}]))
     except ConnectionClosed:
         pass
     return frames
@@ -99,7 +114,7 @@ async def test_a_draining_node_keeps_serving_its_chargers_until_each_is_closed(
     ) as ws:
         action, payload = BOOT["ocpp2.0.1"]
         await ws.send(json.dumps([2, "b", action, payload]))
-        assert json.loads(await ws.recv())[0] == 3
+        assert (await _answer_to(ws, "b"))[0] == 3
         drain = asyncio.create_task(running.app.drain(3600.0))  # a long window
         await eventually(lambda: _async(not running.app._server.accepting))  # type: ignore[union-attr]
         draining = await running.pool.fetchval(
@@ -108,7 +123,7 @@ async def test_a_draining_node_keeps_serving_its_chargers_until_each_is_closed(
         assert draining is True  # GET /cluster/nodes shows it
         for n in range(3):  # still served while waiting for its turn
             await ws.send(json.dumps([2, f"hb-{n}", "Heartbeat", {}]))
-            assert json.loads(await asyncio.wait_for(ws.recv(), 10))[:2] == [3, f"hb-{n}"]
+            assert (await _answer_to(ws, f"hb-{n}"))[:2] == [3, f"hb-{n}"]
         running.app._server.hurry_drain()  # type: ignore[union-attr]  # a second SIGTERM
         report = await asyncio.wait_for(drain, 30)
         with pytest.raises(ConnectionClosed):
