@@ -323,7 +323,12 @@ class CentralSystem:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
         async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
             authorization = await self._authorize_in(
-                conn, event.id_token, event.token_type, event.charge_point_id, event.transaction_id
+                conn,
+                event.id_token,
+                event.token_type,
+                event.charge_point_id,
+                event.transaction_id,
+                connector_id=event.connector_id,
             )
             auth_status = authorization.status.value if authorization else None
             stored = await event_log.stored_payload(conn, event.event_id)
@@ -419,6 +424,7 @@ class CentralSystem:
         charge_point_id: str,
         transaction_id: str | None = None,
         concurrent_check: bool = True,
+        connector_id: int | None = None,
     ) -> Authorization | None:
         """The token's authorization; ConcurrentTx (if configured) when it is charging in
         another session. Updates and ends of a session are never refused as concurrent."""
@@ -436,6 +442,7 @@ class CentralSystem:
                 id_token,
                 charge_point_id,
                 transaction_id,
+                connector_id,
                 self.settings.concurrent_tx_window_hours,
             )
         ):

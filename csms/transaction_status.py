@@ -83,6 +83,8 @@ class TransactionStatusService:
     async def _run(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.get()
+            if self._context.registry.get(event.charge_point_id) is None:
+                continue  # every node sees every node's events: the charger's node asks
             try:
                 if isinstance(event, ChargerConnected) and event.protocol is Protocol.V201:
                     self._spawn(self._after_reconnect(event.charge_point_id))

@@ -71,7 +71,12 @@ class CertificateService:
     async def _deliver_signed(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.get()
-            if isinstance(event, CertificateSigningRequested) and event.serial_number:
+            if (
+                isinstance(event, CertificateSigningRequested)
+                and event.serial_number
+                # Every node sees every node's events: the one holding the socket delivers.
+                and self._context.registry.get(event.charge_point_id) is not None
+            ):
                 # Its own task: a slow charger must not hold up the next delivery.
                 self._spawn(self.deliver(event.charge_point_id, event.serial_number))
 

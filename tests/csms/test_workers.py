@@ -207,7 +207,11 @@ async def test_sighup_replaces_the_workers_one_at_a_time(tmp_dir: Path) -> None:
             assert ws.close_code == 1012
         again = await _charger(csms.ocpp_port, "HUP-after", 0)
         await again.close()
-        assert "supervisor.rolling_restart_done" in _read(tmp_dir / "csms.log")
+
+        async def logged_done() -> bool:  # logged once the last new worker is ready
+            return "supervisor.rolling_restart_done" in _read(tmp_dir / "csms.log")
+
+        await eventually(logged_done, within=30)
     finally:
         assert await _stop(csms) == 0
 
