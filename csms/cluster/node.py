@@ -27,7 +27,7 @@ class ClusterNode:
         central: CentralSystem,
     ) -> None:
         self.membership = NodeMembership(
-            pool, settings, registry, central.bus, central.disconnected
+            pool, settings, registry, central.bus, central.disconnected, dsn=dsn
         )
         self.forwarder = CommandForwarder(pool, dsn, settings, registry)
 

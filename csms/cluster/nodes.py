@@ -21,6 +21,7 @@ presence: it closes their sockets so they reconnect and are recorded again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -37,7 +38,7 @@ from csms.config import Settings
 from csms.connection import OcppConnection
 from csms.events import ChargerDisconnected
 from csms.router import ConnectionRegistry
-from csms.storage import chargers, event_log
+from csms.storage import Executor, chargers, event_log
 from csms.storage import nodes as store
 
 log = structlog.get_logger(__name__)
@@ -83,8 +84,14 @@ class NodeMembership:
         bus: EventBus,
         record_disconnect: Callable[[ChargerDisconnected, int], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
+        dsn: str | None = None,
     ) -> None:
         self.pool = pool
+        # Renewals on a connection of their own (when a DSN is given): a pool busy with
+        # thousands of charger writes (a reconnect storm, a drain) must not delay the
+        # renewal past the lease, or the others would take this live node for dead.
+        self.dsn = dsn
+        self._lease_conn: asyncpg.Connection[asyncpg.Record] | None = None
         self.record_disconnect = record_disconnect  # CentralSystem.disconnected
         self.settings = settings
         self.registry = registry
@@ -158,19 +165,37 @@ class NodeMembership:
 
     async def renew(self) -> None:
         """Renew the lease; a node that lost it drops its chargers (see the module doc)."""
-        renewed = await store.renew(
-            self.pool,
-            self.node_id,
-            self.settings.node_lease_seconds,
-            len(self.registry),
-            self.api_url,
-            self.ocpp_url,
-        )
+        try:
+            renewed = await store.renew(
+                await self._renewal_executor(),
+                self.node_id,
+                self.settings.node_lease_seconds,
+                len(self.registry),
+                self.api_url,
+                self.ocpp_url,
+            )
+        except Exception:
+            await self._close_lease_conn()  # the next renewal opens a fresh one
+            raise
         if not renewed:
             log.error("cluster.lease_lost", node_id=self.node_id, reason="row reaped")
             await self._drop_all_chargers()
             await self._reap(same_id=True)
         self._renewed = self.clock()
+
+    async def _renewal_executor(self) -> Executor:
+        """The renewal's own connection (re-opened after a drop), else the pool."""
+        if self.dsn is None:
+            return self.pool
+        if self._lease_conn is None or self._lease_conn.is_closed():
+            self._lease_conn = await asyncpg.connect(self.dsn, timeout=self.interval)
+        return self._lease_conn
+
+    async def _close_lease_conn(self) -> None:
+        conn, self._lease_conn = self._lease_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
 
     async def run(self) -> None:
         """Renew and reap every lease/3 seconds until cancelled."""
@@ -229,6 +254,7 @@ class NodeMembership:
 
     async def leave(self) -> None:
         """Delete this node's row (clean stop, after its chargers were disconnected)."""
+        await self._close_lease_conn()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await abandon_commands(conn, [self.node_id])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from csms.central import ConnectionSuperseded, utcnow
 from csms.config import UnknownChargerPolicy
 from csms.events import ChargerConnected, Protocol
 from csms.storage import cluster_commands
+from tests.conftest import StartCsms
 from tests.csms.cluster.conftest import Cluster, answering, held_by, wait_held_by
 from tests.ocpp_clients import raw_charger
 from tests.waiting import eventually
@@ -154,3 +157,25 @@ async def test_a_charger_held_without_a_socket_is_released_by_its_node(cluster: 
         assert await held_by(a, "GHOST") is None
         assert await held_by(a, "REAL") == "node-a"  # its socket is open
     assert await events_of(a, "GHOST") == [("charger_disconnected", "untracked")]
+
+
+async def test_the_lease_is_renewed_while_every_pool_connection_is_busy(
+    start_csms: StartCsms,
+) -> None:
+    """A reconnect storm or a drain can keep the whole pool busy; the lease must not wait
+    for it, or the other nodes would take this live node for dead."""
+    running = await start_csms(db_pool_min=2, db_pool_max=2)
+    membership = running.app.cluster.membership  # type: ignore[union-attr]
+    before = await running.pool.fetchval(
+        "SELECT renewed_at FROM nodes WHERE node_id = $1", membership.node_id
+    )
+    held = [await running.pool.acquire() for _ in range(2)]
+    try:
+        await asyncio.wait_for(membership.renew(), 5)
+        after = await held[0].fetchval(
+            "SELECT renewed_at FROM nodes WHERE node_id = $1", membership.node_id
+        )
+        assert after > before
+    finally:
+        for conn in held:
+            await running.pool.release(conn)
