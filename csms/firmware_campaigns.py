@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from fastapi import APIRouter
 
+from csms.background import BackgroundTasks
 from csms.bus import Subscription
 from csms.connection import CallErrorReceived
 from csms.events import ChargerConnected
@@ -43,7 +44,7 @@ class FirmwareCampaignService:
     def __init__(self, context: ServiceContext) -> None:
         self._context = context
         self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(_PARALLEL)
 
@@ -54,16 +55,11 @@ class FirmwareCampaignService:
 
     async def start(self) -> None:
         self._subscription = self._context.bus.subscribe(self.name)
-        for coro in (self._watch_connections(self._subscription), self._dispatch_forever()):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._watch_connections(self._subscription))
+        self._tasks.spawn(self._dispatch_forever())
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.cancel_all()
         if self._subscription is not None:
             self._context.bus.unsubscribe(self._subscription)
 

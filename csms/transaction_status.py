@@ -11,8 +11,6 @@ operator sees which sessions are stale. Commands go through the CommandRouter.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ import structlog
 from fastapi import APIRouter
 from ocpp.v201 import call as call201
 
+from csms.background import BackgroundTasks
 from csms.bus import Subscription
 from csms.connection import CallErrorReceived
 from csms.events import (
@@ -52,8 +51,7 @@ class TransactionStatusService:
     def __init__(self, context: ServiceContext) -> None:
         self._context = context
         self._subscription: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()  # the consumer and the questions it asks
         # Last seqNo seen per (charger, transaction) by this process; a transaction
         # first seen here (after a restart or a move between nodes) is checked
         # against the seqNos in the event log instead.
@@ -64,21 +62,12 @@ class TransactionStatusService:
 
     async def start(self) -> None:
         self._subscription = self._context.bus.subscribe(self.name)
-        self._task = asyncio.create_task(self._run(self._subscription))
+        self._tasks.spawn(self._run(self._subscription))
 
     async def stop(self) -> None:
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._tasks.cancel_all()
         if self._subscription is not None:
             self._context.bus.unsubscribe(self._subscription)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, subscription: Subscription) -> None:
         while True:
@@ -87,7 +76,7 @@ class TransactionStatusService:
                 continue  # every node sees every node's events: the charger's node asks
             try:
                 if isinstance(event, ChargerConnected) and event.protocol is Protocol.V201:
-                    self._spawn(self._after_reconnect(event.charge_point_id))
+                    self._tasks.spawn(self._after_reconnect(event.charge_point_id))
                 elif isinstance(event, SessionStarted | SessionUpdated | SessionEnded):
                     await self._check_seq(event)
             except Exception:
@@ -115,7 +104,7 @@ class TransactionStatusService:
                 seq_no=event.seq_no,
                 previous=previous,
             )
-            self._spawn(self.ask(event.charge_point_id, event.transaction_id, "seq_gap"))
+            self._tasks.spawn(self.ask(event.charge_point_id, event.transaction_id, "seq_gap"))
 
     async def _complete_in_log(self, charge_point_id: str, transaction_id: str, upto: int) -> bool:
         """Whether the event log holds every seqNo of the transaction below ``upto``."""

@@ -15,7 +15,6 @@ that closed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from fastapi import APIRouter
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from csms.background import BackgroundTasks
 from csms.bus import Subscription
 from csms.certificates import authority
 from csms.connection import CallErrorReceived
@@ -44,29 +44,20 @@ class CertificateService:
     def __init__(self, context: ServiceContext) -> None:
         self._context = context
         self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
 
     def api_routers(self) -> Sequence[APIRouter]:
         return ()  # the certificate routes are in csms.api.ocpp_data
 
     async def start(self) -> None:
         self._subscription = self._context.bus.subscribe(self.name)
-        self._spawn(self._deliver_signed(self._subscription))
-        self._spawn(self._renew_periodically())
+        self._tasks.spawn(self._deliver_signed(self._subscription))
+        self._tasks.spawn(self._renew_periodically())
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.cancel_all()
         if self._subscription is not None:
             self._context.bus.unsubscribe(self._subscription)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _deliver_signed(self, subscription: Subscription) -> None:
         while True:
@@ -78,7 +69,7 @@ class CertificateService:
                 and self._context.registry.get(event.charge_point_id) is not None
             ):
                 # Its own task: a slow charger must not hold up the next delivery.
-                self._spawn(self.deliver(event.charge_point_id, event.serial_number))
+                self._tasks.spawn(self.deliver(event.charge_point_id, event.serial_number))
 
     async def deliver(self, charge_point_id: str, serial_number: str) -> str:
         """Send CertificateSigned for an issued certificate; record and return the outcome."""

@@ -18,8 +18,7 @@ recorded where calls are sent (:meth:`csms.connection.OcppConnection.call`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -27,6 +26,7 @@ from fastapi import APIRouter
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from csms.background import BackgroundTasks
 from csms.bus import Subscription
 from csms.events import (
     ChargerBooted,
@@ -52,8 +52,7 @@ class InteropService:
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._consumer: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks()  # the consumer and the probes it starts
         self._subscription: Subscription | None = None
         # How long a connected charger is given to send its BootNotification.
         self.boot_wait = min(context.settings.response_timeout, 10.0)
@@ -66,17 +65,10 @@ class InteropService:
     async def start(self) -> None:
         subscription = self.context.bus.subscribe(self.name)
         self._subscription = subscription
-        self._consumer = asyncio.create_task(self._consume(subscription))
+        self._tasks.spawn(self._consume(subscription))
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._consumer] if self._consumer else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._consumer = None
+        await self._tasks.cancel_all()
         if self._subscription is not None:
             self.context.bus.unsubscribe(self._subscription)
             self._subscription = None
@@ -97,16 +89,11 @@ class InteropService:
             )
             if forgotten:
                 log.info("interop.new_firmware", charge_point_id=cp, forgotten=forgotten)
-            self._spawn(self.probe(cp))
+            self._tasks.spawn(self.probe(cp))
         elif isinstance(event, ChargerConnected):
-            self._spawn(self.probe_reconnected(cp))
+            self._tasks.spawn(self.probe_reconnected(cp))
         elif isinstance(event, ReportReceived):
             await self.apply(cp, capabilities.from_v201_report(event.report_data))
-
-    def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(job)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def probe(self, charge_point_id: str) -> Learned | None:
         """Ask a just-booted charger what it supports, once its boot has been answered."""
