@@ -56,7 +56,10 @@ async def test_limits_that_go_down_are_accepted_before_any_goes_up(api: Api, fle
 
     async def three_share() -> bool:
         load = await _load(api)
-        return sorted(s["limit_a"] or 0 for s in load["sessions"]) == [10.6, 10.6, 10.6]
+        planned = sorted(s["limit_a"] or 0 for s in load["sessions"]) == [10.6, 10.6, 10.6]
+        # ... and every charger has its 10.6 A profile (the view is stored as they go out).
+        told = {a[1] for a in arrivals if a[2] == "Tx" and a[3] == 10.6}
+        return planned and told == {c.cfg.charger_id for c in fleet.chargers[:3]}
 
     await eventually(three_share, within=10)
     arrivals.clear()

@@ -53,5 +53,8 @@ async def fleet(api: Api) -> AsyncIterator[Fleet]:
     await eventually(
         lambda: api.csms.pool.fetchval("SELECT count(*) = 2 FROM chargers WHERE connected")
     )
+    # The CSMS asks every booted charger what it supports (csms.interop): wait for those
+    # answers, so a test counting what the chargers received counts only its own calls.
+    await eventually(lambda: api.csms.pool.fetchval("SELECT count(*) = 2 FROM charger_rate_units"))
     yield fleet
     await fleet.stop()
