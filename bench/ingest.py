@@ -1,15 +1,28 @@
-"""Ingest benchmark: many chargers sending meter and status traffic as fast as answered.
+"""Ingest benchmark: a charger fleet sending meter and status traffic, closed or open loop.
+
+Closed loop (the default) -- every charger sends its next call as soon as the
+previous one is answered, as fast as the CSMS goes:
 
     python -m bench.ingest [--chargers 500] [--duration 20] [--url ws://host:port/ocpp]
 
-Without ``--url`` it starts ``csms`` as a separate process with a fresh embedded
-Postgres in a temporary folder (so the load generator and the server do not
-share a Python interpreter). Each charger (half 1.6J, half 2.0.1) boots, starts
-a transaction, then loops: meter values inside the transaction (register,
-power, current and voltage per phase: 8 samples) and every tenth call a status
-notification. One call at a time per charger, as OCPP requires. At the end it
+Each charger (half 1.6J, half 2.0.1) boots, starts a transaction, then loops:
+meter values inside the transaction (register, power, current and voltage per
+phase: 8 samples) and every tenth call a status notification. At the end it
 prints calls/s and latency percentiles, and checks that every sample sent was
-stored.
+stored. Without ``--url`` it starts ``csms`` (``--workers N``) as a separate
+process with a fresh embedded Postgres in a temporary folder.
+
+Open loop -- calls fall due on a schedule at a fleet rate, whatever the answers:
+
+    python -m bench.ingest --rate 300 [--target both|toy|csms] [--workers 2]
+    python -m bench.ingest --rates sat,150,300,half [--duration 20]
+
+1,000 chargers by default, a realistic mix (bench.ocpp_load), one outstanding
+call per charger, latency from the scheduled time (bench.open_loop); the same
+load against the in-memory toy CSMS (bench.toy_csms) and the CSMS in one run,
+and the ratio. ``sat`` offers far more than either can take (the achieved rate
+is the saturated throughput), ``half`` is half the toy's saturated rate.
+docs/benchmarks.md explains how to run and read it.
 """
 
 from __future__ import annotations
@@ -17,16 +30,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
+
+from bench import ingest_open
+from bench.ingest_open import parse_rates
+from bench.load_targets import start_csms
+from bench.ocpp_load import answer_server_call
 
 SAMPLES_PER_METER_VALUE = 8
 
@@ -67,6 +85,9 @@ class Charger:
         started = time.perf_counter()
         await self.ws.send(json.dumps([2, message_id, action, payload]))
         answer = json.loads(await self.ws.recv())
+        while answer[0] == 2:  # a call of the CSMS (its post-boot probe): answered, not counted
+            await self.ws.send(json.dumps([3, answer[1], answer_server_call(answer[2], answer[3])]))
+            answer = json.loads(await self.ws.recv())
         if record:
             self.stats.latencies.append(time.perf_counter() - started)
         if answer[0] != 3 or answer[1] != message_id:
@@ -82,7 +103,7 @@ class Charger:
                 {"chargingStation": {"model": "B", "vendorName": "Bench"}, "reason": "PowerUp"},
                 False,
             )
-            tx = f"{self.id}-tx"
+            tx: object = f"{self.id}-tx"
             await self.call(
                 "TransactionEvent",
                 {
@@ -160,50 +181,68 @@ async def _one_charger(url: str, index: int, stats: Stats, ready: asyncio.Barrie
         await Charger(ws, charger_id, v201, stats).run()
 
 
-async def _start_server(data_dir: str) -> tuple[asyncio.subprocess.Process, str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["CSMS_LOG_LEVEL"] = "warning"
-    env["CSMS_API_PORT"] = "0"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "csms",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        data_dir,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-    url = line.split("connect to ")[1].split("/<charge_point_id>")[0]
-    dsn = f"postgresql://postgres@/csms?host={data_dir}/pgdata"
-    return process, url, dsn
-
-
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1] if len(values) > 1 else values[0]
 
 
-async def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--chargers", type=int, default=500)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (bounded)")
-    parser.add_argument("--url", help="an already running CSMS (default: start one)")
-    parser.add_argument("--database-url", help="its database, to check persistence")
-    args = parser.parse_args()
+    parser.add_argument("--chargers", type=int, help="fleet size (closed 500, open 1000)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured s (per rate)")
+    parser.add_argument("--workers", type=int, default=1, help="start csms --workers N")
+    closed = parser.add_argument_group("closed loop")
+    closed.add_argument("--url", help="an already running CSMS (default: start one)")
+    closed.add_argument("--database-url", help="its database, to check persistence")
+    opened = parser.add_argument_group("open loop (--rate or --rates)")
+    rates = opened.add_mutually_exclusive_group()
+    rates.add_argument("--rate", type=parse_rates, dest="rates", help="calls/s of the fleet")
+    rates.add_argument(
+        "--rates", type=parse_rates, help="a sweep: numbers, sat (saturate), half (toy sat / 2)"
+    )
+    opened.add_argument("--target", choices=("both", "toy", "csms"), default="both")
+    opened.add_argument(
+        "--generators", type=int, default=1, help="load generator processes (default 1)"
+    )
+    opened.add_argument("--warmup", type=float, default=2.0, help="s run before measuring")
+    opened.add_argument("--arrivals", choices=("poisson", "even"), default="poisson")
+    opened.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")
+    opened.add_argument(
+        "--saturate-per-charger",
+        type=float,
+        default=10.0,
+        help="calls/s per charger offered by 'sat' (default 10: far beyond any server here)",
+    )
+    opened.add_argument(
+        "--compression",
+        choices=("none", "deflate"),
+        default="none",
+        help="offer permessage-deflate (most charger firmware does not; default none)",
+    )
+    opened.add_argument("--seed", type=int, default=1)
+    return parser
 
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.rates is None:
+        args.chargers = args.chargers or 500
+        asyncio.run(closed_loop(args))
+        return
+    args.chargers = args.chargers or 1000
+    args.compression = None if args.compression == "none" else args.compression
+    sys.exit(asyncio.run(ingest_open.run(args)))
+
+
+async def closed_loop(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="csms-bench-") as tmp:
-        process = None
+        target = None
         if args.url:
             url, dsn = args.url, args.database_url
         else:
-            process, url, dsn = await _start_server(tmp)
+            target = await start_csms(Path(tmp), args.workers)
+            url, dsn = target.url, target.dsn
         try:
             stats = Stats()
             ready = asyncio.Barrier(args.chargers + 1)
@@ -241,10 +280,9 @@ async def main() -> None:
                 # A call cancelled at the deadline may have been stored without being counted.
                 print(f"samples sent (answered): {stats.samples_sent}; stored: {stored}")
         finally:
-            if process is not None:
-                process.terminate()
-                await process.wait()
+            if target is not None:
+                await target.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,0 +1,239 @@
+"""The servers a benchmark loads: the in-memory toy (bench.toy_csms) or ``csms``.
+
+Each is started as its own process (never in the generator's interpreter) on
+127.0.0.1 with free ports; ``csms`` gets a fresh embedded PostgreSQL in a
+temporary folder and the benchmark's id token (``csms token add BENCH``), as
+an operator would set it up. :class:`Target` also reads what the benchmark
+reports besides latencies: the CPU each side used (psutil), the CSMS's
+event-loop lag (its ``/metrics``, "n/a" when the metric is absent) and the
+meter samples stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+import urllib.request
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.ocpp_load import ID_TOKEN
+from csms.storage.embedded import pgdata_of, postmaster_pid
+
+LAG_HISTOGRAM = "csms_event_loop_lag_seconds"
+LAG_MAX_GAUGE = "csms_event_loop_lag_max_seconds"
+
+
+@dataclass
+class Target:
+    name: str  # "toy" or "csms"
+    url: str  # ws://host:port[/ocpp], chargers append /<id>
+    process: asyncio.subprocess.Process | None = None
+    dsn: str | None = None
+    api_url: str | None = None
+    workers: int = 1
+    data_dir: Path | None = None
+    log_path: Path | None = None
+    _stdout_drain: asyncio.Task[None] | None = None
+
+    # -- CPU ------------------------------------------------------------------------
+
+    def server_processes(self) -> list[psutil.Process]:
+        """The server's processes (a supervisor's workers too) and, for csms, its Postgres."""
+        found: list[psutil.Process] = []
+        if self.process is not None:
+            with suppress(psutil.Error):
+                root = psutil.Process(self.process.pid)
+                found = [root, *root.children(recursive=True)]
+        if self.data_dir is not None:  # the embedded postmaster and its backends
+            pid = postmaster_pid(pgdata_of(self.data_dir))
+            with suppress(psutil.Error):
+                if pid is not None:
+                    postmaster = psutil.Process(pid)
+                    found += [p for p in (postmaster, *postmaster.children()) if p not in found]
+        return found
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds so far of (the server's own processes, its Postgres)."""
+        server = database = 0.0
+        for process in self.server_processes():
+            with suppress(psutil.Error):
+                times = process.cpu_times()
+                spent = times.user + times.system
+                if "postgres" in process.name():
+                    database += spent
+                else:
+                    server += spent
+        return server, database
+
+    # -- the CSMS's event-loop lag ------------------------------------------------------
+
+    async def loop_lag(self) -> dict[str, dict[str, float]]:
+        """Per worker: its lag histogram and max gauge, as ``/metrics`` shows them now.
+
+        ``{node: {"le=0.05": count, ..., "count": n, "max": s}}``; empty when the
+        metric is absent (the CSMS before issue 18) or there is no API. With
+        several workers each scrape reaches one of them (the kernel picks), so it
+        scrapes until it has seen every worker (or gives up after a few tries).
+        """
+        if self.api_url is None:
+            return {}
+        seen: dict[str, dict[str, float]] = {}
+        for _ in range(4 * self.workers):
+            try:
+                text = await asyncio.to_thread(_fetch, f"{self.api_url}/metrics")
+            except OSError:
+                return {}
+            node, values = _lag_values(text)
+            if not values:
+                return {}
+            seen[node] = values
+            if len(seen) >= self.workers:
+                break
+        return seen
+
+    # -- persistence -----------------------------------------------------------------
+
+    async def stored_samples(self) -> int | None:
+        if self.dsn is None:
+            return None
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM meter_samples"))
+        finally:
+            await conn.close()
+
+    async def stop(self) -> None:
+        """SIGINT: the CSMS closes its chargers at once (no drain window) and stops."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        with suppress(ProcessLookupError):
+            self.process.send_signal(2)
+        try:
+            await asyncio.wait_for(self.process.wait(), 60)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _lag_values(text: str) -> tuple[str, dict[str, float]]:
+    """(the answering worker's node, its lag buckets, count and max) from a scrape."""
+    node = "?"
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "csms_chargers_connected" and "node" in sample.labels:
+                node = sample.labels["node"]
+            elif sample.name == "process_start_time_seconds" and node == "?":
+                node = f"started {sample.value}"
+            elif sample.name == f"{LAG_HISTOGRAM}_bucket":
+                key = f"le={sample.labels['le']}"
+                values[key] = values.get(key, 0.0) + sample.value
+            elif sample.name == f"{LAG_HISTOGRAM}_count":
+                values["count"] = values.get("count", 0.0) + sample.value
+            elif sample.name == LAG_MAX_GAUGE:
+                values["max"] = max(values.get("max", 0.0), sample.value)
+    return node, values
+
+
+def lag_between(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> tuple[float, float, float] | None:
+    """(p99 upper bound, share of lag samples over 50 ms, max of the last 60 s) in the phase.
+
+    From the histogram's increase between two scrapes of the same workers; None
+    when the metric is absent. p99 is the upper edge of its bucket.
+    """
+    if not after:
+        return None
+    increase: dict[str, float] = {}
+    for node, values in after.items():
+        base = before.get(node, {})
+        for key, value in values.items():
+            if key != "max":
+                increase[key] = increase.get(key, 0.0) + value - base.get(key, 0.0)
+    gauge = max((v.get("max", math.nan) for v in after.values()), default=math.nan)
+    total = increase.get("count", 0.0)
+    if total <= 0:
+        return math.nan, math.nan, gauge
+    buckets = sorted(
+        (float(key[3:]), count) for key, count in increase.items() if key.startswith("le=")
+    )
+    p99 = next((edge for edge, count in buckets if count >= 0.99 * total), math.inf)
+    over_50ms = total - next((count for edge, count in buckets if edge >= 0.05), total)
+    return p99, over_50ms / total, gauge
+
+
+# -- starting the servers -----------------------------------------------------------------
+
+
+async def start_toy() -> Target:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.toy_csms", "--port", "0", stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+    if not line.startswith("ready "):
+        raise RuntimeError(f"bench.toy_csms did not start: {line!r}")
+    return Target("toy", line.split()[1], process)
+
+
+async def start_csms(data_dir: Path, workers: int = 1) -> Target:
+    """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(CSMS_LOG_LEVEL="warning", CSMS_API_PORT="0")
+    log_path = data_dir / "csms.log"
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
+            *("--data-dir", str(data_dir), "--workers", str(workers)),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+    assert process.stdout is not None
+    url = api_url = ""
+    ready = 0
+    while ready < workers:  # one "CSMS ready" line per worker (and a supervisor line)
+        line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+        if not line:
+            raise RuntimeError(f"csms exited during start-up; see {log_path}:\n{_tail(log_path)}")
+        if line.startswith("CSMS ready: chargers connect to "):
+            ready += 1
+            url = line.split("connect to ")[1].split("/<charge_point_id>")[0]
+            api_url = line.split("operator API: ")[1].strip()
+    # Keep reading its stdout, so that a chatty CSMS can never block on a full pipe.
+    drain = asyncio.create_task(_discard(process.stdout))
+    dsn = f"postgresql://postgres@/csms?host={data_dir}/pgdata"
+    token = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "csms", "token", "add", ID_TOKEN, "--database-url", dsn),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    if await token.wait() != 0:
+        raise RuntimeError("csms token add failed")
+    return Target("csms", url, process, dsn, api_url, workers, data_dir, log_path, drain)
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
