@@ -91,7 +91,7 @@ class Target:
                 text = await asyncio.to_thread(_fetch, f"{self.api_url}/metrics")
             except OSError:
                 return {}
-            node, values = _lag_values(text)
+            node, values = lag_values(text)
             if not values:
                 return {}
             seen[node] = values
@@ -128,7 +128,7 @@ def _fetch(url: str) -> str:
         return str(response.read().decode())
 
 
-def _lag_values(text: str) -> tuple[str, dict[str, float]]:
+def lag_values(text: str) -> tuple[str, dict[str, float]]:
     """(the answering worker's node, its lag buckets, count and max) from a scrape."""
     node = "?"
     values: dict[str, float] = {}
