@@ -165,11 +165,17 @@ def _phase_line(
         for k in KINDS
         if r.latencies.get(k)
     )
+    if m.label == SATURATE:  # from the schedule it only grows with the run: from the send
+        latency = f"overloaded, from send to answer {LatencySummary.of(r.service_times).text()}"
+    else:
+        latency = f"latency {m.latency.text()}"
+    if m.label == SATURATE:
+        kinds = "n/a (overloaded)"
     line = (
         f"{m.target:<4} {label} {m.offered:.0f}/s: achieved {m.achieved:.1f} calls/s  "
-        f"latency {m.latency.text()}  errors {r.errors}  timeouts {r.timeouts}  "
+        f"{latency}  errors {r.errors}  timeouts {r.timeouts}  "
         f"backlog {r.backlog}  rejected starts {r.rejected_starts}\n"
-        f"     p99 by kind (ms): {kinds}\n"
+        f"     p99 by kind (ms): {kinds}; settled {r.settle_seconds:.1f} s after the window\n"
         f"     csms event-loop lag: {lag_text}\n"
         f"     cpu (1.0 = one core): generators {usage['gen']:.2f}  server {usage['server']:.2f}  "
         f"postgres {usage['db']:.2f}  other work on the machine {usage['others']:.2f}; "
@@ -219,13 +225,17 @@ def _print_ratios(measured: list[Measured]) -> None:
         what = {SATURATE: "saturated", HALF: f"half toy sat ({m.offered:.0f}/s)"}.get(
             m.label, f"{m.offered:.0f}/s"
         )
-        print(
+        text = (
             f"ratio csms/toy {what}: throughput {_ratio(m.achieved, base.achieved)} "
-            f"({m.achieved:.0f} vs {base.achieved:.0f} calls/s), "
-            f"p50 {_ratio(lat.p50, base_lat.p50)} ({_ms(lat.p50)} vs {_ms(base_lat.p50)} ms), "
-            f"p99 {_ratio(lat.p99, base_lat.p99)} ({_ms(lat.p99)} vs {_ms(base_lat.p99)} ms)",
-            flush=True,
+            f"({m.achieved:.0f} vs {base.achieved:.0f} calls/s)"
         )
+        if m.label != SATURATE:
+            text += (
+                f", p50 {_ratio(lat.p50, base_lat.p50)} ({_ms(lat.p50)} vs {_ms(base_lat.p50)} "
+                f"ms), p99 {_ratio(lat.p99, base_lat.p99)} ({_ms(lat.p99)} vs "
+                f"{_ms(base_lat.p99)} ms)"
+            )
+        print(text, flush=True)
 
 
 def _ratio(a: float, b: float) -> str:

@@ -29,6 +29,7 @@ from bench.ocpp_load import Call, ChargerScript, answer_server_call, boot
 from bench.open_loop import Arrivals, arrival_times, call_latency, send_time
 
 MAX_ERROR_EXAMPLES = 5
+SYNC_TIMEOUT = 60.0  # s: how long a server may take to work through a phase's backlog
 
 
 @dataclass
@@ -36,6 +37,7 @@ class PhaseResult:
     """What one generator measured in one phase."""
 
     latencies: dict[str, list[float]] = field(default_factory=dict)  # by call kind, seconds
+    service_times: list[float] = field(default_factory=list)  # from send to answer, seconds
     scheduled: int = 0  # calls due in the measured window
     completed: int = 0  # answers (any) received in the measured window: the achieved rate
     errors: int = 0  # CALLERROR, wrong frame or id
@@ -50,6 +52,7 @@ class PhaseResult:
     cpu_seconds: float = 0.0  # this generator process's CPU during the phase
     wall_seconds: float = 0.0  # the phase's length in this process (warm-up and drain too)
     loop_lag_max: float = 0.0  # the generator's own event-loop lag (late timers)
+    settle_seconds: float = 0.0  # after the window, until every charger's sync call was answered
 
     def error(self, text: str) -> None:
         self.errors += 1
@@ -59,6 +62,7 @@ class PhaseResult:
     def merge(self, other: PhaseResult) -> None:
         for kind, values in other.latencies.items():
             self.latencies.setdefault(kind, []).extend(values)
+        self.service_times.extend(other.service_times)
         for name in (
             "scheduled completed errors timeouts late_answers backlog rejected_starts "
             "samples_answered samples_unsure server_calls cpu_seconds"
@@ -67,6 +71,7 @@ class PhaseResult:
         room = MAX_ERROR_EXAMPLES - len(self.error_examples)
         self.error_examples.extend(other.error_examples[: max(room, 0)])
         self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
+        self.settle_seconds = max(self.settle_seconds, other.settle_seconds)
         self.loop_lag_max = max(self.loop_lag_max, other.loop_lag_max)
 
 
@@ -127,6 +132,7 @@ class StrictCharger:
             if delay > 0:
                 await asyncio.sleep(delay)
             call = self.script.next_call()
+            sent = time.monotonic()
             answer = await self._call(call)
             answered = self.answered_at
             if window.measured_from <= answered < window.end:
@@ -137,8 +143,21 @@ class StrictCharger:
             if scheduled >= window.measured_from:
                 latency = call_latency(scheduled, answered)
                 result.latencies.setdefault(call.kind, []).append(latency)
+                result.service_times.append(answered - sent)
 
-    async def _call(self, call: Call) -> dict[str, Any] | None:
+    async def sync(self, wait: float) -> None:
+        """A Heartbeat answered: the CSMS has worked through everything this charger sent.
+
+        OCPP servers answer a charger's calls in order, so this answer comes after
+        those of calls that timed out earlier: the next phase starts on a server
+        that is not still digesting this one.
+        """
+        if self._ws is None or self._ws.close_code is not None:
+            return
+        if await self._call(Call("sync", "Heartbeat", {}), wait) is None:
+            self.result.error(f"{self.id}: sync Heartbeat not answered within {wait:g} s")
+
+    async def _call(self, call: Call, wait: float | None = None) -> dict[str, Any] | None:
         """The CALLRESULT payload, or None (counted as an error or a timeout)."""
         assert self._ws is not None
         message_id = str(next(self._ids))
@@ -147,7 +166,7 @@ class StrictCharger:
         result = self.result
         try:
             await self._ws.send(json.dumps([2, message_id, call.action, call.payload]))
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(wait or self.timeout):
                 frame = await answer
         except TimeoutError:
             self._expired.add(message_id)
@@ -244,7 +263,11 @@ class Fleet:
             ),
             return_exceptions=True,
         )
+        ended = time.monotonic()
+        await asyncio.gather(*(c.sync(SYNC_TIMEOUT) for c in self.chargers), return_exceptions=True)
+        settled = time.monotonic() - ended
         merged = PhaseResult(cpu_seconds=time.process_time() - cpu_before)
+        merged.settle_seconds = settled
         merged.loop_lag_max = lag.stop()
         for charger in self.chargers:
             merged.merge(charger.result)

@@ -38,7 +38,7 @@ _AVAILABLE = _STOP + 1
 CYCLE = _AVAILABLE + 1
 
 # The kind of each call, as the report groups latencies.
-KINDS = ("meter", "status", "heartbeat", "start", "stop", "boot")
+KINDS = ("meter", "status", "heartbeat", "start", "stop", "boot", "sync")
 
 
 def now() -> str:
