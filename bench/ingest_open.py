@@ -1,8 +1,9 @@
 """``bench.ingest --rate/--rates``: the open-loop run, against the toy and the CSMS.
 
-For each target in turn (the toy first, so that ``half`` is known for the
-CSMS): start it, open the fleet, run one phase per rate, close the fleet, check
-persistence (CSMS), stop it. Then one ratio line per rate. What every figure
+Start the targets (the toy first, so that ``half`` is known for the CSMS) and
+open a fleet to each; per rate, one phase against each target in turn; then
+close the fleets, check persistence (CSMS), stop the targets, and print one
+ratio line per rate. What every figure
 means is in docs/benchmarks.md ("Open loop").
 """
 
@@ -72,58 +73,71 @@ async def run(args: argparse.Namespace) -> int:
     )
     generators = Generators(args.chargers, args.generators, args.timeout)
     measured: list[Measured] = []
-    failures = 0
-    try:
-        for name in names:
-            with tempfile.TemporaryDirectory(prefix="csms-bench-") as tmp:
+    targets: dict[str, Target] = {}
+    with tempfile.TemporaryDirectory(prefix="csms-bench-") as tmp:
+        try:
+            for name in names:  # both run throughout: the phases of one rate run back to back
                 if name == "toy":
-                    target = await start_toy()
+                    targets[name] = await start_toy()
                 else:
-                    target = await start_csms(Path(tmp), args.workers)
-                try:
-                    failures += await _run_target(args, generators, target, tokens, measured)
-                finally:
-                    await target.stop()
-    finally:
-        generators.stop()
+                    targets[name] = await start_csms(Path(tmp), args.workers)
+                opened, failed, took = await generators.open(
+                    name, targets[name].url, args.compression, args.seed
+                )
+                problems = f", {failed} FAILED to set up" if failed else ""
+                print(
+                    f"{name}: {opened} chargers booted, in a transaction, in {took:.1f} s{problems}"
+                )
+            failures = await _run_phases(args, generators, targets, tokens, measured)
+        finally:
+            generators.stop()
+            for target in targets.values():
+                await target.stop()
     _print_ratios(measured)
     return 1 if failures else 0
 
 
-async def _run_target(
+async def _run_phases(
     args: argparse.Namespace,
     generators: Generators,
-    target: Target,
+    targets: dict[str, Target],
     tokens: list[str],
     measured: list[Measured],
 ) -> int:
-    """Every rate against one target; the number of failed checks (persistence)."""
-    opened, failed, took = await generators.open(target.url, args.compression, args.seed)
-    problems = f", {failed} FAILED to set up" if failed else ""
-    print(f"{target.name}: {opened} chargers booted, in a transaction, in {took:.1f} s{problems}")
-    stored_before = await target.stored_samples()
-    answered = unsure = 0
+    """Each rate against each target in turn; the number of failed checks (persistence).
+
+    Interleaved (toy 150, csms 150, toy 300, ...) rather than one target after the
+    other, so that the two figures of a ratio are measured a few seconds apart,
+    under the same other work on the machine.
+    """
+    stored_before = {name: await t.stored_samples() for name, t in targets.items()}
+    answered = dict.fromkeys(targets, 0)
+    unsure = dict.fromkeys(targets, 0)
     for index, token in enumerate(tokens):
-        if token == SATURATE:
-            offered = args.chargers * args.saturate_per_charger
-        elif token == HALF:  # the toy ran first (or earlier in this pass): its sat is known
-            toy_saturated = [m for m in measured if m.target == "toy" and m.label == SATURATE]
-            offered = toy_saturated[0].achieved / 2
-        else:
-            offered = float(token)
-        phase = Phase(offered, args.warmup, args.duration, args.arrivals, args.seed + index)
-        result, usage, lag = await _measure(generators, target, phase)
-        m = Measured(target.name, token, offered, result, args.duration)
-        measured.append(m)
-        answered += result.samples_answered
-        unsure += result.samples_unsure
-        print(_phase_line(m, usage, lag, generators.count), flush=True)
-        for example in result.error_examples:
-            print(f"    error: {example}", flush=True)
-    await generators.close_fleet()
-    if stored_before is None:
-        return 0
-    return await _check_persistence(target, stored_before, answered, unsure)
+        for name, target in targets.items():
+            if token == SATURATE:
+                offered = args.chargers * args.saturate_per_charger
+            elif token == HALF:  # the toy's sat phase came earlier
+                toy_saturated = [m for m in measured if m.target == "toy" and m.label == SATURATE]
+                offered = toy_saturated[0].achieved / 2
+            else:
+                offered = float(token)
+            phase = Phase(offered, args.warmup, args.duration, args.arrivals, args.seed + index)
+            result, usage, lag = await _measure(generators, target, phase)
+            m = Measured(name, token, offered, result, args.duration)
+            measured.append(m)
+            answered[name] += result.samples_answered
+            unsure[name] += result.samples_unsure
+            print(_phase_line(m, usage, lag, generators.count), flush=True)
+            for example in result.error_examples:
+                print(f"    error: {example}", flush=True)
+    failures = 0
+    for name, target in targets.items():
+        await generators.close_fleet(name)
+        before = stored_before[name]
+        if before is not None:
+            failures += await _check_persistence(target, before, answered[name], unsure[name])
+    return failures
 
 
 async def _measure(
@@ -132,7 +146,7 @@ async def _measure(
     lag_before = await target.loop_lag()
     server0, db0 = target.cpu_seconds()
     machine0, wall0 = psutil.cpu_times(), time.monotonic()
-    result = await generators.run(phase)
+    result = await generators.run(target.name, phase)
     wall = time.monotonic() - wall0
     server1, db1 = target.cpu_seconds()
     machine1 = psutil.cpu_times()
@@ -181,6 +195,8 @@ def _phase_line(
         f"postgres {usage['db']:.2f}  other work on the machine {usage['others']:.2f}; "
         f"generator loop lag max {r.loop_lag_max * 1000:.0f} ms"
     )
+    if m.label == SATURATE and r.backlog == 0:
+        line += "\n     WARNING: not saturated (no backlog): raise --saturate-per-charger"
     per_generator = r.cpu_seconds / max(r.wall_seconds, 1e-9) / gens
     if per_generator > GENERATOR_BUSY:
         line += (

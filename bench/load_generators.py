@@ -38,23 +38,21 @@ def _generator_main(pipe: Connection, indices: list[int], timeout: float) -> Non
 
 
 async def _serve(pipe: Connection, indices: list[int], call_timeout: float) -> None:
-    fleet: Fleet | None = None
+    fleets: dict[str, Fleet] = {}  # by target: one fleet per server under test
     while True:
-        command, arguments = await asyncio.to_thread(pipe.recv)
+        command, name, arguments = await asyncio.to_thread(pipe.recv)
         if command == "open":
             url, compression, seed = arguments
-            fleet = Fleet(url, indices, call_timeout)
+            fleet = fleets[name] = Fleet(url, indices, call_timeout)
             began = time.monotonic()
             failed = await fleet.open(compression, seed)
             pipe.send((len(fleet.chargers), failed, time.monotonic() - began))
         elif command == "phase":
-            assert fleet is not None, "open first"
             rate, window, arrivals, seed = arguments
-            pipe.send(await fleet.run_phase(rate, window, arrivals, seed))
+            pipe.send(await fleets[name].run_phase(rate, window, arrivals, seed))
         elif command == "close":
-            if fleet is not None:
-                await fleet.close()
-                fleet = None
+            if (closing := fleets.pop(name, None)) is not None:
+                await closing.close()
             pipe.send(None)
         elif command == "exit":
             return
@@ -85,15 +83,17 @@ class Generators:
     def count(self) -> int:
         return len(self._processes)
 
-    async def _ask_all(self, messages: list[tuple[str, Any]]) -> list[Any]:
+    async def _ask_all(self, messages: list[tuple[str, str, Any]]) -> list[Any]:
         for pipe, message in zip(self._pipes, messages, strict=True):
             pipe.send(message)
         return list(await asyncio.gather(*(asyncio.to_thread(p.recv) for p in self._pipes)))
 
-    async def open(self, url: str, compression: str | None, seed: int) -> tuple[int, int, float]:
-        """Connect and set up every charger: (open, failed, seconds)."""
+    async def open(
+        self, fleet: str, url: str, compression: str | None, seed: int
+    ) -> tuple[int, int, float]:
+        """Connect and set up every charger of a fleet to ``url``: (open, failed, seconds)."""
         answers = await self._ask_all(
-            [("open", (url, compression, seed * 1000 + g)) for g in range(self.count)]
+            [("open", fleet, (url, compression, seed * 1000 + g)) for g in range(self.count)]
         )
         return (
             sum(a[0] for a in answers),
@@ -101,13 +101,14 @@ class Generators:
             max(a[2] for a in answers),
         )
 
-    async def run(self, phase: Phase, lead: float = 0.5) -> PhaseResult:
+    async def run(self, fleet: str, phase: Phase, lead: float = 0.5) -> PhaseResult:
         """One phase on every generator at once; their results merged."""
         start = time.monotonic() + lead  # every process has the command before it starts
         window = Window(start, start + phase.warmup, start + phase.warmup + phase.duration)
-        messages: list[tuple[str, Any]] = [
+        messages: list[tuple[str, str, Any]] = [
             (
                 "phase",
+                fleet,
                 (
                     phase.rate * len(share) / self.chargers,
                     window,
@@ -122,13 +123,13 @@ class Generators:
             merged.merge(result)
         return merged
 
-    async def close_fleet(self) -> None:
-        await self._ask_all([("close", None)] * self.count)
+    async def close_fleet(self, fleet: str) -> None:
+        await self._ask_all([("close", fleet, None)] * self.count)
 
     def stop(self) -> None:
         for pipe in self._pipes:
             try:
-                pipe.send(("exit", None))
+                pipe.send(("exit", "", None))
             except (BrokenPipeError, OSError):
                 pass
         for process in self._processes:
