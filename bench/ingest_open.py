@@ -123,7 +123,8 @@ async def _run_phases(
             else:
                 offered = float(token)
             phase = Phase(offered, args.warmup, args.duration, args.arrivals, args.seed + index)
-            result, usage, lag = await _measure(generators, target, phase)
+            idle = [t for t in targets.values() if t is not target]
+            result, usage, lag = await _measure(generators, target, phase, idle)
             m = Measured(name, token, offered, result, args.duration)
             measured.append(m)
             answered[name] += result.samples_answered
@@ -141,14 +142,17 @@ async def _run_phases(
 
 
 async def _measure(
-    generators: Generators, target: Target, phase: Phase
+    generators: Generators, target: Target, phase: Phase, idle: list[Target]
 ) -> tuple[PhaseResult, dict[str, float], tuple[float, float, float] | None]:
+    """One phase, with the CPU used meanwhile and the CSMS's loop lag during it."""
     lag_before = await target.loop_lag()
     server0, db0 = target.cpu_seconds()
+    idle0 = sum(sum(t.cpu_seconds()) for t in idle)
     machine0, wall0 = psutil.cpu_times(), time.monotonic()
     result = await generators.run(target.name, phase)
     wall = time.monotonic() - wall0
     server1, db1 = target.cpu_seconds()
+    idle1 = sum(sum(t.cpu_seconds()) for t in idle)
     machine1 = psutil.cpu_times()
     lag = lag_between(lag_before, await target.loop_lag())
     busy = (_busy(machine1) - _busy(machine0)) / wall
@@ -156,6 +160,7 @@ async def _measure(
         "gen": result.cpu_seconds / wall,
         "server": (server1 - server0) / wall,
         "db": (db1 - db0) / wall,
+        "idle": (idle1 - idle0) / wall,  # the other target, its chargers connected but quiet
     }
     usage["others"] = max(busy - sum(usage.values()), 0.0)
     return result, usage, lag
@@ -192,7 +197,8 @@ def _phase_line(
         f"     p99 by kind (ms): {kinds}; settled {r.settle_seconds:.1f} s after the window\n"
         f"     csms event-loop lag: {lag_text}\n"
         f"     cpu (1.0 = one core): generators {usage['gen']:.2f}  server {usage['server']:.2f}  "
-        f"postgres {usage['db']:.2f}  other work on the machine {usage['others']:.2f}; "
+        f"postgres {usage['db']:.2f}  idle other target {usage['idle']:.2f}  "
+        f"other work on the machine {usage['others']:.2f}; "
         f"generator loop lag max {r.loop_lag_max * 1000:.0f} ms"
     )
     if m.label == SATURATE and r.backlog == 0:

@@ -37,7 +37,7 @@ class PhaseResult:
     """What one generator measured in one phase."""
 
     latencies: dict[str, list[float]] = field(default_factory=dict)  # by call kind, seconds
-    service_times: list[float] = field(default_factory=list)  # from send to answer, seconds
+    service_times: list[float] = field(default_factory=list)  # send to answer, in the window, s
     scheduled: int = 0  # calls due in the measured window
     completed: int = 0  # answers (any) received in the measured window: the achieved rate
     errors: int = 0  # CALLERROR, wrong frame or id
@@ -135,15 +135,16 @@ class StrictCharger:
             sent = time.monotonic()
             answer = await self._call(call)
             answered = self.answered_at
-            if window.measured_from <= answered < window.end:
-                result.completed += 1
+            in_window = window.measured_from <= answered < window.end
+            result.completed += in_window
             if answer is None:
                 continue
             self.script.on_answer(call, answer)
+            if in_window:  # by answer time: defined even when nothing due in the window was sent
+                result.service_times.append(answered - sent)
             if scheduled >= window.measured_from:
                 latency = call_latency(scheduled, answered)
                 result.latencies.setdefault(call.kind, []).append(latency)
-                result.service_times.append(answered - sent)
 
     async def sync(self, wait: float) -> None:
         """A Heartbeat answered: the CSMS has worked through everything this charger sent.
