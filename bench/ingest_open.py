@@ -49,6 +49,7 @@ class Measured:
     offered: float
     result: PhaseResult
     duration: float
+    cpu_per_call: float  # ms of server (+ postgres) CPU per answered call
 
     @property
     def achieved(self) -> float:
@@ -125,7 +126,7 @@ async def _run_phases(
             phase = Phase(offered, args.warmup, args.duration, args.arrivals, args.seed + index)
             idle = [t for t in targets.values() if t is not target]
             result, usage, lag = await _measure(generators, target, phase, idle)
-            m = Measured(name, token, offered, result, args.duration)
+            m = Measured(name, token, offered, result, args.duration, usage["ms_per_call"])
             measured.append(m)
             answered[name] += result.samples_answered
             unsure[name] += result.samples_unsure
@@ -163,6 +164,10 @@ async def _measure(
         "idle": (idle1 - idle0) / wall,  # the other target, its chargers connected but quiet
     }
     usage["others"] = max(busy - sum(usage.values()), 0.0)
+    # Robust to other work on the machine (unlike rates): what one answer cost the server.
+    usage["ms_per_call"] = (
+        (server1 - server0 + db1 - db0) / result.answers * 1000 if result.answers else math.nan
+    )
     return result, usage, lag
 
 
@@ -199,7 +204,9 @@ def _phase_line(
         f"     cpu (1.0 = one core): generators {usage['gen']:.2f}  server {usage['server']:.2f}  "
         f"postgres {usage['db']:.2f}  idle other target {usage['idle']:.2f}  "
         f"other work on the machine {usage['others']:.2f}; "
-        f"generator loop lag max {r.loop_lag_max * 1000:.0f} ms"
+        f"generator loop lag max {r.loop_lag_max * 1000:.0f} ms\n"
+        f"     server cost: {usage['ms_per_call']:.2f} ms of CPU per answered call "
+        "(server and postgres)"
     )
     if m.label == SATURATE and r.backlog == 0:
         line += "\n     WARNING: not saturated (no backlog): raise --saturate-per-charger"
@@ -251,6 +258,7 @@ def _print_ratios(measured: list[Measured]) -> None:
             f"ratio csms/toy {what}: throughput {_ratio(m.achieved, base.achieved)} "
             f"({m.achieved:.0f} vs {base.achieved:.0f} calls/s)"
         )
+        text += f", CPU per call {_ratio(m.cpu_per_call, base.cpu_per_call)}"
         if m.label != SATURATE:
             text += (
                 f", p50 {_ratio(lat.p50, base_lat.p50)} ({_ms(lat.p50)} vs {_ms(base_lat.p50)} "

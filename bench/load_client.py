@@ -40,6 +40,7 @@ class PhaseResult:
     service_times: list[float] = field(default_factory=list)  # send to answer, in the window, s
     scheduled: int = 0  # calls due in the measured window
     completed: int = 0  # answers (any) received in the measured window: the achieved rate
+    answers: int = 0  # every answer of the phase (warm-up and sync too): CPU per call
     errors: int = 0  # CALLERROR, wrong frame or id
     timeouts: int = 0
     late_answers: int = 0  # answers after their call timed out
@@ -64,7 +65,7 @@ class PhaseResult:
             self.latencies.setdefault(kind, []).extend(values)
         self.service_times.extend(other.service_times)
         for name in (
-            "scheduled completed errors timeouts late_answers backlog rejected_starts "
+            "scheduled completed answers errors timeouts late_answers backlog rejected_starts "
             "samples_answered samples_unsure server_calls cpu_seconds"
         ).split():
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -180,6 +181,7 @@ class StrictCharger:
         finally:
             self._pending.pop(message_id, None)
             self.answered_at = time.monotonic()
+        result.answers += 1
         if frame[0] != 3 or len(frame) != 3 or not isinstance(frame[2], dict):
             result.error(f"{self.id} {call.action}: {json.dumps(frame)}")
             return None
