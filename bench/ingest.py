@@ -221,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
         help="offer permessage-deflate (most charger firmware does not; default none)",
     )
     opened.add_argument("--seed", type=int, default=1)
+    opened.add_argument("--csms-log", help="keep a copy of the CSMS's log (warnings, JSON)")
     return parser
 
 

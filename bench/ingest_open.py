@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import psutil
 
 from bench.load_client import PhaseResult
 from bench.load_generators import Generators, Phase
-from bench.load_targets import Target, lag_between, start_csms, start_toy
+from bench.load_targets import Target, lag_between, log_summary, start_csms, start_toy
 from bench.ocpp_load import KINDS
 from bench.open_loop import LatencySummary
 
@@ -139,6 +140,10 @@ async def _run_phases(
         before = stored_before[name]
         if before is not None:
             failures += await _check_persistence(target, before, answered[name], unsure[name])
+        if target.log_path is not None:
+            print(f"{name} log: {log_summary(target.log_path)}", flush=True)
+            if args.csms_log:
+                shutil.copyfile(target.log_path, args.csms_log)
     return failures
 
 
@@ -197,7 +202,8 @@ def _phase_line(
         kinds = "n/a (overloaded)"
     line = (
         f"{m.target:<4} {label} {m.offered:.0f}/s: achieved {m.achieved:.1f} calls/s  "
-        f"{latency}  errors {r.errors}  timeouts {r.timeouts}  "
+        f"{latency}  errors {r.errors} (disconnects {r.disconnects}, reconnected "
+        f"{r.reconnects})  timeouts {r.timeouts}  "
         f"backlog {r.backlog}  rejected starts {r.rejected_starts}\n"
         f"     p99 by kind (ms): {kinds}; settled {r.settle_seconds:.1f} s after the window\n"
         f"     csms event-loop lag: {lag_text}\n"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from bench.ocpp_load import Call, ChargerScript, answer_server_call, boot
@@ -41,7 +41,9 @@ class PhaseResult:
     scheduled: int = 0  # calls due in the measured window
     completed: int = 0  # answers (any) received in the measured window: the achieved rate
     answers: int = 0  # every answer of the phase (warm-up and sync too): CPU per call
-    errors: int = 0  # CALLERROR, wrong frame or id
+    errors: int = 0  # CALLERROR, wrong frame or id, socket closed by the server
+    disconnects: int = 0  # of those: the socket closed with the call unanswered
+    reconnects: int = 0
     timeouts: int = 0
     late_answers: int = 0  # answers after their call timed out
     backlog: int = 0  # calls due in the window but never sent (the charger was still waiting)
@@ -65,8 +67,8 @@ class PhaseResult:
             self.latencies.setdefault(kind, []).extend(values)
         self.service_times.extend(other.service_times)
         for name in (
-            "scheduled completed answers errors timeouts late_answers backlog rejected_starts "
-            "samples_answered samples_unsure server_calls cpu_seconds"
+            "scheduled completed answers errors disconnects reconnects timeouts late_answers "
+            "backlog rejected_starts samples_answered samples_unsure server_calls cpu_seconds"
         ).split():
             setattr(self, name, getattr(self, name) + getattr(other, name))
         room = MAX_ERROR_EXAMPLES - len(self.error_examples)
@@ -96,17 +98,35 @@ class StrictCharger:
         self._ids = itertools.count(1)
         self.result = PhaseResult()  # where the reader counts; swapped per phase
         self.answered_at = 0.0  # when the last call's answer came (or it timed out)
+        self.compression: str | None = None
 
-    async def open(self, compression: str | None, rng: random.Random) -> None:
-        """Connect, boot, start a transaction, continue at a random meter value."""
+    async def _connect(self) -> None:
         self._ws = await connect(
             f"{self.url}/{self.id}",
             subprotocols=[Subprotocol("ocpp2.0.1" if self.v201 else "ocpp1.6")],
             ping_interval=None,  # the CSMS pings; the library answers
-            compression=compression,
+            compression=self.compression,
             open_timeout=60,
         )
         self._reader = asyncio.create_task(self._read())
+
+    async def _reconnect(self, until: float) -> bool:
+        """After the server closed the socket: connect again, as a charger does (no boot)."""
+        await self.close()
+        while time.monotonic() < until:
+            await asyncio.sleep(random.uniform(0.1, 1.0))
+            try:
+                await self._connect()
+            except (OSError, InvalidHandshake, TimeoutError):
+                continue
+            self.result.reconnects += 1
+            return True
+        return False
+
+    async def open(self, compression: str | None, rng: random.Random) -> None:
+        """Connect, boot, start a transaction, continue at a random meter value."""
+        self.compression = compression
+        await self._connect()
         for call in (boot(self.v201), self.script.next_call(), self.script.next_call()):
             answer = await self._call(call)
             if answer is None:
@@ -134,7 +154,13 @@ class StrictCharger:
                 await asyncio.sleep(delay)
             call = self.script.next_call()
             sent = time.monotonic()
-            answer = await self._call(call)
+            try:
+                answer = await self._call(call)
+            except (ConnectionClosed, ConnectionError):  # counted; the call may be stored
+                result.samples_unsure += call.samples
+                if await self._reconnect(window.end):
+                    continue
+                return
             answered = self.answered_at
             in_window = window.measured_from <= answered < window.end
             result.completed += in_window
@@ -176,6 +202,7 @@ class StrictCharger:
             result.samples_unsure += call.samples
             return None
         except (ConnectionClosed, ConnectionError) as error:
+            result.disconnects += 1
             result.error(f"{self.id} {call.action}: connection closed ({error})")
             raise
         finally:

@@ -12,10 +12,12 @@ meter samples stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import sys
 import urllib.request
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +195,7 @@ async def start_toy() -> Target:
 async def start_csms(data_dir: Path, workers: int = 1) -> Target:
     """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(CSMS_LOG_LEVEL="warning", CSMS_API_PORT="0")
+    env.update(CSMS_LOG_LEVEL="warning", CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")
     log_path = data_dir / "csms.log"
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = await asyncio.create_subprocess_exec(
@@ -230,6 +232,22 @@ async def start_csms(data_dir: Path, workers: int = 1) -> Target:
 async def _discard(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
         pass
+
+
+def log_summary(path: Path | None) -> str:
+    """``3 warning/error lines: 2 x cluster.lease_renewal_failed, ...`` of a CSMS log."""
+    if path is None or not path.exists():
+        return "no log"
+    events: Counter[str] = Counter()
+    lines = path.read_text(errors="replace").splitlines()
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            events[f"{entry.get('level', '?')} {entry.get('event', '?')}"] += 1
+        except (ValueError, AttributeError):
+            events["(not json)"] += 1
+    common = ", ".join(f"{n} x {event}" for event, n in events.most_common(5))
+    return f"{len(lines)} lines at warning or above" + (f": {common}" if common else "")
 
 
 def _tail(path: Path, lines: int = 20) -> str:

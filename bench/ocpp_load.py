@@ -226,4 +226,8 @@ def answer_server_call(action: str, payload: dict[str, Any]) -> dict[str, Any]:
                 for item in payload.get("getVariableData", [])
             ]
         }
+    if action == "GetTransactionStatus":  # 2.0.1: nothing queued, the session goes on
+        return {"ongoingIndicator": True, "messagesInQueue": False}
+    if action == "GetLocalListVersion":  # 1.6: no local list
+        return {"listVersion": 0}
     return {"status": "Accepted"}  # valid for most commands of both versions
