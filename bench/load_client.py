@@ -231,6 +231,9 @@ class StrictCharger:
                     self.result.error(f"{self.id}: unreadable frame {str(raw)[:200]}")
                     continue
                 if kind == 2:
+                    if len(frame) != 4 or not isinstance(frame[3], dict):
+                        self.result.error(f"{self.id}: malformed call {str(raw)[:200]}")
+                        continue
                     answer = answer_server_call(frame[2], frame[3])
                     await self._ws.send(json.dumps([3, message_id, answer]))
                     self.result.server_calls += 1

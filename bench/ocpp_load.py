@@ -211,6 +211,10 @@ class ChargerScript:
         )
 
 
+# CSMS calls whose answer has no field (2.0.1 CostUpdated: the running cost of a session).
+_EMPTY_ANSWERS = frozenset({"CostUpdated"})
+
+
 def answer_server_call(action: str, payload: dict[str, Any]) -> dict[str, Any]:
     """A minimal valid answer to a call of the CSMS (a charger that knows little)."""
     if action == "GetConfiguration":  # 1.6: no key known
@@ -230,4 +234,6 @@ def answer_server_call(action: str, payload: dict[str, Any]) -> dict[str, Any]:
         return {"ongoingIndicator": True, "messagesInQueue": False}
     if action == "GetLocalListVersion":  # 1.6: no local list
         return {"listVersion": 0}
+    if action in _EMPTY_ANSWERS:
+        return {}
     return {"status": "Accepted"}  # valid for most commands of both versions

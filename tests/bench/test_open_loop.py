@@ -88,6 +88,7 @@ def test_csms_calls_get_a_valid_minimal_answer() -> None:
     assert answer["getVariableResult"][0]["attributeStatus"] == "UnknownVariable"
     assert answer_server_call("GetConfiguration", {"key": ["K"]})["unknownKey"] == ["K"]
     assert answer_server_call("GetTransactionStatus", {})["messagesInQueue"] is False
+    assert answer_server_call("CostUpdated", {"totalCost": 1.0, "transactionId": "T"}) == {}
     assert answer_server_call("TriggerMessage", {}) == {"status": "Accepted"}
 
 
