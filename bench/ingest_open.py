@@ -203,7 +203,7 @@ def _phase_line(
     line = (
         f"{m.target:<4} {label} {m.offered:.0f}/s: achieved {m.achieved:.1f} calls/s  "
         f"{latency}  errors {r.errors} (disconnects {r.disconnects}, reconnected "
-        f"{r.reconnects})  timeouts {r.timeouts}  "
+        f"{r.reconnects})  timeouts {r.timeouts} (answered later {r.late_answers})  "
         f"backlog {r.backlog}  rejected starts {r.rejected_starts}\n"
         f"     p99 by kind (ms): {kinds}; settled {r.settle_seconds:.1f} s after the window\n"
         f"     csms event-loop lag: {lag_text}\n"
