@@ -222,6 +222,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     opened.add_argument("--seed", type=int, default=1)
     opened.add_argument("--csms-log", help="keep a copy of the CSMS's log (warnings, JSON)")
+    opened.add_argument(
+        "--csms-python",
+        help="run csms with this interpreter (another checkout's venv: before/after in one go)",
+    )
     return parser
 
 

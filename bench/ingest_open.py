@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> int:
                 if name == "toy":
                     targets[name] = await start_toy()
                 else:
-                    targets[name] = await start_csms(Path(tmp), args.workers)
+                    targets[name] = await start_csms(Path(tmp), args.workers, args.csms_python)
                 opened, failed, took = await generators.open(
                     name, targets[name].url, args.compression, args.seed
                 )

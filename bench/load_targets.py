@@ -192,14 +192,19 @@ async def start_toy() -> Target:
     return Target("toy", line.split()[1], process)
 
 
-async def start_csms(data_dir: Path, workers: int = 1) -> Target:
-    """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added."""
+async def start_csms(data_dir: Path, workers: int = 1, python: str | None = None) -> Target:
+    """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added.
+
+    ``python``: the interpreter to run it with (default this one), e.g. another
+    checkout's venv, to measure an older CSMS with this benchmark.
+    """
+    python = python or sys.executable
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(CSMS_LOG_LEVEL="warning", CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")
     log_path = data_dir / "csms.log"
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
+            *(python, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
             *("--data-dir", str(data_dir), "--workers", str(workers)),
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -220,7 +225,7 @@ async def start_csms(data_dir: Path, workers: int = 1) -> Target:
     drain = asyncio.create_task(_discard(process.stdout))
     dsn = f"postgresql://postgres@/csms?host={data_dir}/pgdata"
     token = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "csms", "token", "add", ID_TOKEN, "--database-url", dsn),
+        *(python, "-m", "csms", "token", "add", ID_TOKEN, "--database-url", dsn),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
     )
