@@ -3,8 +3,8 @@
 Start the targets (the toy first, so that ``half`` is known for the CSMS) and
 open a fleet to each; per rate, one phase against each target in turn; then
 close the fleets, check persistence (CSMS), stop the targets, and print one
-ratio line per rate. What every figure
-means is in docs/benchmarks.md ("Open loop").
+ratio line per rate. What every figure means is in docs/benchmarks.md ("Open
+loop").
 """
 
 from __future__ import annotations
