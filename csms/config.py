@@ -223,6 +223,9 @@ class Settings:
     tls_client_cert_header: str | None = None
     # Read a PROXY protocol header (v1/v2) that a trusted TCP balancer sends first.
     proxy_protocol: bool = False
+    # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
+    # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
+    loop_lag_warn_ms: float = 100.0
 
     @property
     def hard_frame_limit(self) -> int:
@@ -270,7 +273,7 @@ def _parse(field: str, raw: str) -> object:
         if value < 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
         return value
-    if field == "history_retention_days":
+    if field in {"history_retention_days", "loop_lag_warn_ms"}:
         return _positive_float(field, raw)
     if field == "trusted_proxies":
         parse_networks(raw)  # refuse a typo at start-up, not at the first connection

@@ -119,6 +119,21 @@ DUPLICATES: Final = Counter(
     registry=REGISTRY,
 )
 
+# -- the process's event loop (csms/loop_lag.py) -------------------------------------
+
+EVENT_LOOP_LAG: Final = Histogram(
+    "csms_event_loop_lag_seconds",
+    "How late a task that only sleeps woke up: time the event loop was held by other work "
+    "(measured every 50 ms in each CSMS process)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG_MAX: Final = Gauge(
+    "csms_event_loop_lag_max_seconds",
+    "The largest event-loop lag of this process in the last 60 s",
+    registry=REGISTRY,
+)
+
 # -- storage and fan-out -------------------------------------------------------------
 
 DB_WRITE_SECONDS: Final = Histogram(
