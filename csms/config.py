@@ -26,6 +26,14 @@ class UnknownChargerPolicy(enum.StrEnum):
     REJECT = "reject"  # record the attempt and answer Rejected
 
 
+class EventLoopChoice(enum.StrEnum):
+    """The asyncio loop implementation of each CSMS process (csms/event_loop.py)."""
+
+    AUTO = "auto"  # uvloop when installed, else the standard loop
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
 class LogFormat(enum.StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -226,6 +234,7 @@ class Settings:
     # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
     # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
     loop_lag_warn_ms: float = 100.0
+    event_loop: EventLoopChoice = EventLoopChoice.AUTO
 
     @property
     def hard_frame_limit(self) -> int:
@@ -344,6 +353,8 @@ def _parse(field: str, raw: str) -> object:
         return _positive_float(field, raw)
     if field == "log_format":
         return LogFormat(raw.lower())
+    if field == "event_loop":
+        return EventLoopChoice(raw.strip().lower())
     if field == "unknown_charger_policy":
         return UnknownChargerPolicy(raw.lower())
     return raw
