@@ -46,6 +46,8 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 SAMPLES = 8
+SETTLE_S = 2.0  # after every charger booted: the CSMS's post-boot probes run, no load yet
+GO = asyncio.Event()  # set once settled: the measured window starts
 POWER_W = 7000.0
 
 
@@ -88,6 +90,7 @@ class Charger:
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[list[Any]]] = {}
         self.reader = asyncio.create_task(self._read())
+        self.tx: Any = None
 
     async def _read(self) -> None:
         async for text in self.ws:
@@ -122,7 +125,8 @@ class Charger:
             return None
         return frame[2]
 
-    async def run(self, period: float) -> None:
+    async def setup(self) -> None:
+        """Boot and start a transaction (before the measured window)."""
         tx: Any
         if self.v201:
             boot = {"chargingStation": {"model": "P", "vendorName": "Profile"}, "reason": "PowerUp"}
@@ -149,6 +153,10 @@ class Charger:
                 False,
             )
             tx = started["transactionId"] if isinstance(started, dict) else 0
+        self.tx = tx
+
+    async def run(self, period: float) -> None:
+        tx = self.tx
         began, seq = time.monotonic(), 0
         next_at = began + random.uniform(0, period)
         for n in itertools.count(1):
@@ -204,7 +212,9 @@ async def _charger(
         ping_interval=None,
     ) as ws:
         charger = Charger(ws, index, stats)
+        await charger.setup()
         await ready.wait()
+        await GO.wait()
         try:
             await charger.run(period)
         finally:
@@ -220,14 +230,16 @@ def _free_port() -> int:
 
 
 def _start_csms(
-    data_dir: str, api_port: int, extra_env: list[str]
+    data_dir: str, api_port: int, extra_env: list[str], cprofile: str | None
 ) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(CSMS_LOG_LEVEL="warning", CSMS_API_PORT=str(api_port))
     env.update(item.split("=", 1) for item in extra_env)
+    profiler = ["-m", "cProfile", "-o", cprofile] if cprofile else []
     process = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "csms",
             "--host",
@@ -299,6 +311,23 @@ def _lag_report(before: dict[str, float], after: dict[str, float]) -> str:
     )
 
 
+def _print_cprofile(path: str, calls: int) -> None:
+    """The cProfile functions with the most own time, and their calls per charger call.
+
+    The counts cover the whole run (start-up and boot included), so per-call
+    figures are upper bounds; what matters is which functions run many times a message.
+    """
+    import pstats
+
+    stats = pstats.Stats(path)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    total = sum(row[1][2] for row in rows) or 1.0
+    print(f"cProfile: own time, calls per charger call ({calls} calls measured):")
+    for (file, line, name), (_cc, ncalls, tottime, _ct, _callers) in rows[:25]:
+        where = f"{os.path.basename(file)}:{line}({name})"
+        print(f"  {100 * tottime / total:5.1f}%  {ncalls / calls:8.1f}/call  {where}")
+
+
 def top_of_profile(collapsed: str, count: int = 20) -> str:
     """Self and inclusive percentages of the frames in py-spy's collapsed stacks."""
     own: collections.Counter[str] = collections.Counter()
@@ -331,12 +360,15 @@ async def main() -> None:
     parser.add_argument(
         "--py-spy", dest="py_spy", help="record the CSMS with py-spy into this file"
     )
+    parser.add_argument(
+        "--cprofile", help="run the CSMS under cProfile, written to this file when it stops"
+    )
     parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
     args = parser.parse_args()
     period = args.chargers / args.rate if args.rate > 0 else 0.0
     with tempfile.TemporaryDirectory(prefix="csms-profile-") as tmp:
         api_port = _free_port()
-        process, url = _start_csms(tmp, api_port, args.env)
+        process, url = _start_csms(tmp, api_port, args.env, args.cprofile)
         spy = None
         try:
             stats, ready = Stats(), asyncio.Barrier(args.chargers + 1)
@@ -345,6 +377,8 @@ async def main() -> None:
                 for i in range(args.chargers)
             ]
             await ready.wait()
+            await asyncio.sleep(SETTLE_S)
+            GO.set()
             if args.py_spy:
                 py_spy = shutil.which("py-spy") or os.path.join(
                     os.path.dirname(sys.executable), "py-spy"
@@ -398,6 +432,8 @@ async def main() -> None:
                 spy.terminate()
             process.terminate()
             process.wait(timeout=60)
+        if args.cprofile:
+            _print_cprofile(args.cprofile, max(1, calls_in_window))
 
 
 if __name__ == "__main__":

@@ -234,7 +234,8 @@ class Settings:
     # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
     # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
     loop_lag_warn_ms: float = 100.0
-    event_loop: EventLoopChoice = EventLoopChoice.AUTO
+    # The asyncio loop of each process; uvloop measured no better (docs/profiling.md).
+    event_loop: EventLoopChoice = EventLoopChoice.ASYNCIO
 
     @property
     def hard_frame_limit(self) -> int:
