@@ -19,6 +19,7 @@ from csms.cluster.leases import LeaseManager
 from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
 from csms.drain import DrainReport
+from csms.loop_lag import LoopLagMonitor
 from csms.outbox.service import OutboxService
 from csms.revocation import RevocationListener
 from csms.router import CommandRouter, ConnectionRegistry
@@ -53,6 +54,7 @@ class Csms:
         self.outbox: OutboxService | None = None  # Kafka fan-out; relay lag for metrics
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
         self.cluster: ClusterNode | None = None  # lease, presence reaping, forwarding
+        self.loop_lag: LoopLagMonitor | None = None  # csms_event_loop_lag_* of this process
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -113,6 +115,8 @@ class Csms:
         await self._leases.start()
         self._central = CentralSystem(self._pool, self.settings, self.bus)
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
+        self.loop_lag = LoopLagMonitor(self.settings.loop_lag_warn_ms / 1000)
+        self._tasks.append(asyncio.create_task(self.loop_lag.run()))
         self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())

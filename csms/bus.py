@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +50,10 @@ _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
 _MIN_READ_INTERVAL_S = 0.002
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
+# A subscriber handed events without waiting (catching up a backlog, its handler
+# never awaiting anything real) yields to the loop after this long: the charger
+# sockets share the loop (docs/profiling.md, "Event-loop lag").
+_SLICE_S = 0.002
 
 
 class Subscription:
@@ -63,6 +68,7 @@ class Subscription:
         self._last_recorded_at: datetime | None = None
         self._warned_old = False
         self.caught_up_from_table = 0  # events this subscriber had to read itself
+        self._slice_started = time.monotonic()  # since this subscriber last let others run
 
     @property
     def recorded_at(self) -> datetime:
@@ -79,8 +85,15 @@ class Subscription:
         return self.pending == 0
 
     async def get(self) -> Event:
-        """The next committed event after this cursor, waiting for one if none is new."""
+        """The next committed event after this cursor, waiting for one if none is new.
+
+        Every ``_SLICE_S`` seconds of handing out events without waiting, it lets the
+        loop run other work first (an ``await`` of an event already there does not).
+        """
         bus = self._bus
+        if time.monotonic() - self._slice_started > _SLICE_S:
+            await asyncio.sleep(0)
+            self._slice_started = time.monotonic()
         while True:
             if self._page:
                 row = self._page.popleft()
@@ -100,6 +113,7 @@ class Subscription:
                     return row.event
                 continue
             await bus._arrived.wait()
+            self._slice_started = time.monotonic()
 
     def _take(self, row: FeedRow) -> bool:
         if row.position <= self.position:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
+from csms import event_loop
 from csms.app import Csms
 from csms.config import LogFormat, Settings, UnknownChargerPolicy
 from csms.logs import configure_logging
@@ -245,9 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.kafka_embedded:
             from csms.outbox.embedded import serve_with_embedded_kafka
 
-            asyncio.run(serve_with_embedded_kafka(settings, lambda s: Csms(s).run()))
-        else:
-            asyncio.run(Csms(settings).run())  # one process: no supervisor in between
+            event_loop.run(
+                serve_with_embedded_kafka(settings, lambda s: Csms(s).run()), settings.event_loop
+            )
+        else:  # one process: no supervisor in between
+            event_loop.run(Csms(settings).run(), settings.event_loop)
     except KeyboardInterrupt:
         pass
     return 0

@@ -26,6 +26,14 @@ class UnknownChargerPolicy(enum.StrEnum):
     REJECT = "reject"  # record the attempt and answer Rejected
 
 
+class EventLoopChoice(enum.StrEnum):
+    """The asyncio loop implementation of each CSMS process (csms/event_loop.py)."""
+
+    AUTO = "auto"  # uvloop when installed, else the standard loop
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
 class LogFormat(enum.StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -223,6 +231,11 @@ class Settings:
     tls_client_cert_header: str | None = None
     # Read a PROXY protocol header (v1/v2) that a trusted TCP balancer sends first.
     proxy_protocol: bool = False
+    # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
+    # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
+    loop_lag_warn_ms: float = 100.0
+    # The asyncio loop of each process; uvloop measured no better (docs/profiling.md).
+    event_loop: EventLoopChoice = EventLoopChoice.ASYNCIO
 
     @property
     def hard_frame_limit(self) -> int:
@@ -270,7 +283,7 @@ def _parse(field: str, raw: str) -> object:
         if value < 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of seconds")
         return value
-    if field == "history_retention_days":
+    if field in {"history_retention_days", "loop_lag_warn_ms"}:
         return _positive_float(field, raw)
     if field == "trusted_proxies":
         parse_networks(raw)  # refuse a typo at start-up, not at the first connection
@@ -341,6 +354,8 @@ def _parse(field: str, raw: str) -> object:
         return _positive_float(field, raw)
     if field == "log_format":
         return LogFormat(raw.lower())
+    if field == "event_loop":
+        return EventLoopChoice(raw.strip().lower())
     if field == "unknown_charger_policy":
         return UnknownChargerPolicy(raw.lower())
     return raw

@@ -201,8 +201,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 await self._send_error(message_id, error)
             finally:
                 label = metrics.bounded_action(action, self.known_actions)
-                metrics.MESSAGES.labels("in", label, outcome).inc()
-                metrics.HANDLER_SECONDS.labels(label).observe(time.perf_counter() - started)
+                metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
+                metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
 
     async def _handle_call(self, msg: Call, text: str | None = None) -> None:
         handlers = self.route_map.get(msg.action, {})
@@ -228,7 +228,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             self._validate(msg)
         handler = handlers["_on_action"]
         kwargs = snake_case_keys(msg.payload)
-        if "call_unique_id" in inspect.signature(handler).parameters:
+        if _takes_call_unique_id(getattr(handler, "__func__", handler)):  # not the bound method
             kwargs["call_unique_id"] = msg.unique_id
         key = message_key(msg.action, msg.unique_id, msg.payload, self._connection_key)
         try:
@@ -393,7 +393,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
 
     async def _send_error(self, message_id: str, error: RpcError) -> None:
         code = wire_code(error.code, self.protocol)
-        metrics.CALL_ERRORS.labels("sent", code).inc()
+        metrics.bound(metrics.CALL_ERRORS, "sent", code).inc()
         frame = CallError(message_id, code, error.description, error.details)
         await self._send(frame.to_json())
 
@@ -402,6 +402,12 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"connection to {self.id} closed"))
+
+
+@functools.cache
+def _takes_call_unique_id(handler: Any) -> bool:
+    """Whether a handler asks for the message id (read once per handler, not per message)."""
+    return "call_unique_id" in inspect.signature(handler).parameters
 
 
 @functools.cache

@@ -89,15 +89,36 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The event's own fields as JSON-ready values (envelope fields left out)."""
-        data = {
-            f.name: _jsonable(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name not in {"charge_point_id", "occurred_at", "event_id"}
+        return {
+            name: _jsonable(getattr(self, name))
+            for name in _field_names(type(self))
+            if name not in _ENVELOPE
         }
-        return data
+
+
+_ENVELOPE = frozenset({"charge_point_id", "occurred_at", "event_id"})
+_PLAIN = (str, int, float, bool, type(None))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, in order (``dataclasses.fields`` is slow per message)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _jsonable(value: Any) -> Any:
+    # Every event of every message passes here (its payload is stored): plain values
+    # and the samples of a meter value first, by exact type.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is tuple or kind is list:
+        return [_jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -105,7 +126,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _jsonable(getattr(value, name)) for name in _field_names(kind)}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):

@@ -35,6 +35,7 @@ from multiprocessing.process import BaseProcess
 import psutil
 import structlog
 
+from csms import event_loop
 from csms.config import Settings
 from csms.listen import bound_port, reuse_port_sockets
 from csms.logs import configure_logging
@@ -91,7 +92,7 @@ def worker_main(settings: Settings, index: int, explicit_node_id: str | None, pa
     configure_logging(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(worker=index + 1)
     try:
-        asyncio.run(Csms(settings).run())
+        event_loop.run(Csms(settings).run(), settings.event_loop)
     except KeyboardInterrupt:
         pass
 

@@ -126,6 +126,7 @@ class ApiServer:
             ssl_keyfile=tls[1] if tls else None,
         )
         self.tls = tls is not None
+        self._app = app
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
         # uvicorn has no SO_REUSEPORT option: the workers of `csms --workers N` share
@@ -137,6 +138,7 @@ class ApiServer:
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        await _prepare(self._app)
         self._task = asyncio.create_task(self._server.serve(sockets=self._sockets))
         while not self._server.started:
             if self._task.done():
@@ -149,3 +151,18 @@ class ApiServer:
             return
         self._server.should_exit = True
         await self._task
+
+
+async def _prepare(app: FastAPI) -> None:
+    """Build the middleware stack and the front door's route table before serving.
+
+    Starlette builds them at the first request, inside the loop the chargers share
+    (a stall of ~0.3 s, docs/profiling.md); the route analysis runs in a thread here.
+    """
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    layer: Any = app.middleware_stack
+    while layer is not None and not isinstance(layer, FrontDoor):
+        layer = getattr(layer, "app", None)
+    if layer is not None:
+        await asyncio.to_thread(layer.prepare)

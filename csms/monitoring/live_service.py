@@ -131,6 +131,8 @@ class LiveMonitoringService:
         progress, delivered_wh = self.tracker.apply(event)
         if delivered_wh > 0 and self.leader.leading:  # counted once in the cluster
             metrics.ENERGY_DELIVERED_WH.inc(delivered_wh)
+        if not self.hub.listened_to:  # the stream's body (every event's payload) costs
+            return
         notification = notification_of(event)
         if notification is not None:
             self.hub.publish(notification)

@@ -20,10 +20,11 @@ into the objects, so the label rules live in one place:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import structlog
@@ -116,6 +117,21 @@ DUPLICATES: Final = Counter(
     "csms_ocpp_duplicates",
     "Messages a charger resent that were answered again but not stored again, by action",
     ["action"],
+    registry=REGISTRY,
+)
+
+# -- the process's event loop (csms/loop_lag.py) -------------------------------------
+
+EVENT_LOOP_LAG: Final = Histogram(
+    "csms_event_loop_lag_seconds",
+    "How late a task that only sleeps woke up: time the event loop was held by other work "
+    "(measured every 50 ms in each CSMS process)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG_MAX: Final = Gauge(
+    "csms_event_loop_lag_max_seconds",
+    "The largest event-loop lag of this process in the last 60 s",
     registry=REGISTRY,
 )
 
@@ -230,6 +246,17 @@ def _known_alert_labels() -> list[tuple[str, str]]:
     ]
 
 
+@functools.cache
+def bound(metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set (the per-message path).
+
+    ``labels()`` validates and locks on every call (three times the cost of the
+    increment). Only for metrics whose label sets are bounded and never removed
+    (not ``csms_power_drawn_watts``): a removed child would stay cached.
+    """
+    return metric.labels(*labels)
+
+
 def bounded_action(action: object, known: frozenset[str]) -> str:
     """``action`` if the protocol version defines it, else ``"unknown"``."""
     return action if isinstance(action, str) and action in known else UNKNOWN_ACTION
@@ -278,7 +305,7 @@ async def db_write(operation: str) -> AsyncIterator[None]:
     else:
         _set_degraded(False, None)
     finally:
-        DB_WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        bound(DB_WRITE_SECONDS, operation).observe(time.perf_counter() - started)
 
 
 DB_DEGRADED: Final = Gauge(

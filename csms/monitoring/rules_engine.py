@@ -9,7 +9,7 @@ differ per model, see :class:`csms.monitoring.rules.Thresholds`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -167,10 +167,17 @@ class FaultDetector:
         self,
         now: datetime,
         thresholds_of: Callable[[str], Thresholds],
+        only: Iterable[str] | None = None,
     ) -> list[tuple[str, Observation]]:
-        """Window rules whose condition ends with time alone (reboot loops, short sessions)."""
+        """Window rules whose condition ends with time alone (reboot loops, short sessions).
+
+        ``only``: these chargers (a slice of a large fleet), else every one.
+        """
         out: list[tuple[str, Observation]] = []
-        for charge_point_id, state in self.chargers.items():
+        for charge_point_id in list(self.chargers) if only is None else only:
+            state = self.chargers.get(charge_point_id)
+            if state is None:  # forgotten since the slice was taken
+                continue
             th = thresholds_of(charge_point_id)
             state.reboots, cleared = rules.reboots_expired(state.reboots, now, th)
             if cleared is not None:

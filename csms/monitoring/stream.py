@@ -152,6 +152,11 @@ class StreamHub:
             self._subscribers.remove(subscriber)
         metrics.STREAM_SUBSCRIBERS.set(len(self._subscribers))
 
+    @property
+    def listened_to(self) -> bool:
+        """Whether any client is connected: without one, no notification is built."""
+        return bool(self._subscribers)
+
     def publish(self, notification: Notification) -> None:
         for subscriber in list(self._subscribers):
             if not subscriber.wants(notification, self._site_of):

@@ -107,9 +107,15 @@ class OutboxRelay:
                     finally:
                         self.stats.leader = False
                         with contextlib.suppress(Exception):
-                            await conn.execute(
-                                "SELECT pg_advisory_unlock($1)", store.RELAY_LOCK_KEY
-                            )
+                            try:
+                                await conn.execute(
+                                    "SELECT pg_advisory_unlock($1)", store.RELAY_LOCK_KEY
+                                )
+                            except BaseException:
+                                # The pool does not reset a released connection
+                                # (csms.storage.database): end the session, and its lock.
+                                conn.terminate()
+                                raise
             except asyncio.CancelledError:
                 raise
             except Exception:
