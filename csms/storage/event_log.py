@@ -162,3 +162,98 @@ async def record_meter_sampled(conn: Executor, event: MeterSampled) -> tuple[int
     assert row is not None
     session_id = row["session_id"]
     return (None if session_id is None else int(session_id)), bool(row["duplicate"])
+
+
+_READINGS_FROM_BATCH = readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")
+_RECORD_METER_SAMPLED_MANY = f"""
+    WITH ev AS (
+        SELECT * FROM unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::int[],
+                             $6::int[], $7::timestamptz[], $8::text[], $9::float8[],
+                             $10::timestamptz[], $11::float8[], $12::timestamptz[])
+        AS e(i, event_id, charge_point_id, transaction_id, evse_id, connector_id,
+             occurred_at, payload, first_wh, first_at, last_wh, last_at)
+    ), marked AS (
+        SELECT ev.*, s.id AS session_id,
+               EXISTS (SELECT 1 FROM events x WHERE x.event_id = ev.event_id) AS duplicate
+        FROM ev LEFT JOIN sessions s
+          ON s.charge_point_id = ev.charge_point_id AND s.transaction_id = ev.transaction_id
+    ), samples AS (
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                   sampled_at, measurand, phase, location, context, value, unit)
+        SELECT m.charge_point_id, m.session_id, m.evse_id, m.connector_id, x.sampled_at,
+               x.measurand, x.phase, x.location, x.context, x.value, x.unit
+        FROM unnest($13::int[], $14::timestamptz[], $15::text[], $16::text[], $17::text[],
+                    $18::text[], $19::float8[], $20::text[])
+             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+        JOIN marked m ON m.i = x.i
+        WHERE NOT m.duplicate
+    ), readings AS (
+        UPDATE sessions SET {_READINGS_FROM_BATCH}
+        FROM marked m
+        WHERE sessions.id = m.session_id AND m.first_at IS NOT NULL AND NOT m.duplicate
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT m.event_id, $21, m.charge_point_id, m.evse_id, m.connector_id, m.occurred_at,
+               m.payload::jsonb
+        FROM marked m WHERE NOT m.duplicate ORDER BY m.i
+    )
+    SELECT i, session_id, duplicate FROM marked ORDER BY i
+"""
+
+
+async def record_meter_sampled_many(
+    conn: Executor, events: Sequence[MeterSampled]
+) -> list[tuple[int | None, bool]]:
+    """:func:`record_meter_sampled` for many events in ONE statement (group commit).
+
+    The events must be of different chargers (one per session: a session's
+    readings are moved once per statement). Returns, per event in order, the
+    id of its session if known and whether it was already stored.
+    """
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    sample_columns: list[list[Any]] = [[] for _ in range(8)]
+    for index, event in enumerate(events):
+        register = energy_register(event.samples)
+        first = register[0] if register else None
+        last = register[-1] if register else None
+        values = (
+            index,
+            event.event_id,
+            event.charge_point_id,
+            event.transaction_id,
+            event.evse_id,
+            event.connector_id,
+            event.occurred_at,
+            json.dumps(event.payload(), separators=(",", ":")),
+            first.value if first else None,
+            first.sampled_at if first else None,
+            last.value if last else None,
+            last.sampled_at if last else None,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+        for s in event.samples:
+            sample = (index, s.sampled_at, s.measurand, s.phase, s.location, s.context)
+            for column, value in zip(sample_columns, (*sample, s.value, s.unit), strict=True):
+                column.append(value)
+    rows = await conn.fetch(
+        _RECORD_METER_SAMPLED_MANY, *columns, *sample_columns, MeterSampled.type
+    )
+    results: list[tuple[int | None, bool]] = []
+    for row in rows:
+        session_id = row["session_id"]
+        results.append(((None if session_id is None else int(session_id)), bool(row["duplicate"])))
+    return results
+
+
+class MeterSampledWriter:
+    """The bulk writer of MeterSampled events for :mod:`csms.storage.group_commit`."""
+
+    name = "meter_sampled"
+
+    async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[tuple[int | None, bool]]:
+        return await record_meter_sampled_many(conn, items)
+
+
+METER_SAMPLED_WRITER = MeterSampledWriter()
