@@ -40,6 +40,7 @@ from csms.events import (
 from csms.monitoring import metrics
 from csms.storage import (
     Executor,
+    batched_writes,
     chargers,
     concurrency,
     event_log,
@@ -403,6 +404,10 @@ class CentralSystem:
             if isinstance(event, SessionEnded):
                 async with self._acquire() as conn, conn.transaction():
                     authorization, stored = await apply(conn)
+            elif event.id_token is None:  # most updates: written with others in one go
+                authorization, stored = await self._write(
+                    event.charge_point_id, apply, batched_writes.SESSION_UPDATED, (event, protocol)
+                )
             else:
                 authorization, stored = await self._write(event.charge_point_id, apply)
         if not stored:
@@ -458,7 +463,7 @@ class CentralSystem:
                     session_id, duplicate = await self._write(
                         event.charge_point_id,
                         functools.partial(event_log.record_meter_sampled, event=event),
-                        event_log.METER_SAMPLED_WRITER,
+                        batched_writes.METER_SAMPLED,
                         event,
                     )
             if duplicate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 from collections.abc import AsyncIterator
@@ -18,8 +19,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from csms.events import ConnectorStatus, ConnectorStatusChanged, MeterSample, MeterSampled
-from csms.storage import event_log
+from csms.central import CentralSystem
+from csms.config import Settings
+from csms.events import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    MeterSample,
+    MeterSampled,
+    Protocol,
+    RegistrationStatus,
+    SessionStarted,
+    SessionUpdated,
+)
+from csms.storage import batched_writes, chargers, event_log
 from csms.storage.group_commit import GroupCommitter, Write, segments
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import RawCharger, raw_charger
@@ -116,7 +128,7 @@ async def test_batch_keeps_each_chargers_order(database_dsn: str) -> None:
                     write: Write[Any] = Write(
                         cp,
                         functools.partial(event_log.record_meter_sampled, event=meter),
-                        event_log.METER_SAMPLED_WRITER,
+                        batched_writes.METER_SAMPLED,
                         meter,
                     )
                     event_id = str(meter.event_id)
@@ -312,3 +324,84 @@ async def test_window_zero_writes_each_message_in_its_own_transaction(
     )
     assert [r["type"] for r in rows] == ["meter_sampled", "connector_status_changed"]
     assert rows[0]["xact_id"] != rows[1]["xact_id"]
+
+
+# -- the bulk writers store what the one-message path stores ------------------------------
+
+
+def transaction_events(charge_point_id: str) -> list[SessionStarted | SessionUpdated]:
+    def samples(minute: int, wh: float) -> tuple[MeterSample, ...]:
+        at = T0 + timedelta(minutes=minute)
+        return (
+            MeterSample(at, "Energy.Active.Import.Register", wh, "Wh"),
+            MeterSample(
+                at, "Power.Active.Import", 7000.0, "W", phase=None, context="Sample.Periodic"
+            ),
+        )
+
+    common: dict[str, Any] = {"charge_point_id": charge_point_id, "transaction_id": "TX-1"}
+    started = SessionStarted(
+        **common,
+        occurred_at=T0,
+        evse_id=1,
+        connector_id=1,
+        id_token=None,
+        seq_no=0,
+        samples=samples(0, 100.0),
+    )
+    # One arrives late: readings and charging state follow the rules, not the arrival.
+    updates = [
+        SessionUpdated(
+            **common,
+            occurred_at=T0 + timedelta(minutes=n),
+            seq_no=n,
+            trigger_reason="MeterValuePeriodic",
+            charging_state="Charging" if n < 3 else "SuspendedEV",
+            samples=samples(n, 100.0 + n),
+        )
+        for n in (1, 3, 2)
+    ]
+    return [started, *updates, updates[0]]  # and a resend
+
+
+async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        settings = dataclasses.replace(Settings(), database_url=database_dsn)
+        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
+        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        for cp in ("CP-BATCHED", "CP-ALONE"):
+            await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        for batched_event, alone_event in zip(
+            transaction_events("CP-BATCHED"), transaction_events("CP-ALONE"), strict=True
+        ):
+            for central, event in ((batched, batched_event), (alone, alone_event)):
+                if isinstance(event, SessionStarted):
+                    await central.start_session(event, Protocol.V201)
+                else:
+                    await central.update_session(event, Protocol.V201)
+        assert batched.group_commit is not None and batched.group_commit.batches > 0
+
+        async def stored(cp: str) -> tuple[Any, ...]:
+            session = await pool.fetchrow("SELECT * FROM sessions WHERE charge_point_id = $1", cp)
+            events = await pool.fetch(
+                "SELECT type, payload, context - 'id' - 'charge_point_id' AS context "
+                "FROM events WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                cp,
+            )
+            samples = await pool.fetch(
+                "SELECT sampled_at, measurand, value, context, session_id IS NOT NULL AS linked "
+                "FROM meter_samples WHERE charge_point_id = $1 ORDER BY id",
+                cp,
+            )
+            assert session is not None
+            row = {
+                k: v
+                for k, v in session.items()
+                if k not in {"id", "charge_point_id", "created_at", "updated_at"}
+            }
+            return row, [dict(e) for e in events], [dict(s) for s in samples]
+
+        assert await stored("CP-BATCHED") == await stored("CP-ALONE")
+    finally:
+        await pool.close()
