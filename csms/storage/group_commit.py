@@ -154,6 +154,11 @@ class GroupCommitter:
             lane.task = asyncio.create_task(self._run(lane), name="group_commit.lane")
         return await write.future
 
+    async def drain(self) -> None:
+        """Wait until every write submitted so far is committed (or failed): at shutdown."""
+        while tasks := [lane.task for lane in self._lanes if lane.task is not None]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _run(self, lane: _Lane) -> None:
         """Write the lane's queue batch by batch until it is empty, then end."""
         try:

@@ -138,6 +138,9 @@ async def test_batch_keeps_each_chargers_order(database_dsn: str) -> None:
                     event_id = str(status.event_id)
                 expected.setdefault(cp, []).append(event_id)
                 writes.append(asyncio.create_task(committer.submit(write)))
+        await asyncio.sleep(0)  # every task has submitted its write
+        await committer.drain()  # what shutdown waits for: every write committed
+        assert await pool.fetchval("SELECT count(*) FROM events") == len(writes)
         await asyncio.gather(*writes)
         assert committer.batches == 1 and committer.fallbacks == 0
         for cp, ids in expected.items():
