@@ -474,9 +474,12 @@ class CentralSystem:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
+        bulk = (
+            batched_writes.CONNECTOR_STATUS if isinstance(event, ConnectorStatusChanged) else None
+        )
         async with metrics.db_write(event.type):
             stored = await self._write(
-                event.charge_point_id, functools.partial(self._record_in, event=event)
+                event.charge_point_id, functools.partial(self._record_in, event=event), bulk, event
             )
         if not stored:
             _duplicate(event)

@@ -6,6 +6,8 @@ the same rules as the one-message path it stands for:
 
 * :data:`METER_SAMPLED` -- :func:`csms.storage.event_log.record_meter_sampled`
   (MeterValues): one statement for all;
+* :data:`CONNECTOR_STATUS` -- ``CentralSystem._record_in`` for a StatusNotification:
+  resend check, the connector's status and the event, one statement for all;
 * :data:`SESSION_UPDATED` -- ``CentralSystem._update_session_in`` for a
   TransactionEvent Updated without an id token (most of them: periodic meter
   values): resend check, the charger's session lock, the session upsert, its
@@ -18,9 +20,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from csms.events import MeterSample, MeterSampled, Protocol, SessionUpdated
+from csms.events import (
+    ConnectorStatusChanged,
+    MeterSample,
+    MeterSampled,
+    Protocol,
+    SessionUpdated,
+)
 from csms.meter import energy_register
 from csms.storage import Executor, sessions
+from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
 from csms.storage.sessions import readings_assignment
 
 # -- MeterValues -------------------------------------------------------------------------
@@ -140,6 +149,64 @@ class MeterSampledWriter:
 
 
 METER_SAMPLED = MeterSampledWriter()
+
+# -- StatusNotification ------------------------------------------------------------------
+
+_RECORD_STATUS_MANY = f"""
+    WITH marked AS (
+        SELECT x.*, EXISTS (SELECT 1 FROM events e WHERE e.event_id = x.event_id) AS duplicate
+        FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                    $12::text[])
+             AS x(i, event_id, cp, evse_id, connector_id, status, detail, error_code, info,
+                  vendor_error_code, at, payload)
+    ), connector AS (
+        INSERT INTO connectors (charge_point_id, evse_id, connector_id, status, detail,
+                                error_code, info, vendor_error_code, status_at)
+        SELECT cp, evse_id, connector_id, status, detail, error_code, info, vendor_error_code, at
+        FROM marked WHERE NOT duplicate ORDER BY i
+        {CONNECTOR_STATUS_UPSERT}
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT event_id, $13, cp, evse_id, connector_id, at, payload::jsonb
+        FROM marked WHERE NOT duplicate ORDER BY i
+    )
+    SELECT i, duplicate FROM marked ORDER BY i
+"""
+
+
+async def record_statuses(conn: Executor, events: Sequence[ConnectorStatusChanged]) -> list[bool]:
+    """Per event in order: whether it was stored (False: a resend, nothing written)."""
+    rows = [
+        (
+            index,
+            e.event_id,
+            e.charge_point_id,
+            e.evse_id,
+            e.connector_id,
+            e.status.value,
+            e.detail,
+            e.error_code,
+            e.info,
+            e.vendor_error_code,
+            e.occurred_at,
+            _payload(e),
+        )
+        for index, e in enumerate(events)
+    ]
+    result = await conn.fetch(_RECORD_STATUS_MANY, *_columns(rows, 12), ConnectorStatusChanged.type)
+    return [not r["duplicate"] for r in result]
+
+
+class ConnectorStatusWriter:
+    name = "connector_status"
+
+    async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
+        return await record_statuses(conn, items)
+
+
+CONNECTOR_STATUS = ConnectorStatusWriter()
 
 # -- TransactionEvent Updated -------------------------------------------------------------
 

@@ -408,3 +408,53 @@ async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: s
         assert await stored("CP-BATCHED") == await stored("CP-ALONE")
     finally:
         await pool.close()
+
+
+async def test_bulk_statuses_store_what_one_by_one_stores(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        settings = dataclasses.replace(Settings(), database_url=database_dsn)
+        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
+        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+
+        def statuses(cp: str) -> list[ConnectorStatusChanged]:
+            def status(minute: int, value: ConnectorStatus, **extra: Any) -> ConnectorStatusChanged:
+                at = T0 + timedelta(minutes=minute)
+                return ConnectorStatusChanged(
+                    charge_point_id=cp, occurred_at=at, evse_id=1, connector_id=1, status=value,
+                    **extra,
+                )  # fmt: skip
+
+            first = status(1, ConnectorStatus.AVAILABLE, detail="Available")
+            faulted = status(3, ConnectorStatus.FAULTED, error_code="GroundFailure", info="x")
+            late = status(2, ConnectorStatus.OCCUPIED, detail="Charging")  # older: not applied
+            return [first, faulted, late, first]  # and a resend
+
+        for cp in ("CP-BATCHED", "CP-ALONE"):
+            await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        for batched_event, alone_event in zip(
+            statuses("CP-BATCHED"), statuses("CP-ALONE"), strict=True
+        ):
+            await batched.record(batched_event)
+            await alone.record(alone_event)
+        assert batched.group_commit is not None and batched.group_commit.batches > 0
+
+        async def stored(cp: str) -> tuple[Any, ...]:
+            connectors = await pool.fetch(
+                "SELECT evse_id, connector_id, status, detail, error_code, info, status_at "
+                "FROM connectors WHERE charge_point_id = $1",
+                cp,
+            )
+            events = await pool.fetch(
+                "SELECT type, evse_id, connector_id, occurred_at, payload FROM events "
+                "WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                cp,
+            )
+            return [dict(c) for c in connectors], [dict(e) for e in events]
+
+        batched_rows = await stored("CP-BATCHED")
+        assert batched_rows == await stored("CP-ALONE")
+        assert [c["status"] for c in batched_rows[0]] == ["Faulted"]
+        assert len(batched_rows[1]) == 3
+    finally:
+        await pool.close()
