@@ -183,6 +183,8 @@ class Csms:
             await self.cluster.stop()
             self.cluster = None
         if self._central is not None:
+            if self._central.group_commit is not None:
+                await self._central.group_commit.drain()  # before the pool closes
             try:
                 await self._central.flush_last_seen()
             except Exception:

@@ -40,6 +40,7 @@ from csms.events import (
 from csms.monitoring import metrics
 from csms.storage import (
     Executor,
+    batched_writes,
     chargers,
     concurrency,
     event_log,
@@ -47,6 +48,7 @@ from csms.storage import (
     sessions,
     tokens,
 )
+from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
 log = structlog.get_logger(__name__)
 
@@ -166,10 +168,37 @@ class CentralSystem:
         # (authorize_cache_seconds; oldest first, at most _AUTHORIZE_CACHE_SIZE).
         self._authorizations: dict[tuple[str, str | None], tuple[float, Authorization]] = {}
         self.session_cost_readers: list[SessionCostReader] = []  # (conn, charger, tx id)
+        # Frequent messages' writes share transactions (csms.storage.group_commit);
+        # None (window 0): one transaction per message.
+        self.group_commit: GroupCommitter | None = None
+        if settings.group_commit_window_ms > 0:
+            self.group_commit = GroupCommitter(
+                pool,
+                window=settings.group_commit_window_ms / 1000,
+                max_batch=settings.group_commit_max_batch,
+                lanes=max(1, settings.db_pool_max // 4),
+                acquire_timeout=settings.db_acquire_timeout,
+            )
 
     def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
         """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
         return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
+
+    async def _write(
+        self,
+        charge_point_id: str,
+        apply: Callable[[Executor], Awaitable[R]],
+        bulk: BulkWriter | None = None,
+        item: object = None,
+    ) -> R:
+        """Run ``apply`` in a transaction: a group-commit batch's, or one of its own.
+
+        Either way it returns only after the transaction committed.
+        """
+        if self.group_commit is not None:
+            return await self.group_commit.submit(Write(charge_point_id, apply, bulk, item))
+        async with self._acquire() as conn, conn.transaction():
+            return await apply(conn)
 
     # -- connection life cycle -------------------------------------------------
 
@@ -321,63 +350,97 @@ class CentralSystem:
     @_once
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(
-                conn,
-                event.id_token,
-                event.token_type,
+        async with metrics.db_write(event.type):
+            outcome, stored = await self._write(
                 event.charge_point_id,
-                event.transaction_id,
-                connector_id=event.connector_id,
+                functools.partial(self._start_session_in, event=event, protocol=protocol),
             )
-            auth_status = authorization.status.value if authorization else None
-            stored = await event_log.stored_payload(conn, event.event_id)
-            if stored is not None:
-                _duplicate(event)  # the same transactionId again, nothing stored again
-                return SessionOutcome(str(stored["transaction_id"]), authorization)
-            await sessions.lock_charger(conn, event.charge_point_id)
-            if event.transaction_id is None:
-                ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
-                event = dataclasses.replace(event, transaction_id=ref.transaction_id)
-            else:
-                ref = await sessions.upsert(conn, event, protocol, auth_status)
-            await self._store_samples(conn, event, ref.id)
-            await event_log.append(conn, event, session_id=ref.id)
+        if not stored:
+            _duplicate(event)  # the same transactionId again, nothing stored again
+            return outcome
         self.bus.publish(event)
-        return SessionOutcome(ref.transaction_id, authorization)
+        return outcome
+
+    async def _start_session_in(
+        self, conn: Executor, event: SessionStarted, protocol: Protocol
+    ) -> tuple[SessionOutcome, bool]:
+        """A start's writes in a transaction; (outcome, False) for a resend."""
+        authorization = await self._authorize_in(
+            conn,
+            event.id_token,
+            event.token_type,
+            event.charge_point_id,
+            event.transaction_id,
+            connector_id=event.connector_id,
+        )
+        auth_status = authorization.status.value if authorization else None
+        stored = await event_log.stored_payload(conn, event.event_id)
+        if stored is not None:
+            return SessionOutcome(str(stored["transaction_id"]), authorization), False
+        await sessions.lock_charger(conn, event.charge_point_id)
+        if event.transaction_id is None:
+            ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
+            event = dataclasses.replace(event, transaction_id=ref.transaction_id)
+        else:
+            ref = await sessions.upsert(conn, event, protocol, auth_status)
+        await self._store_samples(conn, event, ref.id)
+        await event_log.append(conn, event, session_id=ref.id)
+        return SessionOutcome(ref.transaction_id, authorization), True
 
     @_once
     async def update_session(
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
-        """Record a transaction update or end (even for a transaction never seen starting)."""
+        """Record a transaction update or end (even for a transaction never seen starting).
+
+        Updates go through group commit; an end runs in a transaction of its own,
+        since its hooks (billing) are plugins' code, and ends are rare.
+        """
         if isinstance(event, SessionEnded) and event.rejected:
             log.warning("session.end_values_dropped", rejected=list(event.rejected))
             metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(
-                conn,
-                event.id_token,
-                event.token_type,
-                event.charge_point_id,
-                event.transaction_id,
-                concurrent_check=False,
-            )
-            auth_status = authorization.status.value if authorization else None
-            if await event_log.exists(conn, event.event_id):
-                _duplicate(event)
-                return authorization
-            await sessions.lock_charger(conn, event.charge_point_id)
-            ref = await sessions.upsert(conn, event, protocol, auth_status)
-            await self._store_samples(conn, event, ref.id)
+        apply = functools.partial(self._update_session_in, event=event, protocol=protocol)
+        async with metrics.db_write(event.type):
             if isinstance(event, SessionEnded):
-                await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
-            await event_log.append(conn, event, session_id=ref.id)
-            if isinstance(event, SessionEnded):
-                for hook in self.session_end_hooks:
-                    await hook(conn, ref.id, event)
+                async with self._acquire() as conn, conn.transaction():
+                    authorization, stored = await apply(conn)
+            elif event.id_token is None:  # most updates: written with others in one go
+                authorization, stored = await self._write(
+                    event.charge_point_id, apply, batched_writes.SESSION_UPDATED, (event, protocol)
+                )
+            else:
+                authorization, stored = await self._write(event.charge_point_id, apply)
+        if not stored:
+            _duplicate(event)
+            return authorization
         self.bus.publish(event)
         return authorization
+
+    async def _update_session_in(
+        self, conn: Executor, event: SessionUpdated | SessionEnded, protocol: Protocol
+    ) -> tuple[Authorization | None, bool]:
+        """An update's or end's writes in a transaction; (authorization, False) for a resend."""
+        authorization = await self._authorize_in(
+            conn,
+            event.id_token,
+            event.token_type,
+            event.charge_point_id,
+            event.transaction_id,
+            concurrent_check=False,
+        )
+        auth_status = authorization.status.value if authorization else None
+        if await event_log.exists(conn, event.event_id):
+            return authorization, False
+        await sessions.lock_charger(conn, event.charge_point_id)
+        ref = await sessions.upsert(conn, event, protocol, auth_status)
+        await self._store_samples(conn, event, ref.id)
+        if isinstance(event, SessionEnded):
+            await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
+        await event_log.append(conn, event, session_id=ref.id)
+        if isinstance(event, SessionEnded):
+            for hook in self.session_end_hooks:
+                await hook(conn, ref.id, event)
+        return authorization, True
 
     async def session_cost(self, charge_point_id: str, transaction_id: str) -> SessionCost | None:
         """The ended session's cost from the first reader that knows it (None: no tariff)."""
@@ -391,9 +454,18 @@ class CentralSystem:
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
         if isinstance(event, MeterSampled):
-            # The most frequent message: one statement, atomic on its own.
+            # The most frequent message: one statement, atomic on its own (or one
+            # statement for a whole group-commit batch's meter values).
             async with metrics.db_write(event.type):
-                session_id, duplicate = await event_log.record_meter_sampled(self.pool, event)
+                if self.group_commit is None:
+                    session_id, duplicate = await event_log.record_meter_sampled(self.pool, event)
+                else:
+                    session_id, duplicate = await self._write(
+                        event.charge_point_id,
+                        functools.partial(event_log.record_meter_sampled, event=event),
+                        batched_writes.METER_SAMPLED,
+                        event,
+                    )
             if duplicate:
                 _duplicate(event)
                 return
@@ -402,17 +474,29 @@ class CentralSystem:
                 log.warning("meter.unknown_transaction", transaction_id=event.transaction_id)
             self.bus.publish(event)
             return
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            if await event_log.exists(conn, event.event_id):
-                _duplicate(event)
-                return
-            if isinstance(event, ConnectorStatusChanged):
-                await chargers.set_connector_status(conn, event)
-            elif isinstance(event, FirmwareStatusChanged):
-                await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
-            await ocpp_projections.project(conn, event)
-            await event_log.append(conn, event)
+        bulk = (
+            batched_writes.CONNECTOR_STATUS if isinstance(event, ConnectorStatusChanged) else None
+        )
+        async with metrics.db_write(event.type):
+            stored = await self._write(
+                event.charge_point_id, functools.partial(self._record_in, event=event), bulk, event
+            )
+        if not stored:
+            _duplicate(event)
+            return
         self.bus.publish(event)
+
+    async def _record_in(self, conn: Executor, event: Event) -> bool:
+        """A decision-less event's writes in a transaction; False for a resend."""
+        if await event_log.exists(conn, event.event_id):
+            return False
+        if isinstance(event, ConnectorStatusChanged):
+            await chargers.set_connector_status(conn, event)
+        elif isinstance(event, FirmwareStatusChanged):
+            await chargers.set_firmware_status(conn, event.charge_point_id, event.status)
+        await ocpp_projections.project(conn, event)
+        await event_log.append(conn, event)
+        return True
 
     # -- helpers ---------------------------------------------------------------
 

@@ -219,6 +219,11 @@ class Settings:
     # at most authorize_cache_seconds old (0: never).
     db_statement_timeout: float = 15.0
     db_acquire_timeout: float = 10.0
+    # Group commit (docs/performance.md): the writes of many chargers' frequent messages
+    # share one transaction; the first write of an idle batch waits this many ms for
+    # others (0: off, one transaction per message), a batch holds at most max_batch.
+    group_commit_window_ms: float = 2.0
+    group_commit_max_batch: int = 100
     authorize_cache_seconds: float = 300.0
     # The durable event log (event_history: boots, security, firmware, connectivity)
     # is kept this long, in monthly partitions, whatever the outbox's retention.
@@ -278,6 +283,13 @@ def _parse(field: str, raw: str) -> object:
         return value
     if field in {"db_statement_timeout", "db_acquire_timeout"}:
         return _seconds(field, raw)
+    if field == "group_commit_window_ms":
+        value = float(raw)
+        if not value >= 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of milliseconds")
+        return value
+    if field == "group_commit_max_batch":
+        return _positive_int(field, raw)
     if field == "authorize_cache_seconds":
         value = float(raw)
         if value < 0:

@@ -151,6 +151,11 @@ DB_BATCH_SIZE: Final = Histogram(
     buckets=_BATCH_BUCKETS,
     registry=REGISTRY,
 )
+GROUP_COMMIT_FALLBACKS: Final = Counter(
+    "csms_group_commit_fallbacks_total",
+    "Group-commit batches that failed and were written one message per transaction",
+    registry=REGISTRY,
+)
 OUTBOX_UNPUBLISHED: Final = Gauge(
     "csms_outbox_unpublished_events",
     "Events in the outbox not yet published to Kafka",

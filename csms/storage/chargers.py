@@ -157,19 +157,26 @@ async def release_presence(
     return bool(released)
 
 
+# A connector's status moves only forward in time: one older than what is stored (a
+# queued message delivered late) changes nothing. Shared with the group-commit writer.
+CONNECTOR_STATUS_UPSERT = """
+    ON CONFLICT (charge_point_id, evse_id, connector_id) DO UPDATE
+    SET status = EXCLUDED.status, detail = EXCLUDED.detail,
+        error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+        vendor_error_code = EXCLUDED.vendor_error_code, status_at = EXCLUDED.status_at,
+        updated_at = now()
+    WHERE connectors.status_at <= EXCLUDED.status_at
+"""
+
+
 async def set_connector_status(conn: Executor, event: ConnectorStatusChanged) -> None:
     """Upsert a connector's status, ignoring one older than what is stored (queued messages)."""
     await conn.execute(
-        """
+        f"""
         INSERT INTO connectors (charge_point_id, evse_id, connector_id, status, detail,
                                 error_code, info, vendor_error_code, status_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        ON CONFLICT (charge_point_id, evse_id, connector_id) DO UPDATE
-        SET status = EXCLUDED.status, detail = EXCLUDED.detail,
-            error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-            vendor_error_code = EXCLUDED.vendor_error_code, status_at = EXCLUDED.status_at,
-            updated_at = now()
-        WHERE connectors.status_at <= EXCLUDED.status_at
+        {CONNECTOR_STATUS_UPSERT}
         """,
         event.charge_point_id,
         event.evse_id,

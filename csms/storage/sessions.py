@@ -14,7 +14,7 @@ from csms.events import MeterSample, Protocol, SessionEnded, SessionStarted, Ses
 from csms.meter import energy_register
 from csms.storage import Executor
 
-_SESSION_LOCK_NAMESPACE = 1
+SESSION_LOCK_NAMESPACE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class SessionRef:
 async def lock_charger(conn: Executor, charge_point_id: str) -> None:
     """Serialise session writes for one charger until the transaction ends."""
     await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _SESSION_LOCK_NAMESPACE, charge_point_id
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", SESSION_LOCK_NAMESPACE, charge_point_id
     )
 
 
@@ -93,59 +93,94 @@ async def upsert(
     a lost Started): whichever arrives first creates the row, later ones fill
     in what they know, and an Ended session is never reopened.
     """
-    assert event.transaction_id is not None
-    is_start = isinstance(event, SessionStarted)
-    is_end = isinstance(event, SessionEnded)
-    row = await conn.fetchrow(
-        """
-        INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
-                                   connector_id, id_token, token_type, auth_status,
-                                   reservation_id, started_at, start_unknown, last_seq_no,
-                                   charging_state, status, ended_at, stop_reason, stop_id_token)
-        VALUES ($1, $2, $3, $4, $5, $6::text, $7, $8, $9, $10::timestamptz, NOT $12::bool,
-                $11::int, $14, CASE WHEN $13::bool THEN 'ended' ELSE 'active' END,
-                CASE WHEN $13 THEN $10 END, $15, CASE WHEN $13 THEN $6 END)
-        ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
-            evse_id = COALESCE(EXCLUDED.evse_id, s.evse_id),
-            connector_id = COALESCE(EXCLUDED.connector_id, s.connector_id),
-            id_token = COALESCE(s.id_token, EXCLUDED.id_token),
-            token_type = COALESCE(s.token_type, EXCLUDED.token_type),
-            auth_status = COALESCE(s.auth_status, EXCLUDED.auth_status),
-            reservation_id = COALESCE(s.reservation_id, EXCLUDED.reservation_id),
-            started_at = CASE WHEN $12 THEN EXCLUDED.started_at
-                              WHEN s.start_unknown THEN LEAST(s.started_at, EXCLUDED.started_at)
-                              ELSE s.started_at END,
-            start_unknown = s.start_unknown AND NOT $12,
-            last_seq_no = GREATEST(s.last_seq_no, EXCLUDED.last_seq_no),
-            charging_state = CASE
-                WHEN EXCLUDED.charging_state IS NOT NULL
-                     AND ($11::int IS NULL OR s.last_seq_no IS NULL OR $11 >= s.last_seq_no)
-                THEN EXCLUDED.charging_state ELSE s.charging_state END,
-            status = CASE WHEN $13 THEN 'ended' ELSE s.status END,
-            ended_at = CASE WHEN $13 THEN $10 ELSE s.ended_at END,
-            stop_reason = CASE WHEN $13 THEN EXCLUDED.stop_reason ELSE s.stop_reason END,
-            stop_id_token = CASE WHEN $13 THEN $6 ELSE s.stop_id_token END,
-            updated_at = now()
-        RETURNING id, transaction_id
-        """,
-        event.charge_point_id,
-        protocol.value,
-        event.transaction_id,
-        event.evse_id,
-        event.connector_id,
-        event.id_token,
-        event.token_type,
-        auth_status,
-        event.reservation_id if isinstance(event, SessionStarted) else None,
-        event.occurred_at,
-        event.seq_no,
-        is_start,
-        is_end,
-        getattr(event, "charging_state", None),
-        event.stop_reason if isinstance(event, SessionEnded) else None,
-    )
-    assert row is not None
-    return SessionRef(row["id"], row["transaction_id"])
+    return (await upsert_many(conn, [(event, protocol, auth_status)]))[0]
+
+
+# Per row: EXCLUDED.start_unknown is NOT "this is the start", EXCLUDED.status = 'ended'
+# says "this is the end", EXCLUDED.started_at is the event's time.
+_UPSERT_MANY = """
+    INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
+                               connector_id, id_token, token_type, auth_status,
+                               reservation_id, started_at, start_unknown, last_seq_no,
+                               charging_state, status, ended_at, stop_reason, stop_id_token)
+    SELECT x.cp, x.protocol, x.tx, x.evse_id, x.connector_id, x.id_token, x.token_type,
+           x.auth_status, x.reservation_id, x.at, NOT x.is_start, x.seq_no, x.charging_state,
+           CASE WHEN x.is_end THEN 'ended' ELSE 'active' END,
+           CASE WHEN x.is_end THEN x.at END, x.stop_reason,
+           CASE WHEN x.is_end THEN x.id_token END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[],
+                $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::int[],
+                $12::bool[], $13::bool[], $14::text[], $15::text[], $16::int[])
+         AS x(cp, protocol, tx, evse_id, connector_id, id_token, token_type, auth_status,
+              reservation_id, at, seq_no, is_start, is_end, charging_state, stop_reason, i)
+    ORDER BY x.i
+    ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
+        evse_id = COALESCE(EXCLUDED.evse_id, s.evse_id),
+        connector_id = COALESCE(EXCLUDED.connector_id, s.connector_id),
+        id_token = COALESCE(s.id_token, EXCLUDED.id_token),
+        token_type = COALESCE(s.token_type, EXCLUDED.token_type),
+        auth_status = COALESCE(s.auth_status, EXCLUDED.auth_status),
+        reservation_id = COALESCE(s.reservation_id, EXCLUDED.reservation_id),
+        started_at = CASE WHEN NOT EXCLUDED.start_unknown THEN EXCLUDED.started_at
+                          WHEN s.start_unknown THEN LEAST(s.started_at, EXCLUDED.started_at)
+                          ELSE s.started_at END,
+        start_unknown = s.start_unknown AND EXCLUDED.start_unknown,
+        last_seq_no = GREATEST(s.last_seq_no, EXCLUDED.last_seq_no),
+        charging_state = CASE
+            WHEN EXCLUDED.charging_state IS NOT NULL
+                 AND (EXCLUDED.last_seq_no IS NULL OR s.last_seq_no IS NULL
+                      OR EXCLUDED.last_seq_no >= s.last_seq_no)
+            THEN EXCLUDED.charging_state ELSE s.charging_state END,
+        status = CASE WHEN EXCLUDED.status = 'ended' THEN 'ended' ELSE s.status END,
+        ended_at = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.ended_at
+                        ELSE s.ended_at END,
+        stop_reason = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.stop_reason
+                           ELSE s.stop_reason END,
+        stop_id_token = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.stop_id_token
+                             ELSE s.stop_id_token END,
+        updated_at = now()
+    RETURNING id, transaction_id, charge_point_id
+"""
+
+SessionWrite = tuple[SessionStarted | SessionUpdated | SessionEnded, Protocol, str | None]
+
+
+async def upsert_many(conn: Executor, writes: Sequence[SessionWrite]) -> list[SessionRef]:
+    """:func:`upsert` for several (event, protocol, auth status) at once, in one statement.
+
+    At most one event per session (a session row is changed once per statement);
+    the references come back in the order of ``writes``.
+    """
+    columns: list[list[object]] = [[] for _ in range(16)]
+    for index, (event, protocol, auth_status) in enumerate(writes):
+        assert event.transaction_id is not None
+        is_end = isinstance(event, SessionEnded)
+        row = (
+            event.charge_point_id,
+            protocol.value,
+            event.transaction_id,
+            event.evse_id,
+            event.connector_id,
+            event.id_token,
+            event.token_type,
+            auth_status,
+            event.reservation_id if isinstance(event, SessionStarted) else None,
+            event.occurred_at,
+            event.seq_no,
+            isinstance(event, SessionStarted),
+            is_end,
+            getattr(event, "charging_state", None),
+            event.stop_reason if isinstance(event, SessionEnded) else None,
+            index,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    rows = await conn.fetch(_UPSERT_MANY, *columns)
+    by_key = {(r["charge_point_id"], r["transaction_id"]): r["id"] for r in rows}
+    return [
+        SessionRef(by_key[(e.charge_point_id, e.transaction_id)], str(e.transaction_id))
+        for e, _, _ in writes
+    ]
 
 
 async def find(conn: Executor, charge_point_id: str, transaction_id: str) -> SessionRef | None:

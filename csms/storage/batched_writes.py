@@ -1,0 +1,315 @@
+"""The bulk writers group commit uses (:mod:`csms.storage.group_commit`).
+
+Each writes the messages of one kind from one batch segment -- at most one
+message per charger -- in a few statements instead of a few per message, with
+the same rules as the one-message path it stands for:
+
+* :data:`METER_SAMPLED` -- :func:`csms.storage.event_log.record_meter_sampled`
+  (MeterValues): one statement for all;
+* :data:`CONNECTOR_STATUS` -- ``CentralSystem._record_in`` for a StatusNotification:
+  resend check, the connector's status and the event, one statement for all;
+* :data:`SESSION_UPDATED` -- ``CentralSystem._update_session_in`` for a
+  TransactionEvent Updated without an id token (most of them: periodic meter
+  values): resend check, the charger's session lock, the session upsert, its
+  samples and readings, and the event with its session snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from csms.events import (
+    ConnectorStatusChanged,
+    MeterSample,
+    MeterSampled,
+    Protocol,
+    SessionUpdated,
+)
+from csms.meter import energy_register
+from csms.storage import Executor, sessions
+from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
+from csms.storage.sessions import readings_assignment
+
+# -- MeterValues -------------------------------------------------------------------------
+
+_READINGS_FROM_BATCH = readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")
+_RECORD_METER_SAMPLED_MANY = f"""
+    WITH ev AS (
+        SELECT * FROM unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::int[],
+                             $6::int[], $7::timestamptz[], $8::text[], $9::float8[],
+                             $10::timestamptz[], $11::float8[], $12::timestamptz[])
+        AS e(i, event_id, charge_point_id, transaction_id, evse_id, connector_id,
+             occurred_at, payload, first_wh, first_at, last_wh, last_at)
+    ), marked AS (
+        SELECT ev.*, s.id AS session_id,
+               EXISTS (SELECT 1 FROM events x WHERE x.event_id = ev.event_id) AS duplicate
+        FROM ev LEFT JOIN sessions s
+          ON s.charge_point_id = ev.charge_point_id AND s.transaction_id = ev.transaction_id
+    ), samples AS (
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                   sampled_at, measurand, phase, location, context, value, unit)
+        SELECT m.charge_point_id, m.session_id, m.evse_id, m.connector_id, x.sampled_at,
+               x.measurand, x.phase, x.location, x.context, x.value, x.unit
+        FROM unnest($13::int[], $14::timestamptz[], $15::text[], $16::text[], $17::text[],
+                    $18::text[], $19::float8[], $20::text[])
+             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+        JOIN marked m ON m.i = x.i
+        WHERE NOT m.duplicate
+    ), readings AS (
+        UPDATE sessions SET {_READINGS_FROM_BATCH}
+        FROM marked m
+        WHERE sessions.id = m.session_id AND m.first_at IS NOT NULL AND NOT m.duplicate
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT m.event_id, $21, m.charge_point_id, m.evse_id, m.connector_id, m.occurred_at,
+               m.payload::jsonb
+        FROM marked m WHERE NOT m.duplicate ORDER BY m.i
+    )
+    SELECT i, session_id, duplicate FROM marked ORDER BY i
+"""
+
+
+def _payload(event: Any) -> str:
+    return json.dumps(event.payload(), separators=(",", ":"))
+
+
+def _register_ends(samples: Sequence[MeterSample]) -> tuple[Any, Any, Any, Any]:
+    """(first Wh, first time, last Wh, last time) of the energy register, or Nones."""
+    register = energy_register(samples)
+    if not register:
+        return None, None, None, None
+    first, last = register[0], register[-1]
+    return first.value, first.sampled_at, last.value, last.sampled_at
+
+
+def _sample_rows(indexed: Sequence[tuple[int, Sequence[MeterSample]]]) -> list[list[Any]]:
+    """Columns (index, sampled_at, measurand, phase, location, context, value, unit)."""
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for index, samples in indexed:
+        for s in samples:
+            row = (
+                index,
+                s.sampled_at,
+                s.measurand,
+                s.phase,
+                s.location,
+                s.context,
+                s.value,
+                s.unit,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+    return columns
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+async def record_meter_sampled_many(
+    conn: Executor, events: Sequence[MeterSampled]
+) -> list[tuple[int | None, bool]]:
+    """Per event in order: the id of its session if known, and whether it was a resend."""
+    rows = [
+        (
+            index,
+            e.event_id,
+            e.charge_point_id,
+            e.transaction_id,
+            e.evse_id,
+            e.connector_id,
+            e.occurred_at,
+            _payload(e),
+            *_register_ends(e.samples),
+        )
+        for index, e in enumerate(events)
+    ]
+    samples = _sample_rows([(index, e.samples) for index, e in enumerate(events)])
+    result = await conn.fetch(
+        _RECORD_METER_SAMPLED_MANY, *_columns(rows, 12), *samples, MeterSampled.type
+    )
+    return [
+        (None if r["session_id"] is None else int(r["session_id"]), bool(r["duplicate"]))
+        for r in result
+    ]
+
+
+class MeterSampledWriter:
+    name = "meter_sampled"
+
+    async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
+        return list(await record_meter_sampled_many(conn, items))
+
+
+METER_SAMPLED = MeterSampledWriter()
+
+# -- StatusNotification ------------------------------------------------------------------
+
+_RECORD_STATUS_MANY = f"""
+    WITH marked AS (
+        SELECT x.*, EXISTS (SELECT 1 FROM events e WHERE e.event_id = x.event_id) AS duplicate
+        FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                    $12::text[])
+             AS x(i, event_id, cp, evse_id, connector_id, status, detail, error_code, info,
+                  vendor_error_code, at, payload)
+    ), connector AS (
+        INSERT INTO connectors (charge_point_id, evse_id, connector_id, status, detail,
+                                error_code, info, vendor_error_code, status_at)
+        SELECT cp, evse_id, connector_id, status, detail, error_code, info, vendor_error_code, at
+        FROM marked WHERE NOT duplicate ORDER BY i
+        {CONNECTOR_STATUS_UPSERT}
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT event_id, $13, cp, evse_id, connector_id, at, payload::jsonb
+        FROM marked WHERE NOT duplicate ORDER BY i
+    )
+    SELECT i, duplicate FROM marked ORDER BY i
+"""
+
+
+async def record_statuses(conn: Executor, events: Sequence[ConnectorStatusChanged]) -> list[bool]:
+    """Per event in order: whether it was stored (False: a resend, nothing written)."""
+    rows = [
+        (
+            index,
+            e.event_id,
+            e.charge_point_id,
+            e.evse_id,
+            e.connector_id,
+            e.status.value,
+            e.detail,
+            e.error_code,
+            e.info,
+            e.vendor_error_code,
+            e.occurred_at,
+            _payload(e),
+        )
+        for index, e in enumerate(events)
+    ]
+    result = await conn.fetch(_RECORD_STATUS_MANY, *_columns(rows, 12), ConnectorStatusChanged.type)
+    return [not r["duplicate"] for r in result]
+
+
+class ConnectorStatusWriter:
+    name = "connector_status"
+
+    async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
+        return await record_statuses(conn, items)
+
+
+CONNECTOR_STATUS = ConnectorStatusWriter()
+
+# -- TransactionEvent Updated -------------------------------------------------------------
+
+_LOCK_CHARGERS = """
+    SELECT pg_advisory_xact_lock($1, hashtext(cp)) FROM unnest($2::text[]) AS cp ORDER BY cp
+"""
+_INSERT_SAMPLES = """
+    INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                               sampled_at, measurand, phase, location, context, value, unit)
+    SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
+           x.phase, x.location, x.context, x.value, x.unit
+    FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::float8[], $8::text[])
+         AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+    JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
+         AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
+"""
+_APPLY_READINGS = f"""
+    UPDATE sessions SET {readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")}
+    FROM unnest($1::bigint[], $2::float8[], $3::timestamptz[], $4::float8[], $5::timestamptz[])
+         AS m(session_id, first_wh, first_at, last_wh, last_at)
+    WHERE sessions.id = m.session_id
+"""
+_APPEND_WITH_SESSION = """
+    INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                        occurred_at, payload, context)
+    SELECT x.event_id, $1, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
+           (SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM sessions s
+            WHERE s.id = x.session_id)
+    FROM unnest($2::int[], $3::uuid[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
+                $8::text[], $9::bigint[])
+         AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)
+    ORDER BY x.i
+"""
+
+
+async def record_session_updates(
+    conn: Executor, updates: Sequence[tuple[SessionUpdated, Protocol]]
+) -> list[tuple[None, bool]]:
+    """Per update in order: (no authorization: none has an id token, whether it was stored)."""
+    events = [event for event, _ in updates]
+    protocols = {event.event_id: protocol for event, protocol in updates}
+    assert all(e.id_token is None for e in events), "an id token needs its authorization"
+    ids = [e.event_id for e in events]
+    seen = {
+        r["event_id"]
+        for r in await conn.fetch(
+            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", ids
+        )
+    }
+    fresh = [e for e in events if e.event_id not in seen]
+    if fresh:
+        await conn.execute(
+            _LOCK_CHARGERS, sessions.SESSION_LOCK_NAMESPACE, [e.charge_point_id for e in fresh]
+        )
+        refs = await sessions.upsert_many(conn, [(e, protocols[e.event_id], None) for e in fresh])
+        with_samples = [
+            (i, e, r) for i, (e, r) in enumerate(zip(fresh, refs, strict=True)) if e.samples
+        ]
+        if with_samples:
+            await conn.execute(
+                _INSERT_SAMPLES,
+                *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
+                *_columns(
+                    [
+                        (i, e.charge_point_id, r.id, e.evse_id, e.connector_id)
+                        for i, e, r in with_samples
+                    ],
+                    5,
+                ),
+            )
+            readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
+            readings = [row for row in readings if row[2] is not None]
+            if readings:
+                await conn.execute(_APPLY_READINGS, *_columns(readings, 5))
+        await conn.execute(
+            _APPEND_WITH_SESSION,
+            SessionUpdated.type,
+            *_columns(
+                [
+                    (
+                        i,
+                        e.event_id,
+                        e.charge_point_id,
+                        e.evse_id,
+                        e.connector_id,
+                        e.occurred_at,
+                        _payload(e),
+                        r.id,
+                    )
+                    for i, (e, r) in enumerate(zip(fresh, refs, strict=True))
+                ],
+                8,
+            ),
+        )
+    return [(None, e.event_id not in seen) for e in events]
+
+
+class SessionUpdatedWriter:
+    name = "session_updated"
+
+    async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
+        return list(await record_session_updates(conn, items))
+
+
+SESSION_UPDATED = SessionUpdatedWriter()

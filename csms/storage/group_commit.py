@@ -1,0 +1,241 @@
+"""Group commit: many chargers' writes in one transaction per short window.
+
+Most of what chargers send (meter values, transaction updates, status
+notifications) is a handful of small writes; alone, each pays a pool
+checkout, BEGIN, COMMIT and a WAL flush. The :class:`GroupCommitter` queues
+such writes and runs the writes of many chargers in ONE transaction:
+
+* **answer after commit** -- each caller awaits a future that is resolved
+  only after the batch's COMMIT returned, so a charger is never answered
+  before its data is stored (and the bus is told after that, by the caller);
+* **per-charger order** -- a charger always goes to the same *lane* (one
+  queue, one batch in flight at a time), a batch is written in submission
+  order, and a charger's second write in one batch goes into a later
+  *segment* (:func:`segments`), so its events get ids in the order sent;
+* **bounded** -- the first write of an idle lane waits ``window`` seconds for
+  others; writes that queue while a batch commits are taken right after it
+  (they have waited already); a batch holds at most ``max_batch`` writes;
+* **poison isolation** -- if a batch fails, it is rolled back and each write
+  is run again in a transaction of its own, in order: a poisoned message fails
+  alone (its caller gets the error, the charger its CALLERROR), the others are
+  stored. A database that cannot be reached fails the whole batch at once.
+
+Writes of one kind in a segment can be written by one statement (a
+:class:`BulkWriter`, e.g. the meter samples of fifty MeterValues as one
+multi-row insert); any other write runs its own statements on the batch's
+connection. Batched writes must create no events themselves (event ids come
+from the message's context, :mod:`csms.dedupe`, which the batch task lacks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import asyncpg
+import structlog
+
+from csms.monitoring import metrics
+
+log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
+Connection = Any  # a pooled asyncpg connection, inside the batch's transaction
+
+
+class BulkWriter(Protocol):
+    """Writes many items of one kind in one go; returns one result per item, in order."""
+
+    name: str
+
+    async def __call__(self, conn: Connection, items: Sequence[Any]) -> Sequence[Any]: ...
+
+
+@dataclass(eq=False, slots=True)
+class Write(Generic[R]):
+    """One message's writes: ``apply`` runs them on a connection inside a transaction.
+
+    With ``bulk``, ``item`` is what that writer takes, and ``apply`` is only used
+    when the write runs alone (a failed batch's fallback).
+    """
+
+    charge_point_id: str
+    apply: Callable[[Connection], Awaitable[R]]
+    bulk: BulkWriter | None = None
+    item: Any = None
+    future: asyncio.Future[R] | None = field(default=None, repr=False)
+
+
+def segments(batch: Sequence[Write[Any]]) -> list[list[Write[Any]]]:
+    """Cut a batch, keeping its order, into runs holding at most one write per charger.
+
+    Within a run the writes are of different chargers, so they may be written
+    in any order (bulk writers group them by kind); the runs are written one
+    after the other, so a charger's writes are stored in the order submitted.
+    """
+    runs: list[list[Write[Any]]] = []
+    chargers: set[str] = set()
+    for write in batch:
+        if not runs or write.charge_point_id in chargers:
+            runs.append([])
+            chargers = set()
+        runs[-1].append(write)
+        chargers.add(write.charge_point_id)
+    return runs
+
+
+def take_batch(queue: deque[Write[Any]], max_batch: int) -> list[Write[Any]]:
+    """Up to ``max_batch`` writes from the head of ``queue`` whose callers still wait."""
+    batch: list[Write[Any]] = []
+    while queue and len(batch) < max_batch:
+        write = queue.popleft()
+        if write.future is not None and not write.future.done():  # done: caller cancelled
+            batch.append(write)
+    return batch
+
+
+async def apply_segment(conn: Connection, run: Sequence[Write[Any]]) -> list[Any]:
+    """Write one segment: bulk writes by kind in one call each, the others one by one."""
+    results: list[Any] = [None] * len(run)
+    by_writer: dict[int, tuple[BulkWriter, list[int]]] = {}
+    for index, write in enumerate(run):
+        if write.bulk is None:
+            results[index] = await write.apply(conn)
+        else:
+            by_writer.setdefault(id(write.bulk), (write.bulk, []))[1].append(index)
+    for writer, indexes in by_writer.values():
+        metrics.DB_BATCH_SIZE.labels(f"group_commit_{writer.name}").observe(len(indexes))
+        written = await writer(conn, [run[i].item for i in indexes])
+        if len(written) != len(indexes):
+            raise RuntimeError(f"bulk writer {writer.name} returned {len(written)} results")
+        for index, result in zip(indexes, written, strict=True):
+            results[index] = result
+    return results
+
+
+@dataclass(eq=False, slots=True)
+class _Lane:
+    queue: deque[Write[Any]] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+
+
+class GroupCommitter:
+    """Batches writes per lane; one batch transaction in flight per lane."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        window: float,
+        max_batch: int,
+        lanes: int = 2,
+        acquire_timeout: float | None = None,
+    ) -> None:
+        if window <= 0 or max_batch < 1 or lanes < 1:
+            raise ValueError("group commit needs a window > 0, max_batch >= 1 and lanes >= 1")
+        self.pool = pool
+        self.window = window
+        self.max_batch = max_batch
+        self.acquire_timeout = acquire_timeout
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self.batches = 0  # committed batch transactions (for tests and diagnostics)
+        self.fallbacks = 0  # batches that failed and were written message by message
+
+    async def submit(self, write: Write[R]) -> R:
+        """Queue ``write``; return its result once the transaction holding it committed."""
+        write.future = asyncio.get_running_loop().create_future()
+        lane = self._lanes[hash(write.charge_point_id) % len(self._lanes)]
+        lane.queue.append(write)
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._run(lane), name="group_commit.lane")
+        return await write.future
+
+    async def drain(self) -> None:
+        """Wait until every write submitted so far is committed (or failed): at shutdown."""
+        while tasks := [lane.task for lane in self._lanes if lane.task is not None]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, lane: _Lane) -> None:
+        """Write the lane's queue batch by batch until it is empty, then end."""
+        try:
+            if len(lane.queue) < self.max_batch:
+                await asyncio.sleep(self.window)  # an idle lane: let others join
+            while lane.queue:
+                batch = take_batch(lane.queue, self.max_batch)
+                if batch:
+                    await self._commit(batch)
+        except BaseException as error:  # cancelled at shutdown: nobody is left waiting
+            for write in lane.queue:
+                _fail(write, error)
+            lane.queue.clear()
+            raise
+        finally:
+            lane.task = None
+
+    async def _commit(self, batch: list[Write[Any]]) -> None:
+        try:
+            results = await self._transaction(segments(batch))
+        except asyncio.CancelledError as error:
+            for write in batch:
+                _fail(write, error)
+            raise
+        except Exception as error:
+            if len(batch) == 1 or metrics.db_unreachable(error):
+                for write in batch:  # alone, or no database: one message would fail the same
+                    _fail(write, error)
+                return
+            self.fallbacks += 1
+            metrics.GROUP_COMMIT_FALLBACKS.inc()
+            log.warning(
+                "group_commit.batch_failed", writes=len(batch), error=repr(error)[:200],
+                detail="writing each message in a transaction of its own",
+            )  # fmt: skip
+            await self._one_by_one(batch)
+            return
+        self.batches += 1
+        metrics.DB_BATCH_SIZE.labels("group_commit").observe(len(batch))
+        for write, result in zip(batch, results, strict=True):
+            if write.future is not None and not write.future.done():
+                write.future.set_result(result)
+
+    async def _transaction(self, runs: list[list[Write[Any]]]) -> list[Any]:
+        results: list[Any] = []
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            async with conn.transaction():
+                for run in runs:
+                    results.extend(await apply_segment(conn, run))
+        return results  # only now, after COMMIT returned, may anyone be answered
+
+    async def _one_by_one(self, batch: list[Write[Any]]) -> None:
+        for write in batch:
+            if write.future is None or write.future.done():
+                continue
+            try:
+                async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                    async with conn.transaction():
+                        result = await write.apply(conn)
+            except asyncio.CancelledError as error:
+                for rest in batch:
+                    _fail(rest, error)
+                raise
+            except Exception as error:
+                _fail(write, error)
+            else:
+                if not write.future.done():
+                    write.future.set_result(result)
+
+
+def _fail(write: Write[Any], error: BaseException) -> None:
+    future = write.future
+    if future is None or future.done():
+        return
+    if isinstance(error, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(error)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        future.exception()  # a caller that went away never retrieves it: no warning

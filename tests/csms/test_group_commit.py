@@ -1,0 +1,460 @@
+"""Group commit (csms.storage.group_commit): answers after commit, order, poison, window 0.
+
+Real Postgres throughout. The answer-after-commit tests hold the batch's COMMIT
+with a deferred trigger that waits for an advisory lock this test holds: while
+the commit waits, nobody may have been answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from csms.central import CentralSystem
+from csms.config import Settings
+from csms.events import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    MeterSample,
+    MeterSampled,
+    Protocol,
+    RegistrationStatus,
+    SessionStarted,
+    SessionUpdated,
+)
+from csms.storage import batched_writes, chargers, event_log
+from csms.storage.group_commit import GroupCommitter, Write, segments
+from tests.conftest import RunningCsms, StartCsms
+from tests.ocpp_clients import RawCharger, raw_charger
+from tests.waiting import eventually
+
+HOLD_KEY = 424242
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+HOLD_COMMIT = f"""
+CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock_shared({HOLD_KEY}); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER test_hold_commit AFTER INSERT ON events
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_hold_commit();
+"""
+
+
+@contextlib.asynccontextmanager
+async def commits_held(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """Every transaction that inserts an event waits at COMMIT until this block ends."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(HOLD_COMMIT)
+        await conn.execute("SELECT pg_advisory_lock($1)", HOLD_KEY)
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute("SELECT pg_advisory_unlock($1)", HOLD_KEY)
+        await conn.close()
+
+
+async def commit_waiting(conn: asyncpg.Connection) -> bool:
+    waiting = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1",
+        HOLD_KEY,
+    )
+    return bool(waiting)
+
+
+def status_event(charge_point_id: str, minute: int) -> ConnectorStatusChanged:
+    return ConnectorStatusChanged(
+        charge_point_id=charge_point_id,
+        occurred_at=T0 + timedelta(minutes=minute),
+        evse_id=1,
+        connector_id=1,
+        status=ConnectorStatus.OCCUPIED,
+    )
+
+
+def meter_event(charge_point_id: str, wh: float) -> MeterSampled:
+    sample = MeterSample(T0 + timedelta(seconds=wh), "Energy.Active.Import.Register", wh, "Wh")
+    return MeterSampled(
+        charge_point_id=charge_point_id,
+        occurred_at=sample.sampled_at,
+        evse_id=1,
+        connector_id=1,
+        transaction_id=None,
+        samples=(sample,),
+    )
+
+
+async def append_status(conn: Any, event: ConnectorStatusChanged) -> str:
+    await event_log.append(conn, event)
+    return str(event.event_id)
+
+
+# -- the committer on its own --------------------------------------------------------------
+
+
+def test_segments_keep_each_chargers_writes_apart_and_in_order() -> None:
+    async def nothing(conn: Any) -> None:
+        return None
+
+    writes = [Write(cp, nothing) for cp in ["a", "b", "a", "c", "a", "b"]]
+    runs = segments(writes)
+    assert [[w.charge_point_id for w in run] for run in runs] == [
+        ["a", "b"],
+        ["a", "c"],
+        ["a", "b"],
+    ]
+    assert [w for run in runs for w in run] == writes
+
+
+async def test_batch_keeps_each_chargers_order(database_dsn: str) -> None:
+    """Many writes of three chargers, generic and bulk, in one batch: stored in submission order."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=3)
+    try:
+        committer = GroupCommitter(pool, window=0.2, max_batch=1000, lanes=1)
+        writes: list[asyncio.Task[Any]] = []
+        expected: dict[str, list[str]] = {}
+        for n in range(6):
+            for cp in ("CP-A", "CP-B", "CP-C"):
+                if n % 2:
+                    meter = meter_event(cp, float(n))
+                    write: Write[Any] = Write(
+                        cp,
+                        functools.partial(event_log.record_meter_sampled, event=meter),
+                        batched_writes.METER_SAMPLED,
+                        meter,
+                    )
+                    event_id = str(meter.event_id)
+                else:
+                    status = status_event(cp, n)
+                    write = Write(cp, functools.partial(append_status, event=status))
+                    event_id = str(status.event_id)
+                expected.setdefault(cp, []).append(event_id)
+                writes.append(asyncio.create_task(committer.submit(write)))
+        await asyncio.sleep(0)  # every task has submitted its write
+        await committer.drain()  # what shutdown waits for: every write committed
+        assert await pool.fetchval("SELECT count(*) FROM events") == len(writes)
+        await asyncio.gather(*writes)
+        assert committer.batches == 1 and committer.fallbacks == 0
+        for cp, ids in expected.items():
+            rows = await pool.fetch(
+                "SELECT event_id::text FROM events WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                cp,
+            )
+            assert [r["event_id"] for r in rows] == ids  # the feed's order is the sent order
+    finally:
+        await pool.close()
+
+
+async def test_caller_is_answered_only_after_commit(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=3)
+    try:
+        committer = GroupCommitter(pool, window=0.01, max_batch=100, lanes=1)
+        async with commits_held(database_dsn) as holder:
+            event = status_event("CP-HELD", 1)
+            answered = asyncio.create_task(
+                committer.submit(Write("CP-HELD", functools.partial(append_status, event=event)))
+            )
+            await eventually(lambda: commit_waiting(holder))
+            await asyncio.sleep(0.05)  # a wrong committer resolved the future before COMMIT
+            assert not answered.done(), "answered while the commit was still waiting"
+            stored = await holder.fetchval(
+                "SELECT count(*) FROM events WHERE event_id = $1", event.event_id
+            )
+            assert stored == 0
+        assert await asyncio.wait_for(answered, 10) == str(event.event_id)
+        assert await pool.fetchval(
+            "SELECT count(*) FROM events WHERE event_id = $1", event.event_id
+        )
+    finally:
+        await pool.close()
+
+
+async def test_poisoned_write_fails_alone(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=3)
+    try:
+        committer = GroupCommitter(pool, window=0.2, max_batch=100, lanes=1)
+
+        async def poisoned(conn: Any) -> None:
+            await conn.execute("SELECT 1 / 0")
+
+        good = [status_event(f"CP-{n}", n) for n in range(4)]
+        tasks = [
+            asyncio.create_task(
+                committer.submit(
+                    Write(e.charge_point_id, functools.partial(append_status, event=e))
+                )
+            )
+            for e in good[:2]
+        ]
+        bad = asyncio.create_task(committer.submit(Write("CP-BAD", poisoned)))
+        tasks += [
+            asyncio.create_task(
+                committer.submit(
+                    Write(e.charge_point_id, functools.partial(append_status, event=e))
+                )
+            )
+            for e in good[2:]
+        ]
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await bad
+        assert await asyncio.gather(*tasks) == [str(e.event_id) for e in good]
+        assert committer.fallbacks == 1
+        assert await pool.fetchval("SELECT count(*) FROM events") == len(good)
+    finally:
+        await pool.close()
+
+
+# -- through the CSMS: chargers' answers ---------------------------------------------------
+
+
+def frame(message_id: str, action: str, payload: dict[str, Any]) -> str:
+    return json.dumps([2, message_id, action, payload])
+
+
+BOOT_16 = frame("boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+
+
+def status_16(message_id: str, connector_id: int) -> str:
+    return frame(
+        message_id,
+        "StatusNotification",
+        {
+            "connectorId": connector_id,
+            "errorCode": "NoError",
+            "status": "Available",
+            "timestamp": "2026-01-01T00:00:00Z",
+        },
+    )
+
+
+def meter_16(message_id: str, wh: int) -> str:
+    sampled = [{"value": str(wh), "measurand": "Energy.Active.Import.Register"}]
+    return frame(
+        message_id,
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "meterValue": [{"timestamp": f"2026-01-01T00:00:{wh:02d}Z", "sampledValue": sampled}],
+        },
+    )
+
+
+async def answer_to(charger: RawCharger, message_id: str, within: float = 10.0) -> Any:
+    """The CSMS's answer to our call ``message_id``, skipping calls the CSMS makes itself."""
+    while True:
+        message = json.loads(await asyncio.wait_for(charger.websocket.recv(), within))
+        if message[0] != 2:
+            assert message[1] == message_id
+            return message
+
+
+async def call(charger: RawCharger, message: str) -> Any:
+    await charger.send(message)
+    return await answer_to(charger, json.loads(message)[1])
+
+
+async def booted(charger: RawCharger) -> RawCharger:
+    answer = await call(charger, BOOT_16)
+    assert answer[2]["status"] == "Accepted"
+    return charger
+
+
+async def test_charger_is_answered_only_after_its_data_committed(
+    start_csms: StartCsms, database_dsn: str
+) -> None:
+    csms: RunningCsms = await start_csms(group_commit_window_ms=5)
+    assert csms.app.central.group_commit is not None
+    async with raw_charger(csms.ocpp_url, "GC-HELD") as charger:
+        await booted(charger)
+        async with commits_held(database_dsn) as holder:
+            await charger.send(meter_16("mv", 7))
+            await eventually(lambda: commit_waiting(holder))
+            with pytest.raises(TimeoutError):  # a wrong CSMS answered before COMMIT returned
+                await answer_to(charger, "mv", 0.3)
+        answer = await answer_to(charger, "mv")
+        assert answer[:2] == [3, "mv"]
+        stored = await csms.pool.fetchval(
+            "SELECT count(*) FROM meter_samples WHERE charge_point_id = 'GC-HELD'"
+        )
+        assert stored == 1  # committed by the time the charger had its answer
+
+
+async def test_poisoned_message_in_a_batch_fails_alone(start_csms: StartCsms) -> None:
+    """Five chargers' messages in one batch, one with a connectorId no column can hold."""
+    csms = await start_csms(group_commit_window_ms=1000, db_pool_max=4)  # one lane
+    committer = csms.app.central.group_commit
+    assert committer is not None
+    async with contextlib.AsyncExitStack() as stack:
+        chargers = [
+            await booted(await stack.enter_async_context(raw_charger(csms.ocpp_url, f"GC-{n}")))
+            for n in range(5)
+        ]
+        fallbacks = committer.fallbacks
+        answers = await asyncio.gather(
+            *(call(c, status_16(f"s{n}", 2**40 if n == 2 else 1)) for n, c in enumerate(chargers))
+        )
+    assert committer.fallbacks == fallbacks + 1  # their batch failed and was retried one by one
+    assert answers[2][0] == 4 and answers[2][2] == "PropertyConstraintViolation"
+    assert [a[:2] for n, a in enumerate(answers) if n != 2] == [[3, f"s{n}"] for n in (0, 1, 3, 4)]
+    stored = await csms.pool.fetch(
+        "SELECT charge_point_id FROM connectors ORDER BY charge_point_id"
+    )
+    assert [r["charge_point_id"] for r in stored] == ["GC-0", "GC-1", "GC-3", "GC-4"]
+
+
+async def test_window_zero_writes_each_message_in_its_own_transaction(
+    start_csms: StartCsms,
+) -> None:
+    csms = await start_csms(group_commit_window_ms=0)
+    assert csms.app.central.group_commit is None
+    async with raw_charger(csms.ocpp_url, "GC-OFF") as charger:
+        await booted(charger)
+        assert (await call(charger, meter_16("m1", 1)))[:2] == [3, "m1"]
+        assert (await call(charger, status_16("s1", 1)))[:2] == [3, "s1"]
+        refused = await call(charger, status_16("s2", 2**40))
+        assert refused[0] == 4 and refused[2] == "PropertyConstraintViolation"
+    rows = await csms.pool.fetch(
+        "SELECT type, xact_id FROM events WHERE charge_point_id = 'GC-OFF' "
+        "AND type IN ('meter_sampled', 'connector_status_changed') ORDER BY xact_id, id"
+    )
+    assert [r["type"] for r in rows] == ["meter_sampled", "connector_status_changed"]
+    assert rows[0]["xact_id"] != rows[1]["xact_id"]
+
+
+# -- the bulk writers store what the one-message path stores ------------------------------
+
+
+def transaction_events(charge_point_id: str) -> list[SessionStarted | SessionUpdated]:
+    def samples(minute: int, wh: float) -> tuple[MeterSample, ...]:
+        at = T0 + timedelta(minutes=minute)
+        return (
+            MeterSample(at, "Energy.Active.Import.Register", wh, "Wh"),
+            MeterSample(
+                at, "Power.Active.Import", 7000.0, "W", phase=None, context="Sample.Periodic"
+            ),
+        )
+
+    common: dict[str, Any] = {"charge_point_id": charge_point_id, "transaction_id": "TX-1"}
+    started = SessionStarted(
+        **common,
+        occurred_at=T0,
+        evse_id=1,
+        connector_id=1,
+        id_token=None,
+        seq_no=0,
+        samples=samples(0, 100.0),
+    )
+    # One arrives late: readings and charging state follow the rules, not the arrival.
+    updates = [
+        SessionUpdated(
+            **common,
+            occurred_at=T0 + timedelta(minutes=n),
+            seq_no=n,
+            trigger_reason="MeterValuePeriodic",
+            charging_state="Charging" if n < 3 else "SuspendedEV",
+            samples=samples(n, 100.0 + n),
+        )
+        for n in (1, 3, 2)
+    ]
+    return [started, *updates, updates[0]]  # and a resend
+
+
+async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        settings = dataclasses.replace(Settings(), database_url=database_dsn)
+        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
+        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        for cp in ("CP-BATCHED", "CP-ALONE"):
+            await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        for batched_event, alone_event in zip(
+            transaction_events("CP-BATCHED"), transaction_events("CP-ALONE"), strict=True
+        ):
+            for central, event in ((batched, batched_event), (alone, alone_event)):
+                if isinstance(event, SessionStarted):
+                    await central.start_session(event, Protocol.V201)
+                else:
+                    await central.update_session(event, Protocol.V201)
+        assert batched.group_commit is not None and batched.group_commit.batches > 0
+
+        async def stored(cp: str) -> tuple[Any, ...]:
+            session = await pool.fetchrow("SELECT * FROM sessions WHERE charge_point_id = $1", cp)
+            events = await pool.fetch(
+                "SELECT type, payload, context - 'id' - 'charge_point_id' AS context "
+                "FROM events WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                cp,
+            )
+            samples = await pool.fetch(
+                "SELECT sampled_at, measurand, value, context, session_id IS NOT NULL AS linked "
+                "FROM meter_samples WHERE charge_point_id = $1 ORDER BY id",
+                cp,
+            )
+            assert session is not None
+            row = {
+                k: v
+                for k, v in session.items()
+                if k not in {"id", "charge_point_id", "created_at", "updated_at"}
+            }
+            return row, [dict(e) for e in events], [dict(s) for s in samples]
+
+        assert await stored("CP-BATCHED") == await stored("CP-ALONE")
+    finally:
+        await pool.close()
+
+
+async def test_bulk_statuses_store_what_one_by_one_stores(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        settings = dataclasses.replace(Settings(), database_url=database_dsn)
+        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
+        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+
+        def statuses(cp: str) -> list[ConnectorStatusChanged]:
+            def status(minute: int, value: ConnectorStatus, **extra: Any) -> ConnectorStatusChanged:
+                at = T0 + timedelta(minutes=minute)
+                return ConnectorStatusChanged(
+                    charge_point_id=cp, occurred_at=at, evse_id=1, connector_id=1, status=value,
+                    **extra,
+                )  # fmt: skip
+
+            first = status(1, ConnectorStatus.AVAILABLE, detail="Available")
+            faulted = status(3, ConnectorStatus.FAULTED, error_code="GroundFailure", info="x")
+            late = status(2, ConnectorStatus.OCCUPIED, detail="Charging")  # older: not applied
+            return [first, faulted, late, first]  # and a resend
+
+        for cp in ("CP-BATCHED", "CP-ALONE"):
+            await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        for batched_event, alone_event in zip(
+            statuses("CP-BATCHED"), statuses("CP-ALONE"), strict=True
+        ):
+            await batched.record(batched_event)
+            await alone.record(alone_event)
+        assert batched.group_commit is not None and batched.group_commit.batches > 0
+
+        async def stored(cp: str) -> tuple[Any, ...]:
+            connectors = await pool.fetch(
+                "SELECT evse_id, connector_id, status, detail, error_code, info, status_at "
+                "FROM connectors WHERE charge_point_id = $1",
+                cp,
+            )
+            events = await pool.fetch(
+                "SELECT type, evse_id, connector_id, occurred_at, payload FROM events "
+                "WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                cp,
+            )
+            return [dict(c) for c in connectors], [dict(e) for e in events]
+
+        batched_rows = await stored("CP-BATCHED")
+        assert batched_rows == await stored("CP-ALONE")
+        assert [c["status"] for c in batched_rows[0]] == ["Faulted"]
+        assert len(batched_rows[1]) == 3
+    finally:
+        await pool.close()
