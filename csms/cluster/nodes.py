@@ -104,6 +104,9 @@ class NodeMembership:
         self.ocpp_url: str | None = None
         self._renewed = clock()
         self._untracked: set[tuple[str, int]] = set()  # seen at the last reconciliation
+        # advertise() renews while run() may be renewing: one lease connection, one
+        # operation at a time (asyncpg refuses a second: "another operation is in progress").
+        self._renewing = asyncio.Lock()
 
     @property
     def node_id(self) -> str:
@@ -165,18 +168,19 @@ class NodeMembership:
 
     async def renew(self) -> None:
         """Renew the lease; a node that lost it drops its chargers (see the module doc)."""
-        try:
-            renewed = await store.renew(
-                await self._renewal_executor(),
-                self.node_id,
-                self.settings.node_lease_seconds,
-                len(self.registry),
-                self.api_url,
-                self.ocpp_url,
-            )
-        except Exception:
-            await self._close_lease_conn()  # the next renewal opens a fresh one
-            raise
+        async with self._renewing:
+            try:
+                renewed = await store.renew(
+                    await self._renewal_executor(),
+                    self.node_id,
+                    self.settings.node_lease_seconds,
+                    len(self.registry),
+                    self.api_url,
+                    self.ocpp_url,
+                )
+            except Exception:
+                await self._close_lease_conn()  # the next renewal opens a fresh one
+                raise
         if not renewed:
             log.error("cluster.lease_lost", node_id=self.node_id, reason="row reaped")
             await self._drop_all_chargers()

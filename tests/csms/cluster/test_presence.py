@@ -179,3 +179,13 @@ async def test_the_lease_is_renewed_while_every_pool_connection_is_busy(
     finally:
         for conn in held:
             await running.pool.release(conn)
+
+
+async def test_renewals_at_once_share_the_lease_connection_one_at_a_time(
+    start_csms: StartCsms,
+) -> None:
+    """advertise() renews while the lease loop may be renewing: both use the one lease
+    connection, which takes one operation at a time (a second one raised)."""
+    running = await start_csms()
+    membership = running.app.cluster.membership  # type: ignore[union-attr]
+    await asyncio.wait_for(asyncio.gather(*(membership.renew() for _ in range(5))), 10)
