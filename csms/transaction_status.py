@@ -21,7 +21,7 @@ from ocpp.v201 import call as call201
 
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
-from csms.connection import CallErrorReceived
+from csms.connection import CallErrorReceived, InvalidAnswer
 from csms.events import (
     ChargerConnected,
     ChargerReportReceived,
@@ -140,7 +140,13 @@ class TransactionStatusService:
                 "ongoing_indicator": response.ongoing_indicator,
                 "messages_in_queue": response.messages_in_queue,
             }
-        except (ChargerNotConnected, CallErrorReceived, TimeoutError, ConnectionError) as error:
+        except (
+            ChargerNotConnected,
+            CallErrorReceived,
+            InvalidAnswer,
+            TimeoutError,
+            ConnectionError,
+        ) as error:
             data["error"] = repr(error)
         await self._context.central.record(
             ChargerReportReceived(
