@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -44,6 +45,7 @@ import psutil
 
 from bench.connection_fleet import generator_main
 from bench.heartbeat_probe import HeartbeatProbe, percentile
+from csms.storage.embedded import stop_embedded
 
 MiB = 1024 * 1024
 
@@ -57,6 +59,7 @@ class Target:
         self.api = ""
         self.dsn: str | None = None
         self.data_dir = ""
+        self.log_path = ""
 
     async def start_csms(self, data_dir: str, workers: int) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -67,9 +70,12 @@ class Target:
             args += ["--workers", str(workers), "--port", str(port), "--api-port", str(api_port)]
         else:
             args += ["--port", "0", "--api-port", "0"]
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "csms", *args, env=env, stdout=asyncio.subprocess.PIPE
-        )
+        self.log_path = os.path.join(data_dir, "csms.log")
+        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 -- its warnings, not on our console
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "csms", *args, env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )  # fmt: skip
         assert self.process.stdout is not None
         line = (await asyncio.wait_for(self.process.stdout.readline(), 120)).decode()
         if workers > 1:
@@ -85,6 +91,7 @@ class Target:
             self.url = line.split("connect to ")[1].split("/<charge_point_id>")[0]
             self.api = line.split("operator API: ")[1].strip()
         self.data_dir = data_dir
+        print(f"csms pid {self.process.pid}; its log: {self.log_path}", flush=True)
         self.dsn = f"postgresql://postgres@/csms?host={data_dir}/pgdata"
 
     async def start_toy(self) -> None:
@@ -105,6 +112,18 @@ class Target:
                 return (await http.get(f"{self.api}/metrics")).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def log_summary(self) -> str:
+        """How many error and warning lines the CSMS logged, by event name."""
+        if not self.log_path:
+            return "n/a"
+        counts: dict[str, int] = {}
+        with open(self.log_path, errors="replace") as log:
+            for line in log:
+                match = re.search(r"\[(error|warning) *\] (\S+)", line)
+                if match:
+                    counts[match[2]] = counts.get(match[2], 0) + 1
+        return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none"
 
     def postgres_pids(self) -> set[int]:
         try:
@@ -176,6 +195,8 @@ class Target:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+                if self.data_dir:  # killed: its embedded Postgres is still running
+                    stop_embedded(Path(self.data_dir))
 
 
 class Generators:
@@ -315,6 +336,7 @@ async def run(args: argparse.Namespace, target: Target) -> None:
     finally:
         await fleet.stop()
         await probe.stop()
+        print(f"CSMS log (errors and warnings): {target.log_summary()}", flush=True)
 
 
 async def _only_probe(target: Target) -> bool:
