@@ -1,8 +1,9 @@
 """Generator processes for bench.connections: thousands of idle chargers per process.
 
-Each charger is one task and one socket (``websockets`` client, compression
-off, no client pings): it connects (retrying after 0.5-2 s on a refused or
-failed handshake, as chargers do), sends its BootNotification, then a Heartbeat
+Each charger is one task and one socket (``websockets`` client, no client
+pings; compression not offered unless asked, to show what it costs the
+server): it connects (retrying after 0.5-2 s on a refused or failed
+handshake, as chargers do), sends its BootNotification, then a Heartbeat
 every ``heartbeat`` seconds (jittered), and answers what the CSMS asks (the
 post-boot capability probe: GetConfiguration / GetVariables with valid
 answers, anything else ``{"status": "Accepted"}``).
@@ -67,8 +68,11 @@ class Outcome:
 
 
 class IdleCharger:
-    def __init__(self, url: str, charge_point_id: str, v201: bool, heartbeat: float) -> None:
+    def __init__(
+        self, url: str, charge_point_id: str, v201: bool, heartbeat: float, compression: bool
+    ) -> None:
         self.url, self.id, self.v201, self.heartbeat = url, charge_point_id, v201, heartbeat
+        self.compression = compression  # offer permessage-deflate, as many clients do
         self.outcome = Outcome()
         self.accepted = asyncio.Event()
         self.ws: ClientConnection | None = None
@@ -85,7 +89,7 @@ class IdleCharger:
                 self.ws = await connect(
                     f"{self.url}/{self.id}",
                     subprotocols=["ocpp2.0.1" if self.v201 else "ocpp1.6"],  # type: ignore[list-item]
-                    compression=None,
+                    compression="deflate" if self.compression else None,
                     ping_interval=None,
                     open_timeout=120,
                     close_timeout=2,
@@ -159,9 +163,13 @@ class IdleCharger:
                 return result
 
 
-async def _generator(pipe: Connection, url: str, ids: list[str], heartbeat: float) -> None:
-    chargers = [IdleCharger(url, cid, v201=n % 2 == 1, heartbeat=heartbeat) for n, cid in
-                enumerate(ids)]  # fmt: skip
+async def _generator(
+    pipe: Connection, url: str, ids: list[str], heartbeat: float, compression: bool
+) -> None:
+    chargers = [
+        IdleCharger(url, cid, v201=n % 2 == 1, heartbeat=heartbeat, compression=compression)
+        for n, cid in enumerate(ids)
+    ]
     tasks: list[asyncio.Task[None]] = []
     while True:
         command = await asyncio.to_thread(pipe.recv)
@@ -207,6 +215,8 @@ def dataclass_dict(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def generator_main(pipe: Connection, url: str, ids: list[str], heartbeat: float) -> None:
+def generator_main(
+    pipe: Connection, url: str, ids: list[str], heartbeat: float, compression: bool
+) -> None:
     """Entry point of one generator process."""
-    asyncio.run(_generator(pipe, url, ids, heartbeat))
+    asyncio.run(_generator(pipe, url, ids, heartbeat, compression))

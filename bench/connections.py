@@ -2,7 +2,7 @@
 
     python -m bench.connections [--chargers 10000] [--workers N] [--generators 4]
         [--heartbeat 30] [--idle-seconds 15] [--connect-rate 1500] [--phase both]
-        [--toy] [--url ws://host:port/ocpp]
+        [--client-compression] [--toy] [--url ws://host:port/ocpp]
 
 Without ``--url`` it starts ``csms`` (``--workers N`` if given) with a fresh
 embedded Postgres in a temporary folder, as bench.ingest does. The fleet (half
@@ -202,7 +202,9 @@ class Target:
 class Generators:
     """The fleet, split over processes; each is driven through a pipe."""
 
-    def __init__(self, url: str, chargers: int, processes: int, heartbeat: float) -> None:
+    def __init__(
+        self, url: str, chargers: int, processes: int, heartbeat: float, compression: bool
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         ids = [f"CONN-{n:05d}" for n in range(chargers)]
         self.pipes = []
@@ -211,7 +213,7 @@ class Generators:
             parent, child = context.Pipe()
             process = context.Process(
                 target=generator_main,
-                args=(child, url, ids[index::processes], heartbeat),
+                args=(child, url, ids[index::processes], heartbeat, compression),
                 name=f"bench-generator-{index}",
                 daemon=True,
             )
@@ -296,7 +298,9 @@ async def run(args: argparse.Namespace, target: Target) -> None:
     baseline = await _report_rss(target, "idle, 0 chargers", 0, 0)
     probe = HeartbeatProbe(target.url, "CONN-PROBE")
     await probe.start()
-    fleet = Generators(target.url, args.chargers, args.generators, args.heartbeat)
+    fleet = Generators(
+        target.url, args.chargers, args.generators, args.heartbeat, args.client_compression
+    )
     try:
         print(f"chargers: {args.chargers} (half 1.6J, half 2.0.1) over {args.generators} "
               f"generator processes; heartbeat every {args.heartbeat:g} s", flush=True)  # fmt: skip
@@ -355,6 +359,12 @@ async def main() -> None:
     parser.add_argument("--connect-rate", type=float, default=1500.0, help="sockets/s (idle)")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound of every wait, s")
     parser.add_argument("--phase", choices=("idle", "storm", "both"), default="both")
+    parser.add_argument(
+        "--client-compression",
+        action="store_true",
+        help="chargers offer permessage-deflate (the CSMS accepts it only with "
+        "CSMS_WS_COMPRESSION=true)",
+    )
     parser.add_argument("--toy", action="store_true", help="against bench.toy_csms instead")
     parser.add_argument("--url", help="an already running CSMS (RSS is then not measured)")
     args = parser.parse_args()

@@ -37,10 +37,23 @@ async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         dsn,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        reset=_no_session_reset,
         **_timeouts(settings),
     )
     assert pool is not None
     return pool
+
+
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without asyncpg's reset query.
+
+    asyncpg still rolls back an open transaction and drops listeners first; its
+    default then sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL`` -- one more round trip per acquire (about a tenth of the CPU of a
+    reconnect storm, docs/capacity.md). The charger pool keeps no session state:
+    advisory locks on it are transaction-scoped (or unlocked by their holder, the
+    outbox relay), settings are ``SET LOCAL``, LISTEN runs on connections of its own.
+    """
 
 
 async def open_api_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
