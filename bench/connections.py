@@ -21,6 +21,11 @@ processes, so the load generator is not the bottleneck of one interpreter.
    rejected boots and connection errors -- and, meanwhile, the round trip of a
    Heartbeat sent every 100 ms by one charger that stayed connected (max, p99).
 
+With each connect it prints the CPU seconds the CSMS and Postgres used, and per
+charger accepted: on a machine shared with other work the wall-clock figures
+move with the load, the CPU per charger much less, so that one compares
+versions.
+
 ``--toy`` runs the same against the in-memory yardstick (``bench.toy_csms``)
 instead of the CSMS, for a comparison figure. Loopback only; every wait bounded.
 """
@@ -158,6 +163,36 @@ class Target:
                 pass
         return own, count, pg
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time (user + system) used so far by the CSMS's processes and by Postgres's.
+
+        On a shared machine the wall-clock figures depend on what else runs; CPU
+        seconds per charger do not (much), so they compare runs and versions.
+        """
+        postgres = self.postgres_pids()
+        own = pg = 0.0
+        procs: list[psutil.Process] = []
+        if self.process is not None:
+            try:
+                root = psutil.Process(self.process.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                pass
+        for proc in procs:
+            try:
+                if proc.pid not in postgres and not proc.name().startswith("postgres"):
+                    times = proc.cpu_times()
+                    own += times.user + times.system
+            except psutil.Error:
+                pass
+        for pid in postgres:
+            try:
+                times = psutil.Process(pid).cpu_times()
+                pg += times.user + times.system
+            except psutil.Error:
+                pass
+        return own, pg
+
     async def lag_metrics(self) -> str:
         """The event-loop lag figures from /metrics, or "n/a"."""
         if not self.api:
@@ -273,6 +308,13 @@ def _summarise(results: list[list[dict[str, Any]]], began: float) -> dict[str, A
     }
 
 
+def _cpu_per_charger(target: Target, before: tuple[float, float], chargers: int) -> str:
+    own, pg = target.cpu_seconds()
+    used, pg_used = own - before[0], pg - before[1]
+    per = f"; per charger {used / chargers * 1000:.1f} ms + {pg_used / chargers * 1000:.1f} ms"
+    return f"CPU used: CSMS {used:.1f} s, Postgres {pg_used:.1f} s" + (per if chargers else "")
+
+
 def _latencies(name: str, values: list[float]) -> str:
     if not values:
         return f"{name}: none"
@@ -307,11 +349,13 @@ async def run(args: argparse.Namespace, target: Target) -> None:
         rate = args.connect_rate / args.generators
         began = time.time()
         probe.mark()
+        cpu = target.cpu_seconds()
         first = _summarise(await fleet.ask("connect", rate, args.timeout), began)
         print(f"connect at {args.connect_rate:g}/s: {first['accepted']}/{first['total']} "
               f"Accepted in {first['all_accepted_s']:.1f} s; retries {first['retries']}, "
               f"errors {first['errors'] or 0}", flush=True)  # fmt: skip
         print(f"  heartbeat round trip meanwhile: {probe.summary()}", flush=True)
+        print(f"  {_cpu_per_charger(target, cpu, first['accepted'])}", flush=True)
         if args.phase in ("idle", "both"):
             probe.mark()
             await asyncio.sleep(args.idle_seconds)
@@ -327,6 +371,7 @@ async def run(args: argparse.Namespace, target: Target) -> None:
             await asyncio.sleep(1)
             probe.mark()
             began = time.time()
+            cpu = target.cpu_seconds()
             storm = _summarise(await fleet.ask("connect", 0, args.timeout), began)
             print(f"storm: {storm['accepted']}/{storm['total']} Accepted in "
                   f"{storm['all_accepted_s']:.1f} s; rejected boots {storm['rejected']}, "
@@ -335,6 +380,7 @@ async def run(args: argparse.Namespace, target: Target) -> None:
             print("  " + _latencies("connect to Accepted", storm["connect"]))
             print("  " + _latencies("BootNotification round trip", storm["boot"]))
             print(f"  heartbeat round trip during the storm: {probe.summary()}", flush=True)
+            print(f"  {_cpu_per_charger(target, cpu, storm['accepted'])}", flush=True)
             await _report_rss(target, "after the storm", baseline, storm["accepted"])
             print(f"  event-loop lag: {await target.lag_metrics()}", flush=True)
     finally:
