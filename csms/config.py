@@ -242,6 +242,18 @@ class Settings:
     # The asyncio loop of each process; uvloop measured no better (docs/profiling.md).
     event_loop: EventLoopChoice = EventLoopChoice.ASYNCIO
 
+    # Capacity (csms/capacity.py, docs/capacity.md): permessage-deflate off unless
+    # ws_compression (it costs ~100 KiB per charger for small JSON frames); a charger's
+    # WebSocket handshake may take ws_handshake_timeout s (it may wait its turn: at most
+    # connect_concurrency chargers at a time are between handshake and boot answer);
+    # the post-boot capability probe of a charger is delayed by a random 0 to
+    # post_boot_spread_seconds s, so that a reconnect storm's probes do not compete
+    # with its boots.
+    ws_compression: bool = False
+    ws_handshake_timeout: float = 60.0
+    connect_concurrency: int = 32
+    post_boot_spread_seconds: float = 30.0
+
     @property
     def hard_frame_limit(self) -> int:
         return max(4 * self.max_message_size, 1024 * 1024)
@@ -344,8 +356,17 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field in {"api_tls", "reuse_port", "proxy_protocol"}:
+    if field in {"api_tls", "reuse_port", "proxy_protocol", "ws_compression"}:
         return _bool(field, raw)
+    if field == "connect_concurrency":
+        return _positive_int(field, raw)
+    if field == "ws_handshake_timeout":
+        return _positive_float(field, raw)
+    if field == "post_boot_spread_seconds":  # 0: probe at once
+        spread = float(raw)
+        if not spread >= 0:
+            raise ValueError(f"{ENV_NAMES[field]} must be 0 or more seconds, got {raw!r}")
+        return spread
     if field == "kafka_embedded":
         return raw.strip().lower() == "embedded" or _bool(field, raw)
     if field == "kafka_embedded_port":

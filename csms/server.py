@@ -7,6 +7,7 @@ charger offers both. A charger offering neither is refused in the handshake.
 
 from __future__ import annotations
 
+import asyncio
 import http
 import ssl
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from csms import capacity
 from csms.central import CentralSystem, ConnectionSuperseded, utcnow
 from csms.config import Settings
 from csms.drain import Drainer, DrainReport
@@ -66,6 +68,9 @@ class OcppServer:
         self._port: int | None = None  # kept: the sockets are gone once draining
         self._tls_port: int | None = None
         self._drainer: Drainer | None = None
+        self.admission = capacity.ConnectAdmission(
+            settings.connect_concurrency, hold_limit=min(settings.response_timeout, 15.0)
+        )
 
     @property
     def port(self) -> int:
@@ -84,6 +89,7 @@ class OcppServer:
 
     async def start(self) -> None:
         tls = context_from(self.settings)  # before listening: bad TLS settings stop start-up
+        capacity.raise_open_files_limit()
         self._server = await self._listen(self.settings.port, None)
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         if tls is not None:
@@ -143,6 +149,7 @@ class OcppServer:
             ping_timeout=self.settings.ping_timeout,
             server_header=None,
             reuse_port=self.settings.reuse_port,  # several worker processes on one port
+            **capacity.server_options(self.settings),
         )
 
     async def stop(self) -> None:
@@ -163,7 +170,15 @@ class OcppServer:
                 http.HTTPStatus.NOT_FOUND,
                 f"connect to {self.settings.ocpp_path_prefix}/<charge_point_id>\n",
             )
-        return await self.gate.check(connection, request, charge_point_id)
+        await self.admission.enter(connection)  # left once booted (_serve_charger)
+        try:
+            refused = await self.gate.check(connection, request, charge_point_id)
+        except BaseException:
+            self.admission.leave(connection)
+            raise
+        if refused is not None:
+            self.admission.leave(connection)
+        return refused
 
     def _select_subprotocol(
         self, connection: ServerConnection, offered: Sequence[Subprotocol]
@@ -197,6 +212,7 @@ class OcppServer:
         self, websocket: ServerConnection, charge_point_id: str, protocol: Protocol
     ) -> None:
         connection = HANDLERS[protocol](charge_point_id, websocket, self.central, self.settings)
+        setup = asyncio.create_task(self.admission.leave_when(websocket, connection.boot_answered))
         replaced = self.registry.replace(connection)
         if replaced is not None:
             log.info("charger.connection_replaced")
@@ -220,6 +236,7 @@ class OcppServer:
                 connection.generation,
             )
             log.info("charger.connected", registration=connection.registration)
+            self.admission.connected(websocket)
             await connection.start()
         except ConnectionSuperseded:
             log.info("charger.connection_superseded", generation=connection.generation)
@@ -227,6 +244,8 @@ class OcppServer:
         except ConnectionClosed:
             pass
         finally:
+            setup.cancel()
+            self.admission.leave(websocket)
             connection.fail_pending()
             if self.registry.remove(connection) and connection.generation is not None:
                 try:

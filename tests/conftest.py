@@ -113,6 +113,8 @@ async def start_csms(database_dsn: str) -> AsyncIterator[StartCsms]:
     async def start(**overrides: Any) -> RunningCsms:
         # Every instance is a node of its own (in one process they share hostname-pid).
         overrides.setdefault("node_id", f"test-node-{len(started) + 1}")
+        # The post-boot probe at once (tests wait for it); docs/capacity.md
+        overrides.setdefault("post_boot_spread_seconds", 0.0)
         settings = dataclasses.replace(
             Settings(),
             host="127.0.0.1",

@@ -1,6 +1,7 @@
 """Learning what each charger supports: asked after boot, read from its reports.
 
-* After a charger's BootNotification is answered Accepted -- or, when nothing is
+* After a charger's BootNotification is answered Accepted (a random 0 to
+  post_boot_spread_seconds later) -- or, when nothing is
   known of it yet, once it reconnected and did not boot (a CSMS restart) -- the
   node holding its socket asks it: 1.6 GetConfiguration(ChargingScheduleAllowedChargingRateUnit),
   2.0.1 GetVariables(SmartChargingCtrlr.RateUnit, TariffCostCtrlr.Available[Cost],
@@ -18,6 +19,7 @@ recorded where calls are sent (:meth:`csms.connection.OcppConnection.call`).
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +106,11 @@ class InteropService:
             await asyncio.wait_for(connection.boot_answered.wait(), self.boot_wait)
         except TimeoutError:
             return None
+        # Spread: after a reconnect storm the probes would otherwise compete with the
+        # boots still queued (docs/capacity.md); the charger works meanwhile.
+        await asyncio.sleep(random.uniform(0, self.context.settings.post_boot_spread_seconds))
+        if self.context.registry.get(charge_point_id) is not connection:
+            return None  # gone (or reconnected: that connection's boot asks)
         return await self._probe_now(charge_point_id, connection)
 
     async def probe_reconnected(self, charge_point_id: str) -> Learned | None:

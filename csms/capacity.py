@@ -1,0 +1,116 @@
+"""What one node needs to hold many idle chargers and survive them all reconnecting.
+
+* :func:`server_options`: the WebSocket server's per-connection settings. OCPP
+  frames are small JSON messages, one outstanding call per direction, so
+  permessage-deflate (two zlib contexts per socket, about 100 KiB+ of a
+  connection's memory, and CPU on every frame) buys almost nothing: off unless
+  ``ws_compression``; short receive queues; a listen backlog that holds a
+  reconnect storm's SYNs instead of dropping them (which costs the charger a
+  1-3-7 s SYN retry); a handshake timeout long enough for a charger waiting its
+  turn at :class:`ConnectAdmission`.
+* :func:`raise_open_files_limit`: one socket per charger: the soft limit of open
+  files is raised to the hard one at start (a default soft limit of 1,024 caps a
+  node at about a thousand chargers).
+* :class:`ConnectAdmission`: at most ``connect_concurrency`` chargers at a time
+  between their handshake and their BootNotification answer. Each of them needs
+  several database round trips (authentication, presence, boot); ten thousand
+  at once would queue thousands of pool waiters that time out (an InternalError
+  to the charger, which then retries: the work done twice), and the chargers
+  already connected would wait behind them. Admitted in arrival order instead,
+  each setup finishes at the pool's speed and the rest wait in their handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from typing import Any
+
+import structlog
+
+from csms.config import Settings
+
+log = structlog.get_logger(__name__)
+
+RECEIVE_QUEUE_FRAMES = 4  # OCPP-J: one call each way, plus its answer, plus a close
+WRITE_LIMIT_BYTES = 64 * 1024  # sender waits above this many buffered bytes
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+BOOT_GRACE_SECONDS = 3.0  # a connected charger's set-up slot, waiting for its boot
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``websockets.asyncio.server.serve`` (see the module doc)."""
+    return {
+        "compression": "deflate" if settings.ws_compression else None,
+        "max_queue": RECEIVE_QUEUE_FRAMES,
+        "write_limit": WRITE_LIMIT_BYTES,
+        "backlog": LISTEN_BACKLOG,
+        "open_timeout": settings.ws_handshake_timeout,
+    }
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) as now set."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:  # a container may forbid it
+            log.warning("capacity.open_files_not_raised", soft=soft, hard=hard, error=str(error))
+    log.info("capacity.open_files", limit=soft, hard_limit=hard)
+    return soft, hard
+
+
+class ConnectAdmission:
+    """A bounded number of chargers in set-up (handshake to boot answer) at a time.
+
+    :meth:`enter` waits for a slot (in arrival order); the slot is given back by
+    :meth:`leave` (boot answered, connection refused or closed), at the latest
+    ``hold_limit`` seconds after it was taken (a handshake that fails after the
+    check) or ``BOOT_GRACE_SECONDS`` after the connection was recorded (a charger
+    that does not boot), so that no charger keeps a slot for long.
+    """
+
+    def __init__(self, limit: int, hold_limit: float) -> None:
+        self.limit = limit
+        self.hold_limit = hold_limit
+        self._slots = asyncio.Semaphore(limit)
+        self._held: dict[int, asyncio.TimerHandle] = {}  # id(key) -> its release timer
+
+    @property
+    def in_setup(self) -> int:
+        return len(self._held)
+
+    async def enter(self, key: object) -> None:
+        await self._slots.acquire()
+        timer = asyncio.get_running_loop().call_later(self.hold_limit, self.leave, key)
+        self._held[id(key)] = timer
+
+    def connected(self, key: object) -> None:
+        """The charger's connection is recorded: it keeps its slot ``BOOT_GRACE_SECONDS`` more.
+
+        A charger boots right after connecting; one that reconnects without booting
+        (after a CSMS restart) must not hold a slot for long.
+        """
+        timer = self._held.get(id(key))
+        if timer is not None:
+            timer.cancel()
+            loop = asyncio.get_running_loop()
+            self._held[id(key)] = loop.call_later(BOOT_GRACE_SECONDS, self.leave, key)
+
+    def leave(self, key: object) -> None:
+        """Give the slot of ``key`` back (once; a second call does nothing)."""
+        timer = self._held.pop(id(key), None)
+        if timer is not None:
+            timer.cancel()
+            self._slots.release()
+
+    async def leave_when(self, key: object, done: asyncio.Event) -> None:
+        """Give the slot back once ``done`` is set (the charger's boot was answered)."""
+        try:
+            await asyncio.wait_for(done.wait(), self.hold_limit)
+        except TimeoutError:
+            pass
+        finally:
+            self.leave(key)
