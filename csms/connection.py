@@ -354,6 +354,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             finally:
                 self._pending.pop(message.unique_id, None)
                 raw = self._raw_answers.pop(message.unique_id, "")
+                if future.done() and not future.cancelled():
+                    future.exception()  # the send failed after fail_pending: mark it seen
         if isinstance(response, CallError):
             metrics.MESSAGES.labels("out", action_label, "call_error").inc()
             metrics.CALL_ERRORS.labels("received", metrics.bounded_code(response.error_code)).inc()
