@@ -162,6 +162,12 @@ class SitePlanning:
                     await self._commit_intent(site_id, increases, mark_decrease=decreased)
                     decreased = False  # stored with the intent
                     await self._settle(site_id)
+                    if await self._sessions_changed(site_id, live):
+                        # A session that started during the settle time draws its
+                        # TxDefaultProfile share already: the increases planned without it
+                        # could exceed the limit. The decreases stand; plan again with it.
+                        svc.request_replan(site_id, "sessions_changed")
+                        break
                 results = await self._send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
                 break
@@ -237,6 +243,13 @@ class SitePlanning:
             if decreased:
                 await planner_state.mark_decrease(conn, site_id, svc.node_id, token)
             await planner_state.save_view(conn, site_id, svc.node_id, token, view.as_dict())
+
+    async def _sessions_changed(self, site_id: str, live: dict[str, Tracked]) -> bool:
+        """Whether the site's active sessions are no longer the ones ``live`` planned."""
+        async with self.pool.acquire() as conn:
+            rows = await store.active_sessions(conn, site_id)
+        now = {(session_key(r["charge_point_id"], r["evse_id"]), r["transaction_id"]) for r in rows}
+        return not now <= {(key, t.transaction_id) for key, t in live.items()}
 
     async def _settle(self, site_id: str) -> None:
         """Let the EVs follow the site's last accepted decreases before anyone gets more."""
