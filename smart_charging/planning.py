@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -62,10 +61,6 @@ log = structlog.get_logger(__name__)
 
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 SCHEDULE_TOLERANCE_S = 300.0  # a time-of-use schedule moved by less is not sent again
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PlannerLost(RuntimeError):
@@ -116,6 +111,7 @@ class SitePlanning:
         self.service = service
         self.settings = service.settings
         self.pool = service.pool
+        self.clock = service.clock
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
         """Plan ``site_id`` now and send what changed (see the module docstring)."""
@@ -154,7 +150,7 @@ class SitePlanning:
                 for c, r in zip(first, results, strict=True)
             )
             if accepted_decrease:
-                svc.decreased_at[site_id] = time.monotonic()
+                svc.decreased_at[site_id] = self.clock.monotonic()
                 decreased = True
             if all(r == "Accepted" for r in results):
                 increases = [c for c in changes if c not in decreases]
@@ -168,13 +164,13 @@ class SitePlanning:
         reattached = await self._reattach(tree, live, reserved)
         sent.extend(reattached)
         current = {k: t for k, t in live.items() if svc.sessions.get(k) is t}  # not ended
-        view = reporting.site_view(tree, reason, currents, current, utcnow())
+        view = reporting.site_view(tree, reason, currents, current, self.clock.now())
         view.shifted = sorted(tou)
         view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
         svc.views[site_id] = view
         await self._commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
-        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, utcnow())
+        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
@@ -242,9 +238,9 @@ class SitePlanning:
         """Let the EVs follow the site's last accepted decreases before anyone gets more."""
         decreased_at = self.service.decreased_at.get(site_id)
         if decreased_at is not None:
-            wait = decreased_at + self.settings.smart_charging_settle - time.monotonic()
+            wait = decreased_at + self.settings.smart_charging_settle - self.clock.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self.clock.sleep(wait)
 
     # -- sessions --------------------------------------------------------------------
 
@@ -281,7 +277,7 @@ class SitePlanning:
                     t.assumed = hardware_max(tree, cp)
                 svc.track(key, t)
             started = row["started_at"]
-            t.rank = started.timestamp() if started is not None else time.time()
+            t.rank = started.timestamp() if started is not None else self.clock.now().timestamp()
             t.priority = row["priority"]
             t.departure_at = row["departure_at"]
             t.energy_wanted_wh = row["energy_wanted_wh"]
@@ -299,8 +295,8 @@ class SitePlanning:
         """Allocate; return the currents, the load set aside per session, what changed, and
         the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
         svc = self.service
-        now = utcnow()
-        clock = time.monotonic()
+        now = self.clock.now()
+        clock = self.clock.monotonic()
         live = []
         for t in tracked.values():
             online = svc.protocol_of(t.charge_point_id) is not None
@@ -379,7 +375,7 @@ class SitePlanning:
         )
         status = await self.call(t.charge_point_id, payload)
         if status == "Accepted":
-            t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
+            t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
             t.schedule = s.absolute_schedule()
             t.confirmed, t.floor_limit = True, None
         else:

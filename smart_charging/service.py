@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -76,6 +75,7 @@ class SmartChargingService:
         self.context = context
         self.pool = context.pool
         self.settings = context.settings
+        self.clock = context.clock  # every time read here (settle, idle, probes, periodic)
         manager = context.leases
         self.node_id: str = context.node_id
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
@@ -154,7 +154,7 @@ class SmartChargingService:
             chargers = [c.charge_point_id for c in tree.chargers] if tree else []
             accepted = await planner_state.load_fallbacks(conn, chargers)
         if since is not None:
-            self.decreased_at[site_id] = time.monotonic() - since
+            self.decreased_at[site_id] = self.clock.monotonic() - since
         for cp, (max_a, default_a) in accepted.items():
             if max_a is not None:
                 self.fallbacks.maxes[cp] = max_a
@@ -333,7 +333,7 @@ class SmartChargingService:
 
     async def _periodic(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.smart_charging_interval)
+            await self.clock.sleep(self.settings.smart_charging_interval)
             try:
                 for site_id in self.leadership.sites():
                     self.request_replan(site_id, "periodic")
@@ -396,9 +396,12 @@ class SmartChargingService:
         t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
         if t is None or t.assumed is not None or not t.limit:
             return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
-        if time.monotonic() - t.changed_at < self.settings.smart_charging_settle + SAMPLE_GRACE_S:
+        if (
+            self.clock.monotonic() - t.changed_at
+            < self.settings.smart_charging_settle + SAMPLE_GRACE_S
+        ):
             return Verdict.STEADY  # an EV starting after a new limit is suspended a moment
-        return note_suspended(t, state == "SuspendedEV", time.monotonic())
+        return note_suspended(t, state == "SuspendedEV", self.clock.monotonic())
 
     def track(self, key: str, t: Tracked) -> None:
         old = self.sessions.get(key)
@@ -435,7 +438,7 @@ class SmartChargingService:
             return None
         # A sample taken before the EV followed its new limit says nothing about it.
         grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
-        now = time.monotonic()
+        now = self.clock.monotonic()
         settling = now - tracked.changed_at < grace
         verdict = judge_sample(
             tracked,
