@@ -1,6 +1,7 @@
 """How much energy smart charging delivers, against the LP optimum and classic schedulers.
 
     python -m bench.smart_charging_quality [--seeds 10] [--evs 40] [--levels 10,15,25,40,60,100]
+    python -m bench.smart_charging_quality --e2e --seeds 2 --evs 20 [--speed 900]
 
 Not a timed test: a quality benchmark of the pure allocator
 (:func:`smart_charging.allocation.allocate`), the way the load manager calls it
@@ -375,11 +376,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--evs", type=int, default=40, help="EVs a day")
     parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, % of summed max")
     parser.add_argument("--tou", action="store_true", help="time the site-wide TOU LP only")
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="through the real CSMS and simulated chargers (bench/smart_charging_e2e.py)",
+    )
+    parser.add_argument("--speed", type=float, default=900.0, help="--e2e: simulated s per real s")
     args = parser.parse_args(argv)
     if args.tou:
         tou_timing([100, 1000])
         return
     levels = [int(x) for x in args.levels.split(",")]
+    if args.e2e:
+        from bench.smart_charging_e2e import E2EOptions, main_e2e
+
+        main_e2e(args.seeds, args.evs, levels, E2EOptions(speed=args.speed))
+        return
     started = time.perf_counter()
     common = f"{args.seeds} seeds x {args.evs} EVs, 5-min steps; % of the LP optimum"
     _print(f"pure allocator ({common}); 'fair' = before deadline-aware sharing",
