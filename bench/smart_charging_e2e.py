@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -75,8 +76,8 @@ COMPARED = ("allocator", "EDF", "LLF")
 
 @dataclass
 class E2EOptions:
-    speed: float = 900.0
-    meter_interval: int = 120  # simulated s between meter values of a session
+    speed: float = 600.0
+    meter_interval: int = 300  # simulated s between meter values of a session (5-min steps)
     sample_s: float = 10.0  # simulated s between two samples of the summed current
     debounce: float = 0.005  # real s: events are 'speed' times denser than in a real day
     settle: float = 5.0  # simulated s (the CSMS's default, IEC 61851-1)
@@ -209,6 +210,8 @@ async def _day(
     started: float,
 ) -> E2EOutcome:
     day0 = clock.now()  # 07:00 of the workload
+    if DEBUG:
+        _count_verdicts(app, clock)
     step_s = STEP_H * 3600.0
     sessions: dict[str, Session] = {}
     end = day0 + timedelta(seconds=o.day_steps * step_s)
@@ -233,12 +236,15 @@ async def _day(
     ]
     limit_a = limit_w / VOLTAGE  # summed over the lines
     peak, breaches, samples = 0.0, 0, 0
+    waste: dict[str, float] = {}
     try:
         while clock.now() < end:
             await clock.sleep(o.sample_s)
             drawn_a = sum(s.power_w / VOLTAGE for s in sessions.values() if s.stop_reason is None)
             samples += 1
             peak = max(peak, drawn_a / limit_a)
+            if DEBUG:
+                _unused(fleet, sessions, clock, limit_a, drawn_a, o.sample_s, waste)
             if drawn_a > limit_a * (1 + 1e-6) + 0.1:
                 breaches += 1
                 if DEBUG:
@@ -253,6 +259,10 @@ async def _day(
     finally:
         for task in arrivals:
             task.cancel()
+    if DEBUG:
+        print(f"  verdicts: {VERDICTS}")
+        print("  unused capacity while an EV wanted energy (kWh): "
+              + ", ".join(f"{k} {v / 1000:.1f}" for k, v in sorted(waste.items())))  # fmt: skip
     delivered = {ev.id: delivered_wh(sessions[ev.id].ev) if ev.id in sessions else 0.0
                  for ev in evs}  # fmt: skip
     await _until_stored(app, len(sessions))
@@ -286,6 +296,66 @@ def _explain(
         for p in charger.profiles.profiles:
             limits = [(q.start, q.limit, q.phases) for q in p.periods]
             print(f"    {p.purpose} level {p.stack_level} evse {p.evse_id} {limits}")
+
+
+VERDICTS: dict[str, int] = {}
+
+
+def _count_verdicts(app: Csms, clock: SimClock) -> None:
+    """SC_E2E_DEBUG=1: count what the load manager concludes from meter values."""
+    from smart_charging.service import SmartChargingService
+
+    svc = next(x for x in app.services if isinstance(x, SmartChargingService))
+    measure = svc._measure
+
+    def counted(event: Any) -> Any:
+        verdict = measure(event)
+        name = str(verdict)
+        VERDICTS[name] = VERDICTS.get(name, 0) + 1
+        if verdict is not None and verdict.value == "drawing_more_than_allowed":
+            at = max(str(x.sampled_at) for x in event.samples)
+            print(f"  overdraw: sampled {at} judged at {clock.now().isoformat()}")
+        return verdict
+
+    svc._measure = counted  # type: ignore[method-assign]
+
+
+def _unused(
+    fleet: Fleet,
+    sessions: dict[str, Session],
+    clock: SimClock,
+    limit_a: float,
+    drawn_a: float,
+    dt_s: float,
+    waste: dict[str, float],
+) -> None:
+    """SC_E2E_DEBUG=1: capacity left unused while an EV wanted energy, by the EV's state."""
+    now = clock.now()
+    free_a = limit_a - drawn_a
+    wanting = [
+        (ev_id, s) for ev_id, s in sessions.items() if s.stop_reason is None and not s.ev.full
+    ]
+    room_a = sum(max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE for _, s in wanting)
+    unused_a = min(free_a, room_a)
+    if unused_a < 1.0:
+        return
+    for ev_id, s in wanting:
+        charger = fleet.chargers[int(ev_id[2:])]
+        limit = charger.limit_w(charger.connectors[1], now)
+        state = "paused" if limit <= 0 else ("following" if s.power_w < limit - 1 else "at limit")
+        share = max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE / room_a
+        waste[state] = waste.get(state, 0.0) + unused_a * share * VOLTAGE * dt_s / 3600
+    if os.environ.get("SC_E2E_SNAP") and unused_a >= 6.0:
+        rows = []
+        for ev_id, s in sorted(sessions.items()):
+            if s.stop_reason is not None:
+                continue
+            charger = fleet.chargers[int(ev_id[2:])]
+            limit = charger.limit_w(charger.connectors[1], now) / VOLTAGE
+            rows.append(
+                f"{ev_id}:{'F' if s.ev.full else 'w'} {s.power_w / VOLTAGE:.0f}/{limit:.0f}"
+            )
+        print(f"  unused {unused_a:.1f} A free {free_a:.1f}: " + " ".join(rows))
 
 
 async def _until_stored(app: Csms, n: int, within: float = 10.0) -> None:

@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="through the real CSMS and simulated chargers (bench/smart_charging_e2e.py)",
     )
-    parser.add_argument("--speed", type=float, default=900.0, help="--e2e: simulated s per real s")
+    parser.add_argument("--speed", type=float, default=600.0, help="--e2e: simulated s per real s")
     args = parser.parse_args(argv)
     if args.tou:
         tou_timing([100, 1000])

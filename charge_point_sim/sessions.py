@@ -244,7 +244,10 @@ class SessionCharger(Charger):
             state = (
                 "Charging" if s.power_w > 0 else ("SuspendedEVSE" if limit <= 0 else "SuspendedEV")
             )
+            previous = conn.status
             await self.set_status(conn, state)
+            if conn.status != previous and s.stop_reason is None:
+                self._charging_state_changed(conn, s)
             interval = max(1, self.keys.get_int("MeterValueSampleInterval", 60))
             if interval and (now - last_sample).total_seconds() >= interval:
                 last_sample = now
@@ -278,6 +281,9 @@ class SessionCharger(Charger):
             stop.cancel()
             changed.cancel()
         s.limit_changed.clear()
+
+    def _charging_state_changed(self, conn: Connector, s: Session) -> None:
+        """Hook: Charging / SuspendedEV / SuspendedEVSE changed (1.6 says it by its status)."""
 
     def _session_ended(self, conn: Connector) -> None:
         """Hook: a session on ``conn`` has ended and its status is reported."""
