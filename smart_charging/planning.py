@@ -376,6 +376,7 @@ class SitePlanning:
         status = await self.call(t.charge_point_id, payload)
         if status == "Accepted":
             t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
+            t.changed_on = self.clock.now()
             t.schedule = s.absolute_schedule()
             t.confirmed, t.floor_limit = True, None
         else:

@@ -56,6 +56,7 @@ from smart_charging.tracking import (
     judge_sample,
     note_draw,
     note_suspended,
+    predates_change,
 )
 from smart_charging.urgency import urgency_class
 
@@ -63,6 +64,7 @@ log = structlog.get_logger(__name__)
 
 OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
 SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
+SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make it predate it
 REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
 
 
@@ -439,7 +441,9 @@ class SmartChargingService:
         # A sample taken before the EV followed its new limit says nothing about it.
         grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
         now = self.clock.monotonic()
-        settling = now - tracked.changed_at < grace
+        settling = now - tracked.changed_at < grace or predates_change(
+            tracked, event.samples, grace, now, SAMPLE_TRUST_S
+        )
         verdict = judge_sample(
             tracked,
             measured,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from csms.events import MeterSample
 
@@ -36,6 +36,7 @@ class Tracked:
     rank: float = 0.0  # start time (epoch s): earlier sessions are admitted first
     priority: int | None = None  # set for this session through the API (None: charger's)
     changed_at: float = 0.0  # monotonic time its limit last changed (the EV needs a moment)
+    changed_on: datetime | None = None  # the same instant as a date (to compare samples' times)
     departure_at: datetime | None = None  # time of use: set through the API with the energy
     energy_wanted_wh: float | None = None
     energy_wh: float | None = None  # delivered so far, from its meter
@@ -143,6 +144,24 @@ def judge_sample(
         t.observed_max = None
         return Verdict.WANTS_MORE
     return Verdict.STEADY
+
+
+def predates_change(
+    t: Tracked, samples: Iterable[MeterSample], grace: float, now: float, trust: float
+) -> bool:
+    """Whether a meter value was *taken* before the EV could follow its last limit change.
+
+    A value delivered late (a charger's transaction queue, a reconnect) says nothing about
+    a limit set after it was taken; judged by its arrival alone, it made a session that had
+    just been lowered look overdrawing, and its old draw was set aside until it was
+    reattached. ``grace``: the EV's time to follow (s). The charger's clock is trusted for
+    this only until ``trust`` s after the change (``now``, ``t.changed_at``: monotonic), so
+    a charger whose clock is behind is judged by arrival time again after that.
+    """
+    taken = [s.sampled_at for s in samples]
+    if t.changed_on is None or not taken or now - t.changed_at > trust:
+        return False
+    return max(taken) < t.changed_on + timedelta(seconds=grace)
 
 
 def note_draw(
