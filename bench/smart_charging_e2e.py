@@ -149,54 +149,52 @@ def delivered_wh(state: EVState) -> float:
     return (state.soc - START_SOC) / 100.0 * CAPACITY_KWH * 1000.0
 
 
-async def run_day(db: Database, evs: Sequence[EV], limit_w: float, o: E2EOptions) -> E2EOutcome:
-    """One seeded day at one limit through the real CSMS (see the module docstring)."""
+async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) -> E2EOutcome:
+    """One seeded day at one limit through the real CSMS on database ``dsn`` (migrated,
+    empty; see the module docstring)."""
     started = time.monotonic()
     clock = SimClock(o.speed)
-    async with db.fresh() as dsn:
-        settings = dataclasses.replace(
-            Settings(), host="127.0.0.1", port=0, api_port=0, database_url=dsn,
-            migrate_on_start=False, log_level="warning", node_id="e2e",
-            smart_charging_interval=o.interval, smart_charging_settle=o.settle,
-            smart_charging_debounce=o.debounce,
-        )  # fmt: skip
-        app = Csms(settings, clock=clock)
-        await app.start()
-        fleet: Fleet | None = None
-        try:
-            _, key = await api_keys.create(app.pool, "bench", "operator")
-            await app.pool.execute(
-                "INSERT INTO id_tokens (id_token, status) VALUES ('T', 'Accepted')"
-            )
-            base = app.api_url.replace("://localhost", "://127.0.0.1")
-            async with httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as api:
-                site = {"site_id": "s", "power_limit_kw": limit_w / 1000.0,
-                        "fallback_current_a": 0.0}  # fmt: skip
-                (await api.post("/sites", json=site)).raise_for_status()
-                fleet = Fleet(
-                    FleetConfig(
-                        url=f"ws://127.0.0.1:{app.port}/ocpp", chargers=len(evs), v201_share=0.5,
-                        connectors=1, speed=o.speed, arrival_rate=0.0, id_tags=["T"],
-                        meter_interval=o.meter_interval, heartbeat_interval=3600,
-                        max_power_w=11_040.0, call_timeout=30.0,
-                    ),
-                    clock=clock,
-                )  # fmt: skip
-                await fleet.start()
-                if not await fleet.wait_online(60.0):
-                    raise RuntimeError("the chargers did not all boot")
-                for ev, charger in zip(evs, fleet.chargers, strict=True):
-                    place = {"site_id": "s", "max_current_a": ev.max_a,
-                             "phases": len(ev.phases)}  # fmt: skip
-                    r = await api.put(f"/chargers/{charger.cfg.charger_id}/site", json=place)
-                    r.raise_for_status()
-                return await _day(app, api, fleet, clock, evs, limit_w, o, started)
-        finally:
-            if fleet is not None:
-                await fleet.stop()
-            await app.stop()
+    settings = dataclasses.replace(
+        Settings(), host="127.0.0.1", port=0, api_port=0, database_url=dsn,
+        migrate_on_start=False, log_level="warning", node_id="e2e",
+        smart_charging_interval=o.interval, smart_charging_settle=o.settle,
+        smart_charging_debounce=o.debounce,
+    )  # fmt: skip
+    app = Csms(settings, clock=clock)
+    await app.start()
+    fleet: Fleet | None = None
+    try:
+        _, key = await api_keys.create(app.pool, "bench", "operator")
+        await app.pool.execute("INSERT INTO id_tokens (id_token, status) VALUES ('T', 'Accepted')")
+        base = app.api_url.replace("://localhost", "://127.0.0.1")
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as api:
+            site = {"site_id": "s", "power_limit_kw": limit_w / 1000.0,
+                    "fallback_current_a": 0.0}  # fmt: skip
+            (await api.post("/sites", json=site)).raise_for_status()
+            fleet = Fleet(
+                FleetConfig(
+                    url=f"ws://127.0.0.1:{app.port}/ocpp", chargers=len(evs), v201_share=0.5,
+                    connectors=1, speed=o.speed, arrival_rate=0.0, id_tags=["T"],
+                    meter_interval=o.meter_interval, heartbeat_interval=3600,
+                    max_power_w=11_040.0, call_timeout=30.0,
+                ),
+                clock=clock,
+            )  # fmt: skip
+            await fleet.start()
+            if not await fleet.wait_online(60.0):
+                raise RuntimeError("the chargers did not all boot")
+            for ev, charger in zip(evs, fleet.chargers, strict=True):
+                place = {"site_id": "s", "max_current_a": ev.max_a,
+                         "phases": len(ev.phases)}  # fmt: skip
+                r = await api.put(f"/chargers/{charger.cfg.charger_id}/site", json=place)
+                r.raise_for_status()
+            return await _day(app, api, fleet, clock, evs, limit_w, o, started)
+    finally:
+        if fleet is not None:
+            await fleet.stop()
+        await app.stop()
 
 
 async def _day(
@@ -224,6 +222,7 @@ async def _day(
         if s is None:
             raise RuntimeError(f"{ev.id}: the session did not start")
         sessions[ev.id] = s
+        CHARGER_OF[ev.id] = charger.cfg.charger_id
         # Polling: 1.6 learns its transaction id from the CSMS's answer, in another task.
         while s.transaction_id is None:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
@@ -288,7 +287,7 @@ def _explain(
     for ev_id, s in sorted(sessions.items()):
         if s.stop_reason is not None:
             continue
-        charger = fleet.chargers[int(ev_id[2:])]
+        charger = fleet.charger(CHARGER_OF[ev_id])
         limit = charger.limit_w(charger.connectors[1], now) / VOLTAGE
         pilot = (s.ev.pilot_w or 0.0) / VOLTAGE
         print(f"  {ev_id} draws {s.power_w / VOLTAGE:.1f} A limit {limit:.1f} A "
@@ -299,6 +298,7 @@ def _explain(
 
 
 VERDICTS: dict[str, int] = {}
+CHARGER_OF: dict[str, str] = {}  # EV id -> its charger's id (debug output)
 
 
 def _count_verdicts(app: Csms, clock: SimClock) -> None:
@@ -340,7 +340,7 @@ def _unused(
     if unused_a < 1.0:
         return
     for ev_id, s in wanting:
-        charger = fleet.chargers[int(ev_id[2:])]
+        charger = fleet.charger(CHARGER_OF[ev_id])
         limit = charger.limit_w(charger.connectors[1], now)
         state = "paused" if limit <= 0 else ("following" if s.power_w < limit - 1 else "at limit")
         share = max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE / room_a
@@ -350,7 +350,7 @@ def _unused(
         for ev_id, s in sorted(sessions.items()):
             if s.stop_reason is not None:
                 continue
-            charger = fleet.chargers[int(ev_id[2:])]
+            charger = fleet.charger(CHARGER_OF[ev_id])
             limit = charger.limit_w(charger.connectors[1], now) / VOLTAGE
             rows.append(
                 f"{ev_id}:{'F' if s.ev.full else 'w'} {s.power_w / VOLTAGE:.0f}/{limit:.0f}"
@@ -358,7 +358,7 @@ def _unused(
         print(f"  unused {unused_a:.1f} A free {free_a:.1f}: " + " ".join(rows))
 
 
-async def _until_stored(app: Csms, n: int, within: float = 10.0) -> None:
+async def _until_stored(app: Csms, n: int, within: float = 30.0) -> None:
     """Let the last stops reach the CSMS (the stored energy is only a cross-check)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -400,7 +400,8 @@ async def run_e2e(
                 evs = workload(seed, n)
                 limit_w = level / 100 * sum(ev.max_w for ev in evs)
                 best = optimum_wh(evs, limit_w)
-                day = await run_day(db, evs, limit_w, o)
+                async with db.fresh() as dsn:
+                    day = await run_day(dsn, evs, limit_w, o)
                 _add(result.service, day.delivered_wh, evs, best, seeds)
                 result.service.peak = max(result.service.peak, day.peak_ratio)
                 result.service.breaches += day.breaches
