@@ -298,6 +298,7 @@ def _explain(
 
 
 VERDICTS: dict[str, int] = {}
+SERVICE: list[Any] = []  # the load manager (debug output)
 CHARGER_OF: dict[str, str] = {}  # EV id -> its charger's id (debug output)
 
 
@@ -306,6 +307,7 @@ def _count_verdicts(app: Csms, clock: SimClock) -> None:
     from smart_charging.service import SmartChargingService
 
     svc = next(x for x in app.services if isinstance(x, SmartChargingService))
+    SERVICE[:] = [svc]
     measure = svc._measure
 
     def counted(event: Any) -> Any:
@@ -329,22 +331,41 @@ def _unused(
     dt_s: float,
     waste: dict[str, float],
 ) -> None:
-    """SC_E2E_DEBUG=1: capacity left unused while an EV wanted energy, by the EV's state."""
+    """SC_E2E_DEBUG=1: capacity left unused while an EV wanted energy (Wh), by cause.
+
+    * ``departed``: still planned for an EV that has left (the CSMS has not seen it go);
+    * ``full``: offered to a present EV that is full (draws nothing);
+    * ``min current``: what is left is less than a waiting EV's minimum (6 A per line);
+    * ``other``: the rest (a new limit being followed, an EV not yet planned, ...).
+    """
     now = clock.now()
-    free_a = limit_a - drawn_a
-    wanting = [
-        (ev_id, s) for ev_id, s in sessions.items() if s.stop_reason is None and not s.ev.full
-    ]
-    room_a = sum(max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE for _, s in wanting)
-    unused_a = min(free_a, room_a)
-    if unused_a < 1.0:
+    present = {CHARGER_OF[e]: s for e, s in sessions.items() if s.stop_reason is None}
+    wanting = [s for s in present.values() if not s.ev.full]
+    room_a = sum(max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE for s in wanting)
+    unused_a = min(limit_a - drawn_a, room_a)
+    if unused_a < 0.5:
         return
-    for ev_id, s in wanting:
-        charger = fleet.charger(CHARGER_OF[ev_id])
-        limit = charger.limit_w(charger.connectors[1], now)
-        state = "paused" if limit <= 0 else ("following" if s.power_w < limit - 1 else "at limit")
-        share = max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE / room_a
-        waste[state] = waste.get(state, 0.0) + unused_a * share * VOLTAGE * dt_s / 3600
+    departed_a = 0.0
+    view = SERVICE[0].views.get("s") if SERVICE else None
+    for x in view.sessions if view is not None else []:
+        if x["charge_point_id"] not in present:
+            amps = x["uncontrolled_a"] or x["limit_a"] or 0.0
+            departed_a += amps * (3 if x["phases"] == 3 else 1)
+    full_a = 0.0
+    for cp, s in present.items():
+        if s.ev.full:
+            charger = fleet.charger(cp)
+            full_a += charger.limit_w(charger.connectors[1], now) / VOLTAGE
+    causes = {}
+    left = unused_a
+    for cause, amps in (("departed", departed_a), ("full", full_a)):
+        causes[cause] = min(left, amps)
+        left -= causes[cause]
+    paused = [s for s in wanting if s.power_w <= 0.0]
+    smallest = min((6.0 * s.ev.spec.phases for s in paused), default=0.0)
+    causes["min current" if paused and left < smallest else "other"] = left
+    for cause, amps in causes.items():
+        waste[cause] = waste.get(cause, 0.0) + amps * VOLTAGE * dt_s / 3600
     if os.environ.get("SC_E2E_SNAP") and unused_a >= 6.0:
         rows = []
         for ev_id, s in sorted(sessions.items()):
@@ -355,7 +376,14 @@ def _unused(
             rows.append(
                 f"{ev_id}:{'F' if s.ev.full else 'w'} {s.power_w / VOLTAGE:.0f}/{limit:.0f}"
             )
-        print(f"  unused {unused_a:.1f} A free {free_a:.1f}: " + " ".join(rows))
+        print(f"  unused {unused_a:.1f} A: " + " ".join(rows))
+        if view is not None:
+            told = [
+                f"{x['charge_point_id'][-2:]}:{x['planned_a']}/{x['limit_a']}"
+                f"{'i' if x['idle'] else ''}{'u' if x['uncontrolled_a'] else ''}"
+                for x in view.sessions
+            ]
+            print(f"    plan {view.reason} {view.allocated_a}: " + " ".join(told))
 
 
 async def _until_stored(app: Csms, n: int, within: float = 30.0) -> None:
