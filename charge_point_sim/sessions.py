@@ -233,6 +233,8 @@ class SessionCharger(Charger):
             pilot = s.ev.pilot_w
             s.ev, s.power_w, energy = charge_step(s.ev, limit, (now - last).total_seconds())
             last = now
+            if self.on_draw is not None:
+                self.on_draw()
             # A new limit: step again once the EV has followed it (its delay and ramp), so
             # what it draws changes when a real EV's would, not a whole tick later.
             follow = s.ev.spec.response_delay_s + s.ev.spec.ramp_s

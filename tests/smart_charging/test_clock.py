@@ -16,7 +16,7 @@ from csms.config import Settings
 from csms.events import MeterSample, MeterSampled
 from csms.router import CommandRouter, ConnectionRegistry
 from csms.services import ServiceContext
-from smart_charging.service import SAMPLE_GRACE_S, SmartChargingService
+from smart_charging.service import SAMPLE_GRACE_S, SAMPLE_TRUST_S, SmartChargingService
 from smart_charging.tracking import Tracked, Verdict
 
 
@@ -102,3 +102,30 @@ def test_a_meter_value_counts_once_the_limit_has_settled_on_the_injected_clock()
     clock.advance(121.0)
     assert service._measure(_draws(0.0, clock.now())) is Verdict.IDLE
     assert t.idle
+
+
+def test_a_value_taken_before_a_limit_change_and_delivered_late_is_not_judged() -> None:
+    clock = FakeClock()
+    service = _service(clock, settle=5.0)
+    t = Tracked("CP", 1, "tx", limit=32.0, changed_at=clock.monotonic())
+    service.track("CP/1", t)
+    clock.advance(60.0)
+    before = clock.now()  # the EV draws 32 A now ...
+    t.limit, t.changed_at, t.changed_on = 10.0, clock.monotonic(), clock.now()  # ... then 10 A
+    clock.advance(120.0)  # the old value arrives two minutes later (a queue, a reconnect)
+    assert service._measure(_draws(32.0, before)) is Verdict.STEADY
+    assert t.assumed is None  # still steered: nothing set aside for it
+    # A value taken after the EV had time to follow is judged, however late it arrives.
+    after = t.changed_on + timedelta(seconds=10)
+    assert service._measure(_draws(32.0, after)) is Verdict.OVERDRAW
+    assert t.assumed == 32.0
+
+
+def test_a_charger_clock_far_behind_does_not_hide_an_overdraw_for_ever() -> None:
+    clock = FakeClock()
+    service = _service(clock, settle=5.0)
+    t = Tracked("CP", 1, "tx", limit=10.0, changed_at=clock.monotonic(), changed_on=clock.now())
+    service.track("CP/1", t)
+    clock.advance(SAMPLE_TRUST_S + 1.0)
+    an_hour_behind = clock.now() - timedelta(hours=1)
+    assert service._measure(_draws(32.0, an_hour_behind)) is Verdict.OVERDRAW
