@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -132,6 +133,7 @@ class Database:
 
     def stop(self) -> None:
         stop_embedded(self.folder / "data")
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def ev_state(ev: EV, departure: datetime) -> EVState:
