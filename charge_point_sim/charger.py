@@ -133,7 +133,7 @@ class Charger:
         self.reported: dict[int, str] = {}
         # Called whenever an EV's draw may have changed (after every step of a session):
         # a benchmark checks the summed current at every change, not only at samples.
-        self.on_draw: Callable[[], None] | None = None
+        self.on_draw: Callable[[], object] | None = None
 
     # ------------------------------------------------------ ocpp library glue
     async def _ocpp_call(self, payload: Any) -> Any:
