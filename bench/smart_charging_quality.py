@@ -331,7 +331,7 @@ def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
     print(title)
     for level, rows in table.items():
         breaches = sum(r.breaches for r in rows.values())
-        parts = ", ".join(f"{name} {r.optimum_pct:.1f}%" for name, r in rows.items())
+        parts = ", ".join(f"{name} {r.optimum_pct:.2f}%" for name, r in rows.items())
         print(f"level {level}%: {parts}, breaches {breaches}")
     print()
     header = f"{'level':>5} {'scheduler':<14} {'energy%req':>10} {'%optimum':>9} "
@@ -339,7 +339,7 @@ def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
     for level, rows in table.items():
         for name, r in rows.items():
             print(
-                f"{level:>4}% {name:<14} {r.energy_pct:>10.1f} {r.optimum_pct:>9.1f} "
+                f"{level:>4}% {name:<14} {r.energy_pct:>10.1f} {r.optimum_pct:>9.2f} "
                 f"{r.served_pct:>8.1f} {r.jain:>6.3f} {r.peak:>10.3f} {r.breaches:>8}"
             )
     print()
