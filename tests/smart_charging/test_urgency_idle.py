@@ -26,7 +26,7 @@ def flagged(draw: st.DrawFn) -> Scenario:
     """A random tree whose sessions also carry urgency buckets and idle flags."""
     nodes, sessions = draw(scenarios())
     out = [
-        dataclasses.replace(s, urgency=draw(st.integers(0, 11)), idle=draw(st.booleans()))
+        dataclasses.replace(s, urgency=draw(st.integers(0, MOST_URGENT)), idle=draw(st.booleans()))
         for s in sessions
     ]
     return nodes, out
