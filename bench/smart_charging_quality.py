@@ -8,8 +8,8 @@ every 5 minutes, on workplace days shaped like the Caltech ACN data set.
 
 Workload (seeded; one day per seed)
 ===================================
-* ``--evs`` EVs a day; arrival time triangular between 07:00 and 10:00 (mode
-  08:00); stay uniform 4-9 h; energy wanted uniform 5-30 kWh (not capped by what
+* ``--evs`` EVs a day (40); arrival time triangular between 07:00 and 10:00 (mode
+  08:00); stay uniform 4-9 h (the departure cut at 19:30, the end of the day); energy wanted uniform 5-30 kWh (not capped by what
   the stay allows: an infeasible request counts against every scheduler, the
   optimum included);
 * half single-phase 32 A (7.36 kW, on L1, L2 or L3 in turn), half three-phase
@@ -24,7 +24,9 @@ Workload (seeded; one day per seed)
 Schedulers (each step, on the EVs present that still want energy)
 ==================================================================
 * ``allocator``: the load manager's allocator as it is now - operator class, then
-  deadline urgency (laxity buckets, :mod:`smart_charging.urgency`), max-min fair;
+  deadline urgency (:mod:`smart_charging.urgency`: sessions that cannot be full
+  first, earliest departure first, then least laxity first, one class per
+  minute), max-min fair within a class;
 * ``fair``: the allocator without urgency (every session urgency 0): what the
   load manager did before deadline-aware sharing;
 * ``EDF``: earliest departure first, each EV given its maximum while it fits;
