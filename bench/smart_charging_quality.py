@@ -9,9 +9,9 @@ every 5 minutes, on workplace days shaped like the Caltech ACN data set.
 Workload (seeded; one day per seed)
 ===================================
 * ``--evs`` EVs a day (40); arrival time triangular between 07:00 and 10:00 (mode
-  08:00); stay uniform 4-9 h (the departure cut at 19:30, the end of the day); energy wanted uniform 5-30 kWh (not capped by what
-  the stay allows: an infeasible request counts against every scheduler, the
-  optimum included);
+  08:00); stay uniform 4-9 h (the departure cut at 19:30, the end of the day);
+  energy wanted uniform 5-30 kWh (not capped by what the stay allows: an
+  infeasible request counts against every scheduler, the optimum included);
 * half single-phase 32 A (7.36 kW, on L1, L2 or L3 in turn), half three-phase
   16 A (11.04 kW); 230 V; minimum 6 A (a scheduler gives an EV 0 or >= 6 A);
 * the departure time and the energy wanted are known at arrival (as the API's
