@@ -8,7 +8,7 @@ still wants (``E`` Wh: wanted less delivered) has a *laxity*
 the time it could stand paused and still be full at departure if it then
 charged at its maximum ``I_max``. The smaller ``L``, the more urgent. Laxity
 is turned into an *urgency class* ``g`` (higher = more urgent), in steps of
-``STEP_S`` (one minute) over ``HORIZON_S`` (12 h), ``n = HORIZON_S / STEP_S``:
+``STEP_S`` (30 s) over ``HORIZON_S`` (12 h), ``n = HORIZON_S / STEP_S``:
 
     ==========================================  ==================================
     session                                     g
@@ -38,9 +38,11 @@ urgency decides who gets current *among sessions of one operator class* and
 never takes anything from a higher operator class (fleet, emergency). Within a
 class, sessions share max-min fairly. Classes are re-computed at every plan: a
 session charging at its maximum keeps its laxity while one that waits loses
-a minute of it per minute, so two sessions of nearly equal laxity end up in
-the same class and share instead of taking turns; the allocator's result stays
-deterministic (a pure function of the inputs and ``now``).
+a second of it per second, so the waiting one overtakes; two sessions of
+nearly equal laxity may take turns from one plan to the next (as LLF does)
+until they fall in the same class, where they share and, both below their
+maximum, lose laxity together - so they stay together. The allocator's result
+stays deterministic (a pure function of the inputs and ``now``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from __future__ import annotations
 from datetime import datetime
 
 VOLTAGE = 230.0
-STEP_S = 60.0  # one class per minute of laxity (or of time left, when infeasible)
+STEP_S = 30.0  # one class per half minute of laxity (or of time left, when infeasible)
 HORIZON_S = 12 * 3600.0  # laxity beyond this is not urgent at all (class 0)
 STEPS = int(HORIZON_S / STEP_S)
 MOST_URGENT = 2 * STEPS
