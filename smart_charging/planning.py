@@ -361,7 +361,8 @@ class SitePlanning:
             elif t.departure_at and t.energy_wanted_wh is not None and not t.idle:
                 left = t.energy_wanted_wh - (t.energy_wh or 0.0)
                 hardware = hardware_max(tree, t.charge_point_id)
-                needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left))
+                wanted = t.energy_wanted_wh
+                needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
         return await svc.tou.current(tree, needs, now, reserved_kw)
 
     async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:

@@ -69,6 +69,7 @@ class Need:
     max_a: float  # A per line its hardware allows
     departure: datetime
     energy_wh: float  # still wanted: wanted less delivered
+    wanted_wh: float = 0.0  # what it asked for in all (a new figure re-solves the plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +89,13 @@ class PlanInput:
         return [(b - a).total_seconds() / 3600.0 for a, b in zip(self.starts, ends, strict=True)]
 
     def identity(self, needs: Sequence[Need]) -> tuple[object, ...]:
-        """Everything but the energy delivered: the plan is re-solved when it changes."""
+        """Everything but the energy delivered (read again at each quarter hour): the plan
+        is re-solved when it changes."""
         return (
             self.starts[1:] if len(self.starts) > 1 else self.end,
             self.limit_kw,
             self.prices,
-            tuple((n.key, n.phases, n.max_a, n.departure) for n in needs),
+            tuple((n.key, n.phases, n.max_a, n.departure, n.wanted_wh) for n in needs),
         )
 
 

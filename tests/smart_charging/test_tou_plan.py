@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smart_charging import tou_plan
 from smart_charging.model import SiteConfig, SiteTree
 from smart_charging.shifting import PriceSchedule, TariffEntry
 from smart_charging.site_plan import site_plan
-from smart_charging.tou_plan import MISSED_WH, PERIOD_S, Need, allowances, grid, plan_input
+from smart_charging.tou_plan import (
+    MISSED_WH,
+    PERIOD_S,
+    Need,
+    SitePlans,
+    allowances,
+    grid,
+    plan_input,
+)
 
 NOW = datetime(2026, 1, 15, 17, 7, 30, tzinfo=UTC)
 NIGHT = PriceSchedule("UTC", (TariffEntry(time(7), 0.30), TariffEntry(time(22), 0.10)))
@@ -114,3 +125,38 @@ def test_never_less_energy_than_charging_at_once_and_feasible_deadlines_are_met(
             got = 1000.0 * sum(p * h for p, h in zip(plan.power_kw[n.key], hours, strict=True))
             assert got >= n.energy_wh - MISSED_WH
     assert math.isfinite(plan.cost)
+
+
+async def test_a_plan_is_solved_once_per_input_and_a_failure_plans_without_time_of_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    woken: list[tuple[str, str]] = []
+    plans = SitePlans(lambda site, reason: woken.append((site, reason)))
+    needs = [Need("ev0", 3, 16.0, NOW + timedelta(hours=13), 3 * 11_040.0, 3 * 11_040.0)]
+    first = await plans.current(_tree(32.0), needs, NOW, 0.0)
+    assert first is not None and first.caps_a == {"ev0": 0.0}
+    # Same input (only the energy delivered moved): the same plan, not solved again.
+    solved: list[object] = []
+    monkeypatch.setattr(tou_plan, "site_plan", lambda *a: solved.append(a))
+    later = [dataclasses.replace(needs[0], energy_wh=30_000.0)]
+    assert await plans.current(_tree(32.0), later, NOW, 0.0) is first and not solved
+
+    # A new departure or energy wanted: solved again; when HiGHS fails, no time of use
+    # (None) - and the same input is not tried again.
+    def fail(*_: object) -> None:
+        solved.append(_)
+        raise ValueError("site plan: Time limit reached")
+
+    monkeypatch.setattr(tou_plan, "site_plan", fail)
+    moved = [dataclasses.replace(needs[0], departure=NOW + timedelta(hours=12))]
+    assert await plans.current(_tree(32.0), moved, NOW, 0.0) is None
+    assert await plans.current(_tree(32.0), moved, NOW, 0.0) is None
+    assert len(solved) == 1
+    more = [dataclasses.replace(moved[0], wanted_wh=40_000.0)]
+    assert await plans.current(_tree(32.0), more, NOW, 0.0) is None
+    assert len(solved) == 2
+    # Without prices there is no plan (and its quarter-hour timer is cancelled).
+    no_prices = SiteTree(SiteConfig("s", phase_limit_a=32.0))
+    assert await plans.current(no_prices, moved, NOW, 0.0) is None
+    plans.forget("s")
+    assert woken == []
