@@ -123,6 +123,7 @@ class SmartChargingService:
                 await task
         self._tasks.clear()
         self._workers.clear()
+        self.tou.close()
         with contextlib.suppress(Exception):
             await self.leadership.release_all()  # another node takes the sites over at once
 

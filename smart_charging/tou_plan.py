@@ -196,6 +196,9 @@ def allowances(
             caps[s.id] = max(min_current_a, math.ceil(amps * 10 - 1e-6) / 10)
         planned_wh = 1000.0 * sum(p * h for p, h in zip(powers, hours, strict=False))
         feasible[s.id] = planned_wh >= wanted.get(s.id, 0.0) - MISSED_WH
+    for n in needs:  # past its departure and still wanting energy: missed (not capped)
+        if n.key not in feasible and n.energy_wh > MISSED_WH:
+            feasible[n.key] = False
     until = problem.starts[1] if len(problem.starts) > 1 else problem.end
     return Allowances(caps, feasible, until)
 
@@ -259,6 +262,11 @@ class SitePlans:
         timer = asyncio.get_running_loop().call_later(delay, self._wake, site_id, "tou_period")
         self._cached[site_id] = _Cached(identity, result, timer)
         return result
+
+    def close(self) -> None:
+        """Drop every plan and its timer (the service stops)."""
+        for site_id in list(self._cached):
+            self.forget(site_id)
 
     def forget(self, site_id: str) -> None:
         """Drop the site's plan (site lost, no prices or no deadlines any more)."""

@@ -63,8 +63,10 @@ def test_a_little_power_becomes_the_minimum_and_a_deadline_now_charges_at_once()
     problem = plan_input(_tree(32.0), needs, NOW, 0.0)
     assert problem is not None
     plan = site_plan(problem.sessions, problem.limit_kw, problem.prices, problem.hours)
-    result = allowances(plan, problem, 6.0, needs)
-    assert result.caps_a == {"late": 16.0} and result.feasible == {"late": False}
+    gone = Need("gone", 3, 16.0, NOW - timedelta(minutes=1), 5_000.0)
+    result = allowances(plan, problem, 6.0, [*needs, gone])
+    assert result.caps_a == {"late": 16.0}  # one that has left is not capped: it charges
+    assert result.feasible == {"late": False, "gone": False}
 
 
 @st.composite
