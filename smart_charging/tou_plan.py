@@ -188,6 +188,8 @@ def allowances(
     for s in problem.sessions:
         powers = plan.power_kw.get(s.id, ())
         kw = powers[0] if powers else 0.0
+        if s.periods == 1 and s.last_fraction > 0:
+            kw /= s.last_fraction  # it leaves within this period: the energy in its part of it
         phases = problem.phases[s.id]
         if kw < OFF_KW:
             caps[s.id] = 0.0
