@@ -162,3 +162,17 @@ async def test_a_plan_is_solved_once_per_input_and_a_failure_plans_without_time_
     assert await plans.current(no_prices, moved, NOW, 0.0) is None
     plans.forget("s")
     assert woken == []
+
+
+def test_a_session_leaving_within_this_quarter_hour_is_capped_for_its_own_part_of_it() -> None:
+    # 17:07:30, leaving at 17:12:30: 5 of the 7.5 minutes left in the quarter hour. Wanting
+    # more than 5 minutes at 16 A can give, it gets 16 A - not an average over 7.5 minutes.
+    needs = [
+        Need("soon", 3, 16.0, NOW + timedelta(minutes=5), 2_000.0),
+        Need("later", 3, 16.0, NOW + timedelta(hours=2), 1_000.0),
+    ]
+    problem = plan_input(_tree(32.0), needs, NOW, 0.0)
+    assert problem is not None
+    assert [s.last_fraction for s in problem.sessions] == [5 / 7.5, 1.0]
+    plan = site_plan(problem.sessions, problem.limit_kw, problem.prices, problem.hours)
+    assert allowances(plan, problem, 6.0, needs).caps_a == {"soon": 16.0, "later": 0.0}
