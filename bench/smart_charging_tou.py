@@ -1,8 +1,9 @@
 """Time of use, measured: the site-wide plan against charging at once on the same days.
 
-    python -m bench.smart_charging_tou [--seeds 10] [--evs 40] [--levels 15,25,40]
+    python -m bench.smart_charging_tou [--seeds 5] [--evs 40] [--levels 15,25,40]
 
-Not a timed test. The ACN-shaped workplace days of
+Not a timed test (the defaults take about 40 s here; the full sweep,
+``--seeds 10 --levels 10,15,25,40,60,100``, about 150 s). The ACN-shaped workplace days of
 :mod:`bench.smart_charging_quality` (same seeds, same EVs, same 5-minute steps,
 a total power limit at ``level`` % of the EVs' summed maximum) on a site with a
 daily tariff in UTC: 0.30 until 11:00, 0.12 from 11:00 to 15:00 (the solar
@@ -20,6 +21,13 @@ Per level (mean over seeds): energy delivered as % of the LP optimum (the most
 any schedule can deliver by the departures), the mean price paid per kWh, and
 the worst day's energy of the plan less that of charging at once (kWh; the
 target: never below 0 beyond rounding), breaches of the limit.
+
+What it shows (10 seeds): from a 40 % limit up the plan delivers the same energy
+(-0.06 kWh on the worst day: rounding) for 38-53 % less per kWh. At 10-25 % it
+delivers less (95.3 / 93.3 / 99.6 % of the optimum against 99.9-100 % at once):
+the plan knows the EVs present, not those still to come, and energy it moves to
+the cheap hours leaves capacity unused in the morning that later arrivals would
+have needed. A forecast of arrivals (the site's own history) is the next step.
 """
 
 from __future__ import annotations
@@ -136,7 +144,7 @@ def simulate(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--evs", type=int, default=40, help="EVs a day")
     parser.add_argument("--levels", default="15,25,40", help="limits, % of summed max")
     args = parser.parse_args(argv)
