@@ -16,6 +16,10 @@ hours), 0.35 from 15:00. Two ways to run the site:
   arrives or leaves and at every quarter hour (with the energy still missing),
   and each step the allocator runs with every planned EV capped at the plan's
   allowance for the current quarter hour (0 A: switched off, holding nothing).
+  The plan counts the arrivals still to come as the site's last four weeks saw
+  them: four other days of the same workload (seeds ``1000 + 10 * seed + w``),
+  dated one to four weeks back;
+* ``no history``: the same plan without that history (what a new site gets).
 
 Per level (mean over seeds): energy delivered as % of the LP optimum (the most
 any schedule can deliver by the departures), the mean price paid per kWh, and
@@ -56,7 +60,14 @@ from smart_charging.allocation import allocate
 from smart_charging.model import SiteConfig, SiteTree
 from smart_charging.shifting import PriceSchedule, TariffEntry
 from smart_charging.site_plan import site_plan
-from smart_charging.tou_plan import Allowances, Need, allowances, plan_input
+from smart_charging.tou_plan import (
+    HISTORY_WEEKS,
+    Allowances,
+    Need,
+    PastSession,
+    allowances,
+    plan_input,
+)
 
 TARIFF = PriceSchedule(
     "UTC",
@@ -87,8 +98,25 @@ def _needs(present: Sequence[Present]) -> list[Need]:
     ]
 
 
+def history(seed: int, n: int) -> list[PastSession]:
+    """The site's last ``HISTORY_WEEKS`` weeks: other days of the workload, weeks back."""
+    out = []
+    for week in range(1, HISTORY_WEEKS + 1):
+        day = BASE - timedelta(weeks=week)
+        for ev in workload(1000 + 10 * seed + week, n):
+            start = day + timedelta(hours=DAY_START_H + ev.arrival * STEP_H)
+            end = day + timedelta(hours=DAY_START_H + ev.departure * STEP_H)
+            taken = min(ev.energy_wh, ev.max_w * (end - start).total_seconds() / 3600)
+            out.append(PastSession(start, end, taken, ev.max_w / 1000.0))
+    return out
+
+
 def simulate(
-    evs: Sequence[EV], limit_w: float, planned: bool, remaining: dict[str, float] | None = None
+    evs: Sequence[EV],
+    limit_w: float,
+    planned: bool,
+    remaining: dict[str, float] | None = None,
+    past: Sequence[PastSession] = (),
 ) -> tuple[float, float, int]:
     """Energy delivered (Wh), its cost, and breaches: one day, at once or with the plan."""
     tree = SiteTree(SiteConfig("site", power_limit_kw=limit_w / 1000.0), prices=TARIFF)
@@ -114,11 +142,14 @@ def simulate(
             key = (step // 3, frozenset(p.ev.id for p in present))  # quarter hour, who is here
             if key != planned_for:
                 needs = _needs(present)
-                problem = plan_input(tree, needs, now, 0.0)
+                problem = plan_input(tree, needs, now, 0.0, past)
                 caps = None
                 if problem is not None:
                     plan = site_plan(
-                        problem.sessions, problem.limit_kw, problem.prices, problem.hours
+                        problem.sessions + problem.expected,
+                        problem.limit_kw,
+                        problem.prices,
+                        problem.hours,
                     )
                     caps = allowances(plan, problem, 6.0, needs)
                 planned_for = key
@@ -152,26 +183,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"time of use ({args.seeds} seeds x {args.evs} EVs; tariff 0.30 / 0.12 from 11:00 "
           "/ 0.35 from 15:00)")  # fmt: skip
     for level in (int(x) for x in args.levels.split(",")):
-        rows = {"at once": [0.0, 0.0, 0], "site plan": [0.0, 0.0, 0]}
+        rows = {"at once": [0.0, 0.0, 0], "site plan": [0.0, 0.0, 0], "no history": [0.0, 0.0, 0]}
         worst = float("inf")
         for seed in range(args.seeds):
             evs = workload(seed, args.evs)
             limit_w = level / 100 * sum(ev.max_w for ev in evs)
             best = optimum_wh(evs, limit_w)
             got = {}
-            for name, planned in (("at once", False), ("site plan", True)):
-                energy, cost, breaches = simulate(evs, limit_w, planned)
+            past = history(seed, args.evs)
+            runs = (("at once", False, ()), ("site plan", True, past), ("no history", True, ()))
+            for name, planned, seen in runs:
+                energy, cost, breaches = simulate(evs, limit_w, planned, None, seen)
                 got[name] = energy
                 rows[name][0] += 100 * energy / best / args.seeds
                 rows[name][1] += cost / (energy / 1000.0) / args.seeds
                 rows[name][2] += breaches
             worst = min(worst, (got["site plan"] - got["at once"]) / 1000.0)
-        once, plan = rows["at once"], rows["site plan"]
+        once, plan, blind = rows["at once"], rows["site plan"], rows["no history"]
         print(
             f"level {level}%: at once {once[0]:.2f}% of optimum at {once[1]:.3f}/kWh, "
             f"site plan {plan[0]:.2f}% at {plan[1]:.3f}/kWh "
             f"({100 * (1 - plan[1] / once[1]):.1f}% cheaper), worst day plan - at once "
-            f"{worst:+.2f} kWh, breaches {int(once[2] + plan[2])}",
+            f"{worst:+.2f} kWh; no history {blind[0]:.2f}% at {blind[1]:.3f}/kWh; "
+            f"breaches {int(once[2] + plan[2] + blind[2])}",
             flush=True,
         )
     print(f"({time.perf_counter() - started:.1f} s)")

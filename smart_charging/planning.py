@@ -363,7 +363,8 @@ class SitePlanning:
                 hardware = hardware_max(tree, t.charge_point_id)
                 wanted = t.energy_wanted_wh
                 needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
-        return await svc.tou.current(tree, needs, now, reserved_kw)
+        history = await svc.tou.history(tree, needs, now, self.pool)
+        return await svc.tou.current(tree, needs, now, reserved_kw, history)
 
     async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self._send(s) for s in sends)))

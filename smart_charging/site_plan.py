@@ -17,10 +17,12 @@ they leave (the last of them, which the departure cuts short, with its power bou
 1. **Deadlines first**: ``E* = max sum_it h_t x_it`` subject to
    ``sum_i x_it <= L_t`` (every period), ``sum_t h_t x_it <= E_i``,
    ``0 <= x_it <= P_i`` (``f_i P_i`` in its last period).
-2. **Then the price**: ``min sum_it (c_t + e t) h_t x_it`` subject to the same
-   and ``sum_it h_t x_it >= E* (1 - 1e-9)``. The tiny ``e`` (1e-9 per period)
-   prefers earlier periods among equal prices, so the plan is deterministic and
-   charges as early as the price allows.
+2. **Then the price**: ``min sum_it (c_t / u + e t / T) h_t x_it`` subject to the
+   same and ``sum_it h_t x_it >= E* (1 - 1e-9)``, where ``u`` is the smallest
+   difference between two of the prices and ``e`` = 1e-3: the tie-break adds at
+   most a thousandth of a price step over the horizon, so it never outweighs a
+   real price difference, and prefers earlier periods among equal prices - the
+   plan charges as early as the price allows.
 
 So the plan delivers as much energy by the departures as any schedule can -
 never less than charging at once - and, among those, is the cheapest. A
@@ -30,10 +32,11 @@ others for that period.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-EARLY = 1e-9  # cost per kWh per period of delay: only breaks ties between equal prices
+EARLY = 1e-3  # of the smallest price step, over the whole horizon: breaks ties only
 SOLVER = "ipm"  # interior point: 0.8 s at 1,000 sessions x 96 periods here, simplex 16 s
 
 
@@ -44,6 +47,7 @@ class PlanSession:
     energy_kwh: float  # still wanted
     periods: int  # before it leaves (it may charge in periods 0 .. periods-1)
     last_fraction: float = 1.0  # of its last period before it leaves (its power bound there)
+    first: int = 0  # the first period it may charge in (an expected arrival: later)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,9 @@ def site_plan(
     if any(h <= 0 for h in hours) or any(s.max_kw < 0 or s.energy_kwh < 0 for s in sessions):
         raise ValueError("periods, powers and energies must not be negative")
     ordered = sorted(sessions, key=lambda s: s.id)
-    columns = [(i, t) for i, s in enumerate(ordered) for t in range(min(s.periods, horizon))]
+    columns = [
+        (i, t) for i, s in enumerate(ordered) for t in range(s.first, min(s.periods, horizon))
+    ]
     out: dict[str, list[float]] = {s.id: [0.0] * horizon for s in ordered}
     if not columns:
         return SitePlan({k: tuple(v) for k, v in out.items()}, 0.0, 0.0)
@@ -133,7 +139,12 @@ def site_plan(
 
     best = solve(length, highspy.ObjSense.kMaximize, None)
     energy = float((best * length).sum())
-    cost = np.array([(prices[t] + EARLY * t) * hours[t] for _, t in columns])
+    # Prices in units of their smallest step, so the tie-break (at most EARLY of a step over
+    # the horizon) never outweighs a real price difference and still exceeds the solver's
+    # tolerances (a 1e-9 tie-break was lost in them: equal prices came out latest first).
+    steps = sorted({round(p, 9) for p in prices})
+    unit = min((b - a for a, b in itertools.pairwise(steps)), default=1.0) or 1.0
+    cost = np.array([(prices[t] / unit + EARLY * t / horizon) * hours[t] for _, t in columns])
     x = solve(cost, highspy.ObjSense.kMinimize, energy * (1 - 1e-9) - 1e-9)
     for (i, t), kw in zip(columns, x, strict=True):
         out[ordered[i].id][t] = max(0.0, min(float(kw), ordered[i].max_kw))

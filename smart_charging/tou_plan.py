@@ -11,6 +11,14 @@ and three lines at its per-line limit (a demand-response cut counted until it
 ends), less what uncontrolled sessions are assumed to draw. Sessions without a departure
 or an energy wanted are not in the plan: they charge at their allocation as before.
 
+The plan also counts the sessions still to come (:func:`expected_sessions`):
+every session of the site's last ``HISTORY_WEEKS`` weeks, moved on by whole
+weeks to its next occurrence after the current quarter hour, wanting its energy
+divided by the number of weeks, between its arrival and departure times. So
+energy of the EVs present is not moved to cheap hours that the EVs arriving
+later will need: on a congested site they charge now. (These expected sessions
+only shape the plan; nothing is capped or sent for them.)
+
 Only the plan's *current* period is used: each planned session's power in it,
 turned into ampere per line, caps what the allocator may give it (raised to the
 minimum current when the plan gives it a little: the LP knows no 6 A minimum; a
@@ -42,9 +50,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+import asyncpg
 import structlog
 
+from smart_charging import store
 from smart_charging.allocation import NOMINAL_VOLTAGE
 from smart_charging.model import SiteTree
 from smart_charging.shifting import price_intervals
@@ -55,6 +66,8 @@ log = structlog.get_logger(__name__)
 PERIOD_S = 900  # quarter hours: what tariffs and day-ahead prices are quoted in
 MIN_FIRST_S = 60  # a first period shorter than this is merged into the next
 HORIZON_H = 48  # no plan looks further ahead (later departures count from there)
+HISTORY_WEEKS = 4  # the expected arrivals: the same hours of the last four weeks
+HISTORY_REFRESH = timedelta(hours=1)  # the history is read again after this
 SOLVE_TIMEOUT_S = 5.0  # then the site is planned without time of use
 OFF_KW = 0.01  # less than this in the current period: switched off by the plan
 MISSED_WH = 10.0  # planned this much less than wanted: the deadline cannot be met
@@ -73,6 +86,61 @@ class Need:
 
 
 @dataclass(frozen=True, slots=True)
+class PastSession:
+    """An ended session of the site: the history the expected arrivals are drawn from."""
+
+    started_at: datetime
+    ended_at: datetime
+    energy_wh: float  # what it took
+    max_kw: float  # what its charger allows (hardware maximum, its phases, 230 V)
+
+
+def past_sessions(rows: Sequence[Mapping[str, Any]], tree: SiteTree) -> list[PastSession]:
+    """Rows of :func:`smart_charging.store.ended_sessions` of chargers still on the site."""
+    places = {c.charge_point_id: c for c in tree.chargers}
+    out = []
+    for r in rows:
+        place = places.get(r["charge_point_id"])
+        if place is None:
+            continue
+        amps = place.connector_max_current_a or place.max_current_a
+        max_kw = amps * place.phases * NOMINAL_VOLTAGE / 1000.0
+        out.append(PastSession(r["started_at"], r["ended_at"], float(r["energy_wh"]), max_kw))
+    return out
+
+
+def expected_sessions(
+    history: Sequence[PastSession],
+    starts: Sequence[datetime],
+    end: datetime,
+    weeks: int,
+) -> list[PlanSession]:
+    """The sessions still to come in the grid ``starts``..``end`` (see the module docstring).
+
+    Each past session, moved by whole weeks to its first occurrence from the second
+    period on, may charge from the first period that starts at or after its arrival
+    until the last one that starts before its departure.
+    """
+    if len(starts) < 2 or weeks <= 0:
+        return []
+    out = []
+    week = timedelta(days=7)
+    for index, past in enumerate(sorted(history, key=lambda p: (p.started_at, p.ended_at))):
+        if past.ended_at <= past.started_at or past.energy_wh <= 0:
+            continue
+        shift = math.ceil((starts[1] - past.started_at) / week)
+        arrival = past.started_at + max(1, shift) * week
+        departure = arrival + (past.ended_at - past.started_at)
+        first = sum(1 for s in starts if s < arrival)
+        last = sum(1 for s in starts if s < departure)
+        if arrival >= end or first >= last:
+            continue
+        energy_kwh = past.energy_wh / 1000.0 / weeks
+        out.append(PlanSession(f"~{index}", past.max_kw, energy_kwh, last, 1.0, first))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class PlanInput:
     """One site plan's problem, and what identifies it (unchanged input, same plan)."""
 
@@ -82,6 +150,7 @@ class PlanInput:
     prices: tuple[float, ...]
     sessions: tuple[PlanSession, ...]
     phases: Mapping[str, int]
+    expected: tuple[PlanSession, ...] = ()  # still to come (history): they shape the plan
 
     @property
     def hours(self) -> list[float]:
@@ -96,6 +165,7 @@ class PlanInput:
             self.limit_kw,
             self.prices,
             tuple((n.key, n.phases, n.max_a, n.departure, n.wanted_wh) for n in needs),
+            self.expected,
         )
 
 
@@ -129,7 +199,11 @@ def site_limit_kw(tree: SiteTree, at: datetime, reserved_kw: float) -> float:
 
 
 def plan_input(
-    tree: SiteTree, needs: Sequence[Need], now: datetime, reserved_kw: float
+    tree: SiteTree,
+    needs: Sequence[Need],
+    now: datetime,
+    reserved_kw: float,
+    history: Sequence[PastSession] = (),
 ) -> PlanInput | None:
     """The site plan's problem at ``now``, or None when there is nothing to plan."""
     if tree.prices is None:
@@ -165,6 +239,7 @@ def plan_input(
         tuple(prices),
         tuple(sessions),
         {n.key: n.phases for n in needs},
+        tuple(expected_sessions(history, starts, end, HISTORY_WEEKS)),
     )
 
 
@@ -218,6 +293,24 @@ class SitePlans:
     def __init__(self, wake: Callable[[str, str], None]) -> None:
         self._wake = wake  # (site_id, reason): re-plan the site (the service's request_replan)
         self._cached: dict[str, _Cached] = {}
+        self._history: dict[str, tuple[datetime, list[PastSession]]] = {}
+
+    async def history(
+        self, tree: SiteTree, needs: Sequence[Need], now: datetime, pool: asyncpg.Pool
+    ) -> list[PastSession]:
+        """The site's sessions of the last ``HISTORY_WEEKS`` weeks (read once an hour, and
+        only for a site with prices and sessions to plan)."""
+        site_id = tree.site.site_id
+        if tree.prices is None or not needs:
+            return []
+        known = self._history.get(site_id)
+        if known is not None and now - known[0] < HISTORY_REFRESH:
+            return known[1]
+        async with pool.acquire() as conn:
+            rows = await store.ended_sessions(conn, site_id, now - timedelta(weeks=HISTORY_WEEKS))
+        past = past_sessions([dict(r) for r in rows], tree)
+        self._history[site_id] = (now, past)
+        return past
 
     async def current(
         self,
@@ -225,24 +318,25 @@ class SitePlans:
         needs: Sequence[Need],
         now: datetime,
         reserved_kw: float,
+        history: Sequence[PastSession] = (),
     ) -> Allowances | None:
         """The caps of the site's plan for now, solving it if its input changed."""
         site_id = tree.site.site_id
-        problem = plan_input(tree, needs, now, reserved_kw)
+        problem = plan_input(tree, needs, now, reserved_kw, history)
         if problem is None:
-            self.forget(site_id)
+            self._drop(site_id)
             return None
         identity = problem.identity(needs)
         cached = self._cached.get(site_id)
         if cached is not None and cached.identity == identity:
             return cached.result
-        self.forget(site_id)
+        self._drop(site_id)
         result: Allowances | None = None
         try:
             plan = await asyncio.wait_for(
                 asyncio.to_thread(
                     site_plan,
-                    problem.sessions,
+                    problem.sessions + problem.expected,
                     problem.limit_kw,
                     problem.prices,
                     problem.hours,
@@ -271,7 +365,12 @@ class SitePlans:
             self.forget(site_id)
 
     def forget(self, site_id: str) -> None:
-        """Drop the site's plan (site lost, no prices or no deadlines any more)."""
+        """Drop all that is kept of the site (this node no longer plans it)."""
+        self._history.pop(site_id, None)
+        self._drop(site_id)
+
+    def _drop(self, site_id: str) -> None:
+        """Drop the site's plan and its timer (no prices or deadlines, or a new input)."""
         cached = self._cached.pop(site_id, None)
         if cached is not None and cached.timer is not None:
             cached.timer.cancel()

@@ -19,8 +19,10 @@ from smart_charging.tou_plan import (
     MISSED_WH,
     PERIOD_S,
     Need,
+    PastSession,
     SitePlans,
     allowances,
+    expected_sessions,
     grid,
     plan_input,
 )
@@ -176,3 +178,39 @@ def test_a_session_leaving_within_this_quarter_hour_is_capped_for_its_own_part_o
     assert [s.last_fraction for s in problem.sessions] == [5 / 7.5, 1.0]
     plan = site_plan(problem.sessions, problem.limit_kw, problem.prices, problem.hours)
     assert allowances(plan, problem, 6.0, needs).caps_a["soon"] == 16.0
+
+
+def test_expected_arrivals_are_the_last_weeks_sessions_moved_to_their_next_occurrence() -> None:
+    starts, end = grid(NOW, NOW + timedelta(hours=6))
+    week = timedelta(weeks=1)
+    history = [
+        # A week ago, arriving in an hour for two hours: expected, a quarter of its energy.
+        PastSession(NOW - week + timedelta(hours=1), NOW - week + timedelta(hours=3), 8e3, 11.0),
+        # Two weeks ago, arrived before now: its next occurrence is next week, out of the grid.
+        PastSession(NOW - 2 * week - timedelta(hours=1), NOW - 2 * week, 8e3, 11.0),
+    ]
+    expected = expected_sessions(history, starts, end, weeks=4)
+    assert len(expected) == 1
+    (only,) = expected
+    assert only.energy_kwh == 2.0 and only.max_kw == 11.0
+    assert starts[only.first] >= NOW + timedelta(hours=1) > starts[only.first - 1]
+    assert starts[only.periods - 1] < NOW + timedelta(hours=3) <= starts[only.periods]
+
+
+def test_with_the_arrivals_still_to_come_the_evs_present_charge_before_the_site_fills_up() -> None:
+    # Cheap from 22:00; two EVs could wait for it, but last weeks filled the site from
+    # 22:00 to 06:00: they charge now instead of being squeezed out at night.
+    needs = [Need(f"ev{i}", 3, 16.0, NOW + timedelta(hours=13), 3 * 11_040.0) for i in range(2)]
+    night = NOW.replace(hour=22, minute=0, second=0) - timedelta(weeks=1)
+    full = [PastSession(night, night + timedelta(hours=8), 4 * 8 * 22_080.0, 22.08)]
+    problem = plan_input(_tree(32.0), needs, NOW, 0.0, full)
+    assert problem is not None and problem.expected
+    sessions = problem.sessions + problem.expected
+    plan = site_plan(sessions, problem.limit_kw, problem.prices, problem.hours)
+    result = allowances(plan, problem, 6.0, needs)
+    assert set(result.caps_a) == {"ev0", "ev1"} and all(a > 0 for a in result.caps_a.values())
+    assert all(result.feasible.values())
+    blind = plan_input(_tree(32.0), needs, NOW, 0.0)
+    assert blind is not None
+    alone = site_plan(blind.sessions, blind.limit_kw, blind.prices, blind.hours)
+    assert allowances(alone, blind, 6.0, needs).caps_a == {"ev0": 0.0, "ev1": 0.0}
