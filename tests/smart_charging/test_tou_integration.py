@@ -14,6 +14,8 @@ from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile, Purpose
 from csms.outbox import schemas
 from csms.outbox.envelope import OutboxRow, messages_for
+from smart_charging import store
+from smart_charging.tou_plan import past_sessions
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import place_all, start_site_fleet, watch_profiles
 from tests.waiting import eventually
@@ -241,3 +243,31 @@ async def test_a_departure_that_cannot_be_met_charges_at_full_allocation_and_say
     assert await eventually(missed, within=10) == [f"{row['charge_point_id']}/1"]
     tx = [p for p in installed[row["charge_point_id"]] if p.purpose is Purpose.TX]
     assert tx and all(len(p.periods) == 1 and p.periods[0].limit == 16.0 for p in tx[-1:])
+
+
+async def test_the_sites_ended_sessions_are_the_history_of_expected_arrivals(
+    api: Api, fleet: Fleet
+) -> None:
+    await place_all(api, fleet)
+    charger = fleet.chargers[0]
+    assert await charger.start_session(1, "T", _ev()) is not None
+
+    async def charged() -> Any:
+        sql = "SELECT energy_wh FROM sessions WHERE status = 'active' AND energy_wh > 0"
+        return await api.csms.pool.fetchrow(sql)
+
+    await eventually(charged, within=30)
+    assert charger.stop_session(1, "Local")
+
+    async def ended() -> list[Any]:
+        since = datetime.now(UTC) - timedelta(weeks=4)
+        async with api.csms.pool.acquire() as conn:
+            return await store.ended_sessions(conn, "s", since)
+
+    rows = await eventually(ended, within=30)
+    async with api.csms.pool.acquire() as conn:
+        tree = await store.load_tree(conn, "s")
+    assert tree is not None
+    (past,) = past_sessions([dict(r) for r in rows], tree)
+    assert past.ended_at > past.started_at and past.energy_wh > 0
+    assert past.max_kw == pytest.approx(16 * 3 * 0.23)  # its charger's maximum, 3 lines
