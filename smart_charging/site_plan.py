@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 EARLY = 1e-3  # of the smallest price step, over the whole horizon: breaks ties only
-SOLVER = "ipm"  # interior point: 0.8 s at 1,000 sessions x 96 periods here, simplex 16 s
+SOLVER = "ipm"  # interior point: 1.9 s at 1,000 sessions x 96 periods (loaded), simplex 16 s
 
 
 @dataclass(frozen=True, slots=True)
