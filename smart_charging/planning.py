@@ -14,9 +14,10 @@ site's lease (:mod:`smart_charging.leadership`):
    decreases have settled;
 2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
    cannot be steered are set aside at their last known maximum; full and idle
-   EVs are in the lowest class (:func:`smart_charging.tracking.note_draw`); a
-   session with a departure time on a site with prices gets a time-of-use
-   schedule capped at its allocation (:func:`smart_charging.shifting.session_plan`);
+   EVs are in the lowest class (:func:`smart_charging.tracking.note_draw`); on a
+   site with prices, the sessions with a departure time and energy wanted are
+   capped by the site's time-of-use plan for the current quarter hour
+   (:mod:`smart_charging.tou_plan`; 0 A and no share held when it switches them off);
 3. stores the limits it is about to send as *pending* (fenced by the lease's
    token: a node that lost the site without noticing cannot commit, and so does
    not send), sends the limits that went *down* and waits for the answers; a
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -46,7 +48,7 @@ from csms.events import Protocol
 from csms.interop.profiles import fit_for_charger
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.storage import Executor
-from smart_charging import planner_state, profiles, reporting, shifting, store
+from smart_charging import planner_state, profiles, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
 from smart_charging.leadership import lease_name
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
@@ -60,7 +62,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
-SCHEDULE_TOLERANCE_S = 300.0  # a time-of-use schedule moved by less is not sent again
 
 
 class PlannerLost(RuntimeError):
@@ -298,7 +299,9 @@ class SitePlanning:
         now = self.clock.now()
         clock = self.clock.monotonic()
         live = []
-        for t in tracked.values():
+        plan = await self._tou(tree, tracked, now)
+        caps = plan.caps_a if plan is not None else {}
+        for key, t in tracked.items():
             online = svc.protocol_of(t.charge_point_id) is not None
             if not online and t.assumed is None:
                 t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
@@ -323,6 +326,7 @@ class SitePlanning:
                     urgency=svc.urgency_of(t, tree, now),
                     idle=t.idle,
                     probing=t.probing,
+                    plan_cap_a=None if t.probing else caps.get(key),
                 )
             )
         problem = build_problem(tree, live, now)
@@ -331,38 +335,33 @@ class SitePlanning:
         allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
         currents = dict(allocation.currents)
         changes = []
-        tou: dict[str, bool] = {}
-        wanted = [t.departure_at for t in tracked.values() if t.energy_wanted_wh is not None]
-        intervals = shifting.site_intervals(tree.prices, now, [d for d in wanted if d])
         for key, t in tracked.items():
             protocol = svc.protocol_of(t.charge_point_id)
             if key not in currents or t.assumed is not None or protocol is None:
                 continue
             limit = currents[key]
-            plan = shifting.session_plan(
-                intervals,
-                now,
-                t.departure_at,
-                t.energy_wanted_wh,
-                t.energy_wh,
-                limit,
-                t.phases,
-                tree.site.min_current_a,
-            )
-            if plan is not None:
-                tou[key] = plan.feasible
-            periods = plan.periods if plan is not None and len(plan.periods) > 1 else None
-            send = ProfileSend(t, limit, t.limit, protocol, periods, now if periods else None)
-            if (
-                t.limit is None
-                or not t.confirmed
-                or abs(limit - t.limit) >= 0.05
-                or not shifting.same_schedule(
-                    send.absolute_schedule(), t.schedule, SCHEDULE_TOLERANCE_S
-                )
-            ):
-                changes.append(send)
+            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
+                changes.append(ProfileSend(t, limit, t.limit, protocol))
+        tou = dict(plan.feasible) if plan is not None else {}
         return currents, dict(problem.reserved), changes, tou
+
+    async def _tou(
+        self, tree: SiteTree, tracked: dict[str, Tracked], now: datetime
+    ) -> tou_plan.Allowances | None:
+        """The site's time-of-use plan for now (None: no prices, no deadlines, or failed)."""
+        svc = self.service
+        needs, reserved_kw = [], 0.0
+        for key, t in tracked.items():
+            if t.assumed is not None or svc.protocol_of(t.charge_point_id) is None:
+                draw = t.assumed if t.assumed is not None else t.limit or 0.0
+                reserved_kw += draw * t.phases * NOMINAL_VOLTAGE / 1000.0
+            elif t.departure_at and t.energy_wanted_wh is not None and not t.idle:
+                left = t.energy_wanted_wh - (t.energy_wh or 0.0)
+                hardware = hardware_max(tree, t.charge_point_id)
+                wanted = t.energy_wanted_wh
+                needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
+        history = await svc.tou.history(tree, needs, now, self.pool)
+        return await svc.tou.current(tree, needs, now, reserved_kw, history)
 
     async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self._send(s) for s in sends)))
@@ -370,14 +369,11 @@ class SitePlanning:
     async def _send(self, s: ProfileSend) -> str:
         """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
         t = s.tracked
-        payload = profiles.tx_profile(
-            s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases, s.periods, s.start
-        )
+        payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
         status = await self.call(t.charge_point_id, payload)
         if status == "Accepted":
             t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
             t.changed_on = self.clock.now()
-            t.schedule = s.absolute_schedule()
             t.confirmed, t.floor_limit = True, None
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.

@@ -49,6 +49,7 @@ from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
 from smart_charging.planning import PlannerLost, SitePlanning
 from smart_charging.reporting import SiteView
+from smart_charging.tou_plan import SitePlans
 from smart_charging.tracking import (
     Tracked,
     Verdict,
@@ -86,6 +87,7 @@ class SmartChargingService:
         self.fallbacks = FallbackProfiles(self)
         self.leadership = SiteLeadership(manager, self._site_gained, self._site_lost)
         self.planning = SitePlanning(self)
+        self.tou = SitePlans(self.request_replan, self.clock)  # time-of-use plans, one per site
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
         # Chargers connected to another node (from Postgres): id -> their OCPP version.
         self._remote: dict[str, Protocol] = {}
@@ -123,6 +125,7 @@ class SmartChargingService:
                 await task
         self._tasks.clear()
         self._workers.clear()
+        self.tou.close()
         with contextlib.suppress(Exception):
             await self.leadership.release_all()  # another node takes the sites over at once
 
@@ -172,6 +175,7 @@ class SmartChargingService:
         self._wake.pop(site_id, None)
         self._reasons.pop(site_id, None)
         self.views.pop(site_id, None)
+        self.tou.forget(site_id)
         self.decreased_at.pop(site_id, None)
         for key, t in list(self.sessions.items()):
             if self._site_of.get(t.charge_point_id) == site_id:

@@ -40,8 +40,6 @@ class Tracked:
     departure_at: datetime | None = None  # time of use: set through the API with the energy
     energy_wanted_wh: float | None = None
     energy_wh: float | None = None  # delivered so far, from its meter
-    # The shifted schedule the charger accepted: (absolute start, epoch s; limit A) periods.
-    schedule: tuple[tuple[float, float], ...] | None = None
     # False while ``limit`` is only what a previous planner (another node, or this one
     # before a restart) may have left in force: its first profile is sent even unchanged.
     confirmed: bool = True
