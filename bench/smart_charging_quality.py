@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--evs", type=int, default=40, help="EVs a day")
-    parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, % of summed max")
+    parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, %% of summed max")
     parser.add_argument("--tou", action="store_true", help="time the site-wide TOU LP only")
     parser.add_argument(
         "--e2e",

@@ -54,7 +54,7 @@ from smart_charging.leadership import lease_name
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.reporting import ProfileSend, SiteView
-from smart_charging.tracking import Tracked, start_probe
+from smart_charging.tracking import Tracked, probe_found_nothing, start_probe
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
@@ -253,11 +253,17 @@ class SitePlanning:
         live: dict[str, Tracked] = {}
         # One session per EVSE: of stale rows (a stop never received), the latest wins.
         latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
+        phases_of = {c.charge_point_id: c.phases for c in tree.chargers}
         for key, row in latest.items():
             t = svc.sessions.get(key)
             if t is None or t.transaction_id != row["transaction_id"]:
                 cp, evse = row["charge_point_id"], row["evse_id"]
                 t = Tracked(cp, evse, row["transaction_id"])
+                if phases_of.get(cp) == 1:
+                    # On a single-phase charger from the start, not from its first meter
+                    # value minutes later: its urgency, its share of the time-of-use plan
+                    # and its profile's numberPhases all count the lines it can load.
+                    t.phases = 1
                 known = stored.get((cp, evse))
                 if known is not None and known.transaction_id == t.transaction_id:
                     # A previous planner told it something: assume the worst until the
@@ -305,14 +311,13 @@ class SitePlanning:
             online = svc.protocol_of(t.charge_point_id) is not None
             if not online and t.assumed is None:
                 t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
-            if t.probing and clock >= t.probe_until:
-                t.probing, t.idle, t.idle_at = False, True, clock  # the probe found nothing
-            start_probe(
-                t,
-                clock,
-                self.settings.smart_charging_probe_interval,
-                self.settings.smart_charging_probe_window,
-            )
+            if probe_found_nothing(t, clock, svc.settle_grace):
+                t.probing, t.idle, t.idle_at = False, True, clock
+            window = self.settings.smart_charging_probe_window
+            if start_probe(t, clock, self.settings.smart_charging_probe_interval, window):
+                # Ended at its window's end, not at the next periodic plan (minutes
+                # later, the probed EV holding its minimum all along).
+                svc.replan_after(tree.site.site_id, window, "probe_window_ended")
             live.append(
                 LiveSession(
                     t.charge_point_id,
@@ -375,6 +380,10 @@ class SitePlanning:
             t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
             t.changed_on = self.clock.now()
             t.confirmed, t.floor_limit = True, None
+            if t.probing:  # look at what the EV says once it has had time to follow
+                site_id = await self.service.site_of(t.charge_point_id)
+                if site_id is not None:
+                    self.service.replan_after(site_id, self.service.settle_grace, "probe_check")
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))

@@ -56,7 +56,7 @@ from smart_charging.tracking import (
     currents_per_line,
     judge_sample,
     note_draw,
-    note_suspended,
+    note_state,
     predates_change,
 )
 from smart_charging.urgency import urgency_class
@@ -368,17 +368,19 @@ class SmartChargingService:
             else:
                 verdict = self._measure(event)
                 if isinstance(event, SessionUpdated) and event.charging_state is not None:
-                    # 2.0.1 says what the EV does: SuspendedEV gives the share back.
+                    # 2.0.1 says what the EV does: SuspendedEV gives the share back,
+                    # Charging brings an idle or probed session back at once.
                     state = self._suspended(cp, event.evse_id, event.charging_state)
                     verdict = state if state is not Verdict.STEADY else verdict
                 if verdict is not None and verdict is not Verdict.STEADY:
                     self._replan_here(site_id, verdict.value)
         elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
             # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
-            if self._suspended(cp, event.evse_id, event.detail) is not Verdict.STEADY:
+            verdict = self._suspended(cp, event.evse_id, event.detail)
+            if verdict is not Verdict.STEADY:
                 site_id = await self.site_of(cp)
                 if site_id is not None:
-                    self._replan_here(site_id, Verdict.IDLE.value)
+                    self._replan_here(site_id, verdict.value)
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
             await self._forget_fallbacks(cp)
@@ -402,12 +404,24 @@ class SmartChargingService:
         t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
         if t is None or t.assumed is not None or not t.limit:
             return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
-        if (
-            self.clock.monotonic() - t.changed_at
-            < self.settings.smart_charging_settle + SAMPLE_GRACE_S
-        ):
-            return Verdict.STEADY  # an EV starting after a new limit is suspended a moment
-        return note_suspended(t, state == "SuspendedEV", self.clock.monotonic())
+        now = self.clock.monotonic()
+        settling = now - t.changed_at < self.settle_grace
+        return note_state(t, state, now, settling)
+
+    def replan_after(self, site_id: str, seconds: float, reason: str) -> None:
+        """Re-plan ``site_id`` in ``seconds`` of the service's clock (a probe's end)."""
+        task = asyncio.create_task(self._replan_later(site_id, seconds, reason))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    async def _replan_later(self, site_id: str, seconds: float, reason: str) -> None:
+        await self.clock.sleep(seconds)
+        self._replan_here(site_id, reason)
+
+    @property
+    def settle_grace(self) -> float:
+        """Simulated s an EV has to follow a new limit before what it shows is judged."""
+        return self.settings.smart_charging_settle + SAMPLE_GRACE_S
 
     def track(self, key: str, t: Tracked) -> None:
         old = self.sessions.get(key)
@@ -443,7 +457,7 @@ class SmartChargingService:
             tracked.measured = measured  # not steered now: the plan sets aside its maximum
             return None
         # A sample taken before the EV followed its new limit says nothing about it.
-        grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
+        grace = self.settle_grace
         now = self.clock.monotonic()
         settling = now - tracked.changed_at < grace or predates_change(
             tracked, event.samples, grace, now, SAMPLE_TRUST_S

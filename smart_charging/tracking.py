@@ -53,6 +53,8 @@ class Tracked:
     probing: bool = False  # offered its minimum again, to see whether it still wants energy
     probe_until: float = 0.0
     suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
+    reported: str | None = None  # the EV's state the charger reported last (Charging, ...)
+    reported_at: float = 0.0  # monotonic: when it was reported
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""
@@ -190,6 +192,35 @@ def note_draw(
         t.idle, t.probing, t.idle_at = True, False, now
         return Verdict.IDLE
     return Verdict.STEADY
+
+
+def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
+    """The charger reported the EV's state (Charging, SuspendedEV, SuspendedEVSE, ...).
+
+    Charging is proof that the EV draws: an idle or probed session is back in its
+    class at once (not only at its next meter value, minutes later). SuspendedEV
+    gives the share back (:func:`note_suspended`), but not while ``settling``: an EV
+    starting after a new limit is suspended a moment; :func:`probe_found_nothing`
+    reads that report once the EV has had time to follow.
+    """
+    t.reported, t.reported_at = state, now
+    if state == "Charging" and (t.idle or t.probing):
+        t.idle, t.probing, t.suspended_ev, t.idle_since = False, False, False, None
+        return Verdict.DRAWING_AGAIN
+    if settling:
+        return Verdict.STEADY
+    return note_suspended(t, state == "SuspendedEV", now)
+
+
+def probe_found_nothing(t: Tracked, now: float, grace: float) -> bool:
+    """Whether a probe is over: its window has passed, or the EV has had ``grace`` s to
+    follow the probe's limit and the charger's last report since then is SuspendedEV."""
+    if not t.probing:
+        return False
+    if now >= t.probe_until:
+        return True
+    offered = (t.limit or 0.0) > 0.0 and now - t.changed_at >= grace
+    return offered and t.reported == "SuspendedEV" and t.reported_at >= t.changed_at
 
 
 def note_suspended(t: Tracked, suspended: bool, now: float) -> Verdict:
