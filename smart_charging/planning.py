@@ -54,7 +54,13 @@ from smart_charging.leadership import lease_name
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.reporting import ProfileSend, SiteView
-from smart_charging.tracking import Tracked, probe_found_nothing, start_probe
+from smart_charging.tracking import (
+    Tracked,
+    note_suspended,
+    probe_found_nothing,
+    start_probe,
+    still_suspended,
+)
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
@@ -313,6 +319,8 @@ class SitePlanning:
                 t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
             if probe_found_nothing(t, clock, svc.settle_grace):
                 t.probing, t.idle, t.idle_at = False, True, clock
+            elif not t.idle and still_suspended(t, clock, svc.settle_grace):
+                note_suspended(t, True, clock)  # full right after a change: idle now
             window = self.settings.smart_charging_probe_window
             if start_probe(t, clock, self.settings.smart_charging_probe_interval, window):
                 # Ended at its window's end, not at the next periodic plan (minutes

@@ -406,7 +406,18 @@ class SmartChargingService:
             return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
         now = self.clock.monotonic()
         settling = now - t.changed_at < self.settle_grace
+        if settling and state == "SuspendedEV":  # judged once the EV has had time to follow
+            wait = t.changed_at + self.settle_grace - now
+            task = asyncio.create_task(self._recheck_later(charge_point_id, wait))
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
         return note_state(t, state, now, settling)
+
+    async def _recheck_later(self, charge_point_id: str, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        site_id = await self.site_of(charge_point_id)
+        if site_id is not None:
+            self._replan_here(site_id, "ev_suspended")
 
     def replan_after(self, site_id: str, seconds: float, reason: str) -> None:
         """Re-plan ``site_id`` in ``seconds`` of the service's clock (a probe's end)."""

@@ -179,6 +179,8 @@ def note_draw(
     drawing = max(measured) > DRAWING_THRESHOLD_A
     if drawing:
         t.idle_since = None
+        if t.reported == "SuspendedEV":
+            t.reported = None  # out of date: it draws
         if t.idle or t.probing:
             t.idle, t.probing = False, False
             return Verdict.DRAWING_AGAIN
@@ -212,15 +214,23 @@ def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
     return note_suspended(t, state == "SuspendedEV", now)
 
 
-def probe_found_nothing(t: Tracked, now: float, grace: float) -> bool:
-    """Whether a probe is over: its window has passed, or the EV has had ``grace`` s to
-    follow the probe's limit and the charger's last report since then is SuspendedEV."""
-    if not t.probing:
-        return False
-    if now >= t.probe_until:
-        return True
+def still_suspended(t: Tracked, now: float, grace: float) -> bool:
+    """Whether the EV has had ``grace`` s to follow its last limit (above 0 A) and the
+    charger's last report since that change is SuspendedEV: it does not want energy.
+
+    A SuspendedEV report while settling is not judged at once (an EV starting after a
+    new limit is suspended a moment, :func:`note_state`); this judges it afterwards, so
+    an EV that is full right after a change does not hold its share until two meter
+    values without a draw (``idle_after``) have come.
+    """
     offered = (t.limit or 0.0) > 0.0 and now - t.changed_at >= grace
     return offered and t.reported == "SuspendedEV" and t.reported_at >= t.changed_at
+
+
+def probe_found_nothing(t: Tracked, now: float, grace: float) -> bool:
+    """Whether a probe is over: its window has passed, or the EV still says SuspendedEV
+    after it has had ``grace`` s to follow the probe's limit."""
+    return t.probing and (now >= t.probe_until or still_suspended(t, now, grace))
 
 
 def note_suspended(t: Tracked, suspended: bool, now: float) -> Verdict:

@@ -8,6 +8,8 @@ TransactionEvent chargingState) and on what the operator said of the charger:
 * an idle EV that starts drawing again reports Charging: back in its class at once;
 * a probe of a full EV ends once the EV has had time to follow and still reports
   SuspendedEV, not at the end of its window;
+* an EV full right after its limit changed (its SuspendedEV report comes while the
+  EV may still be following) gives its share back once it has had that time;
 * a session on a single-phase charger is planned as single-phase from its first
   profile on.
 """
@@ -137,6 +139,35 @@ async def test_a_probe_of_a_full_ev_ends_once_it_had_time_to_follow(reports_api:
             return bool(probes) and 0.0 in after_pause[probes[0] :]  # ... paused again
 
         await eventually(probed_and_paused_again, within=30)
+        await _assert_under_the_limit(api)
+    finally:
+        await fleet.stop()
+
+
+async def test_an_ev_full_while_following_its_limit_gives_its_share_back(
+    reports_api: Api,
+) -> None:
+    api = reports_api
+    fleet = await start_site_fleet(api, chargers=3, meter_interval=NO_METER_VALUES)
+    try:
+        for charger in fleet.chargers:
+            await _place(api, charger)
+        full_one, *others = fleet.chargers
+        for charger in others:
+            assert await charger.start_session(1, "T", EVState(SPEC, soc=10.0)) is not None
+        # 24 Wh short: full some 15 simulated s after its first limit, inside the 45 s the
+        # load manager gives an EV to follow a change (0.5 s settle + 1 s, at 30x).
+        ev = dataclasses.replace(_nearly_full(fleet), soc=94.97)
+        assert await full_one.start_session(1, "T", ev) is not None
+        full_id = full_one.cfg.charger_id
+
+        async def idle() -> bool:
+            full = (await _sessions(api)).get(full_id)
+            return full is not None and full["idle"]
+
+        await eventually(idle, within=30)
+        session = full_one.connectors[1].session
+        assert session is not None and session.ev.full
         await _assert_under_the_limit(api)
     finally:
         await fleet.stop()
