@@ -370,13 +370,15 @@ class SmartChargingService:
                 if isinstance(event, SessionUpdated) and event.charging_state is not None:
                     # 2.0.1 says what the EV does: SuspendedEV gives the share back,
                     # Charging brings an idle or probed session back at once.
-                    state = self._suspended(cp, event.evse_id, event.charging_state)
+                    state = self._suspended(
+                        cp, event.evse_id, event.charging_state, event.transaction_id
+                    )
                     verdict = state if state is not Verdict.STEADY else verdict
                 if verdict is not None and verdict is not Verdict.STEADY:
                     self._replan_here(site_id, verdict.value)
         elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
             # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
-            verdict = self._suspended(cp, event.evse_id, event.detail)
+            verdict = self._suspended(cp, event.evse_id, event.detail, None)
             if verdict is not Verdict.STEADY:
                 site_id = await self.site_of(cp)
                 if site_id is not None:
@@ -399,9 +401,14 @@ class SmartChargingService:
             async with self.pool.acquire() as conn:
                 await planner_state.forget_fallbacks(conn, charge_point_id)
 
-    def _suspended(self, charge_point_id: str, evse_id: int | None, state: str) -> Verdict:
+    def _suspended(
+        self, charge_point_id: str, evse_id: int | None, state: str, transaction_id: str | None
+    ) -> Verdict:
         """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""
-        t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
+        if transaction_id is not None:  # 2.0.1 names the EVSE in a transaction's first event only
+            t = self._by_transaction.get((charge_point_id, transaction_id))
+        else:
+            t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
         if t is None or t.assumed is not None or not t.limit:
             return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
         now = self.clock.monotonic()

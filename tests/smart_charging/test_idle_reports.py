@@ -144,15 +144,19 @@ async def test_a_probe_of_a_full_ev_ends_once_it_had_time_to_follow(reports_api:
         await fleet.stop()
 
 
+@pytest.mark.parametrize("v201", [False, True], ids=["1.6", "2.0.1"])
 async def test_an_ev_full_while_following_its_limit_gives_its_share_back(
-    reports_api: Api,
+    reports_api: Api, v201: bool
 ) -> None:
+    """2.0.1: the chargingState comes in TransactionEvents that name no EVSE (only the
+    first one of a transaction must): the session is found by its transaction."""
     api = reports_api
     fleet = await start_site_fleet(api, chargers=3, meter_interval=NO_METER_VALUES)
     try:
         for charger in fleet.chargers:
             await _place(api, charger)
-        full_one, *others = fleet.chargers
+        full_one = next(c for i, c in enumerate(fleet.chargers) if fleet.cfg.is_v201(i) == v201)
+        others = [c for c in fleet.chargers if c is not full_one]
         for charger in others:
             assert await charger.start_session(1, "T", EVState(SPEC, soc=10.0)) is not None
         # 24 Wh short: full some 15 simulated s after its first limit, inside the 45 s the
