@@ -1,6 +1,7 @@
 """How much energy smart charging delivers, against the LP optimum and classic schedulers.
 
     python -m bench.smart_charging_quality [--seeds 10] [--evs 40] [--levels 10,15,25,40,60,100]
+    python -m bench.smart_charging_quality --e2e --seeds 2 --evs 20 [--speed 900]
 
 Not a timed test: a quality benchmark of the pure allocator
 (:func:`smart_charging.allocation.allocate`), the way the load manager calls it
@@ -8,10 +9,10 @@ every 5 minutes, on workplace days shaped like the Caltech ACN data set.
 
 Workload (seeded; one day per seed)
 ===================================
-* ``--evs`` EVs a day; arrival time triangular between 07:00 and 10:00 (mode
-  08:00); stay uniform 4-9 h; energy wanted uniform 5-30 kWh (not capped by what
-  the stay allows: an infeasible request counts against every scheduler, the
-  optimum included);
+* ``--evs`` EVs a day (40); arrival time triangular between 07:00 and 10:00 (mode
+  08:00); stay uniform 4-9 h (the departure cut at 19:30, the end of the day);
+  energy wanted uniform 5-30 kWh (not capped by what the stay allows: an
+  infeasible request counts against every scheduler, the optimum included);
 * half single-phase 32 A (7.36 kW, on L1, L2 or L3 in turn), half three-phase
   16 A (11.04 kW); 230 V; minimum 6 A (a scheduler gives an EV 0 or >= 6 A);
 * the departure time and the energy wanted are known at arrival (as the API's
@@ -24,7 +25,9 @@ Workload (seeded; one day per seed)
 Schedulers (each step, on the EVs present that still want energy)
 ==================================================================
 * ``allocator``: the load manager's allocator as it is now - operator class, then
-  deadline urgency (laxity buckets, :mod:`smart_charging.urgency`), max-min fair;
+  deadline urgency (:mod:`smart_charging.urgency`: sessions that cannot be full
+  first, earliest departure first, then least laxity first, one class per
+  minute), max-min fair within a class;
 * ``fair``: the allocator without urgency (every session urgency 0): what the
   load manager did before deadline-aware sharing;
 * ``EDF``: earliest departure first, each EV given its maximum while it fits;
@@ -331,7 +334,7 @@ def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
     print(title)
     for level, rows in table.items():
         breaches = sum(r.breaches for r in rows.values())
-        parts = ", ".join(f"{name} {r.optimum_pct:.1f}%" for name, r in rows.items())
+        parts = ", ".join(f"{name} {r.optimum_pct:.2f}%" for name, r in rows.items())
         print(f"level {level}%: {parts}, breaches {breaches}")
     print()
     header = f"{'level':>5} {'scheduler':<14} {'energy%req':>10} {'%optimum':>9} "
@@ -339,7 +342,7 @@ def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
     for level, rows in table.items():
         for name, r in rows.items():
             print(
-                f"{level:>4}% {name:<14} {r.energy_pct:>10.1f} {r.optimum_pct:>9.1f} "
+                f"{level:>4}% {name:<14} {r.energy_pct:>10.1f} {r.optimum_pct:>9.2f} "
                 f"{r.served_pct:>8.1f} {r.jain:>6.3f} {r.peak:>10.3f} {r.breaches:>8}"
             )
     print()
@@ -373,13 +376,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--evs", type=int, default=40, help="EVs a day")
-    parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, % of summed max")
+    parser.add_argument("--levels", default="10,15,25,40,60,100", help="limits, %% of summed max")
     parser.add_argument("--tou", action="store_true", help="time the site-wide TOU LP only")
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="through the real CSMS and simulated chargers (bench/smart_charging_e2e.py)",
+    )
+    parser.add_argument("--speed", type=float, default=600.0, help="--e2e: simulated s per real s")
     args = parser.parse_args(argv)
     if args.tou:
         tou_timing([100, 1000])
         return
     levels = [int(x) for x in args.levels.split(",")]
+    if args.e2e:
+        from bench.smart_charging_e2e import E2EOptions, main_e2e
+
+        main_e2e(args.seeds, args.evs, levels, E2EOptions(speed=args.speed))
+        return
     started = time.perf_counter()
     common = f"{args.seeds} seeds x {args.evs} EVs, 5-min steps; % of the LP optimum"
     _print(f"pure allocator ({common}); 'fair' = before deadline-aware sharing",

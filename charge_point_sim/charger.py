@@ -131,6 +131,9 @@ class Charger:
         self._drop = asyncio.Event()
         self._stopping = False
         self.reported: dict[int, str] = {}
+        # Called whenever an EV's draw may have changed (after every step of a session):
+        # a benchmark checks the summed current at every change, not only at samples.
+        self.on_draw: Callable[[], object] | None = None
 
     # ------------------------------------------------------ ocpp library glue
     async def _ocpp_call(self, payload: Any) -> Any:

@@ -30,6 +30,10 @@ class SimClock:
         """Simulated seconds since the clock was created."""
         return (time.monotonic() - self._start_mono) * self.speed
 
+    def monotonic(self) -> float:
+        """Simulated monotonic seconds (:class:`csms.clock.Clock`; same as :meth:`elapsed`)."""
+        return self.elapsed()
+
     def now(self) -> datetime:
         """Current simulated time (timezone-aware UTC)."""
         return self._start_wall + timedelta(seconds=self.elapsed())

@@ -337,6 +337,8 @@ class SimCharger(SessionCharger):
         s = conn.session if conn is not None else None
         tx_ok = s is not None and profile.transaction_id in (None, s.transaction_id)
         ok = self.profiles.install(profile, tx_active=tx_ok)
+        if ok:
+            self.limits_changed()
         return "Accepted" if ok else "Rejected"
 
     def clear_profiles(
@@ -349,6 +351,8 @@ class SimCharger(SessionCharger):
         """ClearChargingProfile: Accepted if anything matched, else Unknown."""
         kind = self.profiles.purpose_of(purpose) if purpose else None
         removed = self.profiles.clear(profile_id, evse_id, kind, stack_level)
+        if removed:
+            self.limits_changed()
         return "Accepted" if removed else "Unknown"
 
     def composite(

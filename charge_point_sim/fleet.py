@@ -70,9 +70,10 @@ class FleetConfig:
 class Fleet:
     """A set of chargers plus the processes that drive them."""
 
-    def __init__(self, cfg: FleetConfig) -> None:
+    def __init__(self, cfg: FleetConfig, clock: SimClock | None = None) -> None:
+        """``clock``: share one (e.g. with a CSMS run in-process at the same speed)."""
         self.cfg = cfg
-        self.clock = SimClock(cfg.speed)
+        self.clock = clock if clock is not None else SimClock(cfg.speed)
         self.stats = Stats()
         self.rng = random.Random(cfg.seed)
         self.stop_event = asyncio.Event()

@@ -37,6 +37,9 @@ class Session:
     stop_reason: str | None = None
     rejected: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when its charging profiles change: the charger applies the new limit at once
+    # (a real one changes its pilot signal when it accepts a profile, not at its next tick).
+    limit_changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
     def next_seq(self) -> int:

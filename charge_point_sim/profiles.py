@@ -219,7 +219,15 @@ def limit_at(
     present = [c for c in caps if c is not None]
     if not present:
         return None
-    return min(present, key=lambda c: c.watts)
+    in_amps = [c.amps for c in present if c.amps is not None]
+    if not in_amps:
+        return min(present, key=lambda c: c.watts)
+    # An A limit caps each line and numberPhases the lines in use, whatever the other
+    # profiles say: 14 A on 3 phases under a 32 A single-phase maximum is 14 A on one line
+    # (comparing their watts, 9.7 kW against 7.4 kW, would wrongly let the 32 A win).
+    amps, phases = min(in_amps), min(c.phases for c in present)
+    watts = min([c.watts for c in present if c.amps is None] + [amps * VOLTAGE * phases])
+    return Limit(watts=watts, phases=phases, amps=amps)
 
 
 def _breakpoints(p: Profile, start: datetime, end: datetime, rel: datetime) -> set[datetime]:

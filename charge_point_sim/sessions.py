@@ -9,7 +9,6 @@ queues meter values at the configured sample interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import datetime
 
@@ -195,6 +194,12 @@ class SessionCharger(Charger):
                 conn.power_drop_until = None
         return watts
 
+    def limits_changed(self) -> None:
+        """Its charging profiles changed: every running session applies its limit now."""
+        for conn in self.connectors.values():
+            if conn.session is not None:
+                conn.session.limit_changed.set()
+
     def hardware_limit(self) -> Limit:
         """The charger's own maximum, used where no profile applies."""
         return Limit(self.cfg.max_power_w, 3)
@@ -216,13 +221,24 @@ class SessionCharger(Charger):
         interval = max(1, self.keys.get_int("MeterValueSampleInterval", 60))
         tick = max(min(float(interval), 5.0), 0.05 * self.clock.speed)
         last = last_sample = self.clock.now()
+        wait = tick
         while s.stop_reason is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(s.stop_event.wait(), self.clock.real_seconds(tick))
+            if s.ev.departure is not None:  # it leaves at its own time, not at the next tick
+                wait = min(wait, (s.ev.departure - last).total_seconds())
+            await self._tick_wait(s, wait)
             now = self.clock.now()
+            if s.ev.departure is not None:
+                now = min(now, max(last, s.ev.departure))
             limit = self.limit_w(conn, now)
+            pilot = s.ev.pilot_w
             s.ev, s.power_w, energy = charge_step(s.ev, limit, (now - last).total_seconds())
             last = now
+            if self.on_draw is not None:
+                self.on_draw()
+            # A new limit: step again once the EV has followed it (its delay and ramp), so
+            # what it draws changes when a real EV's would, not a whole tick later.
+            follow = s.ev.spec.response_delay_s + s.ev.spec.ramp_s
+            wait = min(tick, follow) if s.ev.pilot_w != pilot and follow > 0 else tick
             if not conn.stuck_meter:
                 conn.energy_wh += energy
                 self.stats.energy_wh += energy
@@ -230,7 +246,10 @@ class SessionCharger(Charger):
             state = (
                 "Charging" if s.power_w > 0 else ("SuspendedEVSE" if limit <= 0 else "SuspendedEV")
             )
+            previous = conn.status
             await self.set_status(conn, state)
+            if conn.status != previous and s.stop_reason is None:
+                self._charging_state_changed(conn, s)
             interval = max(1, self.keys.get_int("MeterValueSampleInterval", 60))
             if interval and (now - last_sample).total_seconds() >= interval:
                 last_sample = now
@@ -249,6 +268,24 @@ class SessionCharger(Charger):
             conn, conn.idle_status(), conn.fault_code if conn.faulted else "NoError"
         )
         self._session_ended(conn)
+
+    async def _tick_wait(self, s: Session, sim_seconds: float) -> None:
+        """Until the next tick: ``sim_seconds``, a stop, or a change of its limits."""
+        stop = asyncio.ensure_future(s.stop_event.wait())
+        changed = asyncio.ensure_future(s.limit_changed.wait())
+        try:
+            await asyncio.wait(
+                {stop, changed},
+                timeout=self.clock.real_seconds(sim_seconds),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stop.cancel()
+            changed.cancel()
+        s.limit_changed.clear()
+
+    def _charging_state_changed(self, conn: Connector, s: Session) -> None:
+        """Hook: Charging / SuspendedEV / SuspendedEVSE changed (1.6 says it by its status)."""
 
     def _session_ended(self, conn: Connector) -> None:
         """Hook: a session on ``conn`` has ended and its status is reported."""

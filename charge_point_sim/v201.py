@@ -140,6 +140,11 @@ class V201Charger(V201Device, V201Security, V201Handlers, _ChargePoint201):  # t
     def _tx_meter(self, s: Session, sample: Sample) -> QueuedTx:
         return self._event(s, sample, "Updated", "MeterValuePeriodic")
 
+    def _charging_state_changed(self, conn: Connector, s: Session) -> None:
+        # A TransactionEvent at once, as stations do (not only with the next meter value).
+        sample = self.sample(conn, "Sample.Periodic")
+        self.enqueue_tx(self._event(s, sample, "Updated", "ChargingStateChanged"))
+
     def _tx_ended(self, s: Session, sample: Sample) -> QueuedTx:
         trigger = _TRIGGER.get(s.stop_reason or "Local", "AbnormalCondition")
         return self._event(s, sample, "Ended", trigger)

@@ -15,6 +15,7 @@ from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
 from csms.central import CentralSystem
+from csms.clock import SYSTEM_CLOCK, Clock
 from csms.cluster.leases import LeaseManager
 from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
@@ -34,10 +35,11 @@ log = structlog.get_logger(__name__)
 class Csms:
     """One CSMS process. ``start()``/``stop()`` for tests, ``run()`` for the CLI."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         if not settings.node_id:  # this process's own <hostname>-<pid> (also in a worker)
             settings = dataclasses.replace(settings, node_id=default_node_id())
         self.settings = settings
+        self.clock = clock  # what services read time from (csms/clock.py)
         self.registry = ConnectionRegistry()
         self.router = CommandRouter(self.registry)
         self.node_id: str = settings.node_id or default_node_id()
@@ -134,6 +136,7 @@ class Csms:
                 self._leases,
                 self.node_id,
                 dsn,
+                self.clock,
             )
         )
         for service in self.services:  # before chargers connect: no committed event missed

@@ -24,6 +24,7 @@ from billing.service import BillingService
 from csms.bus import EventBus
 from csms.central import CentralSystem
 from csms.certificates.service import CertificateService
+from csms.clock import SYSTEM_CLOCK, Clock
 from csms.cluster.leases import LeaseManager
 from csms.config import Settings
 from csms.dashboard import DashboardService
@@ -48,6 +49,9 @@ class ServiceContext:
     leases: LeaseManager  # once-per-cluster work: run it while holding a named lease
     node_id: str  # this process in the cluster
     dsn: str  # the database, for connections of a service's own (LISTEN)
+    # Time for time-based decisions (csms/clock.py): the system clock, or a benchmark's
+    # accelerated simulated clock.
+    clock: Clock = SYSTEM_CLOCK
 
 
 class Service(Protocol):

@@ -192,7 +192,10 @@ def allocate(
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.klass, []).append(s)
     for priority in sorted(by_class, reverse=True):
-        residual = {r: capacity[r] - used[r] for r in finite}
+        # Only the resources this class loads: with one class per minute of laxity a
+        # site can have as many classes as sessions.
+        mine = {r for s in by_class[priority] for r, _ in loads[s.id]}
+        residual = {r: capacity[r] - used[r] for r in mine}
         exact = _fill_class(by_class[priority], loads, residual)
         for s in by_class[priority]:
             amps = _round_down(exact.get(s.id, 0.0), resolution)

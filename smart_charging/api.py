@@ -6,7 +6,7 @@ not wait for the chargers; ``GET /sites/{id}/load`` shows the result).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -216,7 +216,7 @@ def build_router(service: SmartChargingService) -> APIRouter:
         """A demand-response cut: the site's per-line limit is at most ``limit_a`` for a while."""
         until = None
         if body.duration_s is not None:
-            until = datetime.now(UTC) + timedelta(seconds=body.duration_s)
+            until = service.clock.now() + timedelta(seconds=body.duration_s)
         site = await store.update_site(
             context.pool, site_id, {"dr_limit_a": body.limit_a, "dr_until": until}
         )

@@ -35,9 +35,6 @@ class ChargingLimitSet(Event):
     phases: int
     status: str  # Accepted, Rejected, NoAnswer, Offline, Error
     reason: str  # what made the site re-plan
-    # Time of use: the schedule sent, (start offset s from when it was sent, limit A), or None
-    # for one period at ``limit_a``.
-    periods: tuple[tuple[int, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,7 +53,7 @@ class LoadPlanComputed(Event):
     paused: int
     changed: int  # profiles sent
     duration_ms: float
-    shifted: int = 0  # sessions on a time-of-use schedule
-    # Sessions (``<charge_point_id>/<evse_id>``) whose departure cannot be met even at full
-    # allocation: they charge at full allocation now.
+    shifted: int = 0  # sessions in the site's time-of-use plan
+    # Sessions (``<charge_point_id>/<evse_id>``) in the plan that will not get all the energy
+    # they want by their departure, even with the site's limit used as well as it can be.
     deadlines_missed: tuple[str, ...] = ()

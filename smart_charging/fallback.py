@@ -13,8 +13,6 @@ refusal is retried with the periodic plan) and again after a reboot.
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from csms.events import Protocol
@@ -26,10 +24,6 @@ from smart_charging.model import ChargerPlace, SiteTree
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FallbackProfiles:
@@ -45,7 +39,7 @@ class FallbackProfiles:
     def limit_for(self, tree: SiteTree, charge_point_id: str) -> float:
         """The TxDefaultProfile limit ``charge_point_id`` should have (its failsafe share)."""
         if charge_point_id not in self.shares:
-            self.shares.update(failsafe_shares(tree, utcnow()))
+            self.shares.update(failsafe_shares(tree, self.service.clock.now()))
         return self.shares.get(charge_point_id, 0.0)
 
     def forget(self, charge_point_id: str, retry_now: bool = False) -> None:
@@ -57,7 +51,7 @@ class FallbackProfiles:
 
     async def ensure(self, tree: SiteTree, reason: str) -> None:
         """Send the ChargePointMaxProfile and TxDefaultProfile to chargers that lack them."""
-        shares = failsafe_shares(tree, utcnow())
+        shares = failsafe_shares(tree, self.service.clock.now())
         self.shares.update(shares)
         missing = [
             c
@@ -67,7 +61,7 @@ class FallbackProfiles:
                 or self.maxes.get(c.charge_point_id) != c.max_current_a
             )
             and self.service.protocol_of(c.charge_point_id) is not None
-            and time.monotonic() - self.failed.get(c.charge_point_id, -1e9)
+            and self.service.clock.monotonic() - self.failed.get(c.charge_point_id, -1e9)
             > self.service.settings.smart_charging_interval  # retried with the periodic plan
         ]
 
@@ -76,7 +70,7 @@ class FallbackProfiles:
         ) -> ChargingLimitSet:
             return ChargingLimitSet(
                 charge_point_id=cp,
-                occurred_at=utcnow(),
+                occurred_at=self.service.clock.now(),
                 site_id=tree.site.site_id,
                 evse_id=0,
                 transaction_id=None,
@@ -94,7 +88,9 @@ class FallbackProfiles:
             protocol = self.service.protocol_of(cp)
             if protocol is not None and self.maxes.get(cp) != place.max_current_a:
                 # The charger's own ceiling first: it holds even if the CSMS is lost later.
-                payload = profiles.max_profile(protocol, place.max_current_a, phases, utcnow())
+                payload = profiles.max_profile(
+                    protocol, place.max_current_a, phases, self.service.clock.now()
+                )
                 status = await self.service.call(cp, payload)
                 if status == "Accepted":
                     self.maxes[cp] = place.max_current_a
@@ -109,7 +105,7 @@ class FallbackProfiles:
                     self.defaults[cp] = limit
                 out.append(sent(cp, "TxDefaultProfile", limit, phases, status))
             if any(event.status != "Accepted" for event in out):
-                self.failed[cp] = time.monotonic()
+                self.failed[cp] = self.service.clock.monotonic()
             return out
 
         sends = await asyncio.gather(*(send(c) for c in missing))

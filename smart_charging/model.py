@@ -87,6 +87,7 @@ class LiveSession:
     urgency: int = 0  # deadline laxity bucket within its priority class (higher first)
     idle: bool = False  # full or idle EV: lowest class, offered its minimum only
     probing: bool = False  # an idle EV offered its minimum again in its own class
+    plan_cap_a: float | None = None  # the site's time-of-use plan allows this now (0: off)
 
     @property
     def key(self) -> str:
@@ -121,6 +122,11 @@ class Problem:
     nodes: tuple[Node, ...]
     sessions: tuple[Session, ...]
     reserved: dict[str, float]  # session key -> A assumed drawn by an uncontrolled session
+
+
+def _capped(hardware_a: float, s: LiveSession) -> float:
+    """A session the time-of-use plan switched off has a maximum of 0: it holds nothing."""
+    return hardware_a if s.plan_cap_a is None else min(hardware_a, s.plan_cap_a)
 
 
 def build_problem(tree: SiteTree, live: Sequence[LiveSession], now: datetime) -> Problem:
@@ -171,7 +177,7 @@ def build_problem(tree: SiteTree, live: Sequence[LiveSession], now: datetime) ->
                 id=s.key,
                 node=node,
                 phases=lines,
-                max_current=place.connector_max_current_a or place.max_current_a,
+                max_current=_capped(place.connector_max_current_a or place.max_current_a, s),
                 min_current=site.min_current_a,
                 priority=place.priority if s.priority is None else s.priority,
                 rank=s.rank,

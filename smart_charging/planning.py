@@ -14,9 +14,10 @@ site's lease (:mod:`smart_charging.leadership`):
    decreases have settled;
 2. allocates (:func:`smart_charging.allocation.allocate`); sessions that
    cannot be steered are set aside at their last known maximum; full and idle
-   EVs are in the lowest class (:func:`smart_charging.tracking.note_draw`); a
-   session with a departure time on a site with prices gets a time-of-use
-   schedule capped at its allocation (:func:`smart_charging.shifting.session_plan`);
+   EVs are in the lowest class (:func:`smart_charging.tracking.note_draw`); on a
+   site with prices, the sessions with a departure time and energy wanted are
+   capped by the site's time-of-use plan for the current quarter hour
+   (:mod:`smart_charging.tou_plan`; 0 A and no share held when it switches them off);
 3. stores the limits it is about to send as *pending* (fenced by the lease's
    token: a node that lost the site without noticing cannot commit, and so does
    not send), sends the limits that went *down* and waits for the answers; a
@@ -35,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -47,13 +48,19 @@ from csms.events import Protocol
 from csms.interop.profiles import fit_for_charger
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.storage import Executor
-from smart_charging import planner_state, profiles, reporting, shifting, store
+from smart_charging import planner_state, profiles, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
 from smart_charging.leadership import lease_name
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.reporting import ProfileSend, SiteView
-from smart_charging.tracking import Tracked, start_probe
+from smart_charging.tracking import (
+    Tracked,
+    note_suspended,
+    probe_found_nothing,
+    start_probe,
+    still_suspended,
+)
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
@@ -61,11 +68,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
-SCHEDULE_TOLERANCE_S = 300.0  # a time-of-use schedule moved by less is not sent again
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PlannerLost(RuntimeError):
@@ -116,6 +118,7 @@ class SitePlanning:
         self.service = service
         self.settings = service.settings
         self.pool = service.pool
+        self.clock = service.clock
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
         """Plan ``site_id`` now and send what changed (see the module docstring)."""
@@ -154,7 +157,7 @@ class SitePlanning:
                 for c, r in zip(first, results, strict=True)
             )
             if accepted_decrease:
-                svc.decreased_at[site_id] = time.monotonic()
+                svc.decreased_at[site_id] = self.clock.monotonic()
                 decreased = True
             if all(r == "Accepted" for r in results):
                 increases = [c for c in changes if c not in decreases]
@@ -174,13 +177,13 @@ class SitePlanning:
         reattached = await self._reattach(tree, live, reserved)
         sent.extend(reattached)
         current = {k: t for k, t in live.items() if svc.sessions.get(k) is t}  # not ended
-        view = reporting.site_view(tree, reason, currents, current, utcnow())
+        view = reporting.site_view(tree, reason, currents, current, self.clock.now())
         view.shifted = sorted(tou)
         view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
         svc.views[site_id] = view
         await self._commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
-        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, utcnow())
+        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
@@ -255,9 +258,9 @@ class SitePlanning:
         """Let the EVs follow the site's last accepted decreases before anyone gets more."""
         decreased_at = self.service.decreased_at.get(site_id)
         if decreased_at is not None:
-            wait = decreased_at + self.settings.smart_charging_settle - time.monotonic()
+            wait = decreased_at + self.settings.smart_charging_settle - self.clock.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self.clock.sleep(wait)
 
     # -- sessions --------------------------------------------------------------------
 
@@ -269,11 +272,17 @@ class SitePlanning:
         live: dict[str, Tracked] = {}
         # One session per EVSE: of stale rows (a stop never received), the latest wins.
         latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
+        phases_of = {c.charge_point_id: c.phases for c in tree.chargers}
         for key, row in latest.items():
             t = svc.sessions.get(key)
             if t is None or t.transaction_id != row["transaction_id"]:
                 cp, evse = row["charge_point_id"], row["evse_id"]
                 t = Tracked(cp, evse, row["transaction_id"])
+                if phases_of.get(cp) == 1:
+                    # On a single-phase charger from the start, not from its first meter
+                    # value minutes later: its urgency, its share of the time-of-use plan
+                    # and its profile's numberPhases all count the lines it can load.
+                    t.phases = 1
                 known = stored.get((cp, evse))
                 if known is not None and known.transaction_id == t.transaction_id:
                     # A previous planner told it something: assume the worst until the
@@ -294,7 +303,7 @@ class SitePlanning:
                     t.assumed = hardware_max(tree, cp)
                 svc.track(key, t)
             started = row["started_at"]
-            t.rank = started.timestamp() if started is not None else time.time()
+            t.rank = started.timestamp() if started is not None else self.clock.now().timestamp()
             t.priority = row["priority"]
             t.departure_at = row["departure_at"]
             t.energy_wanted_wh = row["energy_wanted_wh"]
@@ -312,21 +321,24 @@ class SitePlanning:
         """Allocate; return the currents, the load set aside per session, what changed, and
         the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
         svc = self.service
-        now = utcnow()
-        clock = time.monotonic()
+        now = self.clock.now()
+        clock = self.clock.monotonic()
         live = []
-        for t in tracked.values():
+        plan = await self._tou(tree, tracked, now)
+        caps = plan.caps_a if plan is not None else {}
+        for key, t in tracked.items():
             online = svc.protocol_of(t.charge_point_id) is not None
             if not online and t.assumed is None:
                 t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
-            if t.probing and clock >= t.probe_until:
-                t.probing, t.idle, t.idle_at = False, True, clock  # the probe found nothing
-            start_probe(
-                t,
-                clock,
-                self.settings.smart_charging_probe_interval,
-                self.settings.smart_charging_probe_window,
-            )
+            if probe_found_nothing(t, clock, svc.settle_grace):
+                t.probing, t.idle, t.idle_at = False, True, clock
+            elif not t.idle and still_suspended(t, clock, svc.settle_grace):
+                note_suspended(t, True, clock)  # full right after a change: idle now
+            window = self.settings.smart_charging_probe_window
+            if start_probe(t, clock, self.settings.smart_charging_probe_interval, window):
+                # Ended at its window's end, not at the next periodic plan (minutes
+                # later, the probed EV holding its minimum all along).
+                svc.replan_after(tree.site.site_id, window, "probe_window_ended")
             live.append(
                 LiveSession(
                     t.charge_point_id,
@@ -340,6 +352,7 @@ class SitePlanning:
                     urgency=svc.urgency_of(t, tree, now),
                     idle=t.idle,
                     probing=t.probing,
+                    plan_cap_a=None if t.probing else caps.get(key),
                 )
             )
         problem = build_problem(tree, live, now)
@@ -348,38 +361,33 @@ class SitePlanning:
         allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
         currents = dict(allocation.currents)
         changes = []
-        tou: dict[str, bool] = {}
-        wanted = [t.departure_at for t in tracked.values() if t.energy_wanted_wh is not None]
-        intervals = shifting.site_intervals(tree.prices, now, [d for d in wanted if d])
         for key, t in tracked.items():
             protocol = svc.protocol_of(t.charge_point_id)
             if key not in currents or t.assumed is not None or protocol is None:
                 continue
             limit = currents[key]
-            plan = shifting.session_plan(
-                intervals,
-                now,
-                t.departure_at,
-                t.energy_wanted_wh,
-                t.energy_wh,
-                limit,
-                t.phases,
-                tree.site.min_current_a,
-            )
-            if plan is not None:
-                tou[key] = plan.feasible
-            periods = plan.periods if plan is not None and len(plan.periods) > 1 else None
-            send = ProfileSend(t, limit, t.limit, protocol, periods, now if periods else None)
-            if (
-                t.limit is None
-                or not t.confirmed
-                or abs(limit - t.limit) >= 0.05
-                or not shifting.same_schedule(
-                    send.absolute_schedule(), t.schedule, SCHEDULE_TOLERANCE_S
-                )
-            ):
-                changes.append(send)
+            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
+                changes.append(ProfileSend(t, limit, t.limit, protocol))
+        tou = dict(plan.feasible) if plan is not None else {}
         return currents, dict(problem.reserved), changes, tou
+
+    async def _tou(
+        self, tree: SiteTree, tracked: dict[str, Tracked], now: datetime
+    ) -> tou_plan.Allowances | None:
+        """The site's time-of-use plan for now (None: no prices, no deadlines, or failed)."""
+        svc = self.service
+        needs, reserved_kw = [], 0.0
+        for key, t in tracked.items():
+            if t.assumed is not None or svc.protocol_of(t.charge_point_id) is None:
+                draw = t.assumed if t.assumed is not None else t.limit or 0.0
+                reserved_kw += draw * t.phases * NOMINAL_VOLTAGE / 1000.0
+            elif t.departure_at and t.energy_wanted_wh is not None and not t.idle:
+                left = t.energy_wanted_wh - (t.energy_wh or 0.0)
+                hardware = hardware_max(tree, t.charge_point_id)
+                wanted = t.energy_wanted_wh
+                needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
+        history = await svc.tou.history(tree, needs, now, self.pool)
+        return await svc.tou.current(tree, needs, now, reserved_kw, history)
 
     async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self._send(s) for s in sends)))
@@ -387,14 +395,16 @@ class SitePlanning:
     async def _send(self, s: ProfileSend) -> str:
         """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
         t = s.tracked
-        payload = profiles.tx_profile(
-            s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases, s.periods, s.start
-        )
+        payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
         status = await self.call(t.charge_point_id, payload)
         if status == "Accepted":
-            t.limit, t.assumed, t.changed_at = s.limit, None, time.monotonic()
-            t.schedule = s.absolute_schedule()
+            t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
+            t.changed_on = self.clock.now()
             t.confirmed, t.floor_limit = True, None
+            if t.probing:  # look at what the EV says once it has had time to follow
+                site_id = await self.service.site_of(t.charge_point_id)
+                if site_id is not None:
+                    self.service.replan_after(site_id, self.service.settle_grace, "probe_check")
         else:
             # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
             t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))

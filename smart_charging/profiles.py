@@ -16,16 +16,14 @@ Every schedule is in ``A`` per line with ``numberPhases`` set. The
 TxDefaultProfile and a plain TxProfile are ``Relative`` (from the start of the
 transaction) with one period starting at 0 and no duration: the limit holds
 until the next profile replaces it (same id, so a charger replaces rather
-than stacks). A time-of-use TxProfile (:mod:`smart_charging.shifting`) is
-``Absolute`` with ``startSchedule`` = when it was planned (less ``CLOCK_SKEW_S``,
-for chargers whose clock is behind) and several periods
-(0 A while prices are high, the allocation in the cheap hours); it too is
-replaced by the next plan. The ChargePointMaxProfile is sent at boot with the
-charger's configured ``max_current_a`` (its share of the site as the operator
-sized it), ``Absolute`` from that moment with one endless period (it belongs
-to no transaction, so ``Relative`` would have nothing to be relative to): a
-charger that loses the CSMS never goes above its configured maximum, whatever
-it was told last. The TxDefaultProfile is the safe
+than stacks); time of use too (:mod:`smart_charging.tou_plan`) sends only the
+current quarter hour's limit, and a new one when the next quarter hour starts,
+so a charger never raises its draw on its own clock. The ChargePointMaxProfile
+is sent at boot with the charger's configured ``max_current_a`` (its share of
+the site as the operator sized it), ``Absolute`` from that moment with one
+endless period (it belongs to no transaction, so ``Relative`` would have
+nothing to be relative to): a charger that loses the CSMS never goes above its
+configured maximum, whatever it was told last. The TxDefaultProfile is the safe
 fallback a charger applies to a new session before the load manager has
 planned it, and to every new session while the CSMS is unreachable
 (the charger's failsafe share of the site, :mod:`smart_charging.failsafe`, so
@@ -37,7 +35,6 @@ integer; 2.0.1 ``transactionId``), so it ends with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,8 +50,8 @@ MAX_STACK_LEVEL = 0
 DEFAULT_STACK_LEVEL = 0
 TX_STACK_LEVEL = 1
 RATE_UNIT = "A"
-# An Absolute schedule starts this much before the CSMS's "now", its later periods moved
-# by as much: a charger whose clock is behind ours still finds it in force at once.
+# An Absolute schedule starts this much before the CSMS's "now": a charger whose clock is
+# behind ours still finds it in force at once.
 CLOCK_SKEW_S = 60
 
 
@@ -62,20 +59,8 @@ def _period(limit_a: float, phases: int, start_s: int = 0) -> dict[str, Any]:
     return {"start_period": start_s, "limit": round(limit_a, 1), "number_phases": phases}
 
 
-def _schedule(
-    limit_a: float,
-    phases: int,
-    periods: Sequence[tuple[int, float]] | None,
-    start: datetime | None,
-) -> tuple[str, dict[str, Any]]:
+def _schedule(limit_a: float, phases: int) -> tuple[str, dict[str, Any]]:
     """The profile kind and the schedule's fields common to 1.6 and 2.0.1."""
-    if periods and len(periods) > 1 and start is not None:
-        shifted = [(s + CLOCK_SKEW_S if s else 0, a) for s, a in periods]
-        return "Absolute", {
-            "start_schedule": (start - timedelta(seconds=CLOCK_SKEW_S)).isoformat(),
-            "charging_rate_unit": RATE_UNIT,
-            "charging_schedule_period": [_period(a, phases, s) for s, a in shifted],
-        }
     return "Relative", {
         "charging_rate_unit": RATE_UNIT,
         "charging_schedule_period": [_period(limit_a, phases)],
@@ -93,16 +78,10 @@ def tx_profile(
     transaction_id: str,
     limit_a: float,
     phases: int,
-    periods: Sequence[tuple[int, float]] | None = None,
-    start: datetime | None = None,
 ) -> Any:
-    """SetChargingProfile limiting one transaction to ``limit_a`` per line.
-
-    With ``periods`` (time of use: start offset s from ``start``, limit A; none above
-    ``limit_a``) it is an Absolute schedule of those periods instead.
-    """
+    """SetChargingProfile limiting one transaction to ``limit_a`` per line."""
     profile_id = TX_PROFILE_ID + evse_id
-    kind, schedule = _schedule(limit_a, phases, periods, start)
+    kind, schedule = _schedule(limit_a, phases)
     if protocol is Protocol.V16:
         return call16.SetChargingProfile(
             connector_id=evse_id,

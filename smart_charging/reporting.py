@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -29,7 +29,7 @@ class SiteView:
     measured_a: tuple[float, float, float]
     reserved_a: float
     sessions: list[dict[str, Any]] = field(default_factory=list)
-    shifted: list[str] = field(default_factory=list)  # session keys on a time-of-use schedule
+    shifted: list[str] = field(default_factory=list)  # session keys in the time-of-use plan
     deadlines_missed: list[str] = field(default_factory=list)  # ... that cannot be met
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,17 +56,6 @@ class ProfileSend:
     limit: float
     previous: float | None
     protocol: Protocol
-    # Time of use: a multi-period schedule capped at ``limit`` (start offset s from ``start``,
-    # limit A); None = one period at ``limit`` for the rest of the transaction.
-    periods: tuple[tuple[int, float], ...] | None = None
-    start: datetime | None = None
-
-    def absolute_schedule(self) -> tuple[tuple[float, float], ...] | None:
-        """The periods as (epoch s, limit A), to compare with the next plan's."""
-        if self.periods is None or self.start is None:
-            return None
-        base = self.start.timestamp()
-        return tuple((base + offset, limit) for offset, limit in self.periods)
 
 
 def site_view(
@@ -108,11 +97,6 @@ def site_view(
                 "observed_max_a": t.observed_max,
                 "idle": t.idle,  # full or idle EV: gave its share back
                 "probing": t.probing,
-                "schedule": (
-                    [[datetime.fromtimestamp(at, UTC).isoformat(), a] for at, a in t.schedule]
-                    if t.schedule
-                    else None
-                ),
             }
         )
     view = SiteView(
@@ -172,7 +156,6 @@ async def record(
                     phases=s.tracked.phases,
                     status=status,
                     reason=reason,
-                    periods=s.periods,
                 ),
             )
         await event_log.append(conn, plan)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -50,13 +49,15 @@ from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
 from smart_charging.planning import PlannerLost, SitePlanning
 from smart_charging.reporting import SiteView
+from smart_charging.tou_plan import SitePlans
 from smart_charging.tracking import (
     Tracked,
     Verdict,
     currents_per_line,
     judge_sample,
     note_draw,
-    note_suspended,
+    note_state,
+    predates_change,
 )
 from smart_charging.urgency import urgency_class
 
@@ -64,6 +65,7 @@ log = structlog.get_logger(__name__)
 
 OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
 SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
+SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make it predate it
 REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
 
 
@@ -76,6 +78,7 @@ class SmartChargingService:
         self.context = context
         self.pool = context.pool
         self.settings = context.settings
+        self.clock = context.clock  # every time read here (settle, idle, probes, periodic)
         manager = context.leases
         self.node_id: str = context.node_id
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
@@ -84,6 +87,7 @@ class SmartChargingService:
         self.fallbacks = FallbackProfiles(self)
         self.leadership = SiteLeadership(manager, self._site_gained, self._site_lost)
         self.planning = SitePlanning(self)
+        self.tou = SitePlans(self.request_replan, self.clock)  # time-of-use plans, one per site
         self._site_of: dict[str, str | None] = {}  # charger -> site (cache, None = none)
         # Chargers connected to another node (from Postgres): id -> their OCPP version.
         self._remote: dict[str, Protocol] = {}
@@ -121,6 +125,7 @@ class SmartChargingService:
                 await task
         self._tasks.clear()
         self._workers.clear()
+        self.tou.close()
         with contextlib.suppress(Exception):
             await self.leadership.release_all()  # another node takes the sites over at once
 
@@ -154,7 +159,7 @@ class SmartChargingService:
             chargers = [c.charge_point_id for c in tree.chargers] if tree else []
             accepted = await planner_state.load_fallbacks(conn, chargers)
         if since is not None:
-            self.decreased_at[site_id] = time.monotonic() - since
+            self.decreased_at[site_id] = self.clock.monotonic() - since
         for cp, (max_a, default_a) in accepted.items():
             if max_a is not None:
                 self.fallbacks.maxes[cp] = max_a
@@ -170,6 +175,7 @@ class SmartChargingService:
         self._wake.pop(site_id, None)
         self._reasons.pop(site_id, None)
         self.views.pop(site_id, None)
+        self.tou.forget(site_id)
         self.decreased_at.pop(site_id, None)
         for key, t in list(self.sessions.items()):
             if self._site_of.get(t.charge_point_id) == site_id:
@@ -333,7 +339,7 @@ class SmartChargingService:
 
     async def _periodic(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.smart_charging_interval)
+            await self.clock.sleep(self.settings.smart_charging_interval)
             try:
                 for site_id in self.leadership.sites():
                     self.request_replan(site_id, "periodic")
@@ -362,17 +368,21 @@ class SmartChargingService:
             else:
                 verdict = self._measure(event)
                 if isinstance(event, SessionUpdated) and event.charging_state is not None:
-                    # 2.0.1 says what the EV does: SuspendedEV gives the share back.
-                    state = self._suspended(cp, event.evse_id, event.charging_state)
+                    # 2.0.1 says what the EV does: SuspendedEV gives the share back,
+                    # Charging brings an idle or probed session back at once.
+                    state = self._suspended(
+                        cp, event.evse_id, event.charging_state, event.transaction_id
+                    )
                     verdict = state if state is not Verdict.STEADY else verdict
                 if verdict is not None and verdict is not Verdict.STEADY:
                     self._replan_here(site_id, verdict.value)
         elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
             # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
-            if self._suspended(cp, event.evse_id, event.detail) is not Verdict.STEADY:
+            verdict = self._suspended(cp, event.evse_id, event.detail, None)
+            if verdict is not Verdict.STEADY:
                 site_id = await self.site_of(cp)
                 if site_id is not None:
-                    self._replan_here(site_id, Verdict.IDLE.value)
+                    self._replan_here(site_id, verdict.value)
         elif isinstance(event, ChargerDisconnected):
             site_id = await self.site_of(cp)
             await self._forget_fallbacks(cp)
@@ -391,14 +401,45 @@ class SmartChargingService:
             async with self.pool.acquire() as conn:
                 await planner_state.forget_fallbacks(conn, charge_point_id)
 
-    def _suspended(self, charge_point_id: str, evse_id: int | None, state: str) -> Verdict:
+    def _suspended(
+        self, charge_point_id: str, evse_id: int | None, state: str, transaction_id: str | None
+    ) -> Verdict:
         """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""
-        t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
+        if transaction_id is not None:  # 2.0.1 names the EVSE in a transaction's first event only
+            t = self._by_transaction.get((charge_point_id, transaction_id))
+        else:
+            t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
         if t is None or t.assumed is not None or not t.limit:
             return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
-        if time.monotonic() - t.changed_at < self.settings.smart_charging_settle + SAMPLE_GRACE_S:
-            return Verdict.STEADY  # an EV starting after a new limit is suspended a moment
-        return note_suspended(t, state == "SuspendedEV", time.monotonic())
+        now = self.clock.monotonic()
+        settling = now - t.changed_at < self.settle_grace
+        if settling and state == "SuspendedEV":  # judged once the EV has had time to follow
+            wait = t.changed_at + self.settle_grace - now
+            task = asyncio.create_task(self._recheck_later(charge_point_id, wait))
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+        return note_state(t, state, now, settling)
+
+    async def _recheck_later(self, charge_point_id: str, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        site_id = await self.site_of(charge_point_id)
+        if site_id is not None:
+            self._replan_here(site_id, "ev_suspended")
+
+    def replan_after(self, site_id: str, seconds: float, reason: str) -> None:
+        """Re-plan ``site_id`` in ``seconds`` of the service's clock (a probe's end)."""
+        task = asyncio.create_task(self._replan_later(site_id, seconds, reason))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    async def _replan_later(self, site_id: str, seconds: float, reason: str) -> None:
+        await self.clock.sleep(seconds)
+        self._replan_here(site_id, reason)
+
+    @property
+    def settle_grace(self) -> float:
+        """Simulated s an EV has to follow a new limit before what it shows is judged."""
+        return self.settings.smart_charging_settle + SAMPLE_GRACE_S
 
     def track(self, key: str, t: Tracked) -> None:
         old = self.sessions.get(key)
@@ -434,9 +475,11 @@ class SmartChargingService:
             tracked.measured = measured  # not steered now: the plan sets aside its maximum
             return None
         # A sample taken before the EV followed its new limit says nothing about it.
-        grace = self.settings.smart_charging_settle + SAMPLE_GRACE_S
-        now = time.monotonic()
-        settling = now - tracked.changed_at < grace
+        grace = self.settle_grace
+        now = self.clock.monotonic()
+        settling = now - tracked.changed_at < grace or predates_change(
+            tracked, event.samples, grace, now, SAMPLE_TRUST_S
+        )
         verdict = judge_sample(
             tracked,
             measured,

@@ -275,6 +275,23 @@ async def active_sessions(conn: Executor, site_id: str) -> list[asyncpg.Record]:
     )
 
 
+async def ended_sessions(conn: Executor, site_id: str, since: datetime) -> list[asyncpg.Record]:
+    """Sessions on the site's chargers that started since ``since`` and ended, with the
+    energy they took (the history time-of-use plans draw expected arrivals from)."""
+    return await conn.fetch(
+        """
+        SELECT s.charge_point_id, s.started_at, s.ended_at, s.energy_wh
+        FROM sessions s
+        JOIN sc_charger_sites c ON c.charge_point_id = s.charge_point_id
+        WHERE c.site_id = $1 AND s.status = 'ended' AND s.started_at >= $2
+          AND s.ended_at > s.started_at AND s.energy_wh > 0
+        ORDER BY s.started_at, s.id
+        """,
+        site_id,
+        since,
+    )
+
+
 async def put_preferences(
     conn: Executor,
     charge_point_id: str,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from csms.events import MeterSample
 
@@ -36,11 +36,10 @@ class Tracked:
     rank: float = 0.0  # start time (epoch s): earlier sessions are admitted first
     priority: int | None = None  # set for this session through the API (None: charger's)
     changed_at: float = 0.0  # monotonic time its limit last changed (the EV needs a moment)
+    changed_on: datetime | None = None  # the same instant as a date (to compare samples' times)
     departure_at: datetime | None = None  # time of use: set through the API with the energy
     energy_wanted_wh: float | None = None
     energy_wh: float | None = None  # delivered so far, from its meter
-    # The shifted schedule the charger accepted: (absolute start, epoch s; limit A) periods.
-    schedule: tuple[tuple[float, float], ...] | None = None
     # False while ``limit`` is only what a previous planner (another node, or this one
     # before a restart) may have left in force: its first profile is sent even unchanged.
     confirmed: bool = True
@@ -54,6 +53,8 @@ class Tracked:
     probing: bool = False  # offered its minimum again, to see whether it still wants energy
     probe_until: float = 0.0
     suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
+    reported: str | None = None  # the EV's state the charger reported last (Charging, ...)
+    reported_at: float = 0.0  # monotonic: when it was reported
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""
@@ -145,6 +146,24 @@ def judge_sample(
     return Verdict.STEADY
 
 
+def predates_change(
+    t: Tracked, samples: Iterable[MeterSample], grace: float, now: float, trust: float
+) -> bool:
+    """Whether a meter value was *taken* before the EV could follow its last limit change.
+
+    A value delivered late (a charger's transaction queue, a reconnect) says nothing about
+    a limit set after it was taken; judged by its arrival alone, it made a session that had
+    just been lowered look overdrawing, and its old draw was set aside until it was
+    reattached. ``grace``: the EV's time to follow (s). The charger's clock is trusted for
+    this only until ``trust`` s after the change (``now``, ``t.changed_at``: monotonic), so
+    a charger whose clock is behind is judged by arrival time again after that.
+    """
+    taken = [s.sampled_at for s in samples]
+    if t.changed_on is None or not taken or now - t.changed_at > trust:
+        return False
+    return max(taken) < t.changed_on + timedelta(seconds=grace)
+
+
 def note_draw(
     t: Tracked, measured: tuple[float, float, float], offered: float, now: float, idle_after: float
 ) -> Verdict:
@@ -160,6 +179,8 @@ def note_draw(
     drawing = max(measured) > DRAWING_THRESHOLD_A
     if drawing:
         t.idle_since = None
+        if t.reported == "SuspendedEV":
+            t.reported = None  # out of date: it draws
         if t.idle or t.probing:
             t.idle, t.probing = False, False
             return Verdict.DRAWING_AGAIN
@@ -173,6 +194,43 @@ def note_draw(
         t.idle, t.probing, t.idle_at = True, False, now
         return Verdict.IDLE
     return Verdict.STEADY
+
+
+def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
+    """The charger reported the EV's state (Charging, SuspendedEV, SuspendedEVSE, ...).
+
+    Charging is proof that the EV draws: an idle or probed session is back in its
+    class at once (not only at its next meter value, minutes later). SuspendedEV
+    gives the share back (:func:`note_suspended`), but not while ``settling``: an EV
+    starting after a new limit is suspended a moment; :func:`probe_found_nothing`
+    reads that report once the EV has had time to follow.
+    """
+    t.reported, t.reported_at = state, now
+    if state == "Charging" and (t.idle or t.probing):
+        t.idle, t.probing, t.suspended_ev, t.idle_since = False, False, False, None
+        return Verdict.DRAWING_AGAIN
+    if settling:
+        return Verdict.STEADY
+    return note_suspended(t, state == "SuspendedEV", now)
+
+
+def still_suspended(t: Tracked, now: float, grace: float) -> bool:
+    """Whether the EV has had ``grace`` s to follow its last limit (above 0 A) and the
+    charger's last report since that change is SuspendedEV: it does not want energy.
+
+    A SuspendedEV report while settling is not judged at once (an EV starting after a
+    new limit is suspended a moment, :func:`note_state`); this judges it afterwards, so
+    an EV that is full right after a change does not hold its share until two meter
+    values without a draw (``idle_after``) have come.
+    """
+    offered = (t.limit or 0.0) > 0.0 and now - t.changed_at >= grace
+    return offered and t.reported == "SuspendedEV" and t.reported_at >= t.changed_at
+
+
+def probe_found_nothing(t: Tracked, now: float, grace: float) -> bool:
+    """Whether a probe is over: its window has passed, or the EV still says SuspendedEV
+    after it has had ``grace`` s to follow the probe's limit."""
+    return t.probing and (now >= t.probe_until or still_suspended(t, now, grace))
 
 
 def note_suspended(t: Tracked, suspended: bool, now: float) -> Verdict:

@@ -7,39 +7,43 @@ still wants (``E`` Wh: wanted less delivered) has a *laxity*
 
 the time it could stand paused and still be full at departure if it then
 charged at its maximum ``I_max``. The smaller ``L``, the more urgent. Laxity
-is turned into an *urgency bucket* ``g`` (higher = more urgent):
+is turned into an *urgency class* ``g`` (higher = more urgent), in steps of
+``STEP_S`` (30 s) over ``HORIZON_S`` (12 h), ``n = HORIZON_S / STEP_S``:
 
-    ==============================  ===
-    laxity                          g
-    ==============================  ===
-    below 15 min (or negative)      11
-    15 - 30 min                     10
-    30 - 45 min                     9
-    45 min - 1 h                    8
-    1 - 1.5 h                       7
-    1.5 - 2 h                       6
-    2 - 3 h                         5
-    3 - 4 h                         4
-    4 - 6 h                         3
-    6 - 8 h                         2
-    8 - 12 h                        1
-    12 h or more                    0
-    ==============================  ===
+    ==========================================  ==================================
+    session                                     g
+    ==========================================  ==================================
+    no departure or energy wanted, or it has    0 (today's fair sharing)
+    what it wanted, or ``L >= 12 h``
+    feasible, ``0 <= L < 12 h``                 ``n - floor(L / STEP_S)``: 1 .. n
+    infeasible, ``L < 0`` (it cannot be full    ``2n - min(n - 1, floor(r / STEP_S))``
+    by departure), ``r = d - now`` time left    : n+1 .. 2n, the one leaving first
+                                                highest
+    ==========================================  ==================================
 
-(finer where it matters: a quarter of an hour of slack decides more when
-little is left). A session without a departure or an energy wanted, or that
-already has what it wanted, is in bucket 0 - so a site where nobody gives a
-deadline is shared exactly as before (max-min fair, admission in arrival order).
+So a site where nobody gives a deadline is shared exactly as before (max-min
+fair, admission in arrival order). With deadlines the allocation is
+*least-laxity-first among the sessions that can still be full, after the ones
+that cannot, earliest departure first*: an EV that cannot be full anyway takes
+whatever it can before it leaves, and its current counts in full - every Wh it
+gets is delivered - whereas a session with slack can still be served later,
+when the EVs leaving sooner have gone. Measured on the ACN-shaped workplace
+days of ``python -m bench.smart_charging_quality`` this delivers at least as
+much energy as plain LLF and EDF at every limit (99.90 / 99.96 % of the optimum
+at 10 / 15 %, LLF 99.87 / 99.95, EDF 99.76 / 99.54), with a fairer spread (Jain
+0.78 / 0.92 against LLF's 0.72 / 0.89).
 
 The allocator (:mod:`smart_charging.allocation`) serves classes ``(k, g)``
 lexicographically: the operator's class ``k`` first, then ``g`` inside it. So
 urgency decides who gets current *among sessions of one operator class* and
 never takes anything from a higher operator class (fleet, emergency). Within a
-bucket, sessions share max-min fairly. Buckets are re-computed at every plan:
-a session that received current gains laxity and drops to a lower bucket, one
-that waited loses laxity and rises - the allocation tracks least-laxity-first
-(LLF) in coarse steps, which keeps plans stable (no flapping between two EVs
-of almost equal laxity) and the allocator's result deterministic.
+class, sessions share max-min fairly. Classes are re-computed at every plan: a
+session charging at its maximum keeps its laxity while one that waits loses
+a second of it per second, so the waiting one overtakes; two sessions of
+nearly equal laxity may take turns from one plan to the next (as LLF does)
+until they fall in the same class, where they share and, both below their
+maximum, lose laxity together - so they stay together. The allocator's result
+stays deterministic (a pure function of the inputs and ``now``).
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ from __future__ import annotations
 from datetime import datetime
 
 VOLTAGE = 230.0
-# Upper laxity bound (seconds) of each bucket, most urgent first: bucket = 11 - index.
-BUCKET_BOUNDS_S = tuple(h * 3600.0 for h in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12))
-MOST_URGENT = len(BUCKET_BOUNDS_S)
+STEP_S = 30.0  # one class per half minute of laxity (or of time left, when infeasible)
+HORIZON_S = 12 * 3600.0  # laxity beyond this is not urgent at all (class 0)
+STEPS = int(HORIZON_S / STEP_S)
+MOST_URGENT = 2 * STEPS
 
 
 def laxity_s(
@@ -72,14 +77,16 @@ def laxity_s(
     return (departure_at - now).total_seconds() - remaining * 3600.0 / power_w
 
 
-def urgency_bucket(laxity: float | None) -> int:
-    """The urgency class of a laxity (higher = more urgent; 0 without a deadline)."""
-    if laxity is None:
+def urgency_bucket(laxity: float | None, time_left_s: float = 0.0) -> int:
+    """The urgency class (higher = more urgent; 0 without a deadline): see the docstring.
+
+    ``time_left_s`` (until departure) orders the sessions that cannot be full (``laxity < 0``).
+    """
+    if laxity is None or laxity >= HORIZON_S:
         return 0
-    for index, bound in enumerate(BUCKET_BOUNDS_S):
-        if laxity < bound:
-            return MOST_URGENT - index
-    return 0
+    if laxity >= 0.0:
+        return STEPS - int(laxity // STEP_S)
+    return MOST_URGENT - min(STEPS - 1, int(max(0.0, time_left_s) // STEP_S))
 
 
 def urgency_class(
@@ -90,6 +97,7 @@ def urgency_class(
     max_current_a: float,
     phases: int,
 ) -> int:
-    return urgency_bucket(
-        laxity_s(now, departure_at, energy_wanted_wh, energy_wh, max_current_a, phases)
-    )
+    laxity = laxity_s(now, departure_at, energy_wanted_wh, energy_wh, max_current_a, phases)
+    if laxity is None or departure_at is None:
+        return 0
+    return urgency_bucket(laxity, (departure_at - now).total_seconds())

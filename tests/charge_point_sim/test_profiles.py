@@ -215,3 +215,18 @@ def test_v201_profile_station_max_and_tx_profile_for_transaction() -> None:
     assert other is not None and other.watts == 7000  # TxProfile is for another tx
     mine = limit_at(stack.profiles, 1, now, TxContext("tx-a", T0))
     assert mine is not None and mine.watts == 4000
+
+
+def test_an_amp_limit_caps_each_line_whatever_phases_the_profiles_assume() -> None:
+    """14 A on three phases (TxProfile) under a 32 A single-phase maximum: 14 A on one line.
+
+    Compared in watts (9.66 kW against 7.36 kW) the maximum would win and a single-phase EV
+    would draw 32 A - what the end-to-end smart-charging benchmark caught.
+    """
+    maximum = v16_profile(1, 0, "ChargePointMaxProfile", [(0, 32.0)])
+    maximum["charging_schedule"]["charging_schedule_period"][0]["number_phases"] = 1
+    tx = v16_profile(2, 1, "TxProfile", [(0, 14.0)], kind="Relative", start=None)
+    tx["charging_schedule"]["charging_schedule_period"][0]["number_phases"] = 3
+    limit = limit_at([parse_v16(maximum, 0), parse_v16(tx, 1)], 1, T0, TxContext("t", T0))
+    assert limit is not None
+    assert (limit.amps, limit.phases, limit.watts) == (14.0, 1, 14.0 * 230.0)

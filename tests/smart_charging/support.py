@@ -17,13 +17,14 @@ SITE_LIMIT = 32.0  # A per line of site "s"
 
 
 async def start_site_fleet(
-    api: Api, chargers: int, fallback_current_a: float | None = 0.0
+    api: Api, chargers: int, fallback_current_a: float | None = 0.0, meter_interval: int = 10
 ) -> Fleet:
     """One-connector chargers (half 1.6, half 2.0.1), online, and a site "s" of 32 A.
 
     The planner's tests run with a fixed 0 A TxDefaultProfile (a new session waits for
     its TxProfile), so what they see is the planner's alone; ``None`` gives the site the
-    failsafe share (tests/smart_charging/test_failsafe.py).
+    failsafe share (tests/smart_charging/test_failsafe.py). ``meter_interval``: simulated s
+    between a session's meter values (long: the CSMS learns only from state reports).
     """
     await api.csms.add_token("T")
     site = {"site_id": "s", "phase_limit_a": SITE_LIMIT, "fallback_current_a": fallback_current_a}
@@ -31,7 +32,7 @@ async def start_site_fleet(
     fleet = Fleet(
         FleetConfig(
             url=api.csms.ocpp_url, chargers=chargers, v201_share=0.5, connectors=1, speed=30.0,
-            arrival_rate=0.0, meter_interval=10, id_tags=["T"], seed=5,
+            arrival_rate=0.0, meter_interval=meter_interval, id_tags=["T"], seed=5,
         )
     )  # fmt: skip
     await fleet.start()

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from smart_charging.planner_state import StoredLimit, worst_case
-from smart_charging.tracking import Tracked, Verdict, note_draw, note_suspended, start_probe
+from smart_charging.tracking import (
+    Tracked,
+    Verdict,
+    note_draw,
+    note_state,
+    note_suspended,
+    probe_found_nothing,
+    start_probe,
+)
 
 ZERO = (0.0, 0.0, 0.0)
 
@@ -48,6 +56,30 @@ def test_a_paused_idle_session_is_probed_then_idle_again_if_it_does_not_draw() -
     assert note_draw(t, ZERO, 6.0, now=930.0, idle_after=600.0) is Verdict.STEADY
     assert note_draw(t, ZERO, 6.0, now=960.0, idle_after=600.0) is Verdict.IDLE  # window over
     assert t.idle and not t.probing
+
+
+def test_a_charging_report_brings_an_idle_session_back_even_while_settling() -> None:
+    t = _tracked()
+    assert note_state(t, "SuspendedEV", now=5.0, settling=False) is Verdict.IDLE
+    assert note_state(t, "Charging", now=6.0, settling=True) is Verdict.DRAWING_AGAIN
+    assert not t.idle and not t.probing and not t.suspended_ev
+    # SuspendedEV while settling is a moment before the EV follows: not judged.
+    assert note_state(t, "SuspendedEV", now=7.0, settling=True) is Verdict.STEADY
+    assert not t.idle
+
+
+def test_a_probe_ends_on_suspended_ev_reported_after_the_ev_had_time_to_follow() -> None:
+    t = _tracked(limit=0.0)
+    t.idle, t.idle_at = True, 0.0
+    assert start_probe(t, now=100.0, interval=60.0, window=600.0)
+    t.limit, t.changed_at = 6.0, 101.0  # the charger accepted the probe's minimum
+    note_state(t, "SuspendedEV", now=102.0, settling=True)
+    assert not probe_found_nothing(t, now=103.0, grace=5.0)  # the EV may still start
+    assert probe_found_nothing(t, now=106.0, grace=5.0)
+    # A report from before the probe's limit says nothing about it; the window still ends it.
+    t.reported_at = 100.5
+    assert not probe_found_nothing(t, now=106.0, grace=5.0)
+    assert probe_found_nothing(t, now=700.0, grace=5.0)
 
 
 def test_worst_case_is_the_highest_of_what_was_accepted_sent_or_assumed() -> None:

@@ -33,24 +33,6 @@ def _profile(protocol: Protocol, payload: dict[str, Any]) -> tuple[dict[str, Any
 
 
 @pytest.mark.parametrize("protocol", [Protocol.V16, Protocol.V201])
-def test_a_shifted_tx_profile_is_an_absolute_schedule_of_several_periods(
-    protocol: Protocol,
-) -> None:
-    periods = ((0, 0.0), (14_400, 16.0), (21_600, 0.0))
-    request = profiles.tx_profile(protocol, 1, "42", 16.0, 3, periods, NOW)
-    profile, schedule = _profile(protocol, _valid(protocol, request))
-    assert profile["chargingProfileKind"] == "Absolute"
-    assert profile["chargingProfilePurpose"] == "TxProfile"
-    # A minute early (a charger's clock may be behind), every later period a minute later.
-    assert schedule["startSchedule"] == (NOW - timedelta(seconds=60)).isoformat()
-    assert [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]] == [
-        (0, 0.0),
-        (14_460, 16.0),
-        (21_660, 0.0),
-    ]
-
-
-@pytest.mark.parametrize("protocol", [Protocol.V16, Protocol.V201])
 def test_a_plain_tx_profile_stays_relative_with_one_period(protocol: Protocol) -> None:
     request = profiles.tx_profile(protocol, 2, "42", 10.6, 3)
     profile, schedule = _profile(protocol, _valid(protocol, request))

@@ -14,6 +14,8 @@ from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile, Purpose
 from csms.outbox import schemas
 from csms.outbox.envelope import OutboxRow, messages_for
+from smart_charging import store
+from smart_charging.tou_plan import past_sessions
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import place_all, start_site_fleet, watch_profiles
 from tests.waiting import eventually
@@ -68,11 +70,8 @@ def _ev() -> EVState:
     return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
 
 
-async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
-    api: Api, fleet: Fleet
-) -> None:
-    installed = _record(fleet)
-    await place_all(api, fleet)
+async def _cheap_in_an_hour(api: Api) -> None:
+    """Prices of site "s": dear from half an hour ago, cheap from an hour from now."""
     now = datetime.now(UTC)
     dear_from = (now - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
     cheap_from = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
@@ -88,44 +87,51 @@ async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
     )
     assert prices.status_code == 200, prices.text
     assert (await api.reader.get("/sites/s/prices")).json()["time_zone"] == "UTC"
-    for charger in fleet.chargers:
-        assert await charger.start_session(1, "T", _ev()) is not None
 
+
+async def _active(api: Api, count: int) -> list[Any]:
     async def sessions() -> list[Any]:
         rows = await api.csms.pool.fetch(
-            "SELECT charge_point_id, transaction_id FROM sessions WHERE status = 'active'"
+            "SELECT charge_point_id, transaction_id FROM sessions WHERE status = 'active' "
+            "ORDER BY charge_point_id"
         )
-        return rows if len(rows) == len(fleet.chargers) else []
+        return rows if len(rows) == count else []
 
-    # Three hours at 16 A on three lines (11,040 W), wanted before a departure in ten hours.
-    departure = now + timedelta(hours=10)
-    for row in await eventually(sessions, within=10):
-        answer = await api.operator.put(
-            f"/chargers/{row['charge_point_id']}/transactions/{row['transaction_id']}/preferences",
-            json={"departure_at": departure.isoformat(), "energy_wanted_wh": 3 * 11_040},
-        )
-        assert answer.status_code == 200, answer.text
+    return await eventually(sessions, within=30)
 
-    async def shifted() -> dict[str, Profile]:
-        found = {
-            cp: ps[-1]
-            for cp, ps in installed.items()
-            if ps and ps[-1].purpose is Purpose.TX and len(ps[-1].periods) > 1
-        }
-        return found if len(found) == len(fleet.chargers) else {}
 
-    found = await eventually(shifted, within=10)
-    cheap_offset = (datetime.combine(now.date(), cheap_from, UTC) - now).total_seconds()
-    if cheap_offset < 0:
-        cheap_offset += 86_400  # the cheap hours start after midnight
-    for profile in found.values():
-        assert profile.kind == "Absolute" and profile.start_schedule is not None
-        periods = [(p.start, p.limit) for p in profile.periods]
-        # Paused while dear, 16 A from the cheap hour for about the three hours still wanted.
-        assert periods[0] == (0, 0.0) and periods[-1][1] == 0.0 and len(periods) == 3
-        start = (profile.start_schedule - now).total_seconds() + periods[1][0]
-        assert abs(start - cheap_offset) < 60 and periods[1][1] == 16.0
-        assert 2.5 * 3600 < periods[2][0] - periods[1][0] <= 3 * 3600
+async def _wants(api: Api, row: Any, departure: datetime, energy_wh: float) -> None:
+    answer = await api.operator.put(
+        f"/chargers/{row['charge_point_id']}/transactions/{row['transaction_id']}/preferences",
+        json={"departure_at": departure.isoformat(), "energy_wanted_wh": energy_wh},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _last_tx(installed: dict[str, list[Profile]]) -> dict[str, float]:
+    """Each charger's last accepted TxProfile limit (one period: the current quarter hour)."""
+    out = {}
+    for cp, ps in installed.items():
+        tx = [p for p in ps if p.purpose is Purpose.TX]
+        if tx:
+            assert len(tx[-1].periods) == 1
+            out[cp] = tx[-1].periods[0].limit
+    return out
+
+
+async def test_the_site_plan_waits_for_the_cheap_hours_when_the_deadlines_allow(
+    api: Api, fleet: Fleet
+) -> None:
+    installed = _record(fleet)
+    await place_all(api, fleet)
+    await _cheap_in_an_hour(api)
+    for charger in fleet.chargers:
+        assert await charger.start_session(1, "T", _ev()) is not None
+    # Three hours at 16 A on three lines each (11,040 W), wanted before a departure in ten
+    # hours: both fit in the cheap hours side by side (2 x 16 A on a 32 A site).
+    departure = datetime.now(UTC) + timedelta(hours=10)
+    for row in await _active(api, len(fleet.chargers)):
+        await _wants(api, row, departure, 3 * 11_040)
 
     async def reported() -> list[dict[str, Any]]:
         # The view and the events are recorded once the whole plan was sent: a moment later.
@@ -134,9 +140,53 @@ async def test_a_session_with_a_departure_is_shifted_to_the_cheap_hours(
         shifted_plans = [p for p in plans if "sessions" in p and p["shifted"] == 2]
         return plans if len(load["shifted"]) == 2 and shifted_plans else []
 
-    plans = await eventually(reported, within=10)
-    assert all(p["deadlines_missed"] == [] for p in plans if "sessions" in p)
-    assert any(p.get("periods") for p in plans if "purpose" in p)
+    plans = await eventually(reported, within=30)
+    assert all(p["deadlines_missed"] == [] for p in plans if "sessions" in p and p["shifted"])
+    # Both stay switched off (the 0 A TxDefaultProfile they started under) until then.
+    load = (await api.reader.get("/sites/s/load")).json()
+    assert [(s["planned_a"], s["limit_a"]) for s in load["sessions"]] == [(0.0, 0.0)] * 2
+    assert all(a == 0.0 for a in _last_tx(installed).values())
+
+
+@pytest.fixture
+async def fleet3(api: Api) -> AsyncIterator[Fleet]:
+    """Three one-connector chargers at 16 A on a 32 A site: one too many at full power."""
+    fleet = await start_site_fleet(api, chargers=3)
+    yield fleet
+    await fleet.stop()
+
+
+async def test_a_session_switched_off_by_the_plan_releases_its_share(
+    api: Api, fleet3: Fleet
+) -> None:
+    installed = _record(fleet3)
+    await place_all(api, fleet3)
+    await _cheap_in_an_hour(api)
+    first, second, third = fleet3.chargers
+    for charger in (first, second):
+        assert await charger.start_session(1, "T", _ev()) is not None
+    assert await third.start_session(1, "T", _ev()) is not None
+    rows = await _active(api, 3)
+
+    async def shared() -> dict[str, float]:
+        last = _last_tx(installed)
+        return last if len(last) == 3 and all(a == 10.6 for a in last.values()) else {}
+
+    await eventually(shared, within=30)  # three sessions without deadlines share 32 A
+    # The third one can wait ten hours for three hours of charging: the plan switches it
+    # off until the cheap hours, and the two others get its share - 16 A each.
+    row = next(r for r in rows if r["charge_point_id"] == third.cfg.charger_id)
+    await _wants(api, row, datetime.now(UTC) + timedelta(hours=10), 3 * 11_040)
+    expected = {first.cfg.charger_id: 16.0, second.cfg.charger_id: 16.0, row[0]: 0.0}
+
+    async def released() -> dict[str, float]:
+        last = _last_tx(installed)
+        return last if last == expected else {}
+
+    await eventually(released, within=30)
+    load = (await api.reader.get("/sites/s/load")).json()
+    assert load["shifted"] == [f"{third.cfg.charger_id}/1"]
+    assert sum(s["planned_a"] for s in load["sessions"]) <= 32.0
 
 
 async def _validated_events(api: Api) -> list[dict[str, Any]]:
@@ -193,3 +243,31 @@ async def test_a_departure_that_cannot_be_met_charges_at_full_allocation_and_say
     assert await eventually(missed, within=10) == [f"{row['charge_point_id']}/1"]
     tx = [p for p in installed[row["charge_point_id"]] if p.purpose is Purpose.TX]
     assert tx and all(len(p.periods) == 1 and p.periods[0].limit == 16.0 for p in tx[-1:])
+
+
+async def test_the_sites_ended_sessions_are_the_history_of_expected_arrivals(
+    api: Api, fleet: Fleet
+) -> None:
+    await place_all(api, fleet)
+    charger = fleet.chargers[0]
+    assert await charger.start_session(1, "T", _ev()) is not None
+
+    async def charged() -> Any:
+        sql = "SELECT energy_wh FROM sessions WHERE status = 'active' AND energy_wh > 0"
+        return await api.csms.pool.fetchrow(sql)
+
+    await eventually(charged, within=30)
+    assert charger.stop_session(1, "Local")
+
+    async def ended() -> list[Any]:
+        since = datetime.now(UTC) - timedelta(weeks=4)
+        async with api.csms.pool.acquire() as conn:
+            return await store.ended_sessions(conn, "s", since)
+
+    rows = await eventually(ended, within=30)
+    async with api.csms.pool.acquire() as conn:
+        tree = await store.load_tree(conn, "s")
+    assert tree is not None
+    (past,) = past_sessions([dict(r) for r in rows], tree)
+    assert past.ended_at > past.started_at and past.energy_wh > 0
+    assert past.max_kw == pytest.approx(16 * 3 * 0.23)  # its charger's maximum, 3 lines

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smart_charging.allocation import Session, allocate
-from smart_charging.urgency import laxity_s, urgency_bucket, urgency_class
+from smart_charging.urgency import (
+    MOST_URGENT,
+    STEP_S,
+    STEPS,
+    laxity_s,
+    urgency_bucket,
+    urgency_class,
+)
 from tests.smart_charging.test_allocation import (
     TOL,
     Scenario,
@@ -26,7 +33,7 @@ def flagged(draw: st.DrawFn) -> Scenario:
     """A random tree whose sessions also carry urgency buckets and idle flags."""
     nodes, sessions = draw(scenarios())
     out = [
-        dataclasses.replace(s, urgency=draw(st.integers(0, 11)), idle=draw(st.booleans()))
+        dataclasses.replace(s, urgency=draw(st.integers(0, MOST_URGENT)), idle=draw(st.booleans()))
         for s in sessions
     ]
     return nodes, out
@@ -117,8 +124,13 @@ def test_laxity_and_buckets() -> None:
     # 22 kWh wanted at 3 x 16 A (11.04 kW): 2 h of charging; leaving in 3 h -> 1 h of slack.
     lax = laxity_s(NOW, NOW + timedelta(hours=3), 22_080.0, 0.0, 16.0, 3)
     assert lax is not None and abs(lax - 3600.0) < 1.0
-    assert urgency_bucket(lax) == 7  # between 1 h and 1.5 h
-    assert urgency_bucket(-10.0) == 11 and urgency_bucket(13.0 * 3600) == 0
+    hour = int(3600 // STEP_S)
+    assert urgency_bucket(lax) == STEPS - hour  # one class per STEP_S of slack
+    assert urgency_bucket(lax - STEP_S) == STEPS - hour + 1 and urgency_bucket(0.0) == STEPS
+    assert urgency_bucket(13.0 * 3600) == 0
+    # Cannot be full by departure: above every session that can, the one leaving first first.
+    assert urgency_bucket(-10.0, 3600.0) == MOST_URGENT - hour > STEPS
+    assert urgency_bucket(-9999.0, STEP_S) > urgency_bucket(-10.0, 3600.0)
     assert urgency_bucket(None) == 0
     # Delivered what it wanted, or no deadline: no urgency.
     assert urgency_class(NOW, NOW + timedelta(hours=1), 5000.0, 6000.0, 16.0, 3) == 0
@@ -128,4 +140,4 @@ def test_laxity_and_buckets() -> None:
         urgency_class(NOW + timedelta(minutes=m), NOW + timedelta(hours=16), 30_000.0, 0.0, 16, 3)
         for m in range(0, 16 * 60, 15)
     ]
-    assert buckets == sorted(buckets) and buckets[0] == 0 and buckets[-1] == 11
+    assert buckets == sorted(buckets) and buckets[0] == 0 and buckets[-1] > STEPS
