@@ -152,10 +152,11 @@ def test_remote_start_with_a_profile_is_fitted_too() -> None:
 
 
 def _load_manager_profiles(protocol: Protocol) -> list[Any]:
-    periods = [(0, 0.0), (3600, 16.0), (7200, 32.0)]  # time of use
+    # Time of use is one site-wide plan now: each profile holds the current quarter hour's
+    # limit only (smart_charging/tou_plan.py), so the load manager sends no multi-period one.
     return [
         load_manager.tx_profile(protocol, 1, "42", 16.0, 3),
-        load_manager.tx_profile(protocol, 2, "43", 32.0, 1, periods, NOW),
+        load_manager.tx_profile(protocol, 2, "43", 32.0, 1),
         load_manager.max_profile(protocol, 32.0, 3, NOW),
         load_manager.default_profile(protocol, 0.0, 3),
     ]
@@ -167,7 +168,7 @@ def test_the_load_manager_never_builds_an_absolute_profile_without_start(
 ) -> None:
     built = _load_manager_profiles(protocol)
     kinds = [_kind(p) for p in built]
-    assert kinds == ["Relative", "Absolute", "Absolute", "Relative"]
+    assert kinds == ["Relative", "Relative", "Absolute", "Relative"]
     for payload in built:
         for schedule in _schedules(payload):
             assert bool(schedule.get("start_schedule")) == (_kind(payload) == "Absolute")
@@ -176,17 +177,13 @@ def test_the_load_manager_never_builds_an_absolute_profile_without_start(
 
 @pytest.mark.parametrize("protocol", list(Protocol))
 def test_the_load_managers_profiles_reach_a_w_only_charger_in_w(protocol: Protocol) -> None:
-    tx, tou, maximum, default = (
+    tx, single_phase, maximum, default = (
         fit_profile(p, W_ONLY, NOW, NOMINAL_VOLTAGE) for p in _load_manager_profiles(protocol)
     )
-    for payload in (tx, tou, maximum, default):
+    for payload in (tx, single_phase, maximum, default):
         assert {s["charging_rate_unit"] for s in _schedules(payload)} == {"W"}
     assert _schedules(tx)[0]["charging_schedule_period"][0]["limit"] == 16.0 * 3 * 230
-    assert [p["limit"] for p in _schedules(tou)[0]["charging_schedule_period"]] == [
-        0.0,
-        16.0 * 230,
-        32.0 * 230,
-    ]  # one phase
+    assert _schedules(single_phase)[0]["charging_schedule_period"][0]["limit"] == 32.0 * 230
     assert _schedules(maximum)[0]["charging_schedule_period"][0]["limit"] == 22080.0
 
 
