@@ -94,7 +94,7 @@ class Target:
             if "connect to " not in line:
                 raise RuntimeError(f"csms did not start: {line!r}")
             self.url = line.split("connect to ")[1].split("/<charge_point_id>")[0]
-            self.api = line.split("operator API: ")[1].strip()
+            self.api = line.split("operator API: ")[1].strip().removesuffix("/api/v1")
         self.data_dir = data_dir
         print(f"csms pid {self.process.pid}; its log: {self.log_path}", flush=True)
         self.dsn = f"postgresql://postgres@/csms?host={data_dir}/pgdata"

@@ -90,7 +90,7 @@ class Target:
         seen: dict[str, dict[str, float]] = {}
         for _ in range(4 * self.workers):
             try:
-                text = await asyncio.to_thread(_fetch, f"{self.api_url}/metrics")
+                text = await asyncio.to_thread(_fetch, f"{_root(self.api_url)}/metrics")
             except OSError:
                 return {}
             node, values = lag_values(text)
@@ -123,6 +123,11 @@ class Target:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+
+
+def _root(api_url: str) -> str:
+    """The API port's root (``/metrics`` lives there, not under ``/api/v1``)."""
+    return api_url.removesuffix("/").removesuffix("/api/v1")
 
 
 def _fetch(url: str) -> str:
@@ -207,6 +212,7 @@ async def start_csms(data_dir: Path, workers: int = 1, python: str | None = None
             *(python, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
             *("--data-dir", str(data_dir), "--workers", str(workers)),
             env=env,
+            cwd=data_dir,  # not this checkout: `-m csms` must import ``python``'s own csms
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
         )
@@ -227,6 +233,7 @@ async def start_csms(data_dir: Path, workers: int = 1, python: str | None = None
     token = await asyncio.create_subprocess_exec(
         *(python, "-m", "csms", "token", "add", ID_TOKEN, "--database-url", dsn),
         env=env,
+        cwd=data_dir,
         stdout=asyncio.subprocess.DEVNULL,
     )
     if await token.wait() != 0:
