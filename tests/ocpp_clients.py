@@ -32,6 +32,19 @@ class RawCharger:
         await self.websocket.send(frame)
         return json.loads(await asyncio.wait_for(self.websocket.recv(), within))
 
+    async def answer_to(self, frame: str, within: float = 5.0) -> Any:
+        """Send a CALL and return its answer, passing over the CSMS's own CALLs meanwhile
+        (an accepted charger may get the post-boot capability probe first)."""
+        import json
+
+        message_id = json.loads(frame)[1]
+        await self.websocket.send(frame)
+        async with asyncio.timeout(within):
+            while True:
+                message = json.loads(await self.websocket.recv())
+                if message[0] != 2 and message[1] == message_id:
+                    return message
+
 
 @contextlib.asynccontextmanager
 async def raw_charger(

@@ -87,4 +87,4 @@ async def test_charger_not_accepted_gets_security_error_for_other_messages(
     async with raw_charger(csms.ocpp_url, "STRANGER", protocol) as charger:
         answer = await charger.exchange(boot)
         assert (answer[2]["status"], answer[2]["interval"]) == ("Accepted", 120)
-        assert (await charger.exchange('[2, "h3", "Heartbeat", {}]'))[0] == 3
+        assert (await charger.answer_to('[2, "h3", "Heartbeat", {}]'))[0] == 3
