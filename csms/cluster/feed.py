@@ -63,11 +63,15 @@ async def read_after(conn: Executor, after: Position, limit: int) -> tuple[list[
 
     ``blocked`` is True when committed rows exist at or above the horizon, i.e. an
     older transaction that is still running keeps them back: read again soon.
+    It is asked as ``max(xact_id) >= horizon``, which is one step down the
+    ``events_feed`` index; ``EXISTS (... WHERE xact_id >= horizon)`` looked equal
+    but was planned as a scan of the whole table on every read (the horizon is
+    not known when the plan is made), 92 ms at 300,000 events.
     """
     rows = await conn.fetch(
         f"""
         WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-        SELECT e.*, EXISTS (SELECT 1 FROM events b, h WHERE b.xact_id >= h.horizon) AS blocked
+        SELECT e.*, (SELECT max(b.xact_id) FROM events b) >= h.horizon AS blocked
         FROM h LEFT JOIN LATERAL (
             SELECT {_COLUMNS} FROM events
             WHERE xact_id < h.horizon AND (xact_id, id) > ($1::xid8, $2::bigint)
