@@ -71,8 +71,9 @@ async def on_event(svc: SmartChargingService, event: Event) -> None:
             if site_id is not None:
                 svc.replan_here(site_id, verdict.value)
     elif isinstance(event, ChargerDisconnected):
+        # Its profiles stay: offline, it goes on applying its TxDefault (which the plan
+        # keeps room for); they are sent again when it is back.
         site_id = await svc.site_of(cp)
-        await forget_fallbacks(svc, cp)
         if site_id is not None:
             svc.replan_here(site_id, "charger_offline")
     elif isinstance(event, ChargerBooted | ChargerConnected):

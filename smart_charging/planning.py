@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,13 @@ import structlog
 
 from smart_charging import planner_state, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
+from smart_charging.arrivals import (
+    DefaultChange,
+    default_changes,
+    default_targets,
+    headroom,
+    hold_for_arrivals,
+)
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
 from smart_charging.reporting import ProfileSend, SiteView
 from smart_charging.sending import ProfileSender, first_step, is_decrease
@@ -60,6 +68,27 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
+
+
+@dataclass(slots=True)
+class Plan:
+    """One allocation of a site: what each session gets and what its chargers hold."""
+
+    currents: dict[str, float]  # session key -> A
+    reserved: dict[str, float]  # session key -> load set aside (uncontrolled)
+    changes: list[ProfileSend]  # TxProfiles to send
+    tou: dict[str, bool]  # sessions on the time-of-use plan -> deadline feasible
+    defaults: list[DefaultChange]  # TxDefaultProfiles to send
+
+
+@dataclass(slots=True)
+class ArrivalRoom:
+    """What a plan keeps for sessions that may start (:mod:`smart_charging.arrivals`)."""
+
+    free: dict[str, int]  # charger -> connectors without a session
+    fixed: dict[str, float]  # charger -> A per line held for a TxDefault that stays as it is
+    steerable: set[str]  # chargers whose TxDefault this plan may change
+    held: float  # A per line held back from the sessions (the site's arrival reserve)
 
 
 class SitePlanning:
@@ -97,34 +126,42 @@ class SitePlanning:
         tou: dict[str, bool] = {}
         decreased = False
         for _ in range(_MAX_ROUNDS):
-            currents, reserved, changes, tou = await self._plan(tree, live)
+            plan = await self._plan(tree, live)
+            currents, reserved, changes, tou = plan.currents, plan.reserved, plan.changes, plan.tou
             decreases = [c for c in changes if is_decrease(c)]
             steps = [s for s in map(first_step, changes) if s is not None]
             first = decreases + steps
+            defaults_down = [d for d in plan.defaults if d.is_decrease]
             await self.sender.commit_intent(site_id, first, mark_decrease=False)
-            results = await self.sender.send_all(first)
+            results, default_results = await asyncio.gather(
+                self.sender.send_all(first),
+                svc.fallbacks.send_defaults(tree, defaults_down, reason),
+            )
             sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
                 r == "Accepted" and c.previous is not None and c.limit < c.previous
                 for c, r in zip(first, results, strict=True)
-            )
+            ) or any(r == "Accepted" for r in default_results)  # a new session may follow it
             if accepted_decrease:
                 svc.decreased_at[site_id] = self.clock.monotonic()
                 decreased = True
-            if all(r == "Accepted" for r in results):
+            if all(r == "Accepted" for r in [*results, *default_results]):
                 increases = [c for c in changes if c not in decreases]
-                if increases:
+                defaults_up = [d for d in plan.defaults if not d.is_decrease]
+                if increases or defaults_up:
                     await self.sender.commit_intent(site_id, increases, mark_decrease=decreased)
                     decreased = False  # stored with the intent
                     await self._settle(site_id)
                     if await self._sessions_changed(site_id, live):
-                        # A session that started during the settle time draws its
-                        # TxDefaultProfile share already: the increases planned without it
-                        # could exceed the limit. The decreases stand; plan again with it.
+                        # A session that started during the settle time draws its charger's
+                        # TxDefault (held for it: no limit is exceeded), but the increases
+                        # planned without it would have to be taken back at once to give it
+                        # its share. The decreases stand; plan again with it.
                         svc.request_replan(site_id, "sessions_changed")
                         break
                 results = await self.sender.send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
+                await svc.fallbacks.send_defaults(tree, defaults_up, reason)
                 break
         reattached = await self.sender.reattach(tree, live, reserved)
         sent.extend(reattached)
@@ -155,21 +192,59 @@ class SitePlanning:
             if wait > 0:
                 await self.clock.sleep(wait)
 
-    async def _plan(
-        self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend], dict[str, bool]]:
-        """Allocate; return the currents, the load set aside per session, what changed, and
-        the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
+    async def _plan(self, tree: SiteTree, tracked: dict[str, Tracked]) -> Plan:
+        """Allocate the sessions, then the TxDefault of every charger (see :class:`Plan`)."""
         svc = self.service
         now = self.clock.now()
-        clock = self.clock.monotonic()
-        live = []
-        plan = await self._tou(tree, tracked, now)
-        caps = plan.caps_a if plan is not None else {}
+        ceilings = svc.fallbacks.ceilings(tree)
+        tou = await self._tou(tree, tracked, now)
+        live = self._live_sessions(tree, tracked, tou, ceilings, now)
+        arrivals = self._arrival_room(tree, tracked)
+        problem = build_problem(tree, live, now, arrivals.fixed)
+        nodes = hold_for_arrivals(problem.nodes, arrivals.held)
+        # In a thread: a big site takes a second of CPU, and chargers must still be answered
+        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
+        allocation = await asyncio.to_thread(allocate, nodes, problem.sessions)
+        currents = dict(allocation.currents)
+        changes = []
+        limits_of: dict[str, list[float]] = {}  # charger -> the limits of its sessions
         for key, t in tracked.items():
-            online = svc.protocol_of(t.charge_point_id) is not None
+            protocol = svc.protocol_of(t.charge_point_id)
+            if key not in currents or t.assumed is not None or protocol is None:
+                bound = t.assumed if t.assumed is not None else t.limit
+                limits_of.setdefault(t.charge_point_id, []).append(bound or 0.0)
+                continue
+            limit = currents[key]
+            limits_of.setdefault(t.charge_point_id, []).append(limit)
+            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
+                changes.append(ProfileSend(t, limit, t.limit, protocol))
+        room = headroom(problem.nodes, problem.sessions, currents)
+        targets = default_targets(
+            tree, room, ceilings, arrivals.free, limits_of, arrivals.steerable
+        )
+        defaults = default_changes(tree, targets, svc.fallbacks.defaults, ceilings)
+        feasible = dict(tou.feasible) if tou is not None else {}
+        return Plan(currents, dict(problem.reserved), changes, feasible, defaults)
+
+    def _live_sessions(
+        self,
+        tree: SiteTree,
+        tracked: dict[str, Tracked],
+        tou: tou_plan.Allowances | None,
+        ceilings: dict[str, float],
+        now: datetime,
+    ) -> list[LiveSession]:
+        """The allocator's view of every tracked session (idle, probing, capped by the TOU plan)."""
+        svc = self.service
+        clock = self.clock.monotonic()
+        caps = tou.caps_a if tou is not None else {}
+        live = []
+        for key, t in tracked.items():
+            cp = t.charge_point_id
+            online = svc.protocol_of(cp) is not None
             if not online and t.assumed is None:
-                t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
+                # Offline: it may go on at its limit, or start under its TxDefault.
+                t.assumed = t.last_known_max(svc.fallbacks.defaults.get(cp, ceilings.get(cp, 0)))
             if probe_found_nothing(t, clock, svc.settle_grace):
                 t.probing, t.idle, t.idle_at = False, True, clock
             elif not t.idle and still_suspended(t, clock, svc.settle_grace):
@@ -181,7 +256,7 @@ class SitePlanning:
                 svc.replan_after(tree.site.site_id, window, "probe_window_ended")
             live.append(
                 LiveSession(
-                    t.charge_point_id,
+                    cp,
                     t.evse_id,
                     t.transaction_id,
                     rank=t.rank,
@@ -195,21 +270,32 @@ class SitePlanning:
                     plan_cap_a=None if t.probing else caps.get(key),
                 )
             )
-        problem = build_problem(tree, live, now)
-        # In a thread: a big site takes a second of CPU, and chargers must still be answered
-        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
-        allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
-        currents = dict(allocation.currents)
-        changes = []
-        for key, t in tracked.items():
-            protocol = svc.protocol_of(t.charge_point_id)
-            if key not in currents or t.assumed is not None or protocol is None:
+        return live
+
+    def _arrival_room(self, tree: SiteTree, tracked: dict[str, Tracked]) -> ArrivalRoom:
+        """Free connectors, whose TxDefault can be changed, and what must be held for the rest."""
+        fallbacks = self.service.fallbacks
+        ceilings = fallbacks.ceilings(tree)
+        busy: dict[str, list[Tracked]] = {}
+        for t in tracked.values():
+            busy.setdefault(t.charge_point_id, []).append(t)
+        free, fixed, steerable = {}, {}, set()
+        for place in tree.chargers:
+            cp = place.charge_point_id
+            sessions = busy.get(cp, [])
+            free[cp] = max(0, place.connectors - len(sessions))
+            if fallbacks.steerable(cp):
+                steerable.add(cp)
                 continue
-            limit = currents[key]
-            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
-                changes.append(ProfileSend(t, limit, t.limit, protocol))
-        tou = dict(plan.feasible) if plan is not None else {}
-        return currents, dict(problem.reserved), changes, tou
+            # Its TxDefault stays what it is: every free connector may start a session under
+            # it, and a session that ends may be followed by one (counted above its limit).
+            online = self.service.protocol_of(cp) is not None
+            unknown = hardware_max(tree, cp) if online else ceilings.get(cp, 0.0)
+            default = fallbacks.defaults.get(cp, unknown)
+            extra = sum(max(0.0, default - (t.assumed or 0.0)) for t in sessions)
+            fixed[cp] = free[cp] * default + extra
+        held = tree.site.arrival_reserve_a if any(free[cp] for cp in steerable) else 0.0
+        return ArrivalRoom(free, fixed, steerable, held)
 
     async def _tou(
         self, tree: SiteTree, tracked: dict[str, Tracked], now: datetime

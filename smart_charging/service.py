@@ -307,7 +307,9 @@ class SmartChargingService:
     async def _site_worker(self, site_id: str, wake: asyncio.Event) -> None:
         while True:
             await wake.wait()
-            await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
+            if "session_started" not in self._reasons.get(site_id, ()):
+                await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
+            # else at once: the new session waits at its TxDefault (maybe 0 A) for its share
             wake.clear()
             reasons = self._reasons.pop(site_id, set())
             try:

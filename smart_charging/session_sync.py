@@ -59,8 +59,8 @@ def sync_sessions(
                     t.assumed = worst
                 else:
                     t.limit, t.confirmed = worst, False
-            elif svc.fallbacks.defaults.get(cp) == (fallback := svc.fallbacks.limit_for(tree, cp)):
-                t.limit = fallback  # it starts under the TxDefaultProfile it accepted
+            elif (default := svc.fallbacks.defaults.get(cp)) is not None:
+                t.limit = default  # it starts under the TxDefaultProfile it may apply
             else:
                 t.assumed = hardware_max(tree, cp)
             svc.track(key, t)

@@ -1,0 +1,193 @@
+"""Arrivals on a full site: the TxDefaultProfile a new session starts under is held for it.
+
+Real CSMS, real Postgres, simulated chargers with the lagging EV model (a new
+limit is followed after a reaction delay and a ramp). The site's limit is
+checked at every change of any EV's draw (the chargers' ``on_draw`` hook) and
+at every stored meter sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from charge_point_sim import Fleet
+from charge_point_sim.commands import SimCharger
+from charge_point_sim.ev import VOLTAGE, EVSpec, EVState
+from charge_point_sim.profiles import Profile, Purpose
+from tests.conftest import StartCsms
+from tests.csms.api.conftest import Api
+from tests.smart_charging.conftest import open_api
+from tests.smart_charging.support import (
+    SITE_LIMIT,
+    line_sums,
+    place_all,
+    start_site_fleet,
+    watch_profiles,
+)
+from tests.waiting import eventually
+
+
+def _ev() -> EVState:
+    # 22 kW three-phase: 31.9 A per line, more than any charger here gives it.
+    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=22.0, phases=3), soc=10.0, target_soc=95.0)
+
+
+class DrawWatch:
+    """The summed draw per line of every EV of ``fleet``, at every change of any of them."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.checks = 0
+        self.peak = 0.0
+        self.worst: dict[str, float] = {}
+        for charger in fleet.chargers:
+            charger.on_draw = self.check
+
+    def check(self) -> None:
+        total = 0.0
+        draws = {}
+        for charger in self.fleet.chargers:
+            for conn in charger.connectors.values():
+                s = conn.session
+                if s is not None and s.stop_reason is None:
+                    per_line = s.power_w / (VOLTAGE * s.ev.spec.phases)
+                    draws[charger.cfg.charger_id] = per_line
+                    total += per_line
+        self.checks += 1
+        if total > self.peak:
+            self.peak, self.worst = total, draws
+
+
+async def _load(api: Api) -> dict[str, Any]:
+    answer = await api.reader.get("/sites/s/load")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _limits(load: dict[str, Any]) -> dict[str, float]:
+    return {s["charge_point_id"]: s["limit_a"] or 0.0 for s in load["sessions"]}
+
+
+async def test_a_new_ev_on_a_site_at_its_limit_never_takes_it_over(api: Api) -> None:
+    # Four 16 A chargers on 32 A: the failsafe share is 8 A. Two EVs take 16 A each - twice
+    # their share - and a third plugs in: it must not start at 8 A next to them.
+    fleet = await start_site_fleet(api, chargers=4, fallback_current_a=None, meter_interval=1)
+    watch = DrawWatch(fleet)
+    defaults: dict[str, float] = {}
+
+    def seen(charger_id: str, status: str, profile: Profile) -> None:
+        if profile.purpose is Purpose.TX_DEFAULT and status == "Accepted":
+            defaults[charger_id] = profile.periods[0].limit
+
+    watch_profiles(fleet, seen)
+    try:
+        await place_all(api, fleet)
+        ids = [c.cfg.charger_id for c in fleet.chargers]
+
+        async def defaults_are(expected: dict[str, float]) -> bool:
+            return defaults == expected
+
+        await eventually(lambda: defaults_are(dict.fromkeys(ids, 8.0)), within=15)
+        for charger in fleet.chargers[:2]:
+            assert await charger.start_session(1, "T", _ev()) is not None
+
+        async def two_at_full_power() -> bool:
+            limits = _limits(await _load(api))
+            return sorted(limits.values()) == [16.0, 16.0]
+
+        await eventually(two_at_full_power, within=15)
+        # The idle chargers hold what the sessions leave: nothing. The busy ones keep 8 A:
+        # a session after the current one would start under it, below the 16 A it frees.
+        expected = {**dict.fromkeys(ids[:2], 8.0), **dict.fromkeys(ids[2:], 0.0)}
+        await eventually(lambda: defaults_are(expected), within=15)
+        await eventually(lambda: _drawing(fleet.chargers[:2], 16.0), within=15)
+
+        assert await fleet.chargers[2].start_session(1, "T", _ev()) is not None
+
+        async def three_share() -> bool:
+            limits = _limits(await _load(api))
+            return len(limits) == 3 and all(a >= 10.0 for a in limits.values())
+
+        await eventually(three_share, within=20)  # it gets its share after one plan
+        await eventually(lambda: _drawing(fleet.chargers[:3], 10.0), within=15)
+        assert watch.checks > 50
+        assert watch.peak <= SITE_LIMIT + 0.05, (watch.peak, watch.worst)
+        sums = await line_sums(api.csms.pool)
+        assert len(sums) > 50
+        for s in sums:
+            assert max(s["L1"], s["L2"], s["L3"]) <= SITE_LIMIT + 0.05, s
+    finally:
+        await fleet.stop()
+
+
+async def _drawing(chargers: list[SimCharger], at_least_a: float) -> bool:
+    """Every EV on ``chargers`` draws at least ``at_least_a`` per line."""
+    for charger in chargers:
+        s = charger.connectors[1].session
+        if s is None or s.power_w / (VOLTAGE * s.ev.spec.phases) < at_least_a - 0.1:
+            return False
+    return True
+
+
+async def test_a_session_that_starts_while_increases_wait_gets_them_planned_again(
+    start_csms: StartCsms,
+) -> None:
+    # Three 24 A chargers on 32 A; A and B share it (16 A each). A's maximum is lowered to
+    # 10 A: A goes down first, and B's increase to 22 A waits the settle time. C plugs in
+    # during that wait: B's 22 A was planned without C and must not be sent - the site is
+    # planned again (B 11 A, C 11 A), B never above 16 A.
+    async with open_api(start_csms, smart_charging_settle=3.0) as api:
+        fleet = await start_site_fleet(api, chargers=3, fallback_current_a=None)
+        a, b, c = fleet.chargers
+        tx_limits: dict[str, list[float]] = {ch.cfg.charger_id: [] for ch in fleet.chargers}
+        started: list[asyncio.Task[Any]] = []
+
+        def seen(charger_id: str, status: str, profile: Profile) -> None:
+            if profile.purpose is not Purpose.TX or status != "Accepted":
+                return
+            limit = profile.periods[0].limit
+            tx_limits[charger_id].append(limit)
+            if charger_id == a.cfg.charger_id and limit == 10.0 and not started:
+                # A followed its decrease: the settle time runs; C arrives now.
+                started.append(asyncio.create_task(c.start_session(1, "T", _ev())))
+
+        watch_profiles(fleet, seen)
+        try:
+            for charger in fleet.chargers:
+                placed = await api.operator.put(
+                    f"/chargers/{charger.cfg.charger_id}/site",
+                    json={"site_id": "s", "max_current_a": 24},
+                )
+                assert placed.status_code == 200, placed.text
+            for charger in (a, b):
+                assert await charger.start_session(1, "T", _ev()) is not None
+
+            async def shared(expected: dict[str, float]) -> bool:
+                return _limits(await _load(api)) == expected
+
+            ids = {ch: ch.cfg.charger_id for ch in fleet.chargers}
+            await eventually(lambda: shared({ids[a]: 16.0, ids[b]: 16.0}), within=15)
+            tx_limits[ids[b]].clear()
+            lowered = await api.operator.put(
+                f"/chargers/{ids[a]}/site", json={"site_id": "s", "max_current_a": 10}
+            )
+            assert lowered.status_code == 200, lowered.text
+            await eventually(lambda: _started(started), within=20)
+            await eventually(
+                lambda: shared({ids[a]: 10.0, ids[b]: 11.0, ids[c]: 11.0}), within=30
+            )
+            assert tx_limits[ids[b]] and max(tx_limits[ids[b]]) <= 16.0, tx_limits
+            reasons = await api.csms.pool.fetch(
+                "SELECT payload->>'reason' AS reason FROM events WHERE type = 'load_plan_computed'"
+            )
+            assert any("sessions_changed" in (r["reason"] or "") for r in reasons), [
+                r["reason"] for r in reasons
+            ]
+        finally:
+            await fleet.stop()
+
+
+async def _started(tasks: list[asyncio.Task[Any]]) -> bool:
+    return bool(tasks) and tasks[0].done() and tasks[0].result() is not None
