@@ -26,8 +26,9 @@ end while the CSMS is away). The TxDefault limits are planned with the sessions:
 4. a target below what the charger may apply now is a decrease, sent with the
    sessions' decreases before anything goes up; a target above it is sent with
    the increases, after the settle time, and only when it is worth a message
-   (:data:`RAISE_STEP_A` more, or the ceiling) - keeping a lower TxDefault is
-   always safe, so a raise may wait (hysteresis against chatter).
+   (:data:`RAISE_STEP_A` more, or the ceiling) and the charger has a free
+   connector - keeping a lower TxDefault is always safe, so a raise may wait
+   (hysteresis against chatter).
 
 Pure functions; the planner (:mod:`smart_charging.planning`) sends the changes.
 """
@@ -146,8 +147,10 @@ def default_changes(
     targets: Mapping[str, float],
     applied: Mapping[str, float],
     ceilings: Mapping[str, float],
+    free: Mapping[str, int],
 ) -> list[DefaultChange]:
-    """What to send (rule 4): every decrease; a raise only by a step or to the ceiling."""
+    """What to send (rule 4): every decrease; a raise only by a step or to the ceiling, and
+    only on a charger with a free connector (on a busy one it waits until a session ends)."""
     phases = {c.charge_point_id: c.phases for c in tree.chargers}
     changes = []
     for cp, target in sorted(targets.items()):
@@ -155,6 +158,8 @@ def default_changes(
         if now is not None and abs(target - now) < _TOLERANCE_A:
             continue
         if now is not None and target > now:
+            if free.get(cp, 0) <= 0:
+                continue
             at_ceiling = target >= ceilings.get(cp, 0.0) - _TOLERANCE_A
             if target - now < RAISE_STEP_A and not at_ceiling:
                 continue  # lower is safe: wait until it is worth a message

@@ -222,7 +222,7 @@ class SitePlanning:
         targets = default_targets(
             tree, room, ceilings, arrivals.free, limits_of, arrivals.steerable
         )
-        defaults = default_changes(tree, targets, svc.fallbacks.defaults, ceilings)
+        defaults = default_changes(tree, targets, svc.fallbacks.defaults, ceilings, arrivals.free)
         feasible = dict(tou.feasible) if tou is not None else {}
         return Plan(currents, dict(problem.reserved), changes, feasible, defaults)
 

@@ -79,6 +79,7 @@ class SmartChargingService:
         self._reasons: dict[str, set[str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._planning_lock: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription = context.bus.subscribe("smart_charging")
 
@@ -198,9 +199,14 @@ class SmartChargingService:
         return await self.planning.sender.call(charge_point_id, payload)
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
-        """Plan ``site_id`` now if this node plans it (see :mod:`smart_charging.planning`)."""
+        """Plan ``site_id`` now if this node plans it (see :mod:`smart_charging.planning`).
+
+        One plan of a site at a time, whoever asks (its worker, the API's first view):
+        two overlapping plans could each send increases the other did not count.
+        """
         try:
-            return await self.planning.replan(site_id, reason)
+            async with self._planning_lock.setdefault(site_id, asyncio.Lock()):
+                return await self.planning.replan(site_id, reason)
         except PlannerLost:
             log.warning("smart_charging.planner_lost", site_id=site_id, node=self.node_id)
             return None
