@@ -38,6 +38,8 @@ class DrawWatch:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
+        self.events = 0  # order of what is seen (draws here, profiles in the tests' spies)
+        self.first_draw: dict[str, int] = {}  # charger -> when its EV first drew 1 A or more
         self.checks = 0
         self.peak = 0.0
         self.worst: dict[str, float] = {}
@@ -54,9 +56,15 @@ class DrawWatch:
                     per_line = s.power_w / (VOLTAGE * s.ev.spec.phases)
                     draws[charger.cfg.charger_id] = per_line
                     total += per_line
+                    if per_line >= 1.0:
+                        self.first_draw.setdefault(charger.cfg.charger_id, self.tick())
         self.checks += 1
         if total > self.peak:
             self.peak, self.worst = total, draws
+
+    def tick(self) -> int:
+        self.events += 1
+        return self.events
 
 
 async def _load(api: Api) -> dict[str, Any]:
@@ -72,14 +80,30 @@ def _limits(load: dict[str, Any]) -> dict[str, float]:
 
 async def test_a_new_ev_on_a_site_at_its_limit_never_takes_it_over(api: Api) -> None:
     # Four 16 A chargers on 32 A: the failsafe share is 8 A. Two EVs take 16 A each - twice
-    # their share - and a third plugs in: it must not start at 8 A next to them.
+    # their share - and a third plugs in: it must not start at 8 A next to them (before
+    # this rule it did: 40 A on the 32 A site until the planner had lowered the others).
+    await _arrival_on_a_full_site(api, reserve_a=0.0)
+
+
+async def test_capacity_held_for_arrivals_lets_a_new_ev_start_at_once(api: Api) -> None:
+    # The same site holding 6 A per line for arrivals: the two EVs get 13 A each, one idle
+    # charger holds 6 A; the EV plugged in there draws before its first TxProfile.
+    await _arrival_on_a_full_site(api, reserve_a=6.0)
+
+
+async def _arrival_on_a_full_site(api: Api, reserve_a: float) -> None:
     fleet = await start_site_fleet(api, chargers=4, fallback_current_a=None, meter_interval=1)
+    site = {"phase_limit_a": SITE_LIMIT, "fallback_current_a": None, "arrival_reserve_a": reserve_a}
+    assert (await api.operator.put("/sites/s", json=site)).status_code == 200
     watch = DrawWatch(fleet)
     defaults: dict[str, float] = {}
+    first_tx: dict[str, int] = {}  # charger -> when it first accepted a TxProfile
 
     def seen(charger_id: str, status: str, profile: Profile) -> None:
         if profile.purpose is Purpose.TX_DEFAULT and status == "Accepted":
             defaults[charger_id] = profile.periods[0].limit
+        if profile.purpose is Purpose.TX and status == "Accepted":
+            first_tx.setdefault(charger_id, watch.tick())
 
     watch_profiles(fleet, seen)
     try:
@@ -92,32 +116,42 @@ async def test_a_new_ev_on_a_site_at_its_limit_never_takes_it_over(api: Api) -> 
         await eventually(lambda: defaults_are(dict.fromkeys(ids, 8.0)), within=15)
         for charger in fleet.chargers[:2]:
             assert await charger.start_session(1, "T", _ev()) is not None
+        each = (SITE_LIMIT - reserve_a) / 2  # 16 A, or 13 A with 6 A held
 
-        async def two_at_full_power() -> bool:
-            limits = _limits(await _load(api))
-            return sorted(limits.values()) == [16.0, 16.0]
+        async def two_share() -> bool:
+            return sorted(_limits(await _load(api)).values()) == [each, each]
 
-        await eventually(two_at_full_power, within=15)
+        await eventually(two_share, within=15)
 
-        # The idle chargers hold what the sessions leave: nothing. The busy ones keep what
-        # they had (6 or 8 A): a session after the current one would start under it, below
-        # the 16 A the current one frees.
-        async def idle_hold_nothing() -> bool:
-            return all(defaults[cp] == 0.0 for cp in ids[2:]) and all(
-                6.0 <= defaults[cp] <= 16.0 for cp in ids[:2]
+        # The idle chargers hold what the sessions leave - nothing, or the reserve (6 A on
+        # one charger: 3 A each would charge nothing). The busy ones keep what they had
+        # (6 or 8 A): a session after the current one would start under it, below the
+        # current one's limit.
+        idle = [6.0, 0.0] if reserve_a else [0.0, 0.0]
+
+        async def idle_hold_what_is_left() -> bool:
+            return [defaults[cp] for cp in ids[2:]] == idle and all(
+                6.0 <= defaults[cp] <= each for cp in ids[:2]
             )
 
-        await eventually(idle_hold_nothing, within=15)
-        await eventually(lambda: _drawing(fleet.chargers[:2], 16.0), within=15)
+        await eventually(idle_hold_what_is_left, within=15)
+        await eventually(lambda: _drawing(fleet.chargers[:2], each), within=15)
 
-        assert await fleet.chargers[2].start_session(1, "T", _ev()) is not None
+        newcomer = fleet.chargers[2]
+        assert await newcomer.start_session(1, "T", _ev()) is not None
+        share = 10.6 if not reserve_a else 8.6  # (32 - held) / 3, floored to 0.1 A
 
         async def three_share() -> bool:
             limits = _limits(await _load(api))
-            return len(limits) == 3 and all(a >= 10.0 for a in limits.values())
+            return len(limits) == 3 and all(a >= share for a in limits.values())
 
         await eventually(three_share, within=20)  # it gets its share after one plan
-        await eventually(lambda: _drawing(fleet.chargers[:3], 10.0), within=15)
+        await eventually(lambda: _drawing(fleet.chargers[:3], share), within=15)
+        cp = newcomer.cfg.charger_id
+        if reserve_a:  # it drew its 6 A before its first TxProfile
+            assert watch.first_draw[cp] < first_tx[cp], (watch.first_draw, first_tx)
+        else:  # it waited for its TxProfile
+            assert watch.first_draw[cp] > first_tx[cp], (watch.first_draw, first_tx)
         assert watch.checks > 50
         assert watch.peak <= SITE_LIMIT + 0.05, (watch.peak, watch.worst)
         sums = await line_sums(api.csms.pool)
