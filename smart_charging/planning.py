@@ -169,6 +169,8 @@ class SitePlanning:
         view = reporting.site_view(tree, reason, currents, current, self.clock.now())
         view.shifted = sorted(tou)
         view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
+        view.tx_defaults = {c.charge_point_id: svc.fallbacks.defaults.get(c.charge_point_id)
+                            for c in tree.chargers}  # fmt: skip
         svc.views[site_id] = view
         await self.sender.commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000

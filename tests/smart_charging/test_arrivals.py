@@ -135,6 +135,12 @@ async def _arrival_on_a_full_site(api: Api, reserve_a: float) -> None:
             )
 
         await eventually(idle_hold_what_is_left, within=15)
+
+        async def shown_on_the_load_view() -> bool:
+            shown = (await _load(api))["tx_defaults"]
+            return [shown[cp] for cp in ids[2:]] == idle
+
+        await eventually(shown_on_the_load_view, within=15)
         await eventually(lambda: _drawing(fleet.chargers[:2], each), within=15)
 
         newcomer = fleet.chargers[2]
