@@ -14,7 +14,7 @@ from typing import Any
 from charge_point_sim import Fleet
 from charge_point_sim.commands import SimCharger
 from charge_point_sim.ev import VOLTAGE, EVSpec, EVState
-from charge_point_sim.profiles import Profile, Purpose
+from charge_point_sim.profiles import Profile, Purpose, TxContext, limit_at
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import Api
 from tests.smart_charging.conftest import open_api
@@ -34,13 +34,23 @@ def _ev() -> EVState:
 
 
 class DrawWatch:
-    """The summed draw per line of every EV of ``fleet``, at every change of any of them."""
+    """The summed draw per line of every EV of ``fleet``, at every change of any of them.
+
+    And what the chargers would allow if the CSMS vanished at that moment (``fallback_peak``,
+    also checked after every profile a charger accepts): per connector, the higher of its
+    session's limit and the limit a new session would start under, from each charger's own
+    profile stack - every session going on, every one ending and being followed by a new
+    one, every free connector starting one, all at once.
+    """
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.events = 0  # order of what is seen (draws here, profiles in the tests' spies)
         self.first_draw: dict[str, int] = {}  # charger -> when its EV first drew 1 A or more
         self.checks = 0
+        self.fallback_peak = 0.0
+        self.armed = False  # the fallback is checked once the site's profiles are in place
+        self.fallback_worst: dict[str, float] = {}
         self.peak = 0.0
         self.worst: dict[str, float] = {}
         for charger in fleet.chargers:
@@ -61,10 +71,33 @@ class DrawWatch:
         self.checks += 1
         if total > self.peak:
             self.peak, self.worst = total, draws
+        if not self.armed:
+            return
+        allowed = {c.cfg.charger_id: _fallback_a(c) for c in self.fleet.chargers}
+        if sum(allowed.values()) > self.fallback_peak:
+            self.fallback_peak, self.fallback_worst = sum(allowed.values()), allowed
 
     def tick(self) -> int:
         self.events += 1
         return self.events
+
+
+def _fallback_a(charger: SimCharger) -> float:
+    """A per line ``charger`` may draw without the CSMS, by its own profile stack."""
+    now = charger.clock.now()
+    stack = charger.profiles.profiles
+    total = 0.0
+    for conn in charger.connectors.values():
+        allowed = [limit_at(stack, conn.id, now, None)]  # a session starting now
+        s = conn.session
+        if s is not None and s.stop_reason is None:
+            allowed.append(
+                limit_at(stack, conn.id, now, TxContext(s.transaction_id or "", s.started))
+            )
+        amps = [a.amps if a.amps is not None else a.watts / (VOLTAGE * 3) for a in allowed if a]
+        hardware = charger.cfg.max_power_w / (VOLTAGE * 3)
+        total += max(amps) if len(amps) == len(allowed) else hardware
+    return total
 
 
 async def _load(api: Api) -> dict[str, Any]:
@@ -104,6 +137,8 @@ async def _arrival_on_a_full_site(api: Api, reserve_a: float) -> None:
             defaults[charger_id] = profile.periods[0].limit
         if profile.purpose is Purpose.TX and status == "Accepted":
             first_tx.setdefault(charger_id, watch.tick())
+        if status == "Accepted":
+            watch.check()
 
     watch_profiles(fleet, seen)
     try:
@@ -114,6 +149,8 @@ async def _arrival_on_a_full_site(api: Api, reserve_a: float) -> None:
             return defaults == expected
 
         await eventually(lambda: defaults_are(dict.fromkeys(ids, 8.0)), within=15)
+        watch.armed = True
+        watch.check()
         for charger in fleet.chargers[:2]:
             assert await charger.start_session(1, "T", _ev()) is not None
         each = (SITE_LIMIT - reserve_a) / 2  # 16 A, or 13 A with 6 A held
@@ -160,6 +197,7 @@ async def _arrival_on_a_full_site(api: Api, reserve_a: float) -> None:
             assert watch.first_draw[cp] > first_tx[cp], (watch.first_draw, first_tx)
         assert watch.checks > 50
         assert watch.peak <= SITE_LIMIT + 0.05, (watch.peak, watch.worst)
+        assert watch.fallback_peak <= SITE_LIMIT + 0.05, (watch.fallback_peak, watch.fallback_worst)
         sums = await line_sums(api.csms.pool)
         assert len(sums) > 50
         for s in sums:
