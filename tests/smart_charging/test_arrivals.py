@@ -9,6 +9,7 @@ at every stored meter sample.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from charge_point_sim import Fleet
@@ -276,3 +277,49 @@ async def test_a_session_that_starts_while_increases_wait_gets_them_planned_agai
 
 async def _started(tasks: list[asyncio.Task[Any]]) -> bool:
     return bool(tasks) and tasks[0].done() and tasks[0].result() is not None
+
+
+async def test_a_charger_that_refuses_a_lower_txdefault_keeps_its_share_held(api: Api) -> None:
+    # The third charger accepts its 8 A TxDefault, then refuses every other one: it may
+    # start a session at 8 A at any time, so the two EVs share 32 - 8 = 24 A.
+    fleet = await start_site_fleet(api, chargers=4, fallback_current_a=None, meter_interval=1)
+    watch = DrawWatch(fleet)
+    stubborn = fleet.chargers[2]
+    accepted_one: list[float] = []
+    original = stubborn.set_profile
+
+    def refuse_after_the_first_default(evse_id: int, parse: Callable[[], Profile]) -> str:
+        profile = parse()
+        if profile.purpose is Purpose.TX_DEFAULT and accepted_one:
+            return "Rejected"
+        status = original(evse_id, parse)
+        if profile.purpose is Purpose.TX_DEFAULT and status == "Accepted":
+            accepted_one.append(profile.periods[0].limit)
+        return status
+
+    stubborn.set_profile = refuse_after_the_first_default  # type: ignore[method-assign]
+    watch_profiles(fleet, lambda _cp, status, _p: watch.check() if status == "Accepted" else None)
+    try:
+        await place_all(api, fleet)
+
+        async def all_placed() -> bool:
+            load = await _load(api)
+            return len([v for v in load["tx_defaults"].values() if v is not None]) == 4
+
+        await eventually(all_placed, within=15)
+        assert accepted_one == [8.0]
+        watch.armed = True
+        for charger in fleet.chargers[:2]:
+            assert await charger.start_session(1, "T", _ev()) is not None
+
+        async def two_share_what_is_left() -> bool:
+            return sorted(_limits(await _load(api)).values()) == [12.0, 12.0]
+
+        await eventually(two_share_what_is_left, within=15)
+        await eventually(lambda: _drawing(fleet.chargers[:2], 12.0), within=15)
+        assert await stubborn.start_session(1, "T", _ev()) is not None  # at its 8 A at once
+        await eventually(lambda: _drawing([stubborn], 8.0), within=15)
+        assert watch.peak <= SITE_LIMIT + 0.05, (watch.peak, watch.worst)
+        assert watch.fallback_peak <= SITE_LIMIT + 0.05, (watch.fallback_peak, watch.fallback_worst)
+    finally:
+        await fleet.stop()
