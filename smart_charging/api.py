@@ -37,6 +37,14 @@ class SiteBody(BaseModel):
         description="TxDefaultProfile (A per line) before/without the CSMS; "
         "null: each charger's failsafe share of the site's limits",
     )
+    arrival_reserve_a: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="A per line held back from the sessions for arrivals: a new session "
+        "starts at once at up to this (shared by the idle chargers); 0: every ampere goes "
+        "to the sessions present and an arrival gets its share after one plan",
+    )
 
 
 class SiteCreate(SiteBody):
@@ -119,6 +127,7 @@ def _site_dict(site: SiteConfig) -> dict[str, Any]:
         "power_limit_kw": site.power_limit_kw,
         "min_current_a": site.min_current_a,
         "fallback_current_a": site.fallback_current_a,
+        "arrival_reserve_a": site.arrival_reserve_a,
         "demand_response": (
             {
                 "limit_a": site.dr_limit_a,

@@ -23,15 +23,19 @@ one (higher priority first, then by id) as long as it still fits under every
 limit above them, and 0 A otherwise. Shares are floored to 0.1 A (the
 resolution a profile is sent with), never rounded up.
 
-A site with ``fallback_current_a`` set uses that fixed value instead (capped
-at each charger's maximum): the operator's explicit choice, e.g. 0 A where
-nothing may charge unplanned. Unset (the default) means the failsafe share.
+A charger with several connectors (EVSEs) counts once per connector: its
+TxDefaultProfile applies to each of them.
+
+A site with ``fallback_current_a`` set caps the share at that value: the
+operator's explicit choice, e.g. 0 A where nothing may charge unplanned; a
+value above the share is not used (it could not hold if every charger fell
+back at once). Unset (the default) means the failsafe share.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from smart_charging.allocation import NOMINAL_VOLTAGE, PHASES
@@ -81,36 +85,68 @@ def node_limits(
 
 
 def failsafe_shares(tree: SiteTree, now: datetime) -> dict[str, float]:
-    """charge_point_id -> the TxDefaultProfile limit (A per line) for every charger of the site."""
+    """charge_point_id -> the TxDefaultProfile ceiling (A per line) of every charger of the site.
+
+    What each charger may hold while the whole site is idle; the planner lowers it
+    to what the sessions leave (:mod:`smart_charging.arrivals`). A site's fixed
+    ``fallback_current_a`` caps it: never more than the operator's value, never
+    more than the share that keeps every charger falling back at once under the limits.
+    """
+    shares = shares_within(
+        tree,
+        node_limits(tree, now),
+        {c.charge_point_id: c.connectors for c in tree.chargers},
+        {c.charge_point_id: c.max_current_a for c in tree.chargers},
+    )
     fixed = tree.site.fallback_current_a
     if fixed is not None:
-        return {c.charge_point_id: min(fixed, c.max_current_a) for c in tree.chargers}
+        return {cp: min(fixed, share) for cp, share in shares.items()}
+    return shares
+
+
+def shares_within(
+    tree: SiteTree,
+    limits: Mapping[str, tuple[tuple[float, float, float], float]],
+    connectors: Mapping[str, int],
+    caps: Mapping[str, float],
+) -> dict[str, float]:
+    """charge_point_id -> a limit per connector for the chargers named in ``connectors``.
+
+    Every one of a charger's ``connectors[cp]`` connectors drawing its limit at once,
+    on every charger named, stays under ``limits`` of every node above it (the
+    arithmetic of the module docstring, a charger counted once per connector);
+    each limit is at most ``caps[cp]``. Chargers of ``tree`` not named draw nothing.
+    """
     paths = node_paths(tree)
-    limits = node_limits(tree, now)
-    members: dict[str, list[ChargerPlace]] = {node: [] for node in limits}
-    for place in tree.chargers:
+    places = [c for c in tree.chargers if connectors.get(c.charge_point_id, 0) > 0]
+    members: dict[str, list[tuple[ChargerPlace, int]]] = {node: [] for node in limits}
+    for place in places:
         for node in paths[place.charge_point_id]:
-            members[node].append(place)
+            if node in members:
+                members[node].append((place, connectors[place.charge_point_id]))
     node_share = {node: _node_share(limits[node], members[node]) for node in limits}
     minimum = tree.site.min_current_a
     shares: dict[str, float] = {}
-    for place in tree.chargers:
-        share = min([place.max_current_a, *(node_share[n] for n in paths[place.charge_point_id])])
-        share = math.floor(share * 10 + _EPS) / 10
-        shares[place.charge_point_id] = share if share >= minimum else 0.0
+    for place in places:
+        cp = place.charge_point_id
+        above = (node_share[n] for n in paths[cp] if n in node_share)
+        share = min([caps.get(cp, place.max_current_a), *above])
+        share = math.floor(max(share, 0.0) * 10 + _EPS) / 10
+        shares[cp] = share if share >= minimum else 0.0
     if minimum > 0:
-        _grant_minimum(tree, paths, limits, shares, minimum)
+        _grant_minimum(places, paths, limits, shares, minimum, connectors, caps)
     return shares
 
 
 def _node_share(
-    limit: tuple[tuple[float, float, float], float], chargers: Iterable[ChargerPlace]
+    limit: tuple[tuple[float, float, float], float],
+    chargers: Iterable[tuple[ChargerPlace, int]],
 ) -> float:
     per_line, total = limit
     loaded = [0] * PHASES
-    for place in chargers:
+    for place, count in chargers:
         for line in charger_lines(place):
-            loaded[line] += 1
+            loaded[line] += count
     shares = [per_line[p] / loaded[p] for p in range(PHASES) if loaded[p]]
     if sum(loaded):
         shares.append(total / sum(loaded))
@@ -118,26 +154,33 @@ def _node_share(
 
 
 def _grant_minimum(
-    tree: SiteTree,
+    places: Sequence[ChargerPlace],
     paths: dict[str, tuple[str, ...]],
-    limits: dict[str, tuple[tuple[float, float, float], float]],
+    limits: Mapping[str, tuple[tuple[float, float, float], float]],
     shares: dict[str, float],
     minimum: float,
+    connectors: Mapping[str, int],
+    caps: Mapping[str, float],
 ) -> None:
     """Give ``minimum`` to chargers left at 0 A, most important first, while it fits."""
     used = {node: [0.0] * (PHASES + 1) for node in limits}
-    places = {c.charge_point_id: c for c in tree.chargers}
 
     def add(place: ChargerPlace, amount: float) -> None:
+        amount *= connectors[place.charge_point_id]
         for node in paths[place.charge_point_id]:
+            if node not in used:
+                continue
             for line in charger_lines(place):
                 used[node][line] += amount
                 used[node][PHASES] += amount
 
     def fits(place: ChargerPlace, amount: float) -> bool:
-        if amount > place.max_current_a + _EPS:
+        if amount > caps.get(place.charge_point_id, place.max_current_a) + _EPS:
             return False
+        amount *= connectors[place.charge_point_id]
         for node in paths[place.charge_point_id]:
+            if node not in limits:
+                continue
             per_line, total = limits[node]
             lines = charger_lines(place)
             if any(used[node][line] + amount > per_line[line] + _EPS for line in lines):
@@ -146,10 +189,10 @@ def _grant_minimum(
                 return False
         return True
 
-    for cp, share in shares.items():
-        add(places[cp], share)
+    for place in places:
+        add(place, shares[place.charge_point_id])
     waiting = sorted(
-        (c for c in tree.chargers if shares[c.charge_point_id] == 0.0),
+        (c for c in places if shares[c.charge_point_id] == 0.0),
         key=lambda c: (-c.priority, c.charge_point_id),
     )
     for place in waiting:

@@ -13,7 +13,7 @@ node above them, on the lines they load.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +31,7 @@ class SiteConfig:
     dr_until: datetime | None = None
     min_current_a: float = 6.0
     fallback_current_a: float | None = None  # None: the failsafe share (failsafe.py)
+    arrival_reserve_a: float = 0.0  # A per line held back from sessions for arrivals
 
     def phase_limit_at(self, now: datetime) -> float | None:
         """The per-line limit in force at ``now``: the lower of the limit and a live cut."""
@@ -62,6 +63,7 @@ class ChargerPlace:
     connector_max_current_a: float | None = None
     phases: int = 3
     priority: int = 0
+    connectors: int = 1  # EVSEs a session can start on (its TxDefaultProfile applies to each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +131,18 @@ def _capped(hardware_a: float, s: LiveSession) -> float:
     return hardware_a if s.plan_cap_a is None else min(hardware_a, s.plan_cap_a)
 
 
-def build_problem(tree: SiteTree, live: Sequence[LiveSession], now: datetime) -> Problem:
-    """The tree of limits and the sessions to allocate for one site at ``now``."""
+def build_problem(
+    tree: SiteTree,
+    live: Sequence[LiveSession],
+    now: datetime,
+    fixed_defaults: Mapping[str, float] | None = None,
+) -> Problem:
+    """The tree of limits and the sessions to allocate for one site at ``now``.
+
+    ``fixed_defaults``: charger -> A per line its free connectors may draw under a
+    TxDefaultProfile the planner cannot lower now (charger offline, or it refused
+    one): taken off every limit above it, like an uncontrolled session.
+    """
     site = tree.site
     base: dict[str, tuple[str | None, tuple[float, float, float], float]] = {
         "site": (None, _limits(site.phase_limit_at(now)), _total(site.power_limit_kw))
@@ -146,6 +158,16 @@ def build_problem(tree: SiteTree, live: Sequence[LiveSession], now: datetime) ->
             charger_limits = (c.max_current_a, 0.0, 0.0)  # a single-phase charger is on L1
         base[charger_node(c.charge_point_id)] = (parent, charger_limits, math.inf)
     taken: dict[str, list[float]] = {node_id: [0.0] * (PHASES + 1) for node_id in base}
+    for cp, amount in sorted((fixed_defaults or {}).items()):
+        if cp not in places or amount <= 0:
+            continue
+        charger_lines = (0, 1, 2) if places[cp].phases == 3 else (0,)
+        at: str | None = charger_node(cp)
+        while at is not None:
+            for p in charger_lines:
+                taken[at][p] += amount
+            taken[at][PHASES] += amount * len(charger_lines)
+            at = base[at][0]
     sessions: list[Session] = []
     reserved: dict[str, float] = {}
     for s in sorted(live, key=lambda s: s.key):

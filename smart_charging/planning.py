@@ -35,25 +35,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-import asyncpg
 import structlog
 
-from csms.cluster.leases import lease_is_current
-from csms.connection import CallErrorReceived
-from csms.events import Protocol
-from csms.interop.profiles import fit_for_charger
-from csms.router import ChargerNotConnected, WrongProtocolVersion
-from csms.storage import Executor
-from smart_charging import planner_state, profiles, reporting, store, tou_plan
+from smart_charging import planner_state, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
-from smart_charging.leadership import lease_name
+from smart_charging.arrivals import (
+    DefaultChange,
+    default_changes,
+    default_targets,
+    headroom,
+    hold_for_arrivals,
+)
 from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
-from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.reporting import ProfileSend, SiteView
+from smart_charging.sending import ProfileSender, first_step, is_decrease
+from smart_charging.session_sync import hardware_max, sync_sessions
 from smart_charging.tracking import (
     Tracked,
     note_suspended,
@@ -70,45 +70,25 @@ log = structlog.get_logger(__name__)
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 
 
-class PlannerLost(RuntimeError):
-    """This node no longer holds the site's lease: it must not send anything more."""
+@dataclass(slots=True)
+class Plan:
+    """One allocation of a site: what each session gets and what its chargers hold."""
+
+    currents: dict[str, float]  # session key -> A
+    reserved: dict[str, float]  # session key -> load set aside (uncontrolled)
+    changes: list[ProfileSend]  # TxProfiles to send
+    tou: dict[str, bool]  # sessions on the time-of-use plan -> deadline feasible
+    defaults: list[DefaultChange]  # TxDefaultProfiles to send
 
 
-def hardware_max(tree: SiteTree, charge_point_id: str) -> float:
-    for c in tree.chargers:
-        if c.charge_point_id == charge_point_id:
-            return c.connector_max_current_a or c.max_current_a
-    return 0.0
+@dataclass(slots=True)
+class ArrivalRoom:
+    """What a plan keeps for sessions that may start (:mod:`smart_charging.arrivals`)."""
 
-
-def is_decrease(send: ProfileSend) -> bool:
-    """Sent in the first round: a lower limit, or a first or re-confirming one not higher.
-
-    For an unconfirmed session (resumed from a previous planner) the charger may enforce
-    anything between ``floor_limit`` and ``limit``: only a limit at or below the floor is
-    sure not to raise its draw.
-    """
-    t = send.tracked
-    if send.previous is None:
-        return True
-    if not t.confirmed:
-        floor = t.floor_limit if t.floor_limit is not None else send.previous
-        return send.limit <= floor
-    return send.limit < send.previous
-
-
-def first_step(send: ProfileSend) -> ProfileSend | None:
-    """For an unconfirmed session whose new limit may be an increase: the floor first.
-
-    Its draw may be anywhere between the floor and the worst case; sending the new limit
-    at once could raise it while others are still coming down, and waiting could leave it
-    above its share. So it gets the floor (never an increase) with the decreases, and its
-    new limit with the increases, after the settle time.
-    """
-    t = send.tracked
-    if t.confirmed or is_decrease(send) or t.floor_limit is None:
-        return None
-    return ProfileSend(t, t.floor_limit, t.limit, send.protocol)
+    free: dict[str, int]  # charger -> connectors without a session
+    fixed: dict[str, float]  # charger -> A per line held for a TxDefault that stays as it is
+    steerable: set[str]  # chargers whose TxDefault this plan may change
+    held: float  # A per line held back from the sessions (the site's arrival reserve)
 
 
 class SitePlanning:
@@ -119,6 +99,7 @@ class SitePlanning:
         self.settings = service.settings
         self.pool = service.pool
         self.clock = service.clock
+        self.sender = ProfileSender(service)
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
         """Plan ``site_id`` now and send what changed (see the module docstring)."""
@@ -138,114 +119,65 @@ class SitePlanning:
         for place in tree.chargers:
             svc.remember_site(place.charge_point_id, site_id)
         await svc.ensure_fallbacks(tree, reason)
-        live = self._sync_sessions(tree, rows, stored)  # a snapshot: sessions may end meanwhile
+        live = sync_sessions(svc, tree, rows, stored)  # a snapshot: sessions may end meanwhile
         sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
         tou: dict[str, bool] = {}
         decreased = False
         for _ in range(_MAX_ROUNDS):
-            currents, reserved, changes, tou = await self._plan(tree, live)
+            plan = await self._plan(tree, live)
+            currents, reserved, changes, tou = plan.currents, plan.reserved, plan.changes, plan.tou
             decreases = [c for c in changes if is_decrease(c)]
             steps = [s for s in map(first_step, changes) if s is not None]
             first = decreases + steps
-            await self._commit_intent(site_id, first, mark_decrease=False)
-            results = await self._send_all(first)
+            defaults_down = [d for d in plan.defaults if d.is_decrease]
+            await self.sender.commit_intent(site_id, first, mark_decrease=False)
+            results, default_results = await asyncio.gather(
+                self.sender.send_all(first),
+                svc.fallbacks.send_defaults(tree, defaults_down, reason),
+            )
             sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
                 r == "Accepted" and c.previous is not None and c.limit < c.previous
                 for c, r in zip(first, results, strict=True)
-            )
+            ) or any(r == "Accepted" for r in default_results)  # a new session may follow it
             if accepted_decrease:
                 svc.decreased_at[site_id] = self.clock.monotonic()
                 decreased = True
-            if all(r == "Accepted" for r in results):
+            if all(r == "Accepted" for r in [*results, *default_results]):
                 increases = [c for c in changes if c not in decreases]
-                if increases:
-                    await self._commit_intent(site_id, increases, mark_decrease=decreased)
+                defaults_up = [d for d in plan.defaults if not d.is_decrease]
+                if increases or defaults_up:
+                    await self.sender.commit_intent(site_id, increases, mark_decrease=decreased)
                     decreased = False  # stored with the intent
                     await self._settle(site_id)
                     if await self._sessions_changed(site_id, live):
-                        # A session that started during the settle time draws its
-                        # TxDefaultProfile share already: the increases planned without it
-                        # could exceed the limit. The decreases stand; plan again with it.
+                        # A session that started during the settle time draws its charger's
+                        # TxDefault (held for it: no limit is exceeded), but the increases
+                        # planned without it would have to be taken back at once to give it
+                        # its share. The decreases stand; plan again with it.
                         svc.request_replan(site_id, "sessions_changed")
                         break
-                results = await self._send_all(increases)
+                results = await self.sender.send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
+                await svc.fallbacks.send_defaults(tree, defaults_up, reason)
                 break
-        reattached = await self._reattach(tree, live, reserved)
+        reattached = await self.sender.reattach(tree, live, reserved)
         sent.extend(reattached)
         current = {k: t for k, t in live.items() if svc.sessions.get(k) is t}  # not ended
         view = reporting.site_view(tree, reason, currents, current, self.clock.now())
         view.shifted = sorted(tou)
         view.deadlines_missed = sorted(k for k, feasible in tou.items() if not feasible)
+        view.tx_defaults = {c.charge_point_id: svc.fallbacks.defaults.get(c.charge_point_id)
+                            for c in tree.chargers}  # fmt: skip
         svc.views[site_id] = view
-        await self._commit_state(site_id, current, view, decreased)
+        await self.sender.commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
         await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
-
-    # -- what is stored ------------------------------------------------------------
-
-    async def _fenced(self, conn: Executor, site_id: str) -> None:
-        """Raise :class:`PlannerLost` unless this node still holds the site's lease."""
-        svc = self.service
-        if not svc.leadership.holds(site_id):
-            raise PlannerLost(site_id)
-        lease = svc.leadership.lease(site_id)
-        if lease is not None and not await lease_is_current(
-            cast(asyncpg.Connection, conn), lease_name(site_id), lease.token
-        ):
-            raise PlannerLost(site_id)
-
-    async def _commit_intent(
-        self, site_id: str, sends: Sequence[ProfileSend], mark_decrease: bool
-    ) -> None:
-        """Store the limits about to be sent as pending, before they are sent."""
-        if not sends and not mark_decrease:
-            return
-        told = [
-            Told(
-                s.tracked.charge_point_id,
-                s.tracked.evse_id,
-                s.tracked.transaction_id,
-                s.tracked.phases,
-                s.tracked.limit,
-                pending_a=s.limit,
-                assumed_a=s.tracked.assumed,
-            )
-            for s in sends
-        ]
-        svc = self.service
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._fenced(conn, site_id)
-            await planner_state.save_told(conn, site_id, told)
-            if mark_decrease:
-                await planner_state.mark_decrease(
-                    conn, site_id, svc.node_id, svc.leadership.token(site_id)
-                )
-
-    async def _commit_state(
-        self, site_id: str, live: dict[str, Tracked], view: SiteView, decreased: bool
-    ) -> None:
-        """Store what every session of the site has now, and the view of the plan."""
-        told = [
-            Told(t.charge_point_id, t.evse_id, t.transaction_id, t.phases, t.limit, None, t.assumed)
-            for t in live.values()
-        ]
-        svc = self.service
-        token = svc.leadership.token(site_id)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._fenced(conn, site_id)
-            await planner_state.save_told(conn, site_id, told)
-            active = [(t.charge_point_id, t.evse_id, t.transaction_id) for t in live.values()]
-            await planner_state.forget_ended(conn, site_id, active)
-            if decreased:
-                await planner_state.mark_decrease(conn, site_id, svc.node_id, token)
-            await planner_state.save_view(conn, site_id, svc.node_id, token, view.as_dict())
 
     async def _sessions_changed(self, site_id: str, live: dict[str, Tracked]) -> bool:
         """Whether the site's active sessions are no longer the ones ``live`` planned."""
@@ -262,74 +194,59 @@ class SitePlanning:
             if wait > 0:
                 await self.clock.sleep(wait)
 
-    # -- sessions --------------------------------------------------------------------
-
-    def _sync_sessions(
-        self, tree: SiteTree, rows: Sequence[Any], stored: dict[tuple[str, int], StoredLimit]
-    ) -> dict[str, Tracked]:
-        """Track every active session of the site; forget those that ended."""
-        svc = self.service
-        live: dict[str, Tracked] = {}
-        # One session per EVSE: of stale rows (a stop never received), the latest wins.
-        latest = {session_key(r["charge_point_id"], r["evse_id"]): r for r in rows}
-        phases_of = {c.charge_point_id: c.phases for c in tree.chargers}
-        for key, row in latest.items():
-            t = svc.sessions.get(key)
-            if t is None or t.transaction_id != row["transaction_id"]:
-                cp, evse = row["charge_point_id"], row["evse_id"]
-                t = Tracked(cp, evse, row["transaction_id"])
-                if phases_of.get(cp) == 1:
-                    # On a single-phase charger from the start, not from its first meter
-                    # value minutes later: its urgency, its share of the time-of-use plan
-                    # and its profile's numberPhases all count the lines it can load.
-                    t.phases = 1
-                known = stored.get((cp, evse))
-                if known is not None and known.transaction_id == t.transaction_id:
-                    # A previous planner told it something: assume the worst until the
-                    # charger confirms a profile from this one.
-                    t.phases = known.phases
-                    worst = worst_case(known, hardware_max(tree, cp))
-                    told = [v for v in (known.limit_a, known.pending_a) if v is not None]
-                    t.floor_limit = min(told) if told else None
-                    if known.assumed_a is not None:
-                        t.assumed = worst
-                    else:
-                        t.limit, t.confirmed = worst, False
-                elif svc.fallbacks.defaults.get(cp) == (
-                    fallback := svc.fallbacks.limit_for(tree, cp)
-                ):
-                    t.limit = fallback  # it starts under the TxDefaultProfile it accepted
-                else:
-                    t.assumed = hardware_max(tree, cp)
-                svc.track(key, t)
-            started = row["started_at"]
-            t.rank = started.timestamp() if started is not None else self.clock.now().timestamp()
-            t.priority = row["priority"]
-            t.departure_at = row["departure_at"]
-            t.energy_wanted_wh = row["energy_wanted_wh"]
-            t.energy_wh = row["energy_wh"]
-            live[key] = t
-        site_chargers = {c.charge_point_id for c in tree.chargers}
-        for key, t in list(svc.sessions.items()):
-            if t.charge_point_id in site_chargers and key not in live:
-                svc.untrack(key)
-        return live
-
-    async def _plan(
-        self, tree: SiteTree, tracked: dict[str, Tracked]
-    ) -> tuple[dict[str, float], dict[str, float], list[ProfileSend], dict[str, bool]]:
-        """Allocate; return the currents, the load set aside per session, what changed, and
-        the sessions on a time-of-use schedule (key -> whether their deadline can be met)."""
+    async def _plan(self, tree: SiteTree, tracked: dict[str, Tracked]) -> Plan:
+        """Allocate the sessions, then the TxDefault of every charger (see :class:`Plan`)."""
         svc = self.service
         now = self.clock.now()
-        clock = self.clock.monotonic()
-        live = []
-        plan = await self._tou(tree, tracked, now)
-        caps = plan.caps_a if plan is not None else {}
+        ceilings = svc.fallbacks.ceilings(tree)
+        tou = await self._tou(tree, tracked, now)
+        live = self._live_sessions(tree, tracked, tou, ceilings, now)
+        arrivals = self._arrival_room(tree, tracked)
+        problem = build_problem(tree, live, now, arrivals.fixed)
+        nodes = hold_for_arrivals(problem.nodes, arrivals.held)
+        # In a thread: a big site takes a second of CPU, and chargers must still be answered
+        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
+        allocation = await asyncio.to_thread(allocate, nodes, problem.sessions)
+        currents = dict(allocation.currents)
+        changes = []
+        limits_of: dict[str, list[float]] = {}  # charger -> the limits of its sessions
         for key, t in tracked.items():
-            online = svc.protocol_of(t.charge_point_id) is not None
+            protocol = svc.protocol_of(t.charge_point_id)
+            if key not in currents or t.assumed is not None or protocol is None:
+                bound = t.assumed if t.assumed is not None else t.limit
+                limits_of.setdefault(t.charge_point_id, []).append(bound or 0.0)
+                continue
+            limit = currents[key]
+            limits_of.setdefault(t.charge_point_id, []).append(limit)
+            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
+                changes.append(ProfileSend(t, limit, t.limit, protocol))
+        room = headroom(problem.nodes, problem.sessions, currents)
+        targets = default_targets(
+            tree, room, ceilings, arrivals.free, limits_of, arrivals.steerable
+        )
+        defaults = default_changes(tree, targets, svc.fallbacks.defaults, ceilings, arrivals.free)
+        feasible = dict(tou.feasible) if tou is not None else {}
+        return Plan(currents, dict(problem.reserved), changes, feasible, defaults)
+
+    def _live_sessions(
+        self,
+        tree: SiteTree,
+        tracked: dict[str, Tracked],
+        tou: tou_plan.Allowances | None,
+        ceilings: dict[str, float],
+        now: datetime,
+    ) -> list[LiveSession]:
+        """The allocator's view of every tracked session (idle, probing, capped by the TOU plan)."""
+        svc = self.service
+        clock = self.clock.monotonic()
+        caps = tou.caps_a if tou is not None else {}
+        live = []
+        for key, t in tracked.items():
+            cp = t.charge_point_id
+            online = svc.protocol_of(cp) is not None
             if not online and t.assumed is None:
-                t.assumed = t.last_known_max(svc.fallbacks.limit_for(tree, t.charge_point_id))
+                # Offline: it may go on at its limit, or start under its TxDefault.
+                t.assumed = t.last_known_max(svc.fallbacks.defaults.get(cp, ceilings.get(cp, 0)))
             if probe_found_nothing(t, clock, svc.settle_grace):
                 t.probing, t.idle, t.idle_at = False, True, clock
             elif not t.idle and still_suspended(t, clock, svc.settle_grace):
@@ -341,7 +258,7 @@ class SitePlanning:
                 svc.replan_after(tree.site.site_id, window, "probe_window_ended")
             live.append(
                 LiveSession(
-                    t.charge_point_id,
+                    cp,
                     t.evse_id,
                     t.transaction_id,
                     rank=t.rank,
@@ -355,21 +272,32 @@ class SitePlanning:
                     plan_cap_a=None if t.probing else caps.get(key),
                 )
             )
-        problem = build_problem(tree, live, now)
-        # In a thread: a big site takes a second of CPU, and chargers must still be answered
-        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
-        allocation = await asyncio.to_thread(allocate, problem.nodes, problem.sessions)
-        currents = dict(allocation.currents)
-        changes = []
-        for key, t in tracked.items():
-            protocol = svc.protocol_of(t.charge_point_id)
-            if key not in currents or t.assumed is not None or protocol is None:
+        return live
+
+    def _arrival_room(self, tree: SiteTree, tracked: dict[str, Tracked]) -> ArrivalRoom:
+        """Free connectors, whose TxDefault can be changed, and what must be held for the rest."""
+        fallbacks = self.service.fallbacks
+        ceilings = fallbacks.ceilings(tree)
+        busy: dict[str, list[Tracked]] = {}
+        for t in tracked.values():
+            busy.setdefault(t.charge_point_id, []).append(t)
+        free, fixed, steerable = {}, {}, set()
+        for place in tree.chargers:
+            cp = place.charge_point_id
+            sessions = busy.get(cp, [])
+            free[cp] = max(0, place.connectors - len(sessions))
+            if fallbacks.steerable(cp):
+                steerable.add(cp)
                 continue
-            limit = currents[key]
-            if t.limit is None or not t.confirmed or abs(limit - t.limit) >= 0.05:
-                changes.append(ProfileSend(t, limit, t.limit, protocol))
-        tou = dict(plan.feasible) if plan is not None else {}
-        return currents, dict(problem.reserved), changes, tou
+            # Its TxDefault stays what it is: every free connector may start a session under
+            # it, and a session that ends may be followed by one (counted above its limit).
+            online = self.service.protocol_of(cp) is not None
+            unknown = hardware_max(tree, cp) if online else ceilings.get(cp, 0.0)
+            default = fallbacks.defaults.get(cp, unknown)
+            extra = sum(max(0.0, default - (t.assumed or 0.0)) for t in sessions)
+            fixed[cp] = free[cp] * default + extra
+        held = tree.site.arrival_reserve_a if any(free[cp] for cp in steerable) else 0.0
+        return ArrivalRoom(free, fixed, steerable, held)
 
     async def _tou(
         self, tree: SiteTree, tracked: dict[str, Tracked], now: datetime
@@ -388,72 +316,3 @@ class SitePlanning:
                 needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
         history = await svc.tou.history(tree, needs, now, self.pool)
         return await svc.tou.current(tree, needs, now, reserved_kw, history)
-
-    async def _send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
-        return list(await asyncio.gather(*(self._send(s) for s in sends)))
-
-    async def _send(self, s: ProfileSend) -> str:
-        """Send one TxProfile; on anything but Accepted the session becomes uncontrolled."""
-        t = s.tracked
-        payload = profiles.tx_profile(s.protocol, t.evse_id, t.transaction_id, s.limit, t.phases)
-        status = await self.call(t.charge_point_id, payload)
-        if status == "Accepted":
-            t.limit, t.assumed, t.changed_at = s.limit, None, self.clock.monotonic()
-            t.changed_on = self.clock.now()
-            t.confirmed, t.floor_limit = True, None
-            if t.probing:  # look at what the EV says once it has had time to follow
-                site_id = await self.service.site_of(t.charge_point_id)
-                if site_id is not None:
-                    self.service.replan_after(site_id, self.service.settle_grace, "probe_check")
-        else:
-            # Rejected: it keeps its old limit; unanswered: it may have taken the new one.
-            t.assumed = max(s.limit, t.last_known_max(s.previous or 0.0))
-        return status
-
-    async def call(self, charge_point_id: str, payload: Any) -> str:
-        # Profiles are planned in A; a W-only charger gets them in W (at the model's voltage).
-        payload = await fit_for_charger(
-            self.service.pool, charge_point_id, payload, NOMINAL_VOLTAGE
-        )
-        try:
-            answer = await asyncio.wait_for(
-                self.service.context.router.call(charge_point_id, payload),
-                self.settings.smart_charging_call_timeout,
-            )
-        except TimeoutError:
-            return "NoAnswer"
-        except ChargerNotConnected:
-            return "Offline"
-        except (CallErrorReceived, WrongProtocolVersion):
-            return "Error"
-        return str(getattr(answer, "status", "Error"))
-
-    async def _reattach(
-        self, tree: SiteTree, tracked: dict[str, Tracked], reserved: dict[str, float]
-    ) -> list[tuple[ProfileSend, str]]:
-        """Offer uncontrolled sessions of online chargers exactly the load the plan set aside.
-
-        Only sessions the last plan set aside (``reserved``) and still uncontrolled at that
-        value: one found overdrawing while the plan was sent was not set aside yet.
-        """
-        svc = self.service
-        sends = []
-        for key, t in tracked.items():
-            protocol: Protocol | None = svc.protocol_of(t.charge_point_id)
-            if key not in reserved or t.assumed != reserved[key] or protocol is None:
-                continue
-            hardware = hardware_max(tree, t.charge_point_id)
-            if t.measured is not None and max(t.measured) > t.assumed + 0.5:
-                continue  # it does not keep to what it is given: leave it set aside
-            target = min(t.assumed, hardware)
-            if t.floor_limit is not None:
-                # Resumed from a previous planner: the worst case set aside for it may be
-                # more than it was really allowed (the set-aside loads of a site taken over
-                # can add up to more than its limit); the lowest limit it may be enforcing
-                # can only lower its draw. The re-plan that follows raises it, increases last.
-                target = min(target, t.floor_limit)
-            sends.append(ProfileSend(t, target, t.assumed, protocol))
-        site_id = tree.site.site_id
-        await self._commit_intent(site_id, sends, mark_decrease=False)
-        results = await self._send_all(sends)
-        return list(zip(sends, results, strict=True))

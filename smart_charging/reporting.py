@@ -31,6 +31,8 @@ class SiteView:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     shifted: list[str] = field(default_factory=list)  # session keys in the time-of-use plan
     deadlines_missed: list[str] = field(default_factory=list)  # ... that cannot be met
+    # charger -> the TxDefaultProfile limit it may apply (None: unknown): held for arrivals
+    tx_defaults: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class SiteView:
             "sessions": self.sessions,
             "shifted": self.shifted,
             "deadlines_missed": self.deadlines_missed,
+            "tx_defaults": self.tx_defaults,
         }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,44 +28,26 @@ import structlog
 from fastapi import APIRouter
 
 from csms.cluster.leases import Lease
-from csms.events import (
-    ChargerBooted,
-    ChargerConnected,
-    ChargerDisconnected,
-    ConnectorStatusChanged,
-    Event,
-    MeterSampled,
-    Protocol,
-    SessionEnded,
-    SessionStarted,
-    SessionUpdated,
-)
+from csms.events import MeterSampled, Protocol, SessionUpdated
 from csms.services import ServiceContext
 from csms.storage import Executor
 from csms.storage.listen import listen_forever
-from smart_charging import planner_state, store
+from smart_charging import observing, planner_state, store
 from smart_charging.fallback import FallbackProfiles
 from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
-from smart_charging.planning import PlannerLost, SitePlanning
+from smart_charging.observing import OBSERVED_MARGIN_A, SAMPLE_GRACE_S, SAMPLE_TRUST_S
+from smart_charging.planning import SitePlanning
 from smart_charging.reporting import SiteView
+from smart_charging.sending import PlannerLost
+from smart_charging.session_sync import hardware_max
 from smart_charging.tou_plan import SitePlans
-from smart_charging.tracking import (
-    Tracked,
-    Verdict,
-    currents_per_line,
-    judge_sample,
-    note_draw,
-    note_state,
-    predates_change,
-)
+from smart_charging.tracking import Tracked, Verdict
 from smart_charging.urgency import urgency_class
 
 log = structlog.get_logger(__name__)
 
-OBSERVED_MARGIN_A = 1.0  # headroom kept above what an EV that draws little really draws
-SAMPLE_GRACE_S = 1.0  # after a limit change + settle: a sample may still show the old draw
-SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make it predate it
+__all__ = ["OBSERVED_MARGIN_A", "SAMPLE_GRACE_S", "SAMPLE_TRUST_S", "SmartChargingService"]
 REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
 
 
@@ -82,7 +64,7 @@ class SmartChargingService:
         manager = context.leases
         self.node_id: str = context.node_id
         self.sessions: dict[str, Tracked] = {}  # session key (cp/evse) -> state
-        self._by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
+        self.by_transaction: dict[tuple[str, str], Tracked] = {}  # (cp, tx) -> same state
         self.views: dict[str, SiteView] = {}
         self.fallbacks = FallbackProfiles(self)
         self.leadership = SiteLeadership(manager, self._site_gained, self._site_lost)
@@ -97,6 +79,7 @@ class SmartChargingService:
         self._reasons: dict[str, set[str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._planning_lock: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription = context.bus.subscribe("smart_charging")
 
@@ -213,12 +196,17 @@ class SmartChargingService:
 
     async def call(self, charge_point_id: str, payload: Any) -> str:
         """Send a command and reduce the outcome to a status (Accepted, Offline, ...)."""
-        return await self.planning.call(charge_point_id, payload)
+        return await self.planning.sender.call(charge_point_id, payload)
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
-        """Plan ``site_id`` now if this node plans it (see :mod:`smart_charging.planning`)."""
+        """Plan ``site_id`` now if this node plans it (see :mod:`smart_charging.planning`).
+
+        One plan of a site at a time, whoever asks (its worker, the API's first view):
+        two overlapping plans could each send increases the other did not count.
+        """
         try:
-            return await self.planning.replan(site_id, reason)
+            async with self._planning_lock.setdefault(site_id, asyncio.Lock()):
+                return await self.planning.replan(site_id, reason)
         except PlannerLost:
             log.warning("smart_charging.planner_lost", site_id=site_id, node=self.node_id)
             return None
@@ -242,8 +230,6 @@ class SmartChargingService:
 
     def urgency_of(self, t: Tracked, tree: SiteTree, now: datetime) -> int:
         """The session's deadline urgency class (:mod:`smart_charging.urgency`)."""
-        from smart_charging.planning import hardware_max
-
         return urgency_class(
             now,
             t.departure_at,
@@ -272,7 +258,7 @@ class SmartChargingService:
 
     # -- triggers ----------------------------------------------------------------
 
-    def _replan_here(self, site_id: str, reason: str) -> None:
+    def replan_here(self, site_id: str, reason: str) -> None:
         """A committed event concerns ``site_id``: re-plan if this node plans it (every
         node sees every node's events, so the planner sees this one too)."""
         if self.leadership.holds(site_id):
@@ -281,9 +267,7 @@ class SmartChargingService:
     def request_replan(self, site_id: str, reason: str) -> None:
         """Re-plan ``site_id`` soon (coalesced), here or on the node that plans it."""
         if not self.leadership.holds(site_id):
-            task = asyncio.create_task(self._pass_on(site_id, reason))
-            self._tasks.append(task)
-            task.add_done_callback(self._forget_task)
+            self.spawn(self._pass_on(site_id, reason))
             return
         self._reasons.setdefault(site_id, set()).add(reason)
         wake = self._wake.setdefault(site_id, asyncio.Event())
@@ -329,7 +313,9 @@ class SmartChargingService:
     async def _site_worker(self, site_id: str, wake: asyncio.Event) -> None:
         while True:
             await wake.wait()
-            await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
+            if "session_started" not in self._reasons.get(site_id, ()):
+                await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
+            # else at once: the new session waits at its TxDefault (maybe 0 A) for its share
             wake.clear()
             reasons = self._reasons.pop(site_id, set())
             try:
@@ -350,91 +336,17 @@ class SmartChargingService:
         while True:
             event = await self._subscription.get()
             try:
-                await self._on_event(event)
+                await observing.on_event(self, event)
             except Exception:
                 log.exception("smart_charging.event_failed", type=event.type)
 
-    async def _on_event(self, event: Event) -> None:
-        cp = event.charge_point_id
-        if isinstance(event, SessionStarted | SessionUpdated | SessionEnded | MeterSampled):
-            site_id = await self.site_of(cp)
-            if site_id is None:
-                return
-            if isinstance(event, SessionStarted):
-                self._replan_here(site_id, "session_started")
-            elif isinstance(event, SessionEnded):
-                self._drop_transaction(cp, event.transaction_id)
-                self._replan_here(site_id, "session_ended")
-            else:
-                verdict = self._measure(event)
-                if isinstance(event, SessionUpdated) and event.charging_state is not None:
-                    # 2.0.1 says what the EV does: SuspendedEV gives the share back,
-                    # Charging brings an idle or probed session back at once.
-                    state = self._suspended(
-                        cp, event.evse_id, event.charging_state, event.transaction_id
-                    )
-                    verdict = state if state is not Verdict.STEADY else verdict
-                if verdict is not None and verdict is not Verdict.STEADY:
-                    self._replan_here(site_id, verdict.value)
-        elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
-            # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
-            verdict = self._suspended(cp, event.evse_id, event.detail, None)
-            if verdict is not Verdict.STEADY:
-                site_id = await self.site_of(cp)
-                if site_id is not None:
-                    self._replan_here(site_id, verdict.value)
-        elif isinstance(event, ChargerDisconnected):
-            site_id = await self.site_of(cp)
-            await self._forget_fallbacks(cp)
-            if site_id is not None:
-                self._replan_here(site_id, "charger_offline")
-        elif isinstance(event, ChargerBooted | ChargerConnected):
-            await self._forget_fallbacks(cp, retry_now=True)  # a reboot may lose every profile
-            site_id = await self.site_of(cp)
-            if site_id is not None:
-                self._replan_here(site_id, event.type)
-
-    async def _forget_fallbacks(self, charge_point_id: str, retry_now: bool = False) -> None:
-        self.fallbacks.forget(charge_point_id, retry_now)
-        site_id = await self.site_of(charge_point_id)
-        if site_id is not None and self.leadership.holds(site_id):  # once, by its planner
-            async with self.pool.acquire() as conn:
-                await planner_state.forget_fallbacks(conn, charge_point_id)
-
-    def _suspended(
-        self, charge_point_id: str, evse_id: int | None, state: str, transaction_id: str | None
-    ) -> Verdict:
-        """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""
-        if transaction_id is not None:  # 2.0.1 names the EVSE in a transaction's first event only
-            t = self._by_transaction.get((charge_point_id, transaction_id))
-        else:
-            t = self.sessions.get(session_key(charge_point_id, evse_id or 0))
-        if t is None or t.assumed is not None or not t.limit:
-            return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
-        now = self.clock.monotonic()
-        settling = now - t.changed_at < self.settle_grace
-        if settling and state == "SuspendedEV":  # judged once the EV has had time to follow
-            wait = t.changed_at + self.settle_grace - now
-            task = asyncio.create_task(self._recheck_later(charge_point_id, wait))
-            self._tasks.append(task)
-            task.add_done_callback(self._forget_task)
-        return note_state(t, state, now, settling)
-
-    async def _recheck_later(self, charge_point_id: str, seconds: float) -> None:
-        await self.clock.sleep(seconds)
-        site_id = await self.site_of(charge_point_id)
-        if site_id is not None:
-            self._replan_here(site_id, "ev_suspended")
-
     def replan_after(self, site_id: str, seconds: float, reason: str) -> None:
         """Re-plan ``site_id`` in ``seconds`` of the service's clock (a probe's end)."""
-        task = asyncio.create_task(self._replan_later(site_id, seconds, reason))
-        self._tasks.append(task)
-        task.add_done_callback(self._forget_task)
+        self.spawn(self._replan_later(site_id, seconds, reason))
 
     async def _replan_later(self, site_id: str, seconds: float, reason: str) -> None:
         await self.clock.sleep(seconds)
-        self._replan_here(site_id, reason)
+        self.replan_here(site_id, reason)
 
     @property
     def settle_grace(self) -> float:
@@ -446,49 +358,29 @@ class SmartChargingService:
         if old is not None:
             self.untrack(key)
         self.sessions[key] = t
-        self._by_transaction[(t.charge_point_id, t.transaction_id)] = t
+        self.by_transaction[(t.charge_point_id, t.transaction_id)] = t
 
     def untrack(self, key: str) -> None:
         t = self.sessions.pop(key)
         index = (t.charge_point_id, t.transaction_id)
-        if self._by_transaction.get(index) is t:
-            del self._by_transaction[index]
+        if self.by_transaction.get(index) is t:
+            del self.by_transaction[index]
 
-    def _drop_transaction(self, charge_point_id: str, transaction_id: str) -> None:
-        t = self._by_transaction.get((charge_point_id, transaction_id))
+    def drop_transaction(self, charge_point_id: str, transaction_id: str) -> None:
+        t = self.by_transaction.get((charge_point_id, transaction_id))
         if t is not None:
             key = session_key(t.charge_point_id, t.evse_id)
             if self.sessions.get(key) is t:
                 self.untrack(key)
             else:
-                del self._by_transaction[(charge_point_id, transaction_id)]
+                del self.by_transaction[(charge_point_id, transaction_id)]
 
     def _measure(self, event: SessionUpdated | MeterSampled) -> Verdict | None:
-        measured = currents_per_line(event.samples)
-        if measured is None or event.transaction_id is None:
-            return None
-        tracked = self._by_transaction.get((event.charge_point_id, event.transaction_id))
-        if tracked is None:
-            return None
-        offered = tracked.limit if tracked.limit is not None else tracked.assumed
-        if offered is None or tracked.assumed is not None:
-            tracked.measured = measured  # not steered now: the plan sets aside its maximum
-            return None
-        # A sample taken before the EV followed its new limit says nothing about it.
-        grace = self.settle_grace
-        now = self.clock.monotonic()
-        settling = now - tracked.changed_at < grace or predates_change(
-            tracked, event.samples, grace, now, SAMPLE_TRUST_S
-        )
-        verdict = judge_sample(
-            tracked,
-            measured,
-            offered,
-            self.settings.smart_charging_deviation_a,
-            OBSERVED_MARGIN_A,
-            settling=settling,
-        )
-        if settling or verdict is Verdict.OVERDRAW:
-            return verdict
-        idle = note_draw(tracked, measured, offered, now, self.settings.smart_charging_idle_after)
-        return idle if idle is not Verdict.STEADY else verdict
+        """What a meter value says of its session (:func:`smart_charging.observing.measure`)."""
+        return observing.measure(self, event)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background; cancelled when the service stops."""
+        task = asyncio.create_task(work)
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)

@@ -14,7 +14,7 @@ from smart_charging.shifting import PriceSchedule, TariffEntry
 
 _SITE_COLUMNS = (
     "site_id, name, phase_limit_a, power_limit_kw, dr_limit_a, dr_until, "
-    "min_current_a, fallback_current_a"
+    "min_current_a, fallback_current_a, arrival_reserve_a"
 )
 SITE_FIELDS = (
     "name",
@@ -22,6 +22,7 @@ SITE_FIELDS = (
     "power_limit_kw",
     "min_current_a",
     "fallback_current_a",
+    "arrival_reserve_a",
 )
 GROUP_FIELDS = ("parent_id", "name", "phase_limit_a", "power_limit_kw")
 PLACE_FIELDS = (
@@ -47,7 +48,8 @@ def _group(row: asyncpg.Record) -> GroupConfig:
 
 
 def _place(row: asyncpg.Record) -> ChargerPlace:
-    return ChargerPlace(**{k: row[k] for k in ("charge_point_id", *PLACE_FIELDS[1:])})
+    fields = {k: row[k] for k in ("charge_point_id", *PLACE_FIELDS[1:])}
+    return ChargerPlace(**fields, connectors=max(1, row["evses"] or 0))
 
 
 async def list_sites(conn: Executor) -> list[SiteConfig]:
@@ -102,7 +104,11 @@ async def load_tree(conn: Executor, site_id: str) -> SiteTree | None:
         site_id,
     )
     places = await conn.fetch(
-        "SELECT * FROM sc_charger_sites WHERE site_id = $1 ORDER BY charge_point_id", site_id
+        # EVSEs from the chargers' status reports (none reported yet: one).
+        "SELECT p.*, (SELECT count(DISTINCT k.evse_id) FROM connectors k "
+        "WHERE k.charge_point_id = p.charge_point_id AND k.evse_id > 0) AS evses "
+        "FROM sc_charger_sites p WHERE p.site_id = $1 ORDER BY p.charge_point_id",
+        site_id,
     )
     prices = await get_prices(conn, site_id)
     return SiteTree(

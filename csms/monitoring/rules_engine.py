@@ -88,31 +88,51 @@ class ChargingLimits:
     """The smart-charging current limit in force per EVSE, from ``charging_limit_set`` events.
 
     Smart charging records each profile it sends (and the charger's answer)
-    as a ``charging_limit_set`` event; an accepted one is the limit. EVSE 0
-    is the charger's default for every EVSE; a per-EVSE (transaction)
-    limit ends with its transaction. :meth:`limit_of` is a :data:`LimitOf`.
+    as a ``charging_limit_set`` event; an accepted one is in force. As on the
+    charger (OCPP's profile stack), a session's own TxProfile wins over the
+    TxDefaultProfile, and the charger's max profile caps both; EVSE 0 stands for
+    every EVSE, and a TxProfile ends with its transaction. A 0 A TxDefaultProfile
+    is not a limit to check a draw against: it only says that a new session
+    waits for its TxProfile (the load manager lowers idle chargers' defaults
+    to what the sessions leave), and a session drawing while its TxProfile's
+    event is not seen yet is no fault. :meth:`limit_of` is a :data:`LimitOf`.
     """
 
     def __init__(self) -> None:
-        self._limits: dict[tuple[str, int], tuple[float, str | None]] = {}
+        # (charger, EVSE, kind: "tx" | "default" | "max") -> (A, transaction id)
+        self._limits: dict[tuple[str, int, str], tuple[float, str | None]] = {}
 
     def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
         if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
             return
         evse_id = int(payload.get("evse_id") or 0)
+        purpose = str(payload.get("purpose") or "")
+        kind = "max" if purpose.endswith("MaxProfile") else "default"
+        if purpose == "TxProfile" or (not purpose and evse_id != 0):
+            kind = "tx"
         limit = (float(payload["limit_a"]), payload.get("transaction_id"))
-        self._limits[(charge_point_id, evse_id)] = limit
+        self._limits[(charge_point_id, evse_id, kind)] = limit
 
     def transaction_ended(self, charge_point_id: str, transaction_id: str | None) -> None:
         for key, (_, tx) in list(self._limits.items()):
-            if key[0] == charge_point_id and key[1] != 0 and tx == transaction_id:
+            if key[0] == charge_point_id and key[2] == "tx" and tx == transaction_id:
                 del self._limits[key]
 
     def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
-        own = self._limits.get((charge_point_id, evse_id or 0))
-        default = self._limits.get((charge_point_id, 0))
-        found = own or default
-        return None if found is None else found[0]
+        def get(evse: int, kind: str) -> float | None:
+            found = self._limits.get((charge_point_id, evse, kind))
+            return None if found is None else found[0]
+
+        evse = evse_id or 0
+        told = get(evse, "tx")
+        if told is None:
+            told = get(evse, "default")
+            if told is None:
+                told = get(0, "default")
+            if told is not None and told <= 0.0:
+                told = None  # "wait for your TxProfile", not a limit to check against
+        caps = [v for v in (told, get(evse, "max"), get(0, "max")) if v is not None]
+        return min(caps) if caps else None
 
 
 @dataclass
