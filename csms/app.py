@@ -21,6 +21,7 @@ from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
 from csms.drain import DrainReport
 from csms.loop_lag import LoopLagMonitor
+from csms.loop_stalls import StallTracer
 from csms.outbox.service import OutboxService
 from csms.revocation import RevocationListener
 from csms.router import CommandRouter, ConnectionRegistry
@@ -57,6 +58,7 @@ class Csms:
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
         self.cluster: ClusterNode | None = None  # lease, presence reaping, forwarding
         self.loop_lag: LoopLagMonitor | None = None  # csms_event_loop_lag_* of this process
+        self.stall_tracer: StallTracer | None = None  # loop.stall: what held the loop
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -119,6 +121,9 @@ class Csms:
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.loop_lag = LoopLagMonitor(self.settings.loop_lag_warn_ms / 1000)
         self._tasks.append(asyncio.create_task(self.loop_lag.run()))
+        if self.settings.loop_stall_trace_ms > 0:
+            self.stall_tracer = StallTracer(self.settings.loop_stall_trace_ms / 1000)
+            self.stall_tracer.start()
         self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
@@ -182,6 +187,9 @@ class Csms:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.stall_tracer is not None:
+            self.stall_tracer.stop()
+            self.stall_tracer = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

@@ -239,6 +239,9 @@ class Settings:
     # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
     # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
     loop_lag_warn_ms: float = 100.0
+    # A watchdog thread samples the loop's stack while it is this many ms overdue and logs
+    # loop.stall with what held it (csms/loop_stalls.py); 0 turns it off.
+    loop_stall_trace_ms: float = 100.0
     # The asyncio loop of each process; uvloop measured no better (docs/profiling.md).
     event_loop: EventLoopChoice = EventLoopChoice.ASYNCIO
 
@@ -295,7 +298,7 @@ def _parse(field: str, raw: str) -> object:
         return value
     if field in {"db_statement_timeout", "db_acquire_timeout"}:
         return _seconds(field, raw)
-    if field == "group_commit_window_ms":
+    if field in {"group_commit_window_ms", "loop_stall_trace_ms"}:
         value = float(raw)
         if not value >= 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of milliseconds")

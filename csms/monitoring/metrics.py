@@ -134,6 +134,13 @@ EVENT_LOOP_LAG_MAX: Final = Gauge(
     "The largest event-loop lag of this process in the last 60 s",
     registry=REGISTRY,
 )
+GC_PAUSE: Final = Histogram(
+    "csms_gc_pause_seconds",
+    "Garbage collector pauses of the event loop's thread, by generation (csms/loop_stalls.py)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
 
 # -- storage and fan-out -------------------------------------------------------------
 

@@ -1,0 +1,193 @@
+"""Stall tracer: what held the event loop, caught while it held it.
+
+The lag monitor (csms/loop_lag.py) says *that* the loop was held; by the time
+the late task runs, whatever held it is gone. The :class:`StallTracer` names
+it: the loop bumps a timestamp every ``beat_s`` (a ``call_later`` chain), and
+a watchdog thread looks at that timestamp every ``poll_s``. While the loop is
+``threshold_s`` or more overdue, the thread samples the loop thread's Python
+stack (``sys._current_frames``: the interpreter hands the thread the GIL
+within its 5 ms switch interval, so a loop stuck in Python code is sampled
+while it is stuck). When the loop beats again, one ``loop.stall`` warning says:
+
+* ``lag_ms``: how long the loop was held;
+* ``cpu_ms``: CPU time the loop thread used meanwhile. Close to ``lag_ms``:
+  the process computed (the stack names what). Far below: it waited -- a
+  blocking call (the stack shows it) or, with the stack in ``select``, the
+  operating system ran other processes instead (a shared, overloaded machine);
+* ``gc_ms``: time spent in the garbage collector during the stall (all
+  generations; ``csms_gc_pause_seconds`` has every pause);
+* ``where``: the innermost frame of the most often sampled stack outside the
+  standard library and site-packages, and ``stack``, that stack innermost
+  first.
+
+At most one line per ``log_every_s``; the stalls in between are counted in the
+next line (``stalls``) and all of them in :attr:`StallTracer.by_where`. The
+cost is one timer callback per ``beat_s`` on the loop and a thread waking
+every ``poll_s`` that, outside stalls, only reads a float.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import sys
+import sysconfig
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from csms.monitoring import metrics
+
+log = structlog.get_logger(__name__)
+
+BEAT_S = 0.02
+POLL_S = 0.01
+MAX_SAMPLES = 64  # per stall; the thread keeps sampling past it only to count
+STACK_DEPTH = 40  # frames kept per sample, innermost first
+_LIBRARY_PATHS = tuple(
+    {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], "<frozen"}
+)
+
+
+def _frame_name(frame: FrameType) -> str:
+    code = frame.f_code
+    module = frame.f_globals.get("__name__", "?")
+    return f"{module}.{code.co_qualname}:{frame.f_lineno}"
+
+
+def stack_of(frame: FrameType | None, depth: int = STACK_DEPTH) -> tuple[tuple[str, bool], ...]:
+    """(name, is_ours) for ``depth`` frames from ``frame`` outwards; ours = not a library."""
+    frames: list[tuple[str, bool]] = []
+    while frame is not None and len(frames) < depth:
+        path = frame.f_code.co_filename
+        frames.append((_frame_name(frame), not path.startswith(_LIBRARY_PATHS)))
+        frame = frame.f_back
+    return tuple(frames)
+
+
+class StallTracer:
+    """Samples the loop thread's stack while the loop is stalled; see the module docstring."""
+
+    def __init__(
+        self,
+        threshold_s: float,
+        *,
+        beat_s: float = BEAT_S,
+        poll_s: float = POLL_S,
+        log_every_s: float = 1.0,
+    ) -> None:
+        self.threshold_s = threshold_s
+        self.beat_s = beat_s
+        self.poll_s = poll_s
+        self.log_every_s = log_every_s
+        self.by_where: collections.Counter[str] = collections.Counter()  # stalls per place
+        self.stalls = 0
+        # (monotonic time, the loop thread's CPU time) of the last beat, replaced as a whole
+        self._beat = (time.monotonic(), time.thread_time())
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop_thread = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._gc_started = 0.0
+        # (ended, seconds, generation) of the loop thread's recent collections
+        self._gc_pauses: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
+        self._last_log = 0.0
+        self._unlogged = 0
+
+    # -- the loop's side ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start beating on the running loop and watching from a thread."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._tick()
+        gc.callbacks.append(self._on_gc)
+        self._thread = threading.Thread(target=self._watch, name="loop-stall-tracer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def _tick(self) -> None:
+        # CPU time read on the loop thread itself: the watchdog cannot read it at the
+        # start of a stall that holds the GIL (a garbage collection, a C call).
+        self._beat = (time.monotonic(), time.thread_time())
+        assert self._loop is not None
+        self._handle = self._loop.call_later(self.beat_s, self._tick)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if threading.get_ident() != self._loop_thread:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+            return
+        pause = now - self._gc_started
+        generation = int(info.get("generation", -1))
+        metrics.GC_PAUSE.labels(str(generation)).observe(pause)
+        self._gc_pauses.append((time.monotonic(), pause, generation))
+
+    # -- the watchdog thread -----------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            beat = self._beat
+            if time.monotonic() - beat[0] - self.beat_s < self.threshold_s:
+                continue
+            samples: collections.Counter[tuple[tuple[str, bool], ...]] = collections.Counter()
+            while self._beat is beat and not self._stop.is_set():
+                if sum(samples.values()) < MAX_SAMPLES:
+                    frame = sys._current_frames().get(self._loop_thread)
+                    samples[stack_of(frame)] += 1
+                self._stop.wait(self.poll_s)
+            if self._stop.is_set():
+                return
+            after = self._beat
+            self.report(after[0] - beat[0] - self.beat_s, after[1] - beat[1], beat[0], samples)
+
+    def report(
+        self,
+        lag_s: float,
+        cpu_s: float,
+        started: float,
+        samples: collections.Counter[tuple[tuple[str, bool], ...]],
+    ) -> None:
+        """Count one stall of ``lag_s`` that began after ``started``, log it if due."""
+        collections_in = [(s, g) for ended, s, g in list(self._gc_pauses) if ended >= started]
+        gc_s = sum(seconds for seconds, _ in collections_in)
+        stack = samples.most_common(1)[0][0] if samples else ()
+        if collections_in and gc_s >= lag_s / 2:  # the sampled stack is only where it ended
+            where = f"gc (generation {max(g for _, g in collections_in)})"
+        else:
+            where = next((name for name, ours in stack if ours), stack[0][0] if stack else "?")
+        self.stalls += 1
+        self.by_where[where] += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last_log < self.log_every_s:
+            return
+        log.warning(
+            "loop.stall",
+            lag_ms=round(lag_s * 1000, 1),
+            cpu_ms=round(cpu_s * 1000, 1),
+            gc_ms=round(gc_s * 1000, 1),
+            gc_generation=max((g for _, g in collections_in), default=None),
+            where=where,
+            stack=" < ".join(name for name, _ in stack),
+            samples=sum(samples.values()),
+            share=round(samples[stack] / max(1, sum(samples.values())), 2),
+            stalls=self._unlogged,
+        )
+        self._last_log = now
+        self._unlogged = 0

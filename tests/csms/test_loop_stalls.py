@@ -1,0 +1,76 @@
+"""The stall tracer names the code that held the event loop, while it held it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import pytest
+
+from csms.loop_stalls import StallTracer
+from tests.waiting import eventually
+
+STALL_S = 0.4
+
+
+def _hold_the_loop_in_a_busy_function() -> None:
+    deadline = time.monotonic() + STALL_S
+    while time.monotonic() < deadline:  # pure Python: the tracer's thread gets the GIL
+        sum(range(1000))
+
+
+def _hold_the_loop_in_a_blocking_call() -> None:
+    time.sleep(STALL_S)
+
+
+async def _true(condition: bool) -> bool:
+    return condition
+
+
+@pytest.mark.parametrize(
+    "stall", [_hold_the_loop_in_a_busy_function, _hold_the_loop_in_a_blocking_call]
+)
+async def test_a_stall_is_logged_with_the_function_that_held_the_loop(
+    stall: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracer = StallTracer(threshold_s=0.1, log_every_s=0.0)
+    tracer.start()
+    try:
+        await asyncio.sleep(0.05)  # a beat or two before the stall
+        assert callable(stall)
+        stall()
+        await eventually(lambda: _true(tracer.stalls >= 1))
+    finally:
+        tracer.stop()
+    name = stall.__qualname__  # type: ignore[attr-defined]
+    assert any(name in where for where in tracer.by_where), tracer.by_where
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "loop.stall" in line)
+    assert name in line
+    assert "cpu_ms=" in line and "gc_ms=" in line
+
+
+async def test_no_stall_no_line(capsys: pytest.CaptureFixture[str]) -> None:
+    tracer = StallTracer(threshold_s=5.0, log_every_s=0.0)
+    tracer.start()
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+    finally:
+        tracer.stop()
+    assert tracer.stalls == 0
+    assert "loop.stall" not in capsys.readouterr().err
+
+
+async def test_a_garbage_collection_during_a_stall_is_counted() -> None:
+    tracer = StallTracer(threshold_s=0.1, log_every_s=0.0)
+    tracer.start()
+    try:
+        await asyncio.sleep(0.05)
+        gc.collect()
+        _hold_the_loop_in_a_blocking_call()
+        await eventually(lambda: _true(tracer.stalls >= 1))
+    finally:
+        tracer.stop()
+    assert tracer._gc_pauses, "the collection's pause was recorded"
