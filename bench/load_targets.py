@@ -150,6 +150,8 @@ def lag_values(text: str) -> tuple[str, dict[str, float]]:
                 values[key] = values.get(key, 0.0) + sample.value
             elif sample.name == f"{LAG_HISTOGRAM}_count":
                 values["count"] = values.get("count", 0.0) + sample.value
+            elif sample.name == f"{LAG_HISTOGRAM}_sum":
+                values["sum"] = values.get("sum", 0.0) + sample.value
             elif sample.name == LAG_MAX_GAUGE:
                 values["max"] = max(values.get("max", 0.0), sample.value)
     return node, values
@@ -197,19 +199,30 @@ async def start_toy() -> Target:
     return Target("toy", line.split()[1], process)
 
 
-async def start_csms(data_dir: Path, workers: int = 1, python: str | None = None) -> Target:
+async def start_csms(
+    data_dir: Path,
+    workers: int = 1,
+    python: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    python_args: tuple[str, ...] = (),
+) -> Target:
     """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added.
 
     ``python``: the interpreter to run it with (default this one), e.g. another
-    checkout's venv, to measure an older CSMS with this benchmark.
+    checkout's venv, to measure an older CSMS with this benchmark. ``env``: more
+    environment (``CSMS_*`` settings); ``python_args``: before ``-m csms`` (a profiler).
     """
     python = python or sys.executable
+    settings = env or {}
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(CSMS_LOG_LEVEL="warning", CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")
+    env.update(CSMS_LOG_LEVEL="warning")
+    env.update(settings)
+    env.update(CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")  # what this module reads
     log_path = data_dir / "csms.log"
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = await asyncio.create_subprocess_exec(
-            *(python, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
+            *(python, *python_args, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
             *("--data-dir", str(data_dir), "--workers", str(workers)),
             env=env,
             cwd=data_dir,  # not this checkout: `-m csms` must import ``python``'s own csms

@@ -11,6 +11,7 @@ import socket
 import asyncpg
 import structlog
 
+from csms import gc_tuning
 from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
@@ -230,6 +231,10 @@ class Csms:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self.start()
+        # A process's own heap only (tests start several Csms in one process: start()
+        # does not freeze theirs).
+        gc_tuning.apply_thresholds(self.settings)
+        gc_tuning.freeze_start_up_heap(self.settings)
         print(
             f"CSMS ready: chargers connect to {self.ocpp_url}/<charge_point_id> "
             f"(OCPP 2.0.1 and 1.6J on port {self.port}); operator API: {self.api_url}",

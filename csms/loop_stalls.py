@@ -12,10 +12,15 @@ while it is stuck). When the loop beats again, one ``loop.stall`` warning says:
 * ``lag_ms``: how long the loop was held;
 * ``cpu_ms``: CPU time the loop thread used meanwhile. Close to ``lag_ms``:
   the process computed (the stack names what). Far below: it waited -- a
-  blocking call (the stack shows it) or, with the stack in ``select``, the
-  operating system ran other processes instead (a shared, overloaded machine);
+  blocking call (the stack shows it) or the operating system ran other
+  processes instead (a shared, overloaded machine; the stack is then wherever
+  the thread was preempted);
 * ``gc_ms``: time spent in the garbage collector during the stall (all
   generations; ``csms_gc_pause_seconds`` has every pause);
+* ``kind``: ``gc`` (the collector took at least half the stall), ``busy``
+  (the loop thread computed for at least half of it) or ``off-cpu`` (it did
+  not run: a blocking call, or the operating system gave the CPU to other
+  processes -- on a saturated machine most stalls that remain are these);
 * ``where``: the innermost frame of the most often sampled stack outside the
   standard library and site-packages, and ``stack``, that stack innermost
   first.
@@ -85,6 +90,7 @@ class StallTracer:
         self.poll_s = poll_s
         self.log_every_s = log_every_s
         self.by_where: collections.Counter[str] = collections.Counter()  # stalls per place
+        self.by_kind: collections.Counter[str] = collections.Counter()  # gc, busy, off-cpu
         self.stalls = 0
         # (monotonic time, the loop thread's CPU time) of the last beat, replaced as a whole
         self._beat = (time.monotonic(), time.thread_time())
@@ -93,9 +99,11 @@ class StallTracer:
         self._loop_thread = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gc_started = 0.0
-        # (ended, seconds, generation) of the loop thread's recent collections
-        self._gc_pauses: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
+        self._gc_started = self._gc_started_cpu = 0.0
+        # (ended, seconds, generation, objects freed) of the loop thread's recent collections
+        self._gc_pauses: collections.deque[tuple[float, float, int, int]] = collections.deque(
+            maxlen=256
+        )
         self._last_log = 0.0
         self._unlogged = 0
 
@@ -129,14 +137,16 @@ class StallTracer:
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if threading.get_ident() != self._loop_thread:
             return
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if phase == "start":
-            self._gc_started = now
+            self._gc_started, self._gc_started_cpu = now, cpu
             return
         pause = now - self._gc_started
         generation = int(info.get("generation", -1))
         metrics.GC_PAUSE.labels(str(generation)).observe(pause)
-        self._gc_pauses.append((time.monotonic(), pause, generation))
+        metrics.GC_CPU.labels(str(generation)).inc(cpu - self._gc_started_cpu)
+        freed = int(info.get("collected", 0))
+        self._gc_pauses.append((time.monotonic(), pause, generation, freed))
 
     # -- the watchdog thread -----------------------------------------------------------
 
@@ -164,25 +174,30 @@ class StallTracer:
         samples: collections.Counter[tuple[tuple[str, bool], ...]],
     ) -> None:
         """Count one stall of ``lag_s`` that began after ``started``, log it if due."""
-        collections_in = [(s, g) for ended, s, g in list(self._gc_pauses) if ended >= started]
-        gc_s = sum(seconds for seconds, _ in collections_in)
+        collections_in = [(s, g, n) for ended, s, g, n in list(self._gc_pauses) if ended >= started]
+        gc_s = sum(seconds for seconds, _, _ in collections_in)
         stack = samples.most_common(1)[0][0] if samples else ()
         if collections_in and gc_s >= lag_s / 2:  # the sampled stack is only where it ended
-            where = f"gc (generation {max(g for _, g in collections_in)})"
+            kind = "gc"
+            where = f"gc (generation {max(g for _, g, _ in collections_in)})"
         else:
+            kind = "busy" if cpu_s >= lag_s / 2 else "off-cpu"
             where = next((name for name, ours in stack if ours), stack[0][0] if stack else "?")
         self.stalls += 1
         self.by_where[where] += 1
+        self.by_kind[kind] += 1
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_log < self.log_every_s:
             return
         log.warning(
             "loop.stall",
+            kind=kind,
             lag_ms=round(lag_s * 1000, 1),
             cpu_ms=round(cpu_s * 1000, 1),
             gc_ms=round(gc_s * 1000, 1),
-            gc_generation=max((g for _, g in collections_in), default=None),
+            gc_generation=max((g for _, g, _ in collections_in), default=None),
+            gc_freed=sum(n for _, _, n in collections_in),
             where=where,
             stack=" < ".join(name for name, _ in stack),
             samples=sum(samples.values()),

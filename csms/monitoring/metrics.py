@@ -141,6 +141,12 @@ GC_PAUSE: Final = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=REGISTRY,
 )
+GC_CPU: Final = Counter(
+    "csms_gc_cpu_seconds",
+    "CPU time the event loop's thread spent in the garbage collector, by generation",
+    ["generation"],
+    registry=REGISTRY,
+)
 
 # -- storage and fan-out -------------------------------------------------------------
 
