@@ -101,6 +101,29 @@ class Target:
                 break
         return seen
 
+    async def db_figures(self) -> dict[str, float]:
+        """The CSMS's database and GC metrics now (one worker's scrape): batch sizes, write
+        transactions, pool connections, collections; empty without an API or the metrics."""
+        if self.api_url is None:
+            return {}
+        try:
+            text = await asyncio.to_thread(_fetch, f"{_root(self.api_url)}/metrics")
+        except OSError:
+            return {}
+        wanted = (
+            "csms_db_batch_size_",
+            "csms_db_write_seconds_",
+            "csms_db_pool_connections",
+            "csms_gc_",
+        )
+        figures: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith(wanted) and not sample.name.endswith("_bucket"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    figures[f"{sample.name}{{{labels}}}"] = sample.value
+        return figures
+
     # -- persistence -----------------------------------------------------------------
 
     async def stored_samples(self) -> int | None:

@@ -93,6 +93,40 @@ def stall_report(log_path: Path | None, start: int = 0, end: int | None = None) 
     return f"{sum(where.values())} ({kind}; worst {max(lags):.0f} ms): {places}"
 
 
+def db_report(before: dict[str, float], after: dict[str, float]) -> str:
+    """Rows per batched statement and write transactions of the window, busy connections."""
+    if not after:
+        return "n/a"
+
+    def increase(name: str) -> dict[str, float]:
+        return {
+            key.split("operation=")[-1].rstrip("}"): value - before.get(key, 0.0)
+            for key, value in after.items()
+            if key.startswith(name)
+        }
+
+    rows, statements = increase("csms_db_batch_size_sum"), increase("csms_db_batch_size_count")
+    seconds, writes = increase("csms_db_write_seconds_sum"), increase("csms_db_write_seconds_count")
+    batches = ", ".join(
+        f"{op} {rows[op] / n:.1f}" for op, n in sorted(statements.items()) if n > 0 and op in rows
+    )
+    total_writes = sum(writes.values())
+    gc_cpu = increase("csms_gc_cpu_seconds_total")
+    gc_count = {
+        key.split("generation=")[-1].split(",")[0].rstrip("}"): value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key.startswith("csms_gc_pause_seconds_count")
+    }
+    busy = next((v for k, v in after.items() if "pool=chargers,state=busy" in k), float("nan"))
+    return (
+        f"rows per batched statement: {batches or 'none'}; write transactions: "
+        f"{total_writes:.0f}, mean {sum(seconds.values()) / max(1.0, total_writes) * 1000:.1f} ms;"
+        f" chargers' pool busy at the end: {busy:.0f}\n"
+        f"gc: collections by generation {gc_count or 'n/a'}, CPU "
+        f"{sum(gc_cpu.values()) * 1000:.0f} ms"
+    )
+
+
 def _print_cprofile(path: str, calls: int) -> None:
     """The cProfile functions with the most own time, and their calls per charger call.
 
@@ -167,9 +201,10 @@ async def _measure(
     if args.py_spy:
         spy = await _py_spy(_a_worker(target), args.py_spy, args.duration)
     cpu_before, lag_before = target.cpu_seconds(), await target.loop_lag()
-    log_from = _log_size(target)
+    db_before, log_from = await target.db_figures(), _log_size(target)
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     cpu_after, lag_after = target.cpu_seconds(), await target.loop_lag()
+    db = db_report(db_before, await target.db_figures())
     await asyncio.sleep(0.5)  # a stall that ended with the window is logged when it ends
     stalls = stall_report(target.log_path, log_from, _log_size(target))
     result = await running
@@ -178,7 +213,8 @@ async def _measure(
         (cpu_after[0] - cpu_before[0]) / calls * 1e6,
         (cpu_after[1] - cpu_before[1]) / calls * 1e6,
     )
-    return result, cpu, f"{_lag_report(lag_before, lag_after)}\nloop stalls: {stalls}", spy
+    lag = _lag_report(lag_before, lag_after)
+    return result, cpu, f"{lag}\nloop stalls: {stalls}\ndatabase: {db}", spy
 
 
 async def run(args: argparse.Namespace) -> int:

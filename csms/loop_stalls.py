@@ -69,7 +69,8 @@ def stack_of(frame: FrameType | None, depth: int = STACK_DEPTH) -> tuple[tuple[s
     frames: list[tuple[str, bool]] = []
     while frame is not None and len(frames) < depth:
         path = frame.f_code.co_filename
-        frames.append((_frame_name(frame), not path.startswith(_LIBRARY_PATHS)))
+        ours = not path.startswith(_LIBRARY_PATHS) and path != __file__  # not the GC callback
+        frames.append((_frame_name(frame), ours))
         frame = frame.f_back
     return tuple(frames)
 

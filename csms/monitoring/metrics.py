@@ -164,6 +164,13 @@ DB_BATCH_SIZE: Final = Histogram(
     buckets=_BATCH_BUCKETS,
     registry=REGISTRY,
 )
+DB_POOL_CONNECTIONS: Final = Gauge(
+    "csms_db_pool_connections",
+    "Connections of a database pool (chargers' or api), by state: busy (acquired) or idle; "
+    "busy at the pool's maximum means messages queue for a connection",
+    ["pool", "state"],
+    registry=REGISTRY,
+)
 GROUP_COMMIT_FALLBACKS: Final = Counter(
     "csms_group_commit_fallbacks_total",
     "Group-commit batches that failed and were written one message per transaction",
