@@ -50,7 +50,7 @@ from csms.monitoring import metrics
 log = structlog.get_logger(__name__)
 
 BEAT_S = 0.02
-POLL_S = 0.01
+POLL_S = 0.02  # 50 wake-ups a second; a 100 ms stall is sampled about five times
 MAX_SAMPLES = 64  # per stall; the thread keeps sampling past it only to count
 STACK_DEPTH = 40  # frames kept per sample, innermost first
 _LIBRARY_PATHS = tuple(
@@ -101,10 +101,9 @@ class StallTracer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._gc_started = self._gc_started_cpu = 0.0
-        # (ended, seconds, generation, objects freed) of the loop thread's recent collections
-        self._gc_pauses: collections.deque[tuple[float, float, int, int]] = collections.deque(
-            maxlen=256
-        )
+        # (ended, seconds, CPU seconds, generation, objects freed) of recent collections
+        self._gc_pauses: collections.deque[tuple[float, float, float, int, int]]
+        self._gc_pauses = collections.deque(maxlen=256)
         self._last_log = 0.0
         self._unlogged = 0
 
@@ -145,9 +144,10 @@ class StallTracer:
         pause = now - self._gc_started
         generation = int(info.get("generation", -1))
         metrics.GC_PAUSE.labels(str(generation)).observe(pause)
-        metrics.GC_CPU.labels(str(generation)).inc(cpu - self._gc_started_cpu)
+        gc_cpu = cpu - self._gc_started_cpu
+        metrics.GC_CPU.labels(str(generation)).inc(gc_cpu)
         freed = int(info.get("collected", 0))
-        self._gc_pauses.append((time.monotonic(), pause, generation, freed))
+        self._gc_pauses.append((time.monotonic(), pause, gc_cpu, generation, freed))
 
     # -- the watchdog thread -----------------------------------------------------------
 
@@ -175,14 +175,21 @@ class StallTracer:
         samples: collections.Counter[tuple[tuple[str, bool], ...]],
     ) -> None:
         """Count one stall of ``lag_s`` that began after ``started``, log it if due."""
-        collections_in = [(s, g, n) for ended, s, g, n in list(self._gc_pauses) if ended >= started]
-        gc_s = sum(seconds for seconds, _, _ in collections_in)
+        collections_in = [c for c in list(self._gc_pauses) if c[0] >= started]
+        gc_s = sum(c[1] for c in collections_in)
+        gc_cpu_s = sum(c[2] for c in collections_in)
+        generation = max((c[3] for c in collections_in), default=None)
         stack = samples.most_common(1)[0][0] if samples else ()
-        if collections_in and gc_s >= lag_s / 2:  # the sampled stack is only where it ended
-            kind = "gc"
-            where = f"gc (generation {max(g for _, g, _ in collections_in)})"
+        # What the loop thread did with the stall: computed (in the collector or not) or
+        # did not run. A collection counts as the cause when its CPU alone is most of
+        # what the thread did, or would alone have been half a stall.
+        if cpu_s >= lag_s / 2:
+            kind = "gc" if gc_cpu_s >= cpu_s / 2 else "busy"
         else:
-            kind = "busy" if cpu_s >= lag_s / 2 else "off-cpu"
+            kind = "gc" if gc_cpu_s >= self.threshold_s / 2 else "off-cpu"
+        if kind == "gc":  # the sampled stack is only where the collection ended
+            where = f"gc (generation {generation})"
+        else:
             where = next((name for name, ours in stack if ours), stack[0][0] if stack else "?")
         self.stalls += 1
         self.by_where[where] += 1
@@ -197,8 +204,9 @@ class StallTracer:
             lag_ms=round(lag_s * 1000, 1),
             cpu_ms=round(cpu_s * 1000, 1),
             gc_ms=round(gc_s * 1000, 1),
-            gc_generation=max((g for _, g, _ in collections_in), default=None),
-            gc_freed=sum(n for _, _, n in collections_in),
+            gc_cpu_ms=round(gc_cpu_s * 1000, 1),
+            gc_generation=generation,
+            gc_freed=sum(c[4] for c in collections_in),
             where=where,
             stack=" < ".join(name for name, _ in stack),
             samples=sum(samples.values()),

@@ -82,5 +82,7 @@ async def test_a_stall_in_the_garbage_collector_is_named_gc() -> None:
 
 
 def _slow_collection(phase: str, info: dict[str, object]) -> None:
-    if phase == "start":
-        time.sleep(STALL_S)
+    if phase == "start":  # a collection that computes for STALL_S of CPU time
+        spent_until = time.thread_time() + STALL_S
+        while time.thread_time() < spent_until:
+            sum(range(1000))
