@@ -194,6 +194,7 @@ class StallTracer:
         self.stalls += 1
         self.by_where[where] += 1
         self.by_kind[kind] += 1
+        metrics.EVENT_LOOP_STALLS.labels(kind).inc()
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_log < self.log_every_s:

@@ -134,6 +134,13 @@ EVENT_LOOP_LAG_MAX: Final = Gauge(
     "The largest event-loop lag of this process in the last 60 s",
     registry=REGISTRY,
 )
+EVENT_LOOP_STALLS: Final = Counter(
+    "csms_event_loop_stalls",
+    "Stalls of the event loop the stall tracer caught (csms/loop_stalls.py), by kind: gc, "
+    "busy (the loop computed) or off-cpu (the process did not get the CPU, or blocked)",
+    ["kind"],
+    registry=REGISTRY,
+)
 GC_PAUSE: Final = Histogram(
     "csms_gc_pause_seconds",
     "Garbage collector pauses of the event loop's thread, by generation (csms/loop_stalls.py)",

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from csms.loop_stalls import StallTracer
+from csms.monitoring import metrics
 from tests.waiting import eventually
 
 STALL_S = 0.4
@@ -79,9 +80,11 @@ async def test_a_stall_in_the_garbage_collector_is_named_gc() -> None:
         tracer.stop()
     assert tracer.by_kind["gc"] >= 1, tracer.by_where
     assert "gc (generation 2)" in tracer.by_where
+    counted = metrics.REGISTRY.get_sample_value("csms_event_loop_stalls_total", {"kind": "gc"})
+    assert counted is not None and counted >= 1
 
 
-def _slow_collection(phase: str, info: dict[str, object]) -> None:
+def _slow_collection(phase: str, info: dict[str, int]) -> None:
     if phase == "start":  # a collection that computes for STALL_S of CPU time
         spent_until = time.thread_time() + STALL_S
         while time.thread_time() < spent_until:
