@@ -101,10 +101,15 @@ class Generators:
             max(a[2] for a in answers),
         )
 
-    async def run(self, fleet: str, phase: Phase, lead: float = 0.5) -> PhaseResult:
-        """One phase on every generator at once; their results merged."""
-        start = time.monotonic() + lead  # every process has the command before it starts
-        window = Window(start, start + phase.warmup, start + phase.warmup + phase.duration)
+    @staticmethod
+    def window(phase: Phase, lead: float = 0.5) -> Window:
+        """The phase's window if it is run now (``lead``: every process has the command)."""
+        start = time.monotonic() + lead
+        return Window(start, start + phase.warmup, start + phase.warmup + phase.duration)
+
+    async def run(self, fleet: str, phase: Phase, window: Window | None = None) -> PhaseResult:
+        """One phase on every generator at once (in ``window``, default from now); merged."""
+        window = window or self.window(phase)
         messages: list[tuple[str, str, Any]] = [
             (
                 "phase",

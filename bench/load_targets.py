@@ -101,6 +101,29 @@ class Target:
                 break
         return seen
 
+    async def db_figures(self) -> dict[str, float]:
+        """The CSMS's database and GC metrics now (one worker's scrape): batch sizes, write
+        transactions, pool connections, collections; empty without an API or the metrics."""
+        if self.api_url is None:
+            return {}
+        try:
+            text = await asyncio.to_thread(_fetch, f"{_root(self.api_url)}/metrics")
+        except OSError:
+            return {}
+        wanted = (
+            "csms_db_batch_size_",
+            "csms_db_write_seconds_",
+            "csms_db_pool_connections",
+            "csms_gc_",
+        )
+        figures: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith(wanted) and not sample.name.endswith("_bucket"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    figures[f"{sample.name}{{{labels}}}"] = sample.value
+        return figures
+
     # -- persistence -----------------------------------------------------------------
 
     async def stored_samples(self) -> int | None:
@@ -150,6 +173,8 @@ def lag_values(text: str) -> tuple[str, dict[str, float]]:
                 values[key] = values.get(key, 0.0) + sample.value
             elif sample.name == f"{LAG_HISTOGRAM}_count":
                 values["count"] = values.get("count", 0.0) + sample.value
+            elif sample.name == f"{LAG_HISTOGRAM}_sum":
+                values["sum"] = values.get("sum", 0.0) + sample.value
             elif sample.name == LAG_MAX_GAUGE:
                 values["max"] = max(values.get("max", 0.0), sample.value)
     return node, values
@@ -197,19 +222,30 @@ async def start_toy() -> Target:
     return Target("toy", line.split()[1], process)
 
 
-async def start_csms(data_dir: Path, workers: int = 1, python: str | None = None) -> Target:
+async def start_csms(
+    data_dir: Path,
+    workers: int = 1,
+    python: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    python_args: tuple[str, ...] = (),
+) -> Target:
     """``csms`` on free ports with an embedded Postgres in ``data_dir``; BENCH token added.
 
     ``python``: the interpreter to run it with (default this one), e.g. another
-    checkout's venv, to measure an older CSMS with this benchmark.
+    checkout's venv, to measure an older CSMS with this benchmark. ``env``: more
+    environment (``CSMS_*`` settings); ``python_args``: before ``-m csms`` (a profiler).
     """
     python = python or sys.executable
+    settings = env or {}
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(CSMS_LOG_LEVEL="warning", CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")
+    env.update(CSMS_LOG_LEVEL="warning")
+    env.update(settings)
+    env.update(CSMS_LOG_FORMAT="json", CSMS_API_PORT="0")  # what this module reads
     log_path = data_dir / "csms.log"
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = await asyncio.create_subprocess_exec(
-            *(python, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
+            *(python, *python_args, "-m", "csms", "--host", "127.0.0.1", "--port", "0"),
             *("--data-dir", str(data_dir), "--workers", str(workers)),
             env=env,
             cwd=data_dir,  # not this checkout: `-m csms` must import ``python``'s own csms

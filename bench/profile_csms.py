@@ -1,23 +1,24 @@
-"""Profile the CSMS's event loop under a well-behaved charger fleet (docs/profiling.md).
+"""Profile the CSMS under a strict charger fleet (docs/profiling.md).
 
-    python -m bench.profile_csms [--chargers 200] [--duration 15] [--rate 0]
-                                 [--py-spy profile.txt] [--env CSMS_X=y ...]
+    python -m bench.profile_csms [--chargers 200] [--duration 15] [--rate 0] [--workers 1]
+                                 [--py-spy profile.txt] [--cprofile csms.prof]
+                                 [--env CSMS_X=y ...] [--csms-python PATH]
 
-Starts ``csms`` as a subprocess (fresh embedded Postgres in a temporary folder),
-connects the fleet, loads it for ``--duration`` seconds and prints calls/s,
-latency percentiles, the CSMS's event-loop lag (``csms_event_loop_lag_*`` from
-its /metrics) and, with ``--py-spy``, the top of a py-spy profile of the CSMS
-process taken during the load (the collapsed stacks are kept in that file).
+Starts ``csms`` as a subprocess (fresh embedded Postgres in a temporary folder,
+bench.load_targets), connects the fleet of ``bench.ingest``'s open loop
+(bench.load_client: strict chargers that answer the CSMS's own calls and
+check every answer; the session mix of bench.ocpp_load, 79 % meter values),
+loads it for ``--duration`` seconds and prints calls/s, latency percentiles,
+the CSMS's event-loop lag and its stalls (``loop.stall``: what held the loop),
+the CPU per call of the CSMS and of its Postgres -- the figure to compare two
+versions by on a shared machine -- and, with ``--py-spy``, the top of a py-spy
+profile of the CSMS process during the window (the collapsed stacks are kept
+in that file).
 
-Unlike ``bench.ingest``, every charger behaves as a strict client would: it
-answers the calls the CSMS sends it (the post-boot capability probe, a
-GetTransactionStatus) instead of taking them for the answer to its own call,
-keeps its 2.0.1 ``seqNo`` contiguous and reports an energy register that grows
-at a plausible 7 kW, so the profile shows the charger path and not alerts
-about impossible jumps. Half the chargers speak 1.6J, half 2.0.1; nine calls in
-ten are meter values in a transaction (8 samples), one a status notification.
-``--rate R`` paces the fleet at R calls/s in total (open loop per charger, one
-outstanding call each); 0 sends as fast as answered (closed loop).
+``--rate R`` offers R calls/s in total (open loop, one outstanding call per
+charger; latency from the due time); 0 (the default) saturates: every charger
+is offered far more than it can send, so the latency is that of a loaded
+server (from send to answer).
 """
 
 from __future__ import annotations
@@ -25,289 +26,104 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import itertools
 import json
 import os
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-import psutil
-from websockets.asyncio.client import ClientConnection, connect
+from bench.load_client import PhaseResult
+from bench.load_generators import Generators, Phase
+from bench.load_targets import Target, start_csms
+from bench.open_loop import LatencySummary
 
-SAMPLES = 8
-SETTLE_S = 2.0  # after every charger booted: the CSMS's post-boot probes run, no load yet
-GO = asyncio.Event()  # set once settled: the measured window starts
-POWER_W = 7000.0
-
-
-@dataclass
-class Stats:
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    csms_calls_answered: int = 0
-    samples_sent: int = 0
+SETTLE_S = 2.0  # after every charger set up: the CSMS's post-boot probes run, no load yet
+WARMUP_S = 1.0  # run, not measured
+SATURATE_PER_CHARGER = 10.0  # calls/s offered per charger by --rate 0: beyond any server here
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _meter(wh: float, v201: bool) -> list[dict[str, Any]]:
-    values: list[dict[str, Any]] = [
-        {"measurand": "Energy.Active.Import.Register", "value": round(wh, 1)},
-        {"measurand": "Power.Active.Import", "value": POWER_W},
-    ]
-    for phase in ("L1", "L2", "L3"):
-        values.append({"measurand": "Current.Import", "phase": phase, "value": 10.1})
-        values.append({"measurand": "Voltage", "phase": f"{phase}-N", "value": 230.0})
-    if not v201:
-        values = [{**v, "value": str(v["value"])} for v in values]
-    return [{"timestamp": _now(), "sampledValue": values}]
-
-
-_ANSWERS = {  # what a simple charger answers to the calls the CSMS may send it
-    "GetTransactionStatus": {"messagesInQueue": False},
-    "GetConfiguration": {"configurationKey": [], "unknownKey": []},
-    "GetVariables": None,  # built from the request below
-}
-
-
-class Charger:
-    def __init__(self, ws: ClientConnection, index: int, stats: Stats) -> None:
-        self.ws, self.stats = ws, stats
-        self.v201 = index % 2 == 1
-        self._ids = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[list[Any]]] = {}
-        self.reader = asyncio.create_task(self._read())
-        self.tx: Any = None
-
-    async def _read(self) -> None:
-        async for text in self.ws:
-            frame = json.loads(text)
-            if frame[0] == 2:  # a call from the CSMS: answer it, as a charger must
-                self.stats.csms_calls_answered += 1
-                payload = _ANSWERS.get(frame[2], {})
-                if frame[2] == "GetVariables":
-                    payload = {
-                        "getVariableResult": [
-                            {**item, "attributeStatus": "UnknownVariable"}
-                            for item in frame[3]["getVariableData"]
-                        ]
-                    }
-                if frame[2] in _ANSWERS:
-                    await self.ws.send(json.dumps([3, frame[1], payload]))
-                else:
-                    await self.ws.send(json.dumps([4, frame[1], "NotImplemented", "", {}]))
-            elif frame[1] in self._waiting:
-                self._waiting.pop(frame[1]).set_result(frame)
-
-    async def call(self, action: str, payload: dict[str, Any], record: bool = True) -> Any:
-        message_id = str(next(self._ids))
-        answer = self._waiting[message_id] = asyncio.get_running_loop().create_future()
-        started = time.perf_counter()
-        await self.ws.send(json.dumps([2, message_id, action, payload]))
-        frame = await answer
-        if record:
-            self.stats.latencies.append(time.perf_counter() - started)
-        if frame[0] != 3:
-            self.stats.errors += 1
-            return None
-        return frame[2]
-
-    async def setup(self) -> None:
-        """Boot and start a transaction (before the measured window)."""
-        tx: Any
-        if self.v201:
-            boot = {"chargingStation": {"model": "P", "vendorName": "Profile"}, "reason": "PowerUp"}
-            await self.call("BootNotification", boot, False)
-            tx = f"{id(self):x}-tx"
-            await self.call(
-                "TransactionEvent",
-                {
-                    "eventType": "Started",
-                    "timestamp": _now(),
-                    "triggerReason": "CablePluggedIn",
-                    "seqNo": 0,
-                    "transactionInfo": {"transactionId": tx},
-                    "evse": {"id": 1, "connectorId": 1},
-                },
-                False,
-            )
-        else:
-            boot16 = {"chargePointVendor": "Profile", "chargePointModel": "P"}
-            await self.call("BootNotification", boot16, False)
-            started = await self.call(
-                "StartTransaction",
-                {"connectorId": 1, "idTag": "PROFILE", "meterStart": 0, "timestamp": _now()},
-                False,
-            )
-            tx = started["transactionId"] if isinstance(started, dict) else 0
-        self.tx = tx
-
-    async def run(self, period: float) -> None:
-        tx = self.tx
-        began, seq = time.monotonic(), 0
-        next_at = began + random.uniform(0, period)
-        for n in itertools.count(1):
-            if period:
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += period
-            if n % 10 == 0:
-                await self.call(
-                    "StatusNotification",
-                    {
-                        "timestamp": _now(),
-                        "connectorStatus": "Occupied",
-                        "evseId": 1,
-                        "connectorId": 1,
-                    }
-                    if self.v201
-                    else {
-                        "connectorId": 1,
-                        "errorCode": "NoError",
-                        "status": "Charging",
-                        "timestamp": _now(),
-                    },
-                )
-                continue
-            meter = _meter(POWER_W * (time.monotonic() - began) / 3600, self.v201)
-            if self.v201:
-                seq += 1
-                await self.call(
-                    "TransactionEvent",
-                    {
-                        "eventType": "Updated",
-                        "timestamp": _now(),
-                        "seqNo": seq,
-                        "triggerReason": "MeterValuePeriodic",
-                        "transactionInfo": {"transactionId": tx},
-                        "meterValue": meter,
-                    },
-                )
-            else:
-                await self.call(
-                    "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": meter}
-                )
-            self.stats.samples_sent += SAMPLES
-
-
-async def _charger(
-    url: str, index: int, stats: Stats, ready: asyncio.Barrier, period: float
-) -> None:
-    sub = "ocpp2.0.1" if index % 2 else "ocpp1.6"
-    async with connect(
-        f"{url}/PROF-{index:05d}",
-        subprotocols=[sub],  # type: ignore[list-item]
-        ping_interval=None,
-    ) as ws:
-        charger = Charger(ws, index, stats)
-        await charger.setup()
-        await ready.wait()
-        await GO.wait()
-        try:
-            await charger.run(period)
-        finally:
-            charger.reader.cancel()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_csms(
-    data_dir: str, api_port: int, extra_env: list[str], cprofile: str | None
-) -> tuple[subprocess.Popen[bytes], str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(CSMS_LOG_LEVEL="warning", CSMS_API_PORT=str(api_port))
-    env.update(item.split("=", 1) for item in extra_env)
-    profiler = ["-m", "cProfile", "-o", cprofile] if cprofile else []
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            *profiler,
-            "-m",
-            "csms",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            data_dir,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    return process, line.split("connect to ")[1].split("/<charge_point_id>")[0]
-
-
-def _cpu_seconds(csms_pid: int, data_dir: str) -> tuple[float, float]:
-    """CPU seconds (user + system) used so far by the CSMS process and by its Postgres.
-
-    Less sensitive than calls/s to what else runs on a shared machine.
-    """
-    times = psutil.Process(csms_pid).cpu_times()
-    csms = times.user + times.system
-    postgres = 0.0
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            if proc.info["name"] == "postgres" and data_dir in " ".join(proc.info["cmdline"] or ()):
-                postgres += sum(proc.cpu_times()[:2])
-            elif proc.info["name"] == "postgres" and data_dir in (proc.cwd() or ""):
-                postgres += sum(proc.cpu_times()[:2])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return csms, postgres
-
-
-def _lag_samples(api_port: int) -> dict[str, float]:
-    """The csms_event_loop_lag_* samples of the CSMS's /metrics (empty on old code)."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=10).read()
-    except OSError:
-        return {}
-    values = {}
-    for line in text.decode().splitlines():
-        if line.startswith("csms_event_loop_lag_"):
-            name, _, number = line.rpartition(" ")
-            values[name] = float(number)
-    return values
-
-
-def _lag_report(before: dict[str, float], after: dict[str, float]) -> str:
-    """Lag during the measured window: mean, and how many measurements exceeded 50/100/250 ms."""
-    if "csms_event_loop_lag_max_seconds" not in after:
+def _lag_report(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> str:
+    """Lag during the window, all workers: mean, measurements over 50/100/250 ms, max."""
+    if not after:
         return "n/a"
 
-    def delta(name: str) -> float:
-        return after.get(name, 0.0) - before.get(name, 0.0)
+    def delta(key: str) -> float:
+        return sum(v.get(key, 0.0) - before.get(n, {}).get(key, 0.0) for n, v in after.items())
 
-    count = delta("csms_event_loop_lag_seconds_count")
-    mean = delta("csms_event_loop_lag_seconds_sum") / max(1.0, count)
-    over = [
-        count - delta(f'csms_event_loop_lag_seconds_bucket{{le="{le}"}}')
-        for le in ("0.05", "0.1", "0.25")
-    ]
+    count = delta("count")
+    mean = delta("sum") / max(1.0, count)
+    over = [count - delta(f"le={le}") for le in ("0.05", "0.1", "0.25")]
+    gauge = max(v.get("max", 0.0) for v in after.values())
     return (
         f"mean {mean * 1000:.1f} ms over {count:.0f} measurements; over 50/100/250 ms: "
-        f"{over[0]:.0f}/{over[1]:.0f}/{over[2]:.0f}; max of the last 60 s "
-        f"{after['csms_event_loop_lag_max_seconds'] * 1000:.0f} ms"
+        f"{over[0]:.0f}/{over[1]:.0f}/{over[2]:.0f}; max of the last 60 s {gauge * 1000:.0f} ms"
+    )
+
+
+def _log_size(target: Target) -> int:
+    return target.log_path.stat().st_size if target.log_path and target.log_path.exists() else 0
+
+
+def stall_report(log_path: Path | None, start: int = 0, end: int | None = None) -> str:
+    """The CSMS's ``loop.stall`` lines (bytes ``start:end`` of its log): count, kinds, where."""
+    if log_path is None or not log_path.exists():
+        return "no log"
+    where: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
+    lags: list[float] = []
+    with log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read(None if end is None else end - start).decode(errors="replace")
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "loop.stall":
+            where[str(entry.get("where"))] += int(entry.get("stalls", 1))
+            kinds[str(entry.get("kind"))] += int(entry.get("stalls", 1))
+            lags.append(float(entry.get("lag_ms", 0.0)))
+    if not where:
+        return "none"
+    places = ", ".join(f"{n} x {w}" for w, n in where.most_common(5))
+    kind = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+    return f"{sum(where.values())} ({kind}; worst {max(lags):.0f} ms): {places}"
+
+
+def db_report(before: dict[str, float], after: dict[str, float]) -> str:
+    """Rows per batched statement and write transactions of the window, busy connections."""
+    if not after:
+        return "n/a"
+
+    def increase(name: str) -> dict[str, float]:
+        return {
+            key.split("operation=")[-1].rstrip("}"): value - before.get(key, 0.0)
+            for key, value in after.items()
+            if key.startswith(name)
+        }
+
+    rows, statements = increase("csms_db_batch_size_sum"), increase("csms_db_batch_size_count")
+    seconds, writes = increase("csms_db_write_seconds_sum"), increase("csms_db_write_seconds_count")
+    batches = ", ".join(
+        f"{op} {rows[op] / n:.1f}" for op, n in sorted(statements.items()) if n > 0 and op in rows
+    )
+    total_writes = sum(writes.values())
+    gc_cpu = increase("csms_gc_cpu_seconds_total")
+    gc_count = {
+        key.split("generation=")[-1].split(",")[0].rstrip("}"): value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key.startswith("csms_gc_pause_seconds_count")
+    }
+    busy = next((v for k, v in after.items() if "pool=chargers,state=busy" in k), float("nan"))
+    return (
+        f"rows per batched statement: {batches or 'none'}; write transactions: "
+        f"{total_writes:.0f}, mean {sum(seconds.values()) / max(1.0, total_writes) * 1000:.1f} ms;"
+        f" chargers' pool busy at the end: {busy:.0f}\n"
+        f"gc: collections by generation {gc_count or 'n/a'}, CPU "
+        f"{sum(gc_cpu.values()) * 1000:.0f} ms"
     )
 
 
@@ -335,6 +151,8 @@ def top_of_profile(collapsed: str, count: int = 20) -> str:
     total = 0
     for line in collapsed.splitlines():
         stack, _, number = line.rpartition(" ")
+        if "loop_stalls.py" in stack or "concurrent/futures/thread.py" in stack:
+            continue  # the stall tracer's and the executor's threads, waiting
         n = int(number)
         total += n
         frames = stack.split(";")
@@ -350,91 +168,125 @@ def top_of_profile(collapsed: str, count: int = 20) -> str:
     return "\n".join(lines)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def _a_worker(target: Target) -> int:
+    """The CSMS process to profile: the process itself, or with --workers N the first worker."""
+    assert target.process is not None
+    if target.workers == 1:
+        return target.process.pid
+    root = target.process.pid
+    children = [p for p in target.server_processes() if p.pid != root]
+    return min((p.pid for p in children if "python" in p.name()), default=root)
+
+
+async def _py_spy(pid: int, output: str, seconds: float) -> asyncio.subprocess.Process:
+    py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return await asyncio.create_subprocess_exec(
+        *(py_spy, "record", "-f", "raw", "-r", "50", "-o", output, "-d", str(int(seconds))),
+        *("--pid", str(pid)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    parser.add_argument("--chargers", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--rate", type=float, default=0.0, help="total calls/s (0: closed loop)")
-    parser.add_argument(
-        "--py-spy", dest="py_spy", help="record the CSMS with py-spy into this file"
+
+
+async def _measure(
+    args: argparse.Namespace, generators: Generators, target: Target
+) -> tuple[PhaseResult, tuple[float, float], str, asyncio.subprocess.Process | None]:
+    """One phase; CPU (CSMS, Postgres) and lag taken at the edges of its measured window."""
+    offered = args.rate if args.rate > 0 else args.chargers * SATURATE_PER_CHARGER
+    phase = Phase(offered, WARMUP_S, args.duration, "poisson", args.seed)
+    window = generators.window(phase)
+    running = asyncio.create_task(generators.run("csms", phase, window))
+    await asyncio.sleep(max(0.0, window.measured_from - time.monotonic()))
+    spy = None
+    if args.py_spy:
+        spy = await _py_spy(_a_worker(target), args.py_spy, args.duration)
+    cpu_before, lag_before = target.cpu_seconds(), await target.loop_lag()
+    db_before, log_from = await target.db_figures(), _log_size(target)
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+    cpu_after, lag_after = target.cpu_seconds(), await target.loop_lag()
+    db = db_report(db_before, await target.db_figures())
+    await asyncio.sleep(0.5)  # a stall that ended with the window is logged when it ends
+    stalls = stall_report(target.log_path, log_from, _log_size(target))
+    result = await running
+    calls = max(1, result.completed)
+    cpu = (
+        (cpu_after[0] - cpu_before[0]) / calls * 1e6,
+        (cpu_after[1] - cpu_before[1]) / calls * 1e6,
     )
-    parser.add_argument(
-        "--cprofile", help="run the CSMS under cProfile, written to this file when it stops"
-    )
-    parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
-    args = parser.parse_args()
-    period = args.chargers / args.rate if args.rate > 0 else 0.0
+    lag = _lag_report(lag_before, lag_after)
+    return result, cpu, f"{lag}\nloop stalls: {stalls}\ndatabase: {db}", spy
+
+
+async def run(args: argparse.Namespace) -> int:
+    env = dict(item.split("=", 1) for item in args.env)
+    profiler = ("-m", "cProfile", "-o", args.cprofile) if args.cprofile else ()
+    generators = Generators(args.chargers, 1, args.timeout)
     with tempfile.TemporaryDirectory(prefix="csms-profile-") as tmp:
-        api_port = _free_port()
-        process, url = _start_csms(tmp, api_port, args.env, args.cprofile)
+        target = await start_csms(
+            Path(tmp), args.workers, args.csms_python, env=env, python_args=profiler
+        )
         spy = None
         try:
-            stats, ready = Stats(), asyncio.Barrier(args.chargers + 1)
-            tasks = [
-                asyncio.create_task(_charger(url, i, stats, ready, period))
-                for i in range(args.chargers)
-            ]
-            await ready.wait()
+            opened, failed, took = await generators.open("csms", target.url, None, args.seed)
             await asyncio.sleep(SETTLE_S)
-            GO.set()
-            if args.py_spy:
-                py_spy = shutil.which("py-spy") or os.path.join(
-                    os.path.dirname(sys.executable), "py-spy"
-                )
-                spy = await asyncio.create_subprocess_exec(
-                    *(py_spy, "record", "-f", "raw", "-r", "50", "-o", args.py_spy),
-                    *("-d", str(int(args.duration)), "--pid", str(process.pid)),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            cpu_before = _cpu_seconds(process.pid, tmp)
-            lag_before = await asyncio.to_thread(_lag_samples, api_port)
-            began = time.perf_counter()
-            await asyncio.sleep(args.duration)
-            elapsed = time.perf_counter() - began
-            calls_in_window = len(stats.latencies)
-            cpu_after = _cpu_seconds(process.pid, tmp)
-            lag_after = await asyncio.to_thread(_lag_samples, api_port)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            lat = sorted(stats.latencies[:calls_in_window])
-            mode = f"open loop at {args.rate:.0f} calls/s" if period else "closed loop"
-            print(f"chargers: {args.chargers} (half 1.6J, half 2.0.1), {mode}; env: {args.env}")
+            stored_before = await target.stored_samples() or 0
+            result, (csms_us, pg_us), lag, spy = await _measure(args, generators, target)
+            await generators.close_fleet("csms")
+            stored = (await target.stored_samples() or 0) - stored_before
+            mode = f"open loop at {args.rate:g} calls/s" if args.rate > 0 else "saturated"
             print(
-                f"calls: {len(lat)} in {elapsed:.1f}s = {len(lat) / elapsed:.0f} calls/s; "
-                f"errors: {stats.errors}; CSMS calls answered: {stats.csms_calls_answered}"
+                f"chargers: {opened} (half 1.6J, half 2.0.1; {failed} failed to set up, "
+                f"{took:.1f} s), {mode}, csms --workers {args.workers}; env: {args.env}"
             )
-            if len(lat) > 1:
-                q = statistics.quantiles(lat, n=1000)
-                print(
-                    f"latency ms: p50 {q[499] * 1000:.1f}  p95 {q[949] * 1000:.1f}  "
-                    f"p99 {q[989] * 1000:.1f}  max {lat[-1] * 1000:.1f}"
-                )
-            print(f"event-loop lag: {_lag_report(lag_before, lag_after)}")
-            calls = max(1, calls_in_window)
-            csms_us, pg_us = (
-                (a - b) / calls * 1e6 for a, b in zip(cpu_after, cpu_before, strict=True)
+            print(
+                f"calls: {result.completed} in {args.duration:g}s = "
+                f"{result.completed / args.duration:.0f} calls/s; errors: {result.errors}; "
+                f"timeouts: {result.timeouts}; CSMS calls answered: {result.server_calls}"
             )
+            if args.rate > 0:
+                latencies = (v for values in result.latencies.values() for v in values)
+                print(f"latency ms (from the due time): {LatencySummary.of(latencies).text()}")
+            else:
+                print(f"latency (send to answer): {LatencySummary.of(result.service_times).text()}")
+            print(f"event-loop lag: {lag}")
             print(f"CPU per call: CSMS {csms_us:.0f} us, Postgres {pg_us:.0f} us")
-            conn = await asyncpg.connect(f"postgresql://postgres@/csms?host={tmp}/pgdata")
-            stored = await conn.fetchval("SELECT count(*) FROM meter_samples")
-            await conn.close()
-            print(f"samples answered: {stats.samples_sent}; stored: {stored}")
+            print(
+                f"samples answered: {result.samples_answered}; stored: {stored}"
+                f" (+ at most {result.samples_unsure} of calls that timed out)"
+            )
             if spy is not None:
                 await asyncio.wait_for(spy.wait(), 60)
                 collapsed = await asyncio.to_thread(Path(args.py_spy).read_text)
                 print(top_of_profile(collapsed))
         finally:
+            generators.stop()
             if spy is not None and spy.returncode is None:
                 spy.terminate()
-            process.terminate()
-            process.wait(timeout=60)
+            await target.stop()
         if args.cprofile:
-            _print_cprofile(args.cprofile, max(1, calls_in_window))
+            _print_cprofile(args.cprofile, max(1, result.completed))
+    return 0 if stored >= result.samples_answered else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chargers", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=0.0, help="total calls/s (0: saturate)")
+    parser.add_argument("--workers", type=int, default=1, help="csms --workers N")
+    parser.add_argument("--py-spy", dest="py_spy", help="record the CSMS with py-spy into FILE")
+    parser.add_argument("--cprofile", help="run the CSMS under cProfile, written to FILE at stop")
+    parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
+    parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.cprofile:  # the CSMS runs in a temporary folder
+        args.cprofile = os.path.abspath(args.cprofile)
+    raise SystemExit(asyncio.run(run(args)))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -11,6 +11,7 @@ import socket
 import asyncpg
 import structlog
 
+from csms import gc_tuning
 from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
@@ -21,6 +22,7 @@ from csms.cluster.node import ClusterNode
 from csms.config import Settings, default_node_id
 from csms.drain import DrainReport
 from csms.loop_lag import LoopLagMonitor
+from csms.loop_stalls import StallTracer
 from csms.outbox.service import OutboxService
 from csms.revocation import RevocationListener
 from csms.router import CommandRouter, ConnectionRegistry
@@ -57,6 +59,7 @@ class Csms:
         self.services: list[Service] = []  # smart charging, billing, monitoring, ...
         self.cluster: ClusterNode | None = None  # lease, presence reaping, forwarding
         self.loop_lag: LoopLagMonitor | None = None  # csms_event_loop_lag_* of this process
+        self.stall_tracer: StallTracer | None = None  # loop.stall: what held the loop
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -119,6 +122,9 @@ class Csms:
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.loop_lag = LoopLagMonitor(self.settings.loop_lag_warn_ms / 1000)
         self._tasks.append(asyncio.create_task(self.loop_lag.run()))
+        if self.settings.loop_stall_trace_ms > 0:
+            self.stall_tracer = StallTracer(self.settings.loop_stall_trace_ms / 1000)
+            self.stall_tracer.start()
         self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
@@ -182,6 +188,9 @@ class Csms:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.stall_tracer is not None:
+            self.stall_tracer.stop()
+            self.stall_tracer = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
@@ -222,6 +231,10 @@ class Csms:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self.start()
+        # A process's own heap only (tests start several Csms in one process: start()
+        # does not freeze theirs).
+        gc_tuning.apply_thresholds(self.settings)
+        gc_tuning.freeze_start_up_heap(self.settings)
         print(
             f"CSMS ready: chargers connect to {self.ocpp_url}/<charge_point_id> "
             f"(OCPP 2.0.1 and 1.6J on port {self.port}); operator API: {self.api_url}",

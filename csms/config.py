@@ -239,6 +239,14 @@ class Settings:
     # Event-loop lag (csms/loop_lag.py, docs/profiling.md): a lag at or above
     # loop_lag_warn_ms logs loop.lag (at most one line per 10 s).
     loop_lag_warn_ms: float = 100.0
+    # A watchdog thread samples the loop's stack while it is this many ms overdue and logs
+    # loop.stall with what held it (csms/loop_stalls.py); 0 turns it off.
+    loop_stall_trace_ms: float = 100.0
+    # Garbage collector (csms/gc_tuning.py, docs/profiling.md): after start-up the heap
+    # built so far is frozen (never scanned again), and a young-generation collection
+    # runs every gc_gen0_threshold allocations (CPython's default is 700).
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 10_000
     # The asyncio loop of each process; uvloop measured no better (docs/profiling.md).
     event_loop: EventLoopChoice = EventLoopChoice.ASYNCIO
 
@@ -295,7 +303,7 @@ def _parse(field: str, raw: str) -> object:
         return value
     if field in {"db_statement_timeout", "db_acquire_timeout"}:
         return _seconds(field, raw)
-    if field == "group_commit_window_ms":
+    if field in {"group_commit_window_ms", "loop_stall_trace_ms"}:
         value = float(raw)
         if not value >= 0:
             raise ValueError(f"{ENV_NAMES[field]} must be 0 (off) or a number of milliseconds")
@@ -356,9 +364,9 @@ def _parse(field: str, raw: str) -> object:
         if not 0 <= port <= 65535:
             raise ValueError(f"{ENV_NAMES[field]} must be a port number, got {raw!r}")
         return port
-    if field in {"api_tls", "reuse_port", "proxy_protocol", "ws_compression"}:
+    if field in {"api_tls", "reuse_port", "proxy_protocol", "ws_compression", "gc_freeze"}:
         return _bool(field, raw)
-    if field == "connect_concurrency":
+    if field in {"connect_concurrency", "gc_gen0_threshold"}:
         return _positive_int(field, raw)
     if field == "ws_handshake_timeout":
         return _positive_float(field, raw)

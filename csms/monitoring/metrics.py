@@ -134,6 +134,26 @@ EVENT_LOOP_LAG_MAX: Final = Gauge(
     "The largest event-loop lag of this process in the last 60 s",
     registry=REGISTRY,
 )
+EVENT_LOOP_STALLS: Final = Counter(
+    "csms_event_loop_stalls",
+    "Stalls of the event loop the stall tracer caught (csms/loop_stalls.py), by kind: gc, "
+    "busy (the loop computed) or off-cpu (the process did not get the CPU, or blocked)",
+    ["kind"],
+    registry=REGISTRY,
+)
+GC_PAUSE: Final = Histogram(
+    "csms_gc_pause_seconds",
+    "Garbage collector pauses of the event loop's thread, by generation (csms/loop_stalls.py)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
+GC_CPU: Final = Counter(
+    "csms_gc_cpu_seconds",
+    "CPU time the event loop's thread spent in the garbage collector, by generation",
+    ["generation"],
+    registry=REGISTRY,
+)
 
 # -- storage and fan-out -------------------------------------------------------------
 
@@ -149,6 +169,13 @@ DB_BATCH_SIZE: Final = Histogram(
     "Rows written per batched statement, by what it writes",
     ["operation"],
     buckets=_BATCH_BUCKETS,
+    registry=REGISTRY,
+)
+DB_POOL_CONNECTIONS: Final = Gauge(
+    "csms_db_pool_connections",
+    "Connections of a database pool (chargers' or api), by state: busy (acquired) or idle; "
+    "busy at the pool's maximum means messages queue for a connection",
+    ["pool", "state"],
     registry=REGISTRY,
 )
 GROUP_COMMIT_FALLBACKS: Final = Counter(

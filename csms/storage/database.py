@@ -8,6 +8,7 @@ import asyncpg
 import structlog
 
 from csms.config import Settings
+from csms.monitoring import metrics
 from csms.storage.embedded import start_embedded
 from csms.storage.migrate import migrate
 
@@ -42,6 +43,7 @@ async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         **_timeouts(settings),
     )
     assert pool is not None
+    export_pool_gauges(pool, "chargers")
     return pool
 
 
@@ -51,7 +53,16 @@ async def open_api_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         dsn, min_size=1, max_size=settings.api_db_pool_max, **_timeouts(settings)
     )
     assert pool is not None
+    export_pool_gauges(pool, "api")
     return pool
+
+
+def export_pool_gauges(pool: asyncpg.Pool, name: str) -> None:
+    """``csms_db_pool_connections{pool=name}``, read from the pool at each scrape."""
+    metrics.DB_POOL_CONNECTIONS.labels(name, "busy").set_function(
+        lambda: pool.get_size() - pool.get_idle_size()
+    )
+    metrics.DB_POOL_CONNECTIONS.labels(name, "idle").set_function(pool.get_idle_size)
 
 
 def _timeouts(settings: Settings) -> dict[str, Any]:
