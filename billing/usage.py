@@ -78,6 +78,7 @@ async def _states(conn: Executor, session: SessionRecord, until: datetime) -> li
         SELECT occurred_at, COALESCE(payload->>'charging_state', payload->>'detail') AS state
         FROM events
         WHERE charge_point_id = $1 AND occurred_at >= $3 AND occurred_at <= $4
+          AND type IN ('session_updated', 'session_ended', 'connector_status_changed')
           AND ((type IN ('session_updated', 'session_ended')
                 AND payload->>'transaction_id' = $2)
             OR (type = 'connector_status_changed' AND $5::text = 'ocpp1.6'

@@ -1,0 +1,24 @@
+-- Queries that run on a timer or per charger message must cost what they return, not
+-- the size of the history (docs/database.md). Plain CREATE INDEX, like every migration
+-- here: it blocks writes to the table while it builds (seconds per million rows); on a
+-- large live database create them beforehand with CREATE INDEX CONCURRENTLY under the
+-- same names and this migration is then skipped by IF NOT EXISTS.
+
+-- Sessions changed lately, for the analytics rollup (csms/dashboard/rollup.py) and the
+-- billing sweeper (billing/cdrs.py): both read "ended sessions changed since ...".
+-- BRIN, not B-tree: every meter value updates its session's updated_at, and a B-tree
+-- over a changing column would end the HOT updates of those rows (each update would then
+-- write every index of sessions); a BRIN index does not (PostgreSQL 16 and later). Rows
+-- are written in time order, so a block range holds sessions of a few hours.
+CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions USING brin (updated_at)
+    WITH (autosummarize = on);
+
+-- The newest rollup: where the rollup's next round starts.
+CREATE INDEX IF NOT EXISTS analytics_sessions_rolled_up_at ON analytics_sessions (rolled_up_at);
+
+-- A CDR prices a session's idle and charging time from its state changes
+-- (billing/usage.py): that charger's session and status events between the session's
+-- start and end. events_charger (charge_point_id, id) reads every event the charger
+-- ever sent to find them; this one reads the window.
+CREATE INDEX IF NOT EXISTS events_charger_states ON events (charge_point_id, occurred_at)
+    WHERE type IN ('session_updated', 'session_ended', 'connector_status_changed');
