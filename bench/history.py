@@ -109,13 +109,16 @@ async def fill_meter_samples(conn: asyncpg.Connection, samples: int = 100_000) -
     )
 
 
-async def fill_events(conn: asyncpg.Connection, events: int = 100_000) -> None:
-    """Published events of the usual mix, oldest first."""
+async def fill_events(
+    conn: asyncpg.Connection, events: int = 100_000, published: bool = True
+) -> None:
+    """Events of the usual mix, oldest first; published (a relay runs) or not (none does)."""
     await conn.execute(
         """
         INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                             occurred_at, recorded_at, published_at, payload)
-        SELECT gen_random_uuid(), t.type, 'hist-' || (g % 1000), 1, 1, at, at, at,
+        SELECT gen_random_uuid(), t.type, 'hist-' || (g % 1000), 1, 1, at, at,
+               CASE WHEN $2 THEN at END,
                jsonb_build_object('site_id', 'site-' || (g % 10), 'charging_state', 'Charging')
         FROM generate_series(1, $1) AS g,
              LATERAL (SELECT now() - ($1 - g) * (interval '30 days' / $1) AS at) AS w,
@@ -125,6 +128,7 @@ async def fill_events(conn: asyncpg.Connection, events: int = 100_000) -> None:
                                     'charging_limit_set'])[1 + g % 8] AS type) AS t
         """,
         events,
+        published,
     )
 
 

@@ -29,7 +29,9 @@ class Explaining:
 
     ``fetch`` and ``fetchrow`` answer nothing (``[]``, ``None``), ``fetchval`` None,
     ``execute`` an empty status: enough for the function under test to run its
-    statements once each. A statement containing one of ``run`` (substrings) is run
+    statements once each. With ``analyze`` each is run instead (EXPLAIN ANALYZE, then
+    for its rows, both rolled back), so that :func:`rows_read` can count what it
+    read and the caller gets real answers. A statement containing one of ``run`` is run
     for real instead -- a lock, or the read that gives the next statement its
     parameters. ``plans`` holds the root of each plan (EXPLAIN's JSON), ``queries``
     the statements planned.
@@ -47,36 +49,39 @@ class Explaining:
     def _for_real(self, query: str) -> bool:
         return any(part in query for part in self.run)
 
-    async def _explain(self, query: str, *args: Any) -> None:
+    async def _explain(self, query: str, *args: Any) -> list[Any]:
+        """Plan (or with ``analyze`` run, rolled back) ``query``; its rows if it was run."""
+        rows: list[Any] = []
         if self.analyze:  # run it to count the rows it reads, then undo what it wrote
             transaction = self.conn.transaction()
             await transaction.start()
             try:
                 raw = await self.conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", *args)
+                rows = list(await self.conn.fetch(query, *args))
             finally:
                 await transaction.rollback()
         else:
             raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
         self.plans.append(json.loads(raw)[0]["Plan"])
         self.queries.append(query)
+        return rows
 
     async def fetch(self, query: str, *args: Any, **_: Any) -> list[Any]:
         if self._for_real(query):
             return list(await self.conn.fetch(query, *args))
-        await self._explain(query, *args)
-        return []
+        return await self._explain(query, *args)
 
     async def fetchrow(self, query: str, *args: Any, **_: Any) -> Any:
         if self._for_real(query):
             return await self.conn.fetchrow(query, *args)
-        await self._explain(query, *args)
-        return None
+        rows = await self._explain(query, *args)
+        return rows[0] if rows else None
 
     async def fetchval(self, query: str, *args: Any, **_: Any) -> Any:
         if self._for_real(query):
             return await self.conn.fetchval(query, *args)
-        await self._explain(query, *args)
-        return None
+        rows = await self._explain(query, *args)
+        return rows[0][0] if rows else None
 
     async def execute(self, query: str, *args: Any, **_: Any) -> str:
         if self._for_real(query):
