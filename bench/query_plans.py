@@ -31,7 +31,6 @@ import asyncpg
 
 from bench import ingest, ingest_open, load_targets
 from bench.history import fill_history
-from csms.storage.database import run_migrations
 from csms.storage.embedded import start_embedded, stop_embedded, with_database
 
 HISTORY_TABLES = (
@@ -61,8 +60,9 @@ END $f$
 _TABLE_STATS = "SELECT relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables"
 
 
-async def _prepare(data_dir: Path, scale: float) -> str:
-    """Embedded Postgres with pg_stat_statements, migrated and filled; its csms DSN."""
+async def _prepare(data_dir: Path, scale: float, python: str) -> str:
+    """Embedded Postgres with pg_stat_statements, migrated (by the CSMS under test:
+    ``python``'s checkout) and filled; its csms DSN."""
     dsn = await start_embedded(data_dir)
     admin = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
@@ -72,7 +72,11 @@ async def _prepare(data_dir: Path, scale: float) -> str:
         await admin.close()
     stop_embedded(data_dir)  # restarted below, with the library loaded
     dsn = await start_embedded(data_dir)
-    await run_migrations(dsn)
+    migrate = await asyncio.create_subprocess_exec(
+        *(python, "-m", "csms", "migrate", "--database-url", dsn), cwd=data_dir
+    )
+    if await migrate.wait() != 0:
+        raise RuntimeError("csms migrate failed")
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -154,7 +158,7 @@ def main() -> None:
     async def start_on_history(
         data_dir: Path, workers: int = 1, python: str | None = None
     ) -> load_targets.Target:
-        dsn = await _prepare(data_dir, args.history_scale)
+        dsn = await _prepare(data_dir, args.history_scale, python or sys.executable)
         conn = await asyncpg.connect(dsn)
         try:
             rows = await conn.fetch(_TABLE_STATS)

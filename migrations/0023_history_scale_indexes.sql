@@ -1,8 +1,8 @@
 -- Queries that run on a timer or per charger message must cost what they return, not
 -- the size of the history (docs/database.md). Plain CREATE INDEX, like every migration
--- here: it blocks writes to the table while it builds (seconds per million rows); on a
--- large live database create them beforehand with CREATE INDEX CONCURRENTLY under the
--- same names and this migration is then skipped by IF NOT EXISTS.
+-- here: it blocks writes to the table while it builds (seconds per million rows). On a
+-- large live database create them beforehand with CREATE INDEX CONCURRENTLY, same names
+-- and definitions; IF NOT EXISTS then makes these statements do nothing.
 
 -- Sessions changed lately, for the analytics rollup (csms/dashboard/rollup.py) and the
 -- billing sweeper (billing/cdrs.py): both read "ended sessions changed since ...".
