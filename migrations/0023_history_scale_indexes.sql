@@ -22,3 +22,10 @@ CREATE INDEX IF NOT EXISTS analytics_sessions_rolled_up_at ON analytics_sessions
 -- ever sent to find them; this one reads the window.
 CREATE INDEX IF NOT EXISTS events_charger_states ON events (charge_point_id, occurred_at)
     WHERE type IN ('session_updated', 'session_ended', 'connector_status_changed');
+
+-- Is this id token charging elsewhere? (csms/storage/concurrency.py: every Authorize and
+-- start of a transaction.) sessions_id_token reads every session the token ever had --
+-- a fleet card's history -- and sessions_active every open session; this one reads the
+-- token's open sessions. Neither column changes on a meter update (HOT updates stay).
+CREATE INDEX IF NOT EXISTS sessions_active_token ON sessions (lower(id_token))
+    WHERE status = 'active';
