@@ -291,12 +291,17 @@ def to_csv(cdrs: Iterable[dict[str, Any]]) -> str:
 async def session_cost(
     conn: Executor, charge_point_id: str, transaction_id: str
 ) -> SessionCost | None:
-    """The CDR's total for the TransactionEvent(Ended) answer; None when no tariff applied."""
+    """The CDR's total for the TransactionEvent(Ended) answer; None when no tariff applied.
+
+    Through the session (unique per charger and transaction) to its CDR (unique per
+    session): two key lookups, where the CDRs by charger and transaction read every
+    CDR the charger ever had.
+    """
     row = await conn.fetchrow(
         """
-        SELECT total_cost, currency FROM cdrs
-        WHERE charge_point_id = $1 AND transaction_id = $2 AND tariff_id IS NOT NULL
-        ORDER BY id DESC LIMIT 1
+        SELECT c.total_cost, c.currency
+        FROM sessions s JOIN cdrs c ON c.session_id = s.id
+        WHERE s.charge_point_id = $1 AND s.transaction_id = $2 AND c.tariff_id IS NOT NULL
         """,
         charge_point_id,
         transaction_id,

@@ -2,6 +2,8 @@
 
 * A CDR reads the charger's state changes within its session (per session end):
   through ``events_charger`` that read every event the charger ever sent.
+* The TransactionEvent(Ended) answer's total cost reads the session's CDR, not every
+  CDR of the charger.
 * The sweeper (every minute, on the lease holder) looked for ended sessions without
   a CDR among all sessions, anti-joined with every CDR ever made; now, after its
   first sweep, among the sessions changed since the previous one began.
@@ -62,3 +64,15 @@ async def test_a_sweep_after_the_first_reads_only_sessions_changed_lately(
     (plan,) = explaining.plans
     assert full_scans([plan], ["sessions", "cdrs"]) == [], plan
     assert rows_read([plan], ["sessions", "cdrs"]) < 10_000, plan
+
+
+async def test_the_total_cost_answer_reads_its_own_cdr_only(billed: asyncpg.Connection) -> None:
+    ended = await billed.fetchrow(
+        "SELECT charge_point_id, transaction_id FROM sessions WHERE status = 'ended' LIMIT 1"
+    )
+    assert ended is not None
+    explaining = Explaining(billed, analyze=True)
+    await cdrs.session_cost(explaining, ended["charge_point_id"], ended["transaction_id"])  # type: ignore[arg-type]
+    assert full_scans(explaining.plans, ["sessions", "cdrs"]) == []
+    # One session, one CDR; before: every CDR of the charger (100 of 30 days).
+    assert rows_read(explaining.plans, ["sessions", "cdrs"]) <= 2
