@@ -16,12 +16,14 @@ CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions USING brin (updated_a
 -- The newest rollup: where the rollup's next round starts.
 CREATE INDEX IF NOT EXISTS analytics_sessions_rolled_up_at ON analytics_sessions (rolled_up_at);
 
--- A CDR prices a session's idle and charging time from its state changes
--- (billing/usage.py): that charger's session and status events between the session's
--- start and end. events_charger (charge_point_id, id) reads every event the charger
--- ever sent to find them; this one reads the window.
+-- A CDR (and a running cost) prices a session's idle and charging time from its state
+-- changes (billing/usage.py): that charger's session and status events that carry a
+-- state, between the session's start and end. events_charger (charge_point_id, id) read
+-- every event the charger ever sent to find them; this one reads the window. Only events
+-- with a state are in it: a periodic meter update without chargingState pays nothing.
 CREATE INDEX IF NOT EXISTS events_charger_states ON events (charge_point_id, occurred_at)
-    WHERE type IN ('session_updated', 'session_ended', 'connector_status_changed');
+    WHERE type IN ('session_updated', 'connector_status_changed')
+      AND COALESCE(payload->>'charging_state', payload->>'detail') IS NOT NULL;
 
 -- Is this id token charging elsewhere? (csms/storage/concurrency.py: every Authorize and
 -- start of a transaction.) sessions_id_token reads every session the token ever had --
