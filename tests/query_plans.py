@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -38,11 +39,16 @@ class Explaining:
     """
 
     def __init__(
-        self, conn: asyncpg.Connection, run: Sequence[str] = (), analyze: bool = False
+        self,
+        conn: asyncpg.Connection,
+        run: Sequence[str] = (),
+        analyze: bool = False,
+        generic: bool = False,
     ) -> None:
         self.conn = conn
         self.run = tuple(run)
         self.analyze = analyze
+        self.generic = generic
         self.plans: list[dict[str, Any]] = []
         self.queries: list[str] = []
 
@@ -56,7 +62,10 @@ class Explaining:
             transaction = self.conn.transaction()
             await transaction.start()
             try:
-                raw = await self.conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", *args)
+                if self.generic:
+                    raw = await self._explain_generic(query, *args)
+                else:
+                    raw = await self.conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", *args)
                 rows = list(await self.conn.fetch(query, *args))
             finally:
                 await transaction.rollback()
@@ -65,6 +74,19 @@ class Explaining:
         self.plans.append(json.loads(raw)[0]["Plan"])
         self.queries.append(query)
         return rows
+
+    async def _explain_generic(self, query: str, *args: Any) -> str:
+        """EXPLAIN ANALYZE of the generic plan: the one a prepared statement (asyncpg
+        prepares every statement) settles on after five runs, made for any parameters."""
+        await self.conn.execute(f"PREPARE explaining AS {query}")
+        try:
+            await self.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            # EXECUTE takes no protocol parameters: the values go in as literals.
+            values = ", ".join([await _literal(self.conn, value) for value in args])
+            call = f"EXECUTE explaining({values})" if args else "EXECUTE explaining"
+            return str(await self.conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {call}"))
+        finally:
+            await self.conn.execute("DEALLOCATE explaining")
 
     async def fetch(self, query: str, *args: Any, **_: Any) -> list[Any]:
         if self._for_real(query):
@@ -91,6 +113,18 @@ class Explaining:
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
+
+
+async def _literal(conn: asyncpg.Connection, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool | int | float):
+        return repr(value).upper() if isinstance(value, bool) else repr(value)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise TypeError(f"no literal for {type(value).__name__} here")
+    return str(await conn.fetchval("SELECT quote_literal($1::text)", value))
 
 
 def scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
