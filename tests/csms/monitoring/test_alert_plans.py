@@ -1,10 +1,12 @@
-"""The dashboard's list of unresolved alerts (every few seconds) reads the unresolved ones.
+"""The dashboard's list of unresolved alerts (every few seconds) reads the unresolved ones,
+whatever plan the prepared statement ends up with.
 
 An alert acknowledged weeks ago and never resolved sits far below the newest
-alerts. Asked for up to 1,000 unresolved alerts newest first, the search walked
-every alert from the newest down to it -- the whole table when fewer than 1,000
-were unresolved -- because the status test hid behind a parameter; it now names the
-partial index's predicate. docs/database.md.
+alerts. With the status test behind a parameter (``$1 = 'unresolved'``), only a
+plan made for the values at hand could use the partial index of unresolved
+alerts; the generic plan -- which a prepared statement switches to when it is
+estimated cheaper -- read every alert. The statement now names the index's
+predicate. docs/database.md.
 """
 
 from __future__ import annotations
