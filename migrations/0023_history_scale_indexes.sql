@@ -31,3 +31,14 @@ CREATE INDEX IF NOT EXISTS events_charger_states ON events (charge_point_id, occ
 -- token's open sessions. Neither column changes on a meter update (HOT updates stay).
 CREATE INDEX IF NOT EXISTS sessions_active_token ON sessions (lower(id_token))
     WHERE status = 'active';
+
+-- Intervals that overlap a window [start, end): started before its end and not ended
+-- before its start. The indexes on the start alone read every interval that began
+-- before the window's end -- all the history; these read the ones that ended after its
+-- start (the open ones through the existing partial indexes on "ended_at IS NULL").
+-- The dashboard's analytics (csms/dashboard/analytics.py) and the availability report
+-- (csms/monitoring/connectivity_store.py). ended_at is set once, when the row closes.
+CREATE INDEX IF NOT EXISTS sessions_ended_at ON sessions (ended_at);
+CREATE INDEX IF NOT EXISTS connector_status_history_ended
+    ON connector_status_history (charge_point_id, ended_at);
+CREATE INDEX IF NOT EXISTS charger_downtime_ended ON charger_downtime (charge_point_id, ended_at);
