@@ -72,25 +72,29 @@ async def fill_sessions(
     )
 
 
-async def fill_billed_and_rolled_up(conn: asyncpg.Connection) -> None:
+async def fill_billed_and_rolled_up(
+    conn: asyncpg.Connection, billed: bool = True, rolled_up: bool = True
+) -> None:
     """What a running CSMS keeps for every ended session: its CDR and its analytics rollup."""
-    await conn.execute(
-        """
-        INSERT INTO cdrs (session_id, charge_point_id, evse_id, connector_id, transaction_id,
-                          protocol, id_token, start_at, end_at, currency, total_energy_wh,
-                          energy_by_period, charging_seconds, parking_seconds, items,
-                          total_net, total_tax, total_cost)
-        SELECT id, charge_point_id, evse_id, connector_id, transaction_id, protocol, id_token,
-               started_at, ended_at, 'EUR', 12000, '{}'::jsonb, 7200, 0, '[]'::jsonb, 0, 0, 0
-        FROM sessions WHERE status = 'ended'
-        """
-    )
-    await conn.execute(
-        """
-        INSERT INTO analytics_sessions (session_id, last_charge_at, rolled_up_at)
-        SELECT id, ended_at, updated_at FROM sessions WHERE status = 'ended'
-        """
-    )
+    if billed:
+        await conn.execute(
+            """
+            INSERT INTO cdrs (session_id, charge_point_id, evse_id, connector_id, transaction_id,
+                              protocol, id_token, start_at, end_at, currency, total_energy_wh,
+                              energy_by_period, charging_seconds, parking_seconds, items,
+                              total_net, total_tax, total_cost)
+            SELECT id, charge_point_id, evse_id, connector_id, transaction_id, protocol, id_token,
+                   started_at, ended_at, 'EUR', 12000, '{}'::jsonb, 7200, 0, '[]'::jsonb, 0, 0, 0
+            FROM sessions WHERE status = 'ended'
+            """
+        )
+    if rolled_up:
+        await conn.execute(
+            """
+            INSERT INTO analytics_sessions (session_id, last_charge_at, rolled_up_at)
+            SELECT id, ended_at, updated_at FROM sessions WHERE status = 'ended'
+            """
+        )
 
 
 async def fill_meter_samples(conn: asyncpg.Connection, samples: int = 100_000) -> None:

@@ -27,7 +27,7 @@ async def sessions(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_dsn)
     await fill_chargers(conn)
     await fill_sessions(conn, 100_000)
-    await fill_billed_and_rolled_up(conn)
+    await fill_billed_and_rolled_up(conn, billed=False)
     await conn.execute("VACUUM ANALYZE")
     try:
         yield conn
