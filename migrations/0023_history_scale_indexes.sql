@@ -42,3 +42,13 @@ CREATE INDEX IF NOT EXISTS sessions_ended_at ON sessions (ended_at);
 CREATE INDEX IF NOT EXISTS connector_status_history_ended
     ON connector_status_history (charge_point_id, ended_at);
 CREATE INDEX IF NOT EXISTS charger_downtime_ended ON charger_downtime (charge_point_id, ended_at);
+
+-- Webhooks (csms/monitoring/webhook_store.py), every minute on every node: the catch-up
+-- asks, per recent alert event, whether any delivery row exists -- by event_id, which
+-- only the (subscription_id, event_id) key held, second: so it read every delivery of
+-- the retained week. The prune deletes finished deliveries past their retention by
+-- age, which no index held: a full read each minute. Finished rows only in the second
+-- (pending ones are few and have their own index).
+CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries (event_id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_finished ON webhook_deliveries (created_at)
+    WHERE status <> 'pending';

@@ -55,9 +55,10 @@ class Explaining:
     def _for_real(self, query: str) -> bool:
         return any(part in query for part in self.run)
 
-    async def _explain(self, query: str, *args: Any) -> list[Any]:
-        """Plan (or with ``analyze`` run, rolled back) ``query``; its rows if it was run."""
-        rows: list[Any] = []
+    async def _explain(self, query: str, *args: Any, status: bool = False) -> Any:
+        """Plan (or with ``analyze`` run, rolled back) ``query``; if it was run, its rows
+        (its command status with ``status``), else ``[]`` (``""``)."""
+        answer: Any = "" if status else []
         if self.analyze:  # run it to count the rows it reads, then undo what it wrote
             transaction = self.conn.transaction()
             await transaction.start()
@@ -66,14 +67,17 @@ class Explaining:
                     raw = await self._explain_generic(query, *args)
                 else:
                     raw = await self.conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", *args)
-                rows = list(await self.conn.fetch(query, *args))
+                if status:
+                    answer = await self.conn.execute(query, *args)
+                else:
+                    answer = list(await self.conn.fetch(query, *args))
             finally:
                 await transaction.rollback()
         else:
             raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
         self.plans.append(json.loads(raw)[0]["Plan"])
         self.queries.append(query)
-        return rows
+        return answer
 
     async def _explain_generic(self, query: str, *args: Any) -> str:
         """EXPLAIN ANALYZE of the generic plan: the one a prepared statement (asyncpg
@@ -91,7 +95,7 @@ class Explaining:
     async def fetch(self, query: str, *args: Any, **_: Any) -> list[Any]:
         if self._for_real(query):
             return list(await self.conn.fetch(query, *args))
-        return await self._explain(query, *args)
+        return list(await self._explain(query, *args))
 
     async def fetchrow(self, query: str, *args: Any, **_: Any) -> Any:
         if self._for_real(query):
@@ -108,8 +112,7 @@ class Explaining:
     async def execute(self, query: str, *args: Any, **_: Any) -> str:
         if self._for_real(query):
             return str(await self.conn.execute(query, *args))
-        await self._explain(query, *args)
-        return ""
+        return str(await self._explain(query, *args, status=True))
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
