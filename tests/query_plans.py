@@ -4,10 +4,11 @@ The history tables of a CSMS -- events, sessions, meter samples, status history,
 alerts, CDRs, audit, cluster commands, downtime, deliveries -- grow without bound
 in production. A query that runs on a timer or per charger message and is planned
 as a sequential scan of one of them costs that table's size on every run, which a
-test on a nearly empty database never shows. These helpers fill a database with
-history of a realistic shape (most sessions ended, a small hot subset open, most
-alerts resolved, most commands finished), ANALYZE it, and plan the real
-statements of a function with :class:`Explaining` instead of running them.
+test on a nearly empty database never shows. A test fills a database with
+history of a realistic shape (bench/history.py: most sessions ended, a small hot
+subset open, most alerts resolved, most commands finished), VACUUM ANALYZEs it,
+and plans the real statements of a function with :class:`Explaining`;
+:func:`full_scans` and :func:`rows_read` then say what they read.
 
 The volumes are small enough for a test to fill in a few seconds yet large enough
 for the planner to prefer an index wherever one is usable: with a few thousand
@@ -31,8 +32,11 @@ class Explaining:
     ``fetch`` and ``fetchrow`` answer nothing (``[]``, ``None``), ``fetchval`` None,
     ``execute`` an empty status: enough for the function under test to run its
     statements once each. With ``analyze`` each is run instead (EXPLAIN ANALYZE, then
-    for its rows, both rolled back), so that :func:`rows_read` can count what it
-    read and the caller gets real answers. A statement containing one of ``run`` is run
+    for its rows or status, both rolled back), so that :func:`rows_read` can count
+    what it read and the caller gets real answers; with ``generic`` too, the plan is
+    the generic one (made for any parameters), which a prepared statement -- asyncpg
+    prepares every statement -- may switch to after five runs. A statement
+    containing one of ``run`` is run
     for real instead -- a lock, or the read that gives the next statement its
     parameters. ``plans`` holds the root of each plan (EXPLAIN's JSON), ``queries``
     the statements planned.
@@ -191,10 +195,3 @@ def rows_read(plans: Iterable[dict[str, Any]], tables: Iterable[str]) -> int:
         return read + sum(walk(child) for child in plan.get("Plans", []))
 
     return sum(walk(plan) for plan in plans)
-
-
-async def explain(conn: asyncpg.Connection, query: str, *args: Any) -> dict[str, Any]:
-    """The plan of one statement."""
-    raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
-    plan: dict[str, Any] = json.loads(raw)[0]["Plan"]
-    return plan
