@@ -174,24 +174,32 @@ async def create_cdr(
     )
 
 
-async def sessions_without_cdr(conn: Executor, after_id: int, limit: int) -> list[int]:
-    """Ended sessions with no CDR yet (pricing failed, or billing was off), by id.
+async def sessions_without_cdr(
+    conn: Executor, since: datetime, after: tuple[datetime, int] | None, limit: int
+) -> list[tuple[datetime, int]]:
+    """Ended sessions changed since ``since`` with no CDR yet, as (updated_at, id), in that order.
 
-    Only sessions whose end was recorded since billing was installed (migration
-    5): history from before is not priced with today's tariffs.
+    Pricing failed, or billing was off. Only sessions whose end was recorded since
+    billing was installed (migration 5): history from before is not priced with
+    today's tariffs. ``after``: the last of the previous page. ``since`` keeps a
+    sweep to the sessions changed lately (BRIN ``sessions_updated_at``); the CDR
+    of each is looked up one by one, never by a join that reads every CDR.
     """
+    after_at, after_id = after or (since, 0)
     rows = await conn.fetch(
         """
-        SELECT s.id FROM sessions s
-        WHERE s.status = 'ended' AND s.id > $1
+        SELECT s.updated_at, s.id FROM sessions s
+        WHERE s.status = 'ended' AND s.updated_at >= $1 AND (s.updated_at, s.id) > ($2, $3)
           AND s.updated_at >= (SELECT applied_at FROM schema_migrations WHERE version = 5)
-          AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = s.id)
-        ORDER BY s.id LIMIT $2
+          AND (SELECT c.id FROM cdrs c WHERE c.session_id = s.id) IS NULL
+        ORDER BY s.updated_at, s.id LIMIT $4
         """,
+        since,
+        after_at,
         after_id,
         limit,
     )
-    return [r["id"] for r in rows]
+    return [(r["updated_at"], r["id"]) for r in rows]
 
 
 # -- reading -------------------------------------------------------------------
@@ -283,12 +291,17 @@ def to_csv(cdrs: Iterable[dict[str, Any]]) -> str:
 async def session_cost(
     conn: Executor, charge_point_id: str, transaction_id: str
 ) -> SessionCost | None:
-    """The CDR's total for the TransactionEvent(Ended) answer; None when no tariff applied."""
+    """The CDR's total for the TransactionEvent(Ended) answer; None when no tariff applied.
+
+    Through the session (unique per charger and transaction) to its CDR (unique per
+    session): two key lookups, where the CDRs by charger and transaction read every
+    CDR the charger ever had.
+    """
     row = await conn.fetchrow(
         """
-        SELECT total_cost, currency FROM cdrs
-        WHERE charge_point_id = $1 AND transaction_id = $2 AND tariff_id IS NOT NULL
-        ORDER BY id DESC LIMIT 1
+        SELECT c.total_cost, c.currency
+        FROM sessions s JOIN cdrs c ON c.session_id = s.id
+        WHERE s.charge_point_id = $1 AND s.transaction_id = $2 AND c.tariff_id IS NOT NULL
         """,
         charge_point_id,
         transaction_id,

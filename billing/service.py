@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _SWEEP_BATCH = 100
+# A sweep reads the sessions changed since the previous one began, less this much: a
+# session's updated_at is its transaction's start, which may commit a while later.
+SWEEP_OVERLAP = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -53,6 +56,10 @@ class BillingService:
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
         self._tasks: list[asyncio.Task[None]] = []
+        # Where the next sweep starts (database time); None: the whole history, as the
+        # first sweep of this process does. Sessions that failed are retried every sweep.
+        self._swept_since: datetime | None = None
+        self._failing: set[int] = set()
 
     @property
     def default_currency(self) -> str:
@@ -123,19 +130,37 @@ class BillingService:
 
         One transaction per session; one that fails again is logged and skipped
         (it is retried on the next sweep, never blocking the ones after it).
+        The first sweep of a process reads the whole history once; later ones only
+        the sessions changed since the previous began (docs/database.md).
         """
         pool = self.context.pool
-        tried, after = 0, 0
-        while missing := await cdrs.sessions_without_cdr(pool, after, _SWEEP_BATCH):
-            for session_id in missing:
-                try:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await self._create_cdr(conn, session_id)
-                except Exception:
-                    log.exception("billing.cdr_failed", session_id=session_id)
-            tried += len(missing)
+        began: datetime = await pool.fetchval("SELECT now()")
+        since = self._swept_since or datetime.min.replace(tzinfo=UTC)
+        tried: set[int] = set()
+        failing: set[int] = set()
+        after = None
+        while missing := await cdrs.sessions_without_cdr(pool, since, after, _SWEEP_BATCH):
+            ids = [session_id for _, session_id in missing]
+            failing.update(await self._create_cdrs(ids))
+            tried.update(ids)
             after = missing[-1]
-        return tried
+        retry = sorted(self._failing - tried)  # failed before and not changed since
+        failing.update(await self._create_cdrs(retry))
+        self._failing = failing
+        self._swept_since = began - SWEEP_OVERLAP
+        return len(tried) + len(retry)
+
+    async def _create_cdrs(self, session_ids: Sequence[int]) -> set[int]:
+        """One transaction per session; the ids that failed."""
+        failed = set()
+        for session_id in session_ids:
+            try:
+                async with self.context.pool.acquire() as conn, conn.transaction():
+                    await self._create_cdr(conn, session_id)
+            except Exception:
+                log.exception("billing.cdr_failed", session_id=session_id)
+                failed.add(session_id)
+        return failed
 
     # -- running cost --------------------------------------------------------------
 

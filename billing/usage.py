@@ -73,13 +73,18 @@ async def _samples(conn: Executor, session_id: int, measurand: str) -> list[Any]
 
 
 async def _states(conn: Executor, session: SessionRecord, until: datetime) -> list[StateChange]:
+    # The events that carry a state, in the session's window: the partial index
+    # events_charger_states (migration 0023) holds exactly these -- its predicate is
+    # the first two conditions after the window, written the same way. (A
+    # session_ended carries no state; periodic updates without one are not indexed.)
     rows = await conn.fetch(
         """
         SELECT occurred_at, COALESCE(payload->>'charging_state', payload->>'detail') AS state
         FROM events
         WHERE charge_point_id = $1 AND occurred_at >= $3 AND occurred_at <= $4
-          AND ((type IN ('session_updated', 'session_ended')
-                AND payload->>'transaction_id' = $2)
+          AND type IN ('session_updated', 'connector_status_changed')
+          AND COALESCE(payload->>'charging_state', payload->>'detail') IS NOT NULL
+          AND ((type = 'session_updated' AND payload->>'transaction_id' = $2)
             OR (type = 'connector_status_changed' AND $5::text = 'ocpp1.6'
                 AND evse_id IS NOT DISTINCT FROM $6))
         ORDER BY occurred_at, id

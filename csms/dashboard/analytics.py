@@ -105,7 +105,7 @@ scope_sessions AS (
            s.meter_stop_wh, s.updated_at
     FROM sessions s JOIN scope_chargers c USING (charge_point_id)
     WHERE s.started_at < $1[cardinality($1::timestamptz[])]
-      AND COALESCE(s.ended_at, $3) > $1[1]
+      AND (s.ended_at > $1[1] OR (s.ended_at IS NULL AND $3 > $1[1]))  -- sessions_ended_at
 ),
 rolled AS (
     SELECT s.id, s.grp, a.last_charge_at

@@ -12,6 +12,7 @@ raw samples (active ones, and ended ones not rolled up yet).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -65,11 +66,26 @@ last_charge AS (SELECT session_id, max(at) AS last_at FROM charging GROUP BY 1)
 """
 
 
+# A session is due when it ended and was changed (``updated_at``) after its rollup, or
+# never rolled up. Rollups go in ``updated_at`` order, so every session changed before
+# the newest rollup's ``updated_at`` was seen already -- except a change whose
+# transaction began earlier and committed later: ROLLUP_MARGIN covers those. Reading
+# only sessions changed since then (BRIN ``sessions_updated_at``, migration 0023) keeps
+# a round's cost to the sessions changed lately, not the whole history; the rollup of
+# each candidate is looked up one by one (a correlated subquery, never a join that
+# reads every rollup ever made).
+ROLLUP_MARGIN = "1 hour"
+
+_ROLLED_UP_UNTIL_SQL = f"""
+SELECT max(rolled_up_at) - interval '{ROLLUP_MARGIN}' FROM analytics_sessions
+"""
+
 _PENDING_SQL = """
 SELECT s.id, s.updated_at FROM sessions s
-LEFT JOIN analytics_sessions a ON a.session_id = s.id
-WHERE s.status = 'ended' AND (a.session_id IS NULL OR a.rolled_up_at < s.updated_at)
-ORDER BY s.id LIMIT $1
+WHERE s.status = 'ended' AND s.updated_at >= $2
+  AND coalesce((SELECT a.rolled_up_at FROM analytics_sessions a WHERE a.session_id = s.id),
+               '-infinity') < s.updated_at
+ORDER BY s.updated_at, s.id LIMIT $1
 """
 
 _ROLL_UP_SQL = f"""
@@ -101,7 +117,8 @@ async def roll_up(conn: Connection, batch: int = 500) -> int:
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
             return 0
-        pending = await conn.fetch(_PENDING_SQL, batch)
+        since = await conn.fetchval(_ROLLED_UP_UNTIL_SQL)
+        pending = await conn.fetch(_PENDING_SQL, batch, since or datetime.min.replace(tzinfo=UTC))
         if not pending:
             return 0
         ids = [r["id"] for r in pending]

@@ -227,11 +227,19 @@ async def search(
     before_id: int | None = None,
 ) -> list[AlertRow]:
     """Alerts newest first. ``status='unresolved'`` means open or acknowledged."""
+    # Unresolved ones (the dashboard asks every few seconds) through the partial index
+    # alerts_unresolved, whose predicate must appear literally: behind "$1 = ..." the
+    # planner walked every alert newest first, the whole table when fewer than the
+    # limit were unresolved.
+    status_is = (
+        "(status <> 'resolved' AND $1::text IS NOT NULL)"
+        if status == "unresolved"
+        else "($1::text IS NULL OR status = $1)"
+    )
     records = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM alerts
-        WHERE ($1::text IS NULL OR status = $1
-               OR ($1 = 'unresolved' AND status <> 'resolved'))
+        WHERE {status_is}
           AND ($2::text IS NULL OR severity = $2)
           AND ($3::text IS NULL OR rule = $3)
           AND ($4::text IS NULL OR charge_point_id = $4)

@@ -77,6 +77,33 @@ async def test_a_pricing_failure_keeps_the_session_end_and_the_sweeper_catches_u
     assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'cdr_created'") == 1
 
 
+async def test_later_sweeps_read_recent_changes_and_retry_what_failed(
+    start_csms: StartCsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its first sweep a process reads only sessions changed lately
+    (docs/database.md); one that failed is retried by id however old its change."""
+    csms = await start_csms(billing_sweep_interval=0, billing_cost_update_interval=0)
+    await csms.add_token("TAG")
+    [billing] = [s for s in csms.app.services if isinstance(s, BillingService)]
+    priced = billing._create_cdr
+
+    async def failing(conn: object, session_id: int) -> None:
+        raise RuntimeError("pricing is down")
+
+    monkeypatch.setattr(billing, "_create_cdr", failing)
+    session_id = await one_session(csms)
+    assert await billing.sweep() == 1  # tried, failed
+    assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 0
+    # Its last change now lies before the window of the next sweep.
+    await csms.pool.execute(
+        "UPDATE sessions SET updated_at = now() - interval '2 days' WHERE id = $1", session_id
+    )
+    monkeypatch.setattr(billing, "_create_cdr", priced)
+    assert await billing.sweep() == 1  # retried by id
+    assert await csms.pool.fetchval("SELECT session_id FROM cdrs") == session_id
+    assert await billing.sweep() == 0
+
+
 async def test_a_session_with_no_tariff_gets_a_zero_cdr(csms: RunningCsms) -> None:
     await csms.add_token("TAG")
     session_id = await one_session(csms)

@@ -9,46 +9,18 @@ planner to prefer an index whenever one is usable.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
 
 from csms.cluster import feed
 from csms.monitoring import alerts_store
+from tests.query_plans import Explaining, scans
 
 pytestmark = pytest.mark.timeout(120)
 
 ROWS = 60_000
-
-
-class Explaining:
-    """An executor that plans each statement (EXPLAIN) instead of running it."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self.plans: list[dict[str, Any]] = []
-
-    async def fetch(self, query: str, *args: Any) -> list[Any]:
-        raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
-        self.plans.append(json.loads(raw)[0]["Plan"])
-        return []
-
-    async def fetchrow(self, query: str, *args: Any) -> None:
-        await self.fetch(query, *args)
-        return None
-
-
-def scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
-    """(node type, relation) of every scan in a plan tree."""
-    found = []
-    if "Relation Name" in plan:
-        found.append((plan["Node Type"], plan["Relation Name"]))
-    for child in plan.get("Plans", []):
-        found.extend(scans(child))
-    return found
 
 
 @pytest.fixture
