@@ -16,6 +16,7 @@ spec rather than the library's:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import json
@@ -251,6 +252,16 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             raise RpcError(
                 ErrorCode.INTERNAL_ERROR, "the CSMS could not process this message"
             ) from error
+        await self._send(self._answer_frame(msg, response, validate))
+        if msg.action == "BootNotification":
+            self.boot_answered.set()
+
+    def _answer_frame(self, msg: Call, response: Any, validate: bool) -> str:
+        """The CALLRESULT frame of a handler's answer dataclass, schema-checked."""
+        if _unset(response):  # most answers (meter values, updates, statuses): a constant
+            empty = _empty_answer(msg.action, self._ocpp_version, validate)
+            if empty is not None:
+                return f"[3,{json.dumps(msg.unique_id)},{empty}]"
         result = msg.create_call_result(
             snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         )
@@ -259,9 +270,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             if invalid is not None:
                 log.error("rpc.invalid_answer_built", payload=result.payload, error=invalid.message)
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer")
-        await self._send(result.to_json())
-        if msg.action == "BootNotification":
-            self.boot_answered.set()
+        frame: str = result.to_json()
+        return frame
 
     def _validate(self, msg: Call) -> None:
         error = first_error(CALL, msg.action, self._ocpp_version, msg.payload)
@@ -410,6 +420,34 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
 def _takes_call_unique_id(handler: Any) -> bool:
     """Whether a handler asks for the message id (read once per handler, not per message)."""
     return "call_unique_id" in inspect.signature(handler).parameters
+
+
+_ANSWER_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _unset(response: Any) -> bool:
+    """Whether an answer dataclass has every field None: its payload is ``{}``."""
+    kind = type(response)
+    names = _ANSWER_FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(response):
+            return False
+        names = _ANSWER_FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return all(getattr(response, name) is None for name in names)
+
+
+@functools.cache
+def _empty_answer(action: str, ocpp_version: str, validate: bool) -> str | None:
+    """The JSON of an answer with no field set, checked once (None: the schema refuses it).
+
+    Checked like any answer, schema defaults filled in included; the same every
+    time, so the check and the encoding are done once per action instead of per
+    message (MeterValues, TransactionEvent Updated, StatusNotification...).
+    """
+    payload: dict[str, Any] = {}
+    if validate and first_error(CALLRESULT, action, ocpp_version, payload) is not None:
+        return None  # the general path logs and refuses it
+    return json.dumps(payload, separators=(",", ":"))
 
 
 @functools.cache

@@ -16,7 +16,6 @@ the same rules as the one-message path it stands for:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,7 +72,8 @@ _RECORD_METER_SAMPLED_MANY = f"""
 
 
 def _payload(event: Any) -> str:
-    return json.dumps(event.payload(), separators=(",", ":"))
+    text: str = event.payload_json()
+    return text
 
 
 def _register_ends(samples: Sequence[MeterSample]) -> tuple[Any, Any, Any, Any]:
