@@ -44,6 +44,7 @@ from csms.central import CentralSystem
 from csms.config import Settings
 from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
+from csms.logs import HANDLING
 from csms.monitoring import metrics
 from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
@@ -193,17 +194,18 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         started = time.perf_counter()
         outcome = "ok"
-        with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
-            try:
-                await self._handle_call(Call(message_id, action, payload), text)
-            except RpcError as error:
-                outcome = "call_error"
-                log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
-                await self._send_error(message_id, error)
-            finally:
-                label = metrics.bounded_action(action, self.known_actions)
-                metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
-                metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
+        handling = HANDLING.set((action, message_id))  # named in every line logged meanwhile
+        try:
+            await self._handle_call(Call(message_id, action, payload), text)
+        except RpcError as error:
+            outcome = "call_error"
+            log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
+            await self._send_error(message_id, error)
+        finally:
+            HANDLING.reset(handling)
+            label = metrics.bounded_action(action, self.known_actions)
+            metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
+            metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
 
     async def _handle_call(self, msg: Call, text: str | None = None) -> None:
         handlers = self.route_map.get(msg.action, {})

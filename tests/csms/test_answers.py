@@ -44,3 +44,17 @@ async def test_constant_and_per_message_answers_on_the_wire(csms: RunningCsms) -
             if json.loads(frame)[0] == 3:
                 break
         assert frame == '[3,"m\\"3",{}]'
+
+
+def test_a_line_logged_while_handling_a_message_names_it() -> None:
+    from csms.logs import HANDLING, add_handling
+
+    assert add_handling(None, "info", {"event": "x"}) == {"event": "x"}
+    token = HANDLING.set(("MeterValues", "m-1"))
+    try:
+        line = add_handling(None, "warning", {"event": "meter.unknown_transaction"})
+        assert line["action"] == "MeterValues" and line["message_id"] == "m-1"
+        named = add_handling(None, "warning", {"event": "rpc.invalid_answer", "action": "Reset"})
+        assert named["action"] == "Reset"  # what a line says itself wins
+    finally:
+        HANDLING.reset(token)
