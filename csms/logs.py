@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +25,9 @@ from csms.config import LogFormat
 HANDLING: ContextVar[tuple[str, str] | None] = ContextVar("csms_handling", default=None)
 
 
-def add_handling(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_handling(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Name the message being handled (:data:`HANDLING`) in a line that does not already."""
     handling = HANDLING.get()
     if handling is not None:
