@@ -210,25 +210,29 @@ CONNECTOR_STATUS = ConnectorStatusWriter()
 
 # -- TransactionEvent Updated -------------------------------------------------------------
 
-_LOCK_CHARGERS = """
-    SELECT pg_advisory_xact_lock($1, hashtext(cp)) FROM unnest($2::text[]) AS cp ORDER BY cp
+_LOCK_AND_FIND_STORED = """
+    SELECT (SELECT count(*) FROM (
+                SELECT pg_advisory_xact_lock($1, hashtext(cp)) AS locked
+                FROM unnest($2::text[]) AS cp ORDER BY cp) AS l) AS locks,
+           ARRAY(SELECT event_id FROM events WHERE event_id = ANY($3::uuid[])) AS stored
 """
-_INSERT_SAMPLES = """
-    INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
-                               sampled_at, measurand, phase, location, context, value, unit)
-    SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
-           x.phase, x.location, x.context, x.value, x.unit
-    FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::float8[], $8::text[])
-         AS x(i, sampled_at, measurand, phase, location, context, value, unit)
-    JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
-         AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
-"""
-_APPLY_READINGS = f"""
-    UPDATE sessions SET {readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")}
-    FROM unnest($1::bigint[], $2::float8[], $3::timestamptz[], $4::float8[], $5::timestamptz[])
-         AS m(session_id, first_wh, first_at, last_wh, last_at)
-    WHERE sessions.id = m.session_id
+_SAMPLES_AND_READINGS = f"""
+    WITH samples AS (
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                   sampled_at, measurand, phase, location, context, value, unit)
+        SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
+               x.phase, x.location, x.context, x.value, x.unit
+        FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::float8[], $8::text[])
+             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+        JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
+             AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
+    )
+    UPDATE sessions SET {readings_assignment("r.first_wh", "r.first_at", "r.last_wh", "r.last_at")}
+    FROM unnest($14::bigint[], $15::float8[], $16::timestamptz[], $17::float8[],
+                $18::timestamptz[])
+         AS r(session_id, first_wh, first_at, last_wh, last_at)
+    WHERE sessions.id = r.session_id
 """
 _APPEND_WITH_SESSION = """
     INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
@@ -250,25 +254,27 @@ async def record_session_updates(
     events = [event for event, _ in updates]
     protocols = {event.event_id: protocol for event, protocol in updates}
     assert all(e.id_token is None for e in events), "an id token needs its authorization"
-    ids = [e.event_id for e in events]
-    seen = {
-        r["event_id"]
-        for r in await conn.fetch(
-            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", ids
-        )
-    }
+    # The chargers' session locks (all of them: a resend's lock costs nothing) and the
+    # resend check in one round trip; then the sessions, then samples and readings in
+    # one, then the events (their session snapshot sees the readings): four in all.
+    locked = await conn.fetchrow(
+        _LOCK_AND_FIND_STORED,
+        sessions.SESSION_LOCK_NAMESPACE,
+        [e.charge_point_id for e in events],
+        [e.event_id for e in events],
+    )
+    assert locked is not None
+    seen = set(locked["stored"])
     fresh = [e for e in events if e.event_id not in seen]
     if fresh:
-        await conn.execute(
-            _LOCK_CHARGERS, sessions.SESSION_LOCK_NAMESPACE, [e.charge_point_id for e in fresh]
-        )
         refs = await sessions.upsert_many(conn, [(e, protocols[e.event_id], None) for e in fresh])
         with_samples = [
             (i, e, r) for i, (e, r) in enumerate(zip(fresh, refs, strict=True)) if e.samples
         ]
         if with_samples:
+            readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
             await conn.execute(
-                _INSERT_SAMPLES,
+                _SAMPLES_AND_READINGS,
                 *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
                 *_columns(
                     [
@@ -277,11 +283,8 @@ async def record_session_updates(
                     ],
                     5,
                 ),
+                *_columns([row for row in readings if row[2] is not None], 5),
             )
-            readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
-            readings = [row for row in readings if row[2] is not None]
-            if readings:
-                await conn.execute(_APPLY_READINGS, *_columns(readings, 5))
         await conn.execute(
             _APPEND_WITH_SESSION,
             SessionUpdated.type,
