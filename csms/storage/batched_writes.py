@@ -143,6 +143,7 @@ async def record_meter_sampled_many(
 
 class MeterSampledWriter:
     name = "meter_sampled"
+    single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return list(await record_meter_sampled_many(conn, items))
@@ -201,6 +202,7 @@ async def record_statuses(conn: Executor, events: Sequence[ConnectorStatusChange
 
 class ConnectorStatusWriter:
     name = "connector_status"
+    single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return await record_statuses(conn, items)
@@ -311,6 +313,7 @@ async def record_session_updates(
 
 class SessionUpdatedWriter:
     name = "session_updated"
+    single_statement = False
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return list(await record_session_updates(conn, items))
