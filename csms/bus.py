@@ -39,7 +39,7 @@ import asyncpg
 import structlog
 
 from csms.cluster import feed
-from csms.cluster.feed import FeedRow, Position
+from csms.cluster.feed import FeedRow, Position, WrittenHere
 from csms.cluster.leases import bounded
 from csms.events import Event
 
@@ -182,6 +182,8 @@ class EventBus:
         self.reads = 0
         self._held_since: float | None = None  # loop time since delivery has been held back
         self._held_warned = False
+        # Events this process stored as they are: their rows need no decoding here.
+        self.written_here = WrittenHere()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -245,12 +247,16 @@ class EventBus:
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
 
-    def publish(self, event: Event | None = None) -> None:
+    def publish(self, event: Event | None = None, *, stored_as_is: bool = False) -> None:
         """Say that this process committed an event (call after commit): read it now.
 
-        The event itself is not handed over: subscribers get it from the table,
-        with every other node's events, in feed order.
+        Subscribers still get it from the table, with every other node's events, in
+        feed order. ``stored_as_is``: the event's row was written from this very
+        object (payload and envelope), so when the reader meets that row it hands
+        out this object instead of decoding the row again (the same values).
         """
+        if stored_as_is and event is not None:
+            self.written_here.add(event)
         self._local_commits = True
         self._wake.set()
 
@@ -338,7 +344,7 @@ class EventBus:
 
     async def _read_page(self) -> tuple[list[FeedRow], bool]:
         async with self.pool.acquire() as conn:
-            return await feed.read_after(conn, self.position, self.page_size)
+            return await feed.read_after(conn, self.position, self.page_size, self.written_here)
 
     async def _watch_horizon(self, held: bool) -> None:
         """Say, once per episode, which transaction holds delivery back for over a second."""

@@ -16,6 +16,7 @@ spec rather than the library's:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import json
@@ -43,6 +44,7 @@ from csms.central import CentralSystem
 from csms.config import Settings
 from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
+from csms.logs import HANDLING
 from csms.monitoring import metrics
 from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
@@ -192,17 +194,18 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         started = time.perf_counter()
         outcome = "ok"
-        with structlog.contextvars.bound_contextvars(action=action, message_id=message_id):
-            try:
-                await self._handle_call(Call(message_id, action, payload), text)
-            except RpcError as error:
-                outcome = "call_error"
-                log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
-                await self._send_error(message_id, error)
-            finally:
-                label = metrics.bounded_action(action, self.known_actions)
-                metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
-                metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
+        handling = HANDLING.set((action, message_id))  # named in every line logged meanwhile
+        try:
+            await self._handle_call(Call(message_id, action, payload), text)
+        except RpcError as error:
+            outcome = "call_error"
+            log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
+            await self._send_error(message_id, error)
+        finally:
+            HANDLING.reset(handling)
+            label = metrics.bounded_action(action, self.known_actions)
+            metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
+            metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
 
     async def _handle_call(self, msg: Call, text: str | None = None) -> None:
         handlers = self.route_map.get(msg.action, {})
@@ -251,6 +254,16 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             raise RpcError(
                 ErrorCode.INTERNAL_ERROR, "the CSMS could not process this message"
             ) from error
+        await self._send(self._answer_frame(msg, response, validate))
+        if msg.action == "BootNotification":
+            self.boot_answered.set()
+
+    def _answer_frame(self, msg: Call, response: Any, validate: bool) -> str:
+        """The CALLRESULT frame of a handler's answer dataclass, schema-checked."""
+        if _unset(response):  # most answers (meter values, updates, statuses): a constant
+            empty = _empty_answer(msg.action, self._ocpp_version, validate)
+            if empty is not None:
+                return f"[3,{json.dumps(msg.unique_id)},{empty}]"
         result = msg.create_call_result(
             snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         )
@@ -259,9 +272,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             if invalid is not None:
                 log.error("rpc.invalid_answer_built", payload=result.payload, error=invalid.message)
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "the CSMS built an invalid answer")
-        await self._send(result.to_json())
-        if msg.action == "BootNotification":
-            self.boot_answered.set()
+        frame: str = result.to_json()
+        return frame
 
     def _validate(self, msg: Call) -> None:
         error = first_error(CALL, msg.action, self._ocpp_version, msg.payload)
@@ -410,6 +422,34 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
 def _takes_call_unique_id(handler: Any) -> bool:
     """Whether a handler asks for the message id (read once per handler, not per message)."""
     return "call_unique_id" in inspect.signature(handler).parameters
+
+
+_ANSWER_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _unset(response: Any) -> bool:
+    """Whether an answer dataclass has every field None: its payload is ``{}``."""
+    kind = type(response)
+    names = _ANSWER_FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(response):
+            return False
+        names = _ANSWER_FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return all(getattr(response, name) is None for name in names)
+
+
+@functools.cache
+def _empty_answer(action: str, ocpp_version: str, validate: bool) -> str | None:
+    """The JSON of an answer with no field set, checked once (None: the schema refuses it).
+
+    Checked like any answer, schema defaults filled in included; the same every
+    time, so the check and the encoding are done once per action instead of per
+    message (MeterValues, TransactionEvent Updated, StatusNotification...).
+    """
+    payload: dict[str, Any] = {}
+    if validate and first_error(CALLRESULT, action, ocpp_version, payload) is not None:
+        return None  # the general path logs and refuses it
+    return json.dumps(payload, separators=(",", ":"))
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """Structured logging: JSON lines in production, readable lines in a terminal.
 
 Context (``charge_point_id``, ``action``, ``message_id``) is bound with
-:func:`structlog.contextvars.bind_contextvars`, so every line logged while a
+:func:`structlog.contextvars.bind_contextvars` (the charger's id) and
+:data:`HANDLING` (the message being handled), so every line logged while a
 charger's message is handled carries it without being passed around.
 """
 
@@ -9,12 +10,30 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
 from csms.config import LogFormat
+
+# The charger message being handled, (action, message id): set once per message by
+# csms.connection. One ContextVar set costs a fraction of structlog's
+# bound_contextvars (two variables, a dict merge: ~3 % of the charger path's CPU).
+HANDLING: ContextVar[tuple[str, str] | None] = ContextVar("csms_handling", default=None)
+
+
+def add_handling(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Name the message being handled (:data:`HANDLING`) in a line that does not already."""
+    handling = HANDLING.get()
+    if handling is not None:
+        event_dict.setdefault("action", handling[0])
+        event_dict.setdefault("message_id", handling[1])
+    return event_dict
 
 
 class _StderrLogger:
@@ -61,6 +80,7 @@ def configure_logging(log_format: LogFormat, level: str = "info", file: Path | N
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_handling,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

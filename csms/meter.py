@@ -7,6 +7,7 @@ of the system never has to know whether a charger reported kWh or Wh, or used
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -124,6 +125,7 @@ def readable_meter(value: float, field: str, rejected: list[str]) -> float | Non
         return None
 
 
+@functools.lru_cache(maxsize=256)  # the schemas allow ~25 measurands; per sample, not per scan
 def _default_unit(measurand: str) -> str | None:
     for prefix, unit in _DEFAULT_UNIT_BY_PREFIX:
         if measurand.startswith(prefix):

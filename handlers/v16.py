@@ -133,7 +133,7 @@ class ChargePoint16(V16Security, OcppConnection, ChargePoint):  # type: ignore[m
         await self.central.record(
             MeterSampled(
                 charge_point_id=self.id,
-                occurred_at=min((s.sampled_at for s in samples), default=now()),
+                occurred_at=min(s.sampled_at for s in samples) if samples else now(),
                 evse_id=connector_id,
                 connector_id=connector_id,
                 transaction_id=None if transaction_id is None else str(transaction_id),

@@ -17,7 +17,10 @@ horizon back, so delivery waits for it (nothing is lost; :func:`read_after`
 reports ``blocked`` so the reader can retry soon).
 
 Decoding turns a row back into the :class:`~csms.events.Event` subclass of its
-type (fields from the JSON payload, the envelope from the columns).
+type (fields from the JSON payload, the envelope from the columns). A row this
+process wrote itself from an event it still holds (:class:`WrittenHere`) is not
+decoded: that event is handed out instead (the same values; decoding was the
+largest cost of the bus, docs/profiling.md).
 """
 
 from __future__ import annotations
@@ -58,7 +61,48 @@ class FeedRow:
     event: Event | None  # None: a type no in-process consumer knows (still counted)
 
 
-async def read_after(conn: Executor, after: Position, limit: int) -> tuple[list[FeedRow], bool]:
+class WrittenHere:
+    """Events this process stored exactly as they are, by id, until its reader meets their row.
+
+    An event is added after its transaction committed (``EventBus.publish``), and
+    only where the stored row was built from that very object (its payload from
+    ``Event.payload_json()``, its envelope from its fields): decoding the row would give
+    the same event back. Entries the reader never meets (it read the row before
+    the event was added) are dropped oldest first beyond ``capacity``.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._events: dict[uuid.UUID, Event] = {}
+        self.hits = 0  # rows handed out without decoding (for tests and diagnostics)
+
+    def add(self, event: Event) -> None:
+        events = self._events
+        events[event.event_id] = event
+        if len(events) > self.capacity:
+            del events[next(iter(events))]
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def take(self, row: asyncpg.Record) -> Event | None:
+        """The event stored as ``row`` if this process holds it (then forgotten), else None."""
+        event = self._events.pop(row["event_id"], None)
+        if event is None or event.type != row["type"]:
+            return None
+        if event.charge_point_id != row["charge_point_id"]:
+            return None
+        stored_at: datetime = row["occurred_at"]
+        if event.occurred_at.tzinfo is not stored_at.tzinfo:
+            # The charger's own offset (+02:00): a decoded row has the column's UTC.
+            event = dataclasses.replace(event, occurred_at=stored_at)
+        self.hits += 1
+        return event
+
+
+async def read_after(
+    conn: Executor, after: Position, limit: int, written_here: WrittenHere | None = None
+) -> tuple[list[FeedRow], bool]:
     """Up to ``limit`` committed rows after ``after``, in feed order, and whether more wait.
 
     ``blocked`` is True when committed rows exist at or above the horizon, i.e. an
@@ -84,7 +128,7 @@ async def read_after(conn: Executor, after: Position, limit: int) -> tuple[list[
         limit,
     )
     blocked = bool(rows[0]["blocked"]) if rows else False
-    return await _feed_rows([r for r in rows if r["id"] is not None]), blocked
+    return await _feed_rows([r for r in rows if r["id"] is not None], written_here), blocked
 
 
 async def read_between(
@@ -183,7 +227,9 @@ async def save_cursor(conn: Executor, name: str, position: Position) -> None:
 _DECODE_SLICE = 50  # rows decoded between two turns of the loop (a page is up to 500)
 
 
-async def _feed_rows(rows: list[asyncpg.Record]) -> list[FeedRow]:
+async def _feed_rows(
+    rows: list[asyncpg.Record], written_here: WrittenHere | None = None
+) -> list[FeedRow]:
     """Decode a page of rows, letting the loop run between slices.
 
     Decoding an event (its JSON and its dataclass) costs tens of microseconds; a full
@@ -193,11 +239,14 @@ async def _feed_rows(rows: list[asyncpg.Record]) -> list[FeedRow]:
     for start in range(0, len(rows), _DECODE_SLICE):
         if start:
             await asyncio.sleep(0)
-        decoded.extend(_feed_row(r) for r in rows[start : start + _DECODE_SLICE])
+        decoded.extend(_feed_row(r, written_here) for r in rows[start : start + _DECODE_SLICE])
     return decoded
 
 
-def _feed_row(row: asyncpg.Record) -> FeedRow:
+def _feed_row(row: asyncpg.Record, written_here: WrittenHere | None = None) -> FeedRow:
+    known = None if written_here is None else written_here.take(row)
+    if known is not None:
+        return FeedRow((int(row["xact_id"]), int(row["id"])), row["recorded_at"], known)
     try:
         event = decode(
             row["type"],

@@ -16,7 +16,6 @@ the same rules as the one-message path it stands for:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,7 +72,8 @@ _RECORD_METER_SAMPLED_MANY = f"""
 
 
 def _payload(event: Any) -> str:
-    return json.dumps(event.payload(), separators=(",", ":"))
+    text: str = event.payload_json()
+    return text
 
 
 def _register_ends(samples: Sequence[MeterSample]) -> tuple[Any, Any, Any, Any]:
@@ -143,6 +143,7 @@ async def record_meter_sampled_many(
 
 class MeterSampledWriter:
     name = "meter_sampled"
+    single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return list(await record_meter_sampled_many(conn, items))
@@ -201,6 +202,7 @@ async def record_statuses(conn: Executor, events: Sequence[ConnectorStatusChange
 
 class ConnectorStatusWriter:
     name = "connector_status"
+    single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return await record_statuses(conn, items)
@@ -210,34 +212,44 @@ CONNECTOR_STATUS = ConnectorStatusWriter()
 
 # -- TransactionEvent Updated -------------------------------------------------------------
 
-_LOCK_CHARGERS = """
-    SELECT pg_advisory_xact_lock($1, hashtext(cp)) FROM unnest($2::text[]) AS cp ORDER BY cp
+_LOCK_AND_FIND_STORED = """
+    SELECT (SELECT count(*) FROM (
+                SELECT pg_advisory_xact_lock($1, hashtext(cp)) AS locked
+                FROM unnest($2::text[]) AS cp ORDER BY cp) AS l) AS locks,
+           ARRAY(SELECT event_id FROM events WHERE event_id = ANY($3::uuid[])) AS stored
 """
-_INSERT_SAMPLES = """
-    INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
-                               sampled_at, measurand, phase, location, context, value, unit)
-    SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
-           x.phase, x.location, x.context, x.value, x.unit
-    FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::float8[], $8::text[])
-         AS x(i, sampled_at, measurand, phase, location, context, value, unit)
-    JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
-         AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
-"""
-_APPLY_READINGS = f"""
-    UPDATE sessions SET {readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")}
-    FROM unnest($1::bigint[], $2::float8[], $3::timestamptz[], $4::float8[], $5::timestamptz[])
-         AS m(session_id, first_wh, first_at, last_wh, last_at)
-    WHERE sessions.id = m.session_id
-"""
-_APPEND_WITH_SESSION = """
+_READINGS_FROM_R = readings_assignment("r.first_wh", "r.first_at", "r.last_wh", "r.last_at")
+_STORE_UPDATES = f"""
+    WITH samples AS (
+        INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
+                                   sampled_at, measurand, phase, location, context, value, unit)
+        SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
+               x.phase, x.location, x.context, x.value, x.unit
+        FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::float8[], $8::text[])
+             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+        JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
+             AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
+    ), readings AS (
+        UPDATE sessions SET {_READINGS_FROM_R}
+        FROM unnest($14::bigint[], $15::float8[], $16::timestamptz[], $17::float8[],
+                    $18::timestamptz[])
+             AS r(session_id, first_wh, first_at, last_wh, last_at)
+        WHERE sessions.id = r.session_id
+        RETURNING sessions.*
+    )
     INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                         occurred_at, payload, context)
-    SELECT x.event_id, $1, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
-           (SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM sessions s
-            WHERE s.id = x.session_id)
-    FROM unnest($2::int[], $3::uuid[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
-                $8::text[], $9::bigint[])
+    SELECT x.event_id, $19, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
+           -- the session as this statement left it: the statement's snapshot does not
+           -- see its own readings update, which RETURNING gives
+           COALESCE(
+               (SELECT to_jsonb(u) - 'created_at' - 'updated_at' FROM readings u
+                WHERE u.id = x.session_id),
+               (SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM sessions s
+                WHERE s.id = x.session_id))
+    FROM unnest($20::int[], $21::uuid[], $22::text[], $23::int[], $24::int[],
+                $25::timestamptz[], $26::text[], $27::bigint[])
          AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)
     ORDER BY x.i
 """
@@ -250,40 +262,34 @@ async def record_session_updates(
     events = [event for event, _ in updates]
     protocols = {event.event_id: protocol for event, protocol in updates}
     assert all(e.id_token is None for e in events), "an id token needs its authorization"
-    ids = [e.event_id for e in events]
-    seen = {
-        r["event_id"]
-        for r in await conn.fetch(
-            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", ids
-        )
-    }
+    # The chargers' session locks (all of them: a resend's lock costs nothing) and the
+    # resend check in one round trip; the sessions in a second; samples, readings and
+    # events (with the session as the readings left it) in a third.
+    locked = await conn.fetchrow(
+        _LOCK_AND_FIND_STORED,
+        sessions.SESSION_LOCK_NAMESPACE,
+        [e.charge_point_id for e in events],
+        [e.event_id for e in events],
+    )
+    assert locked is not None
+    seen = set(locked["stored"])
     fresh = [e for e in events if e.event_id not in seen]
     if fresh:
-        await conn.execute(
-            _LOCK_CHARGERS, sessions.SESSION_LOCK_NAMESPACE, [e.charge_point_id for e in fresh]
-        )
         refs = await sessions.upsert_many(conn, [(e, protocols[e.event_id], None) for e in fresh])
-        with_samples = [
-            (i, e, r) for i, (e, r) in enumerate(zip(fresh, refs, strict=True)) if e.samples
-        ]
-        if with_samples:
-            await conn.execute(
-                _INSERT_SAMPLES,
-                *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
-                *_columns(
-                    [
-                        (i, e.charge_point_id, r.id, e.evse_id, e.connector_id)
-                        for i, e, r in with_samples
-                    ],
-                    5,
-                ),
-            )
-            readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
-            readings = [row for row in readings if row[2] is not None]
-            if readings:
-                await conn.execute(_APPLY_READINGS, *_columns(readings, 5))
+        written = list(enumerate(zip(fresh, refs, strict=True)))
+        with_samples = [(i, e, r) for i, (e, r) in written if e.samples]
+        readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
         await conn.execute(
-            _APPEND_WITH_SESSION,
+            _STORE_UPDATES,
+            *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
+            *_columns(
+                [
+                    (i, e.charge_point_id, r.id, e.evse_id, e.connector_id)
+                    for i, e, r in with_samples
+                ],
+                5,
+            ),
+            *_columns([row for row in readings if row[2] is not None], 5),
             SessionUpdated.type,
             *_columns(
                 [
@@ -297,7 +303,7 @@ async def record_session_updates(
                         _payload(e),
                         r.id,
                     )
-                    for i, (e, r) in enumerate(zip(fresh, refs, strict=True))
+                    for i, (e, r) in written
                 ],
                 8,
             ),
@@ -307,6 +313,7 @@ async def record_session_updates(
 
 class SessionUpdatedWriter:
     name = "session_updated"
+    single_statement = False
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return list(await record_session_updates(conn, items))

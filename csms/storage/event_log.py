@@ -39,7 +39,7 @@ async def append(conn: Executor, event: Event, session_id: int | None = None) ->
         evse_id,
         connector_id,
         event.occurred_at,
-        json.dumps(event.payload(), separators=(",", ":")),
+        event.payload_json(),
         session_id,
     )
 
@@ -157,7 +157,7 @@ async def record_meter_sampled(conn: Executor, event: MeterSampled) -> tuple[int
         event.event_id,
         event.type,
         event.occurred_at,
-        json.dumps(event.payload(), separators=(",", ":")),
+        event.payload_json(),
     )
     assert row is not None
     session_id = row["session_id"]

@@ -177,6 +177,46 @@ async def test_caller_is_answered_only_after_commit(database_dsn: str) -> None:
         await pool.close()
 
 
+async def test_a_batch_of_one_statement_runs_alone_and_still_answers_after_commit(
+    database_dsn: str,
+) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=3)
+    try:
+        committer = GroupCommitter(pool, window=0.05, max_batch=100, lanes=1)
+
+        def meter_write(cp: str) -> Write[Any]:
+            meter = meter_event(cp, 1.0)
+            return Write(
+                cp,
+                functools.partial(event_log.record_meter_sampled, event=meter),
+                batched_writes.METER_SAMPLED,
+                meter,
+            )
+
+        async with commits_held(database_dsn) as holder:
+            meters = [
+                asyncio.create_task(committer.submit(meter_write(cp)))
+                for cp in ("CP-1", "CP-2", "CP-3")
+            ]
+            await eventually(lambda: commit_waiting(holder))
+            await asyncio.sleep(0.05)  # a wrong committer answered before the commit
+            assert not any(task.done() for task in meters)
+        await asyncio.wait_for(asyncio.gather(*meters), 10)
+        assert committer.batches == 1 and committer.single_statements == 1
+        assert await pool.fetchval("SELECT count(*) FROM meter_samples") == 3
+
+        # With a write of its own beside them: one transaction for both.
+        status = status_event("CP-1", 5)
+        mixed = [
+            committer.submit(meter_write("CP-4")),
+            committer.submit(Write("CP-1", functools.partial(append_status, event=status))),
+        ]
+        await asyncio.wait_for(asyncio.gather(*mixed), 10)
+        assert committer.batches == 2 and committer.single_statements == 1
+    finally:
+        await pool.close()
+
+
 async def test_poisoned_write_fails_alone(database_dsn: str) -> None:
     pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=3)
     try:
