@@ -186,8 +186,9 @@ class Csms:
             await self.cluster.stop()
             self.cluster = None
         if self._central is not None:
-            if self._central.group_commit is not None:
-                await self._central.group_commit.drain()  # before the pool closes
+            for committer in (self._central.group_commit, self._central.setup_commit):
+                if committer is not None:
+                    await committer.drain()  # before the pool closes
             try:
                 await self._central.flush_last_seen()
             except Exception:

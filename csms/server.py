@@ -221,8 +221,7 @@ class OcppServer:
         client = self.gate.client(websocket, websocket.request)  # behind a trusted proxy too
         remote = websocket.remote_address
         try:
-            connection.generation = await self.central.next_generation()
-            connection.registration = await self.central.connected(
+            connection.generation, connection.registration = await self.central.connect(
                 ChargerConnected(
                     charge_point_id=charge_point_id,
                     occurred_at=utcnow(),
@@ -232,13 +231,13 @@ class OcppServer:
                         if remote and client.host == str(remote[0])
                         else client.host
                     ),
-                ),
-                connection.generation,
+                )
             )
             log.info("charger.connected", registration=connection.registration)
             self.admission.connected(websocket)
             await connection.start()
-        except ConnectionSuperseded:
+        except ConnectionSuperseded as superseded:
+            connection.generation = superseded.generation
             log.info("charger.connection_superseded", generation=connection.generation)
             await websocket.close(code=1000, reason="superseded by a newer connection")
         except ConnectionClosed:
