@@ -11,6 +11,13 @@
 * :func:`raise_open_files_limit`: one socket per charger: the soft limit of open
   files is raised to the hard one at start (a default soft limit of 1,024 caps a
   node at about a thousand chargers).
+* :func:`widen_listen_backlog`: asyncio accepts as many pending connections in
+  one loop turn as the ``backlog`` it was given, and sets each of them up in the
+  next turn -- with the kernel's long backlog, up to 4,096 handshakes' set-up in
+  one turn, a stall of seconds for every charger already connected (their
+  heartbeats wait behind it). The server is created with a small backlog
+  (``ACCEPTS_PER_LOOP_TURN``, what asyncio accepts per turn) and its listening
+  sockets are then given the long one, which only the kernel uses.
 * :class:`ConnectAdmission`: at most ``connect_concurrency`` chargers at a time
   between their handshake and their BootNotification answer. Each of them needs
   several database round trips (authentication, presence, boot); ten thousand
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -35,6 +43,7 @@ log = structlog.get_logger(__name__)
 RECEIVE_QUEUE_FRAMES = 4  # OCPP-J: one call each way, plus its answer, plus a close
 WRITE_LIMIT_BYTES = 64 * 1024  # sender waits above this many buffered bytes
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+ACCEPTS_PER_LOOP_TURN = 16  # new sockets asyncio sets up per loop turn (its "backlog")
 BOOT_GRACE_SECONDS = 3.0  # a connected charger's set-up slot, waiting for its boot
 
 
@@ -44,9 +53,20 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "compression": "deflate" if settings.ws_compression else None,
         "max_queue": RECEIVE_QUEUE_FRAMES,
         "write_limit": WRITE_LIMIT_BYTES,
-        "backlog": LISTEN_BACKLOG,
+        "backlog": ACCEPTS_PER_LOOP_TURN,  # the kernel's: widen_listen_backlog
         "open_timeout": settings.ws_handshake_timeout,
     }
+
+
+def widen_listen_backlog(sockets: Iterable[Any]) -> None:
+    """Give listening sockets the kernel backlog ``LISTEN_BACKLOG`` (see the module doc).
+
+    ``listen()`` again on a listening socket only changes its backlog; asyncio
+    keeps accepting ``ACCEPTS_PER_LOOP_TURN`` connections per loop turn.
+    """
+    for sock in sockets:
+        with sock.dup() as listening:  # the same socket (one open file), closed after
+            listening.listen(LISTEN_BACKLOG)
 
 
 def raise_open_files_limit() -> tuple[int, int]:

@@ -131,7 +131,7 @@ class OcppServer:
             self._drainer.hurry()
 
     async def _listen(self, port: int, tls: ssl.SSLContext | None) -> Server:
-        return await serve(
+        server = await serve(
             self._handle,
             self.settings.host,
             port,
@@ -151,6 +151,8 @@ class OcppServer:
             reuse_port=self.settings.reuse_port,  # several worker processes on one port
             **capacity.server_options(self.settings),
         )
+        capacity.widen_listen_backlog(server.sockets)
+        return server
 
     async def stop(self) -> None:
         """Stop accepting, close every charger socket with 1001 (going away), await handlers."""
