@@ -31,6 +31,7 @@ from csms.bus import EventBus
 from csms.config import Settings, UnknownChargerPolicy
 from csms.events import ChargerBooted, ChargerConnected, ChargerDisconnected, RegistrationStatus
 from csms.monitoring import metrics
+from csms.security.policy import StoredCredentials
 from csms.storage import chargers, event_log, setup_writes
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
@@ -96,6 +97,12 @@ class PresenceRecorder:
             return (await writer(conn, [item]))[0]
 
     # -- connect ---------------------------------------------------------------------
+
+    async def credentials_of(self, charge_point_id: str) -> StoredCredentials | None:
+        """The stored credentials the handshake's authentication checks (set-up lanes)."""
+        return await self._setup_write(  # type: ignore[no-any-return]
+            charge_point_id, setup_writes.CREDENTIALS, charge_point_id
+        )
 
     async def next_generation(self) -> int:
         """A fencing token for :meth:`connected` (:meth:`connect` takes its own)."""

@@ -62,7 +62,7 @@ class OcppServer:
         self.central = central
         self.registry = registry
         self.settings = settings
-        self.gate = ChargerGate(central.pool, settings)
+        self.gate = ChargerGate(central.pool, settings, credentials=central.credentials_of)
         self._server: Server | None = None
         self._tls_server: Server | None = None  # wss, when a TLS certificate is configured
         self._port: int | None = None  # kept: the sockets are gone once draining

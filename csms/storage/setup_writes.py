@@ -13,7 +13,9 @@ batch of one) the statement commits by itself:
 * :data:`BOOTED` -- resend check, the boot's fields on the charger row, and the
   ChargerBooted event, for a charger that is registered;
 * :data:`DISCONNECTED` -- marks the charger disconnected if the closing socket's
-  generation still holds it, and appends the ChargerDisconnected event then.
+  generation still holds it, and appends the ChargerDisconnected event then;
+* :data:`CREDENTIALS` -- a read: the stored credentials the authentication at
+  the WebSocket handshake checks (:mod:`csms.security.gate`).
 
 An unknown charger (no row) is left to the caller, which registers it in a
 transaction of its own (:mod:`csms.presence`): rare, and a policy decision.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csms.events import ChargerBooted, ChargerConnected, ChargerDisconnected, Event
-from csms.storage import Executor
+from csms.storage import Executor, chargers
 
 
 def _event_arrays(events: Sequence[Event]) -> list[list[Any]]:
@@ -235,3 +237,4 @@ class _Writer:
 CONNECTED = _Writer("charger_connected", connect_many)
 BOOTED = _Writer("charger_booted", boot_many)
 DISCONNECTED = _Writer("charger_disconnected", disconnect_many)
+CREDENTIALS = _Writer("charger_credentials", chargers.credentials_of_many)
