@@ -11,6 +11,7 @@ import socket
 import asyncpg
 import structlog
 
+from csms import capacity
 from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
@@ -143,6 +144,9 @@ class Csms:
             await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        # Full garbage collections wait while chargers are being set up (docs/capacity.md)
+        gc_pacing = capacity.FullCollections(self._server.admission)
+        self._tasks.append(asyncio.create_task(gc_pacing.run()))
         revocation = RevocationListener(dsn, self._pool, self.registry)  # 15.4: at once
         self._tasks.append(asyncio.create_task(revocation.run()))
         self._api_pool = await open_api_pool(self.settings, dsn)
