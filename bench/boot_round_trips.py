@@ -45,6 +45,8 @@ from csms.logs import configure_logging
 from csms.storage.database import run_migrations
 from csms.storage.embedded import start_embedded, stop_embedded, with_database
 
+# The handshake's credential lookup (before and after it was batched, csms.presence).
+_CREDENTIAL_LOOKUPS = ("SELECT security_profile,", "SELECT c.security_profile,")
 STEPS = ("connect", "boot", "status", "heartbeat", "probe", "close")
 _ids = itertools.count()
 
@@ -65,7 +67,7 @@ class Tally:
         bound = structlog.contextvars.get_contextvars()
         text = _short(record.query)
         # the gate's credential lookup runs in the handshake, before the id is bound
-        on_path = "charge_point_id" in bound or text.startswith("SELECT security_profile,")
+        on_path = "charge_point_id" in bound or text.startswith(_CREDENTIAL_LOOKUPS)
         self.texts[version, step, on_path, text] += 1
         if on_path or text not in self.periodic:
             self.last_at = time.monotonic()
@@ -183,20 +185,22 @@ def _report(tally: Tally, per_version: int, show: bool) -> None:
     print("(off the path: less the background statements an idle node runs in the same time)")
 
 
-async def run(chargers: int, show: bool, data_dir: Path, idle_seconds: float = 15.0) -> None:
-    dsn = await start_embedded(data_dir)
-    admin = await asyncpg.connect(with_database(dsn, "postgres"))
-    try:
-        await admin.execute("CREATE DATABASE rtt")
-    finally:
-        await admin.close()
-    await run_migrations(with_database(dsn, "rtt"))
+def on_path(tally: Tally, version: str, step: str, per_version: int) -> float:
+    """Statements per charger of ``step`` on the charger's own path."""
+    return (
+        sum(n for (v, s, path, _), n in tally.texts.items() if v == version and s == step and path)
+        / per_version
+    )
+
+
+async def count(dsn: str, chargers: int, idle_seconds: float = 15.0) -> Tally:
+    """Run the CSMS on database ``dsn`` (migrated) and count the set-ups' statements."""
     settings = dataclasses.replace(
         Settings(),
         host="127.0.0.1",
         port=0,
         api_port=0,
-        database_url=with_database(dsn, "rtt"),
+        database_url=dsn,
         migrate_on_start=False,
         post_boot_spread_seconds=0.0,
         db_pool_min=10,
@@ -229,7 +233,18 @@ async def run(chargers: int, show: bool, data_dir: Path, idle_seconds: float = 1
                 await one_charger(url, tally, version, f"rtt-{version}-{n}")
     finally:
         await app.stop()
-    _report(tally, chargers, show)
+    return tally
+
+
+async def run(chargers: int, show: bool, data_dir: Path) -> None:
+    dsn = await start_embedded(data_dir)
+    admin = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        await admin.execute("CREATE DATABASE rtt")
+    finally:
+        await admin.close()
+    await run_migrations(with_database(dsn, "rtt"))
+    _report(await count(with_database(dsn, "rtt"), chargers), chargers, show)
 
 
 def main() -> None:

@@ -215,3 +215,19 @@ async def test_unknown_chargers_are_registered_by_policy(pool: asyncpg.Pool) -> 
     assert await pending.boot(booted("NEW-P"), generation) is RegistrationStatus.PENDING
     assert await presence(pool, "NEW-P") == (True, "node-a", generation)
     assert await events(pool, "NEW-P") == ["charger_booted"]
+
+
+async def test_a_batch_of_several_kinds_is_one_transaction(pool: asyncpg.Pool) -> None:
+    await register(pool, "MIX-1", "MIX-2", "MIX-3")
+    central = central_of(pool)
+    (generation, _), registration, credentials = await asyncio.gather(
+        central.connect(connected("MIX-1")),
+        central.boot(booted("MIX-2")),
+        central.credentials_of("MIX-3"),
+    )
+    assert central.setup_commit is not None and central.setup_commit.batches == 1
+    assert await presence(pool, "MIX-1") == (True, "node-a", generation)
+    assert registration is RegistrationStatus.ACCEPTED
+    assert await events(pool, "MIX-2") == ["charger_booted"]
+    assert credentials is not None and credentials.security_profile == 0
+    assert await central.credentials_of("NOBODY") is None
