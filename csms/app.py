@@ -11,7 +11,7 @@ import socket
 import asyncpg
 import structlog
 
-from csms import gc_tuning
+from csms import capacity, gc_tuning
 from csms.api.app import ApiServer, create_app
 from csms.api.context import ApiContext
 from csms.bus import EventBus
@@ -149,6 +149,9 @@ class Csms:
             await service.start()
         self._server = OcppServer(self._central, self.registry, self.settings)
         await self._server.start()
+        # Full garbage collections wait while chargers are being set up (docs/capacity.md)
+        gc_pacing = capacity.FullCollections(self._server.admission)
+        self._tasks.append(asyncio.create_task(gc_pacing.run()))
         revocation = RevocationListener(dsn, self._pool, self.registry)  # 15.4: at once
         self._tasks.append(asyncio.create_task(revocation.run()))
         self._api_pool = await open_api_pool(self.settings, dsn)
@@ -195,8 +198,9 @@ class Csms:
             await self.cluster.stop()
             self.cluster = None
         if self._central is not None:
-            if self._central.group_commit is not None:
-                await self._central.group_commit.drain()  # before the pool closes
+            for committer in (self._central.group_commit, self._central.setup_commit):
+                if committer is not None:
+                    await committer.drain()  # before the pool closes
             try:
                 await self._central.flush_last_seen()
             except Exception:

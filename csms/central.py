@@ -20,24 +20,22 @@ import asyncpg
 import structlog
 
 from csms.bus import EventBus
-from csms.config import Settings, UnknownChargerPolicy
+from csms.config import Settings
 from csms.events import (
     AuthorizationRequested,
     AuthorizationStatus,
-    ChargerBooted,
-    ChargerConnected,
-    ChargerDisconnected,
     ConnectorStatusChanged,
     Event,
     FirmwareStatusChanged,
     MeterSampled,
     Protocol,
-    RegistrationStatus,
     SessionEnded,
     SessionStarted,
     SessionUpdated,
 )
 from csms.monitoring import metrics
+from csms.presence import ConnectionSuperseded as ConnectionSuperseded  # where callers look
+from csms.presence import PresenceRecorder
 from csms.storage import (
     Executor,
     batched_writes,
@@ -51,12 +49,6 @@ from csms.storage import (
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
 log = structlog.get_logger(__name__)
-
-_POLICY_REGISTRATION = {
-    UnknownChargerPolicy.ACCEPT: RegistrationStatus.ACCEPTED,
-    UnknownChargerPolicy.PENDING: RegistrationStatus.PENDING,
-    UnknownChargerPolicy.REJECT: RegistrationStatus.REJECTED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +111,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class ConnectionSuperseded(Exception):
-    """A connection accepted later (on this node or another) already holds the charger."""
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -155,8 +143,12 @@ def _duplicate(event: Event) -> None:
     metrics.DUPLICATES.labels(event.type).inc()
 
 
-class CentralSystem:
-    """Records events and makes the decisions chargers wait for."""
+class CentralSystem(PresenceRecorder):
+    """Records events and makes the decisions chargers wait for.
+
+    The connection life cycle (connect, boot, disconnect, last seen) is
+    :class:`csms.presence.PresenceRecorder`'s.
+    """
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, bus: EventBus | None = None) -> None:
         self.pool = pool
@@ -179,10 +171,8 @@ class CentralSystem:
                 lanes=max(1, settings.db_pool_max // 4),
                 acquire_timeout=settings.db_acquire_timeout,
             )
-
-    def _acquire(self) -> asyncpg.pool.PoolAcquireContext:
-        """A pool connection, waited for at most ``db_acquire_timeout`` seconds."""
-        return self.pool.acquire(timeout=self.settings.db_acquire_timeout)
+        # Connect, boot and disconnect writes: lanes of their own (csms.presence).
+        self.setup_commit = self._setup_committer()
 
     async def _write(
         self,
@@ -200,116 +190,7 @@ class CentralSystem:
         async with self._acquire() as conn, conn.transaction():
             return await apply(conn)
 
-    # -- connection life cycle -------------------------------------------------
-
-    async def next_generation(self) -> int:
-        """The fencing token of a connection just accepted (see :meth:`connected`)."""
-        return await chargers.next_generation(self.pool)
-
-    async def connected(
-        self, event: ChargerConnected, generation: int
-    ) -> RegistrationStatus | None:
-        """Record a new connection; return the charger's registration (None: unknown).
-
-        The charger's presence (this node, connection ``generation``) is stored with
-        the event. Raises :class:`ConnectionSuperseded` (nothing recorded) when a
-        connection accepted later already holds the charger.
-        """
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            registration = await chargers.registration_of(conn, event.charge_point_id)
-            if registration is None:
-                if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
-                    # Pending/Rejected chargers are registered by their BootNotification.
-                    return None
-                registration = await chargers.register(
-                    conn, event.charge_point_id, RegistrationStatus.ACCEPTED
-                )
-                log.info("charger.registered", registration=registration.value)
-            claimed = await chargers.claim_presence(
-                conn,
-                event.charge_point_id,
-                node_id=self.settings.node_id,
-                generation=generation,
-                at=event.occurred_at,
-                protocol=event.protocol.value,
-            )
-            if not claimed:
-                raise ConnectionSuperseded(event.charge_point_id)
-            await event_log.append(conn, event)
-        self.bus.publish(event)
-        return registration
-
-    async def disconnected(self, event: ChargerDisconnected, generation: int) -> None:
-        """Record that connection ``generation`` closed, if it still held the charger."""
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            released = await chargers.release_presence(
-                conn, event.charge_point_id, generation=generation, at=event.occurred_at
-            )
-            if not released:
-                return  # it moved to a newer connection, or was reaped as offline
-            await event_log.append(conn, event)
-        self.bus.publish(event)
-
-    def seen(self, charge_point_id: str) -> None:
-        """Note that a charger spoke; written in batches by :meth:`flush_last_seen`."""
-        self._last_seen[charge_point_id] = utcnow()
-
-    async def flush_last_seen(self) -> None:
-        batch, self._last_seen = self._last_seen, {}
-        if batch:
-            metrics.DB_BATCH_SIZE.labels("last_seen").observe(len(batch))
-        try:
-            await chargers.touch_last_seen(self.pool, batch)
-        except Exception:
-            # Keep what was not written; a newer time for the same charger wins.
-            for charge_point_id, at in batch.items():
-                self._last_seen.setdefault(charge_point_id, at)
-            raise
-
-    async def run_last_seen_flusher(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.last_seen_flush_interval)
-            try:
-                await self.flush_last_seen()
-            except Exception:
-                log.exception("charger.last_seen_flush_failed")
-
     # -- decisions -------------------------------------------------------------
-
-    async def registration(self, charge_point_id: str) -> RegistrationStatus | None:
-        return await chargers.registration_of(self.pool, charge_point_id)
-
-    @_once
-    async def boot(self, event: ChargerBooted, generation: int | None = None) -> RegistrationStatus:
-        """Answer a BootNotification from the registry, or by policy for an unknown charger.
-
-        A charger registered by its boot (unknown when it connected) gets its
-        presence here, held by connection ``generation``.
-        """
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            registration = await chargers.registration_of(conn, event.charge_point_id)
-            if registration is not None and await event_log.exists(conn, event.event_id):
-                _duplicate(event)
-                return registration
-            if registration is None:
-                policy = self.settings.unknown_charger_policy
-                registration = await chargers.register(
-                    conn, event.charge_point_id, _POLICY_REGISTRATION[policy]
-                )
-                log.info("charger.registered", registration=registration.value, policy=policy)
-                if generation is not None:
-                    await chargers.claim_presence(
-                        conn,
-                        event.charge_point_id,
-                        node_id=self.settings.node_id,
-                        generation=generation,
-                        at=event.occurred_at,
-                        protocol=event.protocol.value,
-                    )
-            await chargers.record_boot(conn, event, registration)
-            await event_log.append(conn, event)
-        self.bus.publish(event)
-        return registration
 
     async def authorize(self, event: AuthorizationRequested) -> Authorization:
         """Decide on a token; while the database is down, from a recent decision (cache)."""

@@ -261,6 +261,10 @@ class Settings:
     ws_handshake_timeout: float = 60.0
     connect_concurrency: int = 32
     post_boot_spread_seconds: float = 30.0
+    # Connect, boot and disconnect writes are group-committed on lanes of their own,
+    # which hold at most setup_db_connections pool connections: a storm leaves the
+    # rest of the pool to the messages of chargers already connected (csms/presence.py).
+    setup_db_connections: int = 2
 
     @property
     def hard_frame_limit(self) -> int:
@@ -366,7 +370,7 @@ def _parse(field: str, raw: str) -> object:
         return port
     if field in {"api_tls", "reuse_port", "proxy_protocol", "ws_compression", "gc_freeze"}:
         return _bool(field, raw)
-    if field in {"connect_concurrency", "gc_gen0_threshold"}:
+    if field in {"connect_concurrency", "gc_gen0_threshold", "setup_db_connections"}:
         return _positive_int(field, raw)
     if field == "ws_handshake_timeout":
         return _positive_float(field, raw)

@@ -62,7 +62,7 @@ class OcppServer:
         self.central = central
         self.registry = registry
         self.settings = settings
-        self.gate = ChargerGate(central.pool, settings)
+        self.gate = ChargerGate(central.pool, settings, credentials=central.credentials_of)
         self._server: Server | None = None
         self._tls_server: Server | None = None  # wss, when a TLS certificate is configured
         self._port: int | None = None  # kept: the sockets are gone once draining
@@ -131,7 +131,7 @@ class OcppServer:
             self._drainer.hurry()
 
     async def _listen(self, port: int, tls: ssl.SSLContext | None) -> Server:
-        return await serve(
+        server = await serve(
             self._handle,
             self.settings.host,
             port,
@@ -151,6 +151,8 @@ class OcppServer:
             reuse_port=self.settings.reuse_port,  # several worker processes on one port
             **capacity.server_options(self.settings),
         )
+        capacity.widen_listen_backlog(server.sockets)
+        return server
 
     async def stop(self) -> None:
         """Stop accepting, close every charger socket with 1001 (going away), await handlers."""
@@ -221,8 +223,7 @@ class OcppServer:
         client = self.gate.client(websocket, websocket.request)  # behind a trusted proxy too
         remote = websocket.remote_address
         try:
-            connection.generation = await self.central.next_generation()
-            connection.registration = await self.central.connected(
+            connection.generation, connection.registration = await self.central.connect(
                 ChargerConnected(
                     charge_point_id=charge_point_id,
                     occurred_at=utcnow(),
@@ -232,13 +233,13 @@ class OcppServer:
                         if remote and client.host == str(remote[0])
                         else client.host
                     ),
-                ),
-                connection.generation,
+                )
             )
             log.info("charger.connected", registration=connection.registration)
             self.admission.connected(websocket)
             await connection.start()
-        except ConnectionSuperseded:
+        except ConnectionSuperseded as superseded:
+            connection.generation = superseded.generation
             log.info("charger.connection_superseded", generation=connection.generation)
             await websocket.close(code=1000, reason="superseded by a newer connection")
         except ConnectionClosed:

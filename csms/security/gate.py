@@ -10,7 +10,9 @@ and counted per reason in :attr:`ChargerGate.refusals`.
 from __future__ import annotations
 
 import collections
+import functools
 import math
+from collections.abc import Awaitable, Callable
 
 import structlog
 from websockets.asyncio.server import ServerConnection
@@ -18,7 +20,7 @@ from websockets.http11 import Request, Response
 
 from csms.config import Settings
 from csms.security.passwords import PasswordVerifier
-from csms.security.policy import Presented, Refusal, decide, meets_profile
+from csms.security.policy import Presented, Refusal, StoredCredentials, decide, meets_profile
 from csms.security.proxy import ClientView, TrustedProxies, parse_networks
 from csms.security.ratelimit import FailureLimiter, address_key
 from csms.security.tls import is_tls, peer_certificate_names
@@ -47,8 +49,12 @@ class ChargerGate:
         *,
         verifier: PasswordVerifier | None = None,
         limiter: FailureLimiter | None = None,
+        credentials: Callable[[str], Awaitable[StoredCredentials | None]] | None = None,
     ) -> None:
         self.db = db
+        # How a charger's stored credentials are read: the server batches the
+        # lookups of a reconnect storm (csms.presence); alone, one query on ``db``.
+        self.credentials = credentials or functools.partial(chargers.credentials_of, db)
         self.settings = settings
         self.verifier = verifier or PasswordVerifier()
         self.limiter = limiter or limiter_from(settings)
@@ -96,7 +102,7 @@ class ChargerGate:
                 else client.certificate_names
             ),
         )
-        stored = await chargers.credentials_of(self.db, charge_point_id)
+        stored = await self.credentials(charge_point_id)
         decision = decide(charge_point_id, stored, presented, self.settings.security_profile_min)
         refusal = decision.refusal
         if refusal is None and decision.password_hash is not None:

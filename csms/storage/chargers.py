@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from csms.events import ChargerBooted, ConnectorStatusChanged, RegistrationStatus
 from csms.security.passwords import hash_password
@@ -246,16 +247,28 @@ async def set_credentials(
 
 async def credentials_of(conn: Executor, charge_point_id: str) -> StoredCredentials | None:
     """The charger's security profile and password hash; None if the charger is unknown."""
-    row = await conn.fetchrow(
+    return (await credentials_of_many(conn, [charge_point_id]))[0]
+
+
+async def credentials_of_many(
+    conn: Executor, charge_point_ids: Sequence[str]
+) -> list[StoredCredentials | None]:
+    """:func:`credentials_of` for many chargers in one statement, in the order given."""
+    rows = await conn.fetch(
         """
-        SELECT security_profile, password_hash, pending_password_hash, previous_password_hash,
-               pending_security_profile
-        FROM chargers WHERE charge_point_id = $1
+        SELECT c.security_profile, c.password_hash, c.pending_password_hash,
+               c.previous_password_hash, c.pending_security_profile,
+               c.charge_point_id IS NOT NULL AS known
+        FROM unnest($1::text[]) WITH ORDINALITY AS i(charge_point_id, n)
+        LEFT JOIN chargers c ON c.charge_point_id = i.charge_point_id
+        ORDER BY i.n
         """,
-        charge_point_id,
+        list(charge_point_ids),
     )
-    if row is None:
-        return None
+    return [_credentials(row) if row["known"] else None for row in rows]
+
+
+def _credentials(row: Any) -> StoredCredentials:
     alternates = tuple(
         h for h in (row["pending_password_hash"], row["previous_password_hash"]) if h is not None
     )

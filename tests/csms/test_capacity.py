@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
+import shutil
+import socket
+import subprocess
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from csms import capacity
@@ -154,3 +159,46 @@ async def test_the_post_boot_probe_comes_after_the_spread(start_csms: StartCsms)
 
 async def _async(value: bool) -> bool:
     return value
+
+
+def test_full_collections_wait_while_chargers_are_set_up() -> None:
+    normal = gc.get_threshold()
+    pacing = capacity.FullCollections(ConnectAdmission(4, hold_limit=5.0), defer_limit=60.0)
+    try:
+        pacing.step(0.0, busy=True)  # a storm: no automatic full collection
+        assert gc.get_threshold()[:2] == normal[:2]  # the young ones still run
+        assert gc.get_threshold()[2] > 1_000_000
+        pacing.step(30.0, busy=True)
+        assert gc.get_threshold()[2] > 1_000_000
+        pacing.step(31.0, busy=False)  # calm again: CPython's own rule, as before
+        assert gc.get_threshold() == normal
+        pacing.step(40.0, busy=True)
+        pacing.step(101.0, busy=True)  # deferred long enough, even in a storm
+        assert gc.get_threshold() == normal
+        gc.set_threshold(10_000, normal[1], normal[2])  # csms.gc_tuning's young threshold
+        pacing.step(110.0, busy=True)
+        pacing.step(120.0, busy=False)
+        assert gc.get_threshold() == (10_000, normal[1], normal[2])  # kept, not the start's
+    finally:
+        gc.set_threshold(*normal)
+
+
+def test_the_listen_backlog_is_the_kernels_and_the_accept_batch_small() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(capacity.ACCEPTS_PER_LOOP_TURN)
+        capacity.widen_listen_backlog([sock])
+        port = sock.getsockname()[1]
+        ss = shutil.which("ss")
+        if ss is None:
+            pytest.skip("no ss(8) to read the backlog of a listening socket")
+        listing = subprocess.run(
+            [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        # ss shows a listening socket's backlog as its Send-Q
+        assert int(listing[2]) == min(capacity.LISTEN_BACKLOG, _somaxconn())
+
+
+def _somaxconn() -> int:
+    with open("/proc/sys/net/core/somaxconn") as limit:
+        return int(limit.read())
