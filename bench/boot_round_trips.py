@@ -48,6 +48,13 @@ from csms.storage.embedded import start_embedded, stop_embedded, with_database
 # The handshake's credential lookup (before and after it was batched, csms.presence).
 _CREDENTIAL_LOOKUPS = ("SELECT security_profile,", "SELECT c.security_profile,")
 STEPS = ("connect", "boot", "status", "heartbeat", "probe", "close")
+# asyncpg's introspection of a type the first time one pool connection meets it: once
+# per connection, not per charger, so whichever charger came first must not pay it.
+_INTROSPECTION = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree(",
+    "SELECT set_config('jit',",
+)
 _ids = itertools.count()
 
 
@@ -66,6 +73,8 @@ class Tally:
         version, step = self.current
         bound = structlog.contextvars.get_contextvars()
         text = _short(record.query)
+        if text.startswith(_INTROSPECTION):
+            return
         # the gate's credential lookup runs in the handshake, before the id is bound
         on_path = "charge_point_id" in bound or text.startswith(_CREDENTIAL_LOOKUPS)
         self.texts[version, step, on_path, text] += 1

@@ -33,7 +33,7 @@ from csms.events import ChargerBooted, ChargerConnected, ChargerDisconnected, Re
 from csms.monitoring import metrics
 from csms.security.policy import StoredCredentials
 from csms.storage import chargers, event_log, setup_writes
-from csms.storage.group_commit import BulkWriter, GroupCommitter, Write, apply_segment
+from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
 log = structlog.get_logger(__name__)
 
@@ -52,23 +52,6 @@ class ConnectionSuperseded(Exception):
     def __init__(self, charge_point_id: str, generation: int | None = None) -> None:
         super().__init__(charge_point_id)
         self.generation = generation  # the superseded connection's own
-
-
-class SetupCommitter(GroupCommitter):
-    """Group commit for set-up writes: a batch that is one statement needs no BEGIN/COMMIT.
-
-    A set-up write is one statement (:mod:`csms.storage.setup_writes`); a batch
-    whose writes are all of one kind (one bulk writer, at most one write per
-    charger) is therefore one statement, atomic and committed when it returns --
-    a charger setting up alone pays one round trip instead of three.
-    """
-
-    async def _transaction(self, runs: list[list[Write[Any]]]) -> list[Any]:
-        if len(runs) == 1 and len({id(write.bulk) for write in runs[0]}) == 1:
-            if runs[0][0].bulk is not None:
-                async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-                    return await apply_segment(conn, runs[0])  # committed on return
-        return await super()._transaction(runs)
 
 
 def _alone(writer: BulkWriter, item: object) -> Callable[[Any], Awaitable[Any]]:
@@ -96,7 +79,7 @@ class PresenceRecorder:
         """The set-up lanes (None when group commit is off: one statement per set-up)."""
         if self.settings.group_commit_window_ms <= 0:
             return None
-        return SetupCommitter(
+        return GroupCommitter(
             self.pool,
             window=self.settings.group_commit_window_ms / 1000,
             max_batch=self.settings.group_commit_max_batch,

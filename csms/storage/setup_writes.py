@@ -223,7 +223,13 @@ async def disconnect_many(conn: Executor, items: Sequence[Disconnection]) -> lis
 
 
 class _Writer:
-    """A bulk writer (group commit's protocol) around one of the functions above."""
+    """A bulk writer (group commit's protocol) around one of the functions above.
+
+    Each is one statement, atomic on its own: a batch of one kind needs no BEGIN
+    and COMMIT (a charger setting up alone pays one round trip instead of three).
+    """
+
+    single_statement = True
 
     def __init__(self, name: str, write: Any) -> None:
         self.name = name
