@@ -116,12 +116,16 @@ class PresenceRecorder:
         when a connection accepted later already holds the charger.
         """
         item = setup_writes.Connection(event, self.settings.node_id)
-        async with metrics.db_write(event.type):
+        async with metrics.db_write(event.type):  # one connection, one write observed
             outcome: setup_writes.Connected = await self._setup_write(
                 event.charge_point_id, setup_writes.CONNECTED, item
             )
-        if outcome.registration is None:  # unknown: registered by policy, or by its boot
-            return outcome.generation, await self.connected(event, outcome.generation)
+            if outcome.registration is None:  # unknown: registered by policy, or by its boot
+                registration = await self._connected(event, outcome.generation)
+        if outcome.registration is None:
+            if registration is not None:
+                self.bus.publish(event)
+            return outcome.generation, registration
         if not outcome.claimed:
             raise ConnectionSuperseded(event.charge_point_id, outcome.generation)
         self.bus.publish(event)
@@ -136,7 +140,16 @@ class PresenceRecorder:
         Raises :class:`ConnectionSuperseded` (nothing recorded) when a connection
         accepted later already holds the charger.
         """
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
+        async with metrics.db_write(event.type):
+            registration = await self._connected(event, generation)
+        if registration is not None:
+            self.bus.publish(event)
+        return registration
+
+    async def _connected(
+        self, event: ChargerConnected, generation: int
+    ) -> RegistrationStatus | None:
+        async with self._acquire() as conn, conn.transaction():
             registration = await chargers.registration_of(conn, event.charge_point_id)
             if registration is None:
                 if self.settings.unknown_charger_policy is not UnknownChargerPolicy.ACCEPT:
@@ -157,7 +170,6 @@ class PresenceRecorder:
             if not claimed:
                 raise ConnectionSuperseded(event.charge_point_id, generation)
             await event_log.append(conn, event)
-        self.bus.publish(event)
         return registration
 
     async def disconnected(self, event: ChargerDisconnected, generation: int) -> None:
