@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from charge_point_sim.charger import CallFailed, Charger, NotConnected
-from charge_point_sim.ev import VOLTAGE, EVState, charge_step
+from charge_point_sim.ev import VOLTAGE, EVState, charge_step, seconds_to_full
 from charge_point_sim.model import Connector, Sample, Session
 from charge_point_sim.profiles import Limit, TxContext, limit_at
 
@@ -221,10 +221,14 @@ class SessionCharger(Charger):
         interval = max(1, self.keys.get_int("MeterValueSampleInterval", 60))
         tick = max(min(float(interval), 5.0), 0.05 * self.clock.speed)
         last = last_sample = self.clock.now()
+        s.ev, _, _ = charge_step(s.ev, self.limit_w(conn, last), 0.0)  # plugged in under it
         wait = tick
         while s.stop_reason is None:
             if s.ev.departure is not None:  # it leaves at its own time, not at the next tick
                 wait = min(wait, (s.ev.departure - last).total_seconds())
+            full_in = seconds_to_full(s.ev)
+            if full_in is not None:  # and says SuspendedEV when it is full, not a tick later
+                wait = min(wait, full_in + 1e-3)
             await self._tick_wait(s, wait)
             now = self.clock.now()
             if s.ev.departure is not None:

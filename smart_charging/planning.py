@@ -56,6 +56,7 @@ from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.reporting import ProfileSend, SiteView
 from smart_charging.tracking import (
     Tracked,
+    draws_nothing,
     note_suspended,
     probe_found_nothing,
     start_probe,
@@ -149,12 +150,15 @@ class SitePlanning:
             decreases = [c for c in changes if is_decrease(c)]
             steps = [s for s in map(first_step, changes) if s is not None]
             first = decreases + steps
+            # An EV known to draw nothing (full) gives nothing back by following its lower
+            # limit: the others need not wait the settle time for it.
+            quiet = [draws_nothing(c.tracked, svc.settle_grace) for c in first]
             await self._commit_intent(site_id, first, mark_decrease=False)
             results = await self._send_all(first)
             sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
-                r == "Accepted" and c.previous is not None and c.limit < c.previous
-                for c, r in zip(first, results, strict=True)
+                r == "Accepted" and c.previous is not None and c.limit < c.previous and not q
+                for c, r, q in zip(first, results, quiet, strict=True)
             )
             if accepted_decrease:
                 svc.decreased_at[site_id] = self.clock.monotonic()

@@ -55,6 +55,7 @@ STEP_S = 30.0  # one class per half minute of laxity (or of time left, when infe
 HORIZON_S = 12 * 3600.0  # laxity beyond this is not urgent at all (class 0)
 STEPS = int(HORIZON_S / STEP_S)
 MOST_URGENT = 2 * STEPS
+HYSTERESIS_S = 600.0  # one that charges keeps its place until another is this much more urgent
 
 
 def laxity_s(
@@ -96,8 +97,26 @@ def urgency_class(
     energy_wh: float | None,
     max_current_a: float,
     phases: int,
+    charging: bool = False,
+    hysteresis_s: float = HYSTERESIS_S,
 ) -> int:
+    """The urgency class of a session (see the module docstring).
+
+    ``charging``: the session has current now (its accepted limit is above 0). It is
+    classed as if it had ``hysteresis_s`` less slack (or left that much sooner), so
+    a waiting session takes its current only once it is clearly more urgent, not
+    one class (30 s) later: each change of who charges costs the site the seconds
+    the EVs need to follow (decreases first, the settle time, the lag and ramp of
+    the one raised), and two sessions of equal slack would otherwise trade places
+    every minute. Two sessions then swap at most every ``2 * hysteresis_s``.
+    """
     laxity = laxity_s(now, departure_at, energy_wanted_wh, energy_wh, max_current_a, phases)
     if laxity is None or departure_at is None:
         return 0
-    return urgency_bucket(laxity, (departure_at - now).total_seconds())
+    time_left = (departure_at - now).total_seconds()
+    if charging:
+        # Within its tier: a feasible session stays feasible (its class at most the
+        # most urgent feasible one), an infeasible one is ordered as leaving sooner.
+        laxity = max(0.0, laxity - hysteresis_s) if laxity >= 0.0 else laxity
+        time_left = max(0.0, time_left - hysteresis_s) if laxity < 0.0 else time_left
+    return urgency_bucket(laxity, time_left)
