@@ -61,7 +61,7 @@ from bench.smart_charging_quality import (
 )
 from bench.smart_charging_quality import SCHEDULERS as PURE
 from charge_point_sim import Fleet, FleetConfig, SimClock
-from charge_point_sim.ev import EVSpec, EVState
+from charge_point_sim.ev import EVSpec, EVState, power_after
 from charge_point_sim.model import Session
 from csms.app import Csms
 from csms.config import LogFormat, Settings
@@ -148,6 +148,14 @@ def ev_state(ev: EV, departure: datetime) -> EVState:
     target = START_SOC + ev.energy_wh / (CAPACITY_KWH * 1000.0) * 100.0
     return EVState(spec, soc=START_SOC, target_soc=target, departure=departure,
                    stays_plugged=True)  # fmt: skip
+
+
+def draw_w(s: Session, clock: SimClock) -> float:
+    """What the simulated EV draws now: its model played out from its last step (it may
+    be following a new limit; its charger steps it only now and then)."""
+    if s.stepped_at is None:
+        return s.power_w
+    return power_after(s.ev, (clock.now() - s.stepped_at).total_seconds())
 
 
 def delivered_wh(state: EVState) -> float:
@@ -241,7 +249,7 @@ async def _day(
     limit_a = limit_w / VOLTAGE  # summed over the lines
     peak, breaches, samples = 0.0, 0, 0
     waste: dict[str, float] = {}
-    ledger = LossLedger(fleet, sessions, CHARGER_OF, clock, limit_a) if o.explain else None
+    ledger = LossLedger(fleet, sessions, CHARGER_OF, clock, limit_a, draw_w) if o.explain else None
     if ledger is not None:
         ledger.hook(_service(app))
 
@@ -249,7 +257,9 @@ async def _day(
         """The EVs' summed current now against the limit: at every sample and every step
         of any session (so a breach between two samples is counted too)."""
         nonlocal peak, breaches, samples
-        drawn_a = sum(s.power_w / VOLTAGE for s in sessions.values() if s.stop_reason is None)
+        drawn_a = sum(
+            draw_w(s, clock) / VOLTAGE for s in sessions.values() if s.stop_reason is None
+        )
         if ledger is not None:
             ledger.account()
         samples += 1

@@ -75,6 +75,8 @@ CAUSES = (
     "plan (other)",
 )
 MIN_A = 6.0
+# Steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time.
+PLAN_STEPS = ("_plan", "_commit_intent", "_send_all", "_sessions_changed", "_commit_state")
 
 
 @dataclass
@@ -88,17 +90,22 @@ class PlannerState:
     plan_sim_s: float = 0.0  # the same in simulated time
     settle_sim_s: float = 0.0  # simulated time spent waiting for decreases to settle
     planned: set[tuple[str, str]] = field(default_factory=set)  # sessions planned at least once
+    steps_real_s: dict[str, float] = field(default_factory=dict)  # real s per step of a re-plan
 
 
 @dataclass
 class LossLedger:
-    """Integrates the unused capacity of one day by cause (module docstring)."""
+    """Integrates the unused capacity of one day by cause (module docstring).
+
+    ``draw_w``: what a simulated EV draws now (its model played out since its last step).
+    """
 
     fleet: Fleet
     sessions: Mapping[str, Session]  # EV id -> its simulated session
     charger_of: Mapping[str, str]  # EV id -> charger id
     clock: SimClock
     limit_a: float  # summed over the lines
+    draw_w: Callable[[Session, SimClock], float] = lambda s, _clock: s.power_w
     service: Any = None  # the SmartChargingService (its tracked sessions and wake flags)
     planner: PlannerState = field(default_factory=PlannerState)
     wh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0.0))
@@ -113,6 +120,22 @@ class LossLedger:
         planning = service.planning
         planning.replan = self._wrap(planning.replan, "planning")
         planning._settle = self._wrap(planning._settle, "settling")
+        for name in PLAN_STEPS:
+            setattr(planning, name, self._timed(getattr(planning, name), name))
+
+    def _timed(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """Real time spent in one step of a re-plan (the report's 'real ms per plan')."""
+
+        @functools.wraps(method)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            real = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                spent = self.planner.steps_real_s
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - real
+
+        return timed
 
     def _wrap(self, method: Callable[..., Any], flag: str) -> Callable[..., Any]:
         @functools.wraps(method)
@@ -153,15 +176,13 @@ class LossLedger:
         present = {
             ev: s for ev, s in self.sessions.items() if s.stop_reason is None
         }  # simulated EVs still plugged in
-        drawn = sum(s.power_w for s in present.values()) / VOLTAGE
-        room = (
-            sum(
-                max(0.0, s.ev.spec.max_ac_kw * 1000.0 - s.power_w)
-                for s in present.values()
-                if not s.ev.full
-            )
-            / VOLTAGE
-        )
+        draws = {ev: self.draw_w(s, self.clock) for ev, s in present.items()}
+        drawn = sum(draws.values()) / VOLTAGE
+        room = sum(
+            max(0.0, s.ev.spec.max_ac_kw * 1000.0 - draws[ev])
+            for ev, s in present.items()
+            if not s.ev.full
+        ) / VOLTAGE  # fmt: skip
         unused = min(self.limit_a - drawn, room)
         if unused < 0.05:
             return {}, False
@@ -175,7 +196,7 @@ class LossLedger:
             maximum = s.ev.spec.max_ac_kw * 1000.0 / VOLTAGE
             mine = min(limit, maximum)
             if not s.ev.full:
-                lag += max(0.0, mine - s.power_w / VOLTAGE)
+                lag += max(0.0, mine - draws[ev_id] / VOLTAGE)
                 if limit <= 0.0:
                     paused_min.append(MIN_A * s.ev.spec.phases)
                     key = (charger.cfg.charger_id, str(s.transaction_id))
@@ -237,7 +258,9 @@ class LossLedger:
                 f"of which arrivals {self.arrivals_wh / 1000:.2f}; {p.plans} plans, "
                 f"{p.plan_real_s / max(1, p.plans) * 1000:.0f} ms real "
                 f"({p.plan_sim_s / max(1, p.plans):.1f} s simulated) each, "
-                f"settle {p.settle_sim_s:.0f} s simulated")  # fmt: skip
+                f"settle {p.settle_sim_s:.0f} s simulated; real ms per plan in "
+                + ", ".join(f"{k.strip('_')} {v / max(1, p.plans) * 1000:.0f}"
+                            for k, v in p.steps_real_s.items()))  # fmt: skip
 
 
 def merge(ledgers: list[dict[str, float]]) -> dict[str, float]:

@@ -146,6 +146,14 @@ def _follow(state: EVState, limit_w: float, dt_s: float, dc: bool) -> tuple[EVSt
     return new, power, energy_wh
 
 
+def power_after(state: EVState, seconds: float) -> float:
+    """What the EV draws ``seconds`` after its last step, under the pilot it saw last
+    (its delay and ramp played out): its draw at any instant, between two steps."""
+    if state.pilot_w is None:
+        return state.power_w
+    return _follow(state, state.pilot_w, max(0.0, seconds), False)[1]
+
+
 def seconds_to_full(state: EVState) -> float | None:
     """When the EV reaches its target at what it draws now (None: it draws nothing).
 
