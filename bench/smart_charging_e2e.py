@@ -241,7 +241,13 @@ async def _day(
             await asyncio.sleep(0.005)
         needs = {"departure_at": departure.isoformat(), "energy_wanted_wh": ev.energy_wh}
         path = f"/chargers/{charger.cfg.charger_id}/transactions/{s.transaction_id}/preferences"
-        (await api.put(path, json=needs)).raise_for_status()
+        for attempt in range(3):  # a loaded machine once dropped the connection (ReadError)
+            try:
+                (await api.put(path, json=needs)).raise_for_status()
+                break
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
 
     arrivals = [
         asyncio.create_task(arrive(ev, i)) for i, ev in enumerate(evs) if ev.arrival < o.day_steps
