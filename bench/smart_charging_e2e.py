@@ -47,6 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.smart_charging_loss import CAUSES, LossLedger
 from bench.smart_charging_quality import (
     EV,
     STEP_H,
@@ -60,7 +61,7 @@ from bench.smart_charging_quality import (
 )
 from bench.smart_charging_quality import SCHEDULERS as PURE
 from charge_point_sim import Fleet, FleetConfig, SimClock
-from charge_point_sim.ev import EVSpec, EVState
+from charge_point_sim.ev import EVSpec, EVState, power_after
 from charge_point_sim.model import Session
 from csms.app import Csms
 from csms.config import LogFormat, Settings
@@ -84,6 +85,7 @@ class E2EOptions:
     settle: float = 5.0  # simulated s (the CSMS's default, IEC 61851-1)
     interval: float = 300.0  # simulated s between periodic plans (the pure mode's step)
     day_steps: int = STEPS  # 5-minute steps of the day to run (a smoke runs a short day)
+    explain: bool = False  # decompose the unused capacity by cause (bench/smart_charging_loss.py)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class E2EOutcome:
     breaches: int  # checks above the limit
     samples: int  # checks of the summed current (every sample and every step of an EV)
     real_s: float
+    unused_wh: dict[str, float] | None = None  # by cause (--explain)
 
 
 class Database:
@@ -145,6 +148,14 @@ def ev_state(ev: EV, departure: datetime) -> EVState:
     target = START_SOC + ev.energy_wh / (CAPACITY_KWH * 1000.0) * 100.0
     return EVState(spec, soc=START_SOC, target_soc=target, departure=departure,
                    stays_plugged=True)  # fmt: skip
+
+
+def draw_w(s: Session, clock: SimClock) -> float:
+    """What the simulated EV draws now: its model played out from its last step (it may
+    be following a new limit; its charger steps it only now and then)."""
+    if s.stepped_at is None:
+        return s.power_w
+    return power_after(s.ev, (clock.now() - s.stepped_at).total_seconds())
 
 
 def delivered_wh(state: EVState) -> float:
@@ -230,7 +241,13 @@ async def _day(
             await asyncio.sleep(0.005)
         needs = {"departure_at": departure.isoformat(), "energy_wanted_wh": ev.energy_wh}
         path = f"/chargers/{charger.cfg.charger_id}/transactions/{s.transaction_id}/preferences"
-        (await api.put(path, json=needs)).raise_for_status()
+        for attempt in range(3):  # a loaded machine once dropped the connection (ReadError)
+            try:
+                (await api.put(path, json=needs)).raise_for_status()
+                break
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
 
     arrivals = [
         asyncio.create_task(arrive(ev, i)) for i, ev in enumerate(evs) if ev.arrival < o.day_steps
@@ -238,12 +255,19 @@ async def _day(
     limit_a = limit_w / VOLTAGE  # summed over the lines
     peak, breaches, samples = 0.0, 0, 0
     waste: dict[str, float] = {}
+    ledger = LossLedger(fleet, sessions, CHARGER_OF, clock, limit_a, draw_w) if o.explain else None
+    if ledger is not None:
+        ledger.hook(_service(app))
 
     def check() -> float:
         """The EVs' summed current now against the limit: at every sample and every step
         of any session (so a breach between two samples is counted too)."""
         nonlocal peak, breaches, samples
-        drawn_a = sum(s.power_w / VOLTAGE for s in sessions.values() if s.stop_reason is None)
+        drawn_a = sum(
+            draw_w(s, clock) / VOLTAGE for s in sessions.values() if s.stop_reason is None
+        )
+        if ledger is not None:
+            ledger.account()
         samples += 1
         peak = max(peak, drawn_a / limit_a)
         if drawn_a > limit_a * (1 + 1e-6) + 0.1:
@@ -280,8 +304,17 @@ async def _day(
                  for ev in evs}  # fmt: skip
     await _until_stored(app, len(sessions))
     stored = await app.pool.fetchval("SELECT coalesce(sum(energy_wh), 0) FROM sessions")
+    if ledger is not None:
+        ledger.account()
+        print(f"    {ledger.report()}")
     return E2EOutcome(delivered, float(stored), peak, breaches, samples,
-                      time.monotonic() - started)  # fmt: skip
+                      time.monotonic() - started, ledger.wh if ledger else None)  # fmt: skip
+
+
+def _service(app: Csms) -> Any:
+    from smart_charging.service import SmartChargingService
+
+    return next(x for x in app.services if isinstance(x, SmartChargingService))
 
 
 DEBUG = bool(os.environ.get("SC_E2E_DEBUG"))
@@ -417,6 +450,8 @@ class LevelResult:
     stored_pct: float  # CSMS-stored energy as % of requested (cross-check)
     samples: int
     real_s: float
+    unused_wh: dict[str, float] = dataclasses.field(default_factory=dict)  # mean per day
+    gap_wh: float = 0.0  # optimum less delivered, mean per day
 
 
 def _add(r: Row, delivered: dict[str, float], evs: Sequence[EV], best: float, seeds: int) -> None:
@@ -450,6 +485,9 @@ async def run_e2e(
                 result.stored_pct += 100 * day.stored_wh / sum(e.energy_wh for e in evs) / seeds
                 result.samples += day.samples
                 result.real_s += day.real_s
+                result.gap_wh += (best - sum(day.delivered_wh.values())) / seeds
+                for cause, wh in (day.unused_wh or {}).items():
+                    result.unused_wh[cause] = result.unused_wh.get(cause, 0.0) + wh / seeds
                 for name in COMPARED:
                     pure = simulate(evs, limit_w, PURE[name])
                     _add(result.pure[name], pure.delivered_wh, evs, best, seeds)
@@ -483,6 +521,15 @@ def print_e2e(table: dict[int, LevelResult], seeds: int, n: int, o: E2EOptions) 
               f"{s.jain:>6.3f} {s.peak:>10.3f} {s.breaches:>8} {r.samples:>8} "
               f"{r.stored_pct:>10.1f} {r.real_s:>7.0f}")  # fmt: skip
     print()
+    if any(r.unused_wh for r in table.values()):
+        print("unused capacity while an EV wanted energy, kWh per day by cause "
+              "(bench/smart_charging_loss.py); gap = LP optimum - delivered")  # fmt: skip
+        print(f"{'level':>5} {'gap':>6} {'unused':>6} " + " ".join(f"{c[:12]:>12}" for c in CAUSES))
+        for level, r in table.items():
+            u = r.unused_wh
+            print(f"{level:>4}% {r.gap_wh / 1000:>6.2f} {sum(u.values()) / 1000:>6.2f} "
+                  + " ".join(f"{u.get(c, 0.0) / 1000:>12.2f}" for c in CAUSES))  # fmt: skip
+        print()
 
 
 def main_e2e(seeds: int, n: int, levels: Sequence[int], o: E2EOptions) -> None:

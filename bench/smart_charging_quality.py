@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from smart_charging.allocation import Node, Session, allocate
+from smart_charging.urgency import HYSTERESIS_S as SERVICE_HYSTERESIS_S
 from smart_charging.urgency import urgency_class
 
 VOLTAGE = 230.0
@@ -59,6 +60,7 @@ STEP_H = 5 / 60
 DAY_START_H = 7.0
 STEPS = int((19.5 - DAY_START_H) / STEP_H)  # 07:00 - 19:30
 MIN_A = 6.0
+HYSTERESIS_S = SERVICE_HYSTERESIS_S  # the allocator's, as the service runs it (--hysteresis)
 BASE = datetime(2026, 1, 5, tzinfo=UTC)
 
 
@@ -103,6 +105,7 @@ class Present:
     ev: EV
     remaining_wh: float
     step: int
+    charging: bool = False  # it had current in the previous step (the urgency's hysteresis)
 
     @property
     def cap_a(self) -> float:
@@ -134,11 +137,10 @@ def _sessions(
         cap = p.ev.max_a if full and full_keeps_share else p.cap_a
         now = BASE + timedelta(hours=p.step * STEP_H)
         departure = BASE + timedelta(hours=p.ev.departure * STEP_H)
-        g = (
-            urgency_class(now, departure, p.remaining_wh, 0.0, p.ev.max_a, len(p.ev.phases))
-            if urgency
-            else 0
-        )
+        g = 0
+        if urgency:
+            g = urgency_class(now, departure, p.remaining_wh, 0.0, p.ev.max_a, len(p.ev.phases),
+                              charging=p.charging, hysteresis_s=HYSTERESIS_S)  # fmt: skip
         out.append(
             Session(
                 id=p.ev.id, node="site", phases=p.ev.phases, max_current=cap,
@@ -230,9 +232,10 @@ def simulate(
     remaining = {ev.id: ev.energy_wh for ev in evs}
     limit_a = limit_w / VOLTAGE  # A summed over the three lines
     peak, breaches = 0.0, 0
+    currents: dict[str, float] = {}
     for step in range(STEPS):
         present = [
-            Present(ev, remaining[ev.id], step)
+            Present(ev, remaining[ev.id], step, currents.get(ev.id, 0.0) > 0.0)
             for ev in evs
             if ev.arrival <= step < ev.departure and (plugged or remaining[ev.id] > 1.0)
         ]
@@ -384,6 +387,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="through the real CSMS and simulated chargers (bench/smart_charging_e2e.py)",
     )
     parser.add_argument("--speed", type=float, default=600.0, help="--e2e: simulated s per real s")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="--e2e: where the unused capacity went, by cause (bench/smart_charging_loss.py)",
+    )
     args = parser.parse_args(argv)
     if args.tou:
         tou_timing([100, 1000])
@@ -392,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.e2e:
         from bench.smart_charging_e2e import E2EOptions, main_e2e
 
-        main_e2e(args.seeds, args.evs, levels, E2EOptions(speed=args.speed))
+        main_e2e(args.seeds, args.evs, levels, E2EOptions(speed=args.speed, explain=args.explain))
         return
     started = time.perf_counter()
     common = f"{args.seeds} seeds x {args.evs} EVs, 5-min steps; % of the LP optimum"

@@ -86,20 +86,38 @@ def ev_max_power_w(spec: EVSpec, soc: float, dc: bool = False) -> float:
 def charge_step(
     state: EVState, limit_w: float, dt_s: float, dc: bool = False
 ) -> tuple[EVState, float, float]:
-    """Charge for ``dt_s`` seconds under ``limit_w``.
+    """Charge for ``dt_s`` seconds; ``limit_w`` is the limit the charger applies *now*.
 
     Returns ``(new_state, power_w, energy_wh)``: the power drawn at the end of
-    the step and the energy of the step. The EV moves towards
-    ``min(acceptance, limit)`` with its lag and ramp (module docstring); energy
-    is clipped so the EV never overshoots its target SoC (the power reported is
-    then the average over the step, and the EV is full).
+    the step and the energy of the step. The step's energy is drawn under the
+    limit the EV saw before (its pilot); a *new* limit is seen at the end of the
+    step - the moment the charger applies it, which is when a charger steps its
+    EVs (:meth:`charge_point_sim.sessions.SessionCharger.limits_changed`) - and
+    is followed from then on, with the lag and ramp of the module docstring. (A
+    new limit taken as seen at the start of the step made an EV follow it
+    retroactively: one stepped every 30 s followed a new limit at once.) The
+    first limit an EV sees (``pilot_w`` None) is the one it was plugged in under:
+    followed from the start of the step. Energy is clipped so the EV never
+    overshoots its target SoC; an EV full within the step draws nothing at its
+    end (it says SuspendedEV at once).
     """
-    if dt_s <= 0 or state.full:
-        return replace(state, power_w=0.0), 0.0, 0.0
     spec = state.spec
-    pilot, delay = state.pilot_w, state.delay_left_s
-    if pilot is None or abs(limit_w - pilot) > 1e-6:
-        pilot, delay = limit_w, spec.response_delay_s if pilot is not None else 0.0
+    if state.pilot_w is None:
+        state = replace(state, pilot_w=limit_w, delay_left_s=0.0)
+    elif abs(limit_w - state.pilot_w) > 1e-6:
+        before, power, energy = _follow(state, state.pilot_w, dt_s, dc)
+        return replace(before, pilot_w=limit_w, delay_left_s=spec.response_delay_s), power, energy
+    return _follow(state, limit_w, dt_s, dc)
+
+
+def _follow(state: EVState, limit_w: float, dt_s: float, dc: bool) -> tuple[EVState, float, float]:
+    """``dt_s`` seconds under an unchanged pilot ``limit_w`` (the rest of its lag, a ramp)."""
+    if state.full:
+        return replace(state, power_w=0.0), 0.0, 0.0
+    if dt_s <= 0:
+        return state, state.power_w, 0.0
+    spec = state.spec
+    delay = state.delay_left_s
     target = max(0.0, min(ev_max_power_w(spec, state.soc, dc), limit_w))
     waited = min(dt_s, delay)
     moving = dt_s - waited
@@ -120,15 +138,31 @@ def charge_step(
     energy_wh = max(0.0, energy_ws) / 3600.0
     power = max(0.0, end)
     room_wh = (state.target_soc - state.soc) / 100.0 * spec.capacity_kwh * 1000.0
-    if energy_wh > room_wh:
-        energy_wh = max(0.0, room_wh)
-        power = energy_wh * 3600.0 / dt_s
-    soc = state.soc + energy_wh / (spec.capacity_kwh * 1000.0) * 100.0
-    soc = min(soc, state.target_soc)
-    new = replace(state, soc=soc, power_w=power, pilot_w=pilot, delay_left_s=delay - waited)
-    if new.full:
-        new = replace(new, power_w=0.0)  # the next step draws nothing
+    if energy_wh >= room_wh:  # full within the step: it stops drawing
+        energy_wh, power, soc = max(0.0, room_wh), 0.0, state.target_soc
+    else:
+        soc = min(state.soc + energy_wh / (spec.capacity_kwh * 1000.0) * 100.0, state.target_soc)
+    new = replace(state, soc=soc, power_w=power, delay_left_s=delay - waited)
     return new, power, energy_wh
+
+
+def power_after(state: EVState, seconds: float) -> float:
+    """What the EV draws ``seconds`` after its last step, under the pilot it saw last
+    (its delay and ramp played out): its draw at any instant, between two steps."""
+    if state.pilot_w is None:
+        return state.power_w
+    return _follow(state, state.pilot_w, max(0.0, seconds), False)[1]
+
+
+def seconds_to_full(state: EVState) -> float | None:
+    """When the EV reaches its target at what it draws now (None: it draws nothing).
+
+    A charger steps the EV then, so it says SuspendedEV when it is full, not a tick later.
+    """
+    if state.full or state.power_w <= 0.0:
+        return None
+    room_wh = (state.target_soc - state.soc) / 100.0 * state.spec.capacity_kwh * 1000.0
+    return max(0.0, room_wh) * 3600.0 / state.power_w
 
 
 def current_per_phase_a(power_w: float, phases: int) -> float:

@@ -34,6 +34,7 @@ class Session:
     reservation_id: int | None = None
     seq_no: int = 0
     power_w: float = 0.0
+    stepped_at: datetime | None = None  # simulated time the EV model was last advanced to
     stop_reason: str | None = None
     rejected: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)

@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from charge_point_sim.charger import CallFailed, Charger, NotConnected
-from charge_point_sim.ev import VOLTAGE, EVState, charge_step
+from charge_point_sim.ev import VOLTAGE, EVState, charge_step, seconds_to_full
 from charge_point_sim.model import Connector, Sample, Session
 from charge_point_sim.profiles import Limit, TxContext, limit_at
 
@@ -195,10 +195,36 @@ class SessionCharger(Charger):
         return watts
 
     def limits_changed(self) -> None:
-        """Its charging profiles changed: every running session applies its limit now."""
+        """Its charging profiles changed: every running session applies its limit now.
+
+        At once, before the charger answers the command: the EV sees the new pilot at
+        this simulated instant (its energy until now drawn under the old one), not when
+        its task next runs - on a busy event loop, at an accelerated clock, that could
+        be simulated seconds after the CSMS was told Accepted.
+        """
+        now = self.clock.now()
         for conn in self.connectors.values():
-            if conn.session is not None:
-                conn.session.limit_changed.set()
+            s = conn.session
+            if s is not None:
+                if s.stepped_at is not None and s.stop_reason is None:
+                    self._advance(conn, s, now)
+                s.limit_changed.set()
+
+    def _advance(self, conn: Connector, s: Session, now: datetime) -> float:
+        """Step the EV to ``now`` under the limit in force now; returns that limit (W)."""
+        if s.ev.departure is not None and s.stepped_at is not None:
+            now = min(now, max(s.stepped_at, s.ev.departure))  # not past its departure
+        limit = self.limit_w(conn, now)
+        dt = (now - s.stepped_at).total_seconds() if s.stepped_at is not None else 0.0
+        s.ev, s.power_w, energy = charge_step(s.ev, limit, max(0.0, dt))
+        s.stepped_at = max(now, s.stepped_at) if s.stepped_at is not None else now
+        if not conn.stuck_meter:
+            conn.energy_wh += energy
+            self.stats.energy_wh += energy
+        conn.temperature_c = 25.0 + s.power_w / 2000.0 + conn.temperature_drift_c
+        if self.on_draw is not None:
+            self.on_draw()
+        return limit
 
     def hardware_limit(self) -> Limit:
         """The charger's own maximum, used where no profile applies."""
@@ -220,29 +246,25 @@ class SessionCharger(Charger):
     async def _session_loop(self, conn: Connector, s: Session) -> None:
         interval = max(1, self.keys.get_int("MeterValueSampleInterval", 60))
         tick = max(min(float(interval), 5.0), 0.05 * self.clock.speed)
-        last = last_sample = self.clock.now()
+        last_sample = self.clock.now()
+        self._advance(conn, s, last_sample)  # plugged in under the limit in force now
+        seen = s.ev.pilot_w
         wait = tick
         while s.stop_reason is None:
+            stepped = s.stepped_at or last_sample
             if s.ev.departure is not None:  # it leaves at its own time, not at the next tick
-                wait = min(wait, (s.ev.departure - last).total_seconds())
+                wait = min(wait, (s.ev.departure - stepped).total_seconds())
+            full_in = seconds_to_full(s.ev)
+            if full_in is not None:  # and says SuspendedEV when it is full, not a tick later
+                wait = min(wait, full_in + 1e-3)
             await self._tick_wait(s, wait)
-            now = self.clock.now()
-            if s.ev.departure is not None:
-                now = min(now, max(last, s.ev.departure))
-            limit = self.limit_w(conn, now)
-            pilot = s.ev.pilot_w
-            s.ev, s.power_w, energy = charge_step(s.ev, limit, (now - last).total_seconds())
-            last = now
-            if self.on_draw is not None:
-                self.on_draw()
-            # A new limit: step again once the EV has followed it (its delay and ramp), so
-            # what it draws changes when a real EV's would, not a whole tick later.
+            limit = self._advance(conn, s, self.clock.now())
+            now = s.stepped_at or last_sample
+            # A new limit (here or in limits_changed): step again once the EV has followed
+            # it (its delay and ramp), so what it draws changes when a real EV's would.
             follow = s.ev.spec.response_delay_s + s.ev.spec.ramp_s
-            wait = min(tick, follow) if s.ev.pilot_w != pilot and follow > 0 else tick
-            if not conn.stuck_meter:
-                conn.energy_wh += energy
-                self.stats.energy_wh += energy
-            conn.temperature_c = 25.0 + s.power_w / 2000.0 + conn.temperature_drift_c
+            wait = min(tick, follow) if s.ev.pilot_w != seen and follow > 0 else tick
+            seen = s.ev.pilot_w
             state = (
                 "Charging" if s.power_w > 0 else ("SuspendedEVSE" if limit <= 0 else "SuspendedEV")
             )

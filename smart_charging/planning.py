@@ -56,6 +56,7 @@ from smart_charging.sending import ProfileSender, first_step, is_decrease
 from smart_charging.session_sync import hardware_max, sync_sessions
 from smart_charging.tracking import (
     Tracked,
+    draws_nothing,
     note_suspended,
     probe_found_nothing,
     start_probe,
@@ -132,6 +133,9 @@ class SitePlanning:
             steps = [s for s in map(first_step, changes) if s is not None]
             first = decreases + steps
             defaults_down = [d for d in plan.defaults if d.is_decrease]
+            # An EV known to draw nothing (full) gives nothing back by following its lower
+            # limit: the others need not wait the settle time for it.
+            quiet = [draws_nothing(c.tracked, svc.settle_grace) for c in first]
             await self.sender.commit_intent(site_id, first, mark_decrease=False)
             results, default_results = await asyncio.gather(
                 self.sender.send_all(first),
@@ -139,8 +143,8 @@ class SitePlanning:
             )
             sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
-                r == "Accepted" and c.previous is not None and c.limit < c.previous
-                for c, r in zip(first, results, strict=True)
+                r == "Accepted" and c.previous is not None and c.limit < c.previous and not q
+                for c, r, q in zip(first, results, quiet, strict=True)
             ) or any(r == "Accepted" for r in default_results)  # a new session may follow it
             if accepted_decrease:
                 svc.decreased_at[site_id] = self.clock.monotonic()

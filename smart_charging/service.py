@@ -237,6 +237,7 @@ class SmartChargingService:
             t.energy_wh,
             hardware_max(tree, t.charge_point_id),
             t.phases,
+            charging=bool(t.limit) and t.assumed is None and not t.idle,
         )
 
     async def set_charging_needs(

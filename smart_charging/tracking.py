@@ -255,3 +255,15 @@ def start_probe(t: Tracked, now: float, interval: float, window: float) -> bool:
     t.idle, t.probing, t.suspended_ev = False, True, False
     t.idle_since, t.idle_at, t.probe_until = None, now, now + window
     return True
+
+
+def draws_nothing(t: Tracked, grace: float) -> bool:
+    """Whether the EV is known to draw nothing now, so lowering its limit takes no current
+    from it and the others may have that current at once (no settle time).
+
+    Known: the charger's last report is SuspendedEV, made once the EV had had ``grace`` s
+    to follow its last limit change - an EV that has just become full. A report made
+    while it was still following says nothing (an EV about to start is suspended a
+    moment), nor does a paused EV's (SuspendedEVSE: it may draw as soon as it is allowed).
+    """
+    return t.reported == "SuspendedEV" and t.reported_at >= t.changed_at + grace

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from charge_point_sim.ev import EVSpec, EVState, charge_step, ev_max_power_w, random_ev
+from charge_point_sim.ev import (
+    EVSpec,
+    EVState,
+    charge_step,
+    ev_max_power_w,
+    random_ev,
+    seconds_to_full,
+)
 from charge_point_sim.scenario import parse_fault
 from charge_point_sim.stats import Stats, percentile
 
@@ -38,7 +45,7 @@ def test_charge_step_stops_at_target_soc() -> None:
     assert energy == pytest.approx(500.0)  # exactly 1 % of 50 kWh
     assert ev2.soc == pytest.approx(80.0)
     assert ev2.done()
-    assert power == pytest.approx(500.0)  # average power over the step
+    assert power == 0.0  # full within the step: it draws nothing at its end
     assert charge_step(ev2, 22000.0, 60.0)[2] == 0.0
 
 
@@ -118,3 +125,24 @@ def test_parse_fault_spec() -> None:
     assert (spec.factor, spec.duration) == (0.25, 120.0)
     with pytest.raises(ValueError):
         parse_fault("explode@1")
+
+
+def test_a_new_limit_is_followed_from_when_it_is_applied_not_from_the_last_step() -> None:
+    """A charger that steps its EV every 30 s and at once when a limit changes: the EV
+    keeps its old draw for the whole step before the change, then lags and ramps."""
+    ev, _, _ = charge_step(EVState(SPEC, soc=20.0), 2300.0, 10.0)
+    ev, power, energy = charge_step(ev, 11000.0, 30.0)  # applied now, 30 s after the last step
+    assert power == pytest.approx(2300.0)
+    assert energy == pytest.approx(2300.0 * 30.0 / 3600.0)  # all of it under the old limit
+    ev, power, _ = charge_step(ev, 11000.0, 2.0)  # its reaction delay
+    assert power == pytest.approx(2300.0)
+    ev, power, _ = charge_step(ev, 11000.0, 3.0)  # then a ramp of at most 3 s
+    assert power == pytest.approx(11000.0)
+
+
+def test_an_ev_full_within_a_step_draws_nothing_at_its_end_and_says_when() -> None:
+    ev = EVState(INSTANT, soc=79.0, target_soc=80.0, stays_plugged=True)
+    ev, _, _ = charge_step(ev, 11000.0, 1.0)
+    assert seconds_to_full(ev) == pytest.approx(500.0 * 3600.0 / 11000.0 - 1.0, rel=1e-6)
+    ev, power, _ = charge_step(ev, 11000.0, 3600.0)
+    assert ev.full and power == 0.0 and seconds_to_full(ev) is None

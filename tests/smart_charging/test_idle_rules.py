@@ -6,6 +6,7 @@ from smart_charging.planner_state import StoredLimit, worst_case
 from smart_charging.tracking import (
     Tracked,
     Verdict,
+    draws_nothing,
     note_draw,
     note_state,
     note_suspended,
@@ -91,3 +92,17 @@ def test_worst_case_is_the_highest_of_what_was_accepted_sent_or_assumed() -> Non
     assert worst_case(row(10.0, 6.0, None), 32.0) == 10.0  # a decrease maybe not applied
     assert worst_case(row(6.0, 10.0, None), 32.0) == 10.0  # an increase maybe applied
     assert worst_case(row(6.0, None, 16.0), 32.0) == 16.0
+
+
+def test_only_an_ev_full_after_its_limit_settled_is_known_to_draw_nothing() -> None:
+    """A decrease to such an EV frees nothing it draws: the others need not wait for it."""
+    t = Tracked("cp", 1, "tx", limit=16.0, changed_at=100.0)
+    assert not draws_nothing(t, 6.0)
+    note_state(t, "SuspendedEV", 103.0, settling=True)  # still following: says nothing
+    assert not draws_nothing(t, 6.0)
+    note_state(t, "SuspendedEV", 400.0, settling=False)  # full long after the change
+    assert draws_nothing(t, 6.0)
+    note_state(t, "Charging", 401.0, settling=False)
+    assert not draws_nothing(t, 6.0)
+    note_state(t, "SuspendedEVSE", 402.0, settling=False)  # paused: may draw when allowed
+    assert not draws_nothing(t, 6.0)

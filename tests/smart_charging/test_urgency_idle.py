@@ -141,3 +141,50 @@ def test_laxity_and_buckets() -> None:
         for m in range(0, 16 * 60, 15)
     ]
     assert buckets == sorted(buckets) and buckets[0] == 0 and buckets[-1] > STEPS
+
+
+@given(
+    st.floats(-12 * 3600.0, 14 * 3600.0),
+    st.floats(60.0, 16 * 3600.0),
+    st.floats(0.0, 3600.0),
+)
+def test_a_charging_session_keeps_its_place_until_another_is_clearly_more_urgent(
+    laxity: float, left_s: float, hysteresis_s: float
+) -> None:
+    """Hysteresis: charging never makes a session less urgent, keeps it in its tier (a
+    session that can be full is never classed as one that cannot), and a waiting session
+    of the same need passes it only with ``hysteresis_s`` less slack."""
+    power_w = 3 * 230.0 * 16.0
+    energy = max(0.0, left_s - laxity) * power_w / 3600.0  # so that (d - now) - E / P = laxity
+    if energy <= 0.0:
+        return
+    departure = NOW + timedelta(seconds=left_s)
+    real = laxity_s(NOW, departure, energy, 0.0, 16.0, 3)
+    assert real is not None
+
+    def g(charging: bool, later_s: float = 0.0) -> int:
+        return urgency_class(NOW + timedelta(seconds=later_s), departure, energy, 0.0, 16.0, 3,
+                             charging=charging, hysteresis_s=hysteresis_s)  # fmt: skip
+
+    waiting, charging = g(False), g(True)
+    assert charging >= waiting
+    if 0.0 <= real < 12 * 3600.0:
+        assert 1 <= charging <= STEPS  # still a session that can be full
+    # A waiting twin with the same need but hysteresis_s + 30 s less slack passes it.
+    if hysteresis_s + STEP_S <= real < 12 * 3600.0:
+        assert g(False, hysteresis_s + STEP_S) > charging
+
+
+def test_hysteresis_keeps_two_equal_sessions_from_trading_places_every_class() -> None:
+    """Two sessions of equal need, one charging: the waiting one (losing a second of slack
+    per second) passes the charging one only after the hysteresis, not after one class."""
+    departure = NOW + timedelta(hours=6)
+    need = 22_080.0  # 2 h at 11.04 kW: 4 h of slack
+
+    def g(minutes: float, charging: bool) -> int:
+        return urgency_class(NOW + timedelta(minutes=minutes), departure, need, 0.0, 16.0, 3,
+                             charging=charging, hysteresis_s=600.0)  # fmt: skip
+
+    assert g(1, False) > g(0, False)  # without hysteresis: one class a half minute later
+    assert g(9, False) <= g(0, True)  # with it: not within the 10 minutes
+    assert g(11, False) > g(0, True)
