@@ -76,7 +76,14 @@ CAUSES = (
 )
 MIN_A = 6.0
 # Steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time.
-PLAN_STEPS = ("_plan", "_commit_intent", "_send_all", "_sessions_changed", "_commit_state")
+# The steps of a re-plan timed in real time: (on the planner or its profile sender, method).
+PLAN_STEPS = (
+    ("planning", "_plan"),
+    ("sender", "commit_intent"),
+    ("sender", "send_all"),
+    ("planning", "_sessions_changed"),
+    ("sender", "commit_state"),
+)
 
 
 @dataclass
@@ -120,8 +127,9 @@ class LossLedger:
         planning = service.planning
         planning.replan = self._wrap(planning.replan, "planning")
         planning._settle = self._wrap(planning._settle, "settling")
-        for name in PLAN_STEPS:
-            setattr(planning, name, self._timed(getattr(planning, name), name))
+        for owner_name, name in PLAN_STEPS:
+            owner = planning if owner_name == "planning" else planning.sender
+            setattr(owner, name, self._timed(getattr(owner, name), name))
 
     def _timed(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
         """Real time spent in one step of a re-plan (the report's 'real ms per plan')."""
