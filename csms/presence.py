@@ -32,7 +32,7 @@ from csms.config import Settings, UnknownChargerPolicy
 from csms.events import ChargerBooted, ChargerConnected, ChargerDisconnected, RegistrationStatus
 from csms.monitoring import metrics
 from csms.security.policy import StoredCredentials
-from csms.storage import chargers, event_log, setup_writes
+from csms.storage import Executor, chargers, event_log, setup_writes
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
 log = structlog.get_logger(__name__)
@@ -159,18 +159,23 @@ class PresenceRecorder:
                     conn, event.charge_point_id, RegistrationStatus.ACCEPTED
                 )
                 log.info("charger.registered", registration=registration.value)
-            claimed = await chargers.claim_presence(
-                conn,
-                event.charge_point_id,
-                node_id=self.settings.node_id,
-                generation=generation,
-                at=event.occurred_at,
-                protocol=event.protocol.value,
-            )
-            if not claimed:
+            if not await self._claim(conn, event, generation):
                 raise ConnectionSuperseded(event.charge_point_id, generation)
             await event_log.append(conn, event)
         return registration
+
+    async def _claim(
+        self, conn: Executor, event: ChargerConnected | ChargerBooted, generation: int
+    ) -> bool:
+        """Claim the charger's presence for connection ``generation`` on this node."""
+        return await chargers.claim_presence(
+            conn,
+            event.charge_point_id,
+            node_id=self.settings.node_id,
+            generation=generation,
+            at=event.occurred_at,
+            protocol=event.protocol.value,
+        )
 
     async def disconnected(self, event: ChargerDisconnected, generation: int) -> None:
         """Record that connection ``generation`` closed, if it still held the charger."""
@@ -218,14 +223,7 @@ class PresenceRecorder:
             )
             log.info("charger.registered", registration=registration.value, policy=policy)
             if generation is not None:
-                await chargers.claim_presence(
-                    conn,
-                    event.charge_point_id,
-                    node_id=self.settings.node_id,
-                    generation=generation,
-                    at=event.occurred_at,
-                    protocol=event.protocol.value,
-                )
+                await self._claim(conn, event, generation)
             booted: Sequence[setup_writes.Booted] = await setup_writes.boot_many(conn, [event])
         return booted[0]
 

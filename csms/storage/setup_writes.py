@@ -23,7 +23,6 @@ transaction of its own (:mod:`csms.presence`): rare, and a policy decision.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,7 @@ def _event_arrays(events: Sequence[Event]) -> list[list[Any]]:
         [e.type for e in events],
         [e.evse[0] for e in events],
         [e.evse[1] for e in events],
-        [json.dumps(e.payload(), separators=(",", ":")) for e in events],
+        [e.payload_json() for e in events],  # as every other write to events
     ]
 
 
