@@ -84,6 +84,16 @@ async def database_dsn(postgres_admin_dsn: str) -> AsyncIterator[str]:
         await conn.close()
 
 
+@pytest.fixture
+async def database_conn(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection to a fresh, migrated database, closed after the test."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @dataclass
 class RunningCsms:
     """What a test needs of a CSMS running in-process."""

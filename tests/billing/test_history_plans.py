@@ -12,7 +12,6 @@ docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -26,17 +25,15 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def billed(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def billed(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """100,000 sessions of 30 days, every ended one with its CDR."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_chargers(conn)
-    await fill_sessions(conn, 100_000)
-    await fill_billed_and_rolled_up(conn, rolled_up=False)
-    await conn.execute("VACUUM ANALYZE")  # as autovacuum would have: BRIN ranges summarised
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_chargers(database_conn)
+    await fill_sessions(database_conn, 100_000)
+    await fill_billed_and_rolled_up(database_conn, rolled_up=False)
+    await database_conn.execute(
+        "VACUUM ANALYZE"
+    )  # as autovacuum would have: BRIN ranges summarised
+    return database_conn
 
 
 async def test_a_cdr_reads_the_state_changes_of_its_session_window_only(

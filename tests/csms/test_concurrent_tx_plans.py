@@ -4,8 +4,6 @@ sessions, not every session the token ever had nor every open session. docs/data
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -17,16 +15,12 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def sessions(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def sessions(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """100,000 sessions of 30 days by 500 tokens (200 each), 1,000 open."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_chargers(conn)
-    await fill_sessions(conn, 100_000)
-    await conn.execute("VACUUM ANALYZE")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_chargers(database_conn)
+    await fill_sessions(database_conn, 100_000)
+    await database_conn.execute("VACUUM ANALYZE")
+    return database_conn
 
 
 async def test_the_check_reads_the_tokens_open_sessions_only(

@@ -9,8 +9,6 @@ planner to prefer an index whenever one is usable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -24,9 +22,8 @@ ROWS = 60_000
 
 
 @pytest.fixture
-async def filled(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_dsn)
-    await conn.execute(
+async def filled(database_conn: asyncpg.Connection) -> asyncpg.Connection:
+    await database_conn.execute(
         """
         INSERT INTO events (event_id, type, charge_point_id, occurred_at, payload)
         SELECT gen_random_uuid(),
@@ -36,11 +33,8 @@ async def filled(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         """,
         ROWS,
     )
-    await conn.execute("ANALYZE events")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await database_conn.execute("ANALYZE events")
+    return database_conn
 
 
 async def test_the_bus_poll_reads_the_index_not_the_table(filled: asyncpg.Connection) -> None:

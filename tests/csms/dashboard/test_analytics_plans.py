@@ -8,7 +8,6 @@ docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -22,17 +21,13 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def sessions(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def sessions(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """100,000 sessions of 30 days, the ended ones rolled up."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_chargers(conn)
-    await fill_sessions(conn, 100_000)
-    await fill_billed_and_rolled_up(conn, billed=False)
-    await conn.execute("VACUUM ANALYZE")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_chargers(database_conn)
+    await fill_sessions(database_conn, 100_000)
+    await fill_billed_and_rolled_up(database_conn, billed=False)
+    await database_conn.execute("VACUUM ANALYZE")
+    return database_conn
 
 
 async def test_the_last_days_figures_read_the_last_days_sessions(

@@ -9,8 +9,6 @@ and looks each one's rollup up by key. docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -27,18 +25,16 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def rolled_up(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def rolled_up(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """100,000 sessions of 30 days, every ended one rolled up."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_chargers(conn)
-    await fill_sessions(conn, 100_000)
-    await fill_meter_samples(conn, 20_000)
-    await fill_billed_and_rolled_up(conn, billed=False)
-    await conn.execute("VACUUM ANALYZE")  # as autovacuum would have: BRIN ranges summarised
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_chargers(database_conn)
+    await fill_sessions(database_conn, 100_000)
+    await fill_meter_samples(database_conn, 20_000)
+    await fill_billed_and_rolled_up(database_conn, billed=False)
+    await database_conn.execute(
+        "VACUUM ANALYZE"
+    )  # as autovacuum would have: BRIN ranges summarised
+    return database_conn
 
 
 async def test_a_rollup_round_reads_only_sessions_changed_lately(

@@ -11,8 +11,6 @@ predicate. docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -24,25 +22,21 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def alerts(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def alerts(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """40,000 alerts of 30 days; the 100 unresolved ones are the oldest."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_alerts(conn, 40_000)
-    await conn.execute(
+    await fill_alerts(database_conn, 40_000)
+    await database_conn.execute(
         "UPDATE alerts SET status = 'resolved', resolved_at = last_seen WHERE status <> 'resolved'"
     )
-    await conn.execute(
+    await database_conn.execute(
         """
         UPDATE alerts SET status = 'acknowledged', resolved_at = NULL, resolved_by = NULL,
                acknowledged_at = last_seen
         WHERE id <= 100
         """
     )
-    await conn.execute("VACUUM ANALYZE alerts")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await database_conn.execute("VACUUM ANALYZE alerts")
+    return database_conn
 
 
 async def test_unresolved_alerts_are_read_through_their_partial_index(

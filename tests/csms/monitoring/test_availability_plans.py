@@ -8,7 +8,6 @@ history, for a report of the last day. docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,17 +23,13 @@ TABLES = ["connector_status_history", "charger_downtime"]
 
 
 @pytest.fixture
-async def intervals(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def intervals(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """30 days of status (50,000) and downtime (20,000) intervals of 1,000 chargers."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_chargers(conn)
-    await fill_status_history(conn, 50_000)
-    await fill_downtime(conn, 20_000)
-    await conn.execute("VACUUM ANALYZE")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_chargers(database_conn)
+    await fill_status_history(database_conn, 50_000)
+    await fill_downtime(database_conn, 20_000)
+    await database_conn.execute("VACUUM ANALYZE")
+    return database_conn
 
 
 async def test_a_days_report_reads_that_days_intervals(intervals: asyncpg.Connection) -> None:

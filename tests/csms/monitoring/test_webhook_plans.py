@@ -8,8 +8,6 @@ every delivery of the week, every minute. docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -22,15 +20,14 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def deliveries(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def deliveries(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """A subscriber for 8 days and its 50,000 delivered alerts (100 past the week);
     50,000 events, of which 20 alerts of the last minutes not delivered yet."""
-    conn = await asyncpg.connect(database_dsn)
-    await conn.execute(
+    await database_conn.execute(
         "INSERT INTO webhook_subscriptions (id, url, secret, created_at) "
         "VALUES (1, 'http://127.0.0.1:9/hook', 's', now() - interval '8 days')"
     )
-    await conn.execute(
+    await database_conn.execute(
         """
         INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, body, status,
                                         attempts, next_attempt_at, created_at, delivered_at)
@@ -40,19 +37,16 @@ async def deliveries(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
                       AS at) AS w
         """
     )
-    await fill_events(conn, 50_000)
-    await conn.execute(
+    await fill_events(database_conn, 50_000)
+    await database_conn.execute(
         """
         INSERT INTO events (event_id, type, charge_point_id, occurred_at, payload)
         SELECT gen_random_uuid(), 'alert_opened', 'hist-' || g, now(), '{}'::jsonb
         FROM generate_series(1, 20) AS g
         """
     )
-    await conn.execute("VACUUM ANALYZE")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await database_conn.execute("VACUUM ANALYZE")
+    return database_conn
 
 
 async def test_the_catch_up_and_the_prune_read_only_their_rows(

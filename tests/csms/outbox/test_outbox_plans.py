@@ -8,8 +8,6 @@ the oldest as the first in id order. docs/database.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -21,15 +19,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def unpublished(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+async def unpublished(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     """100,000 events of 30 days, none published (no relay)."""
-    conn = await asyncpg.connect(database_dsn)
-    await fill_events(conn, 100_000, published=False)
-    await conn.execute("VACUUM ANALYZE events")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    await fill_events(database_conn, 100_000, published=False)
+    await database_conn.execute("VACUUM ANALYZE events")
+    return database_conn
 
 
 async def test_the_lag_reads_no_more_events_than_its_cap(
