@@ -21,14 +21,11 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 
-import httpx
-
-from bench.smart_charging_e2e import Database
+from bench.smart_charging_e2e import Database, operator_api
 from charge_point_sim import Fleet, FleetConfig, SimClock
 from charge_point_sim.ev import VOLTAGE, EVSpec, EVState
 from csms.app import Csms
 from csms.config import Settings
-from csms.storage import api_keys
 
 LIMIT_A = 32.0
 CHARGERS = 4
@@ -68,12 +65,7 @@ async def run(dsn: str, reserve_a: float, speed: float) -> Outcome:
         return (clock.now() - start).total_seconds()
 
     try:
-        _, key = await api_keys.create(app.pool, "bench", "operator")
-        await app.pool.execute("INSERT INTO id_tokens (id_token, status) VALUES ('T', 'Accepted')")
-        base = app.api_url.replace("://localhost", "://127.0.0.1")
-        async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as api:
+        async with operator_api(app) as api:
             site: dict[str, object] = {"site_id": "s", "phase_limit_a": LIMIT_A,
                                        "fallback_current_a": None}  # fmt: skip
             if reserve_a:

@@ -162,6 +162,19 @@ def delivered_wh(state: EVState) -> float:
     return (state.soc - START_SOC) / 100.0 * CAPACITY_KWH * 1000.0
 
 
+@contextlib.asynccontextmanager
+async def operator_api(app: Csms) -> AsyncIterator[httpx.AsyncClient]:
+    """An operator's client of ``app``'s API; the id token ``T`` the simulated EVs use is
+    added (Accepted)."""
+    _, key = await api_keys.create(app.pool, "bench", "operator")
+    await app.pool.execute("INSERT INTO id_tokens (id_token, status) VALUES ('T', 'Accepted')")
+    base = app.api_url.replace("://localhost", "://127.0.0.1")
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as api:
+        yield api
+
+
 async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) -> E2EOutcome:
     """One seeded day at one limit through the real CSMS on database ``dsn`` (migrated,
     empty; see the module docstring)."""
@@ -177,12 +190,7 @@ async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) ->
     await app.start()
     fleet: Fleet | None = None
     try:
-        _, key = await api_keys.create(app.pool, "bench", "operator")
-        await app.pool.execute("INSERT INTO id_tokens (id_token, status) VALUES ('T', 'Accepted')")
-        base = app.api_url.replace("://localhost", "://127.0.0.1")
-        async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as api:
+        async with operator_api(app) as api:
             site = {"site_id": "s", "power_limit_kw": limit_w / 1000.0,
                     "fallback_current_a": 0.0}  # fmt: skip
             (await api.post("/sites", json=site)).raise_for_status()
