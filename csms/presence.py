@@ -238,12 +238,14 @@ class PresenceRecorder:
         if batch:
             metrics.DB_BATCH_SIZE.labels("last_seen").observe(len(batch))
         try:
-            await chargers.touch_last_seen(self.pool, batch)
+            skipped = await chargers.touch_last_seen(self.pool, batch)
         except Exception:
             # Keep what was not written; a newer time for the same charger wins.
             for charge_point_id, at in batch.items():
                 self._last_seen.setdefault(charge_point_id, at)
             raise
+        for charge_point_id in skipped:  # held by another writer: the next flush
+            self._last_seen.setdefault(charge_point_id, batch[charge_point_id])
 
     async def run_last_seen_flusher(self) -> None:
         while True:

@@ -199,19 +199,39 @@ async def set_firmware_status(conn: Executor, charge_point_id: str, status: str)
     )
 
 
-async def touch_last_seen(conn: Executor, seen: Mapping[str, datetime]) -> None:
-    """Advance ``last_seen_at`` for many chargers in one statement."""
+async def touch_last_seen(conn: Executor, seen: Mapping[str, datetime]) -> list[str]:
+    """Advance ``last_seen_at`` for many chargers in one statement; returns those skipped.
+
+    The rows are locked in key order with SKIP LOCKED: a row another transaction
+    holds (a set-up batch connecting that charger, which may lock rows over several
+    statements) is skipped instead of waited for, so this write can never be part
+    of a deadlock. The caller keeps the skipped chargers for its next flush.
+    Chargers without a row (deleted meanwhile) are neither written nor returned.
+    """
     if not seen:
-        return
-    await conn.execute(
+        return []
+    rows = await conn.fetch(
         """
-        UPDATE chargers c SET last_seen_at = GREATEST(c.last_seen_at, s.at)
-        FROM unnest($1::text[], $2::timestamptz[]) AS s(id, at)
-        WHERE c.charge_point_id = s.id
+        WITH s AS (
+            SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS s(id, at)
+        ), locked AS (
+            SELECT c.charge_point_id FROM chargers c
+            WHERE c.charge_point_id = ANY($1::text[])
+            ORDER BY c.charge_point_id FOR UPDATE SKIP LOCKED
+        ), touched AS (
+            UPDATE chargers c SET last_seen_at = GREATEST(c.last_seen_at, s.at)
+            FROM s JOIN locked l ON l.charge_point_id = s.id
+            WHERE c.charge_point_id = s.id
+            RETURNING c.charge_point_id
+        )
+        SELECT s.id FROM s
+        WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.charge_point_id = s.id)
+          AND EXISTS (SELECT 1 FROM chargers c WHERE c.charge_point_id = s.id)
         """,
         list(seen.keys()),
         list(seen.values()),
     )
+    return [r["id"] for r in rows]
 
 
 async def set_credentials(

@@ -50,6 +50,16 @@ _APPEND_EVENTS_OF = """
     FROM input i JOIN {done} d ON d.charge_point_id = i.charge_point_id
 """
 
+# Every multi-row write of ``chargers`` locks its rows in key order first (here and in
+# :func:`csms.storage.chargers.touch_last_seen`): locked in the order a join happened
+# to visit them, two statements on overlapping chargers could each hold a row the
+# other waits for, and Postgres would fail one of them (a deadlock).
+_LOCK_CHARGERS_OF_INPUT = """
+    SELECT c.charge_point_id FROM chargers c
+    WHERE c.charge_point_id IN (SELECT charge_point_id FROM input)
+    ORDER BY c.charge_point_id FOR UPDATE
+"""
+
 # -- connect -----------------------------------------------------------------------------
 
 
@@ -78,12 +88,12 @@ _CONNECT_MANY = f"""
              AS i(n, charge_point_id, at, protocol, node_id, event_id, type, evse_id,
                   connector_id, payload)
         ORDER BY i.n
-    ), claimed AS (
+    ), locked AS ({_LOCK_CHARGERS_OF_INPUT}), claimed AS (
         UPDATE chargers c
         SET connected = true, connected_at = i.at, last_seen_at = i.at,
             protocol = COALESCE(i.protocol, c.protocol), node_id = i.node_id,
             connection_generation = i.generation, updated_at = now()
-        FROM input i
+        FROM input i JOIN locked l ON l.charge_point_id = i.charge_point_id
         WHERE c.charge_point_id = i.charge_point_id
           AND (c.connection_generation IS NULL OR c.connection_generation < i.generation)
         RETURNING c.charge_point_id
@@ -135,7 +145,7 @@ _BOOT_MANY = f"""
         SELECT i.n, i.charge_point_id, c.registration,
                EXISTS (SELECT 1 FROM events e WHERE e.event_id = i.event_id) AS duplicate
         FROM input i LEFT JOIN chargers c ON c.charge_point_id = i.charge_point_id
-    ), booted AS (
+    ), locked AS ({_LOCK_CHARGERS_OF_INPUT}), booted AS (
         UPDATE chargers c
         SET protocol = i.protocol, vendor = i.vendor, model = i.model,
             serial_number = i.serial_number, firmware_version = i.firmware_version,
@@ -144,6 +154,7 @@ _BOOT_MANY = f"""
             last_boot_reason = i.reason, last_boot_status = c.registration,
             updated_at = now()
         FROM input i JOIN marked m ON m.n = i.n
+             JOIN locked l ON l.charge_point_id = i.charge_point_id
         WHERE c.charge_point_id = i.charge_point_id AND NOT m.duplicate
         RETURNING c.charge_point_id
     ), logged AS ({_APPEND_EVENTS_OF.format(done="booted")})
@@ -190,9 +201,9 @@ _DISCONNECT_MANY = f"""
                              $5::uuid[], $6::text[], $7::int[], $8::int[], $9::text[])
         AS i(n, charge_point_id, generation, at, event_id, type, evse_id, connector_id,
              payload)
-    ), released AS (
+    ), locked AS ({_LOCK_CHARGERS_OF_INPUT}), released AS (
         UPDATE chargers c SET connected = false, disconnected_at = i.at, updated_at = now()
-        FROM input i
+        FROM input i JOIN locked l ON l.charge_point_id = i.charge_point_id
         WHERE c.charge_point_id = i.charge_point_id
           AND c.connection_generation = i.generation AND c.connected
         RETURNING c.charge_point_id
