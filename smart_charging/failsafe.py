@@ -7,24 +7,26 @@ the site's connection, so the fallback is a *share* of each limit, not the
 hardware maximum (which can trip the site's main fuse) nor 0 A (which leaves
 every driver with nothing while the CSMS is away).
 
-The arithmetic, for each node of the site's tree (the site, then each group
-on the charger's path), and each line L1..L3 the node limits:
+The budget of every node of the site's tree (the site, then each group on a
+charger's path; each line L1..L3 it limits, and its power limit as amperes over
+the lines) is shared by what can draw from it: every connector (EVSE) of every
+charger below it, as evenly as the limits allow (progressive filling):
 
-    line share   = line limit (A)            / chargers of the node loading that line
-    total share  = power limit (kW) * 1000 / 230 V / lines loaded by the node's chargers
-    node share   = min(line shares, total share)
-    charger share = min(node share of every node above it, the charger's own maximum)
+    all connectors rise together from 0 A; a charger stops rising at its cap,
+    its connectors at the most each may draw (its ``max_current_a`` shared by
+    its connectors, at most a connector's own maximum); a node that is full
+    stops every charger below it.
 
-Summed over the chargers of a node, ``share * chargers`` never exceeds the
-node's limit, whichever chargers fall back. A share below the site's
+So a two-connector charger holds two connectors' worth (each may start a
+session while the CSMS is away) but never more than the charger itself can
+draw, and what a capped charger cannot use goes to the others instead of being
+held for nothing. Summed over the connectors of a node, the shares never exceed
+the node's limit, whichever chargers fall back. A share below the site's
 ``min_current_a`` (6 A by default: IEC 61851-1 has no pilot signal below it)
 would not charge anything, so such chargers get the minimum current one by
 one (higher priority first, then by id) as long as it still fits under every
 limit above them, and 0 A otherwise. Shares are floored to 0.1 A (the
 resolution a profile is sent with), never rounded up.
-
-A charger with several connectors (EVSEs) counts once per connector: its
-TxDefaultProfile applies to each of them.
 
 A site with ``fallback_current_a`` set caps the share at that value: the
 operator's explicit choice, e.g. 0 A where nothing may charge unplanned; a
@@ -96,12 +98,23 @@ def failsafe_shares(tree: SiteTree, now: datetime) -> dict[str, float]:
         tree,
         node_limits(tree, now),
         {c.charge_point_id: c.connectors for c in tree.chargers},
-        {c.charge_point_id: c.max_current_a for c in tree.chargers},
+        {c.charge_point_id: connector_cap(c) for c in tree.chargers},
     )
     fixed = tree.site.fallback_current_a
     if fixed is not None:
         return {cp: min(fixed, share) for cp, share in shares.items()}
     return shares
+
+
+def connector_cap(place: ChargerPlace) -> float:
+    """The most each connector of a charger may draw with all of them drawing at once.
+
+    The TxDefaultProfile (connector/EVSE 0) applies to every connector, so the
+    charger's maximum is shared by its connectors; no connector above its own maximum.
+    """
+    own = place.connector_max_current_a
+    shared = place.max_current_a / max(1, place.connectors)
+    return shared if own is None else min(own, shared)
 
 
 def shares_within(
@@ -113,44 +126,92 @@ def shares_within(
     """charge_point_id -> a limit per connector for the chargers named in ``connectors``.
 
     Every one of a charger's ``connectors[cp]`` connectors drawing its limit at once,
-    on every charger named, stays under ``limits`` of every node above it (the
-    arithmetic of the module docstring, a charger counted once per connector);
-    each limit is at most ``caps[cp]``. Chargers of ``tree`` not named draw nothing.
+    on every charger named, stays under ``limits`` of every node above it; the
+    limits are filled progressively (the module docstring), each at most
+    ``caps[cp]``. Chargers of ``tree`` not named draw nothing.
     """
     paths = node_paths(tree)
     places = [c for c in tree.chargers if connectors.get(c.charge_point_id, 0) > 0]
-    members: dict[str, list[tuple[ChargerPlace, int]]] = {node: [] for node in limits}
-    for place in places:
-        for node in paths[place.charge_point_id]:
-            if node in members:
-                members[node].append((place, connectors[place.charge_point_id]))
-    node_share = {node: _node_share(limits[node], members[node]) for node in limits}
+    cap = {
+        c.charge_point_id: max(0.0, caps.get(c.charge_point_id, c.max_current_a)) for c in places
+    }
+    levels = _fill(places, paths, limits, connectors, cap)
     minimum = tree.site.min_current_a
     shares: dict[str, float] = {}
     for place in places:
         cp = place.charge_point_id
-        above = (node_share[n] for n in paths[cp] if n in node_share)
-        share = min([caps.get(cp, place.max_current_a), *above])
-        share = math.floor(max(share, 0.0) * 10 + _EPS) / 10
+        share = levels[cp]
+        if math.isfinite(share):  # no limit and no cap anywhere: inf
+            share = math.floor(max(share, 0.0) * 10 + _EPS) / 10
         shares[cp] = share if share >= minimum else 0.0
     if minimum > 0:
         _grant_minimum(places, paths, limits, shares, minimum, connectors, caps)
     return shares
 
 
-def _node_share(
+def _fill(
+    places: Sequence[ChargerPlace],
+    paths: Mapping[str, tuple[str, ...]],
+    limits: Mapping[str, tuple[tuple[float, float, float], float]],
+    connectors: Mapping[str, int],
+    cap: Mapping[str, float],
+) -> dict[str, float]:
+    """charge_point_id -> level per connector, by progressive filling (max-min fair).
+
+    All chargers rise together; each round finds the level at which the first
+    charger reaches its cap or the first node fills, and fixes those chargers
+    there. Every round fixes at least one charger.
+    """
+    members: dict[str, list[ChargerPlace]] = {node: [] for node in limits}
+    for place in places:
+        for node in paths[place.charge_point_id]:
+            if node in members:
+                members[node].append(place)
+    fixed: dict[str, float] = {}
+    rising = {place.charge_point_id for place in places}
+    while rising:
+        node_levels = {
+            node: _node_level(limits[node], chargers, connectors, fixed)
+            for node, chargers in members.items()
+            if any(c.charge_point_id in rising for c in chargers)
+        }
+        level = min([*node_levels.values(), *(cap[cp] for cp in rising)])
+        capped = {cp for cp in rising if cap[cp] <= level + _EPS}
+        full = {
+            c.charge_point_id
+            for node, node_level in node_levels.items()
+            if node_level <= level + _EPS
+            for c in members[node]
+            if c.charge_point_id in rising
+        }
+        for cp in capped | full:
+            fixed[cp] = max(0.0, min(level, cap[cp]))
+        rising -= capped | full
+    return fixed
+
+
+def _node_level(
     limit: tuple[tuple[float, float, float], float],
-    chargers: Iterable[tuple[ChargerPlace, int]],
+    chargers: Iterable[ChargerPlace],
+    connectors: Mapping[str, int],
+    fixed: Mapping[str, float],
 ) -> float:
+    """The level the still-rising chargers of a node can reach with the fixed ones' draw."""
     per_line, total = limit
-    loaded = [0] * PHASES
-    for place, count in chargers:
+    used = [0.0] * PHASES
+    rising = [0] * PHASES
+    for place in chargers:
+        count = connectors[place.charge_point_id]
+        level = fixed.get(place.charge_point_id)
         for line in charger_lines(place):
-            loaded[line] += count
-    shares = [per_line[p] / loaded[p] for p in range(PHASES) if loaded[p]]
-    if sum(loaded):
-        shares.append(total / sum(loaded))
-    return min(shares, default=math.inf)
+            if level is None:
+                rising[line] += count
+            else:
+                used[line] += level * count
+    levels = [(per_line[p] - used[p]) / rising[p] for p in range(PHASES) if rising[p]]
+    if sum(rising):
+        levels.append((total - sum(used)) / sum(rising))
+    return min(levels, default=math.inf)
 
 
 def _grant_minimum(

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charge_point_sim.profiles import Profile, Purpose
-from smart_charging.failsafe import charger_lines, failsafe_shares, node_limits, node_paths
+from smart_charging.failsafe import (
+    charger_lines,
+    connector_cap,
+    failsafe_shares,
+    node_limits,
+    node_paths,
+)
 from smart_charging.model import ChargerPlace, GroupConfig, SiteConfig, SiteTree
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import SITE_LIMIT, start_site_fleet, watch_profiles
@@ -62,6 +69,46 @@ def test_a_group_limit_and_the_hardware_maximum_cap_the_share() -> None:
     assert failsafe_shares(tree, NOW) == {"A": 10.0, "B": 10.0, "C": 16.0}
 
 
+def test_a_two_connector_charger_holds_what_it_can_draw_and_no_more() -> None:
+    # 100 A per line. DUO has two connectors but draws at most 32 A in all: its
+    # connectors hold 16 A each (32 A), and the 68 A left go to the single-connector
+    # chargers (32 A each, their maximum), not 25 A per connector for everyone.
+    tree = SiteTree(
+        site(phase_limit_a=100.0),
+        chargers=(
+            ChargerPlace("DUO", max_current_a=32.0, connectors=2),
+            ChargerPlace("A", max_current_a=32.0),
+            ChargerPlace("B", max_current_a=32.0),
+        ),
+    )
+    assert failsafe_shares(tree, NOW) == {"DUO": 16.0, "A": 32.0, "B": 32.0}
+
+
+def test_two_connectors_that_can_both_draw_hold_a_share_each() -> None:
+    # 64 A per line, DUO can draw 2 x 32 A: every connector gets the same 16 A.
+    tree = SiteTree(
+        site(phase_limit_a=64.0),
+        chargers=(
+            ChargerPlace("DUO", max_current_a=64.0, connectors=2),
+            ChargerPlace("A", max_current_a=32.0),
+            ChargerPlace("B", max_current_a=32.0),
+        ),
+    )
+    assert failsafe_shares(tree, NOW) == {"DUO": 16.0, "A": 16.0, "B": 16.0}
+
+
+def test_what_a_capped_charger_cannot_use_goes_to_the_others() -> None:
+    tree = SiteTree(
+        site(phase_limit_a=60.0),
+        chargers=(
+            ChargerPlace("SMALL", max_current_a=10.0),
+            ChargerPlace("A", max_current_a=32.0),
+            ChargerPlace("B", max_current_a=32.0),
+        ),
+    )
+    assert failsafe_shares(tree, NOW) == {"SMALL": 10.0, "A": 25.0, "B": 25.0}
+
+
 def test_a_fixed_fallback_is_the_operators_choice() -> None:
     tree = SiteTree(
         site(phase_limit_a=100.0, fallback_current_a=0.0),
@@ -97,6 +144,7 @@ def trees(draw: st.DrawFn) -> SiteTree:
             max_current_a=draw(st.floats(0, 80, allow_nan=False)),
             phases=draw(st.sampled_from([1, 3])),
             priority=draw(st.integers(-2, 2)),
+            connectors=draw(st.integers(1, 3)),
         )
         for i in range(draw(st.integers(0, 30)))
     )
@@ -121,16 +169,46 @@ def test_every_charger_falling_back_at_once_stays_under_every_limit(tree: SiteTr
     drawn = {node: [0.0, 0.0, 0.0, 0.0] for node in node_limit}
     for place in tree.chargers:
         share = shares[place.charge_point_id]
-        assert 0.0 <= share <= place.max_current_a + 1e-9
+        drawing = share * place.connectors  # every connector of it drawing the share
+        assert 0.0 <= drawing <= place.max_current_a + 1e-9
         assert share == 0.0 or share >= tree.site.min_current_a - 1e-9  # no useless trickle
         for node in paths[place.charge_point_id]:
             for line in charger_lines(place):
-                drawn[node][line] += share
-                drawn[node][3] += share
+                drawn[node][line] += drawing
+                drawn[node][3] += drawing
     for node, (per_line, total) in node_limit.items():
         for line in range(3):
             assert drawn[node][line] <= per_line[line] + 1e-6, (node, line)
         assert drawn[node][3] <= total + 1e-6, node
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees())
+def test_a_charger_below_its_cap_is_stopped_by_a_full_node(tree: SiteTree) -> None:
+    """Nothing is held back for nothing: a share under the charger's cap means a full node."""
+    tree = SiteTree(replace(tree.site, min_current_a=0.0), tree.groups, tree.chargers)
+    shares = failsafe_shares(tree, NOW)
+    paths, node_limit = node_paths(tree), node_limits(tree, NOW)
+    drawn = {node: [0.0, 0.0, 0.0, 0.0] for node in node_limit}
+    for place in tree.chargers:
+        for node in paths[place.charge_point_id]:
+            for line in charger_lines(place):
+                drawn[node][line] += shares[place.charge_point_id] * place.connectors
+                drawn[node][3] += shares[place.charge_point_id] * place.connectors
+    # Floored to 0.1 A per connector: a node may keep 0.1 A per connector below it.
+    slack = 0.1 * sum(c.connectors for c in tree.chargers) + 1e-6
+
+    def full(node: str, place: ChargerPlace) -> bool:
+        per_line, total = node_limit[node]
+        lines = charger_lines(place)
+        return drawn[node][3] >= total - slack * 3 or any(
+            drawn[node][line] >= per_line[line] - slack for line in lines
+        )
+
+    for place in tree.chargers:
+        cp = place.charge_point_id
+        if shares[cp] < connector_cap(place) - 0.1 - 1e-9:
+            assert any(full(node, place) for node in paths[cp]), cp
 
 
 async def test_chargers_of_a_site_get_their_failsafe_share_and_a_new_one_shrinks_it(
