@@ -23,6 +23,7 @@ from billing.tariff import Tariff
 from billing.usage import SessionRecord, find_session, load_usage
 from csms.central import SessionCost
 from csms.storage import Executor
+from csms.storage.where import Where
 
 NO_TARIFF = "no_tariff"  # flag: no assignment matched; the session is recorded at zero
 
@@ -242,22 +243,15 @@ async def list_cdrs(
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """CDRs newest first; ``since`` / ``until`` bound the session end (until exclusive)."""
+    where = Where()  # only the filters given: each combination planned for itself
+    where.add("charge_point_id = {}", charge_point_id)
+    where.add("session_id = {}", session_id)
+    where.add("end_at >= {}", since)
+    where.add("end_at < {}", until)
+    where.add("id < {}", before_id)
     rows = await conn.fetch(
-        """
-        SELECT * FROM cdrs
-        WHERE ($1::text IS NULL OR charge_point_id = $1)
-          AND ($2::bigint IS NULL OR session_id = $2)
-          AND ($3::timestamptz IS NULL OR end_at >= $3)
-          AND ($4::timestamptz IS NULL OR end_at < $4)
-          AND ($5::bigint IS NULL OR id < $5)
-        ORDER BY id DESC LIMIT $6
-        """,
-        charge_point_id,
-        session_id,
-        since,
-        until,
-        before_id,
-        limit,
+        f"SELECT * FROM cdrs WHERE {where.sql} ORDER BY id DESC LIMIT {where.param(limit)}",
+        *where.args,
     )
     return [_cdr(r) for r in rows]
 

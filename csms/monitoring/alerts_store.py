@@ -11,6 +11,7 @@ from typing import Any
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
 from csms.monitoring.rules_engine import ChargerProfile
 from csms.storage import Executor
+from csms.storage.where import Where
 
 _COLUMNS = """
     id, charge_point_id, evse_id, connector_id, rule, severity, status, message, first_seen,
@@ -227,34 +228,24 @@ async def search(
     before_id: int | None = None,
 ) -> list[AlertRow]:
     """Alerts newest first. ``status='unresolved'`` means open or acknowledged."""
-    # Unresolved ones (the dashboard asks every few seconds) through the partial index
-    # alerts_unresolved, whose predicate must appear literally: behind "$1 = ..." the
-    # planner walked every alert newest first, the whole table when fewer than the
-    # limit were unresolved.
-    status_is = (
-        "(status <> 'resolved' AND $1::text IS NOT NULL)"
-        if status == "unresolved"
-        else "($1::text IS NULL OR status = $1)"
-    )
+    # Only the filters given become conditions, so each combination is planned for
+    # itself (a "$n IS NULL OR" filter, planned once for all, read every alert).
+    # Unresolved ones (the dashboard asks every few seconds) through the partial
+    # index alerts_unresolved, whose predicate must appear literally.
+    where = Where()
+    if status == "unresolved":
+        where.always("status <> 'resolved'")
+    else:
+        where.add("status = {}", status)
+    where.add("severity = {}", severity)
+    where.add("rule = {}", rule)
+    where.add("charge_point_id = {}", charge_point_id)
+    where.add("last_seen >= {}", since)
+    where.add("id < {}", before_id)
     records = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM alerts
-        WHERE {status_is}
-          AND ($2::text IS NULL OR severity = $2)
-          AND ($3::text IS NULL OR rule = $3)
-          AND ($4::text IS NULL OR charge_point_id = $4)
-          AND ($5::timestamptz IS NULL OR last_seen >= $5)
-          AND ($7::bigint IS NULL OR id < $7)
-        ORDER BY id DESC
-        LIMIT $6
-        """,
-        status,
-        severity,
-        rule,
-        charge_point_id,
-        since,
-        limit,
-        before_id,
+        f"SELECT {_COLUMNS} FROM alerts WHERE {where.sql}"
+        f" ORDER BY id DESC LIMIT {where.param(limit)}",
+        *where.args,
     )
     return [_row(r) for r in records]
 

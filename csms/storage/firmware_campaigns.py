@@ -7,6 +7,7 @@ from typing import Any
 
 from csms.events import FirmwareStatusChanged
 from csms.storage import Executor
+from csms.storage.where import Where
 
 # Statuses after which a charger's update is over, one way or the other.
 TERMINAL = frozenset(
@@ -114,21 +115,22 @@ async def record_status(conn: Executor, event: FirmwareStatusChanged) -> None:
 
 async def campaigns(conn: Executor, campaign_id: int | None = None) -> list[dict[str, Any]]:
     """Campaigns, newest first, each with its progress counts."""
+    where = Where()  # planned for one campaign or for all, not once for both
+    where.add("c.id = {}", campaign_id)
+    success, done = where.param(SUCCESS), where.param(list(TERMINAL))
     rows = await conn.fetch(
-        """
+        f"""
         SELECT c.*, count(t.*) AS targets,
                count(t.sent_at) AS sent,
                count(*) FILTER (WHERE t.answer = 'Accepted') AS accepted,
-               count(*) FILTER (WHERE t.status = $2) AS installed,
-               count(*) FILTER (WHERE t.status = ANY($3)
+               count(*) FILTER (WHERE t.status = {success}) AS installed,
+               count(*) FILTER (WHERE t.status = ANY({done}::text[])
                                  OR (t.answer IS NOT NULL AND t.answer <> 'Accepted')) AS done
         FROM firmware_campaigns c LEFT JOIN firmware_campaign_targets t ON t.campaign_id = c.id
-        WHERE $1::bigint IS NULL OR c.id = $1
+        WHERE {where.sql}
         GROUP BY c.id ORDER BY c.id DESC
         """,
-        campaign_id,
-        SUCCESS,
-        list(TERMINAL),
+        *where.args,
     )
     result = []
     for row in rows:

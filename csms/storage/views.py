@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from csms.storage import Executor, interop
+from csms.storage.where import Where
 
 _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
@@ -92,24 +93,17 @@ async def list_sessions(
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first; page with ``before_id`` = the last id of the previous page."""
+    where = Where()  # only the filters given: each combination planned for itself
+    where.add("charge_point_id = {}", charge_point_id)
+    where.add("lower(id_token) = lower({}::text)", id_token)
+    where.add("started_at >= {}", since)
+    where.add("started_at < {}", until)
+    where.add("status = {}", status)
+    where.add("id < {}", before_id)
     rows = await conn.fetch(
-        f"""
-        SELECT {_SESSION_COLUMNS} FROM sessions
-        WHERE ($1::text IS NULL OR charge_point_id = $1)
-          AND ($2::text IS NULL OR lower(id_token) = lower($2))
-          AND ($3::timestamptz IS NULL OR started_at >= $3)
-          AND ($4::timestamptz IS NULL OR started_at < $4)
-          AND ($5::text IS NULL OR status = $5)
-          AND ($6::bigint IS NULL OR id < $6)
-        ORDER BY id DESC LIMIT $7
-        """,
-        charge_point_id,
-        id_token,
-        since,
-        until,
-        status,
-        before_id,
-        limit,
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
+        f" ORDER BY id DESC LIMIT {where.param(limit)}",
+        *where.args,
     )
     return [dict(r) for r in rows]
 

@@ -1,0 +1,53 @@
+"""A WHERE clause built from the filters a caller gave, every value a bound parameter.
+
+A list filter written ``($1::text IS NULL OR charge_point_id = $1)`` is one
+statement for every combination of filters, so Postgres plans it once for all
+of them: asyncpg prepares each statement, and after five runs a prepared
+statement may switch to the generic plan, made without the values. That plan
+cannot use the index of a filter that might be NULL, and a filtered list of a
+history table (sessions, alerts) became a sequential scan of all of it
+(docs/database.md, "Filters"). Here only the filters given become conditions,
+so each combination is its own statement, planned for what it filters on.
+
+Conditions are SQL written in the code (``"charge_point_id = {}"``); the value
+only ever travels as a parameter (``$n``), never pasted into the text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Where:
+    """Conditions and their parameters; ``{}`` in a condition is its value's placeholder.
+
+    >>> where = Where()
+    >>> where.add("charge_point_id = {}", "CP-1")
+    >>> where.add("status = {}", None)  # not given: no condition
+    >>> f"WHERE {where.sql} LIMIT {where.param(10)}", where.args
+    ('WHERE (charge_point_id = $1) LIMIT $2', ['CP-1', 10])
+    """
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self._conditions: list[str] = []
+
+    def param(self, value: Any) -> str:
+        """Bind ``value``; its placeholder (``$n``)."""
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, condition: str, value: Any) -> None:
+        """``condition`` with ``value`` in each ``{}``, unless ``value`` is None (no filter)."""
+        if value is None:
+            return
+        self._conditions.append(condition.replace("{}", self.param(value)))
+
+    def always(self, condition: str) -> None:
+        """A condition that holds whatever was given (no parameter)."""
+        self._conditions.append(condition)
+
+    @property
+    def sql(self) -> str:
+        """The conditions joined with AND; ``true`` when there are none."""
+        return " AND ".join(f"({c})" for c in self._conditions) or "true"
