@@ -53,10 +53,11 @@ _APPEND_EVENTS_OF = """
 # Every multi-row write of ``chargers`` locks its rows in key order first (here and in
 # :func:`csms.storage.chargers.touch_last_seen`): locked in the order a join happened
 # to visit them, two statements on overlapping chargers could each hold a row the
-# other waits for, and Postgres would fail one of them (a deadlock).
+# other waits for, and Postgres would fail one of them (a deadlock). $2 is the
+# chargers' ids in each statement below (an array: found through the primary key).
 _LOCK_CHARGERS_OF_INPUT = """
     SELECT c.charge_point_id FROM chargers c
-    WHERE c.charge_point_id IN (SELECT charge_point_id FROM input)
+    WHERE c.charge_point_id = ANY($2::text[])
     ORDER BY c.charge_point_id FOR UPDATE
 """
 
