@@ -10,9 +10,9 @@ per answered call:
 
 * the CPU of the CSMS and of its Postgres (user + system, all backends);
 * the WAL written (bytes, records, full-page images) and the commits;
-* per table: rows inserted, updated (of them HOT) and the index entries those
-  writes cost (an insert or a non-HOT update writes every index of the table,
-  partial ones if the row matches -- counted here as all of them, an upper bound);
+* per table: rows inserted, updated (of them HOT: no index entry written) and deleted;
+* the WAL by relation (pg_walinspect; each record counted against the relation of
+  its first block): heap rows against their table, index entries against the index;
 * per statement: calls, execution time, rows and WAL bytes (pg_stat_statements).
 
 ``--csms-python`` runs another checkout's csms (its own migrations), so two
@@ -43,23 +43,24 @@ _LSN = "SELECT pg_current_wal_insert_lsn()::text"
 # Each WAL record counted once, against the relation of its first block (a heap
 # insert against the table, an index insert against the index).
 _WAL_BY_RELATION = """
-    SELECT coalesce(pg_filenode_relation(reltablespace, relfilenode)::regclass::text,
-                    relfilenode::text) AS relation,
-           count(*) AS records, sum(record_length) AS bytes
-    FROM pg_get_wal_block_info($1::text::pg_lsn, $2::text::pg_lsn)
-    WHERE block_id = 0 AND reldatabase = (SELECT oid FROM pg_database
-                                          WHERE datname = current_database())
-    GROUP BY 1 ORDER BY 3 DESC LIMIT $3
+    WITH b AS (
+        SELECT pg_filenode_relation(reltablespace, relfilenode) AS rel, relfilenode,
+               record_length
+        FROM pg_get_wal_block_info($1::text::pg_lsn, $2::text::pg_lsn)
+        WHERE block_id = 0 AND reldatabase = (SELECT oid FROM pg_database
+                                              WHERE datname = current_database())
+    )
+    SELECT coalesce(b.rel::regclass::text, b.relfilenode::text) AS relation,
+           coalesce(c.relkind::text, '?') AS kind, count(*) AS records,
+           sum(b.record_length) AS bytes
+    FROM b LEFT JOIN pg_class c ON c.oid = b.rel
+    GROUP BY 1, 2 ORDER BY 4 DESC
 """
 _DATABASE = """
     SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted
     FROM pg_stat_database WHERE datname = current_database()
 """
-_TABLES = """
-    SELECT t.relname, t.n_tup_ins, t.n_tup_upd, t.n_tup_hot_upd, t.n_tup_del,
-           (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid) AS indexes
-    FROM pg_stat_user_tables t
-"""
+_TABLES = "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
 _EVENT_TYPES = """
     SELECT type, count(*) AS n, avg(pg_column_size(payload)) AS payload,
            avg(coalesce(pg_column_size(context), 0)) AS context
@@ -135,26 +136,35 @@ def report(
         f"WAL per call: {wal['wal_bytes']:.0f} bytes, {wal['wal_records']:.2f} records, "
         f"{wal['wal_fpi']:.3f} full-page images; commits per call {db['xact_commit']:.3f}, "
         f"rollbacks {db['xact_rollback']:.4f}",
-        "per call, by table: inserted, updated (HOT), deleted, index entries written",
+        "per call, by table: inserted, updated (of them HOT), deleted",
     ]
     rows = []
     for name, now in after.tables.items():
         then = before.tables.get(name, dict.fromkeys(now, 0.0))
-        d = {k: (now[k] - then[k]) * per for k in now if k != "indexes"}
+        d = {k: (now[k] - then[k]) * per for k in now }
         if not any(d.values()):
             continue
-        entries = (d["n_tup_ins"] + d["n_tup_upd"] - d["n_tup_hot_upd"]) * now["indexes"]
-        rows.append((entries, name, d))
-    for entries, name, d in sorted(rows, key=lambda r: (-r[0], r[1])):
+        rows.append(((d["n_tup_ins"] + d["n_tup_upd"] - d["n_tup_hot_upd"]), name, d))
+    for _, name, d in sorted(rows, key=lambda r: (-r[0], r[1])):
         lines.append(
             f"  {name:32s} {d['n_tup_ins']:7.3f} {d['n_tup_upd']:7.3f} ({d['n_tup_hot_upd']:.3f})"
-            f" {d['n_tup_del']:7.3f}  {entries:7.2f}"
+            f" {d['n_tup_del']:7.3f}"
         )
-    total = sum(r[0] for r in rows)
-    lines.append(f"  index entries written per call (upper bound): {total:.2f}")
-    lines.append("WAL per call by relation (its records' first block): records, bytes")
+    kinds = {"r": "tables", "i": "indexes", "t": "TOAST"}
+    by_kind: dict[str, list[float]] = {}
     for r in relations:
-        lines.append(f"  {r['relation']:40s} {r['records'] * per:7.2f} {float(r['bytes']) * per:8.0f}")
+        totals = by_kind.setdefault(kinds.get(r["kind"], "other"), [0.0, 0.0])
+        totals[0] += r["records"] * per
+        totals[1] += float(r["bytes"]) * per
+    lines.append(
+        "WAL per call by relation kind (records, bytes): "
+        + ", ".join(f"{k} {v[0]:.2f} / {v[1]:.0f}" for k, v in sorted(by_kind.items()))
+    )
+    lines.append("WAL per call by relation (its records' first block): records, bytes")
+    for r in relations[:top]:
+        lines.append(
+            f"  {r['relation']:40s} {r['records'] * per:7.2f} {float(r['bytes']) * per:8.0f}"
+        )
     plan = sum(s["total_plan_time"] for s in statements) * per
     execute = sum(s["total_exec_time"] for s in statements) * per
     jit = sum(s["jit_time"] for s in statements) * per
@@ -213,7 +223,7 @@ async def run(args: argparse.Namespace) -> int:
             if perf is not None:
                 await perf.wait()
             statements = await stats.fetch(_STATEMENTS)
-            relations = await stats.fetch(_WAL_BY_RELATION, before.lsn, after.lsn, args.top)
+            relations = await stats.fetch(_WAL_BY_RELATION, before.lsn, after.lsn)
             types = await stats.fetch(_EVENT_TYPES, first_event)
             result = await running
             await generators.close_fleet("csms")

@@ -31,10 +31,8 @@ FULL_INDEXES = {
         "events_recorded_at",  # outbox retention and lag
         "events_feed",  # the cluster feed / bus order (xact_id, id)
     },
-    "meter_samples": {
-        "meter_samples_pkey",
-        "meter_samples_session",  # a session's readings (billing, views, rollups)
-    },
+    # append-only, never read by id: no primary key (migration 0026)
+    "meter_samples": {"meter_samples_session"},  # a session's readings (billing, views, rollups)
 }
 
 
@@ -55,7 +53,11 @@ async def test_the_bulk_tables_carry_only_the_indexes_their_queries_need(
     }
     assert full == FULL_INDEXES
     names = {r["index_name"] for r in rows}
-    assert {"meter_samples_charger_health", "events_site_load_plans", "events_alerts_recorded"} <= names
+    assert {
+        "meter_samples_charger_health",
+        "events_site_load_plans",
+        "events_alerts_recorded",
+    } <= names
     assert not names & {"meter_samples_charger", "events_type_time"}
 
 
