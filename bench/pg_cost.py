@@ -57,10 +57,14 @@ _WAL_BY_RELATION = """
     GROUP BY 1, 2 ORDER BY 4 DESC
 """
 _DATABASE = """
-    SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted
+    SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, sessions
     FROM pg_stat_database WHERE datname = current_database()
 """
 _TABLES = "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
+_NEW_BACKENDS = """
+    SELECT coalesce(application_name, '') AS name, count(*) AS n FROM pg_stat_activity
+    WHERE backend_start > $1 AND pid <> pg_backend_pid() GROUP BY 1
+"""
 _EVENT_TYPES = """
     SELECT type, count(*) AS n, avg(pg_column_size(payload)) AS payload,
            avg(coalesce(pg_column_size(context), 0)) AS context
@@ -135,7 +139,8 @@ def report(
     lines = [
         f"WAL per call: {wal['wal_bytes']:.0f} bytes, {wal['wal_records']:.2f} records, "
         f"{wal['wal_fpi']:.3f} full-page images; commits per call {db['xact_commit']:.3f}, "
-        f"rollbacks {db['xact_rollback']:.4f}",
+        f"rollbacks {db['xact_rollback']:.4f}; connections opened in the window "
+        f"{(after.database['sessions'] - before.database['sessions']):.0f}",
         "per call, by table: inserted, updated (of them HOT), deleted",
     ]
     rows = []
@@ -215,11 +220,13 @@ async def run(args: argparse.Namespace) -> int:
             running = asyncio.create_task(generators.run("csms", phase, window))
             await asyncio.sleep(max(0.0, window.measured_from - time.monotonic()))
             await stats.execute("SELECT pg_stat_statements_reset()")
+            window_start = await stats.fetchval("SELECT now()")
             before, cpu_before = await Snapshot.take(stats), target.cpu_seconds()
             first_event = await stats.fetchval("SELECT coalesce(max(id), 0) FROM events")
             perf = await _perf(target, args.perf, args.duration) if args.perf else None
             await asyncio.sleep(max(0.0, window.end - time.monotonic()))
             after, cpu_after = await Snapshot.take(stats), target.cpu_seconds()
+            opened_in_window = await stats.fetch(_NEW_BACKENDS, window_start)
             if perf is not None:
                 await perf.wait()
             statements = await stats.fetch(_STATEMENTS)
@@ -247,6 +254,7 @@ async def run(args: argparse.Namespace) -> int:
         f"Postgres {(cpu_after[1] - cpu_before[1]) / calls * 1e6:.0f} us"
     )
     print(report(before, after, calls, list(statements), list(relations), args.top))
+    print("of them still open:", {r["name"]: r["n"] for r in opened_in_window})
     print("events written in the window, per call (mean payload / context bytes):")
     for t in types:
         print(f"  {t['type']:32s} {t['n'] / calls:6.3f}  {t['payload']:6.0f} {t['context']:6.0f}")
