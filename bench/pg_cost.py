@@ -146,7 +146,7 @@ def report(
     rows = []
     for name, now in after.tables.items():
         then = before.tables.get(name, dict.fromkeys(now, 0.0))
-        d = {k: (now[k] - then[k]) * per for k in now }
+        d = {k: (now[k] - then[k]) * per for k in now}
         if not any(d.values()):
             continue
         rows.append(((d["n_tup_ins"] + d["n_tup_upd"] - d["n_tup_hot_upd"]), name, d))

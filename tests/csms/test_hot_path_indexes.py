@@ -10,6 +10,7 @@ far outnumber the rows those queries want.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,6 +19,8 @@ import pytest
 from csms.dashboard import queries
 from csms.monitoring import health_store, webhook_store
 from csms.monitoring.webhooks import CATCH_UP_WINDOW_S
+from csms.storage import migrate as migrate_module
+from csms.storage.embedded import with_database
 from tests.query_plans import Explaining, full_scans, rows_read
 
 pytestmark = pytest.mark.timeout(120)
@@ -156,3 +159,45 @@ async def test_the_temperature_cells_read_currents_and_temperatures_of_the_cohor
     # 40,000 samples. (For a cohort this small the planner reads the index whole
     # rather than probe it per charger.)
     assert rows_read(explaining.plans, ["meter_samples"]) <= 20_000
+
+
+async def test_the_index_migrations_apply_to_a_database_with_rows(
+    postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0025 and 0026 on a database that was at 0024 and holds samples, events, chargers."""
+    name = f"hot_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    conn = await asyncpg.connect(with_database(postgres_admin_dsn, name))
+    try:
+        every = migrate_module.discover()
+        monkeypatch.setattr(
+            migrate_module, "discover", lambda: [m for m in every if m.version <= 24]
+        )
+        await migrate_module.migrate(conn)
+        await conn.execute(
+            """
+            INSERT INTO chargers (charge_point_id) VALUES ('cp-1');
+            INSERT INTO meter_samples (charge_point_id, sampled_at, measurand, value)
+            SELECT 'cp-1', now(), m, 1 FROM unnest(ARRAY['Temperature', 'Voltage']) AS m;
+            INSERT INTO events (event_id, type, charge_point_id, occurred_at, payload)
+            VALUES (gen_random_uuid(), 'alert_opened', 'cp-1', now(), '{}');
+            """
+        )
+        monkeypatch.setattr(migrate_module, "discover", lambda: every)
+        applied = [m.version for m in await migrate_module.migrate(conn)]
+        assert applied[:2] == [25, 26]
+        assert await conn.fetchval("SELECT count(*) FROM meter_samples") == 2
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'chargers'")
+        assert options == ["fillfactor=50"]
+        indexes = dict(
+            await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'meter_samples'"
+            )
+        )
+        assert set(indexes) == {"meter_samples_session", "meter_samples_charger_health"}
+        assert "WHERE (measurand = ANY" in indexes["meter_samples_charger_health"]
+    finally:
+        await conn.close()
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
