@@ -190,11 +190,10 @@ async def test_the_index_migrations_apply_to_a_database_with_rows(
         assert await conn.fetchval("SELECT count(*) FROM meter_samples") == 2
         options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'chargers'")
         assert options == ["fillfactor=50"]
-        indexes = dict(
-            await conn.fetch(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'meter_samples'"
-            )
+        rows = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'meter_samples'"
         )
+        indexes: dict[str, str] = {r["indexname"]: r["indexdef"] for r in rows}
         assert set(indexes) == {"meter_samples_session", "meter_samples_charger_health"}
         assert "WHERE (measurand = ANY" in indexes["meter_samples_charger_health"]
     finally:
