@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from bench import load_targets
 from bench.load_generators import Generators, Phase
@@ -104,14 +106,18 @@ class Snapshot:
         )
 
 
-async def prepare(data_dir: Path) -> str:
-    """An embedded Postgres in ``data_dir`` with pg_stat_statements loaded; its csms DSN."""
+async def prepare(data_dir: Path, settings: list[str]) -> str:
+    """An embedded Postgres in ``data_dir`` with pg_stat_statements loaded (and
+    ``settings``, ``name=value`` each, to measure one); its csms DSN."""
     dsn = await start_embedded(data_dir)
     admin = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
         await admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         await admin.execute("ALTER SYSTEM SET pg_stat_statements.max = 5000")
         await admin.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        for setting in settings:
+            name, value = setting.split("=", 1)
+            await admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
     finally:
         await admin.close()
     stop_embedded(data_dir)  # restarted with the library loaded; csms adopts this server
@@ -138,7 +144,8 @@ def report(
     db = {k: (after.database[k] - before.database[k]) * per for k in after.database}
     lines = [
         f"WAL per call: {wal['wal_bytes']:.0f} bytes, {wal['wal_records']:.2f} records, "
-        f"{wal['wal_fpi']:.3f} full-page images; commits per call {db['xact_commit']:.3f}, "
+        f"{wal['wal_fpi']:.3f} full-page images; transactions per call {db['xact_commit']:.3f} "
+        "(read-only ones included), "
         f"rollbacks {db['xact_rollback']:.4f}; connections opened in the window "
         f"{(after.database['sessions'] - before.database['sessions']):.0f}",
         "per call, by table: inserted, updated (of them HOT), deleted",
@@ -190,6 +197,17 @@ def report(
     return "\n".join(lines)
 
 
+def postgres_cpu(target: load_targets.Target) -> tuple[float, float]:
+    """(user, system) CPU seconds so far of the CSMS's Postgres processes (running now)."""
+    user = system = 0.0
+    for process in target.server_processes():
+        with contextlib.suppress(psutil.Error):
+            if "postgres" in process.name():
+                times = process.cpu_times()
+                user, system = user + times.user, system + times.system
+    return user, system
+
+
 async def _perf(
     target: load_targets.Target, output: str, seconds: float
 ) -> asyncio.subprocess.Process:
@@ -208,7 +226,7 @@ async def run(args: argparse.Namespace) -> int:
     generators = Generators(args.chargers, 1, args.timeout)
     with tempfile.TemporaryDirectory(prefix="csms-pgcost-") as tmp:
         data_dir = Path(tmp)
-        dsn = await prepare(data_dir)
+        dsn = await prepare(data_dir, args.pg_setting)
         target = await load_targets.start_csms(data_dir, args.workers, args.csms_python, env=env)
         stats = await asyncpg.connect(dsn)
         try:
@@ -222,10 +240,12 @@ async def run(args: argparse.Namespace) -> int:
             await stats.execute("SELECT pg_stat_statements_reset()")
             window_start = await stats.fetchval("SELECT now()")
             before, cpu_before = await Snapshot.take(stats), target.cpu_seconds()
+            split_before = postgres_cpu(target)
             first_event = await stats.fetchval("SELECT coalesce(max(id), 0) FROM events")
             perf = await _perf(target, args.perf, args.duration) if args.perf else None
             await asyncio.sleep(max(0.0, window.end - time.monotonic()))
             after, cpu_after = await Snapshot.take(stats), target.cpu_seconds()
+            split_after = postgres_cpu(target)
             opened_in_window = await stats.fetch(_NEW_BACKENDS, window_start)
             if perf is not None:
                 await perf.wait()
@@ -243,7 +263,7 @@ async def run(args: argparse.Namespace) -> int:
     mode = f"open loop at {args.rate:g} calls/s" if args.rate > 0 else "saturated"
     print(
         f"chargers: {opened} ({failed} failed, {took:.1f} s), {mode}, "
-        f"--workers {args.workers}; env: {args.env}"
+        f"--workers {args.workers}; env: {args.env}; Postgres: {args.pg_setting}"
     )
     print(
         f"calls: {result.completed} in {args.duration:g} s = {result.completed / args.duration:.0f}"
@@ -251,7 +271,10 @@ async def run(args: argparse.Namespace) -> int:
     )
     print(
         f"CPU per call: CSMS {(cpu_after[0] - cpu_before[0]) / calls * 1e6:.0f} us, "
-        f"Postgres {(cpu_after[1] - cpu_before[1]) / calls * 1e6:.0f} us"
+        f"Postgres {(cpu_after[1] - cpu_before[1]) / calls * 1e6:.0f} us (user "
+        f"{(split_after[0] - split_before[0]) / calls * 1e6:.0f}, system "
+        f"{(split_after[1] - split_before[1]) / calls * 1e6:.0f}; backends that ended in the "
+        "window are not counted)"
     )
     print(report(before, after, calls, list(statements), list(relations), args.top))
     print("of them still open:", {r["name"]: r["n"] for r in opened_in_window})
@@ -274,6 +297,9 @@ def main() -> None:
     parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
     parser.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pg-setting", action="append", default=[], help="name=value for Postgres (ALTER SYSTEM)"
+    )
     parser.add_argument("--perf", help="perf record Postgres during the window into FILE")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
