@@ -164,15 +164,17 @@ async def test_the_temperature_cells_read_currents_and_temperatures_of_the_cohor
 async def test_the_index_migrations_apply_to_a_database_with_rows(
     postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """0025 and 0026 on a database that was at 0024 and holds samples, events, chargers."""
+    """0025 and 0026 on a database migrated up to them that holds samples, events, chargers."""
     name = f"hot_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(postgres_admin_dsn)
     await admin.execute(f"CREATE DATABASE {name}")
     conn = await asyncpg.connect(with_database(postgres_admin_dsn, name))
     try:
         every = migrate_module.discover()
+        # By name: the integrator renumbers new migrations at merge.
+        first = next(m.version for m in every if m.name == "hot_path_indexes")
         monkeypatch.setattr(
-            migrate_module, "discover", lambda: [m for m in every if m.version <= 24]
+            migrate_module, "discover", lambda: [m for m in every if m.version < first]
         )
         await migrate_module.migrate(conn)
         await conn.execute(
@@ -185,8 +187,8 @@ async def test_the_index_migrations_apply_to_a_database_with_rows(
             """
         )
         monkeypatch.setattr(migrate_module, "discover", lambda: every)
-        applied = [m.version for m in await migrate_module.migrate(conn)]
-        assert applied[:2] == [25, 26]
+        applied = [m.name for m in await migrate_module.migrate(conn)]
+        assert {"hot_path_indexes", "meter_samples_append_only"} <= set(applied)
         assert await conn.fetchval("SELECT count(*) FROM meter_samples") == 2
         options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'chargers'")
         assert options == ["fillfactor=50"]
