@@ -1,0 +1,11 @@
+-- meter_samples is append-only: rows are inserted by the charger path (eight per meter
+-- value, most of what chargers send), never updated or deleted by the CSMS, and read
+-- only through the session (meter_samples_session) or, for the health report, through
+-- meter_samples_charger_health. No query reads a sample by its id and no table refers to
+-- it, yet its primary key index took one more entry per sample -- a ninth of the WAL a
+-- call writes (docs/database.md, "What a call writes"). The id column and its sequence
+-- stay: they order samples of one instant (ORDER BY sampled_at, id) and identify a row
+-- for anyone who needs to (an index can be added back by hand, CONCURRENTLY).
+-- Logical replication of inserts needs no key; a replica that must apply updates or
+-- deletes to this table would need REPLICA IDENTITY FULL or an index added back.
+ALTER TABLE meter_samples DROP CONSTRAINT IF EXISTS meter_samples_pkey;
