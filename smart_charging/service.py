@@ -43,7 +43,7 @@ from smart_charging.sending import PlannerLost
 from smart_charging.session_sync import hardware_max
 from smart_charging.tou_plan import SitePlans
 from smart_charging.tracking import Tracked, Verdict
-from smart_charging.urgency import urgency_class
+from smart_charging.policies import order_key
 
 log = structlog.get_logger(__name__)
 
@@ -229,8 +229,10 @@ class SmartChargingService:
                 await planner_state.save_fallbacks(conn, changed)
 
     def urgency_of(self, t: Tracked, tree: SiteTree, now: datetime) -> int:
-        """The session's deadline urgency class (:mod:`smart_charging.urgency`)."""
-        return urgency_class(
+        """The session's order key under its site's policy (:mod:`smart_charging.policies`;
+        ``fair``: the deadline urgency class of :mod:`smart_charging.urgency`)."""
+        return order_key(
+            tree.site.allocation_policy,
             now,
             t.departure_at,
             t.energy_wanted_wh,
