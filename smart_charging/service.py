@@ -38,12 +38,12 @@ from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
 from smart_charging.observing import OBSERVED_MARGIN_A, SAMPLE_GRACE_S, SAMPLE_TRUST_S
 from smart_charging.planning import SitePlanning
+from smart_charging.policies import order_key
 from smart_charging.reporting import SiteView
 from smart_charging.sending import PlannerLost
 from smart_charging.session_sync import hardware_max
 from smart_charging.tou_plan import SitePlans
 from smart_charging.tracking import Tracked, Verdict
-from smart_charging.policies import order_key
 
 log = structlog.get_logger(__name__)
 
