@@ -25,16 +25,13 @@ Workload (seeded; one day per seed)
 
 Schedulers (each step, on the EVs present that still want energy)
 ==================================================================
-* ``allocator``: the load manager's allocator as it is now - operator class, then
-  deadline urgency (:mod:`smart_charging.urgency`: sessions that cannot be full
-  first, earliest departure first, then least laxity first, one class per
-  minute), max-min fair within a class;
-* ``fair``: the allocator without urgency (every session urgency 0): what the
-  load manager did before deadline-aware sharing;
-* ``EDF``: earliest departure first, each EV given its maximum while it fits;
-* ``LLF``: least laxity first, likewise;
+* ``allocator``: the load manager's allocator (its default policy ``fair``): operator
+  class, deadline urgency (:mod:`smart_charging.urgency`), max-min fair in a class;
+* ``fair``: the allocator without urgency (what it did before deadline-aware sharing);
+* ``EDF`` / ``LLF`` / ``FCFS``: earliest departure / least laxity / first arrival
+  first, each EV its maximum while it fits (``--e2e --policies edf,llf,fcfs`` runs
+  the service's own greedy policies, :mod:`smart_charging.policies`, instead);
 * ``RR``: round robin - equal shares, the order of admission rotating each step;
-* ``FCFS``: first come first served, each EV its maximum while it fits;
 * ``LP``: the offline optimum (HiGHS): maximise the energy delivered by departure,
   knowing every arrival in advance and ignoring the 6 A minimum - an upper bound.
 
