@@ -1,8 +1,11 @@
 """End to end: the real load manager, simulated chargers and lagging EVs, an accelerated day.
 
-    python -m bench.smart_charging_quality --e2e [--seeds 2] [--evs 20] [--speed 900]
+    python -m bench.smart_charging_quality --e2e [--seeds 2] [--evs 20] [--speed 600]
 
-The workload is :func:`bench.smart_charging_quality.workload` (same seeds, same EVs).
+One day through the real service (:func:`run_day`); the runs over levels, seeds and
+allocation policies and their report are in :mod:`bench.smart_charging_e2e_runs`,
+the ``SC_E2E_DEBUG=1`` output in :mod:`bench.smart_charging_e2e_debug`. The workload
+is :func:`bench.smart_charging_quality.workload` (same seeds, same EVs).
 For each level and seed, in this process:
 
 * a CSMS (:class:`csms.app.Csms`) on a fresh database of one embedded Postgres,
@@ -11,7 +14,7 @@ For each level and seed, in this process:
   (settle time, idle detection, probes, the periodic plan) is simulated time;
 * a site whose total power limit is ``level`` % of the EVs' summed maximum,
   created through the operator API, with a 0 A TxDefaultProfile (an EV waits
-  for its plan);
+  for its plan) and the run's ``allocation_policy`` (``fair`` by default);
 * one single-connector charger per EV (:mod:`charge_point_sim`): even EVs on a
   1.6J single-phase 32 A charger, odd ones on a 2.0.1 three-phase 16 A charger;
 * each EV (the lagging model of :mod:`charge_point_sim.ev`: 2 s delay, 3 s ramp)
@@ -33,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import shutil
 import tempfile
 import time
@@ -42,30 +44,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 
-from bench.smart_charging_loss import CAUSES, LossLedger
-from bench.smart_charging_quality import (
-    EV,
-    STEP_H,
-    STEPS,
-    VOLTAGE,
-    Row,
-    jain,
-    optimum_wh,
-    simulate,
-    workload,
-)
-from bench.smart_charging_quality import SCHEDULERS as PURE
+from bench import smart_charging_e2e_debug as debug
+from bench.smart_charging_loss import LossLedger
+from bench.smart_charging_quality import EV, STEP_H, STEPS, VOLTAGE
 from charge_point_sim import Fleet, FleetConfig, SimClock
 from charge_point_sim.ev import EVSpec, EVState, power_after
 from charge_point_sim.model import Session
 from csms.app import Csms
-from csms.config import LogFormat, Settings
-from csms.logs import configure_logging
+from csms.config import Settings
 from csms.storage import api_keys
 from csms.storage.database import run_migrations
 from csms.storage.embedded import start_embedded, stop_embedded, with_database
@@ -73,7 +63,6 @@ from csms.storage.embedded import start_embedded, stop_embedded, with_database
 TEMPLATE = "sc_e2e_template"
 CAPACITY_KWH = 100.0
 START_SOC = 20.0
-COMPARED = ("allocator", "EDF", "LLF")
 
 
 @dataclass
@@ -86,6 +75,7 @@ class E2EOptions:
     interval: float = 300.0  # simulated s between periodic plans (the pure mode's step)
     day_steps: int = STEPS  # 5-minute steps of the day to run (a smoke runs a short day)
     explain: bool = False  # decompose the unused capacity by cause (bench/smart_charging_loss.py)
+    policy: str = "fair"  # the site's allocation_policy (smart_charging/policies.py)
 
 
 @dataclass
@@ -192,7 +182,7 @@ async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) ->
     try:
         async with operator_api(app) as api:
             site = {"site_id": "s", "power_limit_kw": limit_w / 1000.0,
-                    "fallback_current_a": 0.0}  # fmt: skip
+                    "fallback_current_a": 0.0, "allocation_policy": o.policy}  # fmt: skip
             (await api.post("/sites", json=site)).raise_for_status()
             fleet = Fleet(
                 FleetConfig(
@@ -229,8 +219,10 @@ async def _day(
     started: float,
 ) -> E2EOutcome:
     day0 = clock.now()  # 07:00 of the workload
-    if DEBUG:
-        _count_verdicts(app, clock)
+    verdicts: dict[str, int] = {}
+    if debug.DEBUG:
+        debug.count_verdicts(app, clock, verdicts)
+    charger_of: dict[str, str] = {}  # EV id -> its charger's id
     step_s = STEP_H * 3600.0
     sessions: dict[str, Session] = {}
     end = day0 + timedelta(seconds=o.day_steps * step_s)
@@ -243,7 +235,7 @@ async def _day(
         if s is None:
             raise RuntimeError(f"{ev.id}: the session did not start")
         sessions[ev.id] = s
-        CHARGER_OF[ev.id] = charger.cfg.charger_id
+        charger_of[ev.id] = charger.cfg.charger_id
         # Polling: 1.6 learns its transaction id from the CSMS's answer, in another task.
         while s.transaction_id is None:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
@@ -263,9 +255,9 @@ async def _day(
     limit_a = limit_w / VOLTAGE  # summed over the lines
     peak, breaches, samples = 0.0, 0, 0
     waste: dict[str, float] = {}
-    ledger = LossLedger(fleet, sessions, CHARGER_OF, clock, limit_a, draw_w) if o.explain else None
+    ledger = LossLedger(fleet, sessions, charger_of, clock, limit_a, draw_w) if o.explain else None
     if ledger is not None:
-        ledger.hook(_service(app))
+        ledger.hook(debug.service_of(app))
 
     def check() -> float:
         """The EVs' summed current now against the limit: at every sample and every step
@@ -280,8 +272,8 @@ async def _day(
         peak = max(peak, drawn_a / limit_a)
         if drawn_a > limit_a * (1 + 1e-6) + 0.1:
             breaches += 1
-            if DEBUG:
-                _explain(fleet, sessions, clock, day0, drawn_a, limit_a)
+            if debug.DEBUG:
+                debug.explain_breach(fleet, sessions, charger_of, clock, day0, drawn_a, limit_a)
         return drawn_a
 
     for charger in fleet.chargers:
@@ -290,8 +282,9 @@ async def _day(
         while clock.now() < end:
             await clock.sleep(o.sample_s)
             drawn_a = check()
-            if DEBUG:
-                _unused(fleet, sessions, clock, limit_a, drawn_a, o.sample_s, waste)
+            if debug.DEBUG:
+                debug.unused(debug.service_of(app), fleet, sessions, charger_of, clock, limit_a,
+                             drawn_a, o.sample_s, waste)  # fmt: skip
             for task in arrivals:
                 if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
@@ -304,8 +297,8 @@ async def _day(
             task.cancel()
         for charger in fleet.chargers:
             charger.on_draw = None
-    if DEBUG:
-        print(f"  verdicts: {VERDICTS}")
+    if debug.DEBUG:
+        print(f"  verdicts: {verdicts}")
         print("  unused capacity while an EV wanted energy (kWh): "
               + ", ".join(f"{k} {v / 1000:.1f}" for k, v in sorted(waste.items())))  # fmt: skip
     delivered = {ev.id: delivered_wh(sessions[ev.id].ev) if ev.id in sessions else 0.0
@@ -319,128 +312,6 @@ async def _day(
                       time.monotonic() - started, ledger.wh if ledger else None)  # fmt: skip
 
 
-def _service(app: Csms) -> Any:
-    from smart_charging.service import SmartChargingService
-
-    return next(x for x in app.services if isinstance(x, SmartChargingService))
-
-
-DEBUG = bool(os.environ.get("SC_E2E_DEBUG"))
-
-
-def _explain(
-    fleet: Fleet,
-    sessions: dict[str, Session],
-    clock: SimClock,
-    day0: datetime,
-    drawn_a: float,
-    limit_a: float,
-) -> None:
-    """SC_E2E_DEBUG=1: what each EV draws at a breach, its limit and its profiles."""
-    now = clock.now()
-    print(f"breach at +{(now - day0).total_seconds():.0f} s: {drawn_a:.1f} A > {limit_a:.1f} A")
-    for ev_id, s in sorted(sessions.items()):
-        if s.stop_reason is not None:
-            continue
-        charger = fleet.charger(CHARGER_OF[ev_id])
-        limit = charger.limit_w(charger.connectors[1], now) / VOLTAGE
-        pilot = (s.ev.pilot_w or 0.0) / VOLTAGE
-        print(f"  {ev_id} draws {s.power_w / VOLTAGE:.1f} A limit {limit:.1f} A "
-              f"pilot {pilot:.1f} A delay {s.ev.delay_left_s:.1f} s full {s.ev.full}")  # fmt: skip
-        for p in charger.profiles.profiles:
-            limits = [(q.start, q.limit, q.phases) for q in p.periods]
-            print(f"    {p.purpose} level {p.stack_level} evse {p.evse_id} {limits}")
-
-
-VERDICTS: dict[str, int] = {}
-SERVICE: list[Any] = []  # the load manager (debug output)
-CHARGER_OF: dict[str, str] = {}  # EV id -> its charger's id (debug output)
-
-
-def _count_verdicts(app: Csms, clock: SimClock) -> None:
-    """SC_E2E_DEBUG=1: count what the load manager concludes from meter values."""
-    from smart_charging.service import SmartChargingService
-
-    svc = next(x for x in app.services if isinstance(x, SmartChargingService))
-    SERVICE[:] = [svc]
-    measure = svc._measure
-
-    def counted(event: Any) -> Any:
-        verdict = measure(event)
-        name = str(verdict)
-        VERDICTS[name] = VERDICTS.get(name, 0) + 1
-        if verdict is not None and verdict.value == "drawing_more_than_allowed":
-            at = max(str(x.sampled_at) for x in event.samples)
-            print(f"  overdraw: sampled {at} judged at {clock.now().isoformat()}")
-        return verdict
-
-    svc._measure = counted  # type: ignore[method-assign]
-
-
-def _unused(
-    fleet: Fleet,
-    sessions: dict[str, Session],
-    clock: SimClock,
-    limit_a: float,
-    drawn_a: float,
-    dt_s: float,
-    waste: dict[str, float],
-) -> None:
-    """SC_E2E_DEBUG=1: capacity left unused while an EV wanted energy (Wh), by cause.
-
-    * ``departed``: still planned for an EV that has left (the CSMS has not seen it go);
-    * ``full``: offered to a present EV that is full (draws nothing);
-    * ``min current``: what is left is less than a waiting EV's minimum (6 A per line);
-    * ``other``: the rest (a new limit being followed, an EV not yet planned, ...).
-    """
-    now = clock.now()
-    present = {CHARGER_OF[e]: s for e, s in sessions.items() if s.stop_reason is None}
-    wanting = [s for s in present.values() if not s.ev.full]
-    room_a = sum(max(0.0, s.ev.spec.max_ac_kw * 1000 - s.power_w) / VOLTAGE for s in wanting)
-    unused_a = min(limit_a - drawn_a, room_a)
-    if unused_a < 0.5:
-        return
-    departed_a = 0.0
-    view = SERVICE[0].views.get("s") if SERVICE else None
-    for x in view.sessions if view is not None else []:
-        if x["charge_point_id"] not in present:
-            amps = x["uncontrolled_a"] or x["limit_a"] or 0.0
-            departed_a += amps * (3 if x["phases"] == 3 else 1)
-    full_a = 0.0
-    for cp, s in present.items():
-        if s.ev.full:
-            charger = fleet.charger(cp)
-            full_a += charger.limit_w(charger.connectors[1], now) / VOLTAGE
-    causes = {}
-    left = unused_a
-    for cause, amps in (("departed", departed_a), ("full", full_a)):
-        causes[cause] = min(left, amps)
-        left -= causes[cause]
-    paused = [s for s in wanting if s.power_w <= 0.0]
-    smallest = min((6.0 * s.ev.spec.phases for s in paused), default=0.0)
-    causes["min current" if paused and left < smallest else "other"] = left
-    for cause, amps in causes.items():
-        waste[cause] = waste.get(cause, 0.0) + amps * VOLTAGE * dt_s / 3600
-    if os.environ.get("SC_E2E_SNAP") and unused_a >= 6.0:
-        rows = []
-        for ev_id, s in sorted(sessions.items()):
-            if s.stop_reason is not None:
-                continue
-            charger = fleet.charger(CHARGER_OF[ev_id])
-            limit = charger.limit_w(charger.connectors[1], now) / VOLTAGE
-            rows.append(
-                f"{ev_id}:{'F' if s.ev.full else 'w'} {s.power_w / VOLTAGE:.0f}/{limit:.0f}"
-            )
-        print(f"  unused {unused_a:.1f} A: " + " ".join(rows))
-        if view is not None:
-            told = [
-                f"{x['charge_point_id'][-2:]}:{x['planned_a']}/{x['limit_a']}"
-                f"{'i' if x['idle'] else ''}{'u' if x['uncontrolled_a'] else ''}"
-                for x in view.sessions
-            ]
-            print(f"    plan {view.reason} {view.allocated_a}: " + " ".join(told))
-
-
 async def _until_stored(app: Csms, n: int, within: float = 30.0) -> None:
     """Let the last stops reach the CSMS (the stored energy is only a cross-check)."""
     deadline = time.monotonic() + within
@@ -449,100 +320,3 @@ async def _until_stored(app: Csms, n: int, within: float = 30.0) -> None:
         if done >= n:
             return
         await asyncio.sleep(0.05)
-
-
-@dataclass
-class LevelResult:
-    service: Row
-    pure: dict[str, Row]
-    stored_pct: float  # CSMS-stored energy as % of requested (cross-check)
-    samples: int
-    real_s: float
-    unused_wh: dict[str, float] = dataclasses.field(default_factory=dict)  # mean per day
-    gap_wh: float = 0.0  # optimum less delivered, mean per day
-
-
-def _add(r: Row, delivered: dict[str, float], evs: Sequence[EV], best: float, seeds: int) -> None:
-    requested = sum(ev.energy_wh for ev in evs)
-    got = sum(delivered.values())
-    fractions = [min(1.0, delivered[ev.id] / ev.energy_wh) for ev in evs]
-    r.energy_pct += 100 * got / requested / seeds
-    r.optimum_pct += 100 * got / best / seeds
-    r.served_pct += 100 * sum(f >= 0.99 for f in fractions) / len(evs) / seeds
-    r.jain += jain(fractions) / seeds
-
-
-async def run_e2e(
-    seeds: int, n: int, levels: Sequence[int], o: E2EOptions, verbose: bool = True
-) -> dict[int, LevelResult]:
-    db = Database()
-    await db.start()
-    out: dict[int, LevelResult] = {}
-    try:
-        for level in levels:
-            result = LevelResult(Row(), {name: Row() for name in COMPARED}, 0.0, 0, 0.0)
-            for seed in range(seeds):
-                evs = workload(seed, n)
-                limit_w = level / 100 * sum(ev.max_w for ev in evs)
-                best = optimum_wh(evs, limit_w)
-                async with db.fresh() as dsn:
-                    day = await run_day(dsn, evs, limit_w, o)
-                _add(result.service, day.delivered_wh, evs, best, seeds)
-                result.service.peak = max(result.service.peak, day.peak_ratio)
-                result.service.breaches += day.breaches
-                result.stored_pct += 100 * day.stored_wh / sum(e.energy_wh for e in evs) / seeds
-                result.samples += day.samples
-                result.real_s += day.real_s
-                result.gap_wh += (best - sum(day.delivered_wh.values())) / seeds
-                for cause, wh in (day.unused_wh or {}).items():
-                    result.unused_wh[cause] = result.unused_wh.get(cause, 0.0) + wh / seeds
-                for name in COMPARED:
-                    pure = simulate(evs, limit_w, PURE[name])
-                    _add(result.pure[name], pure.delivered_wh, evs, best, seeds)
-                    result.pure[name].peak = max(result.pure[name].peak, pure.peak_ratio)
-                    result.pure[name].breaches += pure.breaches
-                if verbose:
-                    got = 100 * sum(day.delivered_wh.values()) / best
-                    print(f"  level {level}% seed {seed}: {day.real_s:.0f} s real, "
-                          f"{got:.1f}% of optimum, peak {day.peak_ratio:.3f}, "
-                          f"breaches {day.breaches}", flush=True)  # fmt: skip
-            out[level] = result
-    finally:
-        db.stop()
-    return out
-
-
-def print_e2e(table: dict[int, LevelResult], seeds: int, n: int, o: E2EOptions) -> None:
-    print(f"end to end ({seeds} seeds x {n} EVs, {o.speed:g}x clock, lagging EVs staying "
-          f"plugged in; service = the CSMS with simulated chargers, the others pure)")  # fmt: skip
-    for level, r in table.items():
-        pure = ", ".join(f"{name} {r.pure[name].optimum_pct:.1f}%" for name in COMPARED)
-        print(f"level {level}%: service {r.service.optimum_pct:.1f}% of optimum, {pure}, "
-              f"breaches {r.service.breaches}")  # fmt: skip
-    print()
-    print(f"{'level':>5} {'energy%req':>10} {'%optimum':>9} {'served%':>8} {'jain':>6} "
-          f"{'peak/limit':>10} {'breaches':>8} {'checks':>8} {'stored%req':>10} "
-          f"{'real s':>7}")  # fmt: skip
-    for level, r in table.items():
-        s = r.service
-        print(f"{level:>4}% {s.energy_pct:>10.1f} {s.optimum_pct:>9.1f} {s.served_pct:>8.1f} "
-              f"{s.jain:>6.3f} {s.peak:>10.3f} {s.breaches:>8} {r.samples:>8} "
-              f"{r.stored_pct:>10.1f} {r.real_s:>7.0f}")  # fmt: skip
-    print()
-    if any(r.unused_wh for r in table.values()):
-        print("unused capacity while an EV wanted energy, kWh per day by cause "
-              "(bench/smart_charging_loss.py); gap = LP optimum - delivered")  # fmt: skip
-        print(f"{'level':>5} {'gap':>6} {'unused':>6} " + " ".join(f"{c[:12]:>12}" for c in CAUSES))
-        for level, r in table.items():
-            u = r.unused_wh
-            print(f"{level:>4}% {r.gap_wh / 1000:>6.2f} {sum(u.values()) / 1000:>6.2f} "
-                  + " ".join(f"{u.get(c, 0.0) / 1000:>12.2f}" for c in CAUSES))  # fmt: skip
-        print()
-
-
-def main_e2e(seeds: int, n: int, levels: Sequence[int], o: E2EOptions) -> None:
-    configure_logging(LogFormat.CONSOLE, "warning")
-    started = time.perf_counter()
-    table = asyncio.run(run_e2e(seeds, n, levels, o))
-    print_e2e(table, seeds, n, o)
-    print(f"({time.perf_counter() - started:.0f} s)")

@@ -1,7 +1,8 @@
 """How much energy smart charging delivers, against the LP optimum and classic schedulers.
 
     python -m bench.smart_charging_quality [--seeds 10] [--evs 40] [--levels 10,15,25,40,60,100]
-    python -m bench.smart_charging_quality --e2e --seeds 2 --evs 20 [--speed 900]
+    python -m bench.smart_charging_quality --e2e --seeds 2 --evs 20 [--speed 600]
+        [--levels 10,15] [--policies fair,edf,llf,rr,fcfs] [--explain]
 
 Not a timed test: a quality benchmark of the pure allocator
 (:func:`smart_charging.allocation.allocate`), the way the load manager calls it
@@ -24,16 +25,13 @@ Workload (seeded; one day per seed)
 
 Schedulers (each step, on the EVs present that still want energy)
 ==================================================================
-* ``allocator``: the load manager's allocator as it is now - operator class, then
-  deadline urgency (:mod:`smart_charging.urgency`: sessions that cannot be full
-  first, earliest departure first, then least laxity first, one class per
-  minute), max-min fair within a class;
-* ``fair``: the allocator without urgency (every session urgency 0): what the
-  load manager did before deadline-aware sharing;
-* ``EDF``: earliest departure first, each EV given its maximum while it fits;
-* ``LLF``: least laxity first, likewise;
+* ``allocator``: the load manager's allocator (its default policy ``fair``): operator
+  class, deadline urgency (:mod:`smart_charging.urgency`), max-min fair in a class;
+* ``fair``: the allocator without urgency (what it did before deadline-aware sharing);
+* ``EDF`` / ``LLF`` / ``FCFS``: earliest departure / least laxity / first arrival
+  first, each EV its maximum while it fits (``--e2e --policies edf,llf,fcfs`` runs
+  the service's own greedy policies, :mod:`smart_charging.policies`, instead);
 * ``RR``: round robin - equal shares, the order of admission rotating each step;
-* ``FCFS``: first come first served, each EV its maximum while it fits;
 * ``LP``: the offline optimum (HiGHS): maximise the energy delivered by departure,
   knowing every arrival in advance and ignoring the 6 A minimum - an upper bound.
 
@@ -351,30 +349,6 @@ def _print(title: str, table: dict[int, dict[str, Row]]) -> None:
     print()
 
 
-def tou_timing(sizes: Sequence[int], seed: int = 1) -> None:
-    """Time the site-wide time-of-use LP (:mod:`smart_charging.site_plan`): 24 h of
-    15-minute periods, a night/solar/evening price, sessions leaving in 1-24 h."""
-    from smart_charging.site_plan import PlanSession, site_plan
-
-    prices = [0.30] * 28 + [0.12] * 8 + [0.08] * 20 + [0.35] * 16 + [0.20] * 24  # 96 x 15 min
-    for n in sizes:
-        rng = random.Random(seed)
-        sessions = [
-            PlanSession(f"s{i}", rng.choice([7.36, 11.04]), rng.uniform(5, 30), rng.randint(4, 96))
-            for i in range(n)
-        ]
-        limit = [0.25 * sum(s.max_kw for s in sessions)] * 96
-        started = time.perf_counter()
-        plan = site_plan(sessions, limit, prices, 0.25)
-        took = time.perf_counter() - started
-        wanted = sum(s.energy_kwh for s in sessions)
-        print(
-            f"site TOU plan: {n} sessions x 96 periods in {took:.2f} s; "
-            f"{100 * plan.energy_kwh / wanted:.1f}% of the energy wanted, "
-            f"mean price {plan.cost / max(plan.energy_kwh, 1e-9):.3f}"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -392,15 +366,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="--e2e: where the unused capacity went, by cause (bench/smart_charging_loss.py)",
     )
+    parser.add_argument(
+        "--policies",
+        default="fair,edf,llf",
+        help="--e2e: the sites' allocation policies to run end to end, each on the same days "
+        "(fair = the service's own; edf, llf, fcfs, rr: the classic greedy orders)",
+    )
     args = parser.parse_args(argv)
     if args.tou:
+        from bench.smart_charging_tou import tou_timing
+
         tou_timing([100, 1000])
         return
     levels = [int(x) for x in args.levels.split(",")]
     if args.e2e:
-        from bench.smart_charging_e2e import E2EOptions, main_e2e
+        from bench.smart_charging_e2e import E2EOptions
+        from bench.smart_charging_e2e_runs import main_e2e, parse_policies
 
-        main_e2e(args.seeds, args.evs, levels, E2EOptions(speed=args.speed, explain=args.explain))
+        try:
+            policies = parse_policies(args.policies)
+        except ValueError as e:
+            parser.error(str(e))
+        options = E2EOptions(speed=args.speed, explain=args.explain)
+        main_e2e(args.seeds, args.evs, levels, options, policies)
         return
     started = time.perf_counter()
     common = f"{args.seeds} seeds x {args.evs} EVs, 5-min steps; % of the LP optimum"

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import random
 import time
 from collections.abc import Sequence
 from datetime import time as time_of_day
@@ -175,6 +176,30 @@ def simulate(
             total_w += power
         breaches += total_w > limit_w * (1 + 1e-9)
     return delivered, cost, breaches
+
+
+def tou_timing(sizes: Sequence[int], seed: int = 1) -> None:
+    """Time the site-wide time-of-use LP (:mod:`smart_charging.site_plan`): 24 h of
+    15-minute periods, a night/solar/evening price, sessions leaving in 1-24 h."""
+    from smart_charging.site_plan import PlanSession, site_plan
+
+    prices = [0.30] * 28 + [0.12] * 8 + [0.08] * 20 + [0.35] * 16 + [0.20] * 24  # 96 x 15 min
+    for n in sizes:
+        rng = random.Random(seed)
+        sessions = [
+            PlanSession(f"s{i}", rng.choice([7.36, 11.04]), rng.uniform(5, 30), rng.randint(4, 96))
+            for i in range(n)
+        ]
+        limit = [0.25 * sum(s.max_kw for s in sessions)] * 96
+        started = time.perf_counter()
+        plan = site_plan(sessions, limit, prices, 0.25)
+        took = time.perf_counter() - started
+        wanted = sum(s.energy_kwh for s in sessions)
+        print(
+            f"site TOU plan: {n} sessions x 96 periods in {took:.2f} s; "
+            f"{100 * plan.energy_kwh / wanted:.1f}% of the energy wanted, "
+            f"mean price {plan.cost / max(plan.energy_kwh, 1e-9):.3f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from csms.api.context import Context, Operator, Reader
 from smart_charging import store
 from smart_charging.model import SiteConfig
+from smart_charging.policies import DEFAULT_POLICY, Policy
 from smart_charging.shifting import PriceSchedule, TariffEntry
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ class SiteBody(BaseModel):
         description="A per line held back from the sessions for arrivals: a new session "
         "starts at once at up to this (shared by the idle chargers); 0: every ampere goes "
         "to the sessions present and an arrival gets its share after one plan",
+    )
+    allocation_policy: Policy = Field(
+        default=DEFAULT_POLICY,
+        description="order and share of current inside one operator priority: 'fair' "
+        "(deadline urgency, then max-min fair shares), or each session its maximum while it "
+        "fits in the order 'edf' (earliest departure), 'llf' (least laxity), 'fcfs' (first "
+        "come first served), 'round-robin' (arrival order rotated every 15 min)",
     )
 
 
@@ -128,6 +136,7 @@ def _site_dict(site: SiteConfig) -> dict[str, Any]:
         "min_current_a": site.min_current_a,
         "fallback_current_a": site.fallback_current_a,
         "arrival_reserve_a": site.arrival_reserve_a,
+        "allocation_policy": site.allocation_policy,
         "demand_response": (
             {
                 "limit_a": site.dr_limit_a,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smart_charging.allocation import NOMINAL_VOLTAGE, PHASES, Node, Session
+from smart_charging.policies import DEFAULT_POLICY, order_sessions
 from smart_charging.shifting import PriceSchedule
 
 
@@ -32,6 +33,7 @@ class SiteConfig:
     min_current_a: float = 6.0
     fallback_current_a: float | None = None  # None: the failsafe share (failsafe.py)
     arrival_reserve_a: float = 0.0  # A per line held back from sessions for arrivals
+    allocation_policy: str = DEFAULT_POLICY  # order and share in a class (policies.py)
 
     def phase_limit_at(self, now: datetime) -> float | None:
         """The per-line limit in force at ``now``: the lower of the limit and a live cut."""
@@ -86,7 +88,7 @@ class LiveSession:
     priority: int | None = None  # None = the charger's priority
     observed_max: float | None = None  # A it really draws, when clearly below its offer
     uncontrolled_draw: float | None = None  # set = not steerable, assume it draws this
-    urgency: int = 0  # deadline laxity bucket within its priority class (higher first)
+    urgency: int = 0  # its order key under the site's policy (policies.order_key)
     idle: bool = False  # full or idle EV: lowest class, offered its minimum only
     probing: bool = False  # an idle EV offered its minimum again in its own class
     plan_cap_a: float | None = None  # the site's time-of-use plan allows this now (0: off)
@@ -218,4 +220,5 @@ def build_problem(
             max(0.0, lines3[2] - t[2]),
         )
         nodes.append(Node(node_id, parent_id, limits, max(0.0, total - t[PHASES])))
-    return Problem(tuple(nodes), tuple(sessions), reserved)
+    ordered = order_sessions(site.allocation_policy, sessions, now)
+    return Problem(tuple(nodes), tuple(ordered), reserved)

@@ -38,12 +38,12 @@ from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
 from smart_charging.observing import OBSERVED_MARGIN_A, SAMPLE_GRACE_S, SAMPLE_TRUST_S
 from smart_charging.planning import SitePlanning
+from smart_charging.policies import order_key
 from smart_charging.reporting import SiteView
 from smart_charging.sending import PlannerLost
 from smart_charging.session_sync import hardware_max
 from smart_charging.tou_plan import SitePlans
 from smart_charging.tracking import Tracked, Verdict
-from smart_charging.urgency import urgency_class
 
 log = structlog.get_logger(__name__)
 
@@ -229,8 +229,10 @@ class SmartChargingService:
                 await planner_state.save_fallbacks(conn, changed)
 
     def urgency_of(self, t: Tracked, tree: SiteTree, now: datetime) -> int:
-        """The session's deadline urgency class (:mod:`smart_charging.urgency`)."""
-        return urgency_class(
+        """The session's order key under its site's policy (:mod:`smart_charging.policies`;
+        ``fair``: the deadline urgency class of :mod:`smart_charging.urgency`)."""
+        return order_key(
+            tree.site.allocation_policy,
             now,
             t.departure_at,
             t.energy_wanted_wh,

@@ -14,7 +14,7 @@ from smart_charging.shifting import PriceSchedule, TariffEntry
 
 _SITE_COLUMNS = (
     "site_id, name, phase_limit_a, power_limit_kw, dr_limit_a, dr_until, "
-    "min_current_a, fallback_current_a, arrival_reserve_a"
+    "min_current_a, fallback_current_a, arrival_reserve_a, allocation_policy"
 )
 SITE_FIELDS = (
     "name",
@@ -23,6 +23,7 @@ SITE_FIELDS = (
     "min_current_a",
     "fallback_current_a",
     "arrival_reserve_a",
+    "allocation_policy",
 )
 GROUP_FIELDS = ("parent_id", "name", "phase_limit_a", "power_limit_kw")
 PLACE_FIELDS = (

@@ -134,3 +134,28 @@ async def test_charging_needs_hook_keeps_an_operator_priority(api: Api) -> None:
     )
     assert row is not None
     assert (row["priority"], row["departure_at"], row["energy_wanted_wh"]) == (5, leaves, 20_000.0)
+
+
+async def test_a_sites_allocation_policy_is_set_read_and_validated(api: Api) -> None:
+    created = await api.operator.post("/sites", json={"site_id": "pol", "phase_limit_a": 32})
+    assert created.status_code == 201, created.text
+    assert created.json()["allocation_policy"] == "fair"  # the default
+    for policy in ("edf", "llf", "fcfs", "round-robin", "fair"):
+        put = await api.operator.put(
+            "/sites/pol", json={"phase_limit_a": 32, "allocation_policy": policy}
+        )
+        assert put.status_code == 200, put.text
+        assert (await api.reader.get("/sites/pol")).json()["allocation_policy"] == policy
+    bad = await api.operator.put(
+        "/sites/pol", json={"phase_limit_a": 32, "allocation_policy": "lifo"}
+    )
+    assert bad.status_code == 422 and "allocation_policy" in bad.text
+    bad_new = await api.operator.post("/sites", json={"site_id": "p2", "allocation_policy": "EDF"})
+    assert bad_new.status_code == 422
+    assert (await api.reader.get("/sites/p2")).status_code == 404  # nothing stored
+    edf = await api.operator.post("/sites", json={"site_id": "p3", "allocation_policy": "edf"})
+    assert edf.status_code == 201 and edf.json()["allocation_policy"] == "edf"
+    listed = (await api.reader.get("/sites")).json()["items"]
+    assert {s["site_id"]: s["allocation_policy"] for s in listed} == {
+        "pol": "fair", "p3": "edf"
+    }  # fmt: skip

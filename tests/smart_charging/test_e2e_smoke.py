@@ -16,15 +16,20 @@ from bench.smart_charging_loss import CAUSES
 from bench.smart_charging_quality import workload
 
 
-@pytest.mark.parametrize("explain", [False, True], ids=["plain", "explained"])
+@pytest.mark.parametrize(
+    ("explain", "policy"),
+    [(False, "fair"), (True, "fair"), (False, "edf")],
+    ids=["plain", "explained", "edf"],
+)
 async def test_a_short_day_end_to_end_keeps_the_limit_and_counts_the_energy(
-    database_dsn: str, explain: bool
+    database_dsn: str, explain: bool, policy: str
 ) -> None:
-    """Also with the loss decomposition on (it wraps the planner's methods)."""
+    """Also with the loss decomposition on (it wraps the planner's methods), and with a
+    classic greedy allocation policy on the site (the baselines run through the service)."""
     evs = [ev for ev in workload(3, 8) if ev.arrival < 18][:4]  # arriving before 08:30
     assert len(evs) == 4
     limit_w = 0.25 * sum(ev.max_w for ev in evs)
-    options = E2EOptions(speed=600.0, day_steps=24, explain=explain)
+    options = E2EOptions(speed=600.0, day_steps=24, explain=explain, policy=policy)
     day = await run_day(database_dsn, evs, limit_w, options)
     assert day.samples > 0  # checked at every step of every EV and every 10 simulated s
     assert day.breaches == 0 and day.peak_ratio <= 1.0 + 1e-6
