@@ -138,7 +138,8 @@ def test_decimal_schemas_are_left_to_the_library() -> None:
     payload = {"connectorId": 0, "csChargingProfiles": {
         "chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
         "chargingProfileKind": "Relative",
-        "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": periods}}}  # fmt: skip
+        "chargingSchedule": {"chargingRateUnit": "W",
+                             "chargingSchedulePeriod": periods}}}  # fmt: skip
     assert not accepts(CALL, "SetChargingProfile", "1.6", payload)  # the library decides
     message = ocpp.messages.Call("1", "SetChargingProfile", copy.deepcopy(payload))
     ocpp.messages._validate_payload(message, "1.6")  # reads 21.4 as a decimal: valid
