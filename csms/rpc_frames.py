@@ -132,7 +132,17 @@ def _snake_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _snake_list(data: list[Any]) -> list[Any]:
-    return [value if type(value) in _SCALARS else snake_case_keys(value) for value in data]
+    converted: list[Any] = []
+    for value in data:
+        kind = type(value)
+        if kind is dict:
+            value = _snake_dict(value)
+        elif kind is list:
+            value = _snake_list(value)
+        elif kind not in _SCALARS:
+            value = snake_case_keys(value)
+        converted.append(value)
+    return converted
 
 
 def readable_id(frame: list[Any]) -> str:
