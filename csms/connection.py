@@ -31,7 +31,7 @@ from ocpp.charge_point import (
     snake_to_camel_case,
 )
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.messages import Call, CallError, CallResult
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -45,6 +45,7 @@ from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
 from csms.rpc_frames import (
     FRAME_HEAD,
+    check_own,
     empty_answer,
     readable_id,
     storable_raw,
@@ -55,7 +56,7 @@ from csms.rpc_frames import CallErrorReceived as CallErrorReceived  # where call
 from csms.rpc_frames import InvalidAnswer as InvalidAnswer
 from csms.rpc_frames import snake_case_keys as snake_case_keys
 from csms.storage import interop
-from csms.validation import CALL, CALLRESULT, accepts, first_error
+from csms.validation import CALL, CALLRESULT, first_error
 
 ocpp.messages.ASYNC_VALIDATION = False
 
@@ -319,7 +320,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             remove_nones(snake_to_camel_case(serialize_as_dict(payload))),
         )
         if not skip_schema_validation:
-            await self._validate_own(message)
+            await check_own(message, self._ocpp_version)
         action_label = metrics.bounded_action(action, self.known_actions)
         # OCPP-J allows one outstanding CALL per direction.
         async with self._call_lock:
@@ -357,7 +358,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         response.action = action
         try:
             if not skip_schema_validation:
-                await self._validate_own(response)
+                await check_own(response, self._ocpp_version)
             answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         except (OCPPError, TypeError) as error:
             metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
@@ -366,17 +367,6 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             raise InvalidAnswer(f"not a valid {action} answer: {reason}", raw) from error
         metrics.MESSAGES.labels("out", action_label, "ok").inc()
         return answer
-
-    async def _validate_own(self, message: Call | CallResult) -> None:
-        """A CSMS call or its answer against the schema; raises the library's OCPPError.
-
-        The compiled validator's yes is enough; anything else is decided by the
-        library's validation, as before (csms.validation.accepts).
-        """
-        if not accepts(
-            message.message_type_id, message.action, self._ocpp_version, message.payload
-        ):
-            await validate_payload(message, self._ocpp_version)
 
     async def _note_unsupported(self, action: str, code: str) -> None:
         """Remember, for every node, that this charger does not take ``action``."""

@@ -1,9 +1,10 @@
 """OCPP-J frames: what the connection reads from them and writes into them.
 
-Pure helpers of :mod:`csms.connection`: the exceptions a CSMS call ends with
+Helpers of :mod:`csms.connection`: the exceptions a CSMS call ends with
 when the charger's answer is an error or is not valid, the message id of a
-frame, the camelCase -> snake_case conversion of payloads, and the answers
-with no field set (built and checked once per action).
+frame, the camelCase -> snake_case conversion of payloads, the answers with
+no field set (built and checked once per action), and the schema check of
+the CSMS's own calls and their answers.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import re
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case
+from ocpp.messages import Call, CallResult, validate_payload
 
-from csms.validation import CALLRESULT, first_error
+from csms.validation import CALLRESULT, accepts, first_error
 
 MAX_MESSAGE_ID_LENGTH = 36
 FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
@@ -143,6 +145,16 @@ def _snake_list(data: list[Any]) -> list[Any]:
             value = snake_case_keys(value)
         converted.append(value)
     return converted
+
+
+async def check_own(message: Call | CallResult, ocpp_version: str) -> None:
+    """A CSMS call, or the charger's answer to one, against its schema; raises OCPPError.
+
+    The compiled validator's yes is enough; anything else is decided by the
+    ``ocpp`` library's validation, as before (:func:`csms.validation.accepts`).
+    """
+    if not accepts(message.message_type_id, message.action, ocpp_version, message.payload):
+        await validate_payload(message, ocpp_version)
 
 
 def readable_id(frame: list[Any]) -> str:
