@@ -8,22 +8,24 @@ charger gets is only sent once what it reported is stored.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 import structlog
 
+from csms.authorization import NO_AUTHORIZATION as NO_AUTHORIZATION
+from csms.authorization import Authorization as Authorization  # where callers look
+from csms.authorization import Authorizer
+from csms.authorization import decide_authorization as decide_authorization
+from csms.authorization import utcnow as utcnow
 from csms.bus import EventBus
 from csms.config import Settings
 from csms.events import (
-    AuthorizationRequested,
-    AuthorizationStatus,
     ConnectorStatusChanged,
     Event,
     FirmwareStatusChanged,
@@ -36,28 +38,20 @@ from csms.events import (
 from csms.monitoring import metrics
 from csms.presence import ConnectionSuperseded as ConnectionSuperseded  # where callers look
 from csms.presence import PresenceRecorder
+from csms.recording import note_duplicate, once
 from csms.storage import (
     Executor,
     batched_writes,
     chargers,
-    concurrency,
     event_log,
     ocpp_projections,
     sessions,
-    tokens,
 )
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 
 log = structlog.get_logger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Authorization:
-    """What the CSMS answers about an id token (1.6 idTagInfo, 2.0.1 idTokenInfo)."""
-
-    status: AuthorizationStatus
-    expires_at: datetime | None = None
-    group_id: str | None = None
+R = TypeVar("R")
 
 
 # Called inside the transaction that records a SessionEnded, after its event is
@@ -83,71 +77,12 @@ class SessionOutcome:
     authorization: Authorization | None
 
 
-NO_AUTHORIZATION = "NoAuthorization"
-_AUTHORIZE_CACHE_SIZE = 100_000
-
-
-def decide_authorization(
-    token: tokens.TokenRecord | None, now: datetime, token_type: str | None = None
-) -> Authorization:
-    """Unknown tokens are Invalid; an Accepted token past its expiry is Expired.
-
-    A 2.0.1 token of type NoAuthorization is what a charger set up for free
-    charging sends; it has no identity to look up and is accepted.
-    """
-    if token_type == NO_AUTHORIZATION:
-        return Authorization(AuthorizationStatus.ACCEPTED)
-    if token is None:
-        return Authorization(AuthorizationStatus.INVALID)
-    status = AuthorizationStatus(token.status)
-    if status is AuthorizationStatus.ACCEPTED and token.expires_at and token.expires_at <= now:
-        status = AuthorizationStatus.EXPIRED
-    if status is AuthorizationStatus.ACCEPTED and token.group_status == "Blocked":
-        status = AuthorizationStatus.BLOCKED  # a blocked group (parent) blocks its members
-    return Authorization(status, token.expires_at, token.group_id)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _once(
-    method: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Run a recording method again if a concurrent copy of its message won the race.
-
-    Each method checks first whether its event is stored (a resend, csms.dedupe);
-    two copies handled at once (the old connection still busy after a reconnect)
-    both miss it, and the second trips the unique ``event_id``. Run again, it
-    sees the first copy and answers as for a resend.
-    """
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except asyncpg.UniqueViolationError as error:
-            if error.constraint_name != event_log.EVENT_ID_CONSTRAINT:
-                raise
-            return await method(*args, **kwargs)
-
-    return wrapper
-
-
-def _duplicate(event: Event) -> None:
-    log.info("message.duplicate_not_stored", event_type=event.type, event_id=str(event.event_id))
-    metrics.DUPLICATES.labels(event.type).inc()
-
-
-class CentralSystem(PresenceRecorder):
+class CentralSystem(Authorizer, PresenceRecorder):
     """Records events and makes the decisions chargers wait for.
 
     The connection life cycle (connect, boot, disconnect, last seen) is
-    :class:`csms.presence.PresenceRecorder`'s.
+    :class:`csms.presence.PresenceRecorder`'s, the token decisions
+    :class:`csms.authorization.Authorizer`'s.
     """
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, bus: EventBus | None = None) -> None:
@@ -192,43 +127,7 @@ class CentralSystem(PresenceRecorder):
 
     # -- decisions -------------------------------------------------------------
 
-    async def authorize(self, event: AuthorizationRequested) -> Authorization:
-        """Decide on a token; while the database is down, from a recent decision (cache)."""
-        key = (event.id_token.lower(), event.token_type)
-        try:
-            authorization = await self._authorize(event)
-        except Exception as error:
-            cached = self._authorizations.get(key)
-            max_age = self.settings.authorize_cache_seconds
-            if not metrics.db_unreachable(error) or cached is None:
-                raise
-            if asyncio.get_running_loop().time() - cached[0] > max_age:
-                raise
-            log.warning("authorize.answered_from_cache", status=cached[1].status.value)
-            metrics.AUTHORIZE_FROM_CACHE.inc()
-            return cached[1]
-        if self.settings.authorize_cache_seconds > 0:
-            self._authorizations.pop(key, None)
-            self._authorizations[key] = (asyncio.get_running_loop().time(), authorization)
-            while len(self._authorizations) > _AUTHORIZE_CACHE_SIZE:
-                del self._authorizations[next(iter(self._authorizations))]
-        return authorization
-
-    @_once
-    async def _authorize(self, event: AuthorizationRequested) -> Authorization:
-        async with metrics.db_write(event.type), self._acquire() as conn, conn.transaction():
-            authorization = await self._authorize_in(
-                conn, event.id_token, event.token_type, event.charge_point_id
-            )
-            assert authorization is not None
-            if await event_log.exists(conn, event.event_id):
-                _duplicate(event)  # answered again from today's token, not stored again
-                return authorization
-            await event_log.append(conn, event)
-        self.bus.publish(event)
-        return authorization
-
-    @_once
+    @once
     async def start_session(self, event: SessionStarted, protocol: Protocol) -> SessionOutcome:
         """Record a transaction start; a 1.6 start gets its transactionId here."""
         async with metrics.db_write(event.type):
@@ -237,7 +136,7 @@ class CentralSystem(PresenceRecorder):
                 functools.partial(self._start_session_in, event=event, protocol=protocol),
             )
         if not stored:
-            _duplicate(event)  # the same transactionId again, nothing stored again
+            note_duplicate(event)  # the same transactionId again, nothing stored again
             return outcome
         self.bus.publish(event)
         return outcome
@@ -268,7 +167,7 @@ class CentralSystem(PresenceRecorder):
         await event_log.append(conn, event, session_id=ref.id)
         return SessionOutcome(ref.transaction_id, authorization), True
 
-    @_once
+    @once
     async def update_session(
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
@@ -292,7 +191,7 @@ class CentralSystem(PresenceRecorder):
             else:
                 authorization, stored = await self._write(event.charge_point_id, apply)
         if not stored:
-            _duplicate(event)
+            note_duplicate(event)
             return authorization
         # An update's row is built from this event as it is (an end's too, but ends are rare).
         self.bus.publish(event, stored_as_is=isinstance(event, SessionUpdated))
@@ -332,7 +231,7 @@ class CentralSystem(PresenceRecorder):
                 return cost
         return None
 
-    @_once
+    @once
     async def record(self, event: Event) -> None:
         """Store an event that needs no decision (status, samples, firmware, reports...)."""
         if isinstance(event, MeterSampled):
@@ -349,7 +248,7 @@ class CentralSystem(PresenceRecorder):
                         event,
                     )
             if duplicate:
-                _duplicate(event)
+                note_duplicate(event)
                 return
             metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
             if session_id is None and event.transaction_id is not None:
@@ -364,7 +263,7 @@ class CentralSystem(PresenceRecorder):
                 event.charge_point_id, functools.partial(self._record_in, event=event), bulk, event
             )
         if not stored:
-            _duplicate(event)
+            note_duplicate(event)
             return
         # The frequent kind whose row is built from the event as it is (csms.cluster.feed).
         self.bus.publish(event, stored_as_is=bulk is not None)
@@ -382,41 +281,6 @@ class CentralSystem(PresenceRecorder):
         return True
 
     # -- helpers ---------------------------------------------------------------
-
-    async def _authorize_in(
-        self,
-        conn: Executor,
-        id_token: str | None,
-        token_type: str | None,
-        charge_point_id: str,
-        transaction_id: str | None = None,
-        concurrent_check: bool = True,
-        connector_id: int | None = None,
-    ) -> Authorization | None:
-        """The token's authorization; ConcurrentTx (if configured) when it is charging in
-        another session. Updates and ends of a session are never refused as concurrent."""
-        if id_token is None:
-            return None
-        token = await tokens.find(conn, id_token)
-        authorization = decide_authorization(token, utcnow(), token_type)
-        if (
-            concurrent_check
-            and self.settings.concurrent_tx_window_hours > 0
-            and authorization.status is AuthorizationStatus.ACCEPTED
-            and token_type != NO_AUTHORIZATION
-            and await concurrency.in_another_session(
-                conn,
-                id_token,
-                charge_point_id,
-                transaction_id,
-                connector_id,
-                self.settings.concurrent_tx_window_hours,
-            )
-        ):
-            authorization = dataclasses.replace(
-                authorization, status=AuthorizationStatus.CONCURRENT_TX
-            )
-        return authorization
 
     async def _store_samples(
         self,

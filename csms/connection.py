@@ -16,11 +16,7 @@ spec rather than the library's:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
-import inspect
 import json
-import re
 import time
 import uuid
 from typing import Any, ClassVar
@@ -30,13 +26,12 @@ import ocpp.messages
 import structlog
 from ocpp.charge_point import (
     ChargePoint,
-    camel_to_snake_case,
     remove_nones,
     serialize_as_dict,
     snake_to_camel_case,
 )
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.messages import Call, CallError, CallResult
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -48,6 +43,18 @@ from csms.logs import HANDLING
 from csms.monitoring import metrics
 from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
+from csms.rpc_frames import (
+    FRAME_HEAD,
+    check_own,
+    empty_answer,
+    readable_id,
+    storable_raw,
+    takes_call_unique_id,
+    unset,
+)
+from csms.rpc_frames import CallErrorReceived as CallErrorReceived  # where callers look
+from csms.rpc_frames import InvalidAnswer as InvalidAnswer
+from csms.rpc_frames import snake_case_keys as snake_case_keys
 from csms.storage import interop
 from csms.validation import CALL, CALLRESULT, first_error
 
@@ -55,38 +62,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 log = structlog.get_logger(__name__)
 
-_MAX_MESSAGE_ID_LENGTH = 36
 # A charger answering a CSMS call with these does not take that action at all.
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "NotSupported"})
-_FRAME_HEAD = re.compile(r'\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,36})"')
-
-
-class CallErrorReceived(Exception):
-    """The charger answered a CSMS call with a CALLERROR."""
-
-    def __init__(self, code: str, description: str, details: Any, raw: str = "") -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details
-        self.raw = raw  # the frame as it arrived, for the audit trail
-
-
-class InvalidAnswer(Exception):
-    """The charger's answer to a CSMS call is not valid OCPP (schema, NaN, NUL, nesting).
-
-    ``raw`` is the frame as it arrived (a literal NUL spelled ``\\u0000``), kept for
-    the audit trail.
-    """
-
-    def __init__(self, reason: str, raw: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.raw = raw
-
-
-def _storable_raw(text: str, limit: int = 65536) -> str:
-    return text[:limit].replace("\x00", "\\u0000")
 
 
 class OcppConnection(ChargePoint):  # type: ignore[misc]
@@ -170,10 +147,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 else ErrorCode.RPC_FRAMEWORK_ERROR,
                 f"unsupported MessageTypeId {message_type!r}",
             )
-            await self._send_error(_readable_id(frame), error)
+            await self._send_error(readable_id(frame), error)
 
     async def _on_call_frame(self, frame: list[Any], text: str) -> None:
-        message_id = _readable_id(frame)
+        message_id = readable_id(frame)
         if len(frame) != 4 or message_id == "-1":
             await self._send_error(
                 message_id,
@@ -231,7 +208,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             self._validate(msg)
         handler = handlers["_on_action"]
         kwargs = snake_case_keys(msg.payload)
-        if _takes_call_unique_id(getattr(handler, "__func__", handler)):  # not the bound method
+        if takes_call_unique_id(getattr(handler, "__func__", handler)):  # not the bound method
             kwargs["call_unique_id"] = msg.unique_id
         key = message_key(msg.action, msg.unique_id, msg.payload, self._connection_key)
         try:
@@ -260,8 +237,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
 
     def _answer_frame(self, msg: Call, response: Any, validate: bool) -> str:
         """The CALLRESULT frame of a handler's answer dataclass, schema-checked."""
-        if _unset(response):  # most answers (meter values, updates, statuses): a constant
-            empty = _empty_answer(msg.action, self._ocpp_version, validate)
+        if unset(response):  # most answers (meter values, updates, statuses): a constant
+            empty = empty_answer(msg.action, self._ocpp_version, validate)
             if empty is not None:
                 return f"[3,{json.dumps(msg.unique_id)},{empty}]"
         result = msg.create_call_result(
@@ -286,7 +263,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if message_id is None or future is None or future.done():
             log.warning("rpc.unknown_response_dropped", message_id=message_id)
             return
-        raw = _storable_raw(text)
+        raw = storable_raw(text)
         self._raw_answers[message_id] = raw
         try:
             frame, _ = screen(frame, text)  # what a charger answers is as untrusted as what it asks
@@ -304,7 +281,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             future.set_exception(CallErrorReceived("FormatViolation", "malformed response", {}))
 
     async def _on_oversize(self, text: str) -> None:
-        head = _FRAME_HEAD.match(text[:256])
+        head = FRAME_HEAD.match(text[:256])
         size_error = RpcError(
             ErrorCode.FORMAT_VIOLATION,
             f"message of {len(text)} characters exceeds the limit of "
@@ -343,7 +320,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             remove_nones(snake_to_camel_case(serialize_as_dict(payload))),
         )
         if not skip_schema_validation:
-            await validate_payload(message, self._ocpp_version)
+            await check_own(message, self._ocpp_version)
         action_label = metrics.bounded_action(action, self.known_actions)
         # OCPP-J allows one outstanding CALL per direction.
         async with self._call_lock:
@@ -381,7 +358,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         response.action = action
         try:
             if not skip_schema_validation:
-                await validate_payload(response, self._ocpp_version)
+                await check_own(response, self._ocpp_version)
             answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         except (OCPPError, TypeError) as error:
             metrics.MESSAGES.labels("out", action_label, "invalid_answer").inc()
@@ -416,63 +393,3 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"connection to {self.id} closed"))
-
-
-@functools.cache
-def _takes_call_unique_id(handler: Any) -> bool:
-    """Whether a handler asks for the message id (read once per handler, not per message)."""
-    return "call_unique_id" in inspect.signature(handler).parameters
-
-
-_ANSWER_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _unset(response: Any) -> bool:
-    """Whether an answer dataclass has every field None: its payload is ``{}``."""
-    kind = type(response)
-    names = _ANSWER_FIELDS.get(kind)
-    if names is None:
-        if not dataclasses.is_dataclass(response):
-            return False
-        names = _ANSWER_FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    return all(getattr(response, name) is None for name in names)
-
-
-@functools.cache
-def _empty_answer(action: str, ocpp_version: str, validate: bool) -> str | None:
-    """The JSON of an answer with no field set, checked once (None: the schema refuses it).
-
-    Checked like any answer, schema defaults filled in included; the same every
-    time, so the check and the encoding are done once per action instead of per
-    message (MeterValues, TransactionEvent Updated, StatusNotification...).
-    """
-    payload: dict[str, Any] = {}
-    if validate and first_error(CALLRESULT, action, ocpp_version, payload) is not None:
-        return None  # the general path logs and refuses it
-    return json.dumps(payload, separators=(",", ":"))
-
-
-@functools.cache
-def _snake_case_key(key: str) -> str:
-    converted: dict[str, Any] = camel_to_snake_case({key: None})
-    return next(iter(converted))
-
-
-def snake_case_keys(data: Any) -> Any:
-    """The ocpp library's camelCase -> snake_case conversion, with each key converted once.
-
-    The library runs several regular expressions per key per message (8 % of
-    the CPU in the ingest benchmark); payload keys come from a small fixed set.
-    """
-    if isinstance(data, dict):
-        return {_snake_case_key(k): snake_case_keys(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [snake_case_keys(v) for v in data]
-    return data
-
-
-def _readable_id(frame: list[Any]) -> str:
-    """The frame's message id if it is a valid one, else "-1" as the spec asks."""
-    if len(frame) > 1 and isinstance(frame[1], str) and 0 < len(frame[1]) <= _MAX_MESSAGE_ID_LENGTH:
-        return frame[1]
-    return "-1"

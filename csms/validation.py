@@ -37,11 +37,44 @@ DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 
 
 @cache
-def _compiled(message_type: int, action: str, ocpp_version: str) -> Callable[[Any], Any]:
+def _compiled(
+    message_type: int, action: str, ocpp_version: str, fill_defaults: bool = True
+) -> Callable[[Any], Any]:
     schema = dict(get_validator(message_type, action, ocpp_version).schema)
     schema["$schema"] = DRAFT_04  # the reference validator's reading, whatever the file says
-    validate: Callable[[Any], Any] = fastjsonschema.compile(schema, use_formats=False)
+    validate: Callable[[Any], Any] = fastjsonschema.compile(
+        schema, use_formats=False, use_default=fill_defaults
+    )
     return validate
+
+
+# The schemas the ocpp library reads with decimal numbers (their ``multipleOf: 0.1``
+# fails on binary floats). Its cache of validators is keyed by schema name alone, so
+# reading one of them here with floats first would leave the library (and any
+# in-process charger simulator) a float schema for decimal payloads: a TypeError.
+_DECIMAL_SCHEMAS = frozenset(
+    {
+        (CALL, "SetChargingProfile", "1.6"),
+        (CALL, "RemoteStartTransaction", "1.6"),
+        (CALLRESULT, "GetCompositeSchedule", "1.6"),
+    }
+)
+
+
+def accepts(message_type: int, action: str, ocpp_version: str, payload: Any) -> bool:
+    """Whether the compiled validator accepts ``payload`` as it is (no defaults filled in).
+
+    True means valid. False means "ask the reference": the ``ocpp`` library's own
+    validation (always, for the schemas it reads with decimal numbers). For the
+    CSMS's own calls and the chargers' answers to them.
+    """
+    if (message_type, action, ocpp_version) in _DECIMAL_SCHEMAS:
+        return False
+    try:
+        _compiled(message_type, action, ocpp_version, False)(payload)
+        return True
+    except fastjsonschema.JsonSchemaException:
+        return False
 
 
 def first_error(

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from ocpp.v16 import call_result as v16_result
 from ocpp.v201 import call_result as v201_result
 
-from csms.connection import _empty_answer, _unset
+from csms.rpc_frames import empty_answer as _empty_answer
+from csms.rpc_frames import unset as _unset
 from tests.conftest import RunningCsms
 from tests.ocpp_clients import raw_charger
 

@@ -14,8 +14,8 @@ async def _loop_type() -> str:
     return type(asyncio.get_running_loop()).__module__
 
 
-def test_the_setting_is_read_and_defaults_to_the_standard_loop() -> None:
-    assert Settings().event_loop is EventLoopChoice.ASYNCIO
+def test_the_setting_is_read_and_defaults_to_uvloop_when_installed() -> None:
+    assert Settings().event_loop is EventLoopChoice.AUTO
     assert Settings.from_env({"CSMS_EVENT_LOOP": "UVLOOP"}).event_loop is EventLoopChoice.UVLOOP
     with pytest.raises(ValueError):
         Settings.from_env({"CSMS_EVENT_LOOP": "trio"})

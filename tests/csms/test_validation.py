@@ -9,7 +9,7 @@ import pytest
 from jsonschema.exceptions import best_match
 from ocpp.messages import get_validator
 
-from csms.validation import CALL, first_error
+from csms.validation import CALL, CALLRESULT, accepts, first_error
 
 VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("1.6", "MeterValues", {"connectorId": 1, "transactionId": 5, "meterValue": [
@@ -88,3 +88,60 @@ def test_cached_key_conversion_matches_the_ocpp_library() -> None:
         "evseId": 1, "ocppCSMSURL": "x", "SoC": 1, "idTokenInfo": {"groupIdToken": {}},
     }  # fmt: skip
     assert snake_case_keys(payload) == camel_to_snake_case(payload)
+
+
+def test_key_conversion_keeps_scalars_lists_and_nesting() -> None:
+    from ocpp.charge_point import camel_to_snake_case
+
+    from csms.rpc_frames import snake_case_keys
+
+    payload = {
+        "idTag": None, "meterValue": [[{"sampledValue": 1}], 2.5, "x", True],
+        "customData": {"vendorId": "V", "someExtra": {"deepKey": [{"aB": None}]}},
+    }  # fmt: skip
+    assert snake_case_keys(payload) == camel_to_snake_case(payload)
+    assert snake_case_keys([{"connectorId": 1}, 3]) == [{"connector_id": 1}, 3]
+    assert snake_case_keys("notADict") == "notADict"
+
+
+OWN_CALLS: list[tuple[int, str, str, dict[str, Any]]] = [
+    (CALL, "GetConfiguration", "1.6", {"key": ["ChargingScheduleAllowedChargingRateUnit"]}),
+    (CALLRESULT, "GetConfiguration", "1.6", {"configurationKey": [
+        {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"}]}),
+    (CALL, "GetVariables", "2.0.1", {"getVariableData": [
+        {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "RateUnit"}}]}),
+    (CALLRESULT, "GetVariables", "2.0.1", {"getVariableResult": [
+        {"attributeStatus": "Accepted", "component": {"name": "SmartChargingCtrlr"},
+         "variable": {"name": "RateUnit"}, "attributeValue": "A"}]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "action", "version", "payload"), OWN_CALLS)
+def test_own_calls_accepted_as_the_library_does_and_left_as_they_are(
+    kind: int, action: str, version: str, payload: dict[str, Any]
+) -> None:
+    sent = copy.deepcopy(payload)
+    assert accepts(kind, action, version, sent)
+    assert sent == payload  # no schema default filled in (attributeType: Actual)
+    assert not get_validator(kind, action, version).is_valid(payload | {"unexpected": 1})
+    assert not accepts(kind, action, version, payload | {"unexpected": 1})
+
+
+def test_decimal_schemas_are_left_to_the_library() -> None:
+    """The library caches validators by name: a float reading of a decimal schema breaks it."""
+    import decimal
+
+    import ocpp.messages
+
+    ocpp.messages._validators.pop("SetChargingProfile_1.6", None)
+    periods = [{"startPeriod": 0, "limit": 21.4}]
+    payload = {"connectorId": 0, "csChargingProfiles": {
+        "chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": "W",
+                             "chargingSchedulePeriod": periods}}}  # fmt: skip
+    assert not accepts(CALL, "SetChargingProfile", "1.6", payload)  # the library decides
+    message = ocpp.messages.Call("1", "SetChargingProfile", copy.deepcopy(payload))
+    ocpp.messages._validate_payload(message, "1.6")  # reads 21.4 as a decimal: valid
+    limit = message.payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
+    assert limit[0]["limit"] == decimal.Decimal("21.4")
