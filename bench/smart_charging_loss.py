@@ -75,14 +75,19 @@ CAUSES = (
     "plan (other)",
 )
 MIN_A = 6.0
-# Steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time.
-# The steps of a re-plan timed in real time: (on the planner or its profile sender, method).
+# The steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time:
+# (the planner, its profile sender, the service or its failsafe profiles; method).
 PLAN_STEPS = (
+    ("planning", "_read"),
+    ("service", "ensure_fallbacks"),
     ("planning", "_plan"),
     ("sender", "commit_intent"),
     ("sender", "send_all"),
+    ("fallbacks", "send_defaults"),
     ("planning", "_sessions_changed"),
+    ("sender", "reattach"),
     ("sender", "commit_state"),
+    ("planning", "_record"),
 )
 
 
@@ -117,9 +122,13 @@ class LossLedger:
     planner: PlannerState = field(default_factory=PlannerState)
     wh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0.0))
     arrivals_wh: float = 0.0  # of settle + planner latency: while an arrival waited
+    # "full, idle at minimum" by the planner's state: a plan on its way, or held at rest
+    # (beside a paused EV that wants energy, or with none paused).
+    idle_wh: dict[str, float] = field(default_factory=dict)
     _last: datetime | None = None
     _rates: dict[str, float] = field(default_factory=dict)  # A by cause since _last
     _arrival: bool = False
+    _idle_why: str = ""
 
     def hook(self, service: Any) -> None:
         """Follow the planner's state: wrap its re-plan and its settle wait."""
@@ -127,9 +136,16 @@ class LossLedger:
         planning = service.planning
         planning.replan = self._wrap(planning.replan, "planning")
         planning._settle = self._wrap(planning._settle, "settling")
+        owners = {
+            "planning": planning,
+            "sender": planning.sender,
+            "service": service,
+            "fallbacks": service.fallbacks,
+        }
         for owner_name, name in PLAN_STEPS:
-            owner = planning if owner_name == "planning" else planning.sender
-            setattr(owner, name, self._timed(getattr(owner, name), name))
+            owner = owners[owner_name]
+            if hasattr(owner, name):  # (an older checkout may lack a step)
+                setattr(owner, name, self._timed(getattr(owner, name), name))
 
     def _timed(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
         """Real time spent in one step of a re-plan (the report's 'real ms per plan')."""
@@ -177,6 +193,9 @@ class LossLedger:
                 self.wh[cause] += amps * VOLTAGE * hours
                 if self._arrival and cause in ("settle", "planner latency"):
                     self.arrivals_wh += amps * VOLTAGE * hours
+                if cause == "full, idle at minimum":
+                    why = self._idle_why
+                    self.idle_wh[why] = self.idle_wh.get(why, 0.0) + amps * VOLTAGE * hours
         self._last = now
         self._rates, self._arrival = self._split(now)
 
@@ -239,6 +258,11 @@ class LossLedger:
         if left > 1e-9:
             rates[self._why_not_offered(left, unplanned, paused_min)] = left
         busy = self.planner.planning > 0 or self.planner.settling > 0
+        wake = self.service._wake.get("s") if self.service is not None else None
+        if busy or (wake is not None and wake.is_set()):
+            self._idle_why = "plan on its way"
+        else:
+            self._idle_why = "held, an EV paused" if paused_min else "held, none paused"
         return rates, unplanned and busy
 
     def _why_not_offered(self, left: float, unplanned: bool, paused_min: list[float]) -> str:
@@ -263,7 +287,9 @@ class LossLedger:
         parts = ", ".join(f"{c} {v / 1000:.2f}" for c, v in self.wh.items() if v >= 0.5)
         p = self.planner
         return (f"unused while an EV wanted energy {total / 1000:.2f} kWh: {parts}; "
-                f"of which arrivals {self.arrivals_wh / 1000:.2f}; {p.plans} plans, "
+                f"of which arrivals {self.arrivals_wh / 1000:.2f}; idle at minimum: "
+                + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(self.idle_wh.items()))
+                + f"; {p.plans} plans, "
                 f"{p.plan_real_s / max(1, p.plans) * 1000:.0f} ms real "
                 f"({p.plan_sim_s / max(1, p.plans):.1f} s simulated) each, "
                 f"settle {p.settle_sim_s:.0f} s simulated; real ms per plan in "

@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncpg
 import structlog
 
+from csms.storage import Executor
 from smart_charging import planner_state, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
 from smart_charging.arrivals import (
@@ -68,6 +71,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 
 
@@ -80,6 +85,15 @@ class Plan:
     changes: list[ProfileSend]  # TxProfiles to send
     tou: dict[str, bool]  # sessions on the time-of-use plan -> deadline feasible
     defaults: list[DefaultChange]  # TxDefaultProfiles to send
+
+
+@dataclass(slots=True)
+class SiteRead:
+    """What a plan reads of its site first."""
+
+    tree: SiteTree
+    rows: list[asyncpg.Record]  # active sessions (:func:`smart_charging.store.active_sessions`)
+    stored: dict[tuple[str, int], planner_state.StoredLimit]  # what planners told them
 
 
 @dataclass(slots=True)
@@ -108,19 +122,56 @@ class SitePlanning:
         if not svc.leadership.holds(site_id):
             return None  # another node plans it
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            tree = await store.load_tree(conn, site_id)
-            rows = await store.active_sessions(conn, site_id) if tree else []
-            stored = await planner_state.load_limits(conn, site_id) if tree else {}
-            if tree is not None:
-                await svc.refresh_presence(conn, [c.charge_point_id for c in tree.chargers])
-        if tree is None:
+        read = await self._read(site_id)
+        if read is None:
             svc.views.pop(site_id, None)
             return None
+        try:
+            return await self._replan(read, reason, started)
+        finally:
+            self.sender.units = {}  # read again with the next plan
+
+    async def _read(self, site_id: str) -> SiteRead | None:
+        """The site's tree, active sessions, stored limits, chargers' presence and units.
+
+        Three reads on three connections at once: each plan waits for the longest one,
+        not for their sum (every round trip is latency in which freed capacity waits).
+        """
+
+        async def on_connection(read: Callable[[Executor], Awaitable[T]]) -> T:
+            async with self.pool.acquire() as conn:
+                return await read(conn)
+
+        async def sessions(conn: Executor) -> tuple[list[asyncpg.Record], dict[Any, Any]]:
+            return await store.active_sessions(conn, site_id), await planner_state.load_limits(
+                conn, site_id
+            )
+
+        tree, (rows, stored), chargers = await asyncio.gather(
+            on_connection(lambda conn: store.load_tree(conn, site_id)),
+            on_connection(sessions),
+            on_connection(lambda conn: store.site_chargers(conn, site_id)),
+        )
+        if tree is None:
+            return None
+        ids = [c.charge_point_id for c in tree.chargers]
+        found = {r["charge_point_id"]: r for r in chargers}
+        connected = {cp: r["protocol"] for cp, r in found.items() if r["protocol"] is not None}
+        self.service.note_presence(ids, connected)
+        self.sender.units = {
+            cp: frozenset(found[cp]["units"]) if cp in found and found[cp]["units"] else None
+            for cp in ids
+        }
+        return SiteRead(tree, rows, stored)
+
+    async def _replan(self, read: SiteRead, reason: str, started: float) -> SiteView:
+        svc = self.service
+        tree, site_id = read.tree, read.tree.site.site_id
         for place in tree.chargers:
             svc.remember_site(place.charge_point_id, site_id)
         await svc.ensure_fallbacks(tree, reason)
-        live = sync_sessions(svc, tree, rows, stored)  # a snapshot: sessions may end meanwhile
+        # A snapshot: sessions may end meanwhile.
+        live = sync_sessions(svc, tree, read.rows, read.stored)
         sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
@@ -178,10 +229,21 @@ class SitePlanning:
         svc.views[site_id] = view
         await self.sender.commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
-        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
+        await self._record(tree, view, sent, reason, duration_ms)
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
+
+    async def _record(
+        self,
+        tree: SiteTree,
+        view: SiteView,
+        sent: list[tuple[ProfileSend, str]],
+        reason: str,
+        duration_ms: float,
+    ) -> None:
+        """Every profile sent and the plan itself, as events (topic ``load-management``)."""
+        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
 
     async def _sessions_changed(self, site_id: str, live: dict[str, Tracked]) -> bool:
         """Whether the site's active sessions are no longer the ones ``live`` planned."""

@@ -262,6 +262,22 @@ async def site_of(conn: Executor, charge_point_id: str) -> str | None:
     return value
 
 
+async def site_chargers(conn: Executor, site_id: str) -> list[asyncpg.Record]:
+    """Per charger of the site: its OCPP version if it is connected (to any node; else
+    None) and the units it takes in a schedule (None: not known)."""
+    return await conn.fetch(
+        """
+        SELECT p.charge_point_id, c.protocol, u.units
+        FROM sc_charger_sites p
+        LEFT JOIN chargers c ON c.charge_point_id = p.charge_point_id
+                            AND c.connected AND c.protocol IS NOT NULL
+        LEFT JOIN charger_rate_units u ON u.charge_point_id = p.charge_point_id
+        WHERE p.site_id = $1
+        """,
+        site_id,
+    )
+
+
 async def active_sessions(conn: Executor, site_id: str) -> list[asyncpg.Record]:
     """Active sessions on the site's chargers, with the preferences set for them."""
     return await conn.fetch(
