@@ -125,10 +125,13 @@ class LossLedger:
     # "full, idle at minimum" by the planner's state: a plan on its way, or held at rest
     # (beside a paused EV that wants energy, or with none paused).
     idle_wh: dict[str, float] = field(default_factory=dict)
+    # "full, undetected" by what the load manager knows of that EV.
+    undetected_wh: dict[str, float] = field(default_factory=dict)
     _last: datetime | None = None
     _rates: dict[str, float] = field(default_factory=dict)  # A by cause since _last
     _arrival: bool = False
     _idle_why: str = ""
+    _undetected: dict[str, float] = field(default_factory=dict)  # A by reason, now
 
     def hook(self, service: Any) -> None:
         """Follow the planner's state: wrap its re-plan and its settle wait."""
@@ -193,6 +196,11 @@ class LossLedger:
                 self.wh[cause] += amps * VOLTAGE * hours
                 if self._arrival and cause in ("settle", "planner latency"):
                     self.arrivals_wh += amps * VOLTAGE * hours
+                if cause == "full, undetected":
+                    part = sum(self._undetected.values()) or 1.0
+                    for why, a in self._undetected.items():
+                        wh = amps * a / part * VOLTAGE * hours
+                        self.undetected_wh[why] = self.undetected_wh.get(why, 0.0) + wh
                 if cause == "full, idle at minimum":
                     why = self._idle_why
                     self.idle_wh[why] = self.idle_wh.get(why, 0.0) + amps * VOLTAGE * hours
@@ -215,6 +223,7 @@ class LossLedger:
             return {}, False
         tracked = self._tracked()
         lag = full_new = probe = idle = 0.0
+        self._undetected = {}
         unplanned = False
         paused_min = []  # minimum (A summed over lines) of each paused EV wanting energy
         for ev_id, s in present.items():
@@ -236,6 +245,8 @@ class LossLedger:
                 idle += mine
             else:
                 full_new += mine
+                why = self._undetected_why(t)
+                self._undetected[why] = self._undetected.get(why, 0.0) + mine
         departed = 0.0
         here = {(self.charger_of[e], str(s.transaction_id)) for e, s in present.items()}
         for key, t in tracked.items():
@@ -265,6 +276,15 @@ class LossLedger:
             self._idle_why = "held, an EV paused" if paused_min else "held, none paused"
         return rates, unplanned and busy
 
+    def _undetected_why(self, t: Any) -> str:
+        if t is None:
+            return "untracked"
+        if t.assumed is not None:
+            return "not steered"
+        if t.reported == "SuspendedEV":
+            return "reported, not judged yet"
+        return "no report yet"
+
     def _why_not_offered(self, left: float, unplanned: bool, paused_min: list[float]) -> str:
         if self.planner.settling:
             return "settle"
@@ -289,6 +309,8 @@ class LossLedger:
         return (f"unused while an EV wanted energy {total / 1000:.2f} kWh: {parts}; "
                 f"of which arrivals {self.arrivals_wh / 1000:.2f}; idle at minimum: "
                 + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(self.idle_wh.items()))
+                + "; full, undetected: "
+                + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(self.undetected_wh.items()))
                 + f"; {p.plans} plans, "
                 f"{p.plan_real_s / max(1, p.plans) * 1000:.0f} ms real "
                 f"({p.plan_sim_s / max(1, p.plans):.1f} s simulated) each, "

@@ -87,7 +87,10 @@ class Fence:
 
 
 _COMMIT = """
-WITH held AS (
+WITH flush AS (
+    -- set_config(..., true) lasts to the end of this statement's own transaction.
+    SELECT set_config('synchronous_commit', CASE WHEN $18::bool THEN 'on' ELSE 'off' END, true)
+), held AS (
     SELECT token FROM cluster_leases WHERE name = $1 FOR SHARE
 ), fence AS (
     SELECT $1::text IS NULL OR coalesce((SELECT token FROM held) = $2::bigint, false) AS ok
@@ -129,7 +132,7 @@ WITH held AS (
         view = coalesce(EXCLUDED.view, s.view)
     RETURNING 1
 )
-SELECT ok FROM fence
+SELECT ok FROM fence, flush
 """
 
 
@@ -143,6 +146,7 @@ async def commit(
     active: Sequence[tuple[str, int, str]] | None = None,
     decreased: bool = False,
     view: Mapping[str, Any] | None = None,
+    durable: bool = True,
 ) -> bool:
     """Store a plan's state in one statement, if ``fence`` still holds; False if not.
 
@@ -151,6 +155,10 @@ async def commit(
     (the database's clock); ``view``: the plan's view. Nothing is written when the
     lease has passed to another planner; the lease row is locked ``FOR SHARE`` meanwhile,
     so a takeover waits for this statement.
+
+    ``durable=False`` commits without waiting for the WAL flush: only for a write whose
+    loss in a database crash is safe - one that turns pending limits into accepted ones
+    (the pending rows stay, and a new planner assumes the higher of the two).
     """
     rows = {(t.charge_point_id, t.evse_id): t for t in told}.values()  # one per EVSE
     gone = active or ()
@@ -173,6 +181,7 @@ async def commit(
         planner,
         decreased,
         json.dumps(view) if view is not None else None,
+        durable,
     )
     return bool(ok)
 

@@ -107,6 +107,7 @@ class ProfileSender:
         active: Sequence[tuple[str, int, str]] | None = None,
         decreased: bool = False,
         view: SiteView | None = None,
+        durable: bool = True,
     ) -> None:
         """One fenced statement (:func:`smart_charging.planner_state.commit`)."""
         fence = self.fence(site_id)
@@ -120,6 +121,7 @@ class ProfileSender:
                 active=active,
                 decreased=decreased,
                 view=view.as_dict() if view is not None else None,
+                durable=durable,
             )
         if not ok:
             raise PlannerLost(site_id)
@@ -155,7 +157,10 @@ class ProfileSender:
         """Store what every session of the site has now, and the view of the plan.
 
         Only the sessions whose row differs from what this planner last stored are
-        written (most of a plan's sessions keep their limit).
+        written (most of a plan's sessions keep their limit). It does not wait for the
+        WAL flush unless it records a decrease: lost in a database crash, it leaves the
+        intent (pending limits, stored durably before anything was sent), from which the
+        next planner assumes the worst case - as after any crash.
         """
         rows = []
         for t in live.values():
@@ -165,7 +170,9 @@ class ProfileSender:
             if t.saved != told:
                 rows.append((t, told))
         active = [(t.charge_point_id, t.evse_id, t.transaction_id) for t in live.values()]
-        await self._commit(site_id, rows, active=active, decreased=decreased, view=view)
+        await self._commit(
+            site_id, rows, active=active, decreased=decreased, view=view, durable=decreased
+        )
 
     async def send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self.send(s) for s in sends)))
