@@ -51,12 +51,15 @@ latency`` fell while an arrival waited for its first profile.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from charge_point_sim import Fleet, SimClock
 from charge_point_sim.model import Session
@@ -91,6 +94,37 @@ PLAN_STEPS = (
 )
 
 
+_IN_PLAN: contextvars.ContextVar[PlannerState | None] = contextvars.ContextVar(
+    "in_plan", default=None
+)
+
+
+def _count_statements() -> None:
+    """Count the SQL statements a re-plan sends (its tasks carry ``_IN_PLAN``): every
+    query with arguments goes through ``_do_execute``, a BEGIN or COMMIT through
+    ``execute`` without arguments."""
+    connection: Any = asyncpg.connection.Connection  # private methods: no stubs
+    if getattr(connection, "_counted_by_ledger", False):
+        return
+    do_execute, execute = connection._do_execute, connection.execute
+
+    async def counted_do_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        planner = _IN_PLAN.get()
+        if planner is not None:
+            planner.statements += 1
+        return await do_execute(self, *args, **kwargs)
+
+    async def counted_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        planner = _IN_PLAN.get()
+        if planner is not None and not args:
+            planner.statements += 1
+        return await execute(self, query, *args, **kwargs)
+
+    connection._do_execute = counted_do_execute
+    connection.execute = counted_execute
+    connection._counted_by_ledger = True
+
+
 @dataclass
 class PlannerState:
     """What the load manager is doing, from wrappers around its re-plan and settle wait."""
@@ -103,6 +137,7 @@ class PlannerState:
     settle_sim_s: float = 0.0  # simulated time spent waiting for decreases to settle
     planned: set[tuple[str, str]] = field(default_factory=set)  # sessions planned at least once
     steps_real_s: dict[str, float] = field(default_factory=dict)  # real s per step of a re-plan
+    statements: int = 0  # SQL statements sent by re-plans (BEGIN and COMMIT included)
 
 
 @dataclass
@@ -136,6 +171,7 @@ class LossLedger:
     def hook(self, service: Any) -> None:
         """Follow the planner's state: wrap its re-plan and its settle wait."""
         self.service = service
+        _count_statements()
         planning = service.planning
         planning.replan = self._wrap(planning.replan, "planning")
         planning._settle = self._wrap(planning._settle, "settling")
@@ -170,9 +206,12 @@ class LossLedger:
             self.account()
             setattr(self.planner, flag, getattr(self.planner, flag) + 1)
             real, sim = time.perf_counter(), self.clock.now()
+            token = _IN_PLAN.set(self.planner) if flag == "planning" else None
             try:
                 return await method(*args, **kwargs)
             finally:
+                if token is not None:
+                    _IN_PLAN.reset(token)
                 self.account()
                 setattr(self.planner, flag, getattr(self.planner, flag) - 1)
                 took = (self.clock.now() - sim).total_seconds()
@@ -314,6 +353,7 @@ class LossLedger:
                 + f"; {p.plans} plans, "
                 f"{p.plan_real_s / max(1, p.plans) * 1000:.0f} ms real "
                 f"({p.plan_sim_s / max(1, p.plans):.1f} s simulated) each, "
+                f"{p.statements / max(1, p.plans):.1f} SQL statements each, "
                 f"settle {p.settle_sim_s:.0f} s simulated; real ms per plan in "
                 + ", ".join(f"{k.strip('_')} {v / max(1, p.plans) * 1000:.0f}"
                             for k, v in p.steps_real_s.items()))  # fmt: skip

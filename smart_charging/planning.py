@@ -35,15 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
 
-from csms.storage import Executor
 from smart_charging import planner_state, reporting, store, tou_plan
 from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
 from smart_charging.arrivals import (
@@ -70,8 +68,6 @@ if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
 
 log = structlog.get_logger(__name__)
-
-T = TypeVar("T")
 
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 
@@ -134,23 +130,15 @@ class SitePlanning:
     async def _read(self, site_id: str) -> SiteRead | None:
         """The site's tree, active sessions, stored limits, chargers' presence and units.
 
-        Three reads on three connections at once: each plan waits for the longest one,
-        not for their sum (every round trip is latency in which freed capacity waits).
+        Every read at once, each on a connection of the pool: a plan waits for the
+        slowest, not for their sum (every round trip is time in which capacity a
+        departed or full EV gave back waits for the plan).
         """
-
-        async def on_connection(read: Callable[[Executor], Awaitable[T]]) -> T:
-            async with self.pool.acquire() as conn:
-                return await read(conn)
-
-        async def sessions(conn: Executor) -> tuple[list[asyncpg.Record], dict[Any, Any]]:
-            return await store.active_sessions(conn, site_id), await planner_state.load_limits(
-                conn, site_id
-            )
-
-        tree, (rows, stored), chargers = await asyncio.gather(
-            on_connection(lambda conn: store.load_tree(conn, site_id)),
-            on_connection(sessions),
-            on_connection(lambda conn: store.site_chargers(conn, site_id)),
+        tree, rows, stored, chargers = await asyncio.gather(
+            store.load_tree_at_once(self.pool, site_id),
+            store.active_sessions(self.pool, site_id),
+            planner_state.load_limits(self.pool, site_id),
+            store.site_chargers(self.pool, site_id),
         )
         if tree is None:
             return None
@@ -227,9 +215,11 @@ class SitePlanning:
         view.tx_defaults = {c.charge_point_id: svc.fallbacks.defaults.get(c.charge_point_id)
                             for c in tree.chargers}  # fmt: skip
         svc.views[site_id] = view
-        await self.sender.commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
-        await self._record(tree, view, sent, reason, duration_ms)
+        await asyncio.gather(  # two tables, two connections: at once
+            self.sender.commit_state(site_id, current, view, decreased),
+            self._record(tree, view, sent, reason, duration_ms),
+        )
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view

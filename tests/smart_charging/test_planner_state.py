@@ -8,6 +8,12 @@ from smart_charging import planner_state, store
 from smart_charging.planner_state import Fence, Told
 
 
+async def _state(conn: asyncpg.Connection) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM sc_site_planner_state WHERE site_id = 's'")
+    assert row is not None
+    return row
+
+
 async def _rows(conn: asyncpg.Connection) -> dict[tuple[str, int], tuple[object, ...]]:
     rows = await conn.fetch(
         "SELECT charge_point_id, evse_id, transaction_id, limit_a, pending_a, assumed_a, phases "
@@ -38,7 +44,7 @@ async def test_commit_writes_rows_site_state_and_forgets_ended_sessions(
         ("A", 1): ("t1", 16.0, 10.0, None, 3),
         ("B", 1): ("t2", None, 6.0, 32.0, 1),
     }
-    state = await conn.fetchrow("SELECT * FROM sc_site_planner_state WHERE site_id = 's'")
+    state = await _state(conn)
     assert state["last_decrease_at"] is not None and state["view"] is None
     assert state["planner"] == "n" and state["lease_token"] == 7
     decreased_at = state["last_decrease_at"]
@@ -46,13 +52,13 @@ async def test_commit_writes_rows_site_state_and_forgets_ended_sessions(
     # A's session ended; B's EVSE has a new session (its row rewritten, not deleted); C new.
     told = [Told("B", 1, "t3", 3, 8.0), Told("C", 2, "t4", 3, 0.0)]
     active = [("B", 1, "t3"), ("C", 2, "t4")]
-    view = {"sessions": []}
+    view: dict[str, list[str]] = {"sessions": []}
     assert await planner_state.commit(conn, "s", fence, "n", told, active=active, view=view)
     assert await _rows(conn) == {
         ("B", 1): ("t3", 8.0, None, None, 3),
         ("C", 2): ("t4", 0.0, None, None, 3),
     }
-    state = await conn.fetchrow("SELECT * FROM sc_site_planner_state WHERE site_id = 's'")
+    state = await _state(conn)
     assert state["last_decrease_at"] == decreased_at  # no decrease this time: kept
     assert await planner_state.load_view(conn, "s") == {"sessions": [], "planner": "n"}
 
