@@ -192,9 +192,13 @@ class SitePlanning:
                 increases = [c for c in changes if c not in decreases]
                 defaults_up = [d for d in plan.defaults if not d.is_decrease]
                 if increases or defaults_up:
-                    await self.sender.commit_intent(site_id, increases, mark_decrease=decreased)
+                    # The intent is stored while the EVs follow the decreases (it may be
+                    # stored early: a new planner takes a pending limit as in force).
+                    await asyncio.gather(
+                        self.sender.commit_intent(site_id, increases, mark_decrease=decreased),
+                        self._settle(site_id),
+                    )
                     decreased = False  # stored with the intent
-                    await self._settle(site_id)
                     if await self._sessions_changed(site_id, live):
                         # A session that started during the settle time draws its charger's
                         # TxDefault (held for it: no limit is exceeded), but the increases
