@@ -51,12 +51,15 @@ latency`` fell while an arrival waited for its first profile.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from charge_point_sim import Fleet, SimClock
 from charge_point_sim.model import Session
@@ -75,15 +78,51 @@ CAUSES = (
     "plan (other)",
 )
 MIN_A = 6.0
-# Steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time.
-# The steps of a re-plan timed in real time: (on the planner or its profile sender, method).
+# The steps of a re-plan (smart_charging.planning.SitePlanning) timed in real time:
+# (the planner, its profile sender, the service or its failsafe profiles; method).
 PLAN_STEPS = (
+    ("planning", "_read"),
+    ("service", "ensure_fallbacks"),
     ("planning", "_plan"),
     ("sender", "commit_intent"),
     ("sender", "send_all"),
+    ("fallbacks", "send_defaults"),
     ("planning", "_sessions_changed"),
+    ("sender", "reattach"),
     ("sender", "commit_state"),
+    ("planning", "_record"),
 )
+
+
+_IN_PLAN: contextvars.ContextVar[PlannerState | None] = contextvars.ContextVar(
+    "in_plan", default=None
+)
+
+
+def _count_statements() -> None:
+    """Count the SQL statements a re-plan sends (its tasks carry ``_IN_PLAN``): every
+    query with arguments goes through ``_do_execute``, a BEGIN or COMMIT through
+    ``execute`` without arguments."""
+    connection: Any = asyncpg.connection.Connection  # private methods: no stubs
+    if getattr(connection, "_counted_by_ledger", False):
+        return
+    do_execute, execute = connection._do_execute, connection.execute
+
+    async def counted_do_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        planner = _IN_PLAN.get()
+        if planner is not None:
+            planner.statements += 1
+        return await do_execute(self, *args, **kwargs)
+
+    async def counted_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        planner = _IN_PLAN.get()
+        if planner is not None and not args:
+            planner.statements += 1
+        return await execute(self, query, *args, **kwargs)
+
+    connection._do_execute = counted_do_execute
+    connection.execute = counted_execute
+    connection._counted_by_ledger = True
 
 
 @dataclass
@@ -98,6 +137,7 @@ class PlannerState:
     settle_sim_s: float = 0.0  # simulated time spent waiting for decreases to settle
     planned: set[tuple[str, str]] = field(default_factory=set)  # sessions planned at least once
     steps_real_s: dict[str, float] = field(default_factory=dict)  # real s per step of a re-plan
+    statements: int = 0  # SQL statements sent by re-plans (BEGIN and COMMIT included)
 
 
 @dataclass
@@ -117,19 +157,34 @@ class LossLedger:
     planner: PlannerState = field(default_factory=PlannerState)
     wh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0.0))
     arrivals_wh: float = 0.0  # of settle + planner latency: while an arrival waited
+    # "full, idle at minimum" by the planner's state: a plan on its way, or held at rest
+    # (beside a paused EV that wants energy, or with none paused).
+    idle_wh: dict[str, float] = field(default_factory=dict)
+    # "full, undetected" by what the load manager knows of that EV.
+    undetected_wh: dict[str, float] = field(default_factory=dict)
     _last: datetime | None = None
     _rates: dict[str, float] = field(default_factory=dict)  # A by cause since _last
     _arrival: bool = False
+    _idle_why: str = ""
+    _undetected: dict[str, float] = field(default_factory=dict)  # A by reason, now
 
     def hook(self, service: Any) -> None:
         """Follow the planner's state: wrap its re-plan and its settle wait."""
         self.service = service
+        _count_statements()
         planning = service.planning
         planning.replan = self._wrap(planning.replan, "planning")
         planning._settle = self._wrap(planning._settle, "settling")
+        owners = {
+            "planning": planning,
+            "sender": planning.sender,
+            "service": service,
+            "fallbacks": service.fallbacks,
+        }
         for owner_name, name in PLAN_STEPS:
-            owner = planning if owner_name == "planning" else planning.sender
-            setattr(owner, name, self._timed(getattr(owner, name), name))
+            owner = owners[owner_name]
+            if hasattr(owner, name):  # (an older checkout may lack a step)
+                setattr(owner, name, self._timed(getattr(owner, name), name))
 
     def _timed(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
         """Real time spent in one step of a re-plan (the report's 'real ms per plan')."""
@@ -151,9 +206,12 @@ class LossLedger:
             self.account()
             setattr(self.planner, flag, getattr(self.planner, flag) + 1)
             real, sim = time.perf_counter(), self.clock.now()
+            token = _IN_PLAN.set(self.planner) if flag == "planning" else None
             try:
                 return await method(*args, **kwargs)
             finally:
+                if token is not None:
+                    _IN_PLAN.reset(token)
                 self.account()
                 setattr(self.planner, flag, getattr(self.planner, flag) - 1)
                 took = (self.clock.now() - sim).total_seconds()
@@ -177,6 +235,14 @@ class LossLedger:
                 self.wh[cause] += amps * VOLTAGE * hours
                 if self._arrival and cause in ("settle", "planner latency"):
                     self.arrivals_wh += amps * VOLTAGE * hours
+                if cause == "full, undetected":
+                    part = sum(self._undetected.values()) or 1.0
+                    for why, a in self._undetected.items():
+                        wh = amps * a / part * VOLTAGE * hours
+                        self.undetected_wh[why] = self.undetected_wh.get(why, 0.0) + wh
+                if cause == "full, idle at minimum":
+                    why = self._idle_why
+                    self.idle_wh[why] = self.idle_wh.get(why, 0.0) + amps * VOLTAGE * hours
         self._last = now
         self._rates, self._arrival = self._split(now)
 
@@ -196,6 +262,7 @@ class LossLedger:
             return {}, False
         tracked = self._tracked()
         lag = full_new = probe = idle = 0.0
+        self._undetected = {}
         unplanned = False
         paused_min = []  # minimum (A summed over lines) of each paused EV wanting energy
         for ev_id, s in present.items():
@@ -217,6 +284,8 @@ class LossLedger:
                 idle += mine
             else:
                 full_new += mine
+                why = self._undetected_why(t)
+                self._undetected[why] = self._undetected.get(why, 0.0) + mine
         departed = 0.0
         here = {(self.charger_of[e], str(s.transaction_id)) for e, s in present.items()}
         for key, t in tracked.items():
@@ -239,7 +308,21 @@ class LossLedger:
         if left > 1e-9:
             rates[self._why_not_offered(left, unplanned, paused_min)] = left
         busy = self.planner.planning > 0 or self.planner.settling > 0
+        wake = self.service._wake.get("s") if self.service is not None else None
+        if busy or (wake is not None and wake.is_set()):
+            self._idle_why = "plan on its way"
+        else:
+            self._idle_why = "held, an EV paused" if paused_min else "held, none paused"
         return rates, unplanned and busy
+
+    def _undetected_why(self, t: Any) -> str:
+        if t is None:
+            return "untracked"
+        if t.assumed is not None:
+            return "not steered"
+        if t.reported == "SuspendedEV":
+            return "reported, not judged yet"
+        return "no report yet"
 
     def _why_not_offered(self, left: float, unplanned: bool, paused_min: list[float]) -> str:
         if self.planner.settling:
@@ -263,9 +346,14 @@ class LossLedger:
         parts = ", ".join(f"{c} {v / 1000:.2f}" for c, v in self.wh.items() if v >= 0.5)
         p = self.planner
         return (f"unused while an EV wanted energy {total / 1000:.2f} kWh: {parts}; "
-                f"of which arrivals {self.arrivals_wh / 1000:.2f}; {p.plans} plans, "
+                f"of which arrivals {self.arrivals_wh / 1000:.2f}; idle at minimum: "
+                + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(self.idle_wh.items()))
+                + "; full, undetected: "
+                + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(self.undetected_wh.items()))
+                + f"; {p.plans} plans, "
                 f"{p.plan_real_s / max(1, p.plans) * 1000:.0f} ms real "
                 f"({p.plan_sim_s / max(1, p.plans):.1f} s simulated) each, "
+                f"{p.statements / max(1, p.plans):.1f} SQL statements each, "
                 f"settle {p.settle_sim_s:.0f} s simulated; real ms per plan in "
                 + ", ".join(f"{k.strip('_')} {v / max(1, p.plans) * 1000:.0f}"
                             for k, v in p.steps_real_s.items()))  # fmt: skip

@@ -15,13 +15,15 @@ One node plans a site at a time (:mod:`smart_charging.leadership`); the next one
 Writes that commit what the planner is about to do check the lease's fencing
 token in the same transaction (:func:`csms.cluster.leases.lease_is_current`):
 a planner that lost its site without noticing yet cannot record - and so does
-not send - anything more.
+not send - anything more. A plan's writes are one statement each
+(:func:`commit`): the fencing check, the sessions' rows, the ended sessions'
+deletion and the site's row in one round trip, atomic as a transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,70 +78,112 @@ async def load_limits(conn: Executor, site_id: str) -> dict[tuple[str, int], Sto
     return {(r["charge_point_id"], r["evse_id"]): StoredLimit(**dict(r)) for r in rows}
 
 
-async def save_told(conn: Executor, site_id: str, told: Iterable[Told]) -> None:
-    """Upsert what each session was told (one statement for the batch)."""
-    rows = [
-        (
-            t.charge_point_id,
-            t.evse_id,
-            t.transaction_id,
-            site_id,
-            t.limit_a,
-            t.pending_a,
-            t.assumed_a,
-            t.phases,
-        )
-        for t in told
-    ]
-    if not rows:
-        return
-    await conn.executemany(
-        """
-        INSERT INTO sc_session_limits (charge_point_id, evse_id, transaction_id, site_id,
-                                       limit_a, pending_a, assumed_a, phases)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        ON CONFLICT (charge_point_id, evse_id) DO UPDATE SET
-            transaction_id = EXCLUDED.transaction_id, site_id = EXCLUDED.site_id,
-            limit_a = EXCLUDED.limit_a, pending_a = EXCLUDED.pending_a,
-            assumed_a = EXCLUDED.assumed_a, phases = EXCLUDED.phases, updated_at = now()
-        """,
-        rows,
-    )
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a write must still hold: its name and this planner's token."""
+
+    lease: str
+    token: int
 
 
-async def forget_ended(
-    conn: Executor, site_id: str, active: Sequence[tuple[str, int, str]]
-) -> None:
-    """Drop the rows of sessions that are no longer active on the site."""
-    await conn.execute(
-        """
-        DELETE FROM sc_session_limits l WHERE l.site_id = $1
-        AND NOT EXISTS (
-            SELECT 1 FROM unnest($2::text[], $3::int[], $4::text[]) AS a(cp, evse, tx)
-            WHERE a.cp = l.charge_point_id AND a.evse = l.evse_id AND a.tx = l.transaction_id
-        )
-        """,
+_COMMIT = """
+WITH flush AS (
+    -- set_config(..., true) lasts to the end of this statement's own transaction.
+    SELECT set_config('synchronous_commit', CASE WHEN $18::bool THEN 'on' ELSE 'off' END, true)
+), held AS (
+    SELECT token FROM cluster_leases WHERE name = $1 FOR SHARE
+), fence AS (
+    SELECT $1::text IS NULL OR coalesce((SELECT token FROM held) = $2::bigint, false) AS ok
+), told AS (
+    INSERT INTO sc_session_limits (charge_point_id, evse_id, transaction_id, site_id,
+                                   limit_a, pending_a, assumed_a, phases)
+    SELECT t.cp, t.evse, t.tx, $3, t.limit_a, t.pending_a, t.assumed_a, t.phases
+    FROM unnest($4::text[], $5::int[], $6::text[], $7::float8[], $8::float8[],
+                $9::float8[], $10::smallint[])
+         AS t(cp, evse, tx, limit_a, pending_a, assumed_a, phases)
+    WHERE (SELECT ok FROM fence)
+    ON CONFLICT (charge_point_id, evse_id) DO UPDATE SET
+        transaction_id = EXCLUDED.transaction_id, site_id = EXCLUDED.site_id,
+        limit_a = EXCLUDED.limit_a, pending_a = EXCLUDED.pending_a,
+        assumed_a = EXCLUDED.assumed_a, phases = EXCLUDED.phases, updated_at = now()
+    RETURNING 1
+), ended AS (
+    -- Sessions no longer active; an EVSE whose row the upsert above rewrites is left
+    -- to it (one statement must not modify a row twice).
+    DELETE FROM sc_session_limits l
+    WHERE $11::bool AND (SELECT ok FROM fence) AND l.site_id = $3
+      AND NOT EXISTS (
+        SELECT 1 FROM unnest($12::text[], $13::int[], $14::text[]) AS a(cp, evse, tx)
+        WHERE a.cp = l.charge_point_id AND a.evse = l.evse_id AND a.tx = l.transaction_id)
+      AND NOT EXISTS (
+        SELECT 1 FROM unnest($4::text[], $5::int[]) AS w(cp, evse)
+        WHERE w.cp = l.charge_point_id AND w.evse = l.evse_id)
+    RETURNING 1
+), site AS (
+    INSERT INTO sc_site_planner_state AS s (site_id, planner, lease_token, last_decrease_at,
+                                            planned_at, view)
+    SELECT $3, $15, $2, CASE WHEN $16::bool THEN now() END,
+           CASE WHEN $17::jsonb IS NOT NULL THEN now() END, $17::jsonb
+    WHERE (SELECT ok FROM fence) AND ($16::bool OR $17::jsonb IS NOT NULL)
+    ON CONFLICT (site_id) DO UPDATE SET
+        planner = EXCLUDED.planner, lease_token = EXCLUDED.lease_token,
+        last_decrease_at = CASE WHEN $16::bool THEN now() ELSE s.last_decrease_at END,
+        planned_at = coalesce(EXCLUDED.planned_at, s.planned_at),
+        view = coalesce(EXCLUDED.view, s.view)
+    RETURNING 1
+)
+SELECT ok FROM fence, flush
+"""
+
+
+async def commit(
+    conn: Executor,
+    site_id: str,
+    fence: Fence | None,
+    planner: str,
+    told: Sequence[Told],
+    *,
+    active: Sequence[tuple[str, int, str]] | None = None,
+    decreased: bool = False,
+    view: Mapping[str, Any] | None = None,
+    durable: bool = True,
+) -> bool:
+    """Store a plan's state in one statement, if ``fence`` still holds; False if not.
+
+    ``told``: rows to upsert (one per EVSE); ``active``: when given, every other session
+    row of the site is deleted (it ended); ``decreased``: a decrease was accepted now
+    (the database's clock); ``view``: the plan's view. Nothing is written when the
+    lease has passed to another planner; the lease row is locked ``FOR SHARE`` meanwhile,
+    so a takeover waits for this statement.
+
+    ``durable=False`` commits without waiting for the WAL flush: only for a write whose
+    loss in a database crash is safe - one that turns pending limits into accepted ones
+    (the pending rows stay, and a new planner assumes the higher of the two).
+    """
+    rows = {(t.charge_point_id, t.evse_id): t for t in told}.values()  # one per EVSE
+    gone = active or ()
+    ok = await conn.fetchval(
+        _COMMIT,
+        fence.lease if fence is not None else None,
+        fence.token if fence is not None else 0,
         site_id,
-        [a[0] for a in active],
-        [a[1] for a in active],
-        [a[2] for a in active],
-    )
-
-
-async def mark_decrease(conn: Executor, site_id: str, planner: str, token: int) -> None:
-    """A decrease was accepted on the site now (the database's clock)."""
-    await conn.execute(
-        """
-        INSERT INTO sc_site_planner_state (site_id, last_decrease_at, planner, lease_token)
-        VALUES ($1, now(), $2, $3)
-        ON CONFLICT (site_id) DO UPDATE SET
-            last_decrease_at = now(), planner = EXCLUDED.planner,
-            lease_token = EXCLUDED.lease_token
-        """,
-        site_id,
+        [t.charge_point_id for t in rows],
+        [t.evse_id for t in rows],
+        [t.transaction_id for t in rows],
+        [t.limit_a for t in rows],
+        [t.pending_a for t in rows],
+        [t.assumed_a for t in rows],
+        [t.phases for t in rows],
+        active is not None,
+        [a[0] for a in gone],
+        [a[1] for a in gone],
+        [a[2] for a in gone],
         planner,
-        token,
+        decreased,
+        json.dumps(view) if view is not None else None,
+        durable,
     )
+    return bool(ok)
 
 
 async def seconds_since_decrease(conn: Executor, site_id: str) -> float | None:
@@ -150,24 +194,6 @@ async def seconds_since_decrease(conn: Executor, site_id: str) -> float | None:
         site_id,
     )
     return None if value is None else float(value)
-
-
-async def save_view(
-    conn: Executor, site_id: str, planner: str, token: int, view: Mapping[str, Any]
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO sc_site_planner_state (site_id, planner, lease_token, planned_at, view)
-        VALUES ($1, $2, $3, now(), $4::jsonb)
-        ON CONFLICT (site_id) DO UPDATE SET
-            planner = EXCLUDED.planner, lease_token = EXCLUDED.lease_token,
-            planned_at = now(), view = EXCLUDED.view
-        """,
-        site_id,
-        planner,
-        token,
-        json.dumps(view),
-    )
 
 
 async def load_view(conn: Executor, site_id: str) -> dict[str, Any] | None:

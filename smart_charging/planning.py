@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import asyncpg
 import structlog
 
 from smart_charging import planner_state, reporting, store, tou_plan
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+_INLINE_SESSIONS = 64  # allocated on the event loop up to this many sessions (< 2 ms)
 _MAX_ROUNDS = 4  # decrease rounds before giving up on a plan (each failure sets load aside)
 
 
@@ -80,6 +82,15 @@ class Plan:
     changes: list[ProfileSend]  # TxProfiles to send
     tou: dict[str, bool]  # sessions on the time-of-use plan -> deadline feasible
     defaults: list[DefaultChange]  # TxDefaultProfiles to send
+
+
+@dataclass(slots=True)
+class SiteRead:
+    """What a plan reads of its site first."""
+
+    tree: SiteTree
+    rows: list[asyncpg.Record]  # active sessions (:func:`smart_charging.store.active_sessions`)
+    stored: dict[tuple[str, int], planner_state.StoredLimit]  # what planners told them
 
 
 @dataclass(slots=True)
@@ -108,19 +119,48 @@ class SitePlanning:
         if not svc.leadership.holds(site_id):
             return None  # another node plans it
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            tree = await store.load_tree(conn, site_id)
-            rows = await store.active_sessions(conn, site_id) if tree else []
-            stored = await planner_state.load_limits(conn, site_id) if tree else {}
-            if tree is not None:
-                await svc.refresh_presence(conn, [c.charge_point_id for c in tree.chargers])
-        if tree is None:
+        read = await self._read(site_id)
+        if read is None:
             svc.views.pop(site_id, None)
             return None
+        try:
+            return await self._replan(read, reason, started)
+        finally:
+            self.sender.units = {}  # read again with the next plan
+
+    async def _read(self, site_id: str) -> SiteRead | None:
+        """The site's tree, active sessions, stored limits, chargers' presence and units.
+
+        Every read at once, each on a connection of the pool: a plan waits for the
+        slowest, not for their sum (every round trip is time in which capacity a
+        departed or full EV gave back waits for the plan).
+        """
+        tree, rows, stored, chargers = await asyncio.gather(
+            store.load_tree_at_once(self.pool, site_id),
+            store.active_sessions(self.pool, site_id),
+            planner_state.load_limits(self.pool, site_id),
+            store.site_chargers(self.pool, site_id),
+        )
+        if tree is None:
+            return None
+        ids = [c.charge_point_id for c in tree.chargers]
+        found = {r["charge_point_id"]: r for r in chargers}
+        connected = {cp: r["protocol"] for cp, r in found.items() if r["protocol"] is not None}
+        self.service.note_presence(ids, connected)
+        self.sender.units = {
+            cp: frozenset(found[cp]["units"]) if cp in found and found[cp]["units"] else None
+            for cp in ids
+        }
+        return SiteRead(tree, rows, stored)
+
+    async def _replan(self, read: SiteRead, reason: str, started: float) -> SiteView:
+        svc = self.service
+        tree, site_id = read.tree, read.tree.site.site_id
         for place in tree.chargers:
             svc.remember_site(place.charge_point_id, site_id)
         await svc.ensure_fallbacks(tree, reason)
-        live = sync_sessions(svc, tree, rows, stored)  # a snapshot: sessions may end meanwhile
+        # A snapshot: sessions may end meanwhile.
+        live = sync_sessions(svc, tree, read.rows, read.stored)
         sent: list[tuple[ProfileSend, str]] = []
         currents: dict[str, float] = {}
         reserved: dict[str, float] = {}
@@ -153,9 +193,13 @@ class SitePlanning:
                 increases = [c for c in changes if c not in decreases]
                 defaults_up = [d for d in plan.defaults if not d.is_decrease]
                 if increases or defaults_up:
-                    await self.sender.commit_intent(site_id, increases, mark_decrease=decreased)
+                    # The intent is stored while the EVs follow the decreases (it may be
+                    # stored early: a new planner takes a pending limit as in force).
+                    await asyncio.gather(
+                        self.sender.commit_intent(site_id, increases, mark_decrease=decreased),
+                        self._settle(site_id),
+                    )
                     decreased = False  # stored with the intent
-                    await self._settle(site_id)
                     if await self._sessions_changed(site_id, live):
                         # A session that started during the settle time draws its charger's
                         # TxDefault (held for it: no limit is exceeded), but the increases
@@ -176,12 +220,25 @@ class SitePlanning:
         view.tx_defaults = {c.charge_point_id: svc.fallbacks.defaults.get(c.charge_point_id)
                             for c in tree.chargers}  # fmt: skip
         svc.views[site_id] = view
-        await self.sender.commit_state(site_id, current, view, decreased)
         duration_ms = (time.perf_counter() - started) * 1000
-        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
+        await asyncio.gather(  # two tables, two connections: at once
+            self.sender.commit_state(site_id, current, view, decreased),
+            self._record(tree, view, sent, reason, duration_ms),
+        )
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
+
+    async def _record(
+        self,
+        tree: SiteTree,
+        view: SiteView,
+        sent: list[tuple[ProfileSend, str]],
+        reason: str,
+        duration_ms: float,
+    ) -> None:
+        """Every profile sent and the plan itself, as events (topic ``load-management``)."""
+        await reporting.record(self.pool, tree, view, sent, reason, duration_ms, self.clock.now())
 
     async def _sessions_changed(self, site_id: str, live: dict[str, Tracked]) -> bool:
         """Whether the site's active sessions are no longer the ones ``live`` planned."""
@@ -208,9 +265,14 @@ class SitePlanning:
         arrivals = self._arrival_room(tree, tracked)
         problem = build_problem(tree, live, now, arrivals.fixed)
         nodes = hold_for_arrivals(problem.nodes, arrivals.held)
-        # In a thread: a big site takes a second of CPU, and chargers must still be answered
-        # meanwhile (the GIL is handed back to the event loop every few milliseconds).
-        allocation = await asyncio.to_thread(allocate, nodes, problem.sessions)
+        if len(problem.sessions) <= _INLINE_SESSIONS:
+            # About 0.03 ms of CPU a session: a thread's hand-over back to a busy event
+            # loop would cost the plan more than the allocation itself.
+            allocation = allocate(nodes, problem.sessions)
+        else:
+            # In a thread: a big site takes a second of CPU, and chargers must still be
+            # answered meanwhile (the GIL is handed back to the loop every few ms).
+            allocation = await asyncio.to_thread(allocate, nodes, problem.sessions)
         currents = dict(allocation.currents)
         changes = []
         limits_of: dict[str, list[float]] = {}  # charger -> the limits of its sessions

@@ -125,7 +125,7 @@ async def record(
     duration_ms: float,
     now: datetime,
 ) -> None:
-    """Append every profile sent and the plan itself to the event log, in one transaction."""
+    """Append every profile sent and the plan itself to the event log, in one statement."""
     plan = LoadPlanComputed(
         charge_point_id=site_key(tree.site.site_id),
         occurred_at=now,
@@ -143,22 +143,21 @@ async def record(
         shifted=len(view.shifted),
         deadlines_missed=tuple(view.deadlines_missed),
     )
-    async with pool.acquire() as conn, conn.transaction():
-        for s, status in sent:
-            await event_log.append(
-                conn,
-                ChargingLimitSet(
-                    charge_point_id=s.tracked.charge_point_id,
-                    occurred_at=now,
-                    site_id=tree.site.site_id,
-                    evse_id=s.tracked.evse_id,
-                    transaction_id=s.tracked.transaction_id,
-                    purpose="TxProfile",
-                    limit_a=s.limit,
-                    previous_limit_a=s.previous,
-                    phases=s.tracked.phases,
-                    status=status,
-                    reason=reason,
-                ),
-            )
-        await event_log.append(conn, plan)
+    limits = [
+        ChargingLimitSet(
+            charge_point_id=s.tracked.charge_point_id,
+            occurred_at=now,
+            site_id=tree.site.site_id,
+            evse_id=s.tracked.evse_id,
+            transaction_id=s.tracked.transaction_id,
+            purpose="TxProfile",
+            limit_a=s.limit,
+            previous_limit_a=s.previous,
+            phases=s.tracked.phases,
+            status=status,
+            reason=reason,
+        )
+        for s, status in sent
+    ]
+    async with pool.acquire() as conn:  # one statement: atomic, one round trip
+        await event_log.append_many(conn, [*limits, plan])

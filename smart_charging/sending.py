@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -19,7 +20,7 @@ import asyncpg
 from csms.cluster.leases import lease_is_current
 from csms.connection import CallErrorReceived
 from csms.events import Protocol
-from csms.interop.profiles import fit_for_charger
+from csms.interop.profiles import carries_profile, fit_for_charger, fit_profile
 from csms.router import ChargerNotConnected, WrongProtocolVersion
 from csms.storage import Executor
 from smart_charging import planner_state, profiles
@@ -77,17 +78,55 @@ class ProfileSender:
         self.settings = service.settings
         self.pool = service.pool
         self.clock = service.clock
+        # The rate units of the chargers of the site being planned (read with the plan).
+        self.units: dict[str, frozenset[str] | None] = {}
 
     async def fenced(self, conn: Executor, site_id: str) -> None:
-        """Raise :class:`PlannerLost` unless this node still holds the site's lease."""
+        """Raise :class:`PlannerLost` unless this node still holds the site's lease (for
+        writes of their own transaction, as the failsafe profiles')."""
+        fence = self.fence(site_id)
+        if fence is not None and not await lease_is_current(
+            cast(asyncpg.Connection, conn), fence.lease, fence.token
+        ):
+            raise PlannerLost(site_id)
+
+    def fence(self, site_id: str) -> planner_state.Fence | None:
+        """The lease a write for ``site_id`` must still hold (None: single node, no lease);
+        raise :class:`PlannerLost` if this node knows it no longer plans the site."""
         svc = self.service
         if not svc.leadership.holds(site_id):
             raise PlannerLost(site_id)
         lease = svc.leadership.lease(site_id)
-        if lease is not None and not await lease_is_current(
-            cast(asyncpg.Connection, conn), lease_name(site_id), lease.token
-        ):
+        return planner_state.Fence(lease_name(site_id), lease.token) if lease else None
+
+    async def _commit(
+        self,
+        site_id: str,
+        rows: Sequence[tuple[Tracked, Told]],
+        *,
+        active: Sequence[tuple[str, int, str]] | None = None,
+        decreased: bool = False,
+        view: SiteView | None = None,
+        durable: bool = True,
+    ) -> None:
+        """One fenced statement (:func:`smart_charging.planner_state.commit`)."""
+        fence = self.fence(site_id)
+        async with self.pool.acquire() as conn:
+            ok = await planner_state.commit(
+                conn,
+                site_id,
+                fence,
+                self.service.node_id,
+                [told for _, told in rows],
+                active=active,
+                decreased=decreased,
+                view=view.as_dict() if view is not None else None,
+                durable=durable,
+            )
+        if not ok:
             raise PlannerLost(site_id)
+        for tracked, told in rows:
+            tracked.saved = told
 
     async def commit_intent(
         self, site_id: str, sends: Sequence[ProfileSend], mark_decrease: bool
@@ -95,45 +134,45 @@ class ProfileSender:
         """Store the limits about to be sent as pending, before they are sent."""
         if not sends and not mark_decrease:
             return
-        told = [
-            Told(
-                s.tracked.charge_point_id,
-                s.tracked.evse_id,
-                s.tracked.transaction_id,
-                s.tracked.phases,
-                s.tracked.limit,
-                pending_a=s.limit,
-                assumed_a=s.tracked.assumed,
+        rows = [
+            (
+                s.tracked,
+                Told(
+                    s.tracked.charge_point_id,
+                    s.tracked.evse_id,
+                    s.tracked.transaction_id,
+                    s.tracked.phases,
+                    s.tracked.limit,
+                    pending_a=s.limit,
+                    assumed_a=s.tracked.assumed,
+                ),
             )
             for s in sends
         ]
-        svc = self.service
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fenced(conn, site_id)
-            await planner_state.save_told(conn, site_id, told)
-            if mark_decrease:
-                await planner_state.mark_decrease(
-                    conn, site_id, svc.node_id, svc.leadership.token(site_id)
-                )
+        await self._commit(site_id, rows, decreased=mark_decrease)
 
     async def commit_state(
         self, site_id: str, live: dict[str, Tracked], view: SiteView, decreased: bool
     ) -> None:
-        """Store what every session of the site has now, and the view of the plan."""
-        told = [
-            Told(t.charge_point_id, t.evse_id, t.transaction_id, t.phases, t.limit, None, t.assumed)
-            for t in live.values()
-        ]
-        svc = self.service
-        token = svc.leadership.token(site_id)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fenced(conn, site_id)
-            await planner_state.save_told(conn, site_id, told)
-            active = [(t.charge_point_id, t.evse_id, t.transaction_id) for t in live.values()]
-            await planner_state.forget_ended(conn, site_id, active)
-            if decreased:
-                await planner_state.mark_decrease(conn, site_id, svc.node_id, token)
-            await planner_state.save_view(conn, site_id, svc.node_id, token, view.as_dict())
+        """Store what every session of the site has now, and the view of the plan.
+
+        Only the sessions whose row differs from what this planner last stored are
+        written (most of a plan's sessions keep their limit). It does not wait for the
+        WAL flush unless it records a decrease: lost in a database crash, it leaves the
+        intent (pending limits, stored durably before anything was sent), from which the
+        next planner assumes the worst case - as after any crash.
+        """
+        rows = []
+        for t in live.values():
+            told = Told(
+                t.charge_point_id, t.evse_id, t.transaction_id, t.phases, t.limit, None, t.assumed
+            )
+            if t.saved != told:
+                rows.append((t, told))
+        active = [(t.charge_point_id, t.evse_id, t.transaction_id) for t in live.values()]
+        await self._commit(
+            site_id, rows, active=active, decreased=decreased, view=view, durable=decreased
+        )
 
     async def send_all(self, sends: Sequence[ProfileSend]) -> list[str]:
         return list(await asyncio.gather(*(self.send(s) for s in sends)))
@@ -158,9 +197,14 @@ class ProfileSender:
 
     async def call(self, charge_point_id: str, payload: Any) -> str:
         # Profiles are planned in A; a W-only charger gets them in W (at the model's voltage).
-        payload = await fit_for_charger(
-            self.service.pool, charge_point_id, payload, NOMINAL_VOLTAGE
-        )
+        if charge_point_id in self.units and carries_profile(payload):
+            # Read for the whole site with the plan (not one query per profile).
+            units = self.units[charge_point_id]
+            payload = fit_profile(payload, units, datetime.now(UTC), NOMINAL_VOLTAGE)
+        else:
+            payload = await fit_for_charger(
+                self.service.pool, charge_point_id, payload, NOMINAL_VOLTAGE
+            )
         try:
             answer = await asyncio.wait_for(
                 self.service.context.router.call(charge_point_id, payload),

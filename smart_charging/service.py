@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,6 @@ from fastapi import APIRouter
 from csms.cluster.leases import Lease
 from csms.events import MeterSampled, Protocol, SessionUpdated
 from csms.services import ServiceContext
-from csms.storage import Executor
 from csms.storage.listen import listen_forever
 from smart_charging import observing, planner_state, store
 from smart_charging.fallback import FallbackProfiles
@@ -49,6 +48,10 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["OBSERVED_MARGIN_A", "SAMPLE_GRACE_S", "SAMPLE_TRUST_S", "SmartChargingService"]
 REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>"
+
+
+# Re-plans not debounced: a session waits for its share, or capacity given back waits.
+_AT_ONCE = frozenset({"session_started", "session_ended", "ev_idle", "ev_suspended"})
 
 
 class SmartChargingService:
@@ -169,18 +172,14 @@ class SmartChargingService:
         if self.leadership.holds(site_id):
             self.request_replan(site_id, reason or "requested")
 
-    async def refresh_presence(self, conn: Executor, chargers: Sequence[str]) -> None:
-        """Which of ``chargers`` another node holds, and their OCPP version."""
-        rows = await conn.fetch(
-            "SELECT charge_point_id, protocol FROM chargers "
-            "WHERE connected AND protocol IS NOT NULL AND charge_point_id = ANY($1::text[])",
-            list(chargers),
-        )
+    def note_presence(self, chargers: Sequence[str], connected: Mapping[str, str]) -> None:
+        """Which of ``chargers`` are connected (to this node or another: ``connected``,
+        from Postgres), with their OCPP version."""
         for cp in chargers:
             self._remote.pop(cp, None)
-        for r in rows:
+        for cp, protocol in connected.items():
             with contextlib.suppress(ValueError):
-                self._remote[r["charge_point_id"]] = Protocol(r["protocol"])
+                self._remote[cp] = Protocol(protocol)
 
     def protocol_of(self, charge_point_id: str) -> Protocol | None:
         """The charger's OCPP version if it is connected to this node or another one.
@@ -316,9 +315,10 @@ class SmartChargingService:
     async def _site_worker(self, site_id: str, wake: asyncio.Event) -> None:
         while True:
             await wake.wait()
-            if "session_started" not in self._reasons.get(site_id, ()):
+            if not _AT_ONCE & self._reasons.get(site_id, set()):
                 await asyncio.sleep(self.settings.smart_charging_debounce)  # coalesce a burst
-            # else at once: the new session waits at its TxDefault (maybe 0 A) for its share
+            # else at once: a new session waits at its TxDefault (maybe 0 A) for its share,
+            # and what a departed or full EV gave back waits for the plan to be used
             wake.clear()
             reasons = self._reasons.pop(site_id, set())
             try:

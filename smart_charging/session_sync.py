@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from smart_charging.model import SiteTree, session_key
-from smart_charging.planner_state import StoredLimit, worst_case
+from smart_charging.planner_state import StoredLimit, Told, worst_case
 from smart_charging.tracking import Tracked
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def sync_sessions(
                 # A previous planner told it something: assume the worst until the
                 # charger confirms a profile from this one.
                 t.phases = known.phases
+                t.saved = Told(cp, evse, t.transaction_id, known.phases, known.limit_a,
+                               known.pending_a, known.assumed_a)  # fmt: skip
                 worst = worst_case(known, hardware_max(tree, cp))
                 told = [v for v in (known.limit_a, known.pending_a) if v is not None]
                 t.floor_limit = min(told) if told else None

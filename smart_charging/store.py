@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, time
 from typing import Any
@@ -99,22 +100,42 @@ async def load_tree(conn: Executor, site_id: str) -> SiteTree | None:
     site = await get_site(conn, site_id)
     if site is None:
         return None
-    groups = await conn.fetch(
+    groups = await _groups(conn, site_id)
+    places = await _places(conn, site_id)
+    prices = await get_prices(conn, site_id)
+    return SiteTree(site, groups, places, prices)
+
+
+async def load_tree_at_once(pool: asyncpg.Pool, site_id: str) -> SiteTree | None:
+    """:func:`load_tree` with its four reads at once, each on a connection of ``pool``
+    (a plan waits for the slowest, not for their sum)."""
+    site, groups, places, prices = await asyncio.gather(
+        get_site(pool, site_id),
+        _groups(pool, site_id),
+        _places(pool, site_id),
+        get_prices(pool, site_id),
+    )
+    return SiteTree(site, groups, places, prices) if site is not None else None
+
+
+async def _groups(conn: Executor, site_id: str) -> tuple[GroupConfig, ...]:
+    rows = await conn.fetch(
         "SELECT group_id, parent_id, name, phase_limit_a, power_limit_kw FROM sc_groups "
         "WHERE site_id = $1 ORDER BY group_id",
         site_id,
     )
-    places = await conn.fetch(
+    return tuple(_group(g) for g in rows)
+
+
+async def _places(conn: Executor, site_id: str) -> tuple[ChargerPlace, ...]:
+    rows = await conn.fetch(
         # EVSEs from the chargers' status reports (none reported yet: one).
         "SELECT p.*, (SELECT count(DISTINCT k.evse_id) FROM connectors k "
         "WHERE k.charge_point_id = p.charge_point_id AND k.evse_id > 0) AS evses "
         "FROM sc_charger_sites p WHERE p.site_id = $1 ORDER BY p.charge_point_id",
         site_id,
     )
-    prices = await get_prices(conn, site_id)
-    return SiteTree(
-        site, tuple(_group(g) for g in groups), tuple(_place(p) for p in places), prices
-    )
+    return tuple(_place(p) for p in rows)
 
 
 async def get_prices(conn: Executor, site_id: str) -> PriceSchedule | None:
@@ -261,6 +282,22 @@ async def site_of(conn: Executor, charge_point_id: str) -> str | None:
         "SELECT site_id FROM sc_charger_sites WHERE charge_point_id = $1", charge_point_id
     )
     return value
+
+
+async def site_chargers(conn: Executor, site_id: str) -> list[asyncpg.Record]:
+    """Per charger of the site: its OCPP version if it is connected (to any node; else
+    None) and the units it takes in a schedule (None: not known)."""
+    return await conn.fetch(
+        """
+        SELECT p.charge_point_id, c.protocol, u.units
+        FROM sc_charger_sites p
+        LEFT JOIN chargers c ON c.charge_point_id = p.charge_point_id
+                            AND c.connected AND c.protocol IS NOT NULL
+        LEFT JOIN charger_rate_units u ON u.charge_point_id = p.charge_point_id
+        WHERE p.site_id = $1
+        """,
+        site_id,
+    )
 
 
 async def active_sessions(conn: Executor, site_id: str) -> list[asyncpg.Record]:

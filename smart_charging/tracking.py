@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from csms.events import MeterSample
+from smart_charging.planner_state import Told
 
 _LINES = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
 DRAWING_THRESHOLD_A = 0.5  # a line carrying more than this is in use
@@ -55,6 +56,9 @@ class Tracked:
     suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
     reported: str | None = None  # the EV's state the charger reported last (Charging, ...)
     reported_at: float = 0.0  # monotonic: when it was reported
+    # Its row in sc_session_limits as this planner last stored it (None: not by this one):
+    # a plan writes only the rows that changed.
+    saved: Told | None = None
 
     def last_known_max(self, fallback: float) -> float:
         """The most this session may be drawing now (used while it cannot be steered)."""

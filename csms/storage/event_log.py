@@ -44,6 +44,33 @@ async def append(conn: Executor, event: Event, session_id: int | None = None) ->
     )
 
 
+async def append_many(conn: Executor, events: Sequence[Event]) -> None:
+    """Append ``events`` in one statement, in their order (no session snapshot): a batch
+    costs one round trip, not one per event."""
+    if not events:
+        return
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for event in events:
+        evse_id, connector_id = event.evse
+        row = (event.event_id, event.type, event.charge_point_id, evse_id, connector_id,
+               event.occurred_at, event.payload_json())  # fmt: skip
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    await conn.execute(
+        """
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT e.event_id, e.type, e.cp, e.evse_id, e.connector_id, e.occurred_at, e.payload
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[],
+                    $6::timestamptz[], $7::jsonb[])
+             WITH ORDINALITY AS e(event_id, type, cp, evse_id, connector_id, occurred_at,
+                                  payload, n)
+        ORDER BY e.n
+        """,
+        *columns,
+    )
+
+
 EVENT_ID_CONSTRAINT = "events_event_id_key"
 
 
