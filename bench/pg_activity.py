@@ -77,8 +77,10 @@ def report(before: Snapshot, after: Snapshot, calls: int, seconds: float, top: i
     """Per answered call and per second: transactions, statements, NOTIFYs; the top statements."""
     calls = max(1, calls)
     delta = {
-        query: (n - before.statements.get(query, (0, 0.0))[0],
-                ms - before.statements.get(query, (0, 0.0))[1])
+        query: (
+            n - before.statements.get(query, (0, 0.0))[0],
+            ms - before.statements.get(query, (0, 0.0))[1],
+        )
         for query, (n, ms) in after.statements.items()
     }
     delta = {q: v for q, v in delta.items() if v[0] > 0 and "pg_stat_statements" not in q}

@@ -16,8 +16,13 @@ Delivery (see docs/cluster-events.md):
 * the reader wakes when this process committed something (``publish``,
   called after commit as before), when another node says it did (LISTEN /
   NOTIFY on ``csms_events``: each node sends one coalesced NOTIFY after its
-  own commits), and every ``poll_interval`` seconds in any case, so a lost
+  own commits, at most one per read, and none while no other node listens),
+  and every ``poll_interval`` seconds in any case, so a lost or skipped
   notification delays an event, never loses it;
+* it reads at most every ``_MIN_READ_INTERVAL_S``: below saturation every
+  read and every NOTIFY is a round trip (and a Postgres transaction) for one
+  or two events, which is what made a call cost twice as much CPU at a third
+  of the load (docs/profiling.md, "The cost below saturation");
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.
@@ -48,8 +53,17 @@ log = structlog.get_logger(__name__)
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
-_MIN_READ_INTERVAL_S = 0.002
+# Reads (and NOTIFYs) at most every 10 ms: ~100 round trips/s per node whatever the
+# commit rate, each bringing several events; 2 ms cost a read and a NOTIFY per one or
+# two calls below saturation. Subscribers (none on a charger's answer path) see an
+# event up to 10 ms later.
+_MIN_READ_INTERVAL_S = 0.010
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
+LISTENER_NAME = "csms-bus-listener"  # application_name of every node's LISTEN connection
+# How often a node asks Postgres whether another node listens (then it NOTIFYs after
+# its commits; alone, it does not). A node that starts listening says so at once
+# (a NOTIFY of its own), so the others start notifying it without waiting for this.
+_PEERS_CHECK_S = 2.0
 # A subscriber handed events without waiting (catching up a backlog, its handler
 # never awaiting anything real) yields to the loop after this long: the charger
 # sockets share the loop (docs/profiling.md, "Event-loop lag").
@@ -177,6 +191,9 @@ class EventBus:
         self._local_commits = False  # something committed here since the last NOTIFY
         self._listener: asyncpg.Connection | None = None
         self._listen_tried_at = -_LISTEN_RETRY_S
+        self._peers = True  # another node listens: NOTIFY after local commits
+        self._peers_checked_at = -_PEERS_CHECK_S
+        self.notifies = 0  # NOTIFYs sent (for tests and diagnostics)
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
@@ -285,9 +302,11 @@ class EventBus:
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(
-                self._dsn, timeout=5, server_settings={"application_name": "csms-bus-listener"}
+                self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME}
             )
             await conn.add_listener(CHANNEL, self._notified)
+            # Tell the nodes that skip their NOTIFYs while nobody listens that we do.
+            await conn.execute(f"NOTIFY {CHANNEL}, 'listening'")
         except Exception as exc:  # polling still delivers everything, a second later
             log.warning("bus.listen_failed", error=repr(exc), detail="polling only")
             if conn is not None:
@@ -298,7 +317,25 @@ class EventBus:
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
         if self._listener is not None and pid == self._listener.get_server_pid():
             return  # our own notification: this node has read (or will read) it already
+        self._peers = True  # another node listens (it notified): notify it in turn
         self._wake.set()
+
+    async def _check_peers(self, listener: asyncpg.Connection) -> None:
+        """Every ``_PEERS_CHECK_S``: does another node's bus listen on this database?"""
+        now = asyncio.get_running_loop().time()
+        if now - self._peers_checked_at < _PEERS_CHECK_S:
+            return
+        self._peers_checked_at = now
+        try:
+            others = await listener.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = $1 AND pid <> pg_backend_pid()",
+                LISTENER_NAME,
+            )
+        except Exception as exc:  # unknown: keep notifying (the safe side)
+            log.warning("bus.peers_check_failed", error=repr(exc))
+            others = 1
+        self._peers = bool(others)
 
     async def _read_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -310,15 +347,20 @@ class EventBus:
                 await self._listen()
             self._wake.clear()
             try:
-                if self._local_commits and self._listener is not None:
+                listener = self._listener
+                if listener is not None:
+                    await self._check_peers(listener)
+                if self._local_commits and listener is not None and self._peers:
                     # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
+                    self.notifies += 1
                     rows, blocked = (
                         await asyncio.gather(
-                            self._listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
+                            listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
                         )
                     )[1]
                 else:
+                    self._local_commits = False
                     rows, blocked = await self._read_page()
             except Exception as exc:
                 log.warning("bus.read_failed", error=repr(exc))
