@@ -41,6 +41,8 @@ class Snapshot:
     commits: int = 0
     rollbacks: int = 0
     statements: dict[str, tuple[int, float]] = field(default_factory=dict)  # calls, ms
+    wal: dict[str, float] = field(default_factory=dict)  # records, full-page images, bytes
+    checkpoints: dict[str, float] = field(default_factory=dict)  # count, write/sync ms
 
 
 async def snapshot(dsn: str) -> Snapshot:
@@ -53,6 +55,16 @@ async def snapshot(dsn: str) -> Snapshot:
         )
         assert row is not None
         taken = Snapshot(int(row["xact_commit"]), int(row["xact_rollback"]))
+        wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+        taken.wal = {k: float(v) for k, v in dict(wal or {}).items()}
+        try:  # PostgreSQL 17 and later
+            done = await conn.fetchrow(
+                "SELECT num_timed + num_requested AS count, write_time, sync_time"
+                " FROM pg_stat_checkpointer"
+            )
+            taken.checkpoints = {k: float(v) for k, v in dict(done or {}).items()}
+        except asyncpg.PostgresError:
+            pass
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         for stat in await conn.fetch(
             "SELECT query, sum(calls)::bigint AS calls, sum(total_exec_time) AS ms"
@@ -88,10 +100,17 @@ def report(before: Snapshot, after: Snapshot, calls: int, seconds: float, top: i
     executed = sum(n for n, _ in delta.values())
     notifies = sum(n for q, (n, _) in delta.items() if q.upper().startswith("NOTIFY"))
     ms_total = sum(ms for _, ms in delta.values())
+    wal = {k: v - before.wal.get(k, 0.0) for k, v in after.wal.items()}
+    done = {k: v - before.checkpoints.get(k, 0.0) for k, v in after.checkpoints.items()}
     lines = [
         f"postgres: {commits / seconds:.0f} commits/s ({commits / calls:.2f} per call), "
         f"{executed / seconds:.0f} statements/s ({executed / calls:.2f} per call), "
         f"NOTIFY {notifies / seconds:.0f}/s, executing {ms_total / seconds / 10:.1f} % of a core",
+        f"  WAL: {wal.get('wal_records', 0) / calls:.1f} records, "
+        f"{wal.get('wal_bytes', 0) / calls / 1024:.1f} KiB, "
+        f"{wal.get('wal_fpi', 0) / calls:.2f} full-page images per call; checkpoints in the "
+        f"window: {done.get('count', 0):.0f} (write {done.get('write_time', 0):.0f} ms, "
+        f"sync {done.get('sync_time', 0):.0f} ms)",
         "  statements by calls (per answered call, mean ms, share of execution time):",
     ]
     for query, (n, ms) in sorted(delta.items(), key=lambda kv: -kv[1][0])[:top]:

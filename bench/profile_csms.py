@@ -15,6 +15,11 @@ versions by on a shared machine -- and, with ``--py-spy``, the top of a py-spy
 profile of the CSMS process during the window (the collapsed stacks are kept
 in that file).
 
+``--statements`` preloads ``pg_stat_statements`` in the bench's embedded Postgres
+and prints transactions, statements, NOTIFYs and WAL per call (bench.pg_activity).
+The CSMS probes just-booted chargers over ``CSMS_POST_BOOT_SPREAD_SECONDS`` (30 s):
+``--env CSMS_POST_BOOT_SPREAD_SECONDS=1`` keeps those probes out of the window.
+
 ``--rate R`` offers R calls/s in total (open loop, one outstanding call per
 charger; latency from the due time); 0 (the default) saturates: every charger
 is offered far more than it can send, so the latency is that of a loaded
