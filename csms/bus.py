@@ -46,6 +46,7 @@ import structlog
 from csms.cluster import feed
 from csms.cluster.feed import FeedRow, Position, WrittenHere
 from csms.cluster.leases import bounded
+from csms.cluster.peers import LISTENER_NAME, Peers
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
@@ -59,11 +60,6 @@ _HELD_BACK_WARN_S = 1.0
 # event up to 10 ms later.
 _MIN_READ_INTERVAL_S = 0.010
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
-LISTENER_NAME = "csms-bus-listener"  # application_name of every node's LISTEN connection
-# How often a node asks Postgres whether another node listens (then it NOTIFYs after
-# its commits; alone, it does not). A node that starts listening says so at once
-# (a NOTIFY of its own), so the others start notifying it without waiting for this.
-_PEERS_CHECK_S = 2.0
 # A subscriber handed events without waiting (catching up a backlog, its handler
 # never awaiting anything real) yields to the loop after this long: the charger
 # sockets share the loop (docs/profiling.md, "Event-loop lag").
@@ -191,8 +187,7 @@ class EventBus:
         self._local_commits = False  # something committed here since the last NOTIFY
         self._listener: asyncpg.Connection | None = None
         self._listen_tried_at = -_LISTEN_RETRY_S
-        self._peers = True  # another node listens: NOTIFY after local commits
-        self._peers_checked_at = -_PEERS_CHECK_S
+        self.peers = Peers()  # does another node listen (then NOTIFY after local commits)
         self.notifies = 0  # NOTIFYs sent (for tests and diagnostics)
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
@@ -315,27 +310,11 @@ class EventBus:
         self._listener = conn
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        if self._listener is not None and pid == self._listener.get_server_pid():
+        # The receiving connection's own pid: ours even before _listen has stored it.
+        if isinstance(conn, asyncpg.Connection) and pid == conn.get_server_pid():
             return  # our own notification: this node has read (or will read) it already
-        self._peers = True  # another node listens (it notified): notify it in turn
+        self.peers.heard(asyncio.get_running_loop().time())
         self._wake.set()
-
-    async def _check_peers(self, listener: asyncpg.Connection) -> None:
-        """Every ``_PEERS_CHECK_S``: does another node's bus listen on this database?"""
-        now = asyncio.get_running_loop().time()
-        if now - self._peers_checked_at < _PEERS_CHECK_S:
-            return
-        self._peers_checked_at = now
-        try:
-            others = await listener.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name = $1 AND pid <> pg_backend_pid()",
-                LISTENER_NAME,
-            )
-        except Exception as exc:  # unknown: keep notifying (the safe side)
-            log.warning("bus.peers_check_failed", error=repr(exc))
-            others = 1
-        self._peers = bool(others)
 
     async def _read_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -349,8 +328,8 @@ class EventBus:
             try:
                 listener = self._listener
                 if listener is not None:
-                    await self._check_peers(listener)
-                if self._local_commits and listener is not None and self._peers:
+                    await self.peers.check(listener, read_at)
+                if self._local_commits and listener is not None and self.peers.listening:
                     # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
                     self.notifies += 1

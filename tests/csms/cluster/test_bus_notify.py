@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from csms.bus import EventBus
+from csms.cluster.peers import Peers
 from csms.events import ConnectorStatusChanged
 from csms.storage import event_log
 from tests.conftest import StartCsms
@@ -80,7 +81,7 @@ async def test_a_node_that_starts_listening_later_is_notified(
 
 
 async def _peers(bus: EventBus) -> bool:
-    return bus._peers
+    return bus.peers.listening
 
 
 async def test_two_csms_nodes_see_each_others_events_through_the_notify(
@@ -105,3 +106,17 @@ async def test_two_csms_nodes_see_each_others_events_through_the_notify(
 
         await eventually(arrived, within=15)
     assert b.app.bus.notifies >= 1
+
+
+async def test_a_node_heard_from_counts_as_listening_for_a_while(
+    database_conn: asyncpg.Connection,
+) -> None:
+    """pg_stat_activity shows no other bus here; a NOTIFY heard keeps the peer for heard_s."""
+    peers = Peers(check_s=2.0, heard_s=30.0)
+    await peers.check(database_conn, now=100.0)
+    assert not peers.listening  # nobody listens on this fresh database
+    peers.heard(now=101.0)
+    await peers.check(database_conn, now=103.0)
+    assert peers.listening
+    await peers.check(database_conn, now=140.0)
+    assert not peers.listening
