@@ -44,6 +44,7 @@ class Peers:
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND application_name = $1 AND pid <> pg_backend_pid()",
                 LISTENER_NAME,
+                timeout=self.check_s,  # never hold the bus's reader for long
             )
         except Exception as exc:  # unknown: keep notifying
             log.warning("bus.peers_check_failed", error=repr(exc))
