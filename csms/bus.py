@@ -59,6 +59,7 @@ _HELD_BACK_WARN_S = 1.0
 # two calls below saturation. Subscribers (none on a charger's answer path) see an
 # event up to 10 ms later.
 _MIN_READ_INTERVAL_S = 0.010
+_PAYLOADS_APART_FROM = 64  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 # A subscriber handed events without waiting (catching up a backlog, its handler
 # never awaiting anything real) yields to the loop after this long: the charger
@@ -192,6 +193,7 @@ class EventBus:
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
+        self._last_page = 0  # rows of the last read
         self._held_since: float | None = None  # loop time since delivery has been held back
         self._held_warned = False
         # Events this process stored as they are: their rows need no decoding here.
@@ -364,8 +366,14 @@ class EventBus:
             await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))
 
     async def _read_page(self) -> tuple[list[FeedRow], bool]:
+        # A large last page (a busy node): the payloads of this node's own rows stay out.
+        apart = self._last_page >= _PAYLOADS_APART_FROM
         async with self.pool.acquire() as conn:
-            return await feed.read_after(conn, self.position, self.page_size, self.written_here)
+            rows, blocked = await feed.read_after(
+                conn, self.position, self.page_size, self.written_here, payloads_apart=apart
+            )
+        self._last_page = len(rows)
+        return rows, blocked
 
     async def _watch_horizon(self, held: bool) -> None:
         """Say, once per episode, which transaction holds delivery back for over a second."""
