@@ -19,10 +19,9 @@ Delivery (see docs/cluster-events.md):
   own commits, at most one per read, and none while no other node listens),
   and every ``poll_interval`` seconds in any case, so a lost or skipped
   notification delays an event, never loses it;
-* it reads at most every ``_MIN_READ_INTERVAL_S``: below saturation every
-  read and every NOTIFY is a round trip (and a Postgres transaction) for one
-  or two events, which is what made a call cost twice as much CPU at a third
-  of the load (docs/profiling.md, "The cost below saturation");
+* it reads at most every ``_MIN_READ_INTERVAL_S``: below saturation each read
+  and NOTIFY was a round trip and a transaction for one or two events
+  (docs/profiling.md, "The cost below saturation");
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.
@@ -54,10 +53,8 @@ log = structlog.get_logger(__name__)
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
-# Reads (and NOTIFYs) at most every 10 ms: ~100 round trips/s per node whatever the
-# commit rate, each bringing several events; 2 ms cost a read and a NOTIFY per one or
-# two calls below saturation. Subscribers (none on a charger's answer path) see an
-# event up to 10 ms later.
+# Reads and NOTIFYs at most every 10 ms (was 2: a read and a NOTIFY per one or two
+# calls below saturation); subscribers (none on a charger's answer path) wait that much.
 _MIN_READ_INTERVAL_S = 0.010
 _PAYLOADS_APART_FROM = 64  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
