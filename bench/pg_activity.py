@@ -111,6 +111,7 @@ def report(before: Snapshot, after: Snapshot, calls: int, seconds: float, top: i
         f"{wal.get('wal_fpi', 0) / calls:.2f} full-page images per call; checkpoints in the "
         f"window: {done.get('count', 0):.0f} (write {done.get('write_time', 0):.0f} ms, "
         f"sync {done.get('sync_time', 0):.0f} ms)",
+        _bus_line(delta, seconds, ms_total),
         "  statements by calls (per answered call, mean ms, share of execution time):",
     ]
     for query, (n, ms) in sorted(delta.items(), key=lambda kv: -kv[1][0])[:top]:
@@ -118,3 +119,20 @@ def report(before: Snapshot, after: Snapshot, calls: int, seconds: float, top: i
             f"  {n / calls:6.3f} {ms / n:6.2f} ms {100 * ms / max(ms_total, 1e-9):4.0f} %  {query}"
         )
     return "\n".join(lines)
+
+
+def _bus_line(delta: dict[str, tuple[int, float]], seconds: float, ms_total: float) -> str:
+    """The event bus's reads of the events table (csms/cluster/feed.py), apart from the rest."""
+
+    def of(prefix: str) -> tuple[int, float]:
+        found = [v for q, v in delta.items() if q.startswith(prefix)]
+        return sum(n for n, _ in found), sum(ms for _, ms in found)
+
+    pages, pages_ms = of("WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())")
+    payloads, payloads_ms = of("SELECT id, payload::text FROM events WHERE id = ANY")
+    share = 100 * (pages_ms + payloads_ms) / max(ms_total, 1e-9)
+    return (
+        f"  bus: {pages / seconds:.0f} page reads/s ({pages_ms / max(pages, 1):.2f} ms mean), "
+        f"{payloads / seconds:.0f} payload reads/s ({payloads_ms / max(payloads, 1):.2f} ms mean):"
+        f" {share:.0f} % of execution time"
+    )

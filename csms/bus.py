@@ -56,7 +56,7 @@ _HELD_BACK_WARN_S = 1.0
 # Reads and NOTIFYs at most every 10 ms (was 2: a read and a NOTIFY per one or two
 # calls below saturation); subscribers (none on a charger's answer path) wait that much.
 _MIN_READ_INTERVAL_S = 0.010
-_PAYLOADS_APART_FROM = 64  # rows in the last page: read payloads apart (feed.read_after)
+_PAYLOADS_APART_FROM = 16  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 # A subscriber handed events without waiting (catching up a backlog, its handler
 # never awaiting anything real) yields to the loop after this long: the charger
