@@ -19,9 +19,10 @@ Delivery (see docs/cluster-events.md):
   own commits, at most one per read, and none while no other node listens),
   and every ``poll_interval`` seconds in any case, so a lost or skipped
   notification delays an event, never loses it;
-* it reads at most every ``_MIN_READ_INTERVAL_S``: below saturation each read
-  and NOTIFY was a round trip and a transaction for one or two events
-  (docs/profiling.md, "The cost below saturation");
+* it reads at most every ``_MIN_READ_INTERVAL_S`` and NOTIFYs at most every
+  ``_NOTIFY_INTERVAL_S``: below saturation each read and NOTIFY was a round
+  trip and a transaction for one or two events (docs/profiling.md, "The cost
+  below saturation");
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.
@@ -53,9 +54,12 @@ log = structlog.get_logger(__name__)
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
-# Reads and NOTIFYs at most every 10 ms (was 2: a read and a NOTIFY per one or two
-# calls below saturation); subscribers (none on a charger's answer path) wait that much.
+# Reads at most every 10 ms (was 2: a read and a NOTIFY per one or two calls below
+# saturation); subscribers (none on a charger's answer path) wait that much. NOTIFYs at
+# most every 50 ms: a busy node reads for its own commits anyway (and gets the others'
+# rows with them); a NOTIFY matters to an idle one, for which 50 ms is soon enough.
 _MIN_READ_INTERVAL_S = 0.010
+_NOTIFY_INTERVAL_S = 0.050
 _PAYLOADS_APART_FROM = 16  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 # A subscriber handed events without waiting (catching up a backlog, its handler
@@ -183,6 +187,7 @@ class EventBus:
         self._arrived = asyncio.Event()  # replaced after each batch: wakes waiting subscribers
         self._wake = asyncio.Event()
         self._local_commits = False  # something committed here since the last NOTIFY
+        self._notified_at = -_NOTIFY_INTERVAL_S  # loop time of the last NOTIFY sent
         self._listener: asyncpg.Connection | None = None
         self._listen_tried_at = -_LISTEN_RETRY_S
         self.peers = Peers()  # does another node listen (then NOTIFY after local commits)
@@ -328,9 +333,13 @@ class EventBus:
                 listener = self._listener
                 if listener is not None:
                     await self.peers.check(listener, read_at)
-                if self._local_commits and listener is not None and self.peers.listening:
+                if listener is None or not self.peers.listening:
+                    self._local_commits = False  # nobody to tell
+                if self._local_commits and read_at - self._notified_at >= _NOTIFY_INTERVAL_S:
+                    assert listener is not None
                     # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
+                    self._notified_at = read_at
                     self.notifies += 1
                     rows, blocked = (
                         await asyncio.gather(
@@ -338,7 +347,6 @@ class EventBus:
                         )
                     )[1]
                 else:
-                    self._local_commits = False
                     rows, blocked = await self._read_page()
             except Exception as exc:
                 log.warning("bus.read_failed", error=repr(exc))
@@ -356,6 +364,9 @@ class EventBus:
             # (at most ~100 reads/s while it runs; it usually ends within milliseconds).
             delay = min(max(delay * 2, 0.001), _BLOCKED_RETRY_MAX_S) if blocked else 0.0
             timeout = delay if blocked else self.poll_interval
+            if self._local_commits:  # a NOTIFY owed: wake when it may go
+                owed = self._notified_at + _NOTIFY_INTERVAL_S - loop.time()
+                timeout = min(timeout, max(0.0, owed))
             with contextlib.suppress(TimeoutError):
                 await bounded(self._wake.wait(), timeout)
             # Under load, wake-ups come with every commit: read in small batches instead
