@@ -54,11 +54,11 @@ log = structlog.get_logger(__name__)
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
-# Reads at most every 10 ms (was 2: a read and a NOTIFY per one or two calls below
+# Reads at most every 25 ms (was 2: a read and a NOTIFY per one or two calls below
 # saturation); subscribers (none on a charger's answer path) wait that much. NOTIFYs at
 # most every 50 ms: a busy node reads for its own commits anyway (and gets the others'
 # rows with them); a NOTIFY matters to an idle one, for which 50 ms is soon enough.
-_MIN_READ_INTERVAL_S = 0.010
+_MIN_READ_INTERVAL_S = 0.025
 _NOTIFY_INTERVAL_S = 0.050
 _PAYLOADS_APART_FROM = 16  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
