@@ -2,7 +2,7 @@
 
     python -m bench.profile_csms [--chargers 200] [--duration 15] [--rate 0] [--workers 1]
                                  [--py-spy profile.txt] [--cprofile csms.prof]
-                                 [--env CSMS_X=y ...] [--csms-python PATH]
+                                 [--env CSMS_X=y ...] [--csms-python PATH] [--statements]
 
 Starts ``csms`` as a subprocess (fresh embedded Postgres in a temporary folder,
 bench.load_targets), connects the fleet of ``bench.ingest``'s open loop
@@ -14,6 +14,11 @@ the CPU per call of the CSMS and of its Postgres -- the figure to compare two
 versions by on a shared machine -- and, with ``--py-spy``, the top of a py-spy
 profile of the CSMS process during the window (the collapsed stacks are kept
 in that file).
+
+``--statements`` preloads ``pg_stat_statements`` in the bench's embedded Postgres
+and prints transactions, statements, NOTIFYs and WAL per call (bench.pg_activity).
+The CSMS probes just-booted chargers over ``CSMS_POST_BOOT_SPREAD_SECONDS`` (30 s):
+``--env CSMS_POST_BOOT_SPREAD_SECONDS=1`` keeps those probes out of the window.
 
 ``--rate R`` offers R calls/s in total (open loop, one outstanding call per
 charger; latency from the due time); 0 (the default) saturates: every charger
@@ -39,6 +44,7 @@ from bench.load_client import PhaseResult
 from bench.load_generators import Generators, Phase
 from bench.load_targets import Target, start_csms
 from bench.open_loop import LatencySummary
+from bench.pg_activity import Snapshot, enable_statement_stats, report, snapshot
 
 SETTLE_S = 2.0  # after every charger set up: the CSMS's post-boot probes run, no load yet
 WARMUP_S = 1.0  # run, not measured
@@ -200,10 +206,14 @@ async def _measure(
     spy = None
     if args.py_spy:
         spy = await _py_spy(_a_worker(target), args.py_spy, args.duration)
+    statements_before = await snapshot(target.dsn) if args.statements and target.dsn else None
     cpu_before, lag_before = target.cpu_seconds(), await target.loop_lag()
     db_before, log_from = await target.db_figures(), _log_size(target)
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     cpu_after, lag_after = target.cpu_seconds(), await target.loop_lag()
+    statements_after: Snapshot | None = None
+    if statements_before is not None and target.dsn:
+        statements_after = await snapshot(target.dsn)
     db = db_report(db_before, await target.db_figures())
     await asyncio.sleep(0.5)  # a stall that ended with the window is logged when it ends
     stalls = stall_report(target.log_path, log_from, _log_size(target))
@@ -214,7 +224,10 @@ async def _measure(
         (cpu_after[1] - cpu_before[1]) / calls * 1e6,
     )
     lag = _lag_report(lag_before, lag_after)
-    return result, cpu, f"{lag}\nloop stalls: {stalls}\ndatabase: {db}", spy
+    text = f"{lag}\nloop stalls: {stalls}\ndatabase: {db}"
+    if statements_before is not None and statements_after is not None:
+        text += "\n" + report(statements_before, statements_after, calls, args.duration)
+    return result, cpu, text, spy
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -222,6 +235,8 @@ async def run(args: argparse.Namespace) -> int:
     profiler = ("-m", "cProfile", "-o", args.cprofile) if args.cprofile else ()
     generators = Generators(args.chargers, 1, args.timeout)
     with tempfile.TemporaryDirectory(prefix="csms-profile-") as tmp:
+        if args.statements:
+            await asyncio.to_thread(enable_statement_stats, Path(tmp))
         target = await start_csms(
             Path(tmp), args.workers, args.csms_python, env=env, python_args=profiler
         )
@@ -278,6 +293,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="csms --workers N")
     parser.add_argument("--py-spy", dest="py_spy", help="record the CSMS with py-spy into FILE")
     parser.add_argument("--cprofile", help="run the CSMS under cProfile, written to FILE at stop")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="pg_stat_statements on: transactions, statements and NOTIFYs per call",
+    )
     parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
     parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
     parser.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")

@@ -16,8 +16,13 @@ Delivery (see docs/cluster-events.md):
 * the reader wakes when this process committed something (``publish``,
   called after commit as before), when another node says it did (LISTEN /
   NOTIFY on ``csms_events``: each node sends one coalesced NOTIFY after its
-  own commits), and every ``poll_interval`` seconds in any case, so a lost
+  own commits, at most one per read, and none while no other node listens),
+  and every ``poll_interval`` seconds in any case, so a lost or skipped
   notification delays an event, never loses it;
+* it reads at most every ``_MIN_READ_INTERVAL_S`` and NOTIFYs at most every
+  ``_NOTIFY_INTERVAL_S``: below saturation each read and NOTIFY was a round
+  trip and a transaction for one or two events (docs/profiling.md, "The cost
+  below saturation");
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.
@@ -41,6 +46,7 @@ import structlog
 from csms.cluster import feed
 from csms.cluster.feed import FeedRow, Position, WrittenHere
 from csms.cluster.leases import bounded
+from csms.cluster.peers import LISTENER_NAME, Peers
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
@@ -48,7 +54,13 @@ log = structlog.get_logger(__name__)
 CHANNEL = "csms_events"
 _BLOCKED_RETRY_MAX_S = 0.01
 _HELD_BACK_WARN_S = 1.0
-_MIN_READ_INTERVAL_S = 0.002
+# Reads at most every 25 ms (was 2: a read and a NOTIFY per one or two calls below
+# saturation); subscribers (none on a charger's answer path) wait that much. NOTIFYs at
+# most every 50 ms: a busy node reads for its own commits anyway (and gets the others'
+# rows with them); a NOTIFY matters to an idle one, for which 50 ms is soon enough.
+_MIN_READ_INTERVAL_S = 0.025
+_NOTIFY_INTERVAL_S = 0.050
+_PAYLOADS_APART_FROM = 16  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
 # A subscriber handed events without waiting (catching up a backlog, its handler
 # never awaiting anything real) yields to the loop after this long: the charger
@@ -175,11 +187,15 @@ class EventBus:
         self._arrived = asyncio.Event()  # replaced after each batch: wakes waiting subscribers
         self._wake = asyncio.Event()
         self._local_commits = False  # something committed here since the last NOTIFY
+        self._notified_at = -_NOTIFY_INTERVAL_S  # loop time of the last NOTIFY sent
         self._listener: asyncpg.Connection | None = None
         self._listen_tried_at = -_LISTEN_RETRY_S
+        self.peers = Peers()  # does another node listen (then NOTIFY after local commits)
+        self.notifies = 0  # NOTIFYs sent (for tests and diagnostics)
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.reads = 0
+        self._last_page = 0  # rows of the last read
         self._held_since: float | None = None  # loop time since delivery has been held back
         self._held_warned = False
         # Events this process stored as they are: their rows need no decoding here.
@@ -285,9 +301,11 @@ class EventBus:
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(
-                self._dsn, timeout=5, server_settings={"application_name": "csms-bus-listener"}
+                self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME}
             )
             await conn.add_listener(CHANNEL, self._notified)
+            # Tell the nodes that skip their NOTIFYs while nobody listens that we do.
+            await conn.execute(f"NOTIFY {CHANNEL}, 'listening'")
         except Exception as exc:  # polling still delivers everything, a second later
             log.warning("bus.listen_failed", error=repr(exc), detail="polling only")
             if conn is not None:
@@ -296,8 +314,10 @@ class EventBus:
         self._listener = conn
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        if self._listener is not None and pid == self._listener.get_server_pid():
+        # The receiving connection's own pid: ours even before _listen has stored it.
+        if isinstance(conn, asyncpg.Connection) and pid == conn.get_server_pid():
             return  # our own notification: this node has read (or will read) it already
+        self.peers.heard(asyncio.get_running_loop().time())
         self._wake.set()
 
     async def _read_forever(self) -> None:
@@ -310,12 +330,20 @@ class EventBus:
                 await self._listen()
             self._wake.clear()
             try:
-                if self._local_commits and self._listener is not None:
+                listener = self._listener
+                if listener is not None:
+                    await self.peers.check(listener, read_at)
+                if listener is None or not self.peers.listening:
+                    self._local_commits = False  # nobody to tell
+                if self._local_commits and read_at - self._notified_at >= _NOTIFY_INTERVAL_S:
+                    assert listener is not None
                     # Tell the other nodes while reading here (two connections, no wait).
                     self._local_commits = False
+                    self._notified_at = read_at
+                    self.notifies += 1
                     rows, blocked = (
                         await asyncio.gather(
-                            self._listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
+                            listener.execute(f"NOTIFY {CHANNEL}"), self._read_page()
                         )
                     )[1]
                 else:
@@ -336,6 +364,9 @@ class EventBus:
             # (at most ~100 reads/s while it runs; it usually ends within milliseconds).
             delay = min(max(delay * 2, 0.001), _BLOCKED_RETRY_MAX_S) if blocked else 0.0
             timeout = delay if blocked else self.poll_interval
+            if self._local_commits:  # a NOTIFY owed: wake when it may go
+                owed = self._notified_at + _NOTIFY_INTERVAL_S - loop.time()
+                timeout = min(timeout, max(0.0, owed))
             with contextlib.suppress(TimeoutError):
                 await bounded(self._wake.wait(), timeout)
             # Under load, wake-ups come with every commit: read in small batches instead
@@ -343,8 +374,14 @@ class EventBus:
             await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))
 
     async def _read_page(self) -> tuple[list[FeedRow], bool]:
+        # A large last page (a busy node): the payloads of this node's own rows stay out.
+        apart = self._last_page >= _PAYLOADS_APART_FROM
         async with self.pool.acquire() as conn:
-            return await feed.read_after(conn, self.position, self.page_size, self.written_here)
+            rows, blocked = await feed.read_after(
+                conn, self.position, self.page_size, self.written_here, payloads_apart=apart
+            )
+        self._last_page = len(rows)
+        return rows, blocked
 
     async def _watch_horizon(self, held: bool) -> None:
         """Say, once per episode, which transaction holds delivery back for over a second."""

@@ -167,12 +167,11 @@ class ConnectivityRecorder:
             # the server's clock, and a status "from the future" would fall outside
             # every report window.
             at = min(event.occurred_at, datetime.now(UTC))
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.record_status(
-                    conn,
-                    event.charge_point_id,
-                    event.evse_id,
-                    event.connector_id,
-                    event.status.value,
-                    at,
-                )
+            await store.record_status(
+                self.pool,
+                event.charge_point_id,
+                event.evse_id,
+                event.connector_id,
+                event.status.value,
+                at,
+            )
