@@ -170,10 +170,7 @@ def _billing_setting(field: str, raw: str) -> object:
         return raw.strip().upper()
     if field == "billing_max_power_w":
         return _positive_float(field, raw)
-    value = float(raw)  # an interval; 0 turns it off
-    if value < 0:
-        raise ValueError(f"{env_name(field)} must be 0 (off) or a number of seconds")
-    return value
+    return _off_or_seconds(field, raw)  # an interval; 0 turns it off
 
 
 def _seconds(field: str, raw: str) -> float:
@@ -183,14 +180,18 @@ def _seconds(field: str, raw: str) -> float:
     return value
 
 
+def _off_or_seconds(field: str, raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError(f"{env_name(field)} must be 0 (off) or a number of seconds")
+    return value
+
+
 def _alerts_setting(field: str, raw: str) -> object:
     if field == "alerts_enabled":
         return _bool(field, raw)
     if field == "alerts_evidence_cap":
         return _positive_int(field, raw)
     if field == "alerts_clock_skew_max":
-        value = float(raw)
-        if value < 0:
-            raise ValueError(f"{env_name(field)} must be 0 (off) or a number of seconds")
-        return value
+        return _off_or_seconds(field, raw)
     return _positive_float(field, raw)
