@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +22,14 @@ import asyncpg
 from csms.storage.embedded import pgdata_of
 
 
-def enable_statement_stats(data_dir: Path) -> None:
+def enable_statement_stats(
+    data_dir: Path, settings: Sequence[tuple[str, str]] = (("pg_stat_statements.track", "all"),)
+) -> None:
     """Initialise ``data_dir``'s embedded Postgres with ``pg_stat_statements`` preloaded.
 
-    Blocking (starts and stops the server); run it before the CSMS starts.
+    ``settings``: more server settings, ``(name, value)`` each (``ALTER SYSTEM``).
+    Blocking (starts and stops the server); run it before the CSMS starts, which
+    then adopts the server (bench.pg_cost starts it itself).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -32,7 +37,8 @@ def enable_statement_stats(data_dir: Path) -> None:
 
         server = get_server(pgdata_of(data_dir), cleanup_mode="stop")
         server.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';")
-        server.psql("ALTER SYSTEM SET pg_stat_statements.track = 'all';")
+        for name, value in settings:
+            server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
         server.cleanup()
 
 

@@ -37,8 +37,9 @@ import psutil
 
 from bench import load_targets
 from bench.load_generators import Generators, Phase
+from bench.pg_activity import enable_statement_stats
 from bench.profile_csms import SATURATE_PER_CHARGER, SETTLE_S, WARMUP_S
-from csms.storage.embedded import start_embedded, stop_embedded, with_database
+from csms.storage.embedded import start_embedded, stop_embedded
 
 _WAL = "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"
 _LSN = "SELECT pg_current_wal_insert_lsn()::text"
@@ -109,19 +110,10 @@ class Snapshot:
 async def prepare(data_dir: Path, settings: list[str]) -> str:
     """An embedded Postgres in ``data_dir`` with pg_stat_statements loaded (and
     ``settings``, ``name=value`` each, to measure one); its csms DSN."""
-    dsn = await start_embedded(data_dir)
-    admin = await asyncpg.connect(with_database(dsn, "postgres"))
-    try:
-        await admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        await admin.execute("ALTER SYSTEM SET pg_stat_statements.max = 5000")
-        await admin.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
-        for setting in settings:
-            name, value = setting.split("=", 1)
-            await admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-    finally:
-        await admin.close()
-    stop_embedded(data_dir)  # restarted with the library loaded; csms adopts this server
-    dsn = await start_embedded(data_dir)
+    measured = [(name, value) for name, value in (s.split("=", 1) for s in settings)]
+    more = [("pg_stat_statements.max", "5000"), ("pg_stat_statements.track_planning", "on")]
+    await asyncio.to_thread(enable_statement_stats, data_dir, more + measured)
+    dsn = await start_embedded(data_dir)  # with the library loaded; csms adopts this server
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
