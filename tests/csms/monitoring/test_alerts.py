@@ -71,12 +71,6 @@ async def one(api: AlertApi, rule: str, within: float = 5.0, **params: Any) -> d
     return found
 
 
-async def counted(api: AlertApi, rule: str, count: int) -> bool:
-    """Whether the single unresolved alert of ``rule`` has counted ``count`` occurrences."""
-    items = await api.unresolved(rule)
-    return len(items) == 1 and items[0]["count"] == count
-
-
 async def resolved(api: AlertApi, alert_id: int, within: float = 5.0) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         alert: dict[str, Any] = (await api.reader.get(f"/alerts/{alert_id}")).json()
@@ -228,7 +222,7 @@ async def test_meter_rules_voltage_current_temperature_register(start_csms: Star
         assert back["connector_id"] == 4
         # The alert opens at the first backward step; the second is counted when the
         # engine has read it from the bus (paced reads: it may not have yet).
-        assert await eventually(lambda: counted(api, "register_backwards", 2))
+        assert await eventually(lambda: _count(api, back["id"], 2))
         assert await api.unresolved("current_over_limit") == []  # no limit known: skipped
         at = t + timedelta(seconds=240)
         await cp.call(meter16(1, at, ("Voltage", 229.0, "L1-N")))
