@@ -76,7 +76,10 @@ class TransactionStatusService:
                 continue  # every node sees every node's events: the charger's node asks
             try:
                 if isinstance(event, ChargerConnected) and event.protocol is Protocol.V201:
-                    self._tasks.spawn(self._after_reconnect(event.charge_point_id))
+                    connected_at_row = subscription.position[1]
+                    self._tasks.spawn(
+                        self._after_reconnect(event.charge_point_id, connected_at_row)
+                    )
                 elif isinstance(event, SessionStarted | SessionUpdated | SessionEnded):
                     await self._check_seq(event)
             except Exception:
@@ -121,10 +124,26 @@ class TransactionStatusService:
         )
         return int(seen) >= upto
 
-    async def _after_reconnect(self, charge_point_id: str) -> None:
+    async def _after_reconnect(self, charge_point_id: str, connected_at_row: int) -> None:
+        """Ask about the transactions that were open when the charger connected.
+
+        The bus hands the connect over after a read (and later still when this
+        consumer is behind), so the charger may have started a transaction since:
+        one whose ``session_started`` row follows the connect's row was not open
+        at the reconnect and is not asked about (``events_charger`` bounds the
+        check to the rows after the connect).
+        """
         open_transactions = await self._context.pool.fetch(
-            "SELECT transaction_id FROM sessions WHERE charge_point_id = $1 AND status = 'active'",
+            """
+            SELECT s.transaction_id FROM sessions s
+            WHERE s.charge_point_id = $1 AND s.status = 'active'
+              AND NOT EXISTS (
+                  SELECT 1 FROM events e
+                  WHERE e.charge_point_id = $1 AND e.id > $2 AND e.type = 'session_started'
+                    AND e.payload->>'transaction_id' = s.transaction_id)
+            """,
             charge_point_id,
+            connected_at_row,
         )
         for row in open_transactions:
             await self.ask(charge_point_id, row["transaction_id"], "reconnect")

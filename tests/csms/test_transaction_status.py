@@ -9,7 +9,7 @@ from typing import Any
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 
-from csms.transaction_status import seq_gap
+from csms.transaction_status import TransactionStatusService, seq_gap
 from tests.conftest import RunningCsms
 from tests.ocpp_clients import charger_v201
 from tests.waiting import eventually
@@ -92,3 +92,29 @@ async def test_a_reconnect_with_an_open_transaction_asks_the_charger(csms: Runni
         [status] = await eventually(lambda: asked_reasons(csms))
     assert status["reason"] == "reconnect" and status["transaction_id"] == "TX-1"
     assert Station.asked == ["TX-1"]
+
+
+async def test_a_transaction_started_after_the_connect_is_not_asked_about(
+    csms: RunningCsms,
+) -> None:
+    """The bus may hand the connect over late (a paced read, a consumer behind): by then
+    the charger may have started a transaction, which was not open at the reconnect."""
+    [service] = [s for s in csms.app.services if isinstance(s, TransactionStatusService)]
+    Station.asked = []
+    async with charger_v201(csms.ocpp_url, "LATE", Station) as cs:
+        await cs.call(
+            call.BootNotification(
+                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"
+            )
+        )
+        await cs.call(event("Started", 0))
+        connected_at_row = await csms.pool.fetchval(
+            "SELECT max(id) FROM events WHERE charge_point_id = 'LATE' "
+            "AND type = 'charger_connected'"
+        )
+        await service._after_reconnect("LATE", connected_at_row)  # the connect, seen late
+        assert Station.asked == [] and await asked_reasons(csms) == []
+        # As of a connect after the transaction's start, it was open then: asked.
+        newest_row = await csms.pool.fetchval("SELECT max(id) FROM events")
+        await service._after_reconnect("LATE", newest_row)
+        assert Station.asked == ["TX-1"]
