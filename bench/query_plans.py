@@ -193,11 +193,20 @@ def _list_cases(now: datetime) -> list[tuple[str, Lister, dict[str, Any]]]:
             views.list_sessions,
             {"until": old, "status": "active"},
         ),
+        ("open sessions", views.list_sessions, {"status": "active"}),
+        ("ended sessions", views.list_sessions, {"status": "ended"}),
         ("sessions of a charger", views.list_sessions, {"charge_point_id": "hist-7"}),
         ("alerts of an old rule", alerts_store.search, {"rule": "rule-1"}),
         ("critical alerts", alerts_store.search, {"severity": "critical"}),
         ("alerts of a charger", alerts_store.search, {"charge_point_id": "hist-7"}),
         ("unresolved alerts", alerts_store.search, {"status": "unresolved"}),
+        ("open alerts", alerts_store.search, {"status": "open"}),
+        (
+            "resolved alerts of an old rule",
+            alerts_store.search,
+            {"status": "resolved", "rule": "rule-1"},
+        ),
+        ("alerts, none given", alerts_store.search, {}),
     ]
 
 

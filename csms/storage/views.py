@@ -31,7 +31,6 @@ _SESSION_COLUMNS = """
 """
 
 
-_STATUS_CONDITIONS = {"active": "status = 'active'", "ended": "status = 'ended'"}
 # The cursor of a first page. GiST orders by a float8 distance, exact below 2**53 only:
 # from the largest bigint, ids a thousand apart would be equally far, in any order. No
 # sequence gets near 2**52 (4.5e15) ids.
@@ -100,23 +99,28 @@ async def list_sessions(
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first; page with ``before_id`` = the last id of the previous page."""
+    timed = since is not None or until is not None
+    # Open sessions by start time ("open since before yesterday"): the open ones are few
+    # (one a connector at most, partial indexes sessions_active*); read them, filter by
+    # start and sort them. Else the planner walks ids newest first (every session, when
+    # fewer than a page are open in the range) or adds the start-time index (every
+    # session of the range): the start is written as an expression no index has.
+    open_by_start = status == "active" and timed
+    started = "(started_at + interval '0 s')" if open_by_start else "started_at"
     where = Where()  # only the filters given: each combination planned for itself
     where.add("charge_point_id = {}", charge_point_id)
     where.add("lower(id_token) = lower({}::text)", id_token)
-    # The open sessions are few (one a connector at most, partial index sessions_active):
-    # read them and filter by start time. The start written as an expression no index
-    # has, or the planner combines the start-time index, which reads every session of
-    # the range (every old one, for "open since before yesterday").
-    started = "(started_at + interval '0 s')" if status == "active" else "started_at"
     where.add(f"{started} >= {{}}", since)
     where.add(f"{started} < {{}}", until)
-    if status in _STATUS_CONDITIONS:  # literal: a generic plan may use the partial indexes
-        where.always(_STATUS_CONDITIONS[status])
+    if open_by_start:
+        where.always("status = 'active'")  # literal, for the partial indexes
     else:
         where.add("status = {}", status)
     where.add("id < {}", before_id)
-    by_start_only = charge_point_id is None and id_token is None and status != "active"
-    if by_start_only and (since is not None or until is not None):
+    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
+    if open_by_start:
+        query = f"WITH open AS MATERIALIZED ({query}) SELECT * FROM open"
+    elif timed and charge_point_id is None and id_token is None:
         # Bounded by start time only: walking ids newest first reads every session after
         # the range (an old `until`), or the whole table when the range holds less than a
         # page; started_at's B-tree, every session of the range. The ids nearest below the
@@ -127,16 +131,10 @@ async def list_sessions(
         cursor = min(before_id if before_id is not None else _PAST_EVERY_ID, _PAST_EVERY_ID)
         rows = await fetch_planned_for_values(
             conn,
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
-            f" ORDER BY id <-> {where.param(cursor)}::bigint LIMIT {where.param(limit)}",
+            f"{query} ORDER BY id <-> {where.param(cursor)}::bigint LIMIT {where.param(limit)}",
             *where.args,
         )
         return [dict(r) for r in rows]
-    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
-    if status == "active":
-        # Sorted after they are read: walking ids newest first, planned as the cheaper
-        # way to a page, read every session when there were fewer open ones than a page.
-        query = f"WITH open AS MATERIALIZED ({query}) SELECT * FROM open"
     rows = await conn.fetch(f"{query} ORDER BY id DESC LIMIT {where.param(limit)}", *where.args)
     return [dict(r) for r in rows]
 
