@@ -156,6 +156,8 @@ PAGES = [
         "sessions",
         extra=1_100,
     ),
+    # the newest open ones, not every open session (as the form above would read)
+    Page("open sessions", views.list_sessions, {"status": "active"}, "sessions"),
     # 1,000 alerts a rule (ids 1,000 to 1,999 are rule-1's, a month old): 38,000 newer
     # alerts were read first
     Page("alerts of an old rule", alerts_store.search, {"rule": "rule-1"}, "alerts"),
