@@ -122,9 +122,11 @@ class Csms:
         self._tasks.append(asyncio.create_task(self._central.run_last_seen_flusher()))
         self.loop_lag = LoopLagMonitor(self.settings.loop_lag_warn_ms / 1000)
         self._tasks.append(asyncio.create_task(self.loop_lag.run()))
-        if self.settings.loop_stall_trace_ms > 0:
-            self.stall_tracer = StallTracer(self.settings.loop_stall_trace_ms / 1000)
-            self.stall_tracer.start()
+        if self.settings.loop_stall_trace_ms > 0:  # on the lag monitor's beat: one timer
+            self.stall_tracer = StallTracer(
+                self.settings.loop_stall_trace_ms / 1000, beat_s=self.loop_lag.interval
+            )
+            self.stall_tracer.start(self.loop_lag)
         self.cluster = ClusterNode(self._pool, dsn, self.settings, self.registry, self._central)
         await self.cluster.start(self.router)  # before services and chargers: see its doc
         self._tasks.extend(asyncio.create_task(work) for work in self.cluster.tasks())
@@ -186,14 +188,14 @@ class Csms:
         if self._leases is not None:
             await self._leases.stop()  # what this node led is taken over at once
             self._leases = None
+        if self.stall_tracer is not None:  # before its beat (the lag monitor's task) ends
+            self.stall_tracer.stop()
+            self.stall_tracer = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self.stall_tracer is not None:
-            self.stall_tracer.stop()
-            self.stall_tracer = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

@@ -1,11 +1,12 @@
-"""Event-loop lag: how late a task that only sleeps wakes up.
+"""Event-loop lag: how late a timer on the loop fires.
 
 Everything a CSMS process does for its chargers runs on one asyncio loop. A
 callback that holds the loop (a scan over every charger, a large JSON
 encoding, a blocking call) delays every other charger's answer by as long as
 it runs; that shows up as tail latency long before it shows up as CPU. The
-:class:`LoopLagMonitor` sleeps ``interval`` seconds at a time and measures how
-much later than asked it woke up:
+:class:`LoopLagMonitor` sets a timer ``interval`` seconds ahead, again and again
+(a ``call_later`` chain: the loop's beat), and measures how much later than due
+each one fired:
 
 * every measurement goes into the ``csms_event_loop_lag_seconds`` histogram;
 * ``csms_event_loop_lag_max_seconds`` is the largest lag of the last 60 s
@@ -14,6 +15,10 @@ much later than asked it woke up:
   ``log_every_s`` seconds, with the largest lag and the number of stalls
   since the previous line, so a process stalled over and over does not flood
   its own log (which would stall it further).
+
+The stall tracer (csms/loop_stalls.py) needs a beat too, to see the loop
+overdue: it listens to this one (:meth:`LoopLagMonitor.add_beat_listener`)
+rather than keep a timer of its own, so the loop serves one timer for both.
 
 Every CSMS process (each worker of ``--workers``) runs its own monitor: the
 metrics are per process, like the loop.
@@ -58,6 +63,7 @@ class LoopLagMonitor:
         self._last_log: float | None = None
         self._stalls_unlogged = 0  # lags past warn_s since the last loop.lag line
         self._worst_unlogged = 0.0
+        self._listeners: list[Callable[[], None]] = []
         self.measurements = 0
 
     @property
@@ -65,14 +71,34 @@ class LoopLagMonitor:
         """The largest lag measured in the last ``window_s`` seconds (0 if none)."""
         return self._maxima[0][1] if self._maxima else 0.0
 
+    def add_beat_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the loop at every beat (every ``interval``, when it fires)."""
+        self._listeners.append(listener)
+
+    def remove_beat_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     async def run(self) -> None:
-        """Measure until cancelled."""
-        clock = self._clock or asyncio.get_running_loop().time
-        while True:
-            asked_at = clock()
-            await asyncio.sleep(self.interval)
-            woke_at = clock()
-            self.observe(max(0.0, woke_at - asked_at - self.interval), woke_at)
+        """Beat and measure until cancelled."""
+        loop = asyncio.get_running_loop()
+        clock = self._clock or loop.time
+        handle: asyncio.TimerHandle | None = None
+
+        def beat(due: float) -> None:
+            nonlocal handle
+            now = clock()
+            # The next beat first: a listener that raises stops neither beat nor measurement.
+            handle = loop.call_later(self.interval, beat, now + self.interval)
+            self.observe(max(0.0, now - due), now)
+            for listener in tuple(self._listeners):
+                listener()
+
+        handle = loop.call_later(self.interval, beat, clock() + self.interval)
+        try:
+            await asyncio.Event().wait()  # until cancelled: the beat runs on timers
+        finally:
+            handle.cancel()
 
     def observe(self, lag: float, now: float) -> None:
         """Record one measurement of ``lag`` seconds, taken at ``now`` (the loop's clock)."""

@@ -2,8 +2,10 @@
 
 The lag monitor (csms/loop_lag.py) says *that* the loop was held; by the time
 the late task runs, whatever held it is gone. The :class:`StallTracer` names
-it: the loop bumps a timestamp every ``beat_s`` (a ``call_later`` chain), and
-a watchdog thread looks at that timestamp every ``poll_s``. While the loop is
+it: the loop bumps a timestamp every ``beat_s`` -- at the lag monitor's beat
+when it is given one (the CSMS does: one timer serves both), else on a
+``call_later`` chain of its own -- and a watchdog thread looks at that
+timestamp every ``poll_s``. While the loop is
 ``threshold_s`` or more overdue, the thread samples the loop thread's Python
 stack (``sys._current_frames``: the interpreter hands the thread the GIL
 within its 5 ms switch interval, so a loop stuck in Python code is sampled
@@ -27,8 +29,8 @@ while it is stuck). When the loop beats again, one ``loop.stall`` warning says:
 
 At most one line per ``log_every_s``; the stalls in between are counted in the
 next line (``stalls``) and all of them in :attr:`StallTracer.by_where`. The
-cost is one timer callback per ``beat_s`` on the loop and a thread waking
-every ``poll_s`` that, outside stalls, only reads a float.
+cost is a call per beat on the loop and a thread waking every ``poll_s``
+that, outside stalls, only reads a float.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -56,6 +59,14 @@ STACK_DEPTH = 40  # frames kept per sample, innermost first
 _LIBRARY_PATHS = tuple(
     {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], "<frozen"}
 )
+
+
+class Beats(Protocol):
+    """A beat on the loop to listen to (csms.loop_lag.LoopLagMonitor's)."""
+
+    def add_beat_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def remove_beat_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 def _frame_name(frame: FrameType) -> str:
@@ -96,7 +107,8 @@ class StallTracer:
         # (monotonic time, the loop thread's CPU time) of the last beat, replaced as a whole
         self._beat = (time.monotonic(), time.thread_time())
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.TimerHandle | None = None  # the beat of its own
+        self._beats: Beats | None = None  # or the beat it listens to
         self._loop_thread = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,11 +121,17 @@ class StallTracer:
 
     # -- the loop's side ---------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start beating on the running loop and watching from a thread."""
+    def start(self, beats: Beats | None = None) -> None:
+        """Start watching from a thread; the beat is ``beats``' (whose interval must be
+        ``beat_s``), else a timer of its own on the running loop."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._tick()
+        if beats is None:
+            self._tick()
+        else:
+            self._mark()
+            beats.add_beat_listener(self._mark)
+            self._beats = beats
         gc.callbacks.append(self._on_gc)
         self._thread = threading.Thread(target=self._watch, name="loop-stall-tracer", daemon=True)
         self._thread.start()
@@ -122,15 +140,21 @@ class StallTracer:
         self._stop.set()
         if self._handle is not None:
             self._handle.cancel()
+        if self._beats is not None:
+            self._beats.remove_beat_listener(self._mark)
+            self._beats = None
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
         if self._thread is not None:
             self._thread.join(timeout=1.0)
 
-    def _tick(self) -> None:
+    def _mark(self) -> None:
         # CPU time read on the loop thread itself: the watchdog cannot read it at the
         # start of a stall that holds the GIL (a garbage collection, a C call).
         self._beat = (time.monotonic(), time.thread_time())
+
+    def _tick(self) -> None:
+        self._mark()
         assert self._loop is not None
         self._handle = self._loop.call_later(self.beat_s, self._tick)
 

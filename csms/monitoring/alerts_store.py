@@ -216,6 +216,33 @@ async def unresolved(conn: Executor) -> list[AlertRow]:
     return [_row(r) for r in records]
 
 
+_UNRESOLVED = ("unresolved", "open", "acknowledged")
+
+
+def _page_key(
+    charge_point_id: str | None, rule: str | None, severity: str | None
+) -> tuple[str, str] | None:
+    """The filter whose index gives the page in id order, and that index's direction.
+
+    A page of one charger, rule or severity is a range of its index (alerts_by_charger
+    (charger, id DESC), alerts_by_rule and alerts_by_severity (key, id)) read from the
+    cursor. Given as ``key = $1 ... ORDER BY id DESC``, the planner may instead walk
+    the primary key newest first, assuming the key's alerts spread evenly over time: for
+    a rule that fired months ago, or the rare critical alerts, that read nearly every
+    alert. Written as a range (``key >= $1 AND key <= $1``, the same rows) ordered by
+    (key, id DESC) -- the same order, as the key is fixed -- only that index gives the
+    order; the primary key would need a sort of every alert. Unresolved alerts are not
+    keyed: the partial index alerts_unresolved reads fewer.
+    """
+    if charge_point_id is not None:
+        return "charge_point_id", "ASC"  # alerts_by_charger is (charge_point_id, id DESC)
+    if rule is not None:
+        return "rule", "DESC"  # read backwards: (rule DESC, id DESC)
+    if severity is not None:
+        return "severity", "DESC"
+    return None
+
+
 async def search(
     conn: Executor,
     *,
@@ -233,18 +260,28 @@ async def search(
     # Unresolved ones (the dashboard asks every few seconds) through the partial
     # index alerts_unresolved, whose predicate must appear literally.
     where = Where()
-    if status == "unresolved":
+    unresolved = status in _UNRESOLVED
+    if unresolved:
         where.always("status <> 'resolved'")
-    else:
+    if status != "unresolved":
         where.add("status = {}", status)
-    where.add("severity = {}", severity)
-    where.add("rule = {}", rule)
-    where.add("charge_point_id = {}", charge_point_id)
+    key = _page_key(charge_point_id, rule, severity) if not unresolved else None
+    for column, value in (
+        ("charge_point_id", charge_point_id),
+        ("rule", rule),
+        ("severity", severity),
+    ):
+        if key is not None and column == key[0]:
+            # As a range, not "=": see _page_key.
+            where.add(f"{column} >= {{}} AND {column} <= {{}}", value)
+        else:
+            where.add(f"{column} = {{}}", value)
     where.add("last_seen >= {}", since)
     where.add("id < {}", before_id)
+    order = "id DESC" if key is None else f"{key[0]} {key[1]}, id DESC"
     records = await conn.fetch(
         f"SELECT {_COLUMNS} FROM alerts WHERE {where.sql}"
-        f" ORDER BY id DESC LIMIT {where.param(limit)}",
+        f" ORDER BY {order} LIMIT {where.param(limit)}",
         *where.args,
     )
     return [_row(r) for r in records]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from csms.storage import Executor, interop
-from csms.storage.where import Where
+from csms.storage.where import Where, fetch_planned_for_values
 
 _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
@@ -29,6 +29,12 @@ _SESSION_COLUMNS = """
     auth_status, status, started_at, ended_at, meter_start_wh, meter_stop_wh, meter_last_wh,
     energy_wh, stop_reason, start_unknown, charging_state, last_seq_no
 """
+
+
+# The cursor of a first page. GiST orders by a float8 distance, exact below 2**53 only:
+# from the largest bigint, ids a thousand apart would be equally far, in any order. No
+# sequence gets near 2**52 (4.5e15) ids.
+_PAST_EVERY_ID = 2**52
 
 
 def _charger(row: Any) -> dict[str, Any]:
@@ -93,18 +99,43 @@ async def list_sessions(
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first; page with ``before_id`` = the last id of the previous page."""
+    timed = since is not None or until is not None
+    # Open sessions by start time ("open since before yesterday"): the open ones are few
+    # (one a connector at most, partial indexes sessions_active*); read them, filter by
+    # start and sort them. Else the planner walks ids newest first (every session, when
+    # fewer than a page are open in the range) or adds the start-time index (every
+    # session of the range): the start is written as an expression no index has.
+    open_by_start = status == "active" and timed
+    started = "(started_at + interval '0 s')" if open_by_start else "started_at"
     where = Where()  # only the filters given: each combination planned for itself
     where.add("charge_point_id = {}", charge_point_id)
     where.add("lower(id_token) = lower({}::text)", id_token)
-    where.add("started_at >= {}", since)
-    where.add("started_at < {}", until)
-    where.add("status = {}", status)
+    where.add(f"{started} >= {{}}", since)
+    where.add(f"{started} < {{}}", until)
+    if open_by_start:
+        where.always("status = 'active'")  # literal, for the partial indexes
+    else:
+        where.add("status = {}", status)
     where.add("id < {}", before_id)
-    rows = await conn.fetch(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
-        f" ORDER BY id DESC LIMIT {where.param(limit)}",
-        *where.args,
-    )
+    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
+    if open_by_start:
+        query = f"WITH open AS MATERIALIZED ({query}) SELECT * FROM open"
+    elif timed and charge_point_id is None and id_token is None:
+        # Bounded by start time only: walking ids newest first reads every session after
+        # the range (an old `until`), or the whole table when the range holds less than a
+        # page; started_at's B-tree, every session of the range. The ids nearest below the
+        # cursor among the range (GiST sessions_started_id) are the same rows in the same
+        # order -- ids are unique and all below the cursor -- read as a page. Planned for
+        # the values: with them the planner takes the B-tree for a range of a few rows,
+        # but a generic plan, guessing every range to be narrow, would for a wide one too.
+        cursor = min(before_id if before_id is not None else _PAST_EVERY_ID, _PAST_EVERY_ID)
+        rows = await fetch_planned_for_values(
+            conn,
+            f"{query} ORDER BY id <-> {where.param(cursor)}::bigint LIMIT {where.param(limit)}",
+            *where.args,
+        )
+        return [dict(r) for r in rows]
+    rows = await conn.fetch(f"{query} ORDER BY id DESC LIMIT {where.param(limit)}", *where.args)
     return [dict(r) for r in rows]
 
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
+from csms.storage import Executor
+
 
 class Where:
     """Conditions and their parameters; ``{}`` in a condition is its value's placeholder.
@@ -51,3 +55,22 @@ class Where:
     def sql(self) -> str:
         """The conditions joined with AND; ``true`` when there are none."""
         return " AND ".join(f"({c})" for c in self._conditions) or "true"
+
+
+async def fetch_planned_for_values(conn: Executor, query: str, *args: Any) -> list[asyncpg.Record]:
+    """``conn.fetch(query, *args)``, planned for these values, never as a generic plan.
+
+    asyncpg keeps every statement prepared, and after five runs Postgres may settle
+    on the statement's generic plan, made without the values. Where the right plan
+    depends on them (how wide a time range is), that one is wrong for some calls.
+    A statement prepared for this call alone (not in asyncpg's cache; closed when
+    dropped) is planned with its values: one more round trip, for an operator's page.
+    """
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await fetch_planned_for_values(acquired, query, *args)
+    prepare = getattr(conn, "prepare", None)
+    if prepare is None:  # an executor without prepared statements (a test's look-alike)
+        return list(await conn.fetch(query, *args))
+    statement = await prepare(query)
+    return list(await statement.fetch(*args))

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from csms.loop_lag import LoopLagMonitor
 from csms.loop_stalls import StallTracer
 from csms.monitoring import metrics
 from tests.waiting import eventually
@@ -51,6 +52,38 @@ async def test_a_stall_is_logged_with_the_function_that_held_the_loop(
     line = next(line for line in err.splitlines() if "loop.stall" in line)
     assert name in line
     assert "cpu_ms=" in line and "gc_ms=" in line
+
+
+async def test_on_the_lag_monitors_beat_both_see_the_stall(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As the CSMS runs them: the tracer listens to the monitor's beat, no timer of its own."""
+    monitor = LoopLagMonitor(warn_s=0.1)
+    beating = asyncio.create_task(monitor.run())
+    tracer = StallTracer(threshold_s=0.1, beat_s=monitor.interval, log_every_s=0.0)
+    tracer.start(monitor)
+    try:
+        await eventually(lambda: _true(monitor.measurements >= 2))
+        beats = tracer._beat
+        await eventually(lambda: _true(tracer._beat is not beats))  # it follows the beat
+        assert tracer._handle is None  # and keeps no timer of its own
+        _hold_the_loop_in_a_busy_function()
+        await eventually(lambda: _true(tracer.stalls >= 1 and monitor.max_lag >= 0.2))
+    finally:
+        tracer.stop()
+        beating.cancel()
+    assert any("_hold_the_loop_in_a_busy_function" in where for where in tracer.by_where)
+    err = capsys.readouterr().err
+    assert "loop.stall" in err and "loop.lag" in err
+    # Stopped, the tracer no longer listens: the monitor's beat goes on without it.
+    marked = tracer._beat
+    measured = monitor.measurements
+    beating = asyncio.create_task(monitor.run())
+    try:
+        await eventually(lambda: _true(monitor.measurements >= measured + 2))
+    finally:
+        beating.cancel()
+    assert tracer._beat is marked
 
 
 async def test_no_stall_no_line(capsys: pytest.CaptureFixture[str]) -> None:
