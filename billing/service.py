@@ -33,7 +33,7 @@ from billing.usage import find_session
 from csms.cluster.leases import Lease, run_while_leader
 from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
-from csms.storage import Executor, event_log
+from csms.storage import Executor
 
 if TYPE_CHECKING:
     from csms.services import ServiceContext
@@ -117,11 +117,11 @@ class BillingService:
             log.exception("billing.cdr_failed", session_id=session_id)
 
     async def _create_cdr(self, conn: Executor, session_id: int) -> None:
+        """The CDR and its ``cdr_created`` event (written together by create_cdr)."""
         created = await cdrs.create_cdr(
             conn, session_id, utcnow(), self.default_currency, self.max_power_w
         )
         if created is not None:
-            await event_log.append(conn, created)
             log.info("billing.cdr_created", cdr_id=created.cdr_id, total=created.total_cost,
                      currency=created.currency, flags=created.flags)  # fmt: skip
 

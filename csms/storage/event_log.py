@@ -16,7 +16,6 @@ from csms.meter import energy_register
 from csms.storage import Executor
 from csms.storage.sessions import context_sql, readings_assignment
 
-
 _APPEND = f"""
     INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                         occurred_at, payload, context)

@@ -9,8 +9,8 @@ import pytest
 
 from csms.outbox import store
 from csms.outbox.envelope import session_summary
-from csms.storage.sessions import SESSION_CONTEXT_FIELDS
 from csms.outbox.service import OutboxService
+from csms.storage.sessions import SESSION_CONTEXT_FIELDS
 from tests.conftest import StartCsms
 from tests.csms.outbox.frames import session_v16, session_v201
 from tests.ocpp_clients import raw_charger
