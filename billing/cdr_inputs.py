@@ -4,7 +4,8 @@ A CDR is made inside the transaction that ends the session, so every round trip
 it takes is time the charger's StopTransaction / TransactionEvent(Ended) answer
 waits for. Read one by one -- the session, whether it has a CDR, its scopes, the
 tariff they choose, its register samples, its power samples, its states -- it was
-seven round trips; this reads them all at once (the same conditions, shared with
+seven round trips; this reads them all at once (also for the running cost that
+2.0.1 chargers get every minute) (the same conditions, shared with
 :mod:`billing.usage` and :mod:`billing.store`) and, when there is a CDR to make,
 reserves its id, so the CDR and its ``cdr_created`` event are one statement too.
 """
@@ -32,9 +33,9 @@ from csms.storage import Executor
 
 @dataclass(frozen=True, slots=True)
 class CdrInputs:
-    """An ended session without a CDR, and what pricing it needs."""
+    """A session without a CDR, and what pricing it needs."""
 
-    cdr_id: int  # reserved from the cdrs sequence
+    cdr_id: int | None  # reserved from the cdrs sequence (for an ended session's CDR)
     session: SessionRecord
     scopes: store.SessionScopes
     chosen: store.ChosenTariff | None
@@ -65,8 +66,9 @@ _READ = f"""
         SELECT id, charge_point_id, protocol, transaction_id, evse_id, connector_id, id_token,
                status, started_at, ended_at, stop_reason, meter_start_wh, meter_start_at,
                meter_stop_wh,
-               status = 'ended'
-                   AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = ss.id) AS priced
+               -- a CDR: an ended session without one; a running cost: any session
+               NOT $3::bool OR (status = 'ended'
+                   AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = ss.id)) AS priced
         FROM sessions ss WHERE ss.id = $1
     ), scopes AS (
         SELECT billing_charger_site(s.charge_point_id) AS site_id,
@@ -76,7 +78,8 @@ _READ = f"""
         FROM s WHERE s.priced
     )
     SELECT s.*, scopes.*,
-           CASE WHEN s.priced THEN nextval(pg_get_serial_sequence('cdrs', 'id')) END AS cdr_id,
+           CASE WHEN s.priced AND $3::bool
+                THEN nextval(pg_get_serial_sequence('cdrs', 'id')) END AS cdr_id,
            chosen.scope AS tariff_scope, chosen.scope_id AS tariff_scope_id, chosen.tariff,
            energy.at AS energy_at, energy.value AS energy_wh,
            power.at AS power_at, power.value AS power_w,
@@ -107,8 +110,21 @@ def _pairs(times: Any, values: Any) -> list[tuple[Any, Any]]:
 
 
 async def read_for_cdr(conn: Executor, session_id: int, now: datetime) -> CdrInputs | None:
-    """What pricing ``session_id`` needs; None if it is unknown, running or has a CDR."""
-    row = await conn.fetchrow(_READ, session_id, now)
+    """What the CDR of ``session_id`` needs, its id reserved; None if it is unknown,
+    running or has a CDR."""
+    return await _read(conn, session_id, now, for_cdr=True)
+
+
+async def read_running(conn: Executor, session_id: int, now: datetime) -> CdrInputs | None:
+    """What pricing ``session_id`` up to ``now`` needs (the running cost); None if it is
+    unknown."""
+    return await _read(conn, session_id, now, for_cdr=False)
+
+
+async def _read(
+    conn: Executor, session_id: int, now: datetime, *, for_cdr: bool
+) -> CdrInputs | None:
+    row = await conn.fetchrow(_READ, session_id, now, for_cdr)
     if row is None or not row["priced"]:
         return None
     session = SessionRecord(**{name: row[name] for name in SessionRecord.__slots__})

@@ -15,13 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing import store
-from billing.cdr_inputs import read_for_cdr
+from billing.cdr_inputs import CdrInputs, read_for_cdr
 from billing.events import CdrCreated
 from billing.money import decimal_text, to_decimal
 from billing.pricing import LineItem, PricedSession, price_session
 from billing.tariff import Tariff
-from billing.usage import SessionRecord, load_usage, usage_of
+from billing.usage import usage_of
 from csms.central import SessionCost
 from csms.storage import Executor
 from csms.storage.where import Where
@@ -71,24 +70,19 @@ def priced_json(priced: PricedSession) -> dict[str, Any]:
     }
 
 
-async def price_session_now(
-    conn: Executor,
-    session: SessionRecord,
-    now: datetime,
-    default_currency: str,
-    max_power_w: Decimal | None,
-) -> tuple[store.ChosenTariff | None, store.SessionScopes, PricedSession]:
-    """Price ``session`` as recorded (up to ``now`` if it is still running).
+def price_inputs(
+    inputs: CdrInputs, now: datetime, default_currency: str, max_power_w: Decimal | None
+) -> PricedSession:
+    """Price a session from what :mod:`billing.cdr_inputs` read (pure).
 
     ``max_power_w`` is used where the charger's own maximum is not known.
     """
-    scopes = await store.scopes_of(conn, session.charge_point_id, session.id_token)
-    chosen = await store.choose_tariff(conn, scopes)
+    chosen = inputs.chosen
     tariff = chosen.stored.tariff if chosen else Tariff(currency=default_currency)
-    if scopes.max_power_w is not None:
-        max_power_w = to_decimal(scopes.max_power_w)
-    usage = await load_usage(conn, session, now, max_power_w)
-    return chosen, scopes, price_session(tariff, usage)
+    if inputs.scopes.max_power_w is not None:
+        max_power_w = to_decimal(inputs.scopes.max_power_w)
+    usage = usage_of(inputs.session, now, max_power_w, inputs.energy, inputs.power, inputs.states)
+    return price_session(tariff, usage)
 
 
 _COLUMNS = (
@@ -126,14 +120,10 @@ async def create_cdr(
     Two round trips: one read (:func:`billing.cdr_inputs.read_for_cdr`), one write.
     """
     inputs = await read_for_cdr(conn, session_id, now)
-    if inputs is None:
+    if inputs is None or inputs.cdr_id is None:
         return None  # unknown, running, or a repeated end (a charger retrying): the CDR stands
     session, scopes, chosen = inputs.session, inputs.scopes, inputs.chosen
-    tariff = chosen.stored.tariff if chosen else Tariff(currency=default_currency)
-    if scopes.max_power_w is not None:
-        max_power_w = to_decimal(scopes.max_power_w)
-    usage = usage_of(session, now, max_power_w, inputs.energy, inputs.power, inputs.states)
-    priced = price_session(tariff, usage)
+    priced = price_inputs(inputs, now, default_currency, max_power_w)
     data = priced_json(priced)
     flags = data["flags"] + ([] if chosen else [NO_TARIFF])
     start_at = session.started_at or session.ended_at or now

@@ -29,7 +29,7 @@ import structlog
 from fastapi import APIRouter
 
 from billing import cdrs
-from billing.usage import find_session
+from billing.cdr_inputs import read_running
 from csms.cluster.leases import Lease, run_while_leader
 from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
@@ -171,15 +171,14 @@ class BillingService:
             if cdr is not None:
                 return {"session_id": session_id, "status": "ended", "cdr_id": cdr["id"],
                         **{k: cdr[k] for k in _COST_KEYS}}  # fmt: skip
-            session = await find_session(conn, session_id)
-            if session is None:
-                return None
             now = utcnow()
-            chosen, _, priced = await cdrs.price_session_now(
-                conn, session, now, self.default_currency, self.max_power_w
-            )
+            inputs = await read_running(conn, session_id, now)  # one read, not six
+            if inputs is None:
+                return None
+        chosen = inputs.chosen
+        priced = cdrs.price_inputs(inputs, now, self.default_currency, self.max_power_w)
         data = cdrs.priced_json(priced)
-        return {"session_id": session_id, "status": session.status, "as_of": now,
+        return {"session_id": session_id, "status": inputs.session.status, "as_of": now,
                 "tariff_id": chosen.stored.id if chosen else None,
                 **{k: data[k] for k in _COST_KEYS}}  # fmt: skip
 

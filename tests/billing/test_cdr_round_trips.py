@@ -11,8 +11,10 @@ import pytest
 from ocpp.v16 import call
 
 from billing import cdrs, store
+from billing.cdr_inputs import read_running
+from billing.pricing import price_session
 from billing.tariff import Tariff
-from billing.usage import find_session
+from billing.usage import find_session, load_usage
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import charger_v16
 
@@ -112,9 +114,12 @@ async def test_a_cdr_is_read_in_one_statement_and_written_in_one(start_csms: Sta
     async with csms.pool.acquire() as conn:
         session = await find_session(conn, session_id)
         assert session is not None
-        chosen, scopes, priced = await cdrs.price_session_now(conn, session, now, "EUR",
-                                                              MAX_POWER_W)  # fmt: skip
-    assert chosen is not None and chosen.stored.id == remade["tariff_id"] == fleet.id
+        scopes = await store.scopes_of(conn, session.charge_point_id, session.id_token)
+        chosen = await store.choose_tariff(conn, scopes)
+        usage = await load_usage(conn, session, now, MAX_POWER_W)
+    assert chosen is not None
+    priced = price_session(chosen.stored.tariff, usage)
+    assert chosen.stored.id == remade["tariff_id"] == fleet.id
     assert scopes.token_group == remade["token_group"] == "FLEET"
     data = cdrs.priced_json(priced)
     assert json.loads(remade["items"]) == data["items"]
@@ -138,4 +143,12 @@ async def test_no_cdr_for_a_running_or_unknown_session(start_csms: StartCsms) ->
     async with csms.pool.acquire() as conn:
         assert await cdrs.create_cdr(conn, running, now, "EUR", MAX_POWER_W) is None
         assert await cdrs.create_cdr(conn, running + 1000, now, "EUR", MAX_POWER_W) is None
+        # the running cost reads the same inputs in one round trip, no CDR id reserved
+        counting = CountingConnection(conn)
+        inputs = await read_running(counting, running, now)  # type: ignore[arg-type]
+        assert len(counting.round_trips) == 1
+        assert await read_running(conn, running + 1000, now) is None
+    assert inputs is not None and inputs.cdr_id is None
+    assert inputs.session.status == "active" and inputs.session.id_token == "FLEET-1"
     assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 0
+    assert not await csms.pool.fetchval("SELECT is_called FROM cdrs_id_seq")  # no id taken
