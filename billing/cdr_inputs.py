@@ -70,7 +70,7 @@ _READ = f"""
                NOT $3::bool OR (status = 'ended'
                    AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = ss.id)) AS priced
         FROM sessions ss WHERE ss.id = $1
-    ), scopes AS (
+    ), scopes AS MATERIALIZED (  -- the site function runs once, not per use
         SELECT billing_charger_site(s.charge_point_id) AS site_id,
                billing_charger_max_power_w(s.charge_point_id) AS max_power_w,
                (SELECT group_id FROM id_tokens WHERE lower(id_token) = lower(s.id_token))
