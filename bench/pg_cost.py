@@ -15,6 +15,10 @@ per answered call:
   its first block): heap rows against their table, index entries against the index;
 * per statement: calls, execution time, rows and WAL bytes (pg_stat_statements).
 
+Without Kafka the outbox relay is off, so the relay's cost is not in the figures;
+``--env CSMS_KAFKA_EMBEDDED=true`` runs the CSMS with its embedded broker and relay
+(each published event's ``published_at`` update, a second copy of the row in WAL).
+
 ``--csms-python`` runs another checkout's csms (its own migrations), so two
 versions are compared on the same load: WAL bytes and rows per call do not
 depend on how busy the machine is; CPU per call moves by about 10 %.

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing import store
+from billing.cdr_inputs import CdrInputs, read_for_cdr
 from billing.events import CdrCreated
 from billing.money import decimal_text, to_decimal
 from billing.pricing import LineItem, PricedSession, price_session
 from billing.tariff import Tariff
-from billing.usage import SessionRecord, find_session, load_usage
+from billing.usage import usage_of
 from csms.central import SessionCost
 from csms.storage import Executor
 from csms.storage.where import Where
@@ -70,24 +70,41 @@ def priced_json(priced: PricedSession) -> dict[str, Any]:
     }
 
 
-async def price_session_now(
-    conn: Executor,
-    session: SessionRecord,
-    now: datetime,
-    default_currency: str,
-    max_power_w: Decimal | None,
-) -> tuple[store.ChosenTariff | None, store.SessionScopes, PricedSession]:
-    """Price ``session`` as recorded (up to ``now`` if it is still running).
+def price_inputs(
+    inputs: CdrInputs, now: datetime, default_currency: str, max_power_w: Decimal | None
+) -> PricedSession:
+    """Price a session from what :mod:`billing.cdr_inputs` read (pure).
 
     ``max_power_w`` is used where the charger's own maximum is not known.
     """
-    scopes = await store.scopes_of(conn, session.charge_point_id, session.id_token)
-    chosen = await store.choose_tariff(conn, scopes)
+    chosen = inputs.chosen
     tariff = chosen.stored.tariff if chosen else Tariff(currency=default_currency)
-    if scopes.max_power_w is not None:
-        max_power_w = to_decimal(scopes.max_power_w)
-    usage = await load_usage(conn, session, now, max_power_w)
-    return chosen, scopes, price_session(tariff, usage)
+    if inputs.scopes.max_power_w is not None:
+        max_power_w = to_decimal(inputs.scopes.max_power_w)
+    usage = usage_of(inputs.session, now, max_power_w, inputs.energy, inputs.power, inputs.states)
+    return price_session(tariff, usage)
+
+
+_COLUMNS = (
+    "id, session_id, charge_point_id, evse_id, connector_id, transaction_id, protocol,"
+    " id_token, token_group, site_id, tariff_id, tariff_scope, start_at, end_at, currency,"
+    " meter_start_wh, meter_stop_wh, total_energy_wh, energy_by_period, charging_seconds,"
+    " parking_seconds, items, total_net, total_tax, total_cost, flags, stop_reason"
+)
+# The CDR and its cdr_created event in one statement (one round trip): the event is
+# written only if the CDR was (a repeated end finds the CDR standing).
+_STORE = f"""
+    WITH cdr AS (
+        INSERT INTO cdrs ({_COLUMNS})
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19::jsonb, $20, $21, $22::jsonb, $23, $24, $25, $26, $27)
+        ON CONFLICT (session_id) DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id, occurred_at,
+                        payload)
+    SELECT $28, $29, $3, $4, $5, $30, $31::jsonb FROM cdr
+"""
 
 
 async def create_cdr(
@@ -97,31 +114,45 @@ async def create_cdr(
     default_currency: str,
     max_power_w: Decimal | None,
 ) -> CdrCreated | None:
-    """Price an ended session and store its CDR; None if it has one or has not ended."""
-    session = await find_session(conn, session_id)
-    if session is None or session.status != "ended":
-        return None
-    if await conn.fetchval("SELECT 1 FROM cdrs WHERE session_id = $1", session_id):
-        return None  # a repeated end (a charger retrying): the CDR stands
-    chosen, scopes, priced = await price_session_now(
-        conn, session, now, default_currency, max_power_w
-    )
+    """Price an ended session, store its CDR and ``cdr_created`` event; None if it has one
+    or has not ended.
+
+    Two round trips: one read (:func:`billing.cdr_inputs.read_for_cdr`), one write.
+    """
+    inputs = await read_for_cdr(conn, session_id, now)
+    if inputs is None or inputs.cdr_id is None:
+        return None  # unknown, running, or a repeated end (a charger retrying): the CDR stands
+    session, scopes, chosen = inputs.session, inputs.scopes, inputs.chosen
+    priced = price_inputs(inputs, now, default_currency, max_power_w)
     data = priced_json(priced)
     flags = data["flags"] + ([] if chosen else [NO_TARIFF])
     start_at = session.started_at or session.ended_at or now
     end_at = session.ended_at or now
-    cdr_id = await conn.fetchval(
-        """
-        INSERT INTO cdrs (session_id, charge_point_id, evse_id, connector_id, transaction_id,
-                          protocol, id_token, token_group, site_id, tariff_id, tariff_scope,
-                          start_at, end_at, currency, meter_start_wh, meter_stop_wh,
-                          total_energy_wh, energy_by_period, charging_seconds, parking_seconds,
-                          items, total_net, total_tax, total_cost, flags, stop_reason)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18::jsonb, $19, $20, $21::jsonb, $22, $23, $24, $25, $26)
-        ON CONFLICT (session_id) DO NOTHING
-        RETURNING id
-        """,
+    created = CdrCreated(
+        charge_point_id=session.charge_point_id,
+        occurred_at=end_at,
+        cdr_id=inputs.cdr_id,
+        session_id=session.id,
+        transaction_id=session.transaction_id,
+        evse_id=session.evse_id,
+        connector_id=session.connector_id,
+        id_token=session.id_token,
+        tariff_id=chosen.stored.id if chosen else None,
+        start_at=start_at.isoformat(),
+        end_at=end_at.isoformat(),
+        currency=priced.currency,
+        total_energy_wh=data["total_energy_wh"],
+        charging_seconds=data["charging_seconds"],
+        parking_seconds=data["parking_seconds"],
+        total_net=data["total_net"],
+        total_tax=data["total_tax"],
+        total_cost=data["total_cost"],
+        flags=tuple(flags),
+        items=tuple(data["items"]),
+    )
+    status = await conn.execute(
+        _STORE,
+        inputs.cdr_id,
         session.id,
         session.charge_point_id,
         session.evse_id,
@@ -148,31 +179,12 @@ async def create_cdr(
         priced.total,
         flags,
         session.stop_reason,
+        created.event_id,
+        created.type,
+        created.occurred_at,
+        created.payload_json(),
     )
-    if cdr_id is None:
-        return None
-    return CdrCreated(
-        charge_point_id=session.charge_point_id,
-        occurred_at=end_at,
-        cdr_id=cdr_id,
-        session_id=session.id,
-        transaction_id=session.transaction_id,
-        evse_id=session.evse_id,
-        connector_id=session.connector_id,
-        id_token=session.id_token,
-        tariff_id=chosen.stored.id if chosen else None,
-        start_at=start_at.isoformat(),
-        end_at=end_at.isoformat(),
-        currency=priced.currency,
-        total_energy_wh=data["total_energy_wh"],
-        charging_seconds=data["charging_seconds"],
-        parking_seconds=data["parking_seconds"],
-        total_net=data["total_net"],
-        total_tax=data["total_tax"],
-        total_cost=data["total_cost"],
-        flags=tuple(flags),
-        items=tuple(data["items"]),
-    )
+    return created if status.split()[-1] == "1" else None
 
 
 async def sessions_without_cdr(

@@ -29,11 +29,11 @@ import structlog
 from fastapi import APIRouter
 
 from billing import cdrs
-from billing.usage import find_session
+from billing.cdr_inputs import read_running
 from csms.cluster.leases import Lease, run_while_leader
 from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
-from csms.storage import Executor, event_log
+from csms.storage import Executor
 
 if TYPE_CHECKING:
     from csms.services import ServiceContext
@@ -117,11 +117,11 @@ class BillingService:
             log.exception("billing.cdr_failed", session_id=session_id)
 
     async def _create_cdr(self, conn: Executor, session_id: int) -> None:
+        """The CDR and its ``cdr_created`` event (written together by create_cdr)."""
         created = await cdrs.create_cdr(
             conn, session_id, utcnow(), self.default_currency, self.max_power_w
         )
         if created is not None:
-            await event_log.append(conn, created)
             log.info("billing.cdr_created", cdr_id=created.cdr_id, total=created.total_cost,
                      currency=created.currency, flags=created.flags)  # fmt: skip
 
@@ -171,15 +171,14 @@ class BillingService:
             if cdr is not None:
                 return {"session_id": session_id, "status": "ended", "cdr_id": cdr["id"],
                         **{k: cdr[k] for k in _COST_KEYS}}  # fmt: skip
-            session = await find_session(conn, session_id)
-            if session is None:
-                return None
             now = utcnow()
-            chosen, _, priced = await cdrs.price_session_now(
-                conn, session, now, self.default_currency, self.max_power_w
-            )
+            inputs = await read_running(conn, session_id, now)  # one read, not six
+            if inputs is None:
+                return None
+        chosen = inputs.chosen
+        priced = cdrs.price_inputs(inputs, now, self.default_currency, self.max_power_w)
         data = cdrs.priced_json(priced)
-        return {"session_id": session_id, "status": session.status, "as_of": now,
+        return {"session_id": session_id, "status": inputs.session.status, "as_of": now,
                 "tariff_id": chosen.stored.id if chosen else None,
                 **{k: data[k] for k in _COST_KEYS}}  # fmt: skip
 

@@ -66,7 +66,7 @@ def period_from_json(data: dict[str, Any]) -> TouPeriod:
     )
 
 
-def _from_row(row: Any) -> StoredTariff:
+def tariff_from_row(row: Any) -> StoredTariff:
     tariff = Tariff(
         currency=row["currency"],
         time_zone=row["time_zone"],
@@ -91,17 +91,17 @@ async def create_tariff(conn: Executor, name: str, tariff: Tariff) -> StoredTari
         json.dumps([period_to_json(p) for p in tariff.periods]),
         *(getattr(tariff, f) for f in _PRICE_FIELDS),
     )
-    return _from_row(row)
+    return tariff_from_row(row)
 
 
 async def get_tariff(conn: Executor, tariff_id: int) -> StoredTariff | None:
     row = await conn.fetchrow("SELECT * FROM tariffs WHERE id = $1", tariff_id)
-    return None if row is None else _from_row(row)
+    return None if row is None else tariff_from_row(row)
 
 
 async def list_tariffs(conn: Executor, limit: int, offset: int) -> list[StoredTariff]:
     rows = await conn.fetch("SELECT * FROM tariffs ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
-    return [_from_row(r) for r in rows]
+    return [tariff_from_row(r) for r in rows]
 
 
 async def assign(conn: Executor, scope: str, scope_id: str, tariff_id: int) -> None:
@@ -156,22 +156,27 @@ async def scopes_of(conn: Executor, charge_point_id: str, id_token: str | None) 
     return SessionScopes(charge_point_id, row["site_id"], row["token_group"], row["max_power_w"])
 
 
+# The most specific assignment of a session's scopes (token group, charger, site)
+# and its tariff; shared with billing/cdr_inputs.py (the session end's single read).
+TARIFF_CHOICE = f"""
+    FROM tariff_assignments a JOIN tariffs t ON t.id = a.tariff_id
+    WHERE (a.scope = 'token_group' AND a.scope_id = {{group}})
+       OR (a.scope = 'charger' AND a.scope_id = {{cp}})
+       OR (a.scope = 'site' AND a.scope_id = {{site}})
+       OR a.scope = 'default'
+    ORDER BY array_position(ARRAY[{", ".join(f"'{s}'" for s in SCOPES)}], a.scope)
+    LIMIT 1
+"""
+
+
 async def choose_tariff(conn: Executor, scopes: SessionScopes) -> ChosenTariff | None:
     """The most specific assignment: token group, then charger, then site, then default."""
     row = await conn.fetchrow(
-        """
-        SELECT a.scope, a.scope_id, t.*
-        FROM tariff_assignments a JOIN tariffs t ON t.id = a.tariff_id
-        WHERE (a.scope = 'token_group' AND a.scope_id = $1)
-           OR (a.scope = 'charger' AND a.scope_id = $2)
-           OR (a.scope = 'site' AND a.scope_id = $3)
-           OR a.scope = 'default'
-        ORDER BY array_position($4::text[], a.scope)
-        LIMIT 1
-        """,
+        f"SELECT a.scope, a.scope_id, t.* {TARIFF_CHOICE.format(group='$1', cp='$2', site='$3')}",
         scopes.token_group,
         scopes.charge_point_id,
         scopes.site_id,
-        list(SCOPES),
     )
-    return None if row is None else ChosenTariff(_from_row(row), row["scope"], row["scope_id"])
+    if row is None:
+        return None
+    return ChosenTariff(tariff_from_row(row), row["scope"], row["scope_id"])

@@ -9,6 +9,7 @@ whole-meter Power.Active.Import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -57,38 +58,47 @@ async def find_session(conn: Executor, session_id: int) -> SessionRecord | None:
     return None if row is None else SessionRecord(**dict(row))
 
 
+# A session's whole-meter samples of one measurand, in time order. The WHERE and ORDER
+# BY are shared with billing/cdr_inputs.py (the session end's single read).
+SAMPLES_WHERE = """
+    session_id = {session} AND measurand = {measurand} AND phase IS NULL
+      AND (location IS NULL OR location = 'Outlet')
+"""
+SAMPLES_ORDER = "sampled_at, id"
+
+
 async def _samples(conn: Executor, session_id: int, measurand: str) -> list[Any]:
+    where = SAMPLES_WHERE.format(session="$1", measurand="$2")
     return list(
         await conn.fetch(
-            """
-            SELECT sampled_at, value FROM meter_samples
-            WHERE session_id = $1 AND measurand = $2 AND phase IS NULL
-              AND (location IS NULL OR location = 'Outlet')
-            ORDER BY sampled_at, id
-            """,
+            f"SELECT sampled_at, value FROM meter_samples WHERE {where} ORDER BY {SAMPLES_ORDER}",
             session_id,
             measurand,
         )
     )
 
 
+# The events that carry a state, in the session's window: the partial index
+# events_charger_states (migration 0023) holds exactly these -- its predicate is
+# the first two conditions after the window, written the same way. (A
+# session_ended carries no state; periodic updates without one are not indexed.)
+STATE = "COALESCE(payload->>'charging_state', payload->>'detail')"
+STATES_WHERE = f"""
+    charge_point_id = {{cp}} AND occurred_at >= {{started_at}} AND occurred_at <= {{until}}
+      AND type IN ('session_updated', 'connector_status_changed')
+      AND {STATE} IS NOT NULL
+      AND ((type = 'session_updated' AND payload->>'transaction_id' = {{tx}})
+        OR (type = 'connector_status_changed' AND {{protocol}}::text = 'ocpp1.6'
+            AND evse_id IS NOT DISTINCT FROM {{evse_id}}))
+"""
+STATES_ORDER = "occurred_at, id"
+
+
 async def _states(conn: Executor, session: SessionRecord, until: datetime) -> list[StateChange]:
-    # The events that carry a state, in the session's window: the partial index
-    # events_charger_states (migration 0023) holds exactly these -- its predicate is
-    # the first two conditions after the window, written the same way. (A
-    # session_ended carries no state; periodic updates without one are not indexed.)
+    where = STATES_WHERE.format(cp="$1", tx="$2", started_at="$3", until="$4", protocol="$5",
+                                evse_id="$6")  # fmt: skip
     rows = await conn.fetch(
-        """
-        SELECT occurred_at, COALESCE(payload->>'charging_state', payload->>'detail') AS state
-        FROM events
-        WHERE charge_point_id = $1 AND occurred_at >= $3 AND occurred_at <= $4
-          AND type IN ('session_updated', 'connector_status_changed')
-          AND COALESCE(payload->>'charging_state', payload->>'detail') IS NOT NULL
-          AND ((type = 'session_updated' AND payload->>'transaction_id' = $2)
-            OR (type = 'connector_status_changed' AND $5::text = 'ocpp1.6'
-                AND evse_id IS NOT DISTINCT FROM $6))
-        ORDER BY occurred_at, id
-        """,
+        f"SELECT occurred_at, {STATE} AS state FROM events WHERE {where} ORDER BY {STATES_ORDER}",
         session.charge_point_id,
         session.transaction_id,
         session.started_at,
@@ -104,9 +114,31 @@ async def load_usage(
 ) -> SessionUsage:
     """What ``session`` used, up to its end (or ``now`` for a running session)."""
     ended_at = session.ended_at or now
+    energy = await _samples(conn, session.id, ENERGY_REGISTER)
+    power = await _samples(conn, session.id, POWER)
+    states = await _states(conn, session, ended_at) if session.started_at else []
+    return usage_of(
+        session,
+        now,
+        max_power_w,
+        [(r["sampled_at"], r["value"]) for r in energy],
+        [(r["sampled_at"], r["value"]) for r in power],
+        states,
+    )
+
+
+def usage_of(
+    session: SessionRecord,
+    now: datetime,
+    max_power_w: Decimal | None,
+    energy: Sequence[tuple[datetime, float]],
+    power: Sequence[tuple[datetime, float]],
+    states: Sequence[StateChange],
+) -> SessionUsage:
+    """The usage of ``session`` from its register and power samples and its states (pure)."""
+    ended_at = session.ended_at or now
     started_at = session.started_at or session.meter_start_at or ended_at
-    readings = [Reading(r["sampled_at"], to_decimal(r["value"])) for r in
-                await _samples(conn, session.id, ENERGY_REGISTER)]  # fmt: skip
+    readings = [Reading(at, to_decimal(value)) for at, value in energy]
     if session.meter_start_wh is not None and session.meter_start_at is not None:
         readings.append(Reading(session.meter_start_at, to_decimal(session.meter_start_wh)))
     if session.ended_at is not None and session.meter_stop_wh is not None:
@@ -114,14 +146,11 @@ async def load_usage(
         # end (a charger's clock racing its own StopTransaction) is not billed.
         stop = Reading(session.ended_at, to_decimal(session.meter_stop_wh))
         readings = [r for r in readings if r.at <= stop.at and r != stop] + [stop]
-    power = [PowerSample(r["sampled_at"], to_decimal(r["value"])) for r in
-             await _samples(conn, session.id, POWER)]  # fmt: skip
-    states = await _states(conn, session, ended_at) if session.started_at else []
     return SessionUsage(
         started_at=started_at,
         ended_at=max(ended_at, started_at),
         readings=readings,
         states=states,
-        power=power,
+        power=[PowerSample(at, to_decimal(value)) for at, value in power],
         max_power_w=max_power_w,
     )

@@ -244,10 +244,8 @@ _STORE_UPDATES = f"""
            -- the session as this statement left it: the statement's snapshot does not
            -- see its own readings update, which RETURNING gives
            COALESCE(
-               (SELECT to_jsonb(u) - 'created_at' - 'updated_at' FROM readings u
-                WHERE u.id = x.session_id),
-               (SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM sessions s
-                WHERE s.id = x.session_id))
+               (SELECT {sessions.context_sql("u")} FROM readings u WHERE u.id = x.session_id),
+               (SELECT {sessions.context_sql("s")} FROM sessions s WHERE s.id = x.session_id))
     FROM unnest($20::int[], $21::uuid[], $22::text[], $23::int[], $24::int[],
                 $25::timestamptz[], $26::text[], $27::bigint[])
          AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)

@@ -14,11 +14,18 @@ from typing import Any
 from csms.events import Event, MeterSample, MeterSampled
 from csms.meter import energy_register
 from csms.storage import Executor
-from csms.storage.sessions import readings_assignment
+from csms.storage.sessions import context_sql, readings_assignment
+
+_APPEND = f"""
+    INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                        occurred_at, payload, context)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb,
+            (SELECT {context_sql("s")} FROM sessions s WHERE s.id = $8::bigint))
+"""
 
 
 async def append(conn: Executor, event: Event, session_id: int | None = None) -> None:
-    """Append ``event``; with ``session_id``, snapshot that session row into ``context``.
+    """Append ``event``; with ``session_id``, snapshot that session into ``context``.
 
     The snapshot is taken in the same statement (and transaction) as the event,
     so the Kafka fan-out (:mod:`csms.outbox`) publishes the session exactly as
@@ -26,13 +33,7 @@ async def append(conn: Executor, event: Event, session_id: int | None = None) ->
     """
     evse_id, connector_id = event.evse
     await conn.execute(
-        """
-        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
-                            occurred_at, payload, context)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb,
-                (SELECT to_jsonb(s) - 'created_at' - 'updated_at'
-                 FROM sessions s WHERE s.id = $8::bigint))
-        """,
+        _APPEND,
         event.event_id,
         event.type,
         event.charge_point_id,

@@ -195,6 +195,37 @@ async def find(conn: Executor, charge_point_id: str, transaction_id: str) -> Ses
     return None if row is None else SessionRef(row["id"], row["transaction_id"])
 
 
+# What an event's ``context`` keeps of its session row: the fields the outbox relay's
+# session summary reads (csms/outbox/envelope.py ``session_summary``), nothing more.
+# The whole row (to_jsonb, 680 bytes) was a third of a 2.0.1 update's event in WAL;
+# nulls and a false ``start_unknown`` are left out (the summary reads them as such).
+SESSION_CONTEXT_FIELDS = (
+    "transaction_id",
+    "status",
+    "protocol",
+    "evse_id",
+    "connector_id",
+    "id_token",
+    "token_type",
+    "auth_status",
+    "started_at",
+    "ended_at",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "energy_wh",
+    "stop_reason",
+)
+
+
+def context_sql(row: str) -> str:
+    """SQL building an event's session ``context`` (jsonb) from the sessions row ``row``."""
+    pairs = ", ".join(f"'{name}', {row}.{name}" for name in SESSION_CONTEXT_FIELDS)
+    return (
+        f"jsonb_strip_nulls(jsonb_build_object({pairs}, "
+        f"'start_unknown', NULLIF({row}.start_unknown, false)))"
+    )
+
+
 def readings_assignment(first_wh: str, first_at: str, last_wh: str, last_at: str) -> str:
     """SQL ``SET`` list moving a session's start/latest readings, given parameter names.
 

@@ -8,9 +8,11 @@ import json
 import pytest
 
 from csms.outbox import store
+from csms.outbox.envelope import session_summary
 from csms.outbox.service import OutboxService
+from csms.storage.sessions import SESSION_CONTEXT_FIELDS
 from tests.conftest import StartCsms
-from tests.csms.outbox.frames import session_v16
+from tests.csms.outbox.frames import session_v16, session_v201
 from tests.ocpp_clients import raw_charger
 from tests.waiting import eventually
 
@@ -41,8 +43,50 @@ async def test_without_kafka_events_stay_in_the_outbox_and_the_csms_says_so(
     started = json.loads(
         await csms.pool.fetchval("SELECT context FROM events WHERE type = 'session_started'")
     )
-    assert started["status"] == "active" and started["meter_stop_wh"] is None
+    assert started["status"] == "active" and started.get("meter_stop_wh") is None
     assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE context IS NOT NULL") == 2
+
+
+async def test_the_stored_session_context_gives_the_summary_the_whole_row_gives(
+    start_csms: StartCsms,
+) -> None:
+    """``context`` keeps only what the relay's summary reads; the summary is unchanged.
+
+    Each session event's summary from its stored context equals the summary of the
+    session row as that event left it: the update's (the 2.0.1 batch path, the row as
+    its readings left it) against the row's readings at that point, the end's against
+    the final row.
+    """
+    csms = await start_csms()
+    await csms.add_token("TAG")
+    async with raw_charger(csms.ocpp_url, "CP-CTX", "ocpp2.0.1") as charger:
+        await session_v201(charger, "TAG", "TX-CTX")
+    rows = await csms.pool.fetch(
+        "SELECT type, occurred_at, context FROM events WHERE context IS NOT NULL ORDER BY id"
+    )
+    assert [r["type"] for r in rows] == ["session_started", "session_updated", "session_ended"]
+    whole = json.loads(
+        await csms.pool.fetchval(
+            "SELECT to_jsonb(s) FROM sessions s WHERE transaction_id = 'TX-CTX'"
+        )
+    )
+    allowed = {*SESSION_CONTEXT_FIELDS, "start_unknown"}
+    for row in rows:
+        context = json.loads(row["context"])
+        assert set(context) <= allowed, set(context) - allowed
+        assert None not in context.values()
+    started, updated, ended = (json.loads(r["context"]) for r in rows)
+    end_summary = session_summary(ended, rows[2]["occurred_at"])
+    assert end_summary == session_summary(whole, rows[2]["occurred_at"])
+    assert end_summary is not None and end_summary["energy_wh"] == 12000
+    assert end_summary["stop_reason"] == "Local" and end_summary["status"] == "ended"
+    # the update as its readings left it: 500 -> 6500 Wh, still active
+    as_updated = {**whole, "status": "active", "ended_at": None, "meter_stop_wh": None,
+                  "stop_reason": None, "energy_wh": 6000.0}  # fmt: skip
+    assert session_summary(updated, rows[1]["occurred_at"]) == session_summary(
+        as_updated, rows[1]["occurred_at"]
+    )
+    assert started["status"] == "active" and started["id_token"] == "TAG"
 
 
 async def test_pruning_keeps_unpublished_rows_while_a_relay_runs(start_csms: StartCsms) -> None:
