@@ -87,7 +87,9 @@ class _Socket:
 
     async def send(self, message: str) -> None:
         self.protocol.send_text(message.encode())
-        self.sent += len(self.protocol.data_to_send())
+        chunks = self.protocol.data_to_send()
+        if message.startswith("[3,"):  # a CALLRESULT (a CALLERROR would mean a broken path)
+            self.sent += len(chunks)
 
 
 def _frames(v201: bool, count: int) -> dict[str, list[str]]:
@@ -116,14 +118,20 @@ async def _connection(v201: bool) -> Any:
     return connection
 
 
-async def _measure(messages: int, profile: cProfile.Profile | None) -> dict[str, float]:
+async def _measure(
+    messages: int, profile: cProfile.Profile | None
+) -> tuple[dict[str, float], dict[str, int]]:
+    """(CPU us per message, answer frames sent for the measured messages), by kind."""
     results: dict[str, float] = {}
+    answers: dict[str, int] = {}
     for v201 in (False, True):
         connection = await _connection(v201)
+        socket: _Socket = connection.websocket
         frames = _frames(v201, messages)
         for kind, texts in frames.items():
             for text in texts[:200]:  # warm: caches, compiled validators
                 await connection.route_message(text)
+            sent = socket.sent
             if profile is not None:
                 profile.enable()
             started = time.process_time()
@@ -132,8 +140,15 @@ async def _measure(messages: int, profile: cProfile.Profile | None) -> dict[str,
             spent = time.process_time() - started
             if profile is not None:
                 profile.disable()
-            results[f"{'2.0.1' if v201 else '1.6'} {kind}"] = spent / len(texts) * 1e6
-    return results
+            name = f"{'2.0.1' if v201 else '1.6'} {kind}"
+            results[name] = spent / len(texts) * 1e6
+            answers[name] = socket.sent - sent
+    return results, answers
+
+
+async def measure_answers(messages: int) -> dict[str, int]:
+    """CALLRESULT frames sent per kind for ``messages`` measured messages (for a test)."""
+    return (await _measure(messages, None))[1]
 
 
 def main() -> None:
@@ -145,7 +160,7 @@ def main() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(20))
     profile = cProfile.Profile() if args.profile else None
-    results = asyncio.run(_measure(args.messages, profile))
+    results, _ = asyncio.run(_measure(args.messages, profile))
     for name, micros in results.items():
         print(f"{name:>16}: {micros:7.1f} us CPU per message (no I/O)")
     if profile is not None:
