@@ -105,6 +105,7 @@ class CentralSystem(Authorizer, PresenceRecorder):
                 max_batch=settings.group_commit_max_batch,
                 lanes=max(1, settings.db_pool_max // 4),
                 acquire_timeout=settings.db_acquire_timeout,
+                adaptive=settings.group_commit_adaptive,
             )
         # Connect, boot and disconnect writes: lanes of their own (csms.presence).
         self.setup_commit = self._setup_committer()

@@ -99,6 +99,8 @@ def parse(field: str, raw: str) -> object:
         return port
     if field in {"api_tls", "reuse_port", "proxy_protocol", "ws_compression", "gc_freeze"}:
         return _bool(field, raw)
+    if field == "group_commit_adaptive":
+        return _bool(field, raw)
     if field in {"connect_concurrency", "gc_gen0_threshold", "setup_db_connections"}:
         return _positive_int(field, raw)
     if field == "ws_handshake_timeout":

@@ -56,12 +56,14 @@ from csms.rpc_frames import CallErrorReceived as CallErrorReceived  # where call
 from csms.rpc_frames import InvalidAnswer as InvalidAnswer
 from csms.rpc_frames import snake_case_keys as snake_case_keys
 from csms.storage import interop
-from csms.validation import CALL, CALLRESULT, first_error
+from csms.validation import CALL, CALLRESULT, first_error, warm
 
 ocpp.messages.ASYNC_VALIDATION = False
 
 log = structlog.get_logger(__name__)
 
+# Versions whose validators are compiled (or being compiled) in this process.
+_WARMED: set[str] = set()
 # A charger answering a CSMS call with these does not take that action at all.
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "NotSupported"})
 
@@ -109,6 +111,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         sent before closing are still buffered: keep reading them, so that its
         answer completes the pending command instead of being lost.
         """
+        if self._ocpp_version not in _WARMED:  # the first connection of its version
+            _WARMED.add(self._ocpp_version)
+            actions = sorted(self.known_actions)
+            asyncio.get_running_loop().run_in_executor(None, warm, self._ocpp_version, actions)
         async for frame in self.websocket:
             try:
                 await self.route_message(frame)

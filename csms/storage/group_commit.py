@@ -15,6 +15,11 @@ such writes and runs the writes of many chargers in ONE transaction:
 * **bounded** -- the first write of an idle lane waits ``window`` seconds for
   others; writes that queue while a batch commits are taken right after it
   (they have waited already); a batch holds at most ``max_batch`` writes;
+* **adaptive** (``adaptive=True``) -- the first write of an idle lane waits
+  the window only while the lane's writes come at least one per window (a
+  smoothed gap between them); slower, none would join, and it is written at
+  once, with whatever the same turn of the event loop submitted. Under load
+  batches form from what queues during the previous commit either way;
 * **poison isolation** -- if a batch fails, it is rolled back and each write
   is run again in a transaction of its own, in order: a poisoned message fails
   alone (its caller gets the error, the charger its CALLERROR), the others are
@@ -131,10 +136,22 @@ async def apply_segment(conn: Connection, run: Sequence[Write[Any]]) -> list[Any
     return results
 
 
+# The smoothed gap between a lane's writes: each new gap weighs this much, and a
+# gap counts at most _GAP_CAP seconds (an idle hour is no more telling than a second).
+_GAP_WEIGHT = 0.125
+_GAP_CAP = 1.0
+
+
 @dataclass(eq=False, slots=True)
 class _Lane:
     queue: deque[Write[Any]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
+    last_write_at: float = float("-inf")  # loop time of the last submit
+    gap: float = _GAP_CAP  # smoothed seconds between submits; idle to begin with
+
+    def note_write(self, now: float) -> None:
+        self.gap += (min(now - self.last_write_at, _GAP_CAP) - self.gap) * _GAP_WEIGHT
+        self.last_write_at = now
 
 
 class GroupCommitter:
@@ -148,6 +165,7 @@ class GroupCommitter:
         max_batch: int,
         lanes: int = 2,
         acquire_timeout: float | None = None,
+        adaptive: bool = False,
     ) -> None:
         if window <= 0 or max_batch < 1 or lanes < 1:
             raise ValueError("group commit needs a window > 0, max_batch >= 1 and lanes >= 1")
@@ -155,15 +173,19 @@ class GroupCommitter:
         self.window = window
         self.max_batch = max_batch
         self.acquire_timeout = acquire_timeout
+        self.adaptive = adaptive
         self._lanes = [_Lane() for _ in range(lanes)]
         self.batches = 0  # committed batch transactions (for tests and diagnostics)
         self.fallbacks = 0  # batches that failed and were written message by message
         self.single_statements = 0  # batches that were one statement, without BEGIN/COMMIT
+        self.unwaited = 0  # batches of an idle lane written without waiting (adaptive)
 
     async def submit(self, write: Write[R]) -> R:
         """Queue ``write``; return its result once the transaction holding it committed."""
-        write.future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        write.future = loop.create_future()
         lane = self._lanes[hash(write.charge_point_id) % len(self._lanes)]
+        lane.note_write(loop.time())
         lane.queue.append(write)
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(lane), name="group_commit.lane")
@@ -178,7 +200,13 @@ class GroupCommitter:
         """Write the lane's queue batch by batch until it is empty, then end."""
         try:
             if len(lane.queue) < self.max_batch:
-                await asyncio.sleep(self.window)  # an idle lane: let others join
+                if not self.adaptive or lane.gap <= self.window:
+                    await asyncio.sleep(self.window)  # an idle lane: let others join
+                else:
+                    # Writes come slower than one per window: none would join. Take
+                    # what this turn of the loop submits (frames read together), no more.
+                    self.unwaited += 1
+                    await asyncio.sleep(0)
             while lane.queue:
                 batch = take_batch(lane.queue, self.max_batch)
                 if batch:

@@ -9,7 +9,7 @@ import pytest
 from jsonschema.exceptions import best_match
 from ocpp.messages import get_validator
 
-from csms.validation import CALL, CALLRESULT, accepts, first_error
+from csms.validation import CALL, CALLRESULT, accepts, first_error, warm
 
 VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("1.6", "MeterValues", {"connectorId": 1, "transactionId": 5, "meterValue": [
@@ -145,3 +145,10 @@ def test_decimal_schemas_are_left_to_the_library() -> None:
     ocpp.messages._validate_payload(message, "1.6")  # reads 21.4 as a decimal: valid
     limit = message.payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
     assert limit[0]["limit"] == decimal.Decimal("21.4")
+
+
+def test_warm_compiles_what_the_actions_have_and_skips_the_rest() -> None:
+    # MeterValues: CALL and CALLRESULT; an unknown action: nothing (no error);
+    # SetChargingProfile: its CALLRESULT only -- the library reads its CALL with
+    # decimals, and a float copy compiled here first would replace the library's.
+    assert warm("1.6", ["MeterValues", "NoSuchAction", "SetChargingProfile"]) == 3
