@@ -30,6 +30,7 @@ from ocpp.v201 import call as call201
 
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
+from csms.cluster.feed import FeedRow
 from csms.events import (
     ChargerBooted,
     ChargerConnected,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+_TYPES = frozenset({ChargerBooted.type, ChargerConnected.type, ReportReceived.type})
+
 
 class InteropService:
     name = "interop"
@@ -64,8 +67,18 @@ class InteropService:
 
         return [build_router()]
 
+    def wants(self, row: FeedRow) -> bool:
+        """Boots, reconnects and reports of the chargers held (or just stored) here.
+
+        The node holding the socket probes, and the node that stored a boot forgets
+        the other firmware's facts: once in the cluster, not once per worker.
+        """
+        if row.type not in _TYPES:
+            return False
+        return row.local or self.context.registry.get(row.charge_point_id) is not None
+
     async def start(self) -> None:
-        subscription = self.context.bus.subscribe(self.name)
+        subscription = self.context.bus.subscribe(self.name, self.wants)
         self._subscription = subscription
         self._tasks.spawn(self._consume(subscription))
 
