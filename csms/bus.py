@@ -23,6 +23,10 @@ Delivery (see docs/cluster-events.md):
   ``_NOTIFY_INTERVAL_S``: below saturation each read and NOTIFY was a round
   trip and a transaction for one or two events (docs/profiling.md, "The cost
   below saturation");
+* a subscription may name what it wants (``wants``, asked of each row's head:
+  type, charger, written here): the payloads of rows no subscriber of this node
+  wants are not fetched nor decoded — with several workers most rows are the
+  other workers' meter values (:mod:`csms.cluster.subscription`);
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.

@@ -12,6 +12,9 @@
 * A boot with other firmware than the one that taught the CSMS an action was
   unsupported gives the charger a fresh chance at it.
 
+Only the events of chargers held (or stored) by this node are read here: with
+several workers, each probes and bookkeeps its own chargers, once.
+
 The third source, a CALLERROR NotImplemented/NotSupported to any CSMS call, is
 recorded where calls are sent (:meth:`csms.connection.OcppConnection.call`).
 """
