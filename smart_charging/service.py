@@ -29,7 +29,14 @@ from fastapi import APIRouter
 
 from csms.cluster.feed import FeedRow
 from csms.cluster.leases import Lease
-from csms.events import MeterSampled, Protocol, SessionEnded, SessionStarted, SessionUpdated
+from csms.events import (
+    ChargerDisconnected,
+    MeterSampled,
+    Protocol,
+    SessionEnded,
+    SessionStarted,
+    SessionUpdated,
+)
 from csms.services import ServiceContext
 from csms.storage.listen import listen_forever
 from smart_charging import observing, planner_state, store
@@ -52,9 +59,16 @@ REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>
 
 
 # Re-plans not debounced: a session waits for its share, or capacity given back waits.
-# observing.on_event ignores these for a charger without a site (site_of is None).
+# observing.on_event ignores these for a charger without a site (site_of is None). Not
+# statuses: their EV state is applied to a tracked session before the site is looked up.
 _SITE_EVENTS = frozenset(
-    {SessionStarted.type, SessionUpdated.type, SessionEnded.type, MeterSampled.type}
+    {
+        SessionStarted.type,
+        SessionUpdated.type,
+        SessionEnded.type,
+        MeterSampled.type,
+        ChargerDisconnected.type,
+    }
 )
 _AT_ONCE = frozenset({"session_started", "session_ended", "ev_idle", "ev_suspended"})
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -85,7 +86,7 @@ class Subscription:
             row = self._peek()
             if row is None:
                 if self._next_seq < bus._base_seq:
-                    await self._catch_up()
+                    await self._retrying(self._catch_up())
                 else:
                     await bus._arrived.wait()
                     self._slice_started = time.monotonic()
@@ -93,7 +94,8 @@ class Subscription:
             wanted = row.position > self.position and (self.wants is None or self.wants(row))
             if wanted and not row.fetched:
                 # Before the row is passed: a failed read leaves it next, not skipped.
-                self.fetched_late += await bus.fetch_payloads(self._unfetched_ahead())
+                await self._retrying(self._fetch_ahead())
+                continue
             self._advance()
             if row.position <= self.position:
                 continue  # already handed out (a resumed cursor ahead of the buffer)
@@ -103,6 +105,21 @@ class Subscription:
                 event = row.event
                 if event is not None:
                     return event
+
+    async def _retrying(self, read: Coroutine[Any, Any, None]) -> None:
+        """A read of the table; on failure (the database away) say so and wait, then go on.
+
+        The caller reads the same rows again: its consumer never sees the error (its
+        task would end), and never a row skipped.
+        """
+        try:
+            await read
+        except Exception as exc:
+            log.warning("bus.subscriber_read_failed", subscriber=self.name, error=repr(exc))
+            await asyncio.sleep(self._bus.poll_interval)
+
+    async def _fetch_ahead(self) -> None:
+        self.fetched_late += await self._bus.fetch_payloads(self._unfetched_ahead())
 
     def _peek(self) -> FeedRow | None:
         if self._page:

@@ -9,6 +9,8 @@ unfetched because no subscriber wanted them when they were read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 import pytest
 
@@ -111,3 +113,32 @@ async def test_a_node_reads_no_payload_of_another_nodes_rows_nobody_wants(
         rows = node.rows_from(0)
         assert len(rows) == 20
         assert all(r.fetched == r.local for r in rows)
+
+
+async def test_a_failed_late_read_is_retried_and_skips_nothing(
+    pool: asyncpg.Pool, database_dsn: str, buses: list[EventBus]
+) -> None:
+    """The database away while a wanted row is fetched: the consumer waits, then gets it."""
+    bus = await start_bus(buses, pool, database_dsn, poll_interval=0.05)
+    bus.subscribe("narrow", lambda row: False)  # the reader fetches nothing
+    events = [status("CP-R", n) for n in range(3)]
+    for event in events:
+        await event_log.append(pool, event)
+    bus.publish()
+
+    async def read() -> bool:
+        return bus.position > bus.started_at and len(bus.rows_from(0)) == 3
+
+    await eventually(read)
+    real = bus.fetch_payloads
+    failures = [ConnectionError("database away")]
+
+    async def failing_once(rows: Sequence[FeedRow]) -> int:
+        if failures:
+            raise failures.pop()
+        return await real(rows)
+
+    bus.fetch_payloads = failing_once  # type: ignore[method-assign]
+    everything = await bus.subscribe_at("engine", feed.START)
+    assert await take(everything, 3) == events
+    assert not failures
