@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from ocpp.v16 import call as call16
 
+from csms.interop.service import InteropService
 from csms.monitoring.live_service import LiveMonitoringService
 from tests.conftest import StartCsms
 from tests.csms.cluster.test_two_nodes import client, two_nodes
@@ -55,6 +56,18 @@ async def test_an_idle_node_reads_no_other_nodes_meter_values_and_streams_them_r
         samples = [r for r in rows if r.type in ("meter_sampled", "session_updated")]
         assert samples, [r.type for r in rows]
         assert not any(r.fetched for r in samples)  # nobody on node B wanted them
+        # The boot's bookkeeping (forget other firmware's facts, probe) is node A's alone.
+        [boot_b] = [r for r in rows if r.type == "charger_booted"]
+        assert await a.app.bus.caught_up(10)
+        [boot_a] = [
+            r
+            for r in a.app.bus.rows_from(0)
+            if r.charge_point_id == "CP-W" and r.type == "charger_booted"
+        ]
+        interop_a, interop_b = (
+            next(s for s in node.app.services if isinstance(s, InteropService)) for node in (a, b)
+        )
+        assert interop_a.wants(boot_a) and not interop_b.wants(boot_b)
 
         async with client(b, "read-only") as reader:
             async with listening(reader, charger="CP-W", type="session_progress") as listener:
