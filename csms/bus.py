@@ -23,6 +23,10 @@ Delivery (see docs/cluster-events.md):
   ``_NOTIFY_INTERVAL_S``: below saturation each read and NOTIFY was a round
   trip and a transaction for one or two events (docs/profiling.md, "The cost
   below saturation");
+* a subscription may name what it wants (``wants``, asked of each row's head:
+  type, charger, written here): the payloads of rows no subscriber of this node
+  wants are not fetched nor decoded — with several workers most rows are the
+  other workers' meter values (:mod:`csms.cluster.subscription`);
 * a once-per-cluster consumer (alert engine, history writer) subscribes with
   :meth:`EventBus.subscribe_at` from a position stored in ``feed_cursors``, so
   the node that takes its lease over resumes where the last holder stopped.
@@ -36,18 +40,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 
 from csms.cluster import feed
-from csms.cluster.feed import FeedRow, Position, WrittenHere
+from csms.cluster.feed import FeedRow, Interest, Position, WrittenHere
 from csms.cluster.leases import bounded
 from csms.cluster.peers import LISTENER_NAME, Peers
+from csms.cluster.subscription import Subscription
 from csms.events import Event
+
+__all__ = ["CHANNEL", "EventBus", "Interest", "Subscription"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,104 +69,10 @@ _MIN_READ_INTERVAL_S = 0.025
 _NOTIFY_INTERVAL_S = 0.050
 _PAYLOADS_APART_FROM = 16  # rows in the last page: read payloads apart (feed.read_after)
 _LISTEN_RETRY_S = 5.0  # between attempts to re-open a lost LISTEN connection
-# A subscriber handed events without waiting (catching up a backlog, its handler
-# never awaiting anything real) yields to the loop after this long: the charger
-# sockets share the loop (docs/profiling.md, "Event-loop lag").
-_SLICE_S = 0.002
 
 
-class Subscription:
-    """One consumer's cursor; iterate with ``await subscription.get()``."""
-
-    def __init__(self, bus: EventBus, name: str, position: Position, next_seq: int) -> None:
-        self.name = name
-        self._bus = bus
-        self.position = position  # feed position of the last event handed out
-        self._next_seq = next_seq  # index into the bus's buffer of the next event
-        self._page: deque[FeedRow] = deque()  # catch-up rows read from the table
-        self._last_recorded_at: datetime | None = None
-        self._warned_old = False
-        self.caught_up_from_table = 0  # events this subscriber had to read itself
-        self._slice_started = time.monotonic()  # since this subscriber last let others run
-
-    @property
-    def recorded_at(self) -> datetime:
-        """When the last event handed out was stored (the server's clock)."""
-        assert self._last_recorded_at is not None, "get() first"
-        return self._last_recorded_at
-
-    @property
-    def pending(self) -> int:
-        """Events the bus has read that this subscriber has not taken yet (at least)."""
-        return len(self._page) + max(0, self._bus._next_seq - self._next_seq)
-
-    def empty(self) -> bool:
-        return self.pending == 0
-
-    async def get(self) -> Event:
-        """The next committed event after this cursor, waiting for one if none is new.
-
-        Every ``_SLICE_S`` seconds of handing out events without waiting, it lets the
-        loop run other work first (an ``await`` of an event already there does not).
-        """
-        bus = self._bus
-        if time.monotonic() - self._slice_started > _SLICE_S:
-            await asyncio.sleep(0)
-            self._slice_started = time.monotonic()
-        while True:
-            if self._page:
-                row = self._page.popleft()
-                if self._take(row):
-                    assert row.event is not None
-                    return row.event
-                continue
-            if self._next_seq < bus._base_seq:
-                await self._catch_up()
-                continue
-            index = self._next_seq - bus._base_seq
-            if index < len(bus._buffer):
-                row = bus._buffer[index]
-                self._next_seq += 1
-                if self._take(row):
-                    assert row.event is not None
-                    return row.event
-                continue
-            await bus._arrived.wait()
-            self._slice_started = time.monotonic()
-
-    def _take(self, row: FeedRow) -> bool:
-        if row.position <= self.position:
-            return False  # already handed out (a resumed cursor ahead of the buffer)
-        self.position = row.position
-        self._last_recorded_at = row.recorded_at
-        return row.event is not None
-
-    async def _catch_up(self) -> None:
-        """Read the events between this cursor and the buffer from the table."""
-        bus = self._bus
-        base = bus._base_seq
-        before = bus._buffer[0].position if bus._buffer else (bus.position[0], bus.position[1] + 1)
-        self._warn_if_pruned()
-        async with bus.pool.acquire() as conn:
-            rows = await feed.read_between(conn, self.position, before, bus.page_size)
-        if rows:
-            self.caught_up_from_table += len(rows)
-            self._page.extend(rows)
-        else:
-            self._next_seq = max(self._next_seq, base)
-
-    def _warn_if_pruned(self) -> None:
-        last = self._last_recorded_at
-        if self._warned_old or last is None:
-            return
-        if datetime.now(UTC) - last > timedelta(hours=self._bus.retention_hours):
-            self._warned_old = True
-            log.error(
-                "bus.cursor_older_than_retention",
-                subscriber=self.name,
-                last_event_recorded_at=last.isoformat(),
-                detail="events after it may have been pruned from the outbox: some are lost",
-            )
+def _NOTHING(row: FeedRow) -> bool:
+    return False
 
 
 class EventBus:
@@ -232,14 +145,25 @@ class EventBus:
 
     # -- subscribers ------------------------------------------------------------------
 
-    def subscribe(self, name: str) -> Subscription:
-        """A cursor at the live tail: every event committed from now on."""
-        subscription = Subscription(self, name, self.position, self._next_seq)
+    def subscribe(self, name: str, wants: Interest | None = None) -> Subscription:
+        """A cursor at the live tail: every event committed from now on (that it ``wants``).
+
+        ``wants`` (None: every event) is asked of each row's head (type, charger,
+        ``local``); the rows no subscriber of this node wants are neither fetched nor
+        decoded here. It may change its answer over time (a row it wants later is
+        fetched then); keep it cheap, it is asked for every row, up to twice.
+        """
+        subscription = Subscription(self, name, self.position, self._next_seq, wants)
         self._subscriptions.append(subscription)
         return subscription
 
     async def subscribe_at(
-        self, name: str, position: Position, *, saved_at: datetime | None = None
+        self,
+        name: str,
+        position: Position,
+        *,
+        saved_at: datetime | None = None,
+        wants: Interest | None = None,
     ) -> Subscription:
         """A cursor after ``position`` (a stored cursor): older events come from the table.
 
@@ -255,7 +179,7 @@ class EventBus:
                 retention_hours=self.retention_hours,
                 detail="events after the cursor may have been pruned from the outbox: lost",
             )
-        subscription = Subscription(self, name, position, self._base_seq - 1)
+        subscription = Subscription(self, name, position, self._base_seq - 1, wants)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -273,6 +197,8 @@ class EventBus:
         """
         if stored_as_is and event is not None:
             self.written_here.add(event)
+        elif event is not None:
+            self.written_here.mark(event.event_id)  # its row is this process's own (local)
         self._local_commits = True
         self._wake.set()
 
@@ -374,14 +300,43 @@ class EventBus:
             await asyncio.sleep(max(0.0, _MIN_READ_INTERVAL_S - (loop.time() - read_at)))
 
     async def _read_page(self) -> tuple[list[FeedRow], bool]:
-        # A large last page (a busy node): the payloads of this node's own rows stay out.
-        apart = self._last_page >= _PAYLOADS_APART_FROM
+        wanted = self._wanted()
+        # Payloads apart (heads first, then the payloads of the wanted rows not held here):
+        # when some rows are not wanted, or the last page was large (a busy node).
+        apart = wanted is not None or self._last_page >= _PAYLOADS_APART_FROM
         async with self.pool.acquire() as conn:
             rows, blocked = await feed.read_after(
-                conn, self.position, self.page_size, self.written_here, payloads_apart=apart
+                conn,
+                self.position,
+                self.page_size,
+                self.written_here,
+                payloads_apart=apart,
+                wanted=wanted,
             )
         self._last_page = len(rows)
         return rows, blocked
+
+    def _wanted(self) -> Interest | None:
+        """What any subscriber of this node wants (None: every row)."""
+        interests = [s.wants for s in self._subscriptions]
+        if not interests:
+            return _NOTHING
+        if any(wants is None for wants in interests):
+            return None
+        return lambda row: any(wants(row) for wants in interests if wants is not None)
+
+    def rows_from(self, seq: int) -> Sequence[FeedRow]:
+        """The buffered rows from sequence number ``seq`` on (a copy: one page at most)."""
+        start = max(0, seq - self._base_seq)
+        end = min(len(self._buffer), start + self.page_size)
+        return [self._buffer[i] for i in range(start, end)]
+
+    async def fetch_payloads(self, rows: Sequence[FeedRow]) -> int:
+        """Read the payloads a subscriber wants that the reader left out (by id)."""
+        if not rows:
+            return 0
+        async with self.pool.acquire() as conn:
+            return await feed.fetch_payloads(conn, rows)
 
     async def _watch_horizon(self, held: bool) -> None:
         """Say, once per episode, which transaction holds delivery back for over a second."""

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
+from csms.cluster.feed import held_here
 from csms.connection import CallErrorReceived
 from csms.events import ChargerConnected
 from csms.router import ChargerNotConnected
@@ -54,7 +55,9 @@ class FirmwareCampaignService:
         return [build_router(self)]
 
     async def start(self) -> None:
-        self._subscription = self._context.bus.subscribe(self.name)
+        # A charger connecting here: the targets this node sends to are its own chargers'.
+        wants = held_here(self._context.registry, ChargerConnected.type)
+        self._subscription = self._context.bus.subscribe(self.name, wants)
         self._tasks.spawn(self._watch_connections(self._subscription))
         self._tasks.spawn(self._dispatch_forever())
 

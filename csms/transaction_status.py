@@ -21,6 +21,7 @@ from ocpp.v201 import call as call201
 
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
+from csms.cluster.feed import held_here
 from csms.connection import CallErrorReceived, InvalidAnswer
 from csms.events import (
     ChargerConnected,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from csms.services import ServiceContext
 
 log = structlog.get_logger(__name__)
+
+_TYPES = (ChargerConnected.type, SessionStarted.type, SessionUpdated.type, SessionEnded.type)
 
 
 def seq_gap(previous: int | None, seq_no: int) -> bool:
@@ -61,7 +64,9 @@ class TransactionStatusService:
         return ()
 
     async def start(self) -> None:
-        self._subscription = self._context.bus.subscribe(self.name)
+        # Only this node's chargers: another worker asks its own (not decoded here).
+        wants = held_here(self._context.registry, *_TYPES)
+        self._subscription = self._context.bus.subscribe(self.name, wants)
         self._tasks.spawn(self._run(self._subscription))
 
     async def stop(self) -> None:

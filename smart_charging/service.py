@@ -27,8 +27,16 @@ from typing import Any
 import structlog
 from fastapi import APIRouter
 
+from csms.cluster.feed import FeedRow
 from csms.cluster.leases import Lease
-from csms.events import MeterSampled, Protocol, SessionUpdated
+from csms.events import (
+    ChargerDisconnected,
+    MeterSampled,
+    Protocol,
+    SessionEnded,
+    SessionStarted,
+    SessionUpdated,
+)
 from csms.services import ServiceContext
 from csms.storage.listen import listen_forever
 from smart_charging import observing, planner_state, store
@@ -51,6 +59,17 @@ REPLAN_CHANNEL = "smart_charging_replan"  # NOTIFY payload: "<site_id>\n<reason>
 
 
 # Re-plans not debounced: a session waits for its share, or capacity given back waits.
+# observing.on_event ignores these for a charger without a site (site_of is None). Not
+# statuses: their EV state is applied to a tracked session before the site is looked up.
+_SITE_EVENTS = frozenset(
+    {
+        SessionStarted.type,
+        SessionUpdated.type,
+        SessionEnded.type,
+        MeterSampled.type,
+        ChargerDisconnected.type,
+    }
+)
 _AT_ONCE = frozenset({"session_started", "session_ended", "ev_idle", "ev_suspended"})
 
 
@@ -84,7 +103,13 @@ class SmartChargingService:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._planning_lock: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscription = context.bus.subscribe("smart_charging")
+        self._subscription = context.bus.subscribe("smart_charging", self._wants)
+
+    def _wants(self, row: FeedRow) -> bool:
+        """Not the meter values of a charger known to be at no site: they change no plan."""
+        if row.type in _SITE_EVENTS:
+            return self._site_of.get(row.charge_point_id, "") is not None
+        return True
 
     def api_routers(self) -> Sequence[APIRouter]:
         from smart_charging.api import build_router

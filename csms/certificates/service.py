@@ -27,6 +27,7 @@ from ocpp.v201 import call as call201
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
 from csms.certificates import authority
+from csms.cluster.feed import held_here
 from csms.connection import CallErrorReceived
 from csms.events import CertificateSigningRequested, Protocol
 from csms.router import ChargerNotConnected
@@ -50,7 +51,8 @@ class CertificateService:
         return ()  # the certificate routes are in csms.api.ocpp_data
 
     async def start(self) -> None:
-        self._subscription = self._context.bus.subscribe(self.name)
+        wants = held_here(self._context.registry, CertificateSigningRequested.type)
+        self._subscription = self._context.bus.subscribe(self.name, wants)
         self._tasks.spawn(self._deliver_signed(self._subscription))
         self._tasks.spawn(self._renew_periodically())
 

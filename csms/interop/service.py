@@ -12,6 +12,9 @@
 * A boot with other firmware than the one that taught the CSMS an action was
   unsupported gives the charger a fresh chance at it.
 
+Only the events of chargers held (or stored) by this node are read here: with
+several workers, each probes and bookkeeps its own chargers, once.
+
 The third source, a CALLERROR NotImplemented/NotSupported to any CSMS call, is
 recorded where calls are sent (:meth:`csms.connection.OcppConnection.call`).
 """
@@ -30,6 +33,7 @@ from ocpp.v201 import call as call201
 
 from csms.background import BackgroundTasks
 from csms.bus import Subscription
+from csms.cluster.feed import FeedRow
 from csms.events import (
     ChargerBooted,
     ChargerConnected,
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+_TYPES = frozenset({ChargerBooted.type, ChargerConnected.type, ReportReceived.type})
+
 
 class InteropService:
     name = "interop"
@@ -64,8 +70,18 @@ class InteropService:
 
         return [build_router()]
 
+    def wants(self, row: FeedRow) -> bool:
+        """Boots, reconnects and reports of the chargers held (or just stored) here.
+
+        The node holding the socket probes, and the node that stored a boot forgets
+        the other firmware's facts: once in the cluster, not once per worker.
+        """
+        if row.type not in _TYPES:
+            return False
+        return row.local or self.context.registry.get(row.charge_point_id) is not None
+
     async def start(self) -> None:
-        subscription = self.context.bus.subscribe(self.name)
+        subscription = self.context.bus.subscribe(self.name, self.wants)
         self._subscription = subscription
         self._tasks.spawn(self._consume(subscription))
 

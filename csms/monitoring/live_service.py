@@ -5,9 +5,14 @@ runs where (docs/cluster-events.md):
 
 * on every node: one task follows the bus from the live tail and hands each
   event to the session tracker (session progress) and the stream hub (the SSE
-  stream shows every charger, wherever its socket is); the liveness watchdog
-  looks after this node's sockets; ``csms_chargers_connected`` counts them,
-  labelled with the node;
+  stream shows every charger, wherever its socket is) -- but only while some
+  one needs them: on the node holding the ``monitoring`` lease (its gauges and
+  energy count) and on a node whose stream has a listener. Elsewhere it wants
+  no event, so a worker neither fetches nor decodes the other workers' meter
+  values for nobody; when it is needed again its tracker starts from the
+  active sessions in Postgres (:meth:`SessionTracker.seed`). The liveness
+  watchdog looks after this node's sockets; ``csms_chargers_connected`` counts
+  them, labelled with the node;
 * once per cluster, on the node holding the ``monitoring`` lease
   (:class:`~csms.cluster.singleton.LeaderFeed`, resuming from its stored
   cursor): the connectivity recorder (downtime and connector-status history),
@@ -31,6 +36,7 @@ import structlog
 from fastapi import APIRouter
 
 from csms.bus import Subscription
+from csms.cluster.feed import FeedRow
 from csms.cluster.leases import Lease
 from csms.cluster.singleton import LeaderFeed
 from csms.events import Event, Protocol
@@ -82,6 +88,9 @@ class LiveMonitoringService:
         )
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The tracker has seen every event since it was last seeded: False after a row
+        # it did not want (nobody needed it), so it is seeded again before the next.
+        self._following = False
 
     def api_routers(self) -> Sequence[APIRouter]:
         pool = self.context.pool
@@ -94,7 +103,7 @@ class LiveMonitoringService:
         ]
 
     async def start(self) -> None:
-        self._subscription = self.context.bus.subscribe(self.name)
+        self._subscription = self.context.bus.subscribe(self.name, self._wants)
         await self.sites.refresh()
         self._tasks = [
             asyncio.create_task(self.sites.run()),
@@ -118,14 +127,44 @@ class LiveMonitoringService:
         self._tasks = []
         await self.watchdog.stop()
 
+    def _wants(self, row: FeedRow) -> bool:
+        """Every event while the lease's gauges or a stream listener need them; else none."""
+        if self.leader.leading or self.hub.listened_to:
+            return True
+        self._following = False  # the tracker misses this row: seed it again when needed
+        return False
+
     async def _consume(self, subscription: Subscription) -> None:
         """This node's view: session progress and the stream, for every charger."""
         while True:
             event = await subscription.get()
             try:
+                if not self._following:
+                    await self._seed_tracker()
                 self._handle(event)
             except Exception:
                 log.exception("monitoring.event_failed", event_type=event.type)
+
+    async def _seed_tracker(self) -> None:
+        """Start the tracker from the active sessions (their start and last register)."""
+        self._following = True  # from here on: a row not wanted meanwhile resets it
+        async with self.context.pool.acquire() as conn:
+            active = await conn.fetch(
+                """
+                SELECT charge_point_id, evse_id, transaction_id, meter_start_wh, meter_last_wh
+                FROM sessions WHERE status = 'active'
+                """
+            )
+        self.tracker.seed(
+            (
+                r["charge_point_id"],
+                r["evse_id"],
+                r["transaction_id"],
+                r["meter_start_wh"],
+                r["meter_last_wh"],
+            )
+            for r in active
+        )
 
     def _handle(self, event: Event) -> None:
         progress, delivered_wh = self.tracker.apply(event)

@@ -149,6 +149,23 @@ class SessionTracker:
             return self._progress(key, session, event.occurred_at), delivered
         return None, 0.0
 
+    def seed(
+        self,
+        active: Iterable[tuple[str, int | None, str | None, float | None, float | None]],
+    ) -> None:
+        """Start over from the active sessions: (charger, EVSE, transaction, start, last Wh).
+
+        For a tracker that has not seen every event (it started late, or followed
+        none while nobody needed it): the energy of a session counts from its start
+        register, and an event it then sees again adds nothing (the register does
+        not go back); power and SoC come with the next samples.
+        """
+        self._sessions = {}
+        for charge_point_id, evse_id, transaction_id, start_wh, last_wh in active:
+            session = _Session(transaction_id, register_start_wh=start_wh)
+            session.register_wh = last_wh if last_wh is not None else start_wh
+            self._sessions[(charge_point_id, evse_id)] = session
+
     def power_by_charger(self) -> dict[str, float]:
         """Sum of the last power reported by each charger's active sessions."""
         watts: dict[str, float] = {}
