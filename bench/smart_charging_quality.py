@@ -60,6 +60,7 @@ STEPS = int((19.5 - DAY_START_H) / STEP_H)  # 07:00 - 19:30
 MIN_A = 6.0
 HYSTERESIS_S = SERVICE_HYSTERESIS_S  # the allocator's, as the service runs it (--hysteresis)
 BASE = datetime(2026, 1, 5, tzinfo=UTC)
+FILL_GAPS = True  # the fair policy's gap rule (smart_charging.gaps)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def _sessions(
 
 def allocator(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
     sessions = _sessions(present, True, lambda p: p.ev.arrival)
-    return dict(allocate(_node(limit), sessions).currents)
+    return dict(allocate(_node(limit), sessions, fill_gaps=FILL_GAPS).currents)
 
 
 def fair(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:
@@ -169,7 +170,7 @@ def service_after(present: Sequence[Present], limit: float, step: int) -> dict[s
     """The load manager now: a full EV (it drew nothing) is idle - lowest class, its
     minimum at most; urgency within the class."""
     sessions = _sessions(present, True, lambda p: p.ev.arrival)
-    return dict(allocate(_node(limit), sessions).currents)
+    return dict(allocate(_node(limit), sessions, fill_gaps=FILL_GAPS).currents)
 
 
 def round_robin(present: Sequence[Present], limit: float, step: int) -> dict[str, float]:

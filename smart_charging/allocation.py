@@ -82,6 +82,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from smart_charging.gaps import fill
+
 PHASES = 3
 TOTAL = PHASES  # resource index of a node's summed-over-lines limit
 DEFAULT_MIN_CURRENT = 6.0  # A; IEC 61851-1: below this a pilot signal means "no charging"
@@ -171,9 +173,19 @@ def node_paths(nodes: Iterable[Node]) -> dict[str, tuple[str, ...]]:
 
 
 def allocate(
-    nodes: Sequence[Node], sessions: Sequence[Session], resolution: float = 0.1
+    nodes: Sequence[Node],
+    sessions: Sequence[Session],
+    resolution: float = 0.1,
+    *,
+    fill_gaps: bool = False,
 ) -> Allocation:
-    """Each session's current under every limit of ``nodes`` (see the module docstring)."""
+    """Each session's current under every limit of ``nodes`` (see the module docstring).
+
+    ``fill_gaps``: the gap rule of the ``fair`` policy (:mod:`smart_charging.gaps`): within
+    one operator class, a paused session is admitted at its minimum when a less urgent
+    session already charging can give the part of it that does not fit, and the site
+    then draws more in total.
+    """
     paths = node_paths(nodes)
     capacity: dict[tuple[str, int], float] = {}
     for node in nodes:
@@ -191,7 +203,8 @@ def allocate(
     by_class: dict[tuple[int, int, int], list[Session]] = {}
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.klass, []).append(s)
-    for priority in sorted(by_class, reverse=True):
+    classes = sorted(by_class, reverse=True)
+    for index, priority in enumerate(classes):
         # Only the resources this class loads: with one class per minute of laxity a
         # site can have as many classes as sessions.
         mine = {r for s in by_class[priority] for r, _ in loads[s.id]}
@@ -206,6 +219,11 @@ def allocate(
             if amps > 0.0:
                 for r, weight in loads[s.id]:
                     used[r] += weight * amps
+        last_of_operator_class = index + 1 == len(classes) or classes[index + 1][:2] != priority[:2]
+        if fill_gaps and priority[0] == 1 and last_of_operator_class:
+            # Every urgency class of this operator class is served: fill what they left.
+            members = [s for k in classes if k[:2] == priority[:2] for s in by_class[k]]
+            fill(members, currents, loads, capacity, used, resolution)
     return Allocation(currents)
 
 

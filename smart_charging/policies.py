@@ -87,6 +87,15 @@ def order_key(
     return -int(laxity // 1)
 
 
+def fills_gaps(policy: str) -> bool:
+    """Whether ``policy`` applies the gap rule (:mod:`smart_charging.gaps`): ``fair`` only.
+
+    The greedy policies are the classic schedulers as defined (each session its maximum
+    or what is left, if that is at least its minimum, else nothing), for comparison.
+    """
+    return policy not in GREEDY
+
+
 def order_sessions(policy: str, sessions: Sequence[Session], now: datetime) -> list[Session]:
     """The sessions with their ``urgency`` set for ``policy`` (a pure function).
 
