@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from bench.smart_charging_e2e import Database, E2EOptions, run_day
 from bench.smart_charging_loss import CAUSES
-from bench.smart_charging_quality import EV, Row, jain, optimum_wh, simulate, workload
 from bench.smart_charging_quality import SCHEDULERS as PURE
+from bench.smart_charging_quality import Row, simulate
+from bench.smart_charging_workload import EV, jain, optimum_wh, workload
 from csms.config import LogFormat
 from csms.logs import configure_logging
 
