@@ -299,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--policies",
         default="fair,edf,llf",
         help="--e2e: the sites' allocation policies to run end to end, each on the same days "
-        "(fair = the service's own; edf, llf, fcfs, rr: the classic greedy orders)",
+        "(fair = the service's own; edf, llf, fcfs, rr: the classic greedy orders; "
+        "fair-strict: fair without the gap rule, an ablation)",
     )
     args = parser.parse_args(argv)
     if args.tou:

@@ -33,7 +33,10 @@ One current ``a_i`` per session, in ampere per phase, with
   full or idle EV, ``active = 0``; capped at its minimum) comes after every
   other, then the operator's class ``k_i``, then the *urgency* ``g_i`` within
   it (:mod:`smart_charging.urgency`; 0 without a deadline), so urgency orders
-  sessions inside an operator class and never across two;
+  sessions inside an operator class and never across two. One exception, with
+  ``fill_gaps`` (the ``fair`` policy): once an operator class is served, what
+  it left under a paused session's minimum is filled by a trade inside that
+  operator class that adds current (:mod:`smart_charging.gaps`);
 * **max-min fairness within a class** (water-filling): raise a common level
   ``t`` from 0; each admitted session gets ``a_i(t) = min(u_i, max(m_i, t))``;
   when a resource (a node's line or its total) becomes saturated, every
