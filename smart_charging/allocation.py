@@ -34,9 +34,10 @@ One current ``a_i`` per session, in ampere per phase, with
   other, then the operator's class ``k_i``, then the *urgency* ``g_i`` within
   it (:mod:`smart_charging.urgency`; 0 without a deadline), so urgency orders
   sessions inside an operator class and never across two. One exception, with
-  ``fill_gaps`` (the ``fair`` policy): once an operator class is served, what
-  it left under a paused session's minimum is filled by a trade inside that
-  operator class that adds current (:mod:`smart_charging.gaps`);
+  ``fill_gaps`` (the ``fair`` policy): what an urgency class leaves under the
+  minimum of one of its paused sessions goes to that session - a session of
+  the same operator class already served gives the part that is missing -
+  before any less urgent class is served (:mod:`smart_charging.gaps`);
 * **max-min fairness within a class** (water-filling): raise a common level
   ``t`` from 0; each admitted session gets ``a_i(t) = min(u_i, max(m_i, t))``;
   when a resource (a node's line or its total) becomes saturated, every
@@ -184,10 +185,11 @@ def allocate(
 ) -> Allocation:
     """Each session's current under every limit of ``nodes`` (see the module docstring).
 
-    ``fill_gaps``: the gap rule of the ``fair`` policy (:mod:`smart_charging.gaps`): within
-    one operator class, a paused session is admitted at its minimum when a less urgent
-    session already charging can give the part of it that does not fit, and the site
-    then draws more in total.
+    ``fill_gaps``: the gap rule of the ``fair`` policy (:mod:`smart_charging.gaps`): once
+    a class is served, a session of it paused because its minimum does not fit in what
+    is left is admitted at that minimum when a session of the same operator class
+    already served can give the part that is missing - before any less urgent class
+    takes what is left.
     """
     paths = node_paths(nodes)
     capacity: dict[tuple[str, int], float] = {}
@@ -222,11 +224,11 @@ def allocate(
             if amps > 0.0:
                 for r, weight in loads[s.id]:
                     used[r] += weight * amps
-        last_of_operator_class = index + 1 == len(classes) or classes[index + 1][:2] != priority[:2]
-        if fill_gaps and priority[0] == 1 and last_of_operator_class:
-            # Every urgency class of this operator class is served: fill what they left.
-            members = [s for k in classes if k[:2] == priority[:2] for s in by_class[k]]
-            fill(members, currents, loads, capacity, used, resolution)
+        if fill_gaps and priority[0] == 1:
+            # Before any less urgent class is served: what this one left under a paused
+            # session's minimum goes to that session, not to a less urgent one.
+            served = [s for k in classes[: index + 1] if k[:2] == priority[:2] for s in by_class[k]]
+            fill(by_class[priority], served, currents, loads, capacity, used, resolution)
     return Allocation(currents)
 
 

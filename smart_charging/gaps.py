@@ -1,39 +1,44 @@
-"""The gap rule of the ``fair`` policy: no capacity left unused for want of a 6 A minimum (pure).
+"""The gap rule of the ``fair`` policy: the most urgent waiting EV gets what is left (pure).
 
 Classes are served one after the other (:mod:`smart_charging.allocation`): the
 most urgent sessions of an operator class take what they can, the next class
-what is left, and so on. Under congestion what is left at the end is usually
-*less than a minimum*: 4 A on a site where every paused EV needs 6 A (single
-phase) or 3 x 6 A (three phase). A pilot signal below 6 A means "stop", so that
-gap stays unused - on the ACN-shaped days of ``python -m bench.smart_charging_quality``
-it was most of what the allocator lost against the LP optimum at 10-15 %
-limits (the optimum knows no minimum), and EDF and LLF lose it too.
+what is left, and so on. Under congestion what a class leaves is often *less
+than the minimum* of its next session: 16 A summed over the lines where a
+three-phase EV needs 3 x 6 A. A pilot signal below 6 A means "stop", so a
+strict order pauses that EV and hands the 16 A to a *less urgent* class - an EV
+with hours of slack that would have charged on its own at the end of the day -
+or leaves them unused when nobody can take them. On the ACN-shaped days of
+``python -m bench.smart_charging_quality`` that was most of what the allocator
+lost against the LP optimum at 10-15 % limits (the optimum knows no minimum);
+EDF and LLF lose it too.
 
-The rule, once every urgency class of one operator class is served:
+The rule, right after each class ``c`` of an operator class is served and
+before any less urgent class:
 
-    for each paused session ``s`` of the class that wants current, most urgent first:
+    for each session ``s`` of ``c`` paused although it wants current (arrival order):
         short(r) = w_s(r) * m_s - left(r)   on each resource ``r`` of its path where
                                             its minimum ``m_s`` does not fit
-        if no resource is short: nothing to do (it would have been admitted)
-        donor ``j``: a session of the same operator class with current, the least
-            urgent first (then the latest arrival, the largest id), whose path holds
-            every short resource and which can give
+        if no resource is short: nothing to do
+        donor ``j``: a session already served in this operator class (``c`` or more
+            urgent) with current, the least urgent first (then the latest arrival,
+            the largest id), whose path holds every short resource and which can give
                 delta_j = max_r short(r) / w_j(r)   (rounded up to 0.1 A)
             and stay at or above its own minimum: a_j - delta_j >= m_j
-        admit ``s`` at ``m_s`` and lower ``j`` by ``delta_j`` - only if the site then
-            draws more in total: |L(s)| * m_s - |L(j)| * delta_j >= MIN_GAIN_A
+        admit ``s`` at ``m_s`` and lower ``j`` by ``delta_j`` - only if the classes
+            served so far then draw more in total: |L(s)| m_s - |L(j)| delta_j >= MIN_GAIN_A
 
 (``w(r)``: a session's weight on a resource, 1 per line, ``|L|`` on a total.)
-Every limit still holds - the donor only goes down, ``s`` fits in what is left
-plus what the donor gave - and nobody goes under a minimum. The total drawn
-grows by about the gap. What it costs: the donor, more urgent than ``s``, gives
-``delta_j`` (at most one minimum) to a less urgent session - so urgency classes
-are strict *except* for this trade, which moves at most one minimum and always
-adds current. Operator classes stay strict: donors and receivers are of the same
-operator class, and the rule runs before any lower class is served (which then
-gets what is left, as before). Idle (full) sessions never give nor take.
-Deterministic: the order of candidates and donors is a total order on the
-sessions' classes, ranks and ids.
+Every limit still holds - the donor only goes down, ``s`` fits in what was left
+plus what the donor gave - and nobody goes under a minimum. What it moves: the
+donor, at least as urgent as ``s``, gives ``delta_j`` (less than one minimum:
+the part of ``m_s`` that was not left) so that ``s`` charges; the less urgent
+classes get what is left after that (less by about the gap). So urgency classes
+are strict *except* for this: the leftover under a minimum goes to the most
+urgent session waiting for it. Operator classes stay strict: donors and
+receivers are of the same operator class, and a lower operator class is served
+on what the higher one left, as before. Idle (full) sessions never give nor
+take. Deterministic: candidates and donors are taken in a total order of
+classes, ranks and ids.
 """
 
 from __future__ import annotations
@@ -50,17 +55,24 @@ MIN_GAIN_A = 1.0  # a trade must add at least this much current (A summed over l
 _EPS = 1e-9
 
 
+def _order(s: Session) -> tuple[int, float, str]:
+    return (-s.urgency, s.rank, s.id)
+
+
 def fill(
-    members: Sequence[Session],
+    waiting: Sequence[Session],
+    served: Sequence[Session],
     currents: MutableMapping[str, float],
     loads: Mapping[str, list[tuple[Resource, int]]],
     capacity: Mapping[Resource, float],
     used: MutableMapping[Resource, float],
     resolution: float,
 ) -> None:
-    """Apply the gap rule (module docstring) to one operator class, in place."""
-    order = sorted(members, key=lambda s: (-s.urgency, s.rank, s.id))
-    for s in order:
+    """Apply the gap rule (module docstring) to the paused sessions of ``waiting`` (one
+    class, just served), with donors from ``served`` (the classes of its operator
+    class served so far, itself included), in place."""
+    donors = sorted(served, key=_order, reverse=True)  # the least urgent first
+    for s in sorted(waiting, key=_order):
         if currents[s.id] > 0.0 or s.floor <= 0.0 or s.cap <= 0.0:
             continue
         need = s.floor
@@ -71,12 +83,11 @@ def fill(
         }
         if not short:
             continue
-        donor = _donor(order, s, short, currents, loads, resolution)
+        donor = _donor(donors, s, short, currents, loads, resolution)
         if donor is None:
             continue
         j, delta = donor
-        gain = len(set(s.phases)) * need - len(set(j.phases)) * delta
-        if gain < MIN_GAIN_A:
+        if len(set(s.phases)) * need - len(set(j.phases)) * delta < MIN_GAIN_A:
             continue
         currents[j.id] = round(currents[j.id] - delta, 6)
         for r, w in loads[j.id]:
@@ -87,15 +98,15 @@ def fill(
 
 
 def _donor(
-    order: Sequence[Session],
+    donors: Sequence[Session],
     s: Session,
     short: Mapping[Resource, float],
     currents: Mapping[str, float],
     loads: Mapping[str, list[tuple[Resource, int]]],
     resolution: float,
 ) -> tuple[Session, float] | None:
-    """The least urgent session with current that can give what ``s`` lacks, and how much."""
-    for j in reversed(order):
+    """The first of ``donors`` with current that can give what ``s`` lacks, and how much."""
+    for j in donors:
         if j.id == s.id or currents[j.id] <= 0.0:
             continue
         weights = dict(loads[j.id])

@@ -73,29 +73,41 @@ def test_a_full_ev_never_holds_capacity_another_needs(scenario: Scenario) -> Non
             assert with_idle[s.id] <= s.floor + TOL
 
 
+def _one_operator_class(scenario: Scenario) -> tuple[list[Node], list[Session]]:
+    nodes, sessions = scenario
+    return nodes, [dataclasses.replace(s, priority=0, idle=False) for s in sessions]
+
+
 @given(flagged())
-def test_a_gap_is_filled_only_by_a_trade_that_adds_current(scenario: Scenario) -> None:
-    """One operator class: against the strict class order, every session either keeps its
-    current, or was paused and gets exactly its minimum (a receiver), or gives some of
-    its current and keeps at least its minimum (a donor); at most one donor per
-    receiver; and the site draws at least MIN_GAIN_A more per receiver."""
-    nodes, flagged_sessions = scenario
-    sessions = [dataclasses.replace(s, priority=0, idle=False) for s in flagged_sessions]
-    strict = dict(allocate(nodes, sessions, 0.0).currents)
-    gap = _gap(nodes, sessions)
-    receivers = donors = 0
-    for s in sessions:
-        before, after = strict[s.id], gap[s.id]
-        if abs(before - after) <= TOL:
-            continue
-        if before == 0.0:
-            receivers += 1
-            assert abs(after - s.floor) <= TOL, (s, after)
-        else:
-            donors += 1
-            assert s.floor - TOL <= after < before, (s, before, after)
-    assert donors <= receivers
-    assert _drawn(sessions, gap) >= _drawn(sessions, strict) + receivers * MIN_GAIN_A - TOL
+def test_a_class_lowers_more_urgent_sessions_only_to_admit_its_own_at_their_minimum(
+    scenario: Scenario,
+) -> None:
+    """Adding one urgency class ``c`` under the more urgent ones (nothing below ``c``
+    changes what they get: the rule runs class by class, with donors already served):
+    each of those keeps its current or gives some and keeps at least its minimum; no
+    more of them give than sessions of ``c`` charge at exactly their minimum; and each
+    giver adds current: the sessions present draw at least MIN_GAIN_A more per giver
+    than the more urgent ones alone did."""
+    nodes, sessions = _one_operator_class(scenario)
+    everyone = _gap(nodes, sessions)
+    for c in sorted({s.urgency for s in sessions}):
+        above = [s for s in sessions if s.urgency > c]
+        with_c = [s for s in sessions if s.urgency >= c]
+        before, after = _gap(nodes, above), _gap(nodes, with_c)
+        for s in with_c:  # the less urgent classes change nothing of it
+            assert abs(everyone[s.id] - after[s.id]) <= TOL, s
+        givers = 0
+        for s in above:
+            if abs(after[s.id] - before[s.id]) > TOL:
+                givers += 1
+                assert s.floor - TOL <= after[s.id] < before[s.id], (s, before, after)
+        at_minimum = [
+            s
+            for s in with_c
+            if s.urgency == c and s.floor > 0 and abs(after[s.id] - s.floor) <= TOL
+        ]
+        assert givers <= len(at_minimum)
+        assert _drawn(with_c, after) >= _drawn(above, before) + givers * MIN_GAIN_A - TOL
 
 
 @given(flagged(), st.randoms(use_true_random=False))
@@ -118,6 +130,28 @@ def test_the_gap_under_a_minimum_goes_to_a_paused_ev() -> None:
     ]
     assert allocate(nodes, sessions).currents == {"urgent": 16.0, "next": 0.0}
     assert allocate(nodes, sessions, fill_gaps=True).currents == {"urgent": 12.6, "next": 6.0}
+
+
+def test_what_is_left_under_a_minimum_goes_to_the_more_urgent_waiting_ev() -> None:
+    """80 A summed over the lines. Two single-phase EVs leaving first take 32 A each; the
+    16 A left are under the 3 x 6 A of the three-phase EV leaving next: strictly, they go
+    to the EV with hours of slack. The second gives 2 A instead, and the three-phase EV
+    charges at its minimum; the one with slack waits (it can charge alone later)."""
+    nodes = [Node("site", None, total_limit=80.0)]
+    sessions = [
+        Session("first", "site", phases=(0,), max_current=32.0, urgency=30),
+        Session("second", "site", phases=(1,), max_current=32.0, urgency=20),
+        Session("three-phase", "site", max_current=16.0, urgency=10),
+        Session("slack", "site", phases=(2,), max_current=32.0, urgency=1),
+    ]
+    strict = {"first": 32.0, "second": 32.0, "three-phase": 0.0, "slack": 16.0}
+    assert allocate(nodes, sessions).currents == strict
+    assert allocate(nodes, sessions, fill_gaps=True).currents == {
+        "first": 32.0,
+        "second": 30.0,
+        "three-phase": 6.0,
+        "slack": 0.0,
+    }
 
 
 def test_no_trade_for_a_gap_that_adds_nothing_or_across_operator_classes() -> None:
