@@ -9,7 +9,9 @@ every policy.
 
 ``fair`` (the default)
     deadline urgency with hysteresis (:mod:`smart_charging.urgency`), then
-    max-min fair sharing inside a class, admission in arrival order.
+    max-min fair sharing inside a class, admission in arrival order; what a
+    class leaves under a paused session's minimum goes to that session, not to
+    a less urgent one (the gap rule, :mod:`smart_charging.gaps`).
 ``edf`` - earliest departure first
     each session, in order of its departure time, gets its maximum while it
     fits (what is left, if that is at least its minimum); sessions without a
