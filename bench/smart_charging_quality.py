@@ -26,7 +26,8 @@ Workload (seeded; one day per seed)
 Schedulers (each step, on the EVs present that still want energy)
 ==================================================================
 * ``allocator``: the load manager's allocator (its default policy ``fair``): operator
-  class, deadline urgency (:mod:`smart_charging.urgency`), max-min fair in a class;
+  class, deadline urgency (:mod:`smart_charging.urgency`), max-min fair in a class,
+  what a class leaves under a minimum to its waiting session (:mod:`smart_charging.gaps`);
 * ``fair``: the allocator without urgency (what it did before deadline-aware sharing);
 * ``EDF`` / ``LLF`` / ``FCFS``: earliest departure / least laxity / first arrival
   first, each EV its maximum while it fits (``--e2e --policies edf,llf,fcfs`` runs
