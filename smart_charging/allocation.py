@@ -209,7 +209,9 @@ def allocate(
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.klass, []).append(s)
     classes = sorted(by_class, reverse=True)
-    for index, priority in enumerate(classes):
+    served: list[Session] = []  # the gap rule's donors: this operator class's, most urgent first
+    operator_class: tuple[int, int] | None = None
+    for priority in classes:
         # Only the resources this class loads: with one class per minute of laxity a
         # site can have as many classes as sessions.
         mine = {r for s in by_class[priority] for r, _ in loads[s.id]}
@@ -227,7 +229,9 @@ def allocate(
         if fill_gaps and priority[0] == 1:
             # Before any less urgent class is served: what this one left under a paused
             # session's minimum goes to that session, not to a less urgent one.
-            served = [s for k in classes[: index + 1] if k[:2] == priority[:2] for s in by_class[k]]
+            if priority[:2] != operator_class:
+                served, operator_class = [], priority[:2]
+            served.extend(sorted(by_class[priority], key=lambda s: (s.rank, s.id)))
             fill(by_class[priority], served, currents, loads, capacity, used, resolution)
     return Allocation(currents)
 

@@ -55,10 +55,6 @@ MIN_GAIN_A = 1.0  # a trade must add at least this much current (A summed over l
 _EPS = 1e-9
 
 
-def _order(s: Session) -> tuple[int, float, str]:
-    return (-s.urgency, s.rank, s.id)
-
-
 def fill(
     waiting: Sequence[Session],
     served: Sequence[Session],
@@ -69,10 +65,9 @@ def fill(
     resolution: float,
 ) -> None:
     """Apply the gap rule (module docstring) to the paused sessions of ``waiting`` (one
-    class, just served), with donors from ``served`` (the classes of its operator
-    class served so far, itself included), in place."""
-    donors = sorted(served, key=_order, reverse=True)  # the least urgent first
-    for s in sorted(waiting, key=_order):
+    class, just served), with donors from ``served`` (the classes of its operator class
+    served so far, itself included, most urgent first), in place."""
+    for s in sorted(waiting, key=lambda s: (s.rank, s.id)):
         if currents[s.id] > 0.0 or s.floor <= 0.0 or s.cap <= 0.0:
             continue
         need = s.floor
@@ -83,7 +78,12 @@ def fill(
         }
         if not short:
             continue
-        donor = _donor(donors, s, short, currents, loads, resolution)
+        # Any donor gives at least the largest shortfall in total (|L(j)| delta_j >=
+        # short(r) on a line, = on a total): no trade can add MIN_GAIN_A when that is
+        # most of the minimum - as on a full site - so no donor is looked for then.
+        if len(set(s.phases)) * need - max(short.values()) < MIN_GAIN_A:
+            continue
+        donor = _donor(served, s, short, currents, loads, resolution)
         if donor is None:
             continue
         j, delta = donor
@@ -98,15 +98,16 @@ def fill(
 
 
 def _donor(
-    donors: Sequence[Session],
+    served: Sequence[Session],
     s: Session,
     short: Mapping[Resource, float],
     currents: Mapping[str, float],
     loads: Mapping[str, list[tuple[Resource, int]]],
     resolution: float,
 ) -> tuple[Session, float] | None:
-    """The first of ``donors`` with current that can give what ``s`` lacks, and how much."""
-    for j in donors:
+    """The least urgent of ``served`` with current that can give what ``s`` lacks, and
+    how much."""
+    for j in reversed(served):
         if j.id == s.id or currents[j.id] <= 0.0:
             continue
         weights = dict(loads[j.id])
