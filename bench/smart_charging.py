@@ -84,7 +84,7 @@ def replan_seconds(tree: SiteTree, live: list[LiveSession]) -> tuple[float, floa
     """(wall seconds, CPU seconds, nodes, sessions paused) of one re-plan."""
     started, cpu = time.perf_counter(), time.process_time()
     problem = build_problem(tree, live, NOW)
-    currents = allocate(problem.nodes, problem.sessions).currents
+    currents = allocate(problem.nodes, problem.sessions, fill_gaps=problem.fill_gaps).currents
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     paused = sum(1 for a in currents.values() if a == 0.0)
     return elapsed, cpu, len(problem.nodes), paused

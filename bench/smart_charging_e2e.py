@@ -50,7 +50,7 @@ import httpx
 
 from bench import smart_charging_e2e_debug as debug
 from bench.smart_charging_loss import LossLedger
-from bench.smart_charging_quality import EV, STEP_H, STEPS, VOLTAGE
+from bench.smart_charging_workload import EV, STEP_H, STEPS, VOLTAGE
 from charge_point_sim import Fleet, FleetConfig, SimClock
 from charge_point_sim.ev import EVSpec, EVState, power_after
 from charge_point_sim.model import Session

@@ -16,25 +16,45 @@ them on the same seeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bench.smart_charging_e2e import Database, E2EOptions, run_day
 from bench.smart_charging_loss import CAUSES
-from bench.smart_charging_quality import EV, Row, jain, optimum_wh, simulate, workload
 from bench.smart_charging_quality import SCHEDULERS as PURE
+from bench.smart_charging_quality import Row, simulate
+from bench.smart_charging_workload import EV, jain, optimum_wh, workload
 from csms.config import LogFormat
 from csms.logs import configure_logging
+from smart_charging import model
 
 # --policies names -> the site's allocation_policy, and how a line names its result.
 POLICY_NAMES = {"fair": "fair", "edf": "edf", "llf": "llf", "fcfs": "fcfs", "rr": "round-robin",
-                "round-robin": "round-robin"}  # fmt: skip
+                "round-robin": "round-robin", "fair-strict": "fair-strict"}  # fmt: skip
 LABELS = {"fair": "service", "edf": "EDF e2e", "llf": "LLF e2e", "round-robin": "RR e2e",
-          "fcfs": "FCFS e2e"}  # fmt: skip
+          "fcfs": "FCFS e2e", "fair-strict": "fair, no gap rule"}  # fmt: skip
+# An ablation, not a policy a site can have: ``fair`` without the gap rule
+# (smart_charging/gaps.py), the CSMS in this process told so for that day.
+ABLATIONS = {"fair-strict": "fair"}
 PURE_OF = {"round-robin": "RR", "fcfs": "FCFS"}  # pure schedulers printed when asked
 DEFAULT_POLICIES = ("fair", "edf", "llf")
+
+
+@contextlib.asynccontextmanager
+async def _gap_rule(on: bool) -> AsyncIterator[None]:
+    """The load manager of this process with (the default) or without the gap rule."""
+    if on:
+        yield
+        return
+    saved = model.fills_gaps
+    model.fills_gaps = lambda policy: False
+    try:
+        yield
+    finally:
+        model.fills_gaps = saved
 
 
 def parse_policies(text: str) -> tuple[str, ...]:
@@ -103,9 +123,10 @@ async def run_e2e(
                 best = optimum_wh(evs, limit_w)
                 requested = sum(e.energy_wh for e in evs)
                 for policy in policies:
-                    async with db.fresh() as dsn:
+                    site_policy = ABLATIONS.get(policy, policy)
+                    async with db.fresh() as dsn, _gap_rule(policy not in ABLATIONS):
                         day = await run_day(
-                            dsn, evs, limit_w, dataclasses.replace(o, policy=policy)
+                            dsn, evs, limit_w, dataclasses.replace(o, policy=site_policy)
                         )
                     r = result.e2e[policy]
                     _add(r.row, day.delivered_wh, evs, best, seeds)

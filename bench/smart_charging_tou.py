@@ -50,14 +50,16 @@ from datetime import timedelta
 
 from bench.smart_charging_quality import (
     BASE,
+    Present,
+    _node,
+    _sessions,
+)
+from bench.smart_charging_workload import (
     DAY_START_H,
     EV,
     STEP_H,
     STEPS,
     VOLTAGE,
-    Present,
-    _node,
-    _sessions,
     optimum_wh,
     workload,
 )

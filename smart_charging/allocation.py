@@ -33,7 +33,11 @@ One current ``a_i`` per session, in ampere per phase, with
   full or idle EV, ``active = 0``; capped at its minimum) comes after every
   other, then the operator's class ``k_i``, then the *urgency* ``g_i`` within
   it (:mod:`smart_charging.urgency`; 0 without a deadline), so urgency orders
-  sessions inside an operator class and never across two;
+  sessions inside an operator class and never across two. One exception, with
+  ``fill_gaps`` (the ``fair`` policy): what an urgency class leaves under the
+  minimum of one of its paused sessions goes to that session - a session of
+  the same operator class already served gives the part that is missing -
+  before any less urgent class is served (:mod:`smart_charging.gaps`);
 * **max-min fairness within a class** (water-filling): raise a common level
   ``t`` from 0; each admitted session gets ``a_i(t) = min(u_i, max(m_i, t))``;
   when a resource (a node's line or its total) becomes saturated, every
@@ -81,6 +85,8 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from smart_charging.gaps import fill
 
 PHASES = 3
 TOTAL = PHASES  # resource index of a node's summed-over-lines limit
@@ -171,9 +177,20 @@ def node_paths(nodes: Iterable[Node]) -> dict[str, tuple[str, ...]]:
 
 
 def allocate(
-    nodes: Sequence[Node], sessions: Sequence[Session], resolution: float = 0.1
+    nodes: Sequence[Node],
+    sessions: Sequence[Session],
+    resolution: float = 0.1,
+    *,
+    fill_gaps: bool = False,
 ) -> Allocation:
-    """Each session's current under every limit of ``nodes`` (see the module docstring)."""
+    """Each session's current under every limit of ``nodes`` (see the module docstring).
+
+    ``fill_gaps``: the gap rule of the ``fair`` policy (:mod:`smart_charging.gaps`): once
+    a class is served, a session of it paused because its minimum does not fit in what
+    is left is admitted at that minimum when a session of the same operator class
+    already served can give the part that is missing - before any less urgent class
+    takes what is left.
+    """
     paths = node_paths(nodes)
     capacity: dict[tuple[str, int], float] = {}
     for node in nodes:
@@ -191,7 +208,10 @@ def allocate(
     by_class: dict[tuple[int, int, int], list[Session]] = {}
     for s in sorted(sessions, key=lambda s: s.id):
         by_class.setdefault(s.klass, []).append(s)
-    for priority in sorted(by_class, reverse=True):
+    classes = sorted(by_class, reverse=True)
+    served: list[Session] = []  # the gap rule's donors: this operator class's, most urgent first
+    operator_class: tuple[int, int] | None = None
+    for priority in classes:
         # Only the resources this class loads: with one class per minute of laxity a
         # site can have as many classes as sessions.
         mine = {r for s in by_class[priority] for r, _ in loads[s.id]}
@@ -206,6 +226,13 @@ def allocate(
             if amps > 0.0:
                 for r, weight in loads[s.id]:
                     used[r] += weight * amps
+        if fill_gaps and priority[0] == 1:
+            # Before any less urgent class is served: what this one left under a paused
+            # session's minimum goes to that session, not to a less urgent one.
+            if priority[:2] != operator_class:
+                served, operator_class = [], priority[:2]
+            served.extend(sorted(by_class[priority], key=lambda s: (s.rank, s.id)))
+            fill(by_class[priority], served, currents, loads, capacity, used, resolution)
     return Allocation(currents)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smart_charging.allocation import NOMINAL_VOLTAGE, PHASES, Node, Session
-from smart_charging.policies import DEFAULT_POLICY, order_sessions
+from smart_charging.policies import DEFAULT_POLICY, fills_gaps, order_sessions
 from smart_charging.shifting import PriceSchedule
 
 
@@ -126,6 +126,7 @@ class Problem:
     nodes: tuple[Node, ...]
     sessions: tuple[Session, ...]
     reserved: dict[str, float]  # session key -> A assumed drawn by an uncontrolled session
+    fill_gaps: bool = False  # the site's policy fills gaps left under a minimum (policies.py)
 
 
 def _capped(hardware_a: float, s: LiveSession) -> float:
@@ -221,4 +222,4 @@ def build_problem(
         )
         nodes.append(Node(node_id, parent_id, limits, max(0.0, total - t[PHASES])))
     ordered = order_sessions(site.allocation_policy, sessions, now)
-    return Problem(tuple(nodes), tuple(ordered), reserved)
+    return Problem(tuple(nodes), tuple(ordered), reserved, fills_gaps(site.allocation_policy))

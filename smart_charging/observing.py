@@ -30,6 +30,7 @@ from smart_charging.tracking import (
     judge_sample,
     note_draw,
     note_state,
+    note_unsteered_state,
     predates_change,
 )
 
@@ -105,9 +106,20 @@ def suspended(
         t = svc.by_transaction.get((charge_point_id, transaction_id))
     else:
         t = svc.sessions.get(session_key(charge_point_id, evse_id or 0))
-    if t is None or t.assumed is not None or not t.limit:
-        return Verdict.STEADY  # paused or not steered: SuspendedEV says nothing
+    if t is None:
+        return Verdict.STEADY
     now = svc.clock.monotonic()
+    if t.assumed is not None:
+        # Not steered (offline, profile refused, overdraw): nothing to judge now. But a
+        # charger reports a state only when it changes - a full EV says SuspendedEV
+        # once - so it is kept and judged once the session is steered again
+        # (tracking.still_suspended).
+        note_unsteered_state(t, state, now)
+        return Verdict.STEADY
+    if not t.limit:
+        # Paused, or its first profile not accepted yet: the EV is offered nothing (or is
+        # about to follow its first limit, suspended a moment): its state says nothing.
+        return Verdict.STEADY
     settling = now - t.changed_at < svc.settle_grace
     if settling and state == "SuspendedEV":  # judged once the EV has had time to follow
         wait = t.changed_at + svc.settle_grace - now

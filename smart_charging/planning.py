@@ -34,6 +34,7 @@ site's lease (:mod:`smart_charging.leadership`):
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -268,11 +269,13 @@ class SitePlanning:
         if len(problem.sessions) <= _INLINE_SESSIONS:
             # About 0.03 ms of CPU a session: a thread's hand-over back to a busy event
             # loop would cost the plan more than the allocation itself.
-            allocation = allocate(nodes, problem.sessions)
+            allocation = allocate(nodes, problem.sessions, fill_gaps=problem.fill_gaps)
         else:
             # In a thread: a big site takes a second of CPU, and chargers must still be
             # answered meanwhile (the GIL is handed back to the loop every few ms).
-            allocation = await asyncio.to_thread(allocate, nodes, problem.sessions)
+            allocation = await asyncio.to_thread(
+                functools.partial(allocate, fill_gaps=problem.fill_gaps), nodes, problem.sessions
+            )
         currents = dict(allocation.currents)
         changes = []
         limits_of: dict[str, list[float]] = {}  # charger -> the limits of its sessions

@@ -9,7 +9,9 @@ every policy.
 
 ``fair`` (the default)
     deadline urgency with hysteresis (:mod:`smart_charging.urgency`), then
-    max-min fair sharing inside a class, admission in arrival order.
+    max-min fair sharing inside a class, admission in arrival order; what a
+    class leaves under a paused session's minimum goes to that session, not to
+    a less urgent one (the gap rule, :mod:`smart_charging.gaps`).
 ``edf`` - earliest departure first
     each session, in order of its departure time, gets its maximum while it
     fits (what is left, if that is at least its minimum); sessions without a
@@ -85,6 +87,15 @@ def order_key(
     if policy == "edf":
         return -int(departure_at.timestamp())
     return -int(laxity // 1)
+
+
+def fills_gaps(policy: str) -> bool:
+    """Whether ``policy`` applies the gap rule (:mod:`smart_charging.gaps`): ``fair`` only.
+
+    The greedy policies are the classic schedulers as defined (each session its maximum
+    or what is left, if that is at least its minimum, else nothing), for comparison.
+    """
+    return policy not in GREEDY
 
 
 def order_sessions(policy: str, sessions: Sequence[Session], now: datetime) -> list[Session]:

@@ -56,6 +56,7 @@ class Tracked:
     suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
     reported: str | None = None  # the EV's state the charger reported last (Charging, ...)
     reported_at: float = 0.0  # monotonic: when it was reported
+    reported_unsteered: bool = False  # ... while it was not steered (``assumed`` set)
     # Its row in sc_session_limits as this planner last stored it (None: not by this one):
     # a plan writes only the rows that changed.
     saved: Told | None = None
@@ -209,13 +210,25 @@ def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
     starting after a new limit is suspended a moment; :func:`probe_found_nothing`
     reads that report once the EV has had time to follow.
     """
-    t.reported, t.reported_at = state, now
+    t.reported, t.reported_at, t.reported_unsteered = state, now, False
     if state == "Charging" and (t.idle or t.probing):
         t.idle, t.probing, t.suspended_ev, t.idle_since = False, False, False, None
         return Verdict.DRAWING_AGAIN
     if settling:
         return Verdict.STEADY
     return note_suspended(t, state == "SuspendedEV", now)
+
+
+def note_unsteered_state(t: Tracked, state: str, now: float) -> None:
+    """The charger reported the EV's state while the session was not steered (``assumed``).
+
+    Nothing is judged then (the plan does not steer it: it has set its draw aside), but
+    the report is kept: the charger will not say SuspendedEV again while the EV stays
+    full, so :func:`still_suspended` reads it once the session has a limit again.
+    """
+    t.reported, t.reported_at, t.reported_unsteered = state, now, True
+    if state == "Charging":
+        t.idle_since = None
 
 
 def still_suspended(t: Tracked, now: float, grace: float) -> bool:
@@ -228,7 +241,10 @@ def still_suspended(t: Tracked, now: float, grace: float) -> bool:
     values without a draw (``idle_after``) have come.
     """
     offered = (t.limit or 0.0) > 0.0 and now - t.changed_at >= grace
-    return offered and t.reported == "SuspendedEV" and t.reported_at >= t.changed_at
+    # A report made while unsteered (note_unsteered_state) still stands: the EV that
+    # had stopped would have said Charging (or shown a draw, note_draw) since.
+    current = t.reported_at >= t.changed_at or t.reported_unsteered
+    return offered and t.reported == "SuspendedEV" and current
 
 
 def probe_found_nothing(t: Tracked, now: float, grace: float) -> bool:

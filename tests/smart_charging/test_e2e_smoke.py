@@ -13,7 +13,7 @@ import pytest
 
 from bench.smart_charging_e2e import E2EOptions, run_day
 from bench.smart_charging_loss import CAUSES
-from bench.smart_charging_quality import workload
+from bench.smart_charging_workload import workload
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ from smart_charging.tracking import (
     note_draw,
     note_state,
     note_suspended,
+    note_unsteered_state,
     probe_found_nothing,
     start_probe,
+    still_suspended,
 )
 
 ZERO = (0.0, 0.0, 0.0)
@@ -106,3 +108,22 @@ def test_only_an_ev_full_after_its_limit_settled_is_known_to_draw_nothing() -> N
     assert not draws_nothing(t, 6.0)
     note_state(t, "SuspendedEVSE", 402.0, settling=False)  # paused: may draw when allowed
     assert not draws_nothing(t, 6.0)
+
+
+def test_suspended_ev_said_while_not_steered_is_judged_once_it_is_steered_again() -> None:
+    """A charger says SuspendedEV once, when the EV becomes full. Said while the session
+    was not steered (offline, profile refused), it is kept: once the session has a limit
+    again and the EV had the settle time to follow, it is idle."""
+    t = _tracked()
+    t.assumed = 16.0  # not steered
+    note_unsteered_state(t, "SuspendedEV", now=100.0)
+    assert not t.idle
+    t.limit, t.assumed, t.changed_at = 10.0, None, 200.0  # steered again
+    assert not still_suspended(t, now=204.0, grace=6.0)  # still following its new limit
+    assert still_suspended(t, now=206.0, grace=6.0)
+    # An EV that draws (or says Charging) since is not suspended.
+    note_draw(t, (10.0, 10.0, 10.0), 10.0, now=206.0, idle_after=60.0)
+    assert not still_suspended(t, now=207.0, grace=6.0)
+    note_unsteered_state(t, "SuspendedEV", now=208.0)
+    note_state(t, "Charging", now=209.0, settling=False)
+    assert not still_suspended(t, now=300.0, grace=6.0)
