@@ -214,7 +214,6 @@ _LOCK_AND_FIND_STORED = """
                 FROM unnest($2::text[]) AS cp ORDER BY cp) AS l) AS locks,
            ARRAY(SELECT event_id FROM events WHERE event_id = ANY($3::uuid[])) AS stored
 """
-_READINGS_FROM_R = readings_assignment("r.first_wh", "r.first_at", "r.last_wh", "r.last_at")
 _STORE_UPDATES = f"""
     WITH samples AS (
         INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
@@ -226,24 +225,14 @@ _STORE_UPDATES = f"""
              AS x(i, sampled_at, measurand, phase, location, context, value, unit)
         JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
              AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
-    ), readings AS (
-        UPDATE sessions SET {_READINGS_FROM_R}
-        FROM unnest($14::bigint[], $15::float8[], $16::timestamptz[], $17::float8[],
-                    $18::timestamptz[])
-             AS r(session_id, first_wh, first_at, last_wh, last_at)
-        WHERE sessions.id = r.session_id
-        RETURNING sessions.*
     )
     INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                         occurred_at, payload, context)
-    SELECT x.event_id, $19, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
-           -- the session as this statement left it: the statement's snapshot does not
-           -- see its own readings update, which RETURNING gives
-           COALESCE(
-               (SELECT {sessions.context_sql("u")} FROM readings u WHERE u.id = x.session_id),
-               (SELECT {sessions.context_sql("s")} FROM sessions s WHERE s.id = x.session_id))
-    FROM unnest($20::int[], $21::uuid[], $22::text[], $23::int[], $24::int[],
-                $25::timestamptz[], $26::text[], $27::bigint[])
+    SELECT x.event_id, $14, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
+           -- the session as the upsert before this statement left it, readings included
+           (SELECT {sessions.context_sql("s")} FROM sessions s WHERE s.id = x.session_id)
+    FROM unnest($15::int[], $16::uuid[], $17::text[], $18::int[], $19::int[],
+                $20::timestamptz[], $21::text[], $22::bigint[])
          AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)
     ORDER BY x.i
 """
@@ -257,8 +246,9 @@ async def record_session_updates(
     protocols = {event.event_id: protocol for event, protocol in updates}
     assert all(e.id_token is None for e in events), "an id token needs its authorization"
     # The chargers' session locks (all of them: a resend's lock costs nothing) and the
-    # resend check in one round trip; the sessions in a second; samples, readings and
-    # events (with the session as the readings left it) in a third.
+    # resend check in one round trip; the sessions with their readings in a second (one
+    # row version per update: a second UPDATE of the row re-ran its foreign-key check);
+    # samples and events (with the session as the upsert left it) in a third.
     locked = await conn.fetchrow(
         _LOCK_AND_FIND_STORED,
         sessions.SESSION_LOCK_NAMESPACE,
@@ -269,10 +259,13 @@ async def record_session_updates(
     seen = set(locked["stored"])
     fresh = [e for e in events if e.event_id not in seen]
     if fresh:
-        refs = await sessions.upsert_many(conn, [(e, protocols[e.event_id], None) for e in fresh])
+        refs = await sessions.upsert_many(
+            conn,
+            [(e, protocols[e.event_id], None) for e in fresh],
+            [_register_ends(e.samples) for e in fresh],
+        )
         written = list(enumerate(zip(fresh, refs, strict=True)))
         with_samples = [(i, e, r) for i, (e, r) in written if e.samples]
-        readings = [(r.id, *_register_ends(e.samples)) for _, e, r in with_samples]
         await conn.execute(
             _STORE_UPDATES,
             *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
@@ -283,7 +276,6 @@ async def record_session_updates(
                 ],
                 5,
             ),
-            *_columns([row for row in readings if row[2] is not None], 5),
             SessionUpdated.type,
             *_columns(
                 [

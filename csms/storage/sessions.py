@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from csms.events import MeterSample, Protocol, SessionEnded, SessionStarted, SessionUpdated
 from csms.meter import energy_register
@@ -102,17 +103,21 @@ _UPSERT_MANY = """
     INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
                                connector_id, id_token, token_type, auth_status,
                                reservation_id, started_at, start_unknown, last_seq_no,
-                               charging_state, status, ended_at, stop_reason, stop_id_token)
+                               charging_state, status, ended_at, stop_reason, stop_id_token,
+                               meter_start_wh, meter_start_at, meter_last_wh, meter_last_at)
     SELECT x.cp, x.protocol, x.tx, x.evse_id, x.connector_id, x.id_token, x.token_type,
            x.auth_status, x.reservation_id, x.at, NOT x.is_start, x.seq_no, x.charging_state,
            CASE WHEN x.is_end THEN 'ended' ELSE 'active' END,
            CASE WHEN x.is_end THEN x.at END, x.stop_reason,
-           CASE WHEN x.is_end THEN x.id_token END
+           CASE WHEN x.is_end THEN x.id_token END,
+           x.first_wh, x.first_at, x.last_wh, x.last_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[],
                 $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::int[],
-                $12::bool[], $13::bool[], $14::text[], $15::text[], $16::int[])
+                $12::bool[], $13::bool[], $14::text[], $15::text[], $16::int[],
+                $17::float8[], $18::timestamptz[], $19::float8[], $20::timestamptz[])
          AS x(cp, protocol, tx, evse_id, connector_id, id_token, token_type, auth_status,
-              reservation_id, at, seq_no, is_start, is_end, charging_state, stop_reason, i)
+              reservation_id, at, seq_no, is_start, is_end, charging_state, stop_reason, i,
+              first_wh, first_at, last_wh, last_at)
     ORDER BY x.i
     ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
         evse_id = COALESCE(EXCLUDED.evse_id, s.evse_id),
@@ -138,6 +143,18 @@ _UPSERT_MANY = """
                            ELSE s.stop_reason END,
         stop_id_token = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.stop_id_token
                              ELSE s.stop_id_token END,
+        -- the register readings the event carries (NULL: none), as readings_assignment
+        -- moves them: the row is written once per event, not again by a readings UPDATE
+        meter_start_wh = CASE WHEN s.meter_start_at IS NULL
+                                   OR EXCLUDED.meter_start_at < s.meter_start_at
+                              THEN COALESCE(EXCLUDED.meter_start_wh, s.meter_start_wh)
+                              ELSE s.meter_start_wh END,
+        meter_start_at = LEAST(s.meter_start_at, EXCLUDED.meter_start_at),
+        meter_last_wh = CASE WHEN s.meter_last_at IS NULL
+                                  OR EXCLUDED.meter_last_at >= s.meter_last_at
+                             THEN COALESCE(EXCLUDED.meter_last_wh, s.meter_last_wh)
+                             ELSE s.meter_last_wh END,
+        meter_last_at = GREATEST(s.meter_last_at, EXCLUDED.meter_last_at),
         updated_at = now()
     RETURNING id, transaction_id, charge_point_id
 """
@@ -145,14 +162,28 @@ _UPSERT_MANY = """
 SessionWrite = tuple[SessionStarted | SessionUpdated | SessionEnded, Protocol, str | None]
 
 
-async def upsert_many(conn: Executor, writes: Sequence[SessionWrite]) -> list[SessionRef]:
+Readings = tuple[float | None, datetime | None, float | None, datetime | None]
+"""(first Wh, first time, last Wh, last time) of an event's energy register, or Nones."""
+
+_NO_READINGS: Readings = (None, None, None, None)
+
+
+async def upsert_many(
+    conn: Executor, writes: Sequence[SessionWrite], readings: Sequence[Readings] = ()
+) -> list[SessionRef]:
     """:func:`upsert` for several (event, protocol, auth status) at once, in one statement.
 
     At most one event per session (a session row is changed once per statement);
-    the references come back in the order of ``writes``.
+    the references come back in the order of ``writes``. ``readings``, when given
+    (one per write), move the session's start and latest register readings in the
+    same statement, as :func:`readings_assignment` does.
     """
-    columns: list[list[object]] = [[] for _ in range(16)]
-    for index, (event, protocol, auth_status) in enumerate(writes):
+    columns: list[list[object]] = [[] for _ in range(20)]
+    if not readings:
+        readings = [_NO_READINGS] * len(writes)
+    for index, ((event, protocol, auth_status), moved) in enumerate(
+        zip(writes, readings, strict=True)
+    ):
         assert event.transaction_id is not None
         is_end = isinstance(event, SessionEnded)
         row = (
@@ -172,6 +203,7 @@ async def upsert_many(conn: Executor, writes: Sequence[SessionWrite]) -> list[Se
             getattr(event, "charging_state", None),
             event.stop_reason if isinstance(event, SessionEnded) else None,
             index,
+            *moved,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)

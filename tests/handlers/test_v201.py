@@ -183,6 +183,12 @@ async def test_transaction_events_out_of_order_converge(csms: RunningCsms) -> No
     )
     assert session["stop_reason"] == "Local"  # stoppedReason omitted means Local
     assert session["last_seq_no"] == 3
+    # the readings go by the samples' time: the late update moved neither end
+    assert (session["meter_start_at"], session["meter_last_wh"], session["meter_last_at"]) == (
+        T0,
+        3000,
+        T0 + timedelta(minutes=20),
+    )
 
 
 async def test_offline_transaction_events_keep_charger_time(csms: RunningCsms) -> None:
