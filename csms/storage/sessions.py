@@ -97,9 +97,35 @@ async def upsert(
     return (await upsert_many(conn, [(event, protocol, auth_status)]))[0]
 
 
+def readings_assignment(
+    first_wh: str, first_at: str, last_wh: str, last_at: str, *, row: str = "", touch: bool = True
+) -> str:
+    """SQL ``SET`` list moving a session's start/latest readings, given parameter names.
+
+    The start reading is the earliest register sample (unless an earlier one,
+    e.g. 1.6 meterStart, is known); the latest is the newest by timestamp, so
+    samples a charger queued while offline and delivers late change nothing
+    they should not. Readings of NULL (an event without register samples) leave
+    the row as it is. ``row`` prefixes the session row's columns where another
+    row is in scope too (``s.`` in ``ON CONFLICT DO UPDATE``, beside EXCLUDED);
+    ``touch`` sets ``updated_at`` too (a statement that sets it already: False).
+    """
+    touched = ",\n        updated_at = now()" if touch else ""
+    return f"""
+        meter_start_wh = CASE WHEN {row}meter_start_at IS NULL OR {first_at} < {row}meter_start_at
+                              THEN COALESCE({first_wh}, {row}meter_start_wh)
+                              ELSE {row}meter_start_wh END,
+        meter_start_at = LEAST({row}meter_start_at, {first_at}),
+        meter_last_wh = CASE WHEN {row}meter_last_at IS NULL OR {last_at} >= {row}meter_last_at
+                             THEN COALESCE({last_wh}, {row}meter_last_wh)
+                             ELSE {row}meter_last_wh END,
+        meter_last_at = GREATEST({row}meter_last_at, {last_at}){touched}
+    """
+
+
 # Per row: EXCLUDED.start_unknown is NOT "this is the start", EXCLUDED.status = 'ended'
 # says "this is the end", EXCLUDED.started_at is the event's time.
-_UPSERT_MANY = """
+_UPSERT_MANY = f"""
     INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
                                connector_id, id_token, token_type, auth_status,
                                reservation_id, started_at, start_unknown, last_seq_no,
@@ -143,18 +169,18 @@ _UPSERT_MANY = """
                            ELSE s.stop_reason END,
         stop_id_token = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.stop_id_token
                              ELSE s.stop_id_token END,
-        -- the register readings the event carries (NULL: none), as readings_assignment
-        -- moves them: the row is written once per event, not again by a readings UPDATE
-        meter_start_wh = CASE WHEN s.meter_start_at IS NULL
-                                   OR EXCLUDED.meter_start_at < s.meter_start_at
-                              THEN COALESCE(EXCLUDED.meter_start_wh, s.meter_start_wh)
-                              ELSE s.meter_start_wh END,
-        meter_start_at = LEAST(s.meter_start_at, EXCLUDED.meter_start_at),
-        meter_last_wh = CASE WHEN s.meter_last_at IS NULL
-                                  OR EXCLUDED.meter_last_at >= s.meter_last_at
-                             THEN COALESCE(EXCLUDED.meter_last_wh, s.meter_last_wh)
-                             ELSE s.meter_last_wh END,
-        meter_last_at = GREATEST(s.meter_last_at, EXCLUDED.meter_last_at),
+        -- the register readings the event carries (NULL: none): the row is written once
+        -- per event, not again by a readings UPDATE
+        {
+    readings_assignment(
+        "EXCLUDED.meter_start_wh",
+        "EXCLUDED.meter_start_at",
+        "EXCLUDED.meter_last_wh",
+        "EXCLUDED.meter_last_at",
+        row="s.",
+        touch=False,
+    )
+},
         updated_at = now()
     RETURNING id, transaction_id, charge_point_id
 """
@@ -256,25 +282,6 @@ def context_sql(row: str) -> str:
         f"jsonb_strip_nulls(jsonb_build_object({pairs}, "
         f"'start_unknown', NULLIF({row}.start_unknown, false)))"
     )
-
-
-def readings_assignment(first_wh: str, first_at: str, last_wh: str, last_at: str) -> str:
-    """SQL ``SET`` list moving a session's start/latest readings, given parameter names.
-
-    The start reading is the earliest register sample (unless an earlier one,
-    e.g. 1.6 meterStart, is known); the latest is the newest by timestamp, so
-    samples a charger queued while offline and delivers late change nothing
-    they should not.
-    """
-    return f"""
-        meter_start_wh = CASE WHEN meter_start_at IS NULL OR {first_at} < meter_start_at
-                              THEN {first_wh} ELSE meter_start_wh END,
-        meter_start_at = LEAST(meter_start_at, {first_at}),
-        meter_last_wh = CASE WHEN meter_last_at IS NULL OR {last_at} >= meter_last_at
-                             THEN {last_wh} ELSE meter_last_wh END,
-        meter_last_at = GREATEST(meter_last_at, {last_at}),
-        updated_at = now()
-    """
 
 
 _APPLY_READINGS = (
