@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake
 
+from csms.monitoring import metrics_workers
 from csms.storage.embedded import pgdata_of, postmaster_pid
 from csms.supervisor import restart_delay, worker_node_id
 from tests.conftest import private_tmp_dir
@@ -345,3 +346,28 @@ def test_restart_back_off_doubles_to_a_ceiling_and_node_ids_are_per_worker() -> 
     assert restart_delay(20) == 30.0
     assert worker_node_id("edge-a", 0) == "edge-a-1"
     assert worker_node_id(None, 1) == f"{socket.gethostname()}-{os.getpid()}"
+
+
+def test_the_metrics_directory_is_emptied_at_start_and_an_exited_worker_keeps_its_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = tmp_path / "given"
+    given.mkdir()
+    for stale in ("counter_11.db", "histogram_11.db", "gauge_livesum_11.db", "notes.txt"):
+        (given / stale).write_bytes(b"x")
+    monkeypatch.setenv(metrics_workers.ENV, str(given))
+    assert metrics_workers.prepare() == (given, False)  # the operator's: emptied, kept
+    assert [p.name for p in given.iterdir()] == ["notes.txt"]
+
+    for name in ("counter_7.db", "histogram_7.db", "gauge_livesum_7.db", "gauge_livemax_7.db"):
+        (given / name).write_bytes(b"x")
+    (given / "gauge_livesum_8.db").write_bytes(b"x")
+    metrics_workers.worker_exited(given, 7)
+    left = sorted(p.name for p in given.glob("*.db"))
+    assert left == ["counter_7.db", "gauge_livesum_8.db", "histogram_7.db"]
+
+    monkeypatch.delenv(metrics_workers.ENV)
+    made, ours = metrics_workers.prepare()  # none given: a fresh one, for the workers
+    assert ours and made.is_dir() and os.environ[metrics_workers.ENV] == str(made)
+    metrics_workers.remove(made)
+    assert not made.exists()
