@@ -399,8 +399,8 @@ def _set_degraded(degraded: bool, error: BaseException | None) -> None:
 def exposition() -> bytes:
     """The text exposition format of every metric in :data:`REGISTRY`.
 
-    Under ``--workers N``: of every worker of the host, merged (not this process's
-    ``process_*`` metrics, which describe one worker only).
+    Under ``--workers N``: of every worker of the host, merged (``process_*`` once per
+    worker, labelled with its pid).
     """
     if metrics_workers.enabled():
         return metrics_workers.exposition()

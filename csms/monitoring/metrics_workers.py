@@ -16,7 +16,9 @@ scraped reads and merges every worker's files
   connections, stream subscribers) or ``livemax`` (the lease holder's
   cluster-wide figures, which the other workers export as 0; loop lag; leader
   and degraded flags). ``live`` means only the running workers count: the
-  supervisor removes a worker's gauge files when it exits (:func:`worker_exited`).
+  supervisor removes a worker's gauge files when it exits (:func:`worker_exited`);
+* ``process_*`` (CPU, memory, descriptors) of each running worker, labelled with
+  its pid, read from ``/proc`` at the scrape (:class:`WorkerProcesses`).
 
 Gauges that used to be computed at scrape time (connections, sessions, power,
 outbox lag) cannot be computed for another process at scrape time, so in this
@@ -36,12 +38,14 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
+import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import values as _values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -104,9 +108,71 @@ def refresh_functions() -> None:
         child.set(read())
 
 
+# -- the workers' processes -------------------------------------------------------------
+
+
+def running_workers(path: Path) -> list[int]:
+    """Pids of the workers running now: a worker's ``live*`` gauge files are removed when
+    it exits, and every worker has some (connected chargers), so their names tell."""
+    pids = set()
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        pid = name.removesuffix(".db").rsplit("_", 1)[1]
+        if pid.isdigit():
+            pids.add(int(pid))
+    return sorted(pids)
+
+
+class WorkerProcesses:
+    """``process_*`` of every running worker, labelled with its pid.
+
+    prometheus_client's own process collector describes the process it runs in,
+    here whichever worker was scraped. This reads each sibling worker from
+    ``/proc`` (psutil) instead: a process that is no child of our supervisor (a pid
+    reused after a worker died, before the supervisor noticed) is left out.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            "process_cpu_seconds", "User and system CPU time spent in seconds", labels=["pid"]
+        )
+        memory = GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory size in bytes", labels=["pid"]
+        )
+        fds = GaugeMetricFamily(
+            "process_open_fds", "Number of open file descriptors", labels=["pid"]
+        )
+        started = GaugeMetricFamily(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            labels=["pid"],
+        )
+        supervisor = os.getppid()
+        for pid in running_workers(self._path):
+            try:
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    if process.ppid() != supervisor:
+                        continue
+                    times, rss = process.cpu_times(), process.memory_info().rss
+                    open_fds, created = process.num_fds(), process.create_time()
+            except psutil.Error:  # exited meanwhile
+                continue
+            label = [str(pid)]
+            cpu.add_metric(label, times.user + times.system)
+            memory.add_metric(label, rss)
+            fds.add_metric(label, open_fds)
+            started.add_metric(label, created)
+        yield from (cpu, memory, fds, started)
+
+
 def exposition() -> bytes:
     """Every worker's metrics merged, in the text format (the scraped worker serves this)."""
     refresh_functions()
+    path = Path(os.environ[ENV])
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, os.environ[ENV])  # type: ignore[no-untyped-call]
+    MultiProcessCollector(registry, str(path))  # type: ignore[no-untyped-call]
+    registry.register(WorkerProcesses(path))
     return generate_latest(registry)

@@ -251,6 +251,8 @@ async def test_every_scrape_shows_the_whole_host_and_counters_survive_a_worker_r
         scraped = await eventually(host_figures, within=30)
         nodes = {labels["node"] for labels, _ in scraped["csms_chargers_connected"]}
         assert len(nodes) == 2  # one series per worker, summed by a query over nodes
+        cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
+        assert cpu == set(workers)  # each worker's own CPU, whichever answered
         for n in range(12):  # whichever worker answers: the host's figures
             await _heartbeat(chargers[f"M-{n}"])
             heartbeats += 1
@@ -272,6 +274,8 @@ async def test_every_scrape_shows_the_whole_host_and_counters_survive_a_worker_r
         assert counted == sorted(counted), counted  # never decreasing, the restart included
         nodes = {labels["node"] for labels, _ in scraped["csms_chargers_connected"]}
         assert not any(node.endswith(f"-{victim}") for node in nodes), nodes
+        cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
+        assert len(cpu) == 2 and victim not in cpu, cpu
     finally:
         assert await _stop(csms) == 0
 
