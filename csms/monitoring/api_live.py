@@ -47,7 +47,7 @@ async def refresh_periodically(refresh: Callable[[], Awaitable[None]]) -> None:
         try:
             await refresh()
             metrics_workers.refresh_functions()
-        except (asyncpg.PostgresError, OSError):
+        except Exception:  # the next round tries again; the loop must outlive a failure
             log.warning("metrics.refresh_failed", exc_info=True)
 
 
