@@ -15,6 +15,10 @@ the supervisor drains every worker (csms.drain) and then stops Postgres; SIGINT
 stops them at once. Workers get SIGTERM from the kernel if the supervisor itself dies
 (PR_SET_PDEATHSIG), so that no worker outlives it; the next ``csms`` adopts the
 Postgres that a killed supervisor leaves behind (csms.storage.embedded).
+
+The workers write their metrics to one directory the supervisor prepares, so that
+a scrape of ``/metrics`` on whichever worker shows the whole host
+(csms.monitoring.metrics_workers); the supervisor tells it when a worker exits.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import psutil
 import structlog
@@ -39,6 +44,7 @@ from csms import event_loop
 from csms.config import Settings
 from csms.listen import bound_port, reuse_port_sockets
 from csms.logs import configure_logging
+from csms.monitoring import metrics_workers
 from csms.storage.database import resolve_dsn, run_migrations
 from csms.storage.embedded import stop_embedded
 
@@ -109,6 +115,8 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         self._reserved: list[socket.socket] = []
         self._embedded = False
+        self._metrics_dir: Path | None = None  # the workers' metric files (one /metrics)
+        self._metrics_dir_ours = False
 
     def _prepare(self) -> Settings:
         """Database once, ports once; the settings every worker runs with."""
@@ -165,6 +173,8 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_reload)
         try:
+            # Before the first worker starts: a worker picks the mode up at its first import.
+            self._metrics_dir, self._metrics_dir_ours = metrics_workers.prepare()
             try:
                 worker_settings = self._prepare()
             except OSError as error:  # a port taken by a process not sharing it
@@ -182,6 +192,8 @@ class Supervisor:
         finally:
             for sock in self._reserved:
                 sock.close()
+            if self._metrics_dir is not None and self._metrics_dir_ours:
+                metrics_workers.remove(self._metrics_dir)
             if self._embedded:
                 stop_embedded(self.settings.data_dir)
         log.info("supervisor.stopped")
@@ -229,6 +241,7 @@ class Supervisor:
                     log.error("supervisor.worker_killed", pid=old.pid)
                     old.kill()
                 old.join()
+                self._forget_metrics_of(old)
             slot.failures = 0
             self._spawn(slot, settings)
             if not self._wait_listening(slot, settings.port):
@@ -251,8 +264,14 @@ class Supervisor:
             time.sleep(0.1)
         return False
 
+    def _forget_metrics_of(self, process: BaseProcess) -> None:
+        """A worker exited: its gauges leave the node's figures; its counters stay in them."""
+        if self._metrics_dir is not None and process.pid is not None:
+            metrics_workers.worker_exited(self._metrics_dir, process.pid)
+
     def _on_exit(self, slot: _Slot, process: BaseProcess, now: float) -> None:
         process.join()
+        self._forget_metrics_of(process)
         slot.process = None
         if now - slot.started_at >= HEALTHY_AFTER or process.exitcode == 0:
             slot.failures = 0

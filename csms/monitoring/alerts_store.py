@@ -11,7 +11,7 @@ from typing import Any
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
 from csms.monitoring.rules_engine import ChargerProfile
 from csms.storage import Executor
-from csms.storage.where import Where
+from csms.storage.where import Where, nearest_ids_below
 
 _COLUMNS = """
     id, charge_point_id, evse_id, connector_id, rule, severity, status, message, first_seen,
@@ -278,10 +278,17 @@ async def search(
             where.add(f"{column} = {{}}", value)
     where.add("last_seen >= {}", since)
     where.add("id < {}", before_id)
-    order = "id DESC" if key is None else f"{key[0]} {key[1]}, id DESC"
+    if key is not None:
+        order = f"ORDER BY {key[0]} {key[1]}, id DESC"
+    elif since is not None and not unresolved:
+        # Seen since a time, nothing else keyed: the newest ids among the alerts of the
+        # range, from GiST alerts_last_seen_id (migration 0040); walking ids newest first
+        # read every alert when the range held less than a page.
+        order = nearest_ids_below(where, before_id)
+    else:
+        order = "ORDER BY id DESC"
     records = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM alerts WHERE {where.sql}"
-        f" ORDER BY {order} LIMIT {where.param(limit)}",
+        f"SELECT {_COLUMNS} FROM alerts WHERE {where.sql} {order} LIMIT {where.param(limit)}",
         *where.args,
     )
     return [_row(r) for r in records]

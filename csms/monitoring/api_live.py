@@ -12,27 +12,43 @@ never a charger identity, token or address.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
+import structlog
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from csms.api.context import Reader
 from csms.monitoring import connectivity_store as store
-from csms.monitoring import metrics, sites
+from csms.monitoring import metrics, metrics_workers, sites
 from csms.monitoring.availability import (
     ChargerAvailability,
     SiteAvailability,
     charger_availability,
 )
 
+log = structlog.get_logger(__name__)
+
 DEFAULT_WINDOW = timedelta(hours=24)
 # Module level: FastAPI resolves these (postponed) annotations in the module's namespace.
 From = Annotated[datetime | None, Query(alias="from", description="start (default: to - 24 h)")]
 To = Annotated[datetime | None, Query(alias="to", description="end (default: now)")]
+
+
+async def refresh_periodically(refresh: Callable[[], Awaitable[None]]) -> None:
+    """Under ``--workers N``: keep this worker's scrape-time gauges fresh for the scrapes
+    that land on another worker (csms.monitoring.metrics_workers); until cancelled."""
+    while True:
+        await asyncio.sleep(metrics_workers.REFRESH_INTERVAL)
+        try:
+            await refresh()
+            metrics_workers.refresh_functions()
+        except Exception:  # the next round tries again; the loop must outlive a failure
+            log.warning("metrics.refresh_failed", exc_info=True)
 
 
 def metrics_router(refresh: Callable[[], Awaitable[None]]) -> APIRouter:

@@ -40,8 +40,13 @@ from csms.cluster.feed import FeedRow
 from csms.cluster.leases import Lease
 from csms.cluster.singleton import LeaderFeed
 from csms.events import Event, Protocol
-from csms.monitoring import metrics
-from csms.monitoring.api_live import availability_router, metrics_router, site_availability_router
+from csms.monitoring import metrics, metrics_workers
+from csms.monitoring.api_live import (
+    availability_router,
+    metrics_router,
+    refresh_periodically,
+    site_availability_router,
+)
 from csms.monitoring.connectivity import ConnectivityRecorder, LivenessWatchdog
 from csms.monitoring.progress import SessionTracker
 from csms.monitoring.sites import SiteMap, power_by_site
@@ -110,6 +115,8 @@ class LiveMonitoringService:
             asyncio.create_task(self._consume(self._subscription)),
             asyncio.create_task(self.watchdog.run()),
         ]
+        if metrics_workers.enabled():  # another worker may be the one scraped
+            self._tasks.append(asyncio.create_task(refresh_periodically(self.refresh_gauges)))
         await self.leader.start()
 
     async def stop(self) -> None:

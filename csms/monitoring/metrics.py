@@ -16,6 +16,12 @@ into the objects, so the label rules live in one place:
 * live monitoring calls :func:`set_power_by_site` at scrape time; the gauge is
   ``csms_power_drawn_watts{site}`` (site ids are few; ``"none"`` for chargers
   placed in no site).
+
+Under ``csms --workers N`` every worker writes these values to a shared
+directory and a scrape merges them (:mod:`csms.monitoring.metrics_workers`);
+each gauge's ``multiprocess_mode`` says how: ``livesum`` for what each worker
+has of its own, ``livemax`` for figures one worker (a lease holder) exports
+while the others export 0, and for per-process maxima and flags.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
+from csms.monitoring import metrics_workers
 
 _log = structlog.get_logger(__name__)
 REGISTRY: Final = CollectorRegistry()
@@ -69,6 +77,7 @@ CHARGERS_CONNECTED: Final = Gauge(
     "csms_chargers_connected",
     "Chargers with a live WebSocket connection to this node, by OCPP version",
     ["protocol", "node"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 CHARGERS_WENT_OFFLINE: Final = Counter(
@@ -132,6 +141,7 @@ EVENT_LOOP_LAG: Final = Histogram(
 EVENT_LOOP_LAG_MAX: Final = Gauge(
     "csms_event_loop_lag_max_seconds",
     "The largest event-loop lag of this process in the last 60 s",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 EVENT_LOOP_STALLS: Final = Counter(
@@ -176,6 +186,7 @@ DB_POOL_CONNECTIONS: Final = Gauge(
     "Connections of a database pool (chargers' or api), by state: busy (acquired) or idle; "
     "busy at the pool's maximum means messages queue for a connection",
     ["pool", "state"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 GROUP_COMMIT_FALLBACKS: Final = Counter(
@@ -186,11 +197,13 @@ GROUP_COMMIT_FALLBACKS: Final = Counter(
 OUTBOX_UNPUBLISHED: Final = Gauge(
     "csms_outbox_unpublished_events",
     "Events in the outbox not yet published to Kafka",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 OUTBOX_LAG_SECONDS: Final = Gauge(
     "csms_outbox_lag_seconds",
     "Age of the oldest unpublished outbox event (0 when none is waiting)",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 
@@ -198,6 +211,7 @@ CLUSTER_LEADER: Final = Gauge(
     "csms_cluster_leader",
     "1 on the node that runs this once-per-cluster job (and exports its cluster-wide metrics)",
     ["lease"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 
@@ -206,12 +220,14 @@ CLUSTER_LEADER: Final = Gauge(
 SESSIONS_ACTIVE: Final = Gauge(
     "csms_sessions_active",
     "Charging sessions started and not yet ended",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 POWER_W: Final = Gauge(
     "csms_power_drawn_watts",
     "Power drawn by active sessions (last reported sample each), by site",
     ["site"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 ENERGY_DELIVERED_WH: Final = Counter(
@@ -226,6 +242,7 @@ ALERTS_OPEN: Final = Gauge(
     "csms_alerts_open",
     "Open alerts by severity and rule",
     ["severity", "rule"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 
@@ -234,6 +251,7 @@ ALERTS_OPEN: Final = Gauge(
 STREAM_SUBSCRIBERS: Final = Gauge(
     "csms_stream_subscribers",
     "Clients connected to the event stream (GET /api/v1/stream)",
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 WEBHOOK_DELIVERIES: Final = Counter(
@@ -265,6 +283,8 @@ def set_power_by_site(watts: Mapping[str, float]) -> None:
     """
     exported = {sample.labels["site"] for metric in POWER_W.collect() for sample in metric.samples}
     for site in exported - watts.keys():
+        # With workers the value stays in this worker's file after remove(): 0 there, at least.
+        POWER_W.labels(site).set(0)
         POWER_W.remove(site)
     for site, power_w in watts.items():
         POWER_W.labels(site).set(power_w)
@@ -344,6 +364,7 @@ DB_DEGRADED: Final = Gauge(
     "csms_db_degraded",
     "1 while the database cannot be reached (writes fail; Authorize may be answered from "
     "the short-lived cache), 0 once a write succeeds again",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 _UNREACHABLE_STATES = {"57P01", "57P02", "57P03", "55000", "53300", "57014"}
@@ -376,5 +397,11 @@ def _set_degraded(degraded: bool, error: BaseException | None) -> None:
 
 
 def exposition() -> bytes:
-    """The text exposition format of every metric in :data:`REGISTRY`."""
+    """The text exposition format of every metric in :data:`REGISTRY`.
+
+    Under ``--workers N``: of every worker of the host, merged (``process_*`` once per
+    worker, labelled with its pid).
+    """
+    if metrics_workers.enabled():
+        return metrics_workers.exposition()
     return generate_latest(REGISTRY)

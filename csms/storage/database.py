@@ -8,7 +8,7 @@ import asyncpg
 import structlog
 
 from csms.config import Settings
-from csms.monitoring import metrics
+from csms.monitoring import metrics, metrics_workers
 from csms.storage.embedded import start_embedded
 from csms.storage.migrate import migrate
 
@@ -59,10 +59,13 @@ async def open_api_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
 
 def export_pool_gauges(pool: asyncpg.Pool, name: str) -> None:
     """``csms_db_pool_connections{pool=name}``, read from the pool at each scrape."""
-    metrics.DB_POOL_CONNECTIONS.labels(name, "busy").set_function(
-        lambda: pool.get_size() - pool.get_idle_size()
+    metrics_workers.gauge_function(
+        metrics.DB_POOL_CONNECTIONS.labels(name, "busy"),
+        lambda: pool.get_size() - pool.get_idle_size(),
     )
-    metrics.DB_POOL_CONNECTIONS.labels(name, "idle").set_function(pool.get_idle_size)
+    metrics_workers.gauge_function(
+        metrics.DB_POOL_CONNECTIONS.labels(name, "idle"), pool.get_idle_size
+    )
 
 
 def _timeouts(settings: Settings) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from csms.storage import Executor, interop
-from csms.storage.where import Where, fetch_planned_for_values
+from csms.storage.where import Where, fetch_planned_for_values, nearest_ids_below
 
 _CHARGER_COLUMNS = """
     c.charge_point_id, c.registration, c.protocol, c.vendor, c.model, c.serial_number,
@@ -29,12 +29,6 @@ _SESSION_COLUMNS = """
     auth_status, status, started_at, ended_at, meter_start_wh, meter_stop_wh, meter_last_wh,
     energy_wh, stop_reason, start_unknown, charging_state, last_seq_no
 """
-
-
-# The cursor of a first page. GiST orders by a float8 distance, exact below 2**53 only:
-# from the largest bigint, ids a thousand apart would be equally far, in any order. No
-# sequence gets near 2**52 (4.5e15) ids.
-_PAST_EVERY_ID = 2**52
 
 
 def _charger(row: Any) -> dict[str, Any]:
@@ -107,8 +101,17 @@ async def list_sessions(
     # session of the range): the start is written as an expression no index has.
     open_by_start = status == "active" and timed
     started = "(started_at + interval '0 s')" if open_by_start else "started_at"
+    # A charger's page (no token; open sessions have their partial index) as a range of
+    # sessions_by_charger (charger, id), ordered by it: with "= $1" the planner may walk
+    # ids newest first instead, expecting a busy charger's sessions to be spread evenly
+    # over time -- for one whose history is mostly old it read nearly every session
+    # (as alerts_store._page_key explains for the alerts of a rule).
+    by_charger = charge_point_id is not None and id_token is None and status != "active"
     where = Where()  # only the filters given: each combination planned for itself
-    where.add("charge_point_id = {}", charge_point_id)
+    if by_charger:
+        where.add("charge_point_id >= {} AND charge_point_id <= {}", charge_point_id)
+    else:
+        where.add("charge_point_id = {}", charge_point_id)
     where.add("lower(id_token) = lower({}::text)", id_token)
     where.add(f"{started} >= {{}}", since)
     where.add(f"{started} < {{}}", until)
@@ -116,7 +119,15 @@ async def list_sessions(
         where.always("status = 'active'")  # literal, for the partial indexes
     else:
         where.add("status = {}", status)
-    where.add("id < {}", before_id)
+    if by_charger and before_id is not None:
+        # The cursor as a position in sessions_by_charger, where the page starts; as
+        # "id < $n" the planner may read every session below it by the primary key and
+        # sort them (the ids below an old cursor: a big part of the table).
+        where.always(
+            f"(charge_point_id, id) < ({where.param(charge_point_id)}, {where.param(before_id)})"
+        )
+    else:
+        where.add("id < {}", before_id)
     query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where.sql}"
     if open_by_start:
         query = f"WITH open AS MATERIALIZED ({query}) SELECT * FROM open"
@@ -128,14 +139,13 @@ async def list_sessions(
         # order -- ids are unique and all below the cursor -- read as a page. Planned for
         # the values: with them the planner takes the B-tree for a range of a few rows,
         # but a generic plan, guessing every range to be narrow, would for a wide one too.
-        cursor = min(before_id if before_id is not None else _PAST_EVERY_ID, _PAST_EVERY_ID)
+        order = nearest_ids_below(where, before_id)
         rows = await fetch_planned_for_values(
-            conn,
-            f"{query} ORDER BY id <-> {where.param(cursor)}::bigint LIMIT {where.param(limit)}",
-            *where.args,
+            conn, f"{query} {order} LIMIT {where.param(limit)}", *where.args
         )
         return [dict(r) for r in rows]
-    rows = await conn.fetch(f"{query} ORDER BY id DESC LIMIT {where.param(limit)}", *where.args)
+    order = "ORDER BY charge_point_id DESC, id DESC" if by_charger else "ORDER BY id DESC"
+    rows = await conn.fetch(f"{query} {order} LIMIT {where.param(limit)}", *where.args)
     return [dict(r) for r in rows]
 
 

@@ -21,6 +21,11 @@ import asyncpg
 
 from csms.storage import Executor
 
+# The cursor of a first page. GiST orders by a float8 distance, exact below 2**53 only:
+# from the largest bigint, ids a thousand apart would be equally far, in any order. No
+# sequence gets near 2**52 (4.5e15) ids.
+PAST_EVERY_ID = 2**52
+
 
 class Where:
     """Conditions and their parameters; ``{}`` in a condition is its value's placeholder.
@@ -74,3 +79,16 @@ async def fetch_planned_for_values(conn: Executor, query: str, *args: Any) -> li
         return list(await conn.fetch(query, *args))
     statement = await prepare(query)
     return list(await statement.fetch(*args))
+
+
+def nearest_ids_below(where: Where, before_id: int | None) -> str:
+    """``ORDER BY`` for a page of a GiST (column, id) range: newest first, from the cursor.
+
+    ``id <-> cursor`` is a nearest-neighbour search of the GiST index (btree_gist):
+    the ids nearest the cursor among the rows of the range. With every id below the
+    cursor (``id < before_id``, or the first page's :data:`PAST_EVERY_ID`) those are
+    the same rows in the same order as ``ORDER BY id DESC``, read as a page; a B-tree
+    gives either the range or the id order, never both (docs/database.md, "Filters").
+    """
+    cursor = min(before_id if before_id is not None else PAST_EVERY_ID, PAST_EVERY_ID)
+    return f"ORDER BY id <-> {where.param(cursor)}::bigint"

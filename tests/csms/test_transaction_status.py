@@ -39,6 +39,12 @@ def event(event_type: str, seq_no: int) -> call.TransactionEvent:
     )
 
 
+async def boot(cs: Station) -> None:
+    await cs.call(
+        call.BootNotification(charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp")
+    )
+
+
 async def asked_reasons(csms: RunningCsms) -> list[dict[str, Any]]:
     rows = await csms.pool.fetch(
         "SELECT data FROM charger_reports WHERE action = 'GetTransactionStatus' ORDER BY id"
@@ -54,11 +60,7 @@ def test_seq_gap_rule() -> None:
 async def test_a_seq_gap_asks_the_charger(csms: RunningCsms) -> None:
     Station.asked = []
     async with charger_v201(csms.ocpp_url, "GAPPY", Station) as cs:
-        await cs.call(
-            call.BootNotification(
-                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"
-            )
-        )
+        await boot(cs)
         await cs.call(event("Started", 0))
         await cs.call(event("Updated", 1))
         assert await asked_reasons(csms) == []
@@ -76,11 +78,7 @@ async def test_a_seq_gap_asks_the_charger(csms: RunningCsms) -> None:
 async def test_a_reconnect_with_an_open_transaction_asks_the_charger(csms: RunningCsms) -> None:
     Station.asked = []
     async with charger_v201(csms.ocpp_url, "BACK", Station) as cs:
-        await cs.call(
-            call.BootNotification(
-                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"
-            )
-        )
+        await boot(cs)
         await cs.call(event("Started", 0))
     assert Station.asked == []  # the first connection had nothing open
     await eventually(
@@ -102,11 +100,7 @@ async def test_a_transaction_started_after_the_connect_is_not_asked_about(
     [service] = [s for s in csms.app.services if isinstance(s, TransactionStatusService)]
     Station.asked = []
     async with charger_v201(csms.ocpp_url, "LATE", Station) as cs:
-        await cs.call(
-            call.BootNotification(
-                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"
-            )
-        )
+        await boot(cs)
         await cs.call(event("Started", 0))
         connected_at_row = await csms.pool.fetchval(
             "SELECT max(id) FROM events WHERE charge_point_id = 'LATE' "

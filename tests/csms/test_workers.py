@@ -20,9 +20,11 @@ from typing import IO
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake
 
+from csms.monitoring import metrics_workers
 from csms.storage.embedded import pgdata_of, postmaster_pid
 from csms.supervisor import restart_delay, worker_node_id
 from tests.conftest import private_tmp_dir
@@ -189,6 +191,95 @@ async def test_workers_share_the_ports_a_killed_worker_is_restarted_and_its_char
     assert "supervisor.worker_died" in (tmp_dir / "csms.log").read_text()
 
 
+Scraped = dict[str, list[tuple[dict[str, str], float]]]
+
+
+async def _scrape(api_port: int) -> Scraped:
+    """One scrape on a new connection (the kernel picks the worker per connection)."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{api_port}/metrics")
+    assert answer.status_code == 200
+    found: Scraped = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def _total(scraped: Scraped, name: str, **match: str) -> float:
+    return sum(
+        value
+        for labels, value in scraped.get(name, [])
+        if all(labels.get(k) == v for k, v in match.items())
+    )
+
+
+async def _heartbeat(ws: ClientConnection) -> None:
+    await ws.send(json.dumps([2, "hb", "Heartbeat", {}]))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 30))[0] in (3, 4)
+
+
+async def test_every_scrape_shows_the_whole_host_and_counters_survive_a_worker_restart(
+    tmp_dir: Path,
+) -> None:
+    csms = await _start(tmp_dir / "data", "--workers", "2", log_path=tmp_dir / "csms.log")
+    supervisor = csms.process.pid
+    heartbeats = 0  # sent and answered, all of them counted as received Heartbeats
+    counted: list[float] = []  # what each scrape said, in order
+
+    async def scrape_counted() -> Scraped:
+        scraped = await _scrape(csms.api_port)
+        counted.append(
+            _total(scraped, "csms_ocpp_messages_total", direction="in", action="Heartbeat")
+        )
+        return scraped
+
+    async def host_figures() -> Scraped | None:
+        """A scrape showing the 20 chargers and every Heartbeat (counted after the answer)."""
+        scraped = await scrape_counted()
+        timed = _total(scraped, "csms_ocpp_handler_seconds_count", action="Heartbeat")
+        connected = _total(scraped, "csms_chargers_connected")
+        return scraped if (connected, counted[-1], timed) == (20, heartbeats, heartbeats) else None
+
+    try:
+        workers = _workers_listening(supervisor, csms.ocpp_port)
+        chargers = {f"M-{n}": await _charger(csms.ocpp_port, f"M-{n}", n) for n in range(20)}
+        heartbeats += len(chargers)
+        holders = {cp: _holder(workers, csms.ocpp_port, ws) for cp, ws in chargers.items()}
+        assert set(holders.values()) == set(workers), holders  # both workers hold chargers
+        # The worker not scraped refreshes its connection gauge within a few seconds.
+        scraped = await eventually(host_figures, within=30)
+        nodes = {labels["node"] for labels, _ in scraped["csms_chargers_connected"]}
+        assert len(nodes) == 2  # one series per worker, summed by a query over nodes
+        cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
+        assert cpu == set(workers)  # each worker's own CPU, whichever answered
+        for n in range(12):  # whichever worker answers: the host's figures
+            await _heartbeat(chargers[f"M-{n}"])
+            heartbeats += 1
+            await eventually(host_figures, within=30)
+            assert _total(await scrape_counted(), "csms_chargers_connected") == 20
+
+        # A worker killed: its counts stay in the host's counters (no step back), its
+        # chargers leave the connected gauge and come back through the other worker.
+        victim = next(iter(workers))
+        os.kill(victim, signal.SIGKILL)
+        orphaned = [cp for cp, pid in holders.items() if pid == victim]
+        for cp in orphaned:
+            await chargers[cp].wait_closed()
+        for n, cp in enumerate(orphaned):
+            chargers[cp] = await _charger(csms.ocpp_port, cp, n)
+            heartbeats += 1
+            await scrape_counted()
+        scraped = await eventually(host_figures, within=30)
+        assert counted == sorted(counted), counted  # never decreasing, the restart included
+        nodes = {labels["node"] for labels, _ in scraped["csms_chargers_connected"]}
+        assert not any(node.endswith(f"-{victim}") for node in nodes), nodes
+        cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
+        assert len(cpu) == 2 and victim not in cpu, cpu
+    finally:
+        assert await _stop(csms) == 0
+
+
 async def test_sighup_replaces_the_workers_one_at_a_time(tmp_dir: Path) -> None:
     csms = await _start(tmp_dir / "data", "--workers", "2", log_path=tmp_dir / "csms.log")
     supervisor = csms.process.pid
@@ -259,3 +350,28 @@ def test_restart_back_off_doubles_to_a_ceiling_and_node_ids_are_per_worker() -> 
     assert restart_delay(20) == 30.0
     assert worker_node_id("edge-a", 0) == "edge-a-1"
     assert worker_node_id(None, 1) == f"{socket.gethostname()}-{os.getpid()}"
+
+
+def test_the_metrics_directory_is_emptied_at_start_and_an_exited_worker_keeps_its_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = tmp_path / "given"
+    given.mkdir()
+    for stale in ("counter_11.db", "histogram_11.db", "gauge_livesum_11.db", "notes.txt"):
+        (given / stale).write_bytes(b"x")
+    monkeypatch.setenv(metrics_workers.ENV, str(given))
+    assert metrics_workers.prepare() == (given, False)  # the operator's: emptied, kept
+    assert [p.name for p in given.iterdir()] == ["notes.txt"]
+
+    for name in ("counter_7.db", "histogram_7.db", "gauge_livesum_7.db", "gauge_livemax_7.db"):
+        (given / name).write_bytes(b"x")
+    (given / "gauge_livesum_8.db").write_bytes(b"x")
+    metrics_workers.worker_exited(given, 7)
+    left = sorted(p.name for p in given.glob("*.db"))
+    assert left == ["counter_7.db", "gauge_livesum_8.db", "histogram_7.db"]
+
+    monkeypatch.delenv(metrics_workers.ENV)
+    made, ours = metrics_workers.prepare()  # none given: a fresh one, for the workers
+    assert ours and made.is_dir() and os.environ[metrics_workers.ENV] == str(made)
+    metrics_workers.remove(made)
+    assert not made.exists()

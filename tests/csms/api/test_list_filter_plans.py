@@ -47,8 +47,20 @@ def test_only_the_filters_given_become_conditions_with_bound_values() -> None:
 
 @pytest.fixture
 async def history(database_conn: asyncpg.Connection) -> asyncpg.Connection:
-    """100,000 sessions and their CDRs over 30 days, 40,000 alerts, 1,000 chargers."""
+    """100,000 sessions and their CDRs over 30 days, 40,000 alerts, 1,000 chargers; and one
+    busy charger's 5,000 sessions of the month before (older, so lower ids)."""
     await fill_chargers(database_conn)
+    await database_conn.execute(
+        """
+        INSERT INTO sessions (charge_point_id, protocol, transaction_id, id_token, status,
+                              started_at, ended_at)
+        SELECT $1, 'ocpp1.6', 'busy' || g, 'BUSY', 'ended',
+               now() - interval '60 days' + g * interval '8 minutes',
+               now() - interval '60 days' + g * interval '8 minutes' + interval '5 minutes'
+        FROM generate_series(1, 5000) AS g
+        """,
+        BUSY,
+    )
     await fill_sessions(database_conn, 100_000)
     await fill_billed_and_rolled_up(database_conn, rolled_up=False)
     await fill_alerts(database_conn, 40_000)
@@ -58,6 +70,7 @@ async def history(database_conn: asyncpg.Connection) -> asyncpg.Connection:
     return database_conn
 
 
+BUSY = "hist-999"  # 100 sessions this month, 5,000 in the month before
 Lister = Callable[..., Any]
 CASES: list[tuple[str, Lister, dict[str, Any], str]] = [
     ("sessions of a charger", views.list_sessions, {"charge_point_id": "hist-7"}, "sessions"),
@@ -169,6 +182,38 @@ PAGES = [
     ),
     # 40 critical alerts among 40,000: fewer than a page, the walk read all of them
     Page("critical alerts", alerts_store.search, {"severity": "critical"}, "alerts"),
+    # A charger's 5,100 sessions were read through its key (charger, transaction id) and
+    # sorted for the newest 50; its older pages the same.
+    Page("sessions of a busy charger", views.list_sessions, {"charge_point_id": BUSY}, "sessions"),
+    Page(
+        "old page of a busy charger",
+        views.list_sessions,
+        {"charge_point_id": BUSY, "before_id": 2_000},
+        "sessions",
+    ),
+    Page(
+        "ended sessions of a busy charger",
+        views.list_sessions,
+        {"charge_point_id": BUSY, "status": "ended"},
+        "sessions",
+    ),
+    # alerts seen in the last minutes (fewer than a page): the walk read all 40,000
+    Page(
+        "alerts of the last minutes",
+        alerts_store.search,
+        {"since": NOW - timedelta(minutes=10)},
+        "alerts",
+    ),
+    # the first page of the last week, and a page further down it
+    Page(
+        "alerts of the last week", alerts_store.search, {"since": NOW - timedelta(days=7)}, "alerts"
+    ),
+    Page(
+        "next page of the last week",
+        alerts_store.search,
+        {"since": NOW - timedelta(days=7), "before_id": 35_000},
+        "alerts",
+    ),
 ]
 
 

@@ -1,0 +1,11 @@
+-- migrate: no-transaction
+-- A charger's sessions, newest first (GET /api/v1/sessions?charge_point_id=..., the
+-- charger page of the dashboard; csms/storage/views.py list_sessions), page by id. The
+-- only index with the charger in front was the key (charge_point_id, transaction_id): a
+-- page read every session of the charger and sorted them for the newest 50 -- thousands
+-- a page for a charger with a few years of history (docs/database.md, "Filters"). In id
+-- order, the page is a range of this index read backwards from the cursor.
+-- Built concurrently: sessions take a write per charger message on a live network. One
+-- more index entry per session; neither column changes afterwards, so meter updates stay
+-- HOT.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_by_charger ON sessions (charge_point_id, id);
