@@ -282,7 +282,7 @@ async def search(
         order = f"ORDER BY {key[0]} {key[1]}, id DESC"
     elif since is not None and not unresolved:
         # Seen since a time, nothing else keyed: the newest ids among the alerts of the
-        # range, from GiST alerts_last_seen_id (migration 0040); walking ids newest first
+        # range, from GiST alerts_last_seen_id (migration 0032); walking ids newest first
         # read every alert when the range held less than a page.
         order = nearest_ids_below(where, before_id)
     else:
