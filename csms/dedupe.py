@@ -90,7 +90,23 @@ def next_event_id() -> uuid.UUID:
         return uuid.uuid4()
     index = scope.events
     scope.events += 1
-    name = f"{scope.charge_point_id}\x1f{scope.key}\x1f{index}"
-    # A message id may hold a lone surrogate, which strict UTF-8 (uuid5's) refuses.
-    name = name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return uuid.uuid5(_NAMESPACE, name)
+    return event_uuid(f"{scope.charge_point_id}\x1f{scope.key}\x1f{index}")
+
+
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+_VERSION_BITS = (0xF000 << 64) | (0xC000 << 48)  # version (4 bits), variant (2 bits)
+_VERSION_5 = (5 << 76) | (0x8000 << 48)  # version 5, RFC 4122 variant
+
+
+def event_uuid(name: str) -> uuid.UUID:
+    """``uuid.uuid5(_NAMESPACE, name)``, built from its integer (half the CPU of uuid5's bytes).
+
+    A message id may hold a lone surrogate, which strict UTF-8 refuses: it is
+    written as U+FFFD, as it always was.
+    """
+    try:
+        data = name.encode("utf-8")
+    except UnicodeEncodeError:
+        data = name.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+    digest = hashlib.sha1(_NAMESPACE_BYTES + data, usedforsecurity=False).digest()
+    return uuid.UUID(int=int.from_bytes(digest[:16], "big") & ~_VERSION_BITS | _VERSION_5)

@@ -2,17 +2,30 @@
 
 The ocpp library validates with ``jsonschema`` (about 300 µs for a 1.6
 MeterValues with 8 samples, most of a message's CPU cost). Here each schema
-the library ships is also compiled with ``fastjsonschema`` (about 15 µs). A
-payload the compiled validator accepts is valid; one it rejects is checked
-again with ``jsonschema``, whose verdict wins and whose error names the keyword
-that :mod:`csms.rpc_errors` maps to an OCPP error code. So the two can never
-disagree in what a charger is told; invalid payloads just cost both.
+the library ships is compiled twice more, in three tiers:
+
+1. ``jsonschema-rs`` (Rust; 2-4 µs for a 1.6 MeterValues or a 2.0.1
+   TransactionEvent with 8 samples) says only "valid": its yes is enough,
+   and the schema's defaults are then filled in as tier 2 would (below);
+2. anything else -- its no, a value it cannot read (a lone surrogate), a
+   schema it is not trusted with -- goes to ``fastjsonschema`` (20-80 µs),
+   whose yes is enough too;
+3. a payload tier 2 rejects is checked again with ``jsonschema``, whose verdict
+   wins and whose error names the keyword that :mod:`csms.rpc_errors` maps to an
+   OCPP error code.
+
+So what a charger is told never depends on the fast tiers: a payload they
+refuse is decided by the reference, and a test checks that they accept nothing
+the reference refuses (tests/csms/test_validation_agreement.py); invalid
+payloads just cost all three.
 
 Formats (``date-time``) are not checked here, as ``jsonschema``'s Draft 4
 validator does not check them either; timestamps are parsed (and refused
 with PropertyConstraintViolation) where they are used. The compiled
 validators fill in schema defaults (e.g. 2.0.1 ``offline: false``), which are
-the values the spec gives an absent field anyway.
+the values the spec gives an absent field anyway; after a tier-1 yes the same
+defaults are filled in by :mod:`csms.schema_defaults` (fastjsonschema's rule:
+a property's own ``default``, not one behind a ``$ref``).
 
 One reading of the schemas: the reference is the library's ``Draft4Validator``
 for both versions (the 2.0.1 files say draft-06), so each schema is compiled as
@@ -29,11 +42,74 @@ from functools import cache
 from typing import Any
 
 import fastjsonschema
+import jsonschema_rs
 from jsonschema.exceptions import ValidationError, best_match
 from ocpp.messages import get_validator
 
+from csms.schema_defaults import Filler, filler
+
 CALL, CALLRESULT = 2, 3
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
+
+
+# The keywords the OCPP schemas use that tier 1 is trusted with (checked against the
+# reference by tests/csms/test_validation_agreement.py). A schema with any other
+# keyword (``multipleOf``: float rounding) is left to tier 2.
+_FAST_KEYWORDS = frozenset(
+    {
+        "$schema", "$id", "$ref", "id", "definitions", "comment", "description", "title",
+        "javaType", "type", "properties", "required", "additionalProperties", "enum",
+        "maxLength", "items", "minItems", "maxItems", "additionalItems", "minimum",
+        "maximum", "format", "default",
+    }
+)  # fmt: skip
+
+
+def _keywords(schema: Any, found: set[str]) -> set[str]:
+    if isinstance(schema, dict):
+        for keyword, value in schema.items():
+            found.add(keyword)
+            if keyword in ("properties", "definitions") and isinstance(value, dict):
+                for child in value.values():
+                    _keywords(child, found)
+            else:
+                _keywords(value, found)
+    elif isinstance(schema, list):
+        for child in schema:
+            _keywords(child, found)
+    return found
+
+
+@cache
+def _fast(message_type: int, action: str, ocpp_version: str) -> Callable[[Any], bool] | None:
+    """Tier 1's check for a schema (None: not trusted with it), formats unchecked as above."""
+    if (message_type, action, ocpp_version) in _DECIMAL_SCHEMAS:
+        return None
+    schema = dict(get_validator(message_type, action, ocpp_version).schema)
+    if not _keywords(schema, set()) <= _FAST_KEYWORDS:
+        return None
+    schema["$schema"] = DRAFT_04
+    is_valid: Callable[[Any], bool] = jsonschema_rs.Draft4Validator(
+        schema, validate_formats=False
+    ).is_valid
+    return is_valid
+
+
+@cache
+def _defaults(message_type: int, action: str, ocpp_version: str) -> Filler | None:
+    schema = get_validator(message_type, action, ocpp_version).schema
+    return filler(schema)
+
+
+def _fast_accepts(message_type: int, action: str, ocpp_version: str, payload: Any) -> bool:
+    """Tier 1's yes; False for its no and for anything it cannot read."""
+    is_valid = _fast(message_type, action, ocpp_version)
+    if is_valid is None:
+        return False
+    try:
+        return is_valid(payload)
+    except Exception:  # a value Rust cannot hold (a lone surrogate): tier 2 decides
+        return False
 
 
 @cache
@@ -66,6 +142,8 @@ def warm(ocpp_version: str, actions: Iterable[str]) -> int:
                 continue
             try:
                 _compiled(message_type, action, ocpp_version)
+                _fast(message_type, action, ocpp_version)
+                _defaults(message_type, action, ocpp_version)
             except Exception:  # reported where a message of it is validated
                 continue
             compiled += 1
@@ -94,6 +172,8 @@ def accepts(message_type: int, action: str, ocpp_version: str, payload: Any) -> 
     """
     if (message_type, action, ocpp_version) in _DECIMAL_SCHEMAS:
         return False
+    if _fast_accepts(message_type, action, ocpp_version, payload):
+        return True
     try:
         _compiled(message_type, action, ocpp_version, False)(payload)
         return True
@@ -106,8 +186,14 @@ def first_error(
 ) -> ValidationError | None:
     """The most relevant schema violation of ``payload``, or None if it is valid.
 
+    A valid payload gets the schema's defaults filled in (see above).
     Raises OSError if the version has no schema for ``action``.
     """
+    if _fast_accepts(message_type, action, ocpp_version, payload):
+        fill = _defaults(message_type, action, ocpp_version)
+        if fill is not None:
+            fill(payload)
+        return None
     try:
         _compiled(message_type, action, ocpp_version)(payload)
         return None

@@ -31,6 +31,26 @@ from csms.storage import Executor, sessions
 from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
 from csms.storage.sessions import readings_assignment
 
+# -- Samples, as four array arguments ----------------------------------------------------
+
+# A sample's five text columns go as one two-dimensional text[] (a row per column):
+# asyncpg checks each element of an array argument for being an array itself (two
+# Python-level ``collections.abc`` isinstance checks for a string), but of a nested
+# one only the first row's elements, so five rows of S strings cost S checks, not 5 S.
+# The row of mostly NULL ``phase`` goes first (a NULL costs one check, not two).
+_SAMPLE_TEXTS = ("phase", "measurand", "location", "context", "unit")
+
+
+def _sample_unnest(first: int) -> str:
+    """The FROM item of the samples given as ``$first``..``$first+3`` (see above)."""
+    index, sampled_at, texts, value = (f"${first + k}" for k in range(4))
+    rows = ", ".join(f"({texts}::text[])[{row}:{row}]" for row in range(1, 6))
+    return (
+        f"unnest({index}::int[], {sampled_at}::timestamptz[], {rows}, {value}::float8[])"
+        f" AS x(i, sampled_at, {', '.join(_SAMPLE_TEXTS)}, value)"
+    )
+
+
 # -- MeterValues -------------------------------------------------------------------------
 
 _READINGS_FROM_BATCH = readings_assignment("m.first_wh", "m.first_at", "m.last_wh", "m.last_at")
@@ -51,9 +71,7 @@ _RECORD_METER_SAMPLED_MANY = f"""
                                    sampled_at, measurand, phase, location, context, value, unit)
         SELECT m.charge_point_id, m.session_id, m.evse_id, m.connector_id, x.sampled_at,
                x.measurand, x.phase, x.location, x.context, x.value, x.unit
-        FROM unnest($13::int[], $14::timestamptz[], $15::text[], $16::text[], $17::text[],
-                    $18::text[], $19::float8[], $20::text[])
-             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
+        FROM {_sample_unnest(13)}
         JOIN marked m ON m.i = x.i
         WHERE NOT m.duplicate
     ), readings AS (
@@ -63,7 +81,7 @@ _RECORD_METER_SAMPLED_MANY = f"""
     ), event AS (
         INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                             occurred_at, payload)
-        SELECT m.event_id, $21, m.charge_point_id, m.evse_id, m.connector_id, m.occurred_at,
+        SELECT m.event_id, $17, m.charge_point_id, m.evse_id, m.connector_id, m.occurred_at,
                m.payload::jsonb
         FROM marked m WHERE NOT m.duplicate ORDER BY m.i
     )
@@ -85,14 +103,17 @@ def _register_ends(samples: Sequence[MeterSample]) -> tuple[Any, Any, Any, Any]:
     return first.value, first.sampled_at, last.value, last.sampled_at
 
 
-def _sample_rows(indexed: Sequence[tuple[int, Sequence[MeterSample]]]) -> list[Sequence[Any]]:
-    """Columns (index, sampled_at, measurand, phase, location, context, value, unit)."""
+def _sample_rows(indexed: Sequence[tuple[int, Sequence[MeterSample]]]) -> list[Any]:
+    """The arguments of :func:`_sample_unnest`: index, sampled_at, the texts, value."""
     rows = [
-        (index, s.sampled_at, s.measurand, s.phase, s.location, s.context, s.value, s.unit)
+        (index, s.sampled_at, s.phase, s.measurand, s.location, s.context, s.unit, s.value)
         for index, samples in indexed
         for s in samples
     ]
-    return _columns(rows, 8)
+    if not rows:
+        return [(), (), (), ()]  # an empty texts array: its slices are empty too
+    index, sampled_at, *texts, value = _columns(rows, 8)
+    return [index, sampled_at, [list(column) for column in texts], value]
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
@@ -220,19 +241,17 @@ _STORE_UPDATES = f"""
                                    sampled_at, measurand, phase, location, context, value, unit)
         SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
                x.phase, x.location, x.context, x.value, x.unit
-        FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                    $6::text[], $7::float8[], $8::text[])
-             AS x(i, sampled_at, measurand, phase, location, context, value, unit)
-        JOIN unnest($9::int[], $10::text[], $11::bigint[], $12::int[], $13::int[])
+        FROM {_sample_unnest(1)}
+        JOIN unnest($5::int[], $6::text[], $7::bigint[], $8::int[], $9::int[])
              AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
     )
     INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                         occurred_at, payload, context)
-    SELECT x.event_id, $14, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
+    SELECT x.event_id, $10, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
            -- the session as the upsert before this statement left it, readings included
            (SELECT {sessions.context_sql("s")} FROM sessions s WHERE s.id = x.session_id)
-    FROM unnest($15::int[], $16::uuid[], $17::text[], $18::int[], $19::int[],
-                $20::timestamptz[], $21::text[], $22::bigint[])
+    FROM unnest($11::int[], $12::uuid[], $13::text[], $14::int[], $15::int[],
+                $16::timestamptz[], $17::text[], $18::bigint[])
          AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)
     ORDER BY x.i
 """

@@ -380,6 +380,12 @@ def transaction_events(charge_point_id: str) -> list[SessionStarted | SessionUpd
             MeterSample(
                 at, "Power.Active.Import", 7000.0, "W", phase=None, context="Sample.Periodic"
             ),
+            # every text column set, and each differently: a column read from the wrong
+            # argument (the bulk writer passes the five as one two-dimensional array) shows
+            MeterSample(
+                at, "Current.Import", 16.0, "A", phase="L2", context="Sample.Clock", location="EV"
+            ),
+            MeterSample(at, "Voltage", 230.5, None, phase="L1-N", location="Inlet"),
         )
 
     common: dict[str, Any] = {"charge_point_id": charge_point_id, "transaction_id": "TX-1"}
@@ -433,7 +439,8 @@ async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: s
                 cp,
             )
             samples = await pool.fetch(
-                "SELECT sampled_at, measurand, value, context, session_id IS NOT NULL AS linked "
+                "SELECT sampled_at, measurand, phase, location, context, value, unit, evse_id, "
+                "connector_id, session_id IS NOT NULL AS linked "
                 "FROM meter_samples WHERE charge_point_id = $1 ORDER BY id",
                 cp,
             )
@@ -496,5 +503,57 @@ async def test_bulk_statuses_store_what_one_by_one_stores(database_dsn: str) -> 
         assert batched_rows == await stored("CP-ALONE")
         assert [c["status"] for c in batched_rows[0]] == ["Faulted"]
         assert len(batched_rows[1]) == 3
+    finally:
+        await pool.close()
+
+
+async def test_bulk_meter_values_store_what_one_by_one_stores(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        settings = dataclasses.replace(Settings(), database_url=database_dsn)
+        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
+        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        sample_sets = [
+            event.samples
+            for event in transaction_events("any")
+            if isinstance(event, SessionUpdated)
+        ]
+
+        def meter_values(cp: str) -> list[MeterSampled]:
+            return [
+                MeterSampled(
+                    charge_point_id=cp,
+                    occurred_at=T0 + timedelta(minutes=n),
+                    evse_id=1,
+                    connector_id=n,
+                    transaction_id=None,
+                    samples=samples,
+                )
+                for n, samples in enumerate([*sample_sets, ()])  # one without samples
+            ]
+
+        for cp in ("CP-BATCHED", "CP-ALONE"):
+            await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        for central, cp in ((batched, "CP-BATCHED"), (alone, "CP-ALONE")):
+            # a charger's messages are written in order; two chargers share each batch
+            events = meter_values(cp) + meter_values(cp + "-2")
+            if cp.endswith("ALONE"):
+                for event in events:
+                    await central.record(event)
+            else:
+                await asyncio.gather(*(central.record(event) for event in events))
+        assert batched.group_commit is not None and batched.group_commit.batches > 0
+
+        async def stored(cp: str) -> list[dict[str, Any]]:
+            rows = await pool.fetch(
+                "SELECT sampled_at, measurand, phase, location, context, value, unit, evse_id, "
+                "connector_id FROM meter_samples WHERE charge_point_id = $1 ORDER BY id",
+                cp,
+            )
+            return [dict(r) for r in rows]
+
+        assert len(await stored("CP-BATCHED")) == 4 * len(sample_sets) > 0
+        assert await stored("CP-BATCHED") == await stored("CP-ALONE")
+        assert await stored("CP-BATCHED-2") == await stored("CP-ALONE-2")
     finally:
         await pool.close()
