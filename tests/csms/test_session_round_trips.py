@@ -53,7 +53,7 @@ class Statements:
                 finally:
                     conn.remove_query_logger(self._log)
 
-        central._acquire = counted  # type: ignore[method-assign]
+        central._acquire = counted  # type: ignore[assignment]
 
     def _log(self, record: Any) -> None:
         query = " ".join(record.query.split())
@@ -135,6 +135,7 @@ async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
     assert await csms.pool.fetchval(ended_events, "cdr_created") == 2  # TX-0's and TX-1's
     assert await csms.pool.fetchval(ended_events, "session_ended") == 2
     session = await csms.pool.fetchrow("SELECT * FROM sessions WHERE transaction_id = 'TX-1'")
+    assert session is not None
     assert session["status"] == "ended" and session["meter_stop_wh"] == 110_000
     assert session["meter_start_wh"] == 100_000 and session["auth_status"] == "Accepted"
     context = await csms.pool.fetchval(
@@ -170,6 +171,7 @@ async def test_v16_start_is_four_statements_and_end_five(start_csms: StartCsms) 
     session = await csms.pool.fetchrow(
         "SELECT * FROM sessions WHERE transaction_id = $1", str(first.transaction_id)
     )
+    assert session is not None
     cdrs = await csms.pool.fetch("SELECT total_cost FROM cdrs WHERE session_id = $1", session["id"])
     assert [c["total_cost"] for c in cdrs] == [D("6.00")]
     assert str(session["transaction_id"]) == str(first.transaction_id)
@@ -206,7 +208,7 @@ async def test_the_stop_reading_is_the_meter_stop_else_the_latest_reading(
 ) -> None:
     csms = await start_csms(billing_cost_update_interval=0, billing_sweep_interval=0)
     central = csms.app.central
-    base = {"charge_point_id": "CP-STOP", "occurred_at": T0 + timedelta(hours=1)}
+    base: dict[str, Any] = {"charge_point_id": "CP-STOP", "occurred_at": T0 + timedelta(hours=1)}
     await csms.pool.execute("INSERT INTO chargers (charge_point_id) VALUES ('CP-STOP')")
     # Never seen starting, samples in the end, no meterStop: the end's latest reading.
     await central.end_session(
