@@ -108,6 +108,14 @@ async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
 ) -> None:
     csms = await csms_with_tariff(start_csms)
     statements = Statements(csms.app.central)
+    cost_reads: list[str] = []
+    [read_cost] = csms.app.central.session_cost_readers
+
+    async def counted_read(conn: Any, charge_point_id: str, transaction_id: str) -> Any:
+        cost_reads.append(transaction_id)
+        return await read_cost(conn, charge_point_id, transaction_id)
+
+    csms.app.central.session_cost_readers[:] = [counted_read]
     async with charger_v201(csms.ocpp_url, "CS-RT") as cs:
         # A first session: the connection's set-up writes and asyncpg's statement cache
         # (a statement's first use on a connection is prepared in a round trip of its own).
@@ -123,12 +131,14 @@ async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
         # BEGIN, the end (lock, resend check, session, samples, event), billing's read,
         # billing's write, COMMIT: no savepoint, no cost read after the commit.
         assert len(end_statements) == 5, end_statements
-        assert not [s for s in end_statements if "SAVEPOINT" in s or "total_cost" in s]
+        assert not [s for s in end_statements if "SAVEPOINT" in s]
+        assert cost_reads == []  # the cost came from the end's own transaction
         assert ended.total_cost == 6.0  # 1.00 + 10 kWh x 0.50
         assert ended.updated_personal_message["content"] == "Total: 6.00 EUR"
 
         again = await cs.call(transaction_event("Ended", 1, 110.0))  # a retransmission
         assert again.total_cost == 6.0  # the same answer, read from the CDR standing
+        assert cost_reads == ["TX-1"]
     tx1 = "SELECT id FROM sessions WHERE transaction_id = 'TX-1'"
     assert await csms.pool.fetchval(f"SELECT count(*) FROM cdrs WHERE session_id = ({tx1})") == 1
     ended_events = "SELECT count(*) FROM events WHERE type = $1 AND charge_point_id = 'CS-RT'"
