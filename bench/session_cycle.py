@@ -20,6 +20,7 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,11 +50,23 @@ async def _cycle(charger: StrictCharger, latencies: dict[str, list[float]]) -> N
         charger.script.on_answer(call, answer)
 
 
-async def _run(args: argparse.Namespace) -> None:
+@dataclass
+class CycleResult:
+    latencies: dict[str, list[float]]  # "start", "stop": send to answer, seconds
+    csms_cpu_s: float  # over the window, the CSMS's processes
+    postgres_cpu_s: float
+
+    @property
+    def calls(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+
+async def run(chargers: int, duration: float, csms_python: str | None = None) -> CycleResult:
+    """Boot ``chargers`` chargers and measure ``duration`` seconds of starts and stops."""
     with tempfile.TemporaryDirectory(prefix="session-cycle-") as data_dir:
         target = await start_csms(
             Path(data_dir),
-            python=args.csms_python,
+            python=csms_python,
             env={"CSMS_POST_BOOT_SPREAD_SECONDS": "1", "CSMS_BILLING_COST_UPDATE_INTERVAL": "0"},
         )
         try:
@@ -63,41 +76,51 @@ async def _run(args: argparse.Namespace) -> None:
             stored = await store.create_tariff(conn, "bench", tariff)
             await store.assign(conn, "default", "", stored.id)
             await conn.close()
-            chargers = [
+            fleet = [
                 StrictCharger(target.url, f"SC-{i}", v201=i % 2 == 1, timeout=30)
-                for i in range(args.chargers)
+                for i in range(chargers)
             ]
-            for charger in chargers:
+            for charger in fleet:
                 await charger._connect()
                 if await charger._call(boot(charger.v201)) is None:
                     raise RuntimeError(f"{charger.id}: boot failed")
             warm: dict[str, list[float]] = {"start": [], "stop": []}
-            await asyncio.gather(*(_cycle(c, warm) for c in chargers))
+            await asyncio.gather(*(_cycle(c, warm) for c in fleet))
             await asyncio.sleep(2)  # the post-boot probes out of the window
             latencies: dict[str, list[float]] = {"start": [], "stop": []}
-            end = time.monotonic() + args.duration
+            end = time.monotonic() + duration
             cpu_before = target.cpu_seconds()
 
             async def loop(charger: StrictCharger) -> None:
                 while time.monotonic() < end:
                     await _cycle(charger, latencies)
 
-            await asyncio.gather(*(loop(c) for c in chargers))
+            await asyncio.gather(*(loop(c) for c in fleet))
             cpu_after = target.cpu_seconds()
-            for charger in chargers:
+            for charger in fleet:
                 await charger.close()
         finally:
             await target.stop()
-    calls = sum(len(v) for v in latencies.values())
-    print(f"chargers: {args.chargers} (half 1.6J, half 2.0.1), {args.duration:g} s, "
-          f"{calls} starts and stops answered ({calls / args.duration:.0f}/s)")  # fmt: skip
-    for kind, values in latencies.items():
-        values.sort()
+    return CycleResult(latencies, cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
+
+
+def report(result: CycleResult, chargers: int, duration: float) -> str:
+    calls = result.calls
+    lines = [
+        f"chargers: {chargers} (half 1.6J, half 2.0.1), {duration:g} s, "
+        f"{calls} starts and stops answered ({calls / duration:.0f}/s)"
+    ]
+    for kind, values in result.latencies.items():
+        values = sorted(values)
         p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        print(f"  {kind}: p50 {statistics.median(values) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
-    csms_us = (cpu_after[0] - cpu_before[0]) / calls * 1e6
-    pg_us = (cpu_after[1] - cpu_before[1]) / calls * 1e6
-    print(f"CPU per start or stop: CSMS {csms_us:.0f} us, Postgres {pg_us:.0f} us")
+        lines.append(
+            f"  {kind}: p50 {statistics.median(values) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms"
+        )
+    lines.append(
+        f"CPU per start or stop: CSMS {result.csms_cpu_s / calls * 1e6:.0f} us, "
+        f"Postgres {result.postgres_cpu_s / calls * 1e6:.0f} us"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -108,7 +131,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     random.seed(args.seed)
-    asyncio.run(_run(args))
+    result = asyncio.run(run(args.chargers, args.duration, args.csms_python))
+    print(report(result, args.chargers, args.duration))
 
 
 if __name__ == "__main__":
