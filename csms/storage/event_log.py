@@ -6,7 +6,6 @@ state change it describes, so the log and the projections never disagree.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -80,12 +79,6 @@ async def exists(conn: Executor, event_id: uuid.UUID) -> bool:
     return bool(
         await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id)
     )
-
-
-async def stored_payload(conn: Executor, event_id: uuid.UUID) -> dict[str, Any] | None:
-    """The payload of a stored event (what the first copy of a resent message recorded)."""
-    raw = await conn.fetchval("SELECT payload FROM events WHERE event_id = $1", event_id)
-    return None if raw is None else dict(json.loads(raw))
 
 
 SAMPLES_FROM_ARRAYS = """
