@@ -70,12 +70,11 @@ _READ = f"""
                NOT $3::bool OR (status = 'ended'
                    AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.session_id = ss.id)) AS priced
         FROM sessions ss WHERE ss.id = $1
-    ), scopes AS MATERIALIZED (  -- the site function runs once, not per use
-        SELECT billing_charger_site(s.charge_point_id) AS site_id,
-               billing_charger_max_power_w(s.charge_point_id) AS max_power_w,
+    ), scopes AS MATERIALIZED (  -- the scope function runs once, not per use
+        SELECT scope.site_id, scope.max_power_w,
                (SELECT group_id FROM id_tokens WHERE lower(id_token) = lower(s.id_token))
                    AS token_group
-        FROM s WHERE s.priced
+        FROM s, billing_charger_scope(s.charge_point_id) AS scope WHERE s.priced
     )
     SELECT s.*, scopes.*,
            CASE WHEN s.priced AND $3::bool

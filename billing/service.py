@@ -3,9 +3,10 @@
 * At session end -- inside the transaction that records the SessionEnded
   (a :data:`csms.central.SessionEndHook`) -- the session is priced, its CDR
   stored and a ``cdr_created`` event appended, so the CDR commits (and reaches
-  Kafka's charging-sessions topic) together with the end of the session, or
-  not at all. Pricing runs in a savepoint: a billing failure never stops a
-  charger's session from being recorded; the sweeper prices it later.
+  Kafka's charging-sessions topic) together with the end of the session. If
+  pricing fails, the end's transaction is rolled back and the end written again
+  without it (csms.central): a billing failure never stops a charger's session
+  from being recorded; the sweeper prices it later.
 * The sweeper prices ended sessions that have no CDR (billing was off, or
   pricing failed) every ``billing_sweep_interval`` seconds.
 * Every ``billing_cost_update_interval`` seconds, each connected 2.0.1 charger
@@ -30,6 +31,8 @@ from fastapi import APIRouter
 
 from billing import cdrs
 from billing.cdr_inputs import read_running
+from billing.events import CdrCreated
+from csms.central import SessionCost, SessionPriced
 from csms.cluster.leases import Lease, run_while_leader
 from csms.connection import CallErrorReceived
 from csms.events import Protocol, SessionEnded
@@ -107,16 +110,26 @@ class BillingService:
 
     # -- CDRs ----------------------------------------------------------------------
 
-    async def on_session_end(self, conn: Executor, session_id: int, event: SessionEnded) -> None:
-        """Price the session and store its CDR in the session-end transaction (a savepoint)."""
-        assert not isinstance(conn, asyncpg.Pool), "called inside a transaction"
-        try:
-            async with conn.transaction():
-                await self._create_cdr(conn, session_id)
-        except Exception:
-            log.exception("billing.cdr_failed", session_id=session_id)
+    async def on_session_end(
+        self, conn: Executor, session_id: int, event: SessionEnded
+    ) -> SessionPriced | None:
+        """Price the session and store its CDR in the session-end transaction; its cost for
+        the charger's answer (None: a CDR stands already, the answer reads it).
 
-    async def _create_cdr(self, conn: Executor, session_id: int) -> None:
+        No savepoint: if this fails, the central system rolls the end's transaction back
+        and writes the end again without billing (the sweeper prices it later), so a
+        failure never loses the end, at two round trips less per end.
+        """
+        assert not isinstance(conn, asyncpg.Pool), "called inside a transaction"
+        created = await self._create_cdr(conn, session_id)
+        if created is None:
+            return None
+        if created.tariff_id is None:
+            return SessionPriced(None)  # no tariff: the answer carries no cost
+        # OCPP's totalCost is a JSON number (a decimal in the CDR).
+        return SessionPriced(SessionCost(float(Decimal(created.total_cost)), created.currency))
+
+    async def _create_cdr(self, conn: Executor, session_id: int) -> CdrCreated | None:
         """The CDR and its ``cdr_created`` event (written together by create_cdr)."""
         created = await cdrs.create_cdr(
             conn, session_id, utcnow(), self.default_currency, self.max_power_w
@@ -124,6 +137,7 @@ class BillingService:
         if created is not None:
             log.info("billing.cdr_created", cdr_id=created.cdr_id, total=created.total_cost,
                      currency=created.currency, flags=created.flags)  # fmt: skip
+        return created
 
     async def sweep(self) -> int:
         """Create the CDRs ended sessions are missing; return how many were tried.

@@ -146,8 +146,9 @@ class SessionScopes:
 async def scopes_of(conn: Executor, charge_point_id: str, id_token: str | None) -> SessionScopes:
     row = await conn.fetchrow(
         """
-        SELECT billing_charger_site($1) AS site_id, billing_charger_max_power_w($1) AS max_power_w,
+        SELECT scope.site_id, scope.max_power_w,
                (SELECT group_id FROM id_tokens WHERE lower(id_token) = lower($2)) AS token_group
+        FROM billing_charger_scope($1) AS scope
         """,
         charge_point_id,
         id_token,

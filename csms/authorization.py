@@ -128,6 +128,23 @@ class Authorizer:
         if id_token is None:
             return None
         token = await tokens.find(conn, id_token)
+        return await self._decide_in(
+            conn, token, id_token, token_type, charge_point_id, transaction_id,
+            concurrent_check, connector_id,
+        )  # fmt: skip
+
+    async def _decide_in(
+        self,
+        conn: Executor,
+        token: tokens.TokenRecord | None,
+        id_token: str,
+        token_type: str | None,
+        charge_point_id: str,
+        transaction_id: str | None = None,
+        concurrent_check: bool = True,
+        connector_id: int | None = None,
+    ) -> Authorization:
+        """:meth:`_authorize_in` for a token already read (``token``: None if unknown)."""
         authorization = decide_authorization(token, utcnow(), token_type)
         if (
             concurrent_check

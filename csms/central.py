@@ -8,7 +8,6 @@ charger gets is only sent once what it reported is stored.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,18 +44,14 @@ from csms.storage import (
     chargers,
     event_log,
     ocpp_projections,
-    sessions,
+    session_events,
 )
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
+from csms.storage.sessions import SessionRef
 
 log = structlog.get_logger(__name__)
 
 R = TypeVar("R")
-
-
-# Called inside the transaction that records a SessionEnded, after its event is
-# appended (billing prices the session there, so its CDR commits with the end).
-SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +62,21 @@ class SessionCost:
     currency: str
 
 
+@dataclass(frozen=True, slots=True)
+class SessionPriced:
+    """A session-end hook priced the session in the end's transaction: its cost for the
+    answer (None: no tariff applies), so the answer needs no read after the commit."""
+
+    cost: SessionCost | None
+
+
+# Called inside the transaction that records a SessionEnded, after its event is
+# appended (billing prices the session there, so its CDR commits with the end). It
+# returns what it priced, or None (not priced here: the cost is read after the commit).
+# If it raises, the transaction is rolled back and the end written again without hooks.
+SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[SessionPriced | None]]
+
+
 # Read after a session's end committed: its cost if a tariff applied (billing registers one).
 SessionCostReader = Callable[[Executor, str, str], Awaitable[SessionCost | None]]
 
@@ -75,6 +85,17 @@ SessionCostReader = Callable[[Executor, str, str], Awaitable[SessionCost | None]
 class SessionOutcome:
     transaction_id: str
     authorization: Authorization | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEndOutcome:
+    authorization: Authorization | None
+    cost: SessionCost | None  # only when asked for (2.0.1); None: no tariff applies
+
+
+class SessionEndHookFailed(Exception):
+    """A session-end hook failed; the end's transaction is rolled back and written again
+    without hooks (a failing billing step never loses a session end)."""
 
 
 class CentralSystem(Authorizer, PresenceRecorder):
@@ -145,47 +166,58 @@ class CentralSystem(Authorizer, PresenceRecorder):
     async def _start_session_in(
         self, conn: Executor, event: SessionStarted, protocol: Protocol
     ) -> tuple[SessionOutcome, bool]:
-        """A start's writes in a transaction; (outcome, False) for a resend."""
-        authorization = await self._authorize_in(
-            conn,
-            event.id_token,
-            event.token_type,
-            event.charge_point_id,
-            event.transaction_id,
-            connector_id=event.connector_id,
+        """A start's writes in a transaction, two round trips; (outcome, False) for a resend.
+
+        The first takes the charger's session lock and reads the resend check and the
+        token; the second writes the session and the event.
+        """
+        prepared = await session_events.prepare(
+            conn, event.charge_point_id, event.event_id, event.id_token
         )
+        authorization = None
+        if event.id_token is not None:
+            authorization = await self._decide_in(
+                conn,
+                prepared.token,
+                event.id_token,
+                event.token_type,
+                event.charge_point_id,
+                event.transaction_id,
+                connector_id=event.connector_id,
+            )
         auth_status = authorization.status.value if authorization else None
-        stored = await event_log.stored_payload(conn, event.event_id)
-        if stored is not None:
-            return SessionOutcome(str(stored["transaction_id"]), authorization), False
-        await sessions.lock_charger(conn, event.charge_point_id)
+        if prepared.stored is not None:
+            return SessionOutcome(str(prepared.stored["transaction_id"]), authorization), False
         if event.transaction_id is None:
-            ref = await sessions.start_v16(conn, event, auth_status or "Invalid")
-            event = dataclasses.replace(event, transaction_id=ref.transaction_id)
+            ref = await session_events.start_v16(conn, event, auth_status or "Invalid")
         else:
-            ref = await sessions.upsert(conn, event, protocol, auth_status)
-        await self._store_samples(conn, event, ref.id)
-        await event_log.append(conn, event, session_id=ref.id)
+            written = await session_events.record(conn, event, protocol, auth_status)
+            if written is None:  # a copy committed while this one waited for the lock
+                return SessionOutcome(event.transaction_id, authorization), False
+            ref = written
+        if event.samples:
+            metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
         return SessionOutcome(ref.transaction_id, authorization), True
 
-    @once
     async def update_session(
         self, event: SessionUpdated | SessionEnded, protocol: Protocol
     ) -> Authorization | None:
         """Record a transaction update or end (even for a transaction never seen starting).
 
-        Updates go through group commit; an end runs in a transaction of its own,
-        since its hooks (billing) are plugins' code, and ends are rare.
+        Most updates go through group commit's bulk writer, updates with a token through
+        group commit one by one; an end is :meth:`end_session`.
         """
-        if isinstance(event, SessionEnded) and event.rejected:
-            log.warning("session.end_values_dropped", rejected=list(event.rejected))
-            metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
+        if isinstance(event, SessionEnded):
+            return (await self.end_session(event, protocol)).authorization
+        return await self._update_session(event, protocol)
+
+    @once
+    async def _update_session(
+        self, event: SessionUpdated, protocol: Protocol
+    ) -> Authorization | None:
         apply = functools.partial(self._update_session_in, event=event, protocol=protocol)
         async with metrics.db_write(event.type):
-            if isinstance(event, SessionEnded):
-                async with self._acquire() as conn, conn.transaction():
-                    authorization, stored = await apply(conn)
-            elif event.id_token is None:  # most updates: written with others in one go
+            if event.id_token is None:  # most updates: written with others in one go
                 authorization, stored = await self._write(
                     event.charge_point_id, apply, batched_writes.SESSION_UPDATED, (event, protocol)
                 )
@@ -194,14 +226,22 @@ class CentralSystem(Authorizer, PresenceRecorder):
         if not stored:
             note_duplicate(event)
             return authorization
-        # An update's row is built from this event as it is (an end's too, but ends are rare).
-        self.bus.publish(event, stored_as_is=isinstance(event, SessionUpdated))
+        # An update's row is built from this event as it is.
+        self.bus.publish(event, stored_as_is=True)
         return authorization
 
     async def _update_session_in(
-        self, conn: Executor, event: SessionUpdated | SessionEnded, protocol: Protocol
+        self, conn: Executor, event: SessionUpdated, protocol: Protocol
     ) -> tuple[Authorization | None, bool]:
-        """An update's or end's writes in a transaction; (authorization, False) for a resend."""
+        """An update's writes in a transaction; (authorization, False) for a resend."""
+        authorization, ref = await self._session_event_in(conn, event, protocol)
+        return authorization, ref is not None
+
+    async def _session_event_in(
+        self, conn: Executor, event: SessionUpdated | SessionEnded, protocol: Protocol
+    ) -> tuple[Authorization | None, SessionRef | None]:
+        """An update's or end's own writes: the token's read (if the event has one), then
+        one statement for the rest; no session reference for a resend."""
         authorization = await self._authorize_in(
             conn,
             event.id_token,
@@ -211,18 +251,65 @@ class CentralSystem(Authorizer, PresenceRecorder):
             concurrent_check=False,
         )
         auth_status = authorization.status.value if authorization else None
-        if await event_log.exists(conn, event.event_id):
-            return authorization, False
-        await sessions.lock_charger(conn, event.charge_point_id)
-        ref = await sessions.upsert(conn, event, protocol, auth_status)
-        await self._store_samples(conn, event, ref.id)
-        if isinstance(event, SessionEnded):
-            await sessions.set_stop_reading(conn, ref.id, event.meter_stop_wh)
-        await event_log.append(conn, event, session_id=ref.id)
-        if isinstance(event, SessionEnded):
-            for hook in self.session_end_hooks:
-                await hook(conn, ref.id, event)
-        return authorization, True
+        ref = await session_events.record(conn, event, protocol, auth_status)
+        if ref is not None and event.samples:
+            metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
+        return authorization, ref
+
+    @once
+    async def end_session(
+        self, event: SessionEnded, protocol: Protocol, *, want_cost: bool = False
+    ) -> SessionEndOutcome:
+        """Record a transaction end, in a transaction of its own (its hooks -- billing's
+        CDR -- are plugins' code and run in it); ``want_cost``: the cost for the answer.
+
+        Round trips: BEGIN, the token's read (if the end has one), the end's statement,
+        the hooks' (billing: two), COMMIT. A hook that fails rolls the transaction back
+        and the end is written again without hooks: a failing billing step never loses
+        the end (the sweeper prices it later).
+        """
+        if event.rejected:
+            log.warning("session.end_values_dropped", rejected=list(event.rejected))
+            metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
+        async with metrics.db_write(event.type):
+            try:
+                authorization, stored, priced = await self._end_session_in(event, protocol, True)
+            except SessionEndHookFailed as failure:
+                log.error(
+                    "session.end_hook_failed",
+                    hook=str(failure),
+                    transaction_id=event.transaction_id,
+                    exc_info=failure.__cause__,
+                )
+                authorization, stored, priced = await self._end_session_in(event, protocol, False)
+        if not stored:
+            note_duplicate(event)
+        else:
+            self.bus.publish(event)
+        cost = None
+        if want_cost:
+            if priced is not None:
+                cost = priced.cost
+            else:  # a resend, or not priced by a hook: the CDR as it stands (if any)
+                cost = await self.session_cost(event.charge_point_id, event.transaction_id)
+        return SessionEndOutcome(authorization, cost)
+
+    async def _end_session_in(
+        self, event: SessionEnded, protocol: Protocol, hooks: bool
+    ) -> tuple[Authorization | None, bool, SessionPriced | None]:
+        """The end's transaction: (authorization, whether stored, what a hook priced)."""
+        priced = None
+        async with self._acquire() as conn, conn.transaction():
+            authorization, ref = await self._session_event_in(conn, event, protocol)
+            if ref is None:
+                return authorization, False, None
+            for hook in self.session_end_hooks if hooks else ():
+                try:
+                    priced = await hook(conn, ref.id, event) or priced
+                except Exception as error:
+                    name = getattr(hook, "__qualname__", repr(hook))
+                    raise SessionEndHookFailed(name) from error
+        return authorization, True, priced
 
     async def session_cost(self, charge_point_id: str, transaction_id: str) -> SessionCost | None:
         """The ended session's cost from the first reader that knows it (None: no tariff)."""
@@ -280,25 +367,3 @@ class CentralSystem(Authorizer, PresenceRecorder):
         await ocpp_projections.project(conn, event)
         await event_log.append(conn, event)
         return True
-
-    # -- helpers ---------------------------------------------------------------
-
-    async def _store_samples(
-        self,
-        conn: Executor,
-        event: SessionStarted | SessionUpdated | SessionEnded,
-        session_id: int,
-    ) -> None:
-        """Write a session event's samples and move the session's meter readings."""
-        if not event.samples:
-            return
-        metrics.DB_BATCH_SIZE.labels("meter_samples").observe(len(event.samples))
-        await event_log.insert_samples(
-            conn,
-            event.charge_point_id,
-            session_id,
-            event.evse_id,
-            event.connector_id,
-            event.samples,
-        )
-        await sessions.apply_readings(conn, session_id, event.samples)

@@ -8,7 +8,7 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action
 
-from csms.central import Authorization
+from csms.central import Authorization, SessionCost
 from csms.connection import OcppConnection
 from csms.events import (
     AuthorizationRequested,
@@ -157,6 +157,7 @@ class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  #
             "samples": samples_from_v201(meter_value or (), rejected),
         }
         authorization: Authorization | None
+        cost: SessionCost | None = None
         if event_type == "Started":
             outcome = await self.central.start_session(
                 SessionStarted(**common, reservation_id=reservation_id), self.protocol
@@ -168,7 +169,8 @@ class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  #
                 self.protocol,
             )
         else:
-            authorization = await self.central.update_session(
+            # I02/I03: the final cost, as billing priced it in the end's transaction.
+            ended = await self.central.end_session(
                 SessionEnded(
                     **common,
                     # 2.0.1: stoppedReason is only given when it is not "Local".
@@ -176,17 +178,13 @@ class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  #
                     rejected=tuple(rejected or ()),
                 ),
                 self.protocol,
+                want_cost=True,
             )
+            authorization, cost = ended.authorization, ended.cost
         total_cost, message = None, None
-        if event_type == "Ended":
-            # I02/I03: the final cost, once billing has priced it (committed with the end).
-            cost = await self.central.session_cost(self.id, transaction_info["transaction_id"])
-            if cost is not None:
-                total_cost = cost.total_cost
-                message = {
-                    "format": "UTF8",
-                    "content": f"Total: {cost.total_cost:.2f} {cost.currency}",
-                }
+        if cost is not None:
+            total_cost = cost.total_cost
+            message = {"format": "UTF8", "content": f"Total: {cost.total_cost:.2f} {cost.currency}"}
         return call_result.TransactionEvent(
             id_token_info=None if authorization is None else _id_token_info(authorization),
             total_cost=total_cost,

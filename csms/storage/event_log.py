@@ -6,7 +6,6 @@ state change it describes, so the log and the projections never disagree.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -82,20 +81,14 @@ async def exists(conn: Executor, event_id: uuid.UUID) -> bool:
     )
 
 
-async def stored_payload(conn: Executor, event_id: uuid.UUID) -> dict[str, Any] | None:
-    """The payload of a stored event (what the first copy of a resent message recorded)."""
-    raw = await conn.fetchval("SELECT payload FROM events WHERE event_id = $1", event_id)
-    return None if raw is None else dict(json.loads(raw))
-
-
-_SAMPLES_FROM_ARRAYS = """
+SAMPLES_FROM_ARRAYS = """
     unnest({0}::timestamptz[], {1}::text[], {2}::text[], {3}::text[], {4}::text[],
            {5}::float8[], {6}::text[])
     AS x(sampled_at, measurand, phase, location, context, value, unit)
 """
 
 
-def _sample_arrays(samples: Sequence[MeterSample]) -> list[list[Any]]:
+def sample_arrays(samples: Sequence[MeterSample]) -> list[list[Any]]:
     return [
         [s.sampled_at for s in samples],
         [s.measurand for s in samples],
@@ -124,13 +117,13 @@ async def insert_samples(
                                    sampled_at, measurand, phase, location, context, value, unit)
         SELECT $1, $2, $3, $4, x.sampled_at, x.measurand, x.phase, x.location, x.context,
                x.value, x.unit
-        FROM {_SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
+        FROM {SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
         """,
         charge_point_id,
         session_id,
         evse_id,
         connector_id,
-        *_sample_arrays(samples),
+        *sample_arrays(samples),
     )
 
 
@@ -145,7 +138,7 @@ _RECORD_METER_SAMPLED = f"""
                                    sampled_at, measurand, phase, location, context, value, unit)
         SELECT $1, (SELECT id FROM session), $3, $4, x.sampled_at, x.measurand, x.phase,
                x.location, x.context, x.value, x.unit
-        FROM {_SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
+        FROM {SAMPLES_FROM_ARRAYS.format(*(f"${i}" for i in range(5, 12)))}
         WHERE NOT (SELECT duplicate FROM seen)
     ), readings AS (
         UPDATE sessions SET {_READINGS}
@@ -177,7 +170,7 @@ async def record_meter_sampled(conn: Executor, event: MeterSampled) -> tuple[int
         event.transaction_id,
         event.evse_id,
         event.connector_id,
-        *_sample_arrays(event.samples),
+        *sample_arrays(event.samples),
         first.value if first else None,
         first.sampled_at if first else None,
         last.value if last else None,

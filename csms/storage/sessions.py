@@ -1,6 +1,7 @@
 """Charging sessions (OCPP transactions) and their meter readings.
 
-All writes for one charger's sessions take a per-charger advisory lock, so two
+All writes for one charger's sessions take a per-charger advisory lock
+(``SESSION_LOCK_NAMESPACE``, :mod:`csms.storage.session_events`), so two
 connections of the same identity (a reconnect racing the old socket) cannot
 create a session twice.
 """
@@ -22,64 +23,6 @@ SESSION_LOCK_NAMESPACE = 1
 class SessionRef:
     id: int
     transaction_id: str
-
-
-async def lock_charger(conn: Executor, charge_point_id: str) -> None:
-    """Serialise session writes for one charger until the transaction ends."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", SESSION_LOCK_NAMESPACE, charge_point_id
-    )
-
-
-async def start_v16(conn: Executor, event: SessionStarted, auth_status: str) -> SessionRef:
-    """Create a 1.6 session with a CSMS-assigned integer id, or find the one a retry repeats.
-
-    A StartTransaction that a charger repeats (it got no answer the first time)
-    has the same connector, id tag, timestamp and meterStart; it gets the same
-    transactionId back instead of a second session.
-    """
-    row = await conn.fetchrow(
-        """
-        SELECT id, transaction_id FROM sessions
-        WHERE charge_point_id = $1 AND protocol = $2 AND connector_id = $3
-          AND id_token IS NOT DISTINCT FROM $4 AND started_at = $5
-          AND meter_start_wh IS NOT DISTINCT FROM $6 AND NOT start_unknown
-        """,
-        event.charge_point_id,
-        Protocol.V16.value,
-        event.connector_id,
-        event.id_token,
-        event.occurred_at,
-        event.meter_start_wh,
-    )
-    if row is not None:
-        return SessionRef(row["id"], row["transaction_id"])
-    while True:
-        # A StopTransaction for an id the CSMS never issued is stored under the
-        # charger's own id; skip any sequence value that collides with one.
-        row = await conn.fetchrow(
-            """
-            INSERT INTO sessions (charge_point_id, protocol, transaction_id, evse_id,
-                                  connector_id, id_token, token_type, auth_status,
-                                  reservation_id, started_at, meter_start_wh, meter_start_at,
-                                  meter_last_wh, meter_last_at)
-            VALUES ($1, $2, nextval('transaction_id_seq')::text, $3, $3, $4, $5, $6, $7, $8,
-                    $9, $8, $9, $8)
-            ON CONFLICT (charge_point_id, transaction_id) DO NOTHING
-            RETURNING id, transaction_id
-            """,
-            event.charge_point_id,
-            Protocol.V16.value,
-            event.connector_id,
-            event.id_token,
-            event.token_type,
-            auth_status,
-            event.reservation_id,
-            event.occurred_at,
-            event.meter_start_wh,
-        )
-        if row is not None:
-            return SessionRef(row["id"], row["transaction_id"])
 
 
 async def upsert(
@@ -116,34 +59,50 @@ def readings_assignment(
                               THEN COALESCE({first_wh}, {row}meter_start_wh)
                               ELSE {row}meter_start_wh END,
         meter_start_at = LEAST({row}meter_start_at, {first_at}),
-        meter_last_wh = CASE WHEN {row}meter_last_at IS NULL OR {last_at} >= {row}meter_last_at
-                             THEN COALESCE({last_wh}, {row}meter_last_wh)
-                             ELSE {row}meter_last_wh END,
+        meter_last_wh = {latest_reading(last_wh, last_at, row=row)},
         meter_last_at = GREATEST({row}meter_last_at, {last_at}){touched}
     """
 
 
+def latest_reading(last_wh: str, last_at: str, *, row: str = "") -> str:
+    """SQL of the session's latest register reading once a reading (``last_wh`` taken at
+    ``last_at``, NULL: none) is applied: the newer of it and the row's."""
+    return f"""CASE WHEN {row}meter_last_at IS NULL OR {last_at} >= {row}meter_last_at
+                             THEN COALESCE({last_wh}, {row}meter_last_wh)
+                             ELSE {row}meter_last_wh END"""
+
+
 # Per row: EXCLUDED.start_unknown is NOT "this is the start", EXCLUDED.status = 'ended'
-# says "this is the end", EXCLUDED.started_at is the event's time.
-_UPSERT_MANY = f"""
+# says "this is the end", EXCLUDED.started_at is the event's time. An end's stop reading
+# is the charger's meterStop ($21, per row), else the latest register reading as this
+# statement leaves it: the row is written once per event (a second UPDATE of it in the
+# same transaction re-ran the foreign-key check of its charger).
+def upsert_sql(where: str = "") -> str:
+    """The upsert of :func:`upsert_many` without its RETURNING; ``where`` filters the rows
+    (a statement that embeds it skips a resend's row)."""
+    return f"""
     INSERT INTO sessions AS s (charge_point_id, protocol, transaction_id, evse_id,
                                connector_id, id_token, token_type, auth_status,
                                reservation_id, started_at, start_unknown, last_seq_no,
                                charging_state, status, ended_at, stop_reason, stop_id_token,
-                               meter_start_wh, meter_start_at, meter_last_wh, meter_last_at)
+                               meter_start_wh, meter_start_at, meter_last_wh, meter_last_at,
+                               meter_stop_wh)
     SELECT x.cp, x.protocol, x.tx, x.evse_id, x.connector_id, x.id_token, x.token_type,
            x.auth_status, x.reservation_id, x.at, NOT x.is_start, x.seq_no, x.charging_state,
            CASE WHEN x.is_end THEN 'ended' ELSE 'active' END,
            CASE WHEN x.is_end THEN x.at END, x.stop_reason,
            CASE WHEN x.is_end THEN x.id_token END,
-           x.first_wh, x.first_at, x.last_wh, x.last_at
+           x.first_wh, x.first_at, x.last_wh, x.last_at,
+           CASE WHEN x.is_end THEN COALESCE(x.stop_wh, x.last_wh) END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[],
                 $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::int[],
                 $12::bool[], $13::bool[], $14::text[], $15::text[], $16::int[],
-                $17::float8[], $18::timestamptz[], $19::float8[], $20::timestamptz[])
+                $17::float8[], $18::timestamptz[], $19::float8[], $20::timestamptz[],
+                $21::float8[])
          AS x(cp, protocol, tx, evse_id, connector_id, id_token, token_type, auth_status,
               reservation_id, at, seq_no, is_start, is_end, charging_state, stop_reason, i,
-              first_wh, first_at, last_wh, last_at)
+              first_wh, first_at, last_wh, last_at, stop_wh)
+    {where}
     ORDER BY x.i
     ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET
         evse_id = COALESCE(EXCLUDED.evse_id, s.evse_id),
@@ -169,21 +128,30 @@ _UPSERT_MANY = f"""
                            ELSE s.stop_reason END,
         stop_id_token = CASE WHEN EXCLUDED.status = 'ended' THEN EXCLUDED.stop_id_token
                              ELSE s.stop_id_token END,
+        meter_stop_wh = CASE
+            WHEN EXCLUDED.status = 'ended' THEN COALESCE(
+                (SELECT st.stop_wh FROM unnest($1::text[], $3::text[], $21::float8[])
+                        AS st(cp, tx, stop_wh)
+                 WHERE st.cp = EXCLUDED.charge_point_id AND st.tx = EXCLUDED.transaction_id),
+                {latest_reading("EXCLUDED.meter_last_wh", "EXCLUDED.meter_last_at", row="s.")})
+            ELSE s.meter_stop_wh END,
         -- the register readings the event carries (NULL: none): the row is written once
         -- per event, not again by a readings UPDATE
         {
-    readings_assignment(
-        "EXCLUDED.meter_start_wh",
-        "EXCLUDED.meter_start_at",
-        "EXCLUDED.meter_last_wh",
-        "EXCLUDED.meter_last_at",
-        row="s.",
-        touch=False,
-    )
-},
+        readings_assignment(
+            "EXCLUDED.meter_start_wh",
+            "EXCLUDED.meter_start_at",
+            "EXCLUDED.meter_last_wh",
+            "EXCLUDED.meter_last_at",
+            row="s.",
+            touch=False,
+        )
+    },
         updated_at = now()
-    RETURNING id, transaction_id, charge_point_id
-"""
+    """
+
+
+_UPSERT_MANY = upsert_sql() + "RETURNING id, transaction_id, charge_point_id"
 
 SessionWrite = tuple[SessionStarted | SessionUpdated | SessionEnded, Protocol, str | None]
 
@@ -204,7 +172,29 @@ async def upsert_many(
     (one per write), move the session's start and latest register readings in the
     same statement, as :func:`readings_assignment` does.
     """
-    columns: list[list[object]] = [[] for _ in range(20)]
+    columns = upsert_columns(writes, readings)
+    rows = await conn.fetch(_UPSERT_MANY, *columns)
+    by_key = {(r["charge_point_id"], r["transaction_id"]): r["id"] for r in rows}
+    return [
+        SessionRef(by_key[(e.charge_point_id, e.transaction_id)], str(e.transaction_id))
+        for e, _, _ in writes
+    ]
+
+
+def register_readings(samples: Sequence[MeterSample]) -> Readings:
+    """(first Wh, first time, last Wh, last time) of the samples' energy register."""
+    register = energy_register(samples)
+    if not register:
+        return _NO_READINGS
+    first, last = register[0], register[-1]
+    return first.value, first.sampled_at, last.value, last.sampled_at
+
+
+def upsert_columns(
+    writes: Sequence[SessionWrite], readings: Sequence[Readings] = ()
+) -> list[list[object]]:
+    """The 21 array parameters of :func:`upsert_sql` for ``writes`` (and their readings)."""
+    columns: list[list[object]] = [[] for _ in range(21)]
     if not readings:
         readings = [_NO_READINGS] * len(writes)
     for index, ((event, protocol, auth_status), moved) in enumerate(
@@ -230,15 +220,11 @@ async def upsert_many(
             event.stop_reason if isinstance(event, SessionEnded) else None,
             index,
             *moved,
+            event.meter_stop_wh if isinstance(event, SessionEnded) else None,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    rows = await conn.fetch(_UPSERT_MANY, *columns)
-    by_key = {(r["charge_point_id"], r["transaction_id"]): r["id"] for r in rows}
-    return [
-        SessionRef(by_key[(e.charge_point_id, e.transaction_id)], str(e.transaction_id))
-        for e, _, _ in writes
-    ]
+    return columns
 
 
 async def find(conn: Executor, charge_point_id: str, transaction_id: str) -> SessionRef | None:
@@ -281,30 +267,4 @@ def context_sql(row: str) -> str:
     return (
         f"jsonb_strip_nulls(jsonb_build_object({pairs}, "
         f"'start_unknown', NULLIF({row}.start_unknown, false)))"
-    )
-
-
-_APPLY_READINGS = (
-    f"UPDATE sessions SET {readings_assignment('$2', '$3::timestamptz', '$4', '$5::timestamptz')}"
-    " WHERE id = $1"
-)
-
-
-async def apply_readings(conn: Executor, session_id: int, samples: Sequence[MeterSample]) -> None:
-    """Move the session's start/latest register readings by the samples' timestamps."""
-    register = energy_register(samples)
-    if not register:
-        return
-    first, last = register[0], register[-1]
-    await conn.execute(
-        _APPLY_READINGS, session_id, first.value, first.sampled_at, last.value, last.sampled_at
-    )
-
-
-async def set_stop_reading(conn: Executor, session_id: int, meter_stop_wh: float | None) -> None:
-    """Fix the stop reading: the charger's meterStop, else the latest register reading."""
-    await conn.execute(
-        "UPDATE sessions SET meter_stop_wh = COALESCE($2, meter_last_wh) WHERE id = $1",
-        session_id,
-        meter_stop_wh,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from csms.storage import Executor
 
@@ -17,23 +18,33 @@ class TokenRecord:
     group_status: str | None = None  # the status of the group (parent) token, if known
 
 
-async def find(conn: Executor, id_token: str) -> TokenRecord | None:
-    """Look a token up case-insensitively (both OCPP versions define it so), with its group's
-    status (a blocked group blocks its members)."""
-    row = await conn.fetchrow(
-        """
+def lookup_sql(id_token: str) -> str:
+    """SQL of the row :func:`find` reads for the token ``id_token`` (a parameter), for a
+    statement that reads it beside other things (as a subquery; no row: unknown)."""
+    return f"""
         SELECT t.id_token, t.status, t.expires_at, t.group_id, g.status AS group_status
         FROM id_tokens t
         LEFT JOIN id_tokens g ON lower(g.id_token) = lower(t.group_id)
-        WHERE lower(t.id_token) = lower($1)
-        """,
-        id_token,
-    )
-    if row is None:
+        WHERE lower(t.id_token) = lower({id_token})
+    """
+
+
+_FIND = lookup_sql("$1")
+
+
+def record_of(row: Any) -> TokenRecord | None:
+    """The token of a row with :func:`lookup_sql`'s columns (a NULL ``id_token``: none)."""
+    if row is None or row["id_token"] is None:
         return None
     return TokenRecord(
         row["id_token"], row["status"], row["expires_at"], row["group_id"], row["group_status"]
     )
+
+
+async def find(conn: Executor, id_token: str) -> TokenRecord | None:
+    """Look a token up case-insensitively (both OCPP versions define it so), with its group's
+    status (a blocked group blocks its members)."""
+    return record_of(await conn.fetchrow(_FIND, id_token))
 
 
 async def upsert(
