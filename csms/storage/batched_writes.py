@@ -26,7 +26,6 @@ from csms.events import (
     Protocol,
     SessionUpdated,
 )
-from csms.meter import energy_register
 from csms.storage import Executor, sessions
 from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
 from csms.storage.sessions import readings_assignment
@@ -94,15 +93,6 @@ def _payload(event: Any) -> str:
     return text
 
 
-def _register_ends(samples: Sequence[MeterSample]) -> tuple[Any, Any, Any, Any]:
-    """(first Wh, first time, last Wh, last time) of the energy register, or Nones."""
-    register = energy_register(samples)
-    if not register:
-        return None, None, None, None
-    first, last = register[0], register[-1]
-    return first.value, first.sampled_at, last.value, last.sampled_at
-
-
 def _sample_rows(indexed: Sequence[tuple[int, Sequence[MeterSample]]]) -> list[Any]:
     """The arguments of :func:`_sample_unnest`: index, sampled_at, the texts, value."""
     rows = [
@@ -144,7 +134,7 @@ async def record_meter_sampled_many(
             e.connector_id,
             e.occurred_at,
             _payload(e),
-            *_register_ends(e.samples),
+            *sessions.register_readings(e.samples),
         )
         for index, e in enumerate(events)
     ]
@@ -281,7 +271,7 @@ async def record_session_updates(
         refs = await sessions.upsert_many(
             conn,
             [(e, protocols[e.event_id], None) for e in fresh],
-            [_register_ends(e.samples) for e in fresh],
+            [sessions.register_readings(e.samples) for e in fresh],
         )
         written = list(enumerate(zip(fresh, refs, strict=True)))
         with_samples = [(i, e, r) for i, (e, r) in written if e.samples]
