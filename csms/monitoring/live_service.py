@@ -168,10 +168,11 @@ class LiveMonitoringService:
         )
 
     def _handle(self, event: Event) -> None:
-        progress, delivered_wh = self.tracker.apply(event)
+        listened = self.hub.listened_to
+        progress, delivered_wh = self.tracker.apply(event, with_progress=listened)
         if delivered_wh > 0 and self.leader.leading:  # counted once in the cluster
             metrics.ENERGY_DELIVERED_WH.inc(delivered_wh)
-        if not self.hub.listened_to:  # the stream's body (every event's payload) costs
+        if not listened:  # the stream's body (every event's payload) costs
             return
         notification = notification_of(event)
         if notification is not None:
