@@ -11,7 +11,8 @@ without noticing cannot move the cursor. Optional ``warm_up`` sees the events
 of the last ``warm_up_s`` seconds before the stored cursor on takeover (rule
 windows are rebuilt from them; nothing is acted on twice). Side tasks
 (``also_run``, e.g. a periodic tick) run beside the consumer, only while
-leading.
+leading. ``wants`` names the rows ``handle`` acts on (asked of a row's head);
+the others only move the cursor, and are neither fetched nor decoded for it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import structlog
 
 from csms.bus import EventBus, Subscription
 from csms.cluster import feed
+from csms.cluster.feed import Interest
 from csms.cluster.leases import (
     Lease,
     LeaseManager,
-    bounded,
     lease_is_current,
     run_while_leader,
 )
@@ -58,6 +59,7 @@ class LeaderFeed:
         warm_up_s: float = 0.0,
         also_run: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         checkpoint_interval: float = 1.0,
+        wants: Interest | None = None,
     ) -> None:
         self.name = name
         self.bus = bus
@@ -70,6 +72,9 @@ class LeaderFeed:
         self.warm_up_s = warm_up_s
         self.also_run = also_run
         self.checkpoint_interval = checkpoint_interval
+        # The rows ``handle`` (and ``warm_up``) act on (None: all): the others only move
+        # the cursor, and the lease holder need not fetch nor decode them for this feed.
+        self.wants = wants
         self.subscription: Subscription | None = None
         self.busy = False  # handling an event now
         self._task: asyncio.Task[None] | None = None
@@ -143,24 +148,29 @@ class LeaderFeed:
         async with self.pool.acquire() as conn:
             stored = await feed.load_cursor(conn, self.name)
             if stored is None:  # the first holder ever: from when this node started
-                return await self.bus.subscribe_at(self.name, self.bus.started_at), None
+                first = await self.bus.subscribe_at(
+                    self.name, self.bus.started_at, wants=self.wants
+                )
+                return first, None
             start = stored
             saved_at = await feed.load_cursor_saved_at(conn, self.name)
             if self.warm_up is not None and self.warm_up_s > 0:
                 since = datetime.now(UTC) - timedelta(seconds=self.warm_up_s)
                 start = min(stored, await feed.position_before(conn, since))
-        return await self.bus.subscribe_at(self.name, start, saved_at=saved_at), stored
+        resumed = await self.bus.subscribe_at(self.name, start, saved_at=saved_at, wants=self.wants)
+        return resumed, stored
 
     async def _consume(
         self, lease: Lease, subscription: Subscription, resume_at: feed.Position | None
     ) -> None:
-        saved = subscription.position
+        loop = asyncio.get_running_loop()
+        saved, saved_when = subscription.position, loop.time()
         while True:
             try:
-                event = await bounded(subscription.get(), self.checkpoint_interval)
+                event = await subscription.get(within=self.checkpoint_interval)
             except TimeoutError:  # idle: store where we are
                 if subscription.position != saved:
-                    saved = subscription.position
+                    saved, saved_when = subscription.position, loop.time()
                     await self._checkpoint(lease, saved)
                 continue
             self.busy = True
@@ -175,8 +185,10 @@ class LeaderFeed:
             finally:
                 self.busy = False
             self._handled += 1
-            if self._handled % 500 == 0:  # busy: store now and then all the same
-                saved = subscription.position
+            # Busy: store now and then all the same (a feed that wants few rows may
+            # handle one every few hundred milliseconds and never be idle a whole interval).
+            if self._handled % 500 == 0 or loop.time() - saved_when >= self.checkpoint_interval:
+                saved, saved_when = subscription.position, loop.time()
                 await self._checkpoint(lease, saved)
 
     async def _checkpoint(self, lease: Lease, position: feed.Position) -> None:

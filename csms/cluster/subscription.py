@@ -72,13 +72,18 @@ class Subscription:
     def empty(self) -> bool:
         return self.pending == 0
 
-    async def get(self) -> Event:
+    async def get(self, within: float | None = None) -> Event:
         """The next wanted committed event after this cursor, waiting for one if none is new.
 
-        Every ``_SLICE_S`` seconds of handing out events without waiting, it lets the
-        loop run other work first (an ``await`` of an event already there does not).
+        ``within``: raise TimeoutError when no wanted event came within that many
+        seconds. The timer is armed only when there is something to wait for (a
+        consumer handed event after event, the once-per-cluster feeds under load,
+        paid for a timer per event). Every ``_SLICE_S`` seconds of handing out
+        events without waiting, it lets the loop run other work first (an ``await``
+        of an event already there does not).
         """
         bus = self._bus
+        deadline = None if within is None else time.monotonic() + within
         if time.monotonic() - self._slice_started > _SLICE_S:
             await asyncio.sleep(0)
             self._slice_started = time.monotonic()
@@ -88,13 +93,13 @@ class Subscription:
                 if self._next_seq < bus._base_seq:
                     await self._retrying(self._catch_up())
                 else:
-                    await bus._arrived.wait()
+                    await self._wait(bus._arrived.wait(), deadline)
                     self._slice_started = time.monotonic()
                 continue
             wanted = row.position > self.position and (self.wants is None or self.wants(row))
             if wanted and not row.fetched:
                 # Before the row is passed: a failed read leaves it next, not skipped.
-                await self._retrying(self._fetch_ahead())
+                await self._wait(self._retrying(self._fetch_ahead()), deadline)
                 continue
             self._advance()
             if row.position <= self.position:
@@ -105,6 +110,19 @@ class Subscription:
                 event = row.event
                 if event is not None:
                     return event
+
+    @staticmethod
+    async def _wait(work: Coroutine[Any, Any, Any], deadline: float | None) -> None:
+        """Await ``work``; past ``deadline`` (monotonic), TimeoutError (cursor unmoved)."""
+        if deadline is None:
+            await work
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            work.close()
+            raise TimeoutError
+        async with asyncio.timeout(left):
+            await work
 
     async def _retrying(self, read: Coroutine[Any, Any, None]) -> None:
         """A read of the table; on failure (the database away) say so and wait, then go on.

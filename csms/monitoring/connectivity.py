@@ -155,6 +155,11 @@ class ConnectivityRecorder:
         if opened:
             log.info("connectivity.offline_at_start", chargers=opened)
 
+    # The event types :meth:`apply` records (it ignores every other).
+    RECORDED = frozenset(
+        {ChargerConnected.type, ChargerDisconnected.type, ConnectorStatusChanged.type}
+    )
+
     async def apply(self, event: Event) -> None:
         if isinstance(event, ChargerConnected):
             await store.close_downtime(self.pool, event.charge_point_id, event.occurred_at)

@@ -51,7 +51,7 @@ from csms.monitoring.connectivity import ConnectivityRecorder, LivenessWatchdog
 from csms.monitoring.progress import SessionTracker
 from csms.monitoring.sites import SiteMap, power_by_site
 from csms.monitoring.stream import StreamHub, notification_of, progress_notification, stream_router
-from csms.monitoring.webhooks import WebhookDispatcher
+from csms.monitoring.webhooks import WebhookDispatcher, carried
 from csms.monitoring.webhooks_api import webhooks_router
 from csms.outbox import store as outbox_store
 
@@ -90,6 +90,7 @@ class LiveMonitoringService:
             handle=self._record,
             on_lead=self._on_lead,
             also_run=[self.webhooks.run],
+            wants=self._records,
         )
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -174,16 +175,23 @@ class LiveMonitoringService:
         )
 
     def _handle(self, event: Event) -> None:
-        progress, delivered_wh = self.tracker.apply(event)
+        listened = self.hub.listened_to
+        progress, delivered_wh = self.tracker.apply(event, with_progress=listened)
         if delivered_wh > 0 and self.leader.leading:  # counted once in the cluster
             metrics.ENERGY_DELIVERED_WH.inc(delivered_wh)
-        if not self.hub.listened_to:  # the stream's body (every event's payload) costs
+        if not listened:  # the stream's body (every event's payload) costs
             return
         notification = notification_of(event)
         if notification is not None:
             self.hub.publish(notification)
         if progress is not None:
             self.hub.publish(progress_notification(progress, event))
+
+    @staticmethod
+    def _records(row: FeedRow) -> bool:
+        """The rows the history and the webhooks act on: the rest (meter values) only
+        move the ``monitoring`` cursor, without a call of :meth:`_record` each."""
+        return row.type in ConnectivityRecorder.RECORDED or carried(row.type)
 
     async def _on_lead(self, lease: Lease) -> None:
         # Chargers that went away while no node recorded it (a crash) get their downtime.

@@ -117,9 +117,18 @@ class SessionTracker:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, int | None], _Session] = {}
+        # (charger, transaction) -> its key: a 2.0.1 TransactionEvent names its EVSE on the
+        # first message only, and finding the others' session by a scan of every active
+        # session cost the lease holder a scan per meter value (docs/profiling.md).
+        self._by_transaction: dict[tuple[str, str | None], tuple[str, int | None]] = {}
 
-    def apply(self, event: Event) -> tuple[SessionProgress | None, float]:
+    def apply(
+        self, event: Event, *, with_progress: bool = True
+    ) -> tuple[SessionProgress | None, float]:
         """Fold ``event`` in; return the session's new progress (if it moved) and Wh delivered.
+
+        ``with_progress=False``: the progress is not built (None), for a caller that
+        only counts the energy (the lease holder's gauges while no stream listens).
 
         The Wh are the increase of the energy register since the previous
         reading of the same session (never negative: a register going
@@ -129,24 +138,29 @@ class SessionTracker:
             key = (event.charge_point_id, event.evse_id)
             session = _Session(event.transaction_id, register_start_wh=event.meter_start_wh)
             session.register_wh = event.meter_start_wh
+            self._forget(key)
             self._sessions[key] = session
+            self._by_transaction.setdefault((key[0], session.transaction_id), key)
             delivered = self._fold(session, event.samples)
-            return self._progress(key, session, event.occurred_at), delivered
+            return self._progress(key, session, event.occurred_at, with_progress), delivered
         if isinstance(event, SessionUpdated | SessionEnded):
             key = self._key_of(event.charge_point_id, event.evse_id, event.transaction_id)
-            session = self._sessions.setdefault(key, _Session(event.transaction_id))
+            session = self._session_at(key, event.transaction_id)
             delivered = self._fold(session, event.samples)
             if isinstance(event, SessionEnded):
                 if event.meter_stop_wh is not None:
                     delivered += self._advance_register(session, event.meter_stop_wh)
-                del self._sessions[key]
-                return self._progress(key, session, event.occurred_at, ended=True), delivered
-            return self._progress(key, session, event.occurred_at), delivered
+                self._forget(key)
+                return (
+                    self._progress(key, session, event.occurred_at, with_progress, ended=True),
+                    delivered,
+                )
+            return self._progress(key, session, event.occurred_at, with_progress), delivered
         if isinstance(event, MeterSampled) and event.transaction_id is not None:
             key = self._key_of(event.charge_point_id, event.evse_id, event.transaction_id)
-            session = self._sessions.setdefault(key, _Session(event.transaction_id))
+            session = self._session_at(key, event.transaction_id)
             delivered = self._fold(session, event.samples)
-            return self._progress(key, session, event.occurred_at), delivered
+            return self._progress(key, session, event.occurred_at, with_progress), delivered
         return None, 0.0
 
     def seed(
@@ -161,10 +175,14 @@ class SessionTracker:
         not go back); power and SoC come with the next samples.
         """
         self._sessions = {}
+        self._by_transaction = {}
         for charge_point_id, evse_id, transaction_id, start_wh, last_wh in active:
             session = _Session(transaction_id, register_start_wh=start_wh)
             session.register_wh = last_wh if last_wh is not None else start_wh
-            self._sessions[(charge_point_id, evse_id)] = session
+            key = (charge_point_id, evse_id)
+            self._forget(key)
+            self._sessions[key] = session
+            self._by_transaction.setdefault((charge_point_id, transaction_id), key)
 
     def power_by_charger(self) -> dict[str, float]:
         """Sum of the last power reported by each charger's active sessions."""
@@ -182,10 +200,33 @@ class SessionTracker:
         if evse_id is not None:
             return (charge_point_id, evse_id)
         # A 2.0.1 TransactionEvent names its EVSE only on the first message.
+        key = self._by_transaction.get((charge_point_id, transaction_id))
+        if key is not None:
+            return key
+        # Not indexed: only a second session of the same transaction id on this charger
+        # (the index holds the first), after the first ended; as before, any such session.
         for (cp, evse), session in self._sessions.items():
             if cp == charge_point_id and session.transaction_id == transaction_id:
+                self._by_transaction[(cp, transaction_id)] = (cp, evse)
                 return (cp, evse)
         return (charge_point_id, None)
+
+    def _session_at(self, key: tuple[str, int | None], transaction_id: str | None) -> _Session:
+        """The session at ``key``, a new one of ``transaction_id`` if none is known there."""
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = _Session(transaction_id)
+            self._by_transaction.setdefault((key[0], transaction_id), key)
+        return session
+
+    def _forget(self, key: tuple[str, int | None]) -> None:
+        """Drop the session at ``key`` (if any) and its entry in the transaction index."""
+        session = self._sessions.pop(key, None)
+        if session is None:
+            return
+        index = (key[0], session.transaction_id)
+        if self._by_transaction.get(index) == key:
+            del self._by_transaction[index]
 
     def _fold(self, session: _Session, samples: Iterable[MeterSample]) -> float:
         readings = readings_of(samples)
@@ -213,8 +254,15 @@ class SessionTracker:
 
     @staticmethod
     def _progress(
-        key: tuple[str, int | None], session: _Session, at: datetime, *, ended: bool = False
-    ) -> SessionProgress:
+        key: tuple[str, int | None],
+        session: _Session,
+        at: datetime,
+        wanted: bool = True,
+        *,
+        ended: bool = False,
+    ) -> SessionProgress | None:
+        if not wanted:
+            return None
         energy = None
         if session.register_wh is not None and session.register_start_wh is not None:
             energy = max(0.0, session.register_wh - session.register_start_wh)

@@ -86,7 +86,12 @@ def retry_delay(attempts: int, base_s: float, max_s: float) -> float:
 
 def wanted(event: Event) -> bool:
     """Webhooks carry alerts only (the stream carries everything else)."""
-    return event.type.startswith("alert_")
+    return carried(event.type)
+
+
+def carried(event_type: str) -> bool:
+    """Whether webhooks carry events of this type (alerts only)."""
+    return event_type.startswith("alert_")
 
 
 def webhook_body(
