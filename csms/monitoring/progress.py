@@ -203,8 +203,8 @@ class SessionTracker:
         key = self._by_transaction.get((charge_point_id, transaction_id))
         if key is not None:
             return key
-        # Not indexed: only a second session of the same transaction id on this charger
-        # (the index holds the first), after the first ended; as before, any such session.
+        # Not indexed: none should be (_forget hands the entry on); kept as the scan it
+        # replaced, so a missed entry costs a scan, never a session.
         for (cp, evse), session in self._sessions.items():
             if cp == charge_point_id and session.transaction_id == transaction_id:
                 self._by_transaction[(cp, transaction_id)] = (cp, evse)
@@ -227,6 +227,13 @@ class SessionTracker:
         index = (key[0], session.transaction_id)
         if self._by_transaction.get(index) == key:
             del self._by_transaction[index]
+            # A charger reusing the id on another EVSE: the entry goes to the next such
+            # session in order, the one a scan of the active sessions finds first (a later
+            # start of the id must not take it). One scan per session end, not per event.
+            for other, rest in self._sessions.items():
+                if other[0] == key[0] and rest.transaction_id == session.transaction_id:
+                    self._by_transaction[index] = other
+                    break
 
     def _fold(self, session: _Session, samples: Iterable[MeterSample]) -> float:
         readings = readings_of(samples)
