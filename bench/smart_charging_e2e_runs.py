@@ -143,6 +143,8 @@ async def run_e2e(
                         print(f"  level {level}% seed {seed} {LABELS[policy]}: {day.real_s:.0f} s "
                               f"real, {got:.1f}% of optimum, peak {day.peak_ratio:.3f}, "
                               f"breaches {day.breaches}", flush=True)  # fmt: skip
+                        if day.stalls is not None:
+                            print(f"    stalls: {day.stalls.line(o.speed)}", flush=True)
                 for name in names:
                     pure = simulate(evs, limit_w, PURE[name])
                     _add(result.pure[name], pure.delivered_wh, evs, best, seeds)

@@ -297,6 +297,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="--e2e: where the unused capacity went, by cause (bench/smart_charging_loss.py)",
     )
     parser.add_argument(
+        "--no-steady",
+        action="store_true",
+        help="--e2e: leave the process's garbage collections in the simulated time "
+        "(as before bench/smart_charging_stalls.py)",
+    )
+    parser.add_argument(
         "--policies",
         default="fair,edf,llf",
         help="--e2e: the sites' allocation policies to run end to end, each on the same days "
@@ -318,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             policies = parse_policies(args.policies)
         except ValueError as e:
             parser.error(str(e))
-        options = E2EOptions(speed=args.speed, explain=args.explain)
+        options = E2EOptions(speed=args.speed, explain=args.explain, steady=not args.no_steady)
         main_e2e(args.seeds, args.evs, levels, options, policies)
         return
     started = time.perf_counter()
