@@ -15,7 +15,7 @@ from bench.smart_charging_stalls import PausingClock, StallMeter, quiet_gc
 
 def _slow_collection() -> None:
     """Garbage collect a large cyclic heap (a full collection that takes real time)."""
-    junk = [[i] for i in range(300_000)]
+    junk: list[list[object]] = [[i] for i in range(300_000)]
     for a in junk:
         a.append(a)
     del junk
