@@ -77,9 +77,8 @@ class E2EOptions:
     day_steps: int = STEPS  # 5-minute steps of the day to run (a smoke runs a short day)
     explain: bool = False  # decompose the unused capacity by cause (bench/smart_charging_loss.py)
     policy: str = "fair"  # the site's allocation_policy (smart_charging/policies.py)
-    steady: bool = (
-        True  # take the process's garbage collections out (bench/smart_charging_stalls.py)
-    )
+    first_seed: int = 0  # the days run are seeds first_seed .. first_seed + seeds - 1
+    steady: bool = True  # take the process's own stalls out (bench/smart_charging_stalls.py)
 
 
 @dataclass
