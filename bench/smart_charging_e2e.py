@@ -50,6 +50,7 @@ import httpx
 
 from bench import smart_charging_e2e_debug as debug
 from bench.smart_charging_loss import LossLedger
+from bench.smart_charging_stalls import PausingClock, StallMeter, Stalls, quiet_gc
 from bench.smart_charging_workload import EV, STEP_H, STEPS, VOLTAGE
 from charge_point_sim import Fleet, FleetConfig, SimClock
 from charge_point_sim.ev import EVSpec, EVState, power_after
@@ -76,6 +77,8 @@ class E2EOptions:
     day_steps: int = STEPS  # 5-minute steps of the day to run (a smoke runs a short day)
     explain: bool = False  # decompose the unused capacity by cause (bench/smart_charging_loss.py)
     policy: str = "fair"  # the site's allocation_policy (smart_charging/policies.py)
+    first_seed: int = 0  # the days run are seeds first_seed .. first_seed + seeds - 1
+    steady: bool = True  # take the process's own stalls out (bench/smart_charging_stalls.py)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class E2EOutcome:
     samples: int  # checks of the summed current (every sample and every step of an EV)
     real_s: float
     unused_wh: dict[str, float] | None = None  # by cause (--explain)
+    stalls: Stalls | None = None  # what stopped this process during the day
 
 
 class Database:
@@ -169,7 +173,7 @@ async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) ->
     """One seeded day at one limit through the real CSMS on database ``dsn`` (migrated,
     empty; see the module docstring)."""
     started = time.monotonic()
-    clock = SimClock(o.speed)
+    clock = PausingClock(o.speed) if o.steady else SimClock(o.speed)
     settings = dataclasses.replace(
         Settings(), host="127.0.0.1", port=0, api_port=0, database_url=dsn,
         migrate_on_start=False, log_level="warning", node_id="e2e",
@@ -201,11 +205,20 @@ async def run_day(dsn: str, evs: Sequence[EV], limit_w: float, o: E2EOptions) ->
                          "phases": len(ev.phases)}  # fmt: skip
                 r = await api.put(f"/chargers/{charger.cfg.charger_id}/site", json=place)
                 r.raise_for_status()
-            return await _day(app, api, fleet, clock, evs, limit_w, o, started)
+            meter = StallMeter(clock if isinstance(clock, PausingClock) else None)
+            with quiet_gc() if o.steady else contextlib.nullcontext():
+                meter.start()
+                try:
+                    outcome = await _day(app, api, fleet, clock, evs, limit_w, o, started)
+                finally:
+                    stalls = await meter.stop()
+            return dataclasses.replace(outcome, stalls=stalls)
     finally:
         if fleet is not None:
             await fleet.stop()
         await app.stop()
+        if isinstance(clock, PausingClock):
+            clock.close()
 
 
 async def _day(

@@ -117,7 +117,7 @@ async def run_e2e(
     try:
         for level in levels:
             result = LevelResult({p: PolicyResult() for p in policies}, {x: Row() for x in names})
-            for seed in range(seeds):
+            for seed in range(o.first_seed, o.first_seed + seeds):
                 evs = workload(seed, n)
                 limit_w = level / 100 * sum(ev.max_w for ev in evs)
                 best = optimum_wh(evs, limit_w)
@@ -140,14 +140,23 @@ async def run_e2e(
                         r.unused_wh[cause] = r.unused_wh.get(cause, 0.0) + wh / seeds
                     if verbose:
                         got = 100 * sum(day.delivered_wh.values()) / best
+                        fair_spread = jain([min(1.0, day.delivered_wh[e.id] / e.energy_wh)
+                                            for e in evs])  # fmt: skip
                         print(f"  level {level}% seed {seed} {LABELS[policy]}: {day.real_s:.0f} s "
-                              f"real, {got:.1f}% of optimum, peak {day.peak_ratio:.3f}, "
-                              f"breaches {day.breaches}", flush=True)  # fmt: skip
+                              f"real, {got:.2f}% of optimum, jain {fair_spread:.3f}, peak "
+                              f"{day.peak_ratio:.3f}, breaches {day.breaches}",
+                              flush=True)  # fmt: skip
+                        if day.stalls is not None:
+                            print(f"    stalls: {day.stalls.line(o.speed)}", flush=True)
+                pure_line = []
                 for name in names:
                     pure = simulate(evs, limit_w, PURE[name])
+                    pure_line.append(f"{name} {100 * sum(pure.delivered_wh.values()) / best:.2f}%")
                     _add(result.pure[name], pure.delivered_wh, evs, best, seeds)
                     result.pure[name].peak = max(result.pure[name].peak, pure.peak_ratio)
                     result.pure[name].breaches += pure.breaches
+                if verbose:
+                    print(f"  level {level}% seed {seed} pure: {', '.join(pure_line)}", flush=True)
             out[level] = result
     finally:
         db.stop()

@@ -297,6 +297,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="--e2e: where the unused capacity went, by cause (bench/smart_charging_loss.py)",
     )
     parser.add_argument(
+        "--first-seed", type=int, default=0, help="--e2e: run seeds first-seed .. + seeds - 1"
+    )
+    parser.add_argument(
+        "--no-steady",
+        action="store_true",
+        help="--e2e: leave the process's garbage collections in the simulated time "
+        "(as before bench/smart_charging_stalls.py)",
+    )
+    parser.add_argument(
         "--policies",
         default="fair,edf,llf",
         help="--e2e: the sites' allocation policies to run end to end, each on the same days "
@@ -318,7 +327,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             policies = parse_policies(args.policies)
         except ValueError as e:
             parser.error(str(e))
-        options = E2EOptions(speed=args.speed, explain=args.explain)
+        options = E2EOptions(
+            speed=args.speed,
+            explain=args.explain,
+            steady=not args.no_steady,
+            first_seed=args.first_seed,
+        )
         main_e2e(args.seeds, args.evs, levels, options, policies)
         return
     started = time.perf_counter()

@@ -20,8 +20,9 @@ before any less urgent class:
                                             its minimum ``m_s`` does not fit
         if no resource is short: nothing to do
         donor ``j``: a session already served in this operator class (``c`` or more
-            urgent) with current, the least urgent first (then the latest arrival,
-            the largest id), whose path holds every short resource and which can give
+            urgent; for ``c = 0``, no deadline to meet, only class 0) with current,
+            the least urgent first (then the latest arrival, the largest id), whose
+            path holds every short resource and which can give
                 delta_j = max_r short(r) / w_j(r)   (rounded up to 0.1 A)
             and stay at or above its own minimum: a_j - delta_j >= m_j
         admit ``s`` at ``m_s`` and lower ``j`` by ``delta_j`` - only if the classes
@@ -36,7 +37,10 @@ classes get what is left after that (less by about the gap). So urgency classes
 are strict *except* for this: the leftover under a minimum goes to the most
 urgent session waiting for it. Operator classes stay strict: donors and
 receivers are of the same operator class, and a lower operator class is served
-on what the higher one left, as before. Idle (full) sessions never give nor
+on what the higher one left, as before. A session of urgency class 0 - no
+deadline given, or an EV still plugged in after its departure
+(:mod:`smart_charging.urgency`) - takes only from class 0: a session with a
+deadline to meet never gives to one without. Idle (full) sessions never give nor
 take. Deterministic: candidates and donors are taken in a total order of
 classes, ranks and ids.
 """
@@ -83,7 +87,10 @@ def fill(
         # most of the minimum - as on a full site - so no donor is looked for then.
         if len(set(s.phases)) * need - max(short.values()) < MIN_GAIN_A:
             continue
-        donor = _donor(served, s, short, currents, loads, resolution)
+        # A session without a deadline to meet (class 0: none given, or its departure
+        # has passed) takes nothing from one that has: it asks only its own class.
+        donors = served if s.urgency > 0 else [j for j in served if j.urgency <= 0]
+        donor = _donor(donors, s, short, currents, loads, resolution)
         if donor is None:
             continue
         j, delta = donor

@@ -17,9 +17,20 @@ is turned into an *urgency class* ``g`` (higher = more urgent), in steps of
     what it wanted, or ``L >= 12 h``
     feasible, ``0 <= L < 12 h``                 ``n - floor(L / STEP_S)``: 1 .. n
     infeasible, ``L < 0`` (it cannot be full    ``2n - min(n - 1, floor(r / STEP_S))``
-    by departure), ``r = d - now`` time left    : n+1 .. 2n, the one leaving first
-                                                highest
+    by departure), ``r = d - now > 0`` time     : n+1 .. 2n, the one leaving first
+    left                                        highest
+    still plugged in after its departure,       0 (as without a deadline)
+    ``r <= 0``
     ==========================================  ==================================
+
+An EV still plugged in after the departure it announced has no deadline left
+to meet: it is shared like a session without one (class 0), after every
+session that can still be full by its own departure - not, as its negative
+laxity would say, before all of them. Its driver said when the car would be
+needed; an EV that stays on is a bonus, not an emergency, and ranking it most
+urgent would let one late driver starve the EVs that can still be finished
+(:func:`urgency_class`). It still charges on what those leave, and a new
+departure set through the API puts it back in the deadline classes.
 
 So a site where nobody gives a deadline is shared exactly as before (max-min
 fair, admission in arrival order). With deadlines the allocation is
@@ -64,6 +75,7 @@ HORIZON_S = 12 * 3600.0  # laxity beyond this is not urgent at all (class 0)
 STEPS = int(HORIZON_S / STEP_S)
 MOST_URGENT = 2 * STEPS
 HYSTERESIS_S = 600.0  # one that charges keeps its place until another is this much more urgent
+PAST_DEPARTURE = 0  # the class of a session still plugged in after its announced departure
 
 
 def laxity_s(
@@ -122,6 +134,8 @@ def urgency_class(
     if laxity is None or departure_at is None:
         return 0
     time_left = (departure_at - now).total_seconds()
+    if time_left <= 0.0:
+        return PAST_DEPARTURE  # its deadline is gone: no claim above those that can be full
     if charging:
         # Within its tier: a feasible session stays feasible (its class at most the
         # most urgent feasible one), an infeasible one is ordered as leaving sooner.
