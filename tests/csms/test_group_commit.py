@@ -413,12 +413,19 @@ def transaction_events(charge_point_id: str) -> list[SessionStarted | SessionUpd
     return [started, *updates, updates[0]]  # and a resend
 
 
+def batched_and_alone(pool: asyncpg.Pool, database_dsn: str) -> tuple[CentralSystem, CentralSystem]:
+    """Two centrals on one pool: one batching writes (50 ms window), one writing each alone."""
+    settings = dataclasses.replace(Settings(), database_url=database_dsn)
+    return (
+        CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50)),
+        CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0)),
+    )
+
+
 async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: str) -> None:
     pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
     try:
-        settings = dataclasses.replace(Settings(), database_url=database_dsn)
-        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
-        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        batched, alone = batched_and_alone(pool, database_dsn)
         for cp in ("CP-BATCHED", "CP-ALONE"):
             await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
         for batched_event, alone_event in zip(
@@ -460,9 +467,7 @@ async def test_bulk_session_updates_store_what_one_by_one_stores(database_dsn: s
 async def test_bulk_statuses_store_what_one_by_one_stores(database_dsn: str) -> None:
     pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
     try:
-        settings = dataclasses.replace(Settings(), database_url=database_dsn)
-        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
-        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        batched, alone = batched_and_alone(pool, database_dsn)
 
         def statuses(cp: str) -> list[ConnectorStatusChanged]:
             def status(minute: int, value: ConnectorStatus, **extra: Any) -> ConnectorStatusChanged:
@@ -510,9 +515,7 @@ async def test_bulk_statuses_store_what_one_by_one_stores(database_dsn: str) -> 
 async def test_bulk_meter_values_store_what_one_by_one_stores(database_dsn: str) -> None:
     pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
     try:
-        settings = dataclasses.replace(Settings(), database_url=database_dsn)
-        batched = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=50))
-        alone = CentralSystem(pool, dataclasses.replace(settings, group_commit_window_ms=0))
+        batched, alone = batched_and_alone(pool, database_dsn)
         sample_sets = [
             event.samples
             for event in transaction_events("any")
