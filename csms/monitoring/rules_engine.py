@@ -102,6 +102,9 @@ class ChargingLimits:
         # (charger, EVSE, kind: "tx" | "default" | "max") -> (A, transaction id)
         self._limits: dict[tuple[str, int, str], tuple[float, str | None]] = {}
 
+    def clear(self) -> None:
+        self._limits.clear()
+
     def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
         if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
             return
