@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 THRESHOLDS_RELOAD_S = 60.0
+LIMIT_EVENT = "charging_limit_set"  # smart charging's (a plugin's) accepted or refused profile
 TICK_SLICE = 1000  # chargers whose time-driven rules run between two turns of the loop
 # On takeover, the rules' windows are rebuilt from this much history (the longest
 # default window: short sessions within an hour).
@@ -76,9 +77,9 @@ class AlertService:
             clock_skew_max_s=settings.alerts_clock_skew_max,
             heartbeat_gap_multiple=settings.alerts_heartbeat_gap_multiple,
         )
-        # Smart-charging limits, read from the event log on every tick unless given.
+        # Smart-charging limits: those before the feed's start read from the event log
+        # when taking the engine over, then followed in the feed (unless given).
         self.limits = ChargingLimits()
-        self._limits_after: tuple[int, int] = (0, 0)  # feed position of the last one read
         self._limit_of = limit_of or self.limits.limit_of
         self.detector = FaultDetector(self._limit_of)
         self.lifecycle = Lifecycle()
@@ -120,6 +121,8 @@ class AlertService:
         async with self._lock:
             self.lifecycle = Lifecycle()
             self.detector = FaultDetector(self._limit_of)
+            self.limits.clear()
+            await self.load_limits()
             for row in await alerts_store.unresolved(self.context.pool):
                 self.lifecycle.opened(row.key, row.id)
         await self.reload_thresholds()
@@ -168,8 +171,8 @@ class AlertService:
         """An event the previous engine already handled: rebuild windows and clear times only."""
         if event.type.startswith("alert_"):
             return
-        if isinstance(event, SessionEnded):
-            self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
+        if self._limits_learned(event):
+            return
         th = self.thresholds_of(event.charge_point_id)
         for obs in self.detector.observe(event, recorded_at, th):
             key: AlertKey = (event.charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
@@ -185,13 +188,39 @@ class AlertService:
             if profile.model != event.model:
                 self._profiles[event.charge_point_id] = replace(profile, model=event.model)
                 self._thresholds.pop(event.charge_point_id, None)
-        if isinstance(event, SessionEnded):
-            self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
+        if self._limits_learned(event):
+            return
         th = self.thresholds_of(event.charge_point_id)
         observations = self.detector.observe(event, received_at, th)
         self.evaluated += 1
         if observations:
             await self.apply(event.charge_point_id, observations, received_at)
+
+    def _limits_learned(self, event: Event) -> bool:
+        """Follow the smart-charging limits in the feed's (commit) order; True: a limit event.
+
+        In the same order as the meter values, so a reading is checked against the
+        limit in force when it was stored. (Read on the periodic tick instead, a
+        raised limit was learned up to a tick late, and readings drawing what the
+        new limit allowed were checked against the old one: false alerts.)
+        """
+        if event.type == LIMIT_EVENT:
+            self.limits.limit_set(event.charge_point_id, event.payload())
+            return True
+        if isinstance(event, SessionEnded):
+            self.limits.transaction_ended(event.charge_point_id, event.transaction_id)
+        return False
+
+    async def load_limits(self) -> None:
+        """The limits set before the feed's start (e.g. a TxDefaultProfile sent at boot)."""
+        position: tuple[int, int] = (0, 0)
+        while True:
+            found = await alerts_store.charging_limits_after(self.context.pool, position)
+            for charge_point_id, payload, _ in found:
+                self.limits.limit_set(charge_point_id, payload)
+            if len(found) < alerts_store.LIMITS_PAGE:
+                return
+            position = found[-1][2]
 
     async def apply(
         self, charge_point_id: str, observations: Sequence[Observation], now: datetime
@@ -250,11 +279,6 @@ class AlertService:
         """Time-driven rules (heartbeat gaps, expiring windows), then resolve what is due."""
         if asyncio.get_running_loop().time() - self._reloaded_at >= THRESHOLDS_RELOAD_S:
             await self.reload_thresholds()  # site assignments change through smart charging
-        for charge_point_id, payload, position in await alerts_store.charging_limits_after(
-            self.context.pool, self._limits_after
-        ):
-            self.limits.limit_set(charge_point_id, payload)
-            self._limits_after = position
         by_charger: dict[str, list[Observation]] = {}
         chargers = list(self.detector.chargers)
         for start in range(0, len(chargers), TICK_SLICE):

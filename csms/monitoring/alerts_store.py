@@ -366,6 +366,9 @@ async def silent_connected(conn: Executor, now: datetime, interval_s: float) -> 
     return {r["charge_point_id"]: r["seen"] for r in records}
 
 
+LIMITS_PAGE = 10_000
+
+
 async def charging_limits_after(
     conn: Executor, after: tuple[int, int]
 ) -> list[tuple[str, dict[str, Any], tuple[int, int]]]:
@@ -383,10 +386,11 @@ async def charging_limits_after(
         WHERE type = 'charging_limit_set'
           AND coalesce(xact_id, '0'::xid8) < pg_snapshot_xmin(pg_current_snapshot())
           AND (coalesce(xact_id, '0'::xid8), id) > ($1::xid8, $2::bigint)
-        ORDER BY 2, id LIMIT 10000
+        ORDER BY 2, id LIMIT $3
         """,
         after[0],
         after[1],
+        LIMITS_PAGE,
     )
     return [
         (r["charge_point_id"], json.loads(r["payload"]), (int(r["xact_id"]), int(r["id"])))

@@ -9,6 +9,7 @@ differ per model, see :class:`csms.monitoring.rules.Thresholds`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,7 @@ from csms.monitoring import rules, rules_meter
 from csms.monitoring.rules import Observation, Thresholds
 
 Evse = tuple[int | None, int | None]
+ENDED_KEPT = 8  # ended transactions remembered per charger (one per EVSE is plenty)
 LimitOf = Callable[[str, int | None], float | None]
 """The smart-charging current limit (A per phase) of (charger, EVSE) now, None: unknown."""
 
@@ -91,7 +93,8 @@ class ChargingLimits:
     as a ``charging_limit_set`` event; an accepted one is in force. As on the
     charger (OCPP's profile stack), a session's own TxProfile wins over the
     TxDefaultProfile, and the charger's max profile caps both; EVSE 0 stands for
-    every EVSE, and a TxProfile ends with its transaction. A 0 A TxDefaultProfile
+    every EVSE, and a TxProfile ends with its transaction (one recorded after its
+    transaction ended is ignored). A 0 A TxDefaultProfile
     is not a limit to check a draw against: it only says that a new session
     waits for its TxProfile (the load manager lowers idle chargers' defaults
     to what the sessions leave), and a session drawing while its TxProfile's
@@ -101,6 +104,14 @@ class ChargingLimits:
     def __init__(self) -> None:
         # (charger, EVSE, kind: "tx" | "default" | "max") -> (A, transaction id)
         self._limits: dict[tuple[str, int, str], tuple[float, str | None]] = {}
+        # Per charger, its last few ended transactions: a TxProfile sent while its
+        # session was stopping is recorded after the stop, and must not linger on
+        # the EVSE into the next session.
+        self._ended: dict[str, deque[str]] = {}
+
+    def clear(self) -> None:
+        self._limits.clear()
+        self._ended.clear()
 
     def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
         if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
@@ -110,10 +121,18 @@ class ChargingLimits:
         kind = "max" if purpose.endswith("MaxProfile") else "default"
         if purpose == "TxProfile" or (not purpose and evse_id != 0):
             kind = "tx"
-        limit = (float(payload["limit_a"]), payload.get("transaction_id"))
+        transaction_id = payload.get("transaction_id")
+        if kind == "tx" and transaction_id is not None:
+            transaction_id = str(transaction_id)
+            if transaction_id in self._ended.get(charge_point_id, ()):
+                return  # its session has ended already
+        limit = (float(payload["limit_a"]), transaction_id)
         self._limits[(charge_point_id, evse_id, kind)] = limit
 
     def transaction_ended(self, charge_point_id: str, transaction_id: str | None) -> None:
+        if transaction_id is not None:
+            ended = self._ended.setdefault(charge_point_id, deque(maxlen=ENDED_KEPT))
+            ended.append(transaction_id)
         for key, (_, tx) in list(self._limits.items()):
             if key[0] == charge_point_id and key[2] == "tx" and tx == transaction_id:
                 del self._limits[key]

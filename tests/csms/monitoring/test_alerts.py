@@ -20,6 +20,8 @@ from csms.bus import Subscription
 from csms.outbox import schemas
 from csms.outbox.envelope import OutboxRow, messages_for
 from csms.outbox.topics import Topic, topic_of
+from csms.storage import event_log
+from smart_charging.events import ChargingLimitSet
 from tests.conftest import StartCsms
 from tests.csms.monitoring.alerting import AlertApi, alert_api
 from tests.ocpp_clients import charger_v16, charger_v201
@@ -327,7 +329,7 @@ async def test_heartbeat_gap_opens_and_a_message_clears_it(start_csms: StartCsms
 
 
 async def test_current_over_the_smart_charging_limit(start_csms: StartCsms) -> None:
-    """The limit comes from smart charging's ``charging_limit_set`` events in the event log."""
+    """The limit comes from smart charging's ``charging_limit_set`` events, in the event feed."""
     async with alert_api(start_csms) as api, charger_v16(api.csms.ocpp_url, "CP-L") as cp:
         await boot16(cp)
         t = now()
@@ -335,14 +337,13 @@ async def test_current_over_the_smart_charging_limit(start_csms: StartCsms) -> N
             await cp.call(meter16(1, t + timedelta(seconds=60 * i), ("Current.Import", 25.0, "L1")))
         await asyncio.sleep(0.3)  # two ticks
         assert await api.unresolved("current_over_limit") == []
-        payload = {"site_id": "S", "evse_id": 1, "transaction_id": None, "limit_a": 16.0,
-                   "status": "Accepted", "purpose": "TxDefaultProfile"}  # fmt: skip
-        await api.csms.pool.execute(
-            "INSERT INTO events (event_id, type, charge_point_id, evse_id, occurred_at, payload) "
-            "VALUES (gen_random_uuid(), 'charging_limit_set', 'CP-L', 1, now(), $1::jsonb)",
-            json.dumps(payload),
-        )
-        await asyncio.sleep(0.3)
+        default = ChargingLimitSet(
+            charge_point_id="CP-L", occurred_at=now(), site_id="S", evse_id=1,
+            transaction_id=None, purpose="TxDefaultProfile", limit_a=16.0,
+            previous_limit_a=None, phases=3, status="Accepted", reason="test",
+        )  # fmt: skip
+        async with api.csms.pool.acquire() as conn:
+            await event_log.append(conn, default)
         for i in range(3, 6):
             await cp.call(meter16(1, t + timedelta(seconds=60 * i), ("Current.Import", 25.0, "L1")))
         alert = await one(api, "current_over_limit")

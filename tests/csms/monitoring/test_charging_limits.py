@@ -33,3 +33,15 @@ def test_a_default_above_0_a_limits_a_session_without_txprofile_and_the_max_caps
     _set(limits, "ChargingStationMaxProfile", 10.0)
     assert limits.limit_of("CP", 2) == 10.0
     assert ChargingLimits().limit_of("CP", 1) is None
+
+
+def test_a_txprofile_recorded_after_its_session_ended_does_not_limit_the_next_one() -> None:
+    limits = ChargingLimits()
+    _set(limits, "TxDefaultProfile", 16.0)
+    _set(limits, "TxProfile", 32.0, evse=1, tx="T1")
+    limits.transaction_ended("CP", "T1")
+    _set(limits, "TxProfile", 0.0, evse=1, tx="T1")  # sent while T1 was stopping
+    assert limits.limit_of("CP", 1) == 16.0  # the next session: the default, not T1's 0 A
+    _set(limits, "TxProfile", 0.0, evse=1, tx=2)  # 1.6 ids come as numbers too
+    limits.transaction_ended("CP", "2")
+    assert limits.limit_of("CP", 1) == 16.0
