@@ -101,6 +101,9 @@ class ChargingLimits:
     def __init__(self) -> None:
         # (charger, EVSE, kind: "tx" | "default" | "max") -> (A, transaction id)
         self._limits: dict[tuple[str, int, str], tuple[float, str | None]] = {}
+        # charger -> its EVSEs with a TxProfile in force: an end looks only at those
+        # (it scanned every stored limit of the fleet, on each session end)
+        self._tx_evses: dict[str, set[int]] = {}
 
     def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
         if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
@@ -112,11 +115,20 @@ class ChargingLimits:
             kind = "tx"
         limit = (float(payload["limit_a"]), payload.get("transaction_id"))
         self._limits[(charge_point_id, evse_id, kind)] = limit
+        if kind == "tx":
+            self._tx_evses.setdefault(charge_point_id, set()).add(evse_id)
 
     def transaction_ended(self, charge_point_id: str, transaction_id: str | None) -> None:
-        for key, (_, tx) in list(self._limits.items()):
-            if key[0] == charge_point_id and key[2] == "tx" and tx == transaction_id:
+        evses = self._tx_evses.get(charge_point_id)
+        if not evses:
+            return
+        for evse_id in list(evses):
+            key = (charge_point_id, evse_id, "tx")
+            if self._limits[key][1] == transaction_id:
                 del self._limits[key]
+                evses.discard(evse_id)
+        if not evses:
+            del self._tx_evses[charge_point_id]
 
     def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
         def get(evse: int, kind: str) -> float | None:
