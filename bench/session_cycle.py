@@ -1,6 +1,7 @@
 """CPU and latency of transaction starts and ends alone (billing on, a default tariff).
 
     python -m bench.session_cycle [--chargers 20] [--duration 10] [--csms-python PATH]
+                                  [--py-spy profile.txt]
 
 Starts ``csms`` (bench.load_targets: a fresh embedded Postgres; ``--csms-python``
 runs another checkout's), assigns a default tariff (so every end is priced and its
@@ -29,6 +30,7 @@ import asyncpg
 from bench.load_client import StrictCharger
 from bench.load_targets import start_csms
 from bench.ocpp_load import Call, boot
+from bench.profile_csms import _a_worker, _py_spy, top_of_profile
 from billing import store
 from billing.tariff import Tariff
 
@@ -61,8 +63,14 @@ class CycleResult:
         return sum(len(v) for v in self.latencies.values())
 
 
-async def run(chargers: int, duration: float, csms_python: str | None = None) -> CycleResult:
-    """Boot ``chargers`` chargers and measure ``duration`` seconds of starts and stops."""
+async def run(
+    chargers: int, duration: float, csms_python: str | None = None, py_spy: str | None = None
+) -> CycleResult:
+    """Boot ``chargers`` chargers and measure ``duration`` seconds of starts and stops.
+
+    With ``py_spy``, the CSMS process is sampled by py-spy over the window into that file
+    (collapsed stacks; bench.profile_csms.top_of_profile prints the top of it).
+    """
     with tempfile.TemporaryDirectory(prefix="session-cycle-") as data_dir:
         target = await start_csms(
             Path(data_dir),
@@ -89,6 +97,7 @@ async def run(chargers: int, duration: float, csms_python: str | None = None) ->
             await asyncio.sleep(2)  # the post-boot probes out of the window
             latencies: dict[str, list[float]] = {"start": [], "stop": []}
             end = time.monotonic() + duration
+            spy = await _py_spy(_a_worker(target), py_spy, duration, rate=250) if py_spy else None
             cpu_before = target.cpu_seconds()
 
             async def loop(charger: StrictCharger) -> None:
@@ -97,6 +106,8 @@ async def run(chargers: int, duration: float, csms_python: str | None = None) ->
 
             await asyncio.gather(*(loop(c) for c in fleet))
             cpu_after = target.cpu_seconds()
+            if spy is not None:
+                await spy.wait()
             for charger in fleet:
                 await charger.close()
         finally:
@@ -129,10 +140,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--py-spy", dest="py_spy", help="record the CSMS with py-spy into FILE")
     args = parser.parse_args()
     random.seed(args.seed)
-    result = asyncio.run(run(args.chargers, args.duration, args.csms_python))
+    result = asyncio.run(run(args.chargers, args.duration, args.csms_python, args.py_spy))
     print(report(result, args.chargers, args.duration))
+    if args.py_spy:
+        print(top_of_profile(Path(args.py_spy).read_text(), count=30))
 
 
 if __name__ == "__main__":
