@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from bench.load_client import PhaseResult
 from bench.load_generators import Generators, Phase
 from bench.load_targets import Target, start_csms
@@ -181,13 +183,24 @@ def _a_worker(target: Target) -> int:
         return target.process.pid
     root = target.process.pid
     children = [p for p in target.server_processes() if p.pid != root]
-    return min((p.pid for p in children if "python" in p.name()), default=root)
+    # not multiprocessing's resource tracker (also a child, and the lowest pid)
+    workers = [p for p in children if "python" in p.name() and not _is_helper(p)]
+    return min((p.pid for p in workers), default=root)
 
 
-async def _py_spy(pid: int, output: str, seconds: float) -> asyncio.subprocess.Process:
+def _is_helper(process: psutil.Process) -> bool:
+    try:
+        return any("resource_tracker" in part for part in process.cmdline())
+    except psutil.Error:
+        return True
+
+
+async def _py_spy(
+    pid: int, output: str, seconds: float, rate: int = 50
+) -> asyncio.subprocess.Process:
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     return await asyncio.create_subprocess_exec(
-        *(py_spy, "record", "-f", "raw", "-r", "50", "-o", output, "-d", str(int(seconds))),
+        *(py_spy, "record", "-f", "raw", "-r", str(rate), "-o", output, "-d", str(int(seconds))),
         *("--pid", str(pid)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

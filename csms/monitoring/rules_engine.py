@@ -108,10 +108,14 @@ class ChargingLimits:
         # session was stopping is recorded after the stop, and must not linger on
         # the EVSE into the next session.
         self._ended: dict[str, deque[str]] = {}
+        # charger -> its EVSEs with a TxProfile in force: an end looks only at those
+        # (it scanned every stored limit of the fleet, on each session end)
+        self._tx_evses: dict[str, set[int]] = {}
 
     def clear(self) -> None:
         self._limits.clear()
         self._ended.clear()
+        self._tx_evses.clear()
 
     def limit_set(self, charge_point_id: str, payload: dict[str, Any]) -> None:
         if payload.get("status") != "Accepted" or payload.get("limit_a") is None:
@@ -128,14 +132,23 @@ class ChargingLimits:
                 return  # its session has ended already
         limit = (float(payload["limit_a"]), transaction_id)
         self._limits[(charge_point_id, evse_id, kind)] = limit
+        if kind == "tx":
+            self._tx_evses.setdefault(charge_point_id, set()).add(evse_id)
 
     def transaction_ended(self, charge_point_id: str, transaction_id: str | None) -> None:
         if transaction_id is not None:
             ended = self._ended.setdefault(charge_point_id, deque(maxlen=ENDED_KEPT))
             ended.append(transaction_id)
-        for key, (_, tx) in list(self._limits.items()):
-            if key[0] == charge_point_id and key[2] == "tx" and tx == transaction_id:
+        evses = self._tx_evses.get(charge_point_id)
+        if not evses:
+            return
+        for evse_id in list(evses):
+            key = (charge_point_id, evse_id, "tx")
+            if self._limits[key][1] == transaction_id:
                 del self._limits[key]
+                evses.discard(evse_id)
+        if not evses:
+            del self._tx_evses[charge_point_id]
 
     def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
         def get(evse: int, kind: str) -> float | None:

@@ -45,3 +45,23 @@ def test_a_txprofile_recorded_after_its_session_ended_does_not_limit_the_next_on
     _set(limits, "TxProfile", 0.0, evse=1, tx=2)  # 1.6 ids come as numbers too
     limits.transaction_ended("CP", "2")
     assert limits.limit_of("CP", 1) == 16.0
+
+
+def test_an_end_drops_only_its_own_txprofile_on_its_own_charger() -> None:
+    limits = ChargingLimits()
+    _set(limits, "TxProfile", 16.0, evse=1, tx="T1")
+    _set(limits, "TxProfile", 10.0, evse=2, tx="T2")
+    limits.limit_set("OTHER", {"status": "Accepted", "limit_a": 12.0, "evse_id": 1,
+                               "purpose": "TxProfile", "transaction_id": "T1"})  # fmt: skip
+    limits.transaction_ended("CP", "T9")  # not a transaction with a profile: nothing goes
+    assert (limits.limit_of("CP", 1), limits.limit_of("CP", 2)) == (16.0, 10.0)
+    limits.transaction_ended("CP", "T1")
+    assert (limits.limit_of("CP", 1), limits.limit_of("CP", 2)) == (None, 10.0)
+    assert limits.limit_of("OTHER", 1) == 12.0  # the same transaction id on another charger
+    _set(limits, "TxProfile", 14.0, evse=1, tx="T3")  # the EVSE's next session
+    limits.transaction_ended("CP", "T2")
+    limits.transaction_ended("OTHER", "T1")
+    assert (limits.limit_of("CP", 1), limits.limit_of("CP", 2)) == (14.0, None)
+    assert limits.limit_of("OTHER", 1) is None
+    limits.transaction_ended("CP", "T3")
+    assert limits.limit_of("CP", 1) is None
