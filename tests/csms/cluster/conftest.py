@@ -16,6 +16,7 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 
 from csms.storage import api_keys
+from tests.api_clients import api_client
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import charger_v16, charger_v201
 from tests.waiting import eventually
@@ -80,14 +81,8 @@ class Cluster:
         csms = await self.start_csms(node_id=node_id, **overrides)
         base = csms.app.api_url.replace("://localhost", "://127.0.0.1")
         base = base.replace(f"://{_host(base)}:", "://127.0.0.1:")
-        operator = await self._clients.enter_async_context(
-            httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"Bearer {self.operator_key}"}
-            )
-        )
-        reader = await self._clients.enter_async_context(
-            httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {self.reader_key}"})
-        )
+        operator = await self._clients.enter_async_context(api_client(base, self.operator_key))
+        reader = await self._clients.enter_async_context(api_client(base, self.reader_key))
         return Node(csms, operator, reader)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from csms.storage import api_keys
+from tests.api_clients import api_client
 from tests.conftest import StartCsms
 from tests.csms.api.conftest import Api
 
@@ -26,8 +26,8 @@ async def api(start_csms: StartCsms) -> AsyncIterator[Api]:
     _, operator_key = await api_keys.create(csms.pool, "ops-team", "operator")
     _, reader_key = await api_keys.create(csms.pool, "dashboard", "read-only")
     async with (
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {operator_key}"}) as op,
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {reader_key}"}) as ro,
-        httpx.AsyncClient(base_url=base) as anonymous,
+        api_client(base, operator_key) as op,
+        api_client(base, reader_key) as ro,
+        api_client(base) as anonymous,
     ):
         yield Api(csms, op, ro, anonymous)

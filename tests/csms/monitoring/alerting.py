@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from csms.storage import api_keys
+from tests.api_clients import api_client
 from tests.conftest import RunningCsms, StartCsms
 
 FAST_ALERTS: dict[str, Any] = {
@@ -52,7 +53,7 @@ async def alert_api(start_csms: StartCsms, **overrides: Any) -> AsyncIterator[Al
     _, operator_key = await api_keys.create(csms.pool, "ops-team", "operator")
     _, reader_key = await api_keys.create(csms.pool, "dashboard", "read-only")
     async with (
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {operator_key}"}) as op,
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {reader_key}"}) as ro,
+        api_client(base, operator_key) as op,
+        api_client(base, reader_key) as ro,
     ):
         yield AlertApi(csms, op, ro)
