@@ -54,7 +54,10 @@ async def _start(data_dir: Path, *extra: str, log_path: Path) -> Started:
     ready = 0
     ocpp_port = api_port = 0
     while ready < workers:
-        line = (await asyncio.wait_for(process.stdout.readline(), 90)).decode()
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), 90)).decode()
+        except TimeoutError:
+            raise AssertionError(f"csms not ready within 90 s: {_tail(log_path)}") from None
         assert line, f"csms exited: {_tail(log_path)}"
         if line.startswith("CSMS ready: chargers connect to"):
             ready += 1
@@ -274,8 +277,16 @@ async def test_every_scrape_shows_the_whole_host_and_counters_survive_a_worker_r
         assert counted == sorted(counted), counted  # never decreasing, the restart included
         nodes = {labels["node"] for labels, _ in scraped["csms_chargers_connected"]}
         assert not any(node.endswith(f"-{victim}") for node in nodes), nodes
-        cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
-        assert len(cpu) == 2 and victim not in cpu, cpu
+
+        # The restarted worker joins after its back-off and start-up (the chargers may all
+        # have reconnected through the survivor before): wait for its own CPU series.
+        async def both_workers_cpu() -> set[int] | None:
+            scraped = await scrape_counted()
+            cpu = {int(labels["pid"]) for labels, _ in scraped["process_cpu_seconds_total"]}
+            return cpu if len(cpu) == 2 and victim not in cpu else None
+
+        await eventually(both_workers_cpu, within=60)
+        assert counted == sorted(counted), counted
     finally:
         assert await _stop(csms) == 0
 
