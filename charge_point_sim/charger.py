@@ -223,6 +223,13 @@ class Charger:
         started = time.monotonic()
         try:
             await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The caller went away (its link was lost, the charger stops): the call
+            # goes with it. Left running it would hold the ocpp call lock, waiting on
+            # the old link's response queue for the whole response timeout, and
+            # every call of the next connection would queue behind it.
+            call.cancel()
+            raise
         finally:
             waiter.cancel()
         if not call.done():
