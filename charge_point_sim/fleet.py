@@ -231,6 +231,11 @@ class Fleet:
     # --------------------------------------------------------------- faults
     async def _inject(self, spec: FaultSpec) -> None:
         rng = random.Random(f"{self.cfg.seed}/fault/{spec.kind}/{spec.at}")
+        # Like scheduled arrivals, a fault waits for the fleet to have booted: a link
+        # dropped before it was up would be no fault at all (a slow first connection,
+        # a stalled machine), and a fault status set while offline is only reported
+        # at the boot. A fault is at ``at`` or, if later, once every charger is up.
+        await self.wait_online(10.0)
         await self.clock.sleep(spec.at - (self.clock.elapsed() - self._sim_start))
         if spec.kind == "disconnect-storm":
             victims = [c for c in self.chargers if rng.random() < spec.fraction]

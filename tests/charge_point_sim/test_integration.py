@@ -267,3 +267,28 @@ async def test_mixed_fleet_with_faults(csms: Any) -> None:
     open_rows = await csms.pool.fetchval("SELECT count(*) FROM sessions WHERE ended_at IS NULL")
     assert open_rows == 0
     assert await csms.pool.fetchval("SELECT count(*) FROM sessions") == summary.sessions_started
+
+
+async def test_a_fault_due_before_the_first_connection_still_happens(csms: Any) -> None:
+    """A link drop due while the charger is still connecting drops the link once it is up.
+
+    CI once stalled 2.5 s (a full GC) while the first connection opened: the drop fired
+    before the link existed, was forgotten, and the charger never went offline.
+    """
+    fleet = fleet_for(csms, False, faults=[parse_fault("disconnect-storm@0:charger=0,duration=0")])
+    cp_id = fleet.chargers[0].cfg.charger_id
+    await fleet.start()
+    try:
+
+        async def dropped_and_back() -> bool:
+            return bool(
+                await csms.pool.fetchval(
+                    "SELECT count(*) FILTER (WHERE ended_at IS NOT NULL) >= 1"
+                    " FROM charger_downtime WHERE charge_point_id = $1",
+                    cp_id,
+                )
+            )
+
+        await eventually(dropped_and_back, within=15.0)
+    finally:
+        await fleet.stop()
