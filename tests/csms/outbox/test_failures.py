@@ -20,6 +20,7 @@ from tests.csms.outbox.conftest import TansuProcess, read_topics, wait_published
 from tests.csms.outbox.frames import call, status
 from tests.csms.outbox.test_relay import dedupe, delivered_order, expected_order
 from tests.ocpp_clients import raw_charger
+from tests.waiting import eventually
 
 
 async def chatter(url: str, charger_id: str, v201: bool, stop: asyncio.Event) -> int:
@@ -110,11 +111,15 @@ async def test_csms_killed_mid_relay_loses_nothing(
         processes.append(process)
         stop = asyncio.Event()
         chargers = [asyncio.create_task(chatter(url, f"K-{i}", i == 1, stop)) for i in range(3)]
-        await asyncio.sleep(2.0)  # a backlog builds while Kafka is down
+        # A backlog builds while Kafka is down: large enough that a relay restarted
+        # under the kill is still part-way through it (waited for, not slept: a
+        # loaded CI machine stored too few events in a fixed 2 s).
+        await eventually(
+            lambda: pool.fetchval("SELECT count(*) > 200 FROM events WHERE published_at IS NULL"),
+            within=60.0,
+        )
         stop.set()
         await asyncio.gather(*chargers)
-        backlog = await pool.fetchval("SELECT count(*) FROM events WHERE published_at IS NULL")
-        assert backlog > 200
         kafka_proxy.start()
         published: Any = 0
         for _ in range(2000):  # kill as soon as the relay is part-way through
