@@ -78,28 +78,21 @@ class Target:
     # -- the CSMS's event-loop lag ------------------------------------------------------
 
     async def loop_lag(self) -> dict[str, dict[str, float]]:
-        """Per worker: its lag histogram and max gauge, as ``/metrics`` shows them now.
+        """The CSMS's lag histogram and max gauge, as ``/metrics`` shows them now.
 
         ``{node: {"le=0.05": count, ..., "count": n, "max": s}}``; empty when the
-        metric is absent (the CSMS before issue 18) or there is no API. With
-        several workers each scrape reaches one of them (the kernel picks), so it
-        scrapes until it has seen every worker (or gives up after a few tries).
+        metric is absent (the CSMS before issue 18) or there is no API. One scrape:
+        under ``--workers N`` the host's ``/metrics`` already merges every worker's
+        histogram (sums) and max gauge (the largest), csms/monitoring/metrics_workers.py.
         """
         if self.api_url is None:
             return {}
-        seen: dict[str, dict[str, float]] = {}
-        for _ in range(4 * self.workers):
-            try:
-                text = await asyncio.to_thread(_fetch, f"{_root(self.api_url)}/metrics")
-            except OSError:
-                return {}
-            node, values = lag_values(text)
-            if not values:
-                return {}
-            seen[node] = values
-            if len(seen) >= self.workers:
-                break
-        return seen
+        try:
+            text = await asyncio.to_thread(_fetch, f"{_root(self.api_url)}/metrics")
+        except OSError:
+            return {}
+        node, values = lag_values(text)
+        return {node: values} if values else {}
 
     async def db_figures(self) -> dict[str, float]:
         """The CSMS's database and GC metrics now (one worker's scrape): batch sizes, write
