@@ -275,7 +275,9 @@ async def run(args: argparse.Namespace) -> int:
         f"{(split_after[1] - split_before[1]) / calls * 1e6:.0f}; backends that ended in the "
         "window are not counted)"
     )
-    print(report(before, after, calls, list(statements), list(relations), args.top, args.query_chars))
+    print(
+        report(before, after, calls, list(statements), list(relations), args.top, args.query_chars)
+    )
     print("of them still open:", {r["name"]: r["n"] for r in opened_in_window})
     print("events written in the window, per call (mean payload / context bytes):")
     for t in types:

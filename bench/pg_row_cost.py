@@ -2,6 +2,7 @@
 
     python -m bench.pg_row_cost payload [--rows 4000] [--rounds 3]
     python -m bench.pg_row_cost samples [--rows 4000] [--rounds 3]
+    python -m bench.pg_row_cost layout [--rows 4000] [--rounds 3]
 
 On a fresh embedded Postgres with the CSMS's schema (its migrations), one
 connection writes the rows the charger path writes and the backend's own CPU
@@ -21,6 +22,11 @@ workers' rows (``payload::text``, 150 ids a statement).
 batch statement (``csms.storage.batched_writes``, 40 a batch): as is; without
 the health report's index on meter_samples; without the session index too;
 with no samples at all (what the eight rows and their copy in the payload add).
+
+``layout``: the eight samples alone (no event), as eight ``meter_samples`` rows
+(the statement's shape: unnest of the columns) against one row per meter value
+holding the eight samples as arrays (a scratch table ``sample_sets`` with the
+same session index): what storing a reading as one row would save.
 """
 
 from __future__ import annotations
@@ -155,10 +161,20 @@ def write_meter_values(with_samples: bool) -> Callable[[Connection, int], Awaita
     return write
 
 
+_INLINE = "ALTER TABLE events SET (toast_tuple_target = 8160)"
+_EXTERNAL = "ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL"
 PAYLOAD_CASES: list[Case] = [
     ("pglz (as is)", "", write_payloads),
-    ("toast_tuple_target 8160", "ALTER TABLE events SET (toast_tuple_target = 8160)", write_payloads),
-    ("STORAGE EXTERNAL", "ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL", write_payloads),
+    (
+        "toast_tuple_target 8160",
+        "ALTER TABLE events SET (toast_tuple_target = 8160)",
+        write_payloads,
+    ),
+    (
+        "STORAGE EXTERNAL",
+        "ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL",
+        write_payloads,
+    ),
 ]
 _RESET_PAYLOAD = (
     "ALTER TABLE events RESET (toast_tuple_target);"
@@ -184,7 +200,7 @@ _RESET_SAMPLES = """
 
 
 async def run_case(backend: Backend, case: Case, reset: str, rows: int, read: bool) -> list[float]:
-    name, ddl, write = case
+    _, ddl, write = case
     conn = backend.conn
     await conn.execute("TRUNCATE events, meter_samples")
     await conn.execute(reset)
@@ -211,15 +227,89 @@ async def run_case(backend: Backend, case: Case, reset: str, rows: int, read: bo
     return figures
 
 
-_SIZE = "SELECT pg_total_relation_size('events') + pg_total_relation_size('meter_samples')"
+_SAMPLE_ROWS = """
+    INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id, sampled_at,
+                               measurand, phase, location, context, value, unit)
+    SELECT $1, x.s, 1, 1, x.at, x.m, x.p, 'Outlet', 'Sample.Periodic', x.v, x.u
+    FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::float8[],
+                $7::text[]) AS x(s, at, m, p, v, u)
+"""
+_SAMPLE_SETS_DDL = """
+    CREATE TABLE IF NOT EXISTS sample_sets (
+        id bigserial, charge_point_id text NOT NULL, session_id bigint, evse_id integer,
+        connector_id integer, sampled_at timestamptz NOT NULL, measurand text[] NOT NULL,
+        phase text[], location text[], context text[], value float8[] NOT NULL, unit text[],
+        recorded_at timestamptz NOT NULL DEFAULT now());
+    CREATE INDEX IF NOT EXISTS sample_sets_session ON sample_sets (session_id, sampled_at);
+    TRUNCATE sample_sets
+"""
+_SAMPLE_SETS = """
+    INSERT INTO sample_sets (charge_point_id, session_id, evse_id, connector_id, sampled_at,
+                             measurand, phase, location, context, value, unit)
+    SELECT $1, x.s, 1, 1, x.at, $4::text[], $5::text[], $8::text[], $9::text[],
+           ($6::float8[])[(x.i - 1) * $10 + 1 : x.i * $10], $7::text[]
+    FROM unnest($2::bigint[], $3::timestamptz[]) WITH ORDINALITY AS x(s, at, i)
+"""
+
+
+def _layout_args(start: int) -> tuple[list[int], list[datetime], list[str], list[str | None]]:
+    sessions = [start + j for j in range(BATCH)]
+    at = [datetime.now(UTC)] * BATCH
+    return sessions, at, [m[0] for m in _MEASURANDS], [m[3] for m in _MEASURANDS]
+
+
+async def write_sample_rows(conn: Connection, rows: int) -> None:
+    for start in range(0, rows, BATCH):
+        sessions, at, measurands, phases = _layout_args(start)
+        n = len(_MEASURANDS)
+        await conn.execute(
+            _SAMPLE_ROWS,
+            "CP-000001",
+            [s for s in sessions for _ in range(n)],
+            [a for a in at for _ in range(n)],
+            measurands * BATCH,
+            phases * BATCH,
+            [m[1] + j for j in range(BATCH) for m in _MEASURANDS],
+            [m[2] for m in _MEASURANDS] * BATCH,
+        )
+
+
+async def write_sample_sets(conn: Connection, rows: int) -> None:
+    for start in range(0, rows, BATCH):
+        sessions, at, measurands, phases = _layout_args(start)
+        n = len(_MEASURANDS)
+        await conn.execute(
+            _SAMPLE_SETS,
+            "CP-000001",
+            sessions,
+            at,
+            measurands,
+            phases,
+            [m[1] + j for j in range(BATCH) for m in _MEASURANDS],  # row j: its n values
+            [m[2] for m in _MEASURANDS],
+            ["Outlet"] * n,
+            ["Sample.Periodic"] * n,
+            n,
+        )
+
+
+LAYOUT_CASES: list[Case] = [
+    ("8 rows (meter_samples)", "", write_sample_rows),
+    ("1 row of arrays", _SAMPLE_SETS_DDL, write_sample_sets),
+]
+
+_SIZE = """
+    SELECT pg_total_relation_size('events') + pg_total_relation_size('meter_samples')
+           + coalesce(pg_total_relation_size(to_regclass('sample_sets')), 0)
+"""
 
 
 async def run(args: argparse.Namespace) -> int:
-    cases, reset, read = (
-        (PAYLOAD_CASES, _RESET_PAYLOAD, True)
-        if args.what == "payload"
-        else (SAMPLE_CASES, _RESET_SAMPLES, False)
-    )
+    cases, reset, read = {
+        "payload": (PAYLOAD_CASES, _RESET_PAYLOAD, True),
+        "samples": (SAMPLE_CASES, _RESET_SAMPLES, False),
+        "layout": (LAYOUT_CASES, "SELECT 1", False),
+    }[args.what]
     with tempfile.TemporaryDirectory(prefix="csms-rowcost-") as tmp:
         conn = await asyncpg.connect(await start_embedded(Path(tmp)))
         try:
@@ -248,7 +338,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["payload", "samples"])
+    parser.add_argument("what", choices=["payload", "samples", "layout"])
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     started = time.monotonic()
