@@ -304,33 +304,58 @@ _SIZE = """
 """
 
 
-async def run(args: argparse.Namespace) -> int:
-    cases, reset, read = {
-        "payload": (PAYLOAD_CASES, _RESET_PAYLOAD, True),
-        "samples": (SAMPLE_CASES, _RESET_SAMPLES, False),
-        "layout": (LAYOUT_CASES, "SELECT 1", False),
-    }[args.what]
-    with tempfile.TemporaryDirectory(prefix="csms-rowcost-") as tmp:
-        conn = await asyncpg.connect(await start_embedded(Path(tmp)))
-        try:
-            await migrate(conn)
-            backend = Backend(conn, await conn.fetchval("SELECT pg_backend_pid()"))
-            results: dict[str, list[list[float]]] = {name: [] for name, _, _ in cases}
-            for _ in range(args.rounds):
-                for case in cases:
-                    results[case[0]].append(await run_case(backend, case, reset, args.rows, read))
-        finally:
-            await conn.close()
-            stop_embedded(Path(tmp))
+MODES: dict[str, tuple[list[Case], str, bool]] = {
+    "payload": (PAYLOAD_CASES, _RESET_PAYLOAD, True),
+    "samples": (SAMPLE_CASES, _RESET_SAMPLES, False),
+    "layout": (LAYOUT_CASES, "SELECT 1", False),
+}
+Figures = dict[str, list[list[float]]]
+
+
+async def measure(dsn: str, what: str, rows: int, rounds: int) -> Figures:
+    """Per case, per round: insert CPU us, WAL bytes, disk bytes (and read CPU us) per row.
+
+    ``dsn``: a migrated database of its own (cases drop indexes and alter tables).
+    """
+    cases, reset, read = MODES[what]
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = Backend(conn, await conn.fetchval("SELECT pg_backend_pid()"))
+        results: Figures = {name: [] for name, _, _ in cases}
+        for _ in range(rounds):
+            for case in cases:
+                results[case[0]].append(await run_case(backend, case, reset, rows, read))
+        return results
+    finally:
+        await conn.close()
+
+
+def table(results: Figures, rows: int, rounds: int, read: bool) -> str:
     columns = "insert CPU us, WAL bytes, disk bytes" + (", read CPU us" if read else "")
-    print(f"per row ({args.rows} rows a case, {args.rounds} rounds; CPU: each round): {columns}")
-    for name, rounds in results.items():
-        cpu = " / ".join(f"{r[0]:.0f}" for r in rounds)
-        rest = [sum(r[i] for r in rounds) / len(rounds) for i in range(1, len(rounds[0]))]
-        text = f"  {name:30s} {cpu:>20s}  {rest[0]:6.0f} {rest[1]:6.0f}"
+    lines = [f"per row ({rows} rows a case, {rounds} rounds; CPU: each round): {columns}"]
+    for name, figures in results.items():
+        cpu = " / ".join(f"{r[0]:.0f}" for r in figures)
+        mean = [sum(r[i] for r in figures) / len(figures) for i in range(1, 3)]
+        text = f"  {name:30s} {cpu:>20s}  {mean[0]:6.0f} {mean[1]:6.0f}"
         if read:
-            text += "  " + " / ".join(f"{r[3]:.1f}" for r in rounds)
-        print(text)
+            text += "  " + " / ".join(f"{r[3]:.1f}" for r in figures)
+        lines.append(text)
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="csms-rowcost-") as tmp:
+        dsn = await start_embedded(Path(tmp))
+        try:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            results = await measure(dsn, args.what, args.rows, args.rounds)
+        finally:
+            stop_embedded(Path(tmp))
+    print(table(results, args.rows, args.rounds, MODES[args.what][2]))
     return 0
 
 
