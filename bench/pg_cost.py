@@ -115,7 +115,13 @@ async def prepare(data_dir: Path, settings: list[str]) -> str:
     """An embedded Postgres in ``data_dir`` with pg_stat_statements loaded (and
     ``settings``, ``name=value`` each, to measure one); its csms DSN."""
     measured = [(name, value) for name, value in (s.split("=", 1) for s in settings)]
-    more = [("pg_stat_statements.max", "5000"), ("pg_stat_statements.track_planning", "on")]
+    more = [
+        ("pg_stat_statements.max", "5000"),
+        ("pg_stat_statements.track_planning", "on"),
+        # The window's WAL is read back by pg_walinspect: a checkpoint inside the
+        # window (a run longer than checkpoint_timeout) must not recycle it first.
+        ("wal_keep_size", "1GB"),
+    ]
     await asyncio.to_thread(enable_statement_stats, data_dir, more + measured)
     dsn = await start_embedded(data_dir)  # with the library loaded; csms adopts this server
     conn = await asyncpg.connect(dsn)
