@@ -78,7 +78,7 @@ _EVENT_TYPES = """
     FROM events WHERE id > $1 GROUP BY 1 ORDER BY 2 DESC
 """
 _STATEMENTS = """
-    SELECT query, calls, total_exec_time, total_plan_time, rows, wal_bytes, wal_records,
+    SELECT query, calls, plans, total_exec_time, total_plan_time, rows, wal_bytes, wal_records,
            jit_functions, jit_generation_time + jit_inlining_time + jit_optimization_time
            + jit_emission_time AS jit_time
     FROM pg_stat_statements
@@ -115,7 +115,13 @@ async def prepare(data_dir: Path, settings: list[str]) -> str:
     """An embedded Postgres in ``data_dir`` with pg_stat_statements loaded (and
     ``settings``, ``name=value`` each, to measure one); its csms DSN."""
     measured = [(name, value) for name, value in (s.split("=", 1) for s in settings)]
-    more = [("pg_stat_statements.max", "5000"), ("pg_stat_statements.track_planning", "on")]
+    more = [
+        ("pg_stat_statements.max", "5000"),
+        ("pg_stat_statements.track_planning", "on"),
+        # The window's WAL is read back by pg_walinspect: a checkpoint inside the
+        # window (a run longer than checkpoint_timeout) must not recycle it first.
+        ("wal_keep_size", "1GB"),
+    ]
     await asyncio.to_thread(enable_statement_stats, data_dir, more + measured)
     dsn = await start_embedded(data_dir)  # with the library loaded; csms adopts this server
     conn = await asyncpg.connect(dsn)
@@ -134,6 +140,7 @@ def report(
     statements: list[Any],
     relations: list[Any],
     top: int,
+    query_chars: int = 110,
 ) -> str:
     per = 1.0 / max(1, calls)
     wal = {k: (after.wal[k] - before.wal[k]) * per for k in after.wal}
@@ -181,14 +188,16 @@ def report(
         f"{jit:.3f} ms JIT ({sum(s['jit_functions'] for s in statements) * per:.2f} functions)"
     )
     lines.append(
-        "statements by time: calls/call, exec ms/call, plan ms/call, rows/call, WAL bytes/call"
+        "statements by time: calls/call, exec ms/call, plan ms/call, rows/call, WAL bytes/call,"
+        " planned (% of its calls: below 100 a cached generic plan ran)"
     )
     for s in statements[:top]:
-        text = " ".join(str(s["query"]).split())[:110]
+        text = " ".join(str(s["query"]).split())[:query_chars]
         lines.append(
             f"  {s['calls'] * per:6.3f} {s['total_exec_time'] * per:7.4f}"
             f" {s['total_plan_time'] * per:7.4f} {s['rows'] * per:7.2f}"
-            f" {float(s['wal_bytes']) * per:8.0f}  {text}"
+            f" {float(s['wal_bytes']) * per:8.0f} {100.0 * s['plans'] / max(1, s['calls']):4.0f}%"
+            f"  {text}"
         )
     return "\n".join(lines)
 
@@ -272,7 +281,9 @@ async def run(args: argparse.Namespace) -> int:
         f"{(split_after[1] - split_before[1]) / calls * 1e6:.0f}; backends that ended in the "
         "window are not counted)"
     )
-    print(report(before, after, calls, list(statements), list(relations), args.top))
+    print(
+        report(before, after, calls, list(statements), list(relations), args.top, args.query_chars)
+    )
     print("of them still open:", {r["name"]: r["n"] for r in opened_in_window})
     print("events written in the window, per call (mean payload / context bytes):")
     for t in types:
@@ -289,6 +300,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="total calls/s (0: saturate)")
     parser.add_argument("--workers", type=int, default=1, help="csms --workers N")
     parser.add_argument("--top", type=int, default=12, help="statements listed")
+    parser.add_argument(
+        "--query-chars", type=int, default=110, help="characters of each statement's text shown"
+    )
     parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
     parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
     parser.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")
