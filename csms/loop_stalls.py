@@ -116,6 +116,9 @@ class StallTracer:
         # (ended, seconds, CPU seconds, generation, objects freed) of recent collections
         self._gc_pauses: collections.deque[tuple[float, float, float, int, int]]
         self._gc_pauses = collections.deque(maxlen=256)
+        # (generation, seconds, CPU seconds) of collections the loop has not counted yet
+        self._gc_uncounted: collections.deque[tuple[int, float, float]]
+        self._gc_uncounted = collections.deque(maxlen=1024)
         self._last_log = 0.0
         self._unlogged = 0
 
@@ -150,8 +153,13 @@ class StallTracer:
 
     def _mark(self) -> None:
         # CPU time read on the loop thread itself: the watchdog cannot read it at the
-        # start of a stall that holds the GIL (a garbage collection, a C call).
+        # start of a stall that holds the GIL (a garbage collection, a C call). Also
+        # counts the collections _on_gc left: here no metric call is under way.
         self._beat = (time.monotonic(), time.thread_time())
+        while self._gc_uncounted:
+            generation, pause, gc_cpu = self._gc_uncounted.popleft()
+            metrics.GC_PAUSE.labels(str(generation)).observe(pause)
+            metrics.GC_CPU.labels(str(generation)).inc(gc_cpu)
 
     def _tick(self) -> None:
         self._mark()
@@ -167,9 +175,12 @@ class StallTracer:
             return
         pause = now - self._gc_started
         generation = int(info.get("generation", -1))
-        metrics.GC_PAUSE.labels(str(generation)).observe(pause)
         gc_cpu = cpu - self._gc_started_cpu
-        metrics.GC_CPU.labels(str(generation)).inc(gc_cpu)
+        # No metric call here: the metrics are counted at the loop's next beat (_mark).
+        # A collection can start while this thread is inside prometheus_client, and in
+        # multiprocess mode (--workers N) every value shares one non-reentrant lock:
+        # a metric call from here waited on its own thread's lock, and the worker hung.
+        self._gc_uncounted.append((generation, pause, gc_cpu))
         freed = int(info.get("collected", 0))
         self._gc_pauses.append((time.monotonic(), pause, gc_cpu, generation, freed))
 

@@ -122,3 +122,28 @@ def _slow_collection(phase: str, info: dict[str, int]) -> None:
         spent_until = time.thread_time() + STALL_S
         while time.thread_time() < spent_until:
             sum(range(1000))
+
+
+async def test_a_collection_is_counted_by_the_loop_not_inside_the_collector() -> None:
+    """The GC callback calls no metric: the loop's next beat counts the collection.
+
+    Under ``--workers N`` prometheus_client's values share one non-reentrant lock; a
+    collection that started while the loop's thread held it (creating a metric's
+    labels) called a metric from the callback and the worker waited on itself forever.
+    """
+    tracer = StallTracer(threshold_s=10.0, beat_s=0.01)
+    tracer.start()
+    try:
+
+        def full_collections() -> float:
+            counted = metrics.REGISTRY.get_sample_value(
+                "csms_gc_pause_seconds_count", {"generation": "2"}
+            )
+            return counted or 0.0
+
+        before = full_collections()
+        gc.collect()
+        assert full_collections() == before  # nothing counted inside the collection
+        await eventually(lambda: _true(full_collections() >= before + 1))
+    finally:
+        tracer.stop()
