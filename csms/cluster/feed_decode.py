@@ -3,7 +3,9 @@
 Fields come from the JSON payload, the envelope (charger, time, id) from the
 row's columns. Each class's converters are built once from its type hints
 (looking them up per field and value cost a node of two workers a tenth of its
-CPU, docs/profiling.md).
+CPU, docs/profiling.md). :func:`parse` reads the payload's JSON text: with
+orjson where it gives what json gives (docs/profiling.md, "Meter values on the
+lease holder").
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import json
 import sys
 import types
 import typing
@@ -18,6 +21,8 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from csms.events import Event, MeterSample
 
@@ -72,6 +77,67 @@ def decode(
     )
 
 
+def parse(type_: str, text: str) -> Any:
+    """The JSON payload of a row of type ``type_``, as ``json.loads`` would read it.
+
+    orjson reads a meter value in less than half of json's time (the lease holder
+    reads every meter value the other workers stored), but reads an integer beyond
+    64 bits as a float and refuses NaN and lone surrogates (which json, the fallback
+    writer of ``Event.payload_json``, writes). So orjson is used for the classes whose
+    fields are all plain (no dict or list of JSON values an integer could hide in),
+    and its result is checked: a float in an integer field, or a text it refuses,
+    is read again with json.
+    """
+    plan = _PARSE_PLANS.get(type_)
+    if plan is None:
+        cls = _CLASSES.get(type_)
+        if cls is None:
+            _CLASSES.update(event_classes())
+            cls = _CLASSES.get(type_)
+        plan = _PARSE_PLANS[type_] = _parse_plan(cls)
+    if plan is _JSON_ONLY:
+        return json.loads(text)
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    if isinstance(values, dict):
+        for name in plan:
+            if values.get(name).__class__ is float:  # an integer beyond 64 bits
+                return json.loads(text)
+    return values
+
+
+_JSON_ONLY: tuple[str, ...] = ("*",)
+_PARSE_PLANS: dict[str, tuple[str, ...]] = {}  # type -> its integer fields, or _JSON_ONLY
+_PLAIN_HINTS = (str, bool, float, datetime, uuid.UUID, MeterSample)
+
+
+def _parse_plan(cls: type[Event] | None) -> tuple[str, ...]:
+    """The integer fields to check after orjson; _JSON_ONLY if a field may hide an integer."""
+    if cls is None:
+        return _JSON_ONLY
+    hints = typing.get_type_hints(cls)
+    integers: list[str] = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(options) != 1:
+                return _JSON_ONLY
+            hint = options[0]
+        if typing.get_origin(hint) is tuple:
+            args = typing.get_args(hint)
+            if args[0] not in _PLAIN_HINTS or args[0] in (float, bool):
+                return _JSON_ONLY  # tuple[int, ...]: an element could be one; floats: rare
+            continue
+        if hint is int:
+            integers.append(f.name)
+        elif not (hint in _PLAIN_HINTS or (isinstance(hint, type) and issubclass(hint, enum.Enum))):
+            return _JSON_ONLY
+    return tuple(integers)
+
+
 def _convert(hint: Any, value: Any) -> Any:
     """A JSON value back into the type ``hint`` names (the inverse of Event.payload)."""
     if value is None:
@@ -88,6 +154,8 @@ def _converter(hint: Any) -> Converter | None:
         return _converter(options[0]) if len(options) == 1 else None
     if origin is tuple:
         inner = _converter(typing.get_args(hint)[0])
+        if inner is _meter_sample:
+            return _meter_samples
         if inner is None:
             return lambda value: tuple(_iterable(value))
         return lambda value: tuple(None if v is None else inner(v) for v in _iterable(value))
@@ -104,21 +172,36 @@ def _converter(hint: Any) -> Converter | None:
     return None
 
 
+# MeterSample's slots, set directly: its frozen dataclass __init__ sets each field with
+# object.__setattr__, 2.2 us a sample against 0.7 (eight samples a meter value, every
+# one of the other workers' on the lease holder: docs/profiling.md, "Meter values on
+# the lease holder"). A field added to MeterSample must be added here: checked at import.
+_SAMPLE_FIELDS = ("sampled_at", "measurand", "value", "unit", "phase", "context", "location")
+if tuple(f.name for f in dataclasses.fields(MeterSample)) != _SAMPLE_FIELDS:
+    raise ImportError("csms.events.MeterSample changed: update feed_decode._meter_sample")
+_new_sample = MeterSample.__new__
+_set_sampled_at, _set_measurand, _set_value, _set_unit, _set_phase, _set_context, _set_location = (
+    vars(MeterSample)[name].__set__ for name in _SAMPLE_FIELDS
+)
+
+
 def _meter_sample(value: dict[str, Any]) -> MeterSample:
-    # Positional, without copying the dict: a meter value's eight samples were half of
-    # the cost of decoding another worker's row on the lease holder (docs/profiling.md,
-    # "Two workers, one cost"). Keys the class does not have are ignored.
+    # Without copying the dict; keys the class does not have are ignored.
     get = value.get
     reading = value["value"]
-    return MeterSample(
-        _timestamp(value["sampled_at"]),
-        value["measurand"],
-        float(reading) if isinstance(reading, int) else reading,
-        get("unit"),
-        get("phase"),
-        get("context"),
-        get("location"),
-    )
+    sample = _new_sample(MeterSample)
+    _set_sampled_at(sample, _timestamp(value["sampled_at"]))
+    _set_measurand(sample, value["measurand"])
+    _set_value(sample, float(reading) if isinstance(reading, int) else reading)
+    _set_unit(sample, get("unit"))
+    _set_phase(sample, get("phase"))
+    _set_context(sample, get("context"))
+    _set_location(sample, get("location"))
+    return sample
+
+
+def _meter_samples(value: Any) -> tuple[MeterSample | None, ...]:
+    return tuple([None if v is None else _meter_sample(v) for v in _iterable(value)])
 
 
 @functools.lru_cache(maxsize=64)

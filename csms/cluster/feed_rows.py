@@ -11,7 +11,6 @@ decoded (docs/cluster-events.md, "What a node reads").
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from csms.cluster.feed_decode import decode
+from csms.cluster.feed_decode import decode, parse
 from csms.events import Event
 
 log = structlog.get_logger(__name__)
@@ -108,7 +107,7 @@ class FeedRow:
         try:
             if payload is None:  # gone between the two reads (pruned): cannot be decoded
                 raise LookupError("no payload")
-            values = json.loads(payload)
+            values = parse(self.type, payload)
             self._event = decode(
                 self.type, self.charge_point_id, self.occurred_at, self.event_id, values
             )
