@@ -122,6 +122,11 @@ class ApiServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Longer than the idle timeout of the proxies put in front of an API (60 s:
+            # AWS ALB, nginx's default upstream keepalive): with uvicorn's 5 s the CSMS
+            # closed idle connections a proxy or a client was about to reuse, and the
+            # request on it failed (the demo's client saw ReadError on a loaded machine).
+            timeout_keep_alive=75,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
         )
