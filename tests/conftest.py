@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import fastapi.dependencies.models as fastapi_dependency_models
 import pytest
 
 from csms.app import Csms
@@ -149,3 +150,20 @@ async def start_csms(database_dsn: str) -> AsyncIterator[StartCsms]:
 async def csms(start_csms: StartCsms) -> RunningCsms:
     """The CSMS with default settings (unknown chargers accepted)."""
     return await start_csms()
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """After each test, empty FastAPI's caches of dependency callables.
+
+    They are keyed by the callable (bounded at 4,096 entries each): a test's
+    operator API closures stay in them, and with them the whole stopped CSMS app
+    (routes, pydantic validators). Across the suite the test process - which is
+    the CSMS too - grew to millions of objects, and a full garbage collection
+    stalled the CSMS for 2.5-11.6 s in the middle of a test (chargers timed out).
+    A production process builds one app, so the caches never matter there.
+    """
+    yield
+    for cached in vars(fastapi_dependency_models).values():
+        if callable(getattr(cached, "cache_clear", None)):
+            cached.cache_clear()
