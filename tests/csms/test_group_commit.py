@@ -560,3 +560,70 @@ async def test_bulk_meter_values_store_what_one_by_one_stores(database_dsn: str)
         assert await stored("CP-BATCHED-2") == await stored("CP-ALONE-2")
     finally:
         await pool.close()
+
+
+async def _started_fleet(central: CentralSystem, pool: asyncpg.Pool, cps: list[str]) -> None:
+    for cp in cps:
+        await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        await central.start_session(transaction_events(cp)[0], Protocol.V201)
+
+
+async def test_many_chargers_updates_and_a_resend_are_one_statement(database_dsn: str) -> None:
+    """One batch of several chargers' TransactionEvent Updated (and a resend): written by
+    one statement, without BEGIN and COMMIT; the resend writes nothing, the others all."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, alone = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        cps = [f"CP-ONE-STMT-{n}" for n in range(5)]
+        await _started_fleet(batched, pool, cps)
+        first = transaction_events(cps[0])[1]
+        await alone.update_session(first, Protocol.V201)  # stored: sent again below
+        batches, single = committer.batches, committer.single_statements
+        later = [transaction_events(cp)[2] for cp in cps[1:]]
+        await asyncio.gather(*(batched.update_session(e, Protocol.V201) for e in [first, *later]))
+        # a batch per lane the five chargers fall into: each one statement
+        assert 1 <= committer.batches - batches == committer.single_statements - single
+        rows = await pool.fetch(
+            "SELECT charge_point_id, count(*) AS n FROM events WHERE type = $1"
+            " GROUP BY charge_point_id ORDER BY charge_point_id",
+            SessionUpdated.type,
+        )
+        assert {r["charge_point_id"]: r["n"] for r in rows} == dict.fromkeys(cps, 1)
+        last = await pool.fetch(
+            "SELECT meter_last_wh FROM sessions WHERE charge_point_id = ANY($1::text[])", cps[1:]
+        )
+        assert [r["meter_last_wh"] for r in last] == [103.0] * 4  # the update's reading
+        assert await pool.fetchval(
+            "SELECT count(*) FROM meter_samples WHERE charge_point_id = $1", cps[0]
+        ) == 2 * len(first.samples)  # the start's and the first update's, not the resend's
+    finally:
+        await pool.close()
+
+
+async def test_a_poisoned_update_in_a_one_statement_batch_fails_alone(database_dsn: str) -> None:
+    """An update the statement cannot store (its charger is unknown: a foreign-key error)
+    fails the batch's statement; each update is then written alone, the others stored."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        assert batched.group_commit is not None
+        cps = [f"CP-POISON-STMT-{n}" for n in range(3)]
+        await _started_fleet(batched, pool, cps)
+        fallbacks = batched.group_commit.fallbacks
+        updates = [transaction_events(cp)[1] for cp in [*cps, "CP-NEVER-REGISTERED"]]
+        results = await asyncio.gather(
+            *(batched.update_session(e, Protocol.V201) for e in updates), return_exceptions=True
+        )
+        assert isinstance(results[-1], asyncpg.ForeignKeyViolationError)
+        assert not any(isinstance(r, BaseException) for r in results[:-1])
+        assert batched.group_commit.fallbacks == fallbacks + 1
+        stored = await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = $1 AND charge_point_id = ANY($2::text[])",
+            SessionUpdated.type,
+            cps,
+        )
+        assert stored == len(cps)
+    finally:
+        await pool.close()
