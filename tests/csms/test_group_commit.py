@@ -562,10 +562,18 @@ async def test_bulk_meter_values_store_what_one_by_one_stores(database_dsn: str)
         await pool.close()
 
 
+def _update(charge_point_id: str, index: int) -> SessionUpdated:
+    event = transaction_events(charge_point_id)[index]
+    assert isinstance(event, SessionUpdated)
+    return event
+
+
 async def _started_fleet(central: CentralSystem, pool: asyncpg.Pool, cps: list[str]) -> None:
     for cp in cps:
         await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
-        await central.start_session(transaction_events(cp)[0], Protocol.V201)
+        started = transaction_events(cp)[0]
+        assert isinstance(started, SessionStarted)
+        await central.start_session(started, Protocol.V201)
 
 
 async def test_many_chargers_updates_and_a_resend_are_one_statement(database_dsn: str) -> None:
@@ -578,10 +586,10 @@ async def test_many_chargers_updates_and_a_resend_are_one_statement(database_dsn
         assert committer is not None
         cps = [f"CP-ONE-STMT-{n}" for n in range(5)]
         await _started_fleet(batched, pool, cps)
-        first = transaction_events(cps[0])[1]
+        first = _update(cps[0], 1)
         await alone.update_session(first, Protocol.V201)  # stored: sent again below
         batches, single = committer.batches, committer.single_statements
-        later = [transaction_events(cp)[2] for cp in cps[1:]]
+        later = [_update(cp, 2) for cp in cps[1:]]
         await asyncio.gather(*(batched.update_session(e, Protocol.V201) for e in [first, *later]))
         # a batch per lane the five chargers fall into: each one statement
         assert 1 <= committer.batches - batches == committer.single_statements - single
@@ -612,7 +620,7 @@ async def test_a_poisoned_update_in_a_one_statement_batch_fails_alone(database_d
         cps = [f"CP-POISON-STMT-{n}" for n in range(3)]
         await _started_fleet(batched, pool, cps)
         fallbacks = batched.group_commit.fallbacks
-        updates = [transaction_events(cp)[1] for cp in [*cps, "CP-NEVER-REGISTERED"]]
+        updates = [_update(cp, 1) for cp in [*cps, "CP-NEVER-REGISTERED"]]
         results = await asyncio.gather(
             *(batched.update_session(e, Protocol.V201) for e in updates), return_exceptions=True
         )
