@@ -31,7 +31,7 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
-from csms.storage import batched_writes, chargers, event_log
+from csms.storage import batched_writes, chargers, event_log, session_events
 from csms.storage.group_commit import GroupCommitter, Write, segments
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import RawCharger, raw_charger
@@ -633,5 +633,57 @@ async def test_a_poisoned_update_in_a_one_statement_batch_fails_alone(database_d
             cps,
         )
         assert stored == len(cps)
+    finally:
+        await pool.close()
+
+
+async def test_an_update_stored_while_the_batch_waited_for_its_lock_is_a_resend(
+    database_dsn: str,
+) -> None:
+    """Another transaction holds a charger's session lock and stores the same update; the
+    batch's statement waits for the lock with a snapshot from before, misses the stored
+    event, and fails on events' unique event_id: the fallback writes each message alone,
+    where that update is found as a resend (no second event, no second samples) and the
+    other charger's is stored."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        committer._lanes = committer._lanes[:1]  # one lane: both chargers in one batch
+        cps = ["CP-RACE-A", "CP-RACE-B"]
+        await _started_fleet(batched, pool, cps)
+        raced, other = _update(cps[0], 1), _update(cps[1], 1)
+        holder = await asyncpg.connect(database_dsn)
+        try:
+            async with holder.transaction():
+                await session_events.record(holder, raced, Protocol.V201, None)
+                writes = asyncio.gather(
+                    batched.update_session(raced, Protocol.V201),
+                    batched.update_session(other, Protocol.V201),
+                )
+                await eventually(
+                    lambda: pool.fetchval(
+                        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND NOT granted AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                    )
+                )
+            await writes
+        finally:
+            await holder.close()
+        assert committer.fallbacks == 1
+        for cp, events, samples in ((cps[0], 1, 2), (cps[1], 1, 2)):
+            assert (
+                await pool.fetchval(
+                    "SELECT count(*) FROM events WHERE type = $1 AND charge_point_id = $2",
+                    SessionUpdated.type,
+                    cp,
+                )
+                == events
+            )
+            assert await pool.fetchval(
+                "SELECT count(*) FROM meter_samples WHERE charge_point_id = $1", cp
+            ) == samples * len(raced.samples)  # the start's and one update's
     finally:
         await pool.close()
