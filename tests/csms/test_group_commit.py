@@ -687,3 +687,42 @@ async def test_an_update_stored_while_the_batch_waited_for_its_lock_is_a_resend(
             ) == samples * len(raced.samples)  # the start's and one update's
     finally:
         await pool.close()
+
+
+async def test_a_one_statement_batch_of_updates_answers_only_after_its_commit(
+    database_dsn: str,
+) -> None:
+    """The updates' statement runs without BEGIN and COMMIT: its callers are answered only
+    once it returned, i.e. after its commit (held here), in each charger's order."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        committer._lanes = committer._lanes[:1]
+        cps = [f"CP-HELD-{n}" for n in range(3)]
+        await _started_fleet(batched, pool, cps)
+        single = committer.single_statements
+        async with commits_held(database_dsn) as holder:
+            updates = [
+                asyncio.create_task(batched.update_session(_update(cp, 1), Protocol.V201))
+                for cp in cps
+            ]
+            await eventually(lambda: commit_waiting(holder))
+            await asyncio.sleep(0.05)  # a wrong committer answered before the commit
+            assert not any(task.done() for task in updates)
+        await asyncio.wait_for(asyncio.gather(*updates), 10)
+        assert committer.single_statements == single + 1
+        # Each charger twice in one batch (seqNo 3, then 2): two segments, in that order.
+        later = [
+            batched.update_session(_update(cp, k), Protocol.V201) for cp in cps for k in (2, 3)
+        ]
+        await asyncio.wait_for(asyncio.gather(*later), 10)
+        rows = await pool.fetch(
+            "SELECT charge_point_id, array_agg((payload->>'seq_no')::int ORDER BY id) AS seq"
+            " FROM events WHERE type = $1 GROUP BY charge_point_id",
+            SessionUpdated.type,
+        )
+        assert {r["charge_point_id"]: r["seq"] for r in rows} == {cp: [1, 3, 2] for cp in cps}
+    finally:
+        await pool.close()
