@@ -726,3 +726,54 @@ async def test_a_one_statement_batch_of_updates_answers_only_after_its_commit(
         assert {r["charge_point_id"]: r["seq"] for r in rows} == {cp: [1, 3, 2] for cp in cps}
     finally:
         await pool.close()
+
+
+def _returns(value: str) -> Any:
+    async def apply(_conn: Any) -> str:
+        return value
+
+    return apply
+
+
+async def test_writes_of_one_window_share_one_batch_whatever_their_lanes(
+    database_dsn: str,
+) -> None:
+    """Below saturation one window collects every charger's write: a charger with nothing
+    in a lane joins the lane whose window is open (hashed lanes split them)."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        committer = GroupCommitter(pool, window=0.05, max_batch=100, lanes=2)
+        names = [f"CP-{n}" for n in range(8)]
+        results = await asyncio.gather(*(committer.submit(Write(cp, _returns(cp))) for cp in names))
+        assert results == names
+        assert committer.batches == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_chargers_next_write_waits_for_its_write_in_flight(database_dsn: str) -> None:
+    """While a charger's write is in a batch not yet committed, its next write waits in that
+    lane (never in another lane's batch, which could commit first); another charger's write
+    goes to a free lane and is committed meanwhile."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        committer = GroupCommitter(pool, window=0.01, max_batch=100, lanes=2)
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        async def stuck(_conn: Any) -> str:
+            started.set()
+            await gate.wait()
+            return "X1"
+
+        first = asyncio.create_task(committer.submit(Write("CP-X", stuck)))
+        await asyncio.wait_for(started.wait(), 10)
+        other = asyncio.create_task(committer.submit(Write("CP-Y", _returns("Y1"))))
+        second = asyncio.create_task(committer.submit(Write("CP-X", _returns("X2"))))
+        assert await asyncio.wait_for(other, 10) == "Y1"
+        assert not second.done()  # behind its charger's write in flight
+        gate.set()
+        assert await asyncio.wait_for(first, 10) == "X1"
+        assert await asyncio.wait_for(second, 10) == "X2"
+        assert committer._holders == {}  # every charger free again
+    finally:
+        await pool.close()
