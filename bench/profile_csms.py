@@ -3,6 +3,7 @@
     python -m bench.profile_csms [--chargers 200] [--duration 15] [--rate 0] [--workers 1]
                                  [--py-spy profile.txt] [--cprofile csms.prof]
                                  [--env CSMS_X=y ...] [--csms-python PATH] [--statements]
+                                 [--pg-set NAME=VALUE ...]
 
 Starts ``csms`` as a subprocess (fresh embedded Postgres in a temporary folder,
 bench.load_targets), connects the fleet of ``bench.ingest``'s open loop
@@ -16,7 +17,10 @@ profile of the CSMS process during the window (the collapsed stacks are kept
 in that file).
 
 ``--statements`` preloads ``pg_stat_statements`` in the bench's embedded Postgres
-and prints transactions, statements, NOTIFYs and WAL per call (bench.pg_activity).
+and prints transactions, statements, NOTIFYs and WAL per call (bench.pg_activity),
+and the WAL's writes and flushes (fsyncs) per call (``pg_stat_io``);
+``--pg-set commit_delay=100`` sets a server setting of that Postgres (with
+``--statements``), to weigh one by those counts.
 The CSMS probes just-booted chargers over ``CSMS_POST_BOOT_SPREAD_SECONDS`` (30 s):
 ``--env CSMS_POST_BOOT_SPREAD_SECONDS=1`` keeps those probes out of the window.
 
@@ -40,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 import psutil
 
 from bench.load_client import PhaseResult
@@ -99,6 +104,23 @@ def stall_report(log_path: Path | None, start: int = 0, end: int | None = None) 
     places = ", ".join(f"{n} x {w}" for w, n in where.most_common(5))
     kind = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
     return f"{sum(where.values())} ({kind}; worst {max(lags):.0f} ms): {places}"
+
+
+async def wal_io(dsn: str) -> tuple[float, float]:
+    """The WAL's writes and fsyncs so far (PostgreSQL 16+ ``pg_stat_io``; NaN without)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT sum(writes)::float8 AS writes, sum(fsyncs)::float8 AS fsyncs"
+            " FROM pg_stat_io WHERE object = 'wal'"
+        )
+    except asyncpg.PostgresError:
+        return float("nan"), float("nan")
+    finally:
+        await conn.close()
+    if row is None or row["writes"] is None:
+        return float("nan"), float("nan")
+    return float(row["writes"]), float(row["fsyncs"] or 0.0)
 
 
 def db_report(before: dict[str, float], after: dict[str, float]) -> str:
@@ -220,13 +242,18 @@ async def _measure(
     if args.py_spy:
         spy = await _py_spy(_a_worker(target), args.py_spy, args.duration)
     statements_before = await snapshot(target.dsn) if args.statements and target.dsn else None
+    wal_before = await wal_io(target.dsn) if statements_before is not None and target.dsn else None
     cpu_before, lag_before = target.cpu_seconds(), await target.loop_lag()
     db_before, log_from = await target.db_figures(), _log_size(target)
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     cpu_after, lag_after = target.cpu_seconds(), await target.loop_lag()
     statements_after: Snapshot | None = None
+    wal: tuple[float, float] | None = None
     if statements_before is not None and target.dsn:
         statements_after = await snapshot(target.dsn)
+        if wal_before is not None:
+            after = await wal_io(target.dsn)
+            wal = (after[0] - wal_before[0], after[1] - wal_before[1])
     db = db_report(db_before, await target.db_figures())
     await asyncio.sleep(0.5)  # a stall that ended with the window is logged when it ends
     stalls = stall_report(target.log_path, log_from, _log_size(target))
@@ -240,6 +267,8 @@ async def _measure(
     text = f"{lag}\nloop stalls: {stalls}\ndatabase: {db}"
     if statements_before is not None and statements_after is not None:
         text += "\n" + report(statements_before, statements_after, calls, args.duration)
+    if wal is not None:
+        text += f"\n  WAL I/O: {wal[0] / calls:.2f} writes, {wal[1] / calls:.2f} fsyncs per call"
     return result, cpu, text, spy
 
 
@@ -249,7 +278,11 @@ async def run(args: argparse.Namespace) -> int:
     generators = Generators(args.chargers, 1, args.timeout)
     with tempfile.TemporaryDirectory(prefix="csms-profile-") as tmp:
         if args.statements:
-            await asyncio.to_thread(enable_statement_stats, Path(tmp))
+            settings = [("pg_stat_statements.track", "all")]
+            for item in args.pg_set:
+                name, value = item.split("=", 1)
+                settings.append((name, value))
+            await asyncio.to_thread(enable_statement_stats, Path(tmp), settings)
         target = await start_csms(
             Path(tmp), args.workers, args.csms_python, env=env, python_args=profiler
         )
@@ -312,10 +345,20 @@ def main() -> None:
         help="pg_stat_statements on: transactions, statements and NOTIFYs per call",
     )
     parser.add_argument("--env", action="append", default=[], help="CSMS_X=value for the CSMS")
+    parser.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        help="NAME=VALUE: a setting of the bench's Postgres (needs --statements)",
+    )
     parser.add_argument("--csms-python", help="run csms with this interpreter (another checkout)")
     parser.add_argument("--timeout", type=float, default=10.0, help="s to wait for an answer")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if args.pg_set and not args.statements:
+        parser.error("--pg-set needs --statements (the bench prepares its Postgres then)")
+    if any("=" not in item for item in args.pg_set):
+        parser.error("--pg-set takes NAME=VALUE")
     if args.cprofile:  # the CSMS runs in a temporary folder
         args.cprofile = os.path.abspath(args.cprofile)
     raise SystemExit(asyncio.run(run(args)))

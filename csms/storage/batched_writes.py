@@ -11,7 +11,8 @@ the same rules as the one-message path it stands for:
 * :data:`SESSION_UPDATED` -- ``CentralSystem._update_session_in`` for a
   TransactionEvent Updated without an id token (most of them: periodic meter
   values): resend check, the charger's session lock, the session upsert, its
-  samples and readings, and the event with its session snapshot.
+  samples and readings, and the event with its session snapshot, one statement
+  for all (a batch of only these needs no BEGIN and COMMIT).
 """
 
 from __future__ import annotations
@@ -219,96 +220,84 @@ CONNECTOR_STATUS = ConnectorStatusWriter()
 
 # -- TransactionEvent Updated -------------------------------------------------------------
 
-_LOCK_AND_FIND_STORED = """
-    SELECT (SELECT count(*) FROM (
-                SELECT pg_advisory_xact_lock($1, hashtext(cp)) AS locked
-                FROM unnest($2::text[]) AS cp ORDER BY cp) AS l) AS locks,
-           ARRAY(SELECT event_id FROM events WHERE event_id = ANY($3::uuid[])) AS stored
-"""
-_STORE_UPDATES = f"""
-    WITH samples AS (
+# One statement for a segment's updates (it was three: the locks and resend check, the
+# upsert, the samples and events). The upsert's arguments are $1..$21
+# (:func:`csms.storage.sessions.upsert_columns`, ``x.i`` the update's index); the
+# chargers' session locks are taken (sorted: two statements never wait for each other)
+# before any row is written, as the end's statement does (csms.storage.session_events);
+# a resend's row is skipped; the event's session snapshot is the upsert's RETURNING.
+# The snapshot is the statement's, taken before the lock: a concurrent holder's rows are
+# still seen by the upsert (ON CONFLICT reads the latest row version), and an event it
+# stored that the resend check missed fails this statement on events' unique event_id
+# (the batch falls back to one message at a time, where it is found as a resend).
+_RECORD_SESSION_UPDATES = f"""
+    WITH seen AS (
+        SELECT (SELECT count(*) FROM (
+                    SELECT pg_advisory_xact_lock($22, hashtext(cp)) AS locked
+                    FROM unnest($1::text[]) AS cp ORDER BY cp) AS l) AS locks,
+               ARRAY(SELECT event_id FROM events WHERE event_id = ANY($23::uuid[])) AS stored
+    ), session AS (
+        {
+    sessions.upsert_sql(
+        "WHERE (SELECT locks FROM seen) >= 0"
+        " AND NOT ($23::uuid[])[x.i + 1] = ANY((SELECT stored FROM seen)::uuid[])"
+    )
+}
+        RETURNING s.id, s.charge_point_id, s.transaction_id, {sessions.context_sql("s")} AS context
+    ), written AS (
+        SELECT k.i, session.id, session.context
+        FROM unnest($1::text[], $3::text[], $16::int[]) AS k(cp, tx, i)
+        JOIN session ON session.charge_point_id = k.cp AND session.transaction_id = k.tx
+    ), samples AS (
         INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
                                    sampled_at, measurand, phase, location, context, value, unit)
-        SELECT m.cp, m.session_id, m.evse_id, m.connector_id, x.sampled_at, x.measurand,
-               x.phase, x.location, x.context, x.value, x.unit
-        FROM {_sample_unnest(1)}
-        JOIN unnest($5::int[], $6::text[], $7::bigint[], $8::int[], $9::int[])
-             AS m(i, cp, session_id, evse_id, connector_id) ON m.i = x.i
+        SELECT ($1::text[])[w.i + 1], w.id, ($4::int[])[w.i + 1], ($5::int[])[w.i + 1],
+               x.sampled_at, x.measurand, x.phase, x.location, x.context, x.value, x.unit
+        FROM {_sample_unnest(24)}
+        JOIN written w ON w.i = x.i
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload, context)
+        SELECT ($23::uuid[])[w.i + 1], $28, ($1::text[])[w.i + 1], ($4::int[])[w.i + 1],
+               ($5::int[])[w.i + 1], ($29::timestamptz[])[w.i + 1],
+               ($30::text[])[w.i + 1]::jsonb, w.context
+        FROM written w ORDER BY w.i
     )
-    INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
-                        occurred_at, payload, context)
-    SELECT x.event_id, $10, x.cp, x.evse_id, x.connector_id, x.at, x.payload::jsonb,
-           -- the session as the upsert before this statement left it, readings included
-           (SELECT {sessions.context_sql("s")} FROM sessions s WHERE s.id = x.session_id)
-    FROM unnest($11::int[], $12::uuid[], $13::text[], $14::int[], $15::int[],
-                $16::timestamptz[], $17::text[], $18::bigint[])
-         AS x(i, event_id, cp, evse_id, connector_id, at, payload, session_id)
-    ORDER BY x.i
+    SELECT (SELECT stored FROM seen) AS stored
 """
 
 
 async def record_session_updates(
     conn: Executor, updates: Sequence[tuple[SessionUpdated, Protocol]]
 ) -> list[tuple[None, bool]]:
-    """Per update in order: (no authorization: none has an id token, whether it was stored)."""
+    """Per update in order: (no authorization: none has an id token, whether it was stored).
+
+    At most one update per charger (a batch segment): one statement, atomic on its own.
+    """
     events = [event for event, _ in updates]
-    protocols = {event.event_id: protocol for event, protocol in updates}
     assert all(e.id_token is None for e in events), "an id token needs its authorization"
-    # The chargers' session locks (all of them: a resend's lock costs nothing) and the
-    # resend check in one round trip; the sessions with their readings in a second (one
-    # row version per update: a second UPDATE of the row re-ran its foreign-key check);
-    # samples and events (with the session as the upsert left it) in a third.
-    locked = await conn.fetchrow(
-        _LOCK_AND_FIND_STORED,
+    assert len({e.charge_point_id for e in events}) == len(events), "one update per charger"
+    row = await conn.fetchrow(
+        _RECORD_SESSION_UPDATES,
+        *sessions.upsert_columns(
+            [(event, protocol, None) for event, protocol in updates],
+            [sessions.register_readings(e.samples) for e in events],
+        ),
         sessions.SESSION_LOCK_NAMESPACE,
-        [e.charge_point_id for e in events],
         [e.event_id for e in events],
+        *_sample_rows([(i, e.samples) for i, e in enumerate(events)]),
+        SessionUpdated.type,
+        [e.occurred_at for e in events],
+        [_payload(e) for e in events],
     )
-    assert locked is not None
-    seen = set(locked["stored"])
-    fresh = [e for e in events if e.event_id not in seen]
-    if fresh:
-        refs = await sessions.upsert_many(
-            conn,
-            [(e, protocols[e.event_id], None) for e in fresh],
-            [sessions.register_readings(e.samples) for e in fresh],
-        )
-        written = list(enumerate(zip(fresh, refs, strict=True)))
-        with_samples = [(i, e, r) for i, (e, r) in written if e.samples]
-        await conn.execute(
-            _STORE_UPDATES,
-            *_sample_rows([(i, e.samples) for i, e, _ in with_samples]),
-            *_columns(
-                [
-                    (i, e.charge_point_id, r.id, e.evse_id, e.connector_id)
-                    for i, e, r in with_samples
-                ],
-                5,
-            ),
-            SessionUpdated.type,
-            *_columns(
-                [
-                    (
-                        i,
-                        e.event_id,
-                        e.charge_point_id,
-                        e.evse_id,
-                        e.connector_id,
-                        e.occurred_at,
-                        _payload(e),
-                        r.id,
-                    )
-                    for i, (e, r) in written
-                ],
-                8,
-            ),
-        )
+    assert row is not None
+    seen = set(row["stored"])
     return [(None, e.event_id not in seen) for e in events]
 
 
 class SessionUpdatedWriter:
     name = "session_updated"
-    single_statement = False
+    single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
         return list(await record_session_updates(conn, items))

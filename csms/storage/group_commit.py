@@ -8,10 +8,17 @@ such writes and runs the writes of many chargers in ONE transaction:
 * **answer after commit** -- each caller awaits a future that is resolved
   only after the batch's COMMIT returned, so a charger is never answered
   before its data is stored (and the bus is told after that, by the caller);
-* **per-charger order** -- a charger always goes to the same *lane* (one
-  queue, one batch in flight at a time), a batch is written in submission
-  order, and a charger's second write in one batch goes into a later
+* **per-charger order** -- all of a charger's writes not yet written are in
+  one *lane* (one queue, one batch in flight at a time): a write joins the lane
+  holding its charger's earlier writes, if any; a batch is written in
+  submission order, and a charger's second write in one batch goes into a later
   *segment* (:func:`segments`), so its events get ids in the order sent;
+* **one window per process** -- a charger with nothing in a lane joins the lane
+  whose window is open (collecting), else an idle lane (opening a window), else
+  the lane with the shortest queue: below saturation one window collects the
+  writes of all chargers, not of a hash share of them (with ``--workers N``
+  each process's lanes would otherwise split its half of the node's messages
+  again); under load the lanes still commit side by side;
 * **bounded** -- the first write of an idle lane waits ``window`` seconds for
   others; writes that queue while a batch commits are taken right after it
   (they have waited already); a batch holds at most ``max_batch`` writes;
@@ -98,13 +105,18 @@ def segments(batch: Sequence[Write[Any]]) -> list[list[Write[Any]]]:
     return runs
 
 
-def take_batch(queue: deque[Write[Any]], max_batch: int) -> list[Write[Any]]:
-    """Up to ``max_batch`` writes from the head of ``queue`` whose callers still wait."""
+def take_batch(
+    queue: deque[Write[Any]], max_batch: int, dropped: list[Write[Any]] | None = None
+) -> list[Write[Any]]:
+    """Up to ``max_batch`` writes from the head of ``queue`` whose callers still wait
+    (the others, taken off too, are appended to ``dropped``)."""
     batch: list[Write[Any]] = []
     while queue and len(batch) < max_batch:
         write = queue.popleft()
         if write.future is not None and not write.future.done():  # done: caller cancelled
             batch.append(write)
+        elif dropped is not None:
+            dropped.append(write)
     return batch
 
 
@@ -146,6 +158,7 @@ _GAP_CAP = 1.0
 class _Lane:
     queue: deque[Write[Any]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
+    collecting: bool = False  # its window is open: writes joining now share its batch
     last_write_at: float = float("-inf")  # loop time of the last submit
     gap: float = _GAP_CAP  # smoothed seconds between submits; idle to begin with
 
@@ -175,6 +188,8 @@ class GroupCommitter:
         self.acquire_timeout = acquire_timeout
         self.adaptive = adaptive
         self._lanes = [_Lane() for _ in range(lanes)]
+        # Per charger: the lane holding its writes not yet written, and how many.
+        self._holders: dict[str, tuple[_Lane, int]] = {}
         self.batches = 0  # committed batch transactions (for tests and diagnostics)
         self.fallbacks = 0  # batches that failed and were written message by message
         self.single_statements = 0  # batches that were one statement, without BEGIN/COMMIT
@@ -184,12 +199,45 @@ class GroupCommitter:
         """Queue ``write``; return its result once the transaction holding it committed."""
         loop = asyncio.get_running_loop()
         write.future = loop.create_future()
-        lane = self._lanes[hash(write.charge_point_id) % len(self._lanes)]
+        lane = self._lane_for(write.charge_point_id)
         lane.note_write(loop.time())
         lane.queue.append(write)
         if lane.task is None:
+            lane.collecting = True  # from now: the writes submitted in this turn join it
             lane.task = asyncio.create_task(self._run(lane), name="group_commit.lane")
         return await write.future
+
+    def _lane_for(self, charge_point_id: str) -> _Lane:
+        """The lane of the charger's unwritten writes, else the best to join (see above)."""
+        held = self._holders.get(charge_point_id)
+        if held is not None:
+            lane, count = held
+        else:
+            lane, count = self._free_lane(), 0
+        self._holders[charge_point_id] = (lane, count + 1)
+        return lane
+
+    def _free_lane(self) -> _Lane:
+        for lane in self._lanes:
+            if lane.collecting:
+                return lane
+        for lane in self._lanes:
+            if lane.task is None:
+                return lane
+        return min(self._lanes, key=lambda lane: len(lane.queue))
+
+    def _written(self, writes: Sequence[Write[Any]]) -> None:
+        """The lane is done with ``writes`` (committed, failed or dropped): their chargers
+        may go to another lane once none of theirs is left in this one."""
+        for write in writes:
+            held = self._holders.get(write.charge_point_id)
+            if held is None:
+                continue
+            lane, count = held
+            if count <= 1:
+                del self._holders[write.charge_point_id]
+            else:
+                self._holders[write.charge_point_id] = (lane, count - 1)
 
     async def drain(self) -> None:
         """Wait until every write submitted so far is committed (or failed): at shutdown."""
@@ -198,6 +246,7 @@ class GroupCommitter:
 
     async def _run(self, lane: _Lane) -> None:
         """Write the lane's queue batch by batch until it is empty, then end."""
+        batch: list[Write[Any]] = []
         try:
             if len(lane.queue) < self.max_batch:
                 if not self.adaptive or lane.gap <= self.window:
@@ -207,16 +256,23 @@ class GroupCommitter:
                     # what this turn of the loop submits (frames read together), no more.
                     self.unwaited += 1
                     await asyncio.sleep(0)
+            lane.collecting = False
             while lane.queue:
-                batch = take_batch(lane.queue, self.max_batch)
+                dropped: list[Write[Any]] = []  # their callers went away
+                batch = take_batch(lane.queue, self.max_batch, dropped)
+                self._written(dropped)
                 if batch:
                     await self._commit(batch)
+                self._written(batch)
+                batch = []
         except BaseException as error:  # cancelled at shutdown: nobody is left waiting
             for write in lane.queue:
                 _fail(write, error)
+            self._written([*batch, *lane.queue])
             lane.queue.clear()
             raise
         finally:
+            lane.collecting = False
             lane.task = None
 
     async def _commit(self, batch: list[Write[Any]]) -> None:

@@ -31,7 +31,7 @@ from csms.events import (
     SessionStarted,
     SessionUpdated,
 )
-from csms.storage import batched_writes, chargers, event_log
+from csms.storage import batched_writes, chargers, event_log, session_events
 from csms.storage.group_commit import GroupCommitter, Write, segments
 from tests.conftest import RunningCsms, StartCsms
 from tests.ocpp_clients import RawCharger, raw_charger
@@ -558,5 +558,222 @@ async def test_bulk_meter_values_store_what_one_by_one_stores(database_dsn: str)
         assert len(await stored("CP-BATCHED")) == 4 * len(sample_sets) > 0
         assert await stored("CP-BATCHED") == await stored("CP-ALONE")
         assert await stored("CP-BATCHED-2") == await stored("CP-ALONE-2")
+    finally:
+        await pool.close()
+
+
+def _update(charge_point_id: str, index: int) -> SessionUpdated:
+    event = transaction_events(charge_point_id)[index]
+    assert isinstance(event, SessionUpdated)
+    return event
+
+
+async def _started_fleet(central: CentralSystem, pool: asyncpg.Pool, cps: list[str]) -> None:
+    for cp in cps:
+        await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
+        started = transaction_events(cp)[0]
+        assert isinstance(started, SessionStarted)
+        await central.start_session(started, Protocol.V201)
+
+
+async def test_many_chargers_updates_and_a_resend_are_one_statement(database_dsn: str) -> None:
+    """One batch of several chargers' TransactionEvent Updated (and a resend): written by
+    one statement, without BEGIN and COMMIT; the resend writes nothing, the others all."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, alone = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        cps = [f"CP-ONE-STMT-{n}" for n in range(5)]
+        await _started_fleet(batched, pool, cps)
+        first = _update(cps[0], 1)
+        await alone.update_session(first, Protocol.V201)  # stored: sent again below
+        batches, single = committer.batches, committer.single_statements
+        later = [_update(cp, 2) for cp in cps[1:]]
+        await asyncio.gather(*(batched.update_session(e, Protocol.V201) for e in [first, *later]))
+        # a batch per lane the five chargers fall into: each one statement
+        assert 1 <= committer.batches - batches == committer.single_statements - single
+        rows = await pool.fetch(
+            "SELECT charge_point_id, count(*) AS n FROM events WHERE type = $1"
+            " GROUP BY charge_point_id ORDER BY charge_point_id",
+            SessionUpdated.type,
+        )
+        assert {r["charge_point_id"]: r["n"] for r in rows} == dict.fromkeys(cps, 1)
+        last = await pool.fetch(
+            "SELECT meter_last_wh FROM sessions WHERE charge_point_id = ANY($1::text[])", cps[1:]
+        )
+        assert [r["meter_last_wh"] for r in last] == [103.0] * 4  # the update's reading
+        assert await pool.fetchval(
+            "SELECT count(*) FROM meter_samples WHERE charge_point_id = $1", cps[0]
+        ) == 2 * len(first.samples)  # the start's and the first update's, not the resend's
+    finally:
+        await pool.close()
+
+
+async def test_a_poisoned_update_in_a_one_statement_batch_fails_alone(database_dsn: str) -> None:
+    """An update the statement cannot store (its charger is unknown: a foreign-key error)
+    fails the batch's statement; each update is then written alone, the others stored."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        assert batched.group_commit is not None
+        cps = [f"CP-POISON-STMT-{n}" for n in range(3)]
+        await _started_fleet(batched, pool, cps)
+        fallbacks = batched.group_commit.fallbacks
+        updates = [_update(cp, 1) for cp in [*cps, "CP-NEVER-REGISTERED"]]
+        results = await asyncio.gather(
+            *(batched.update_session(e, Protocol.V201) for e in updates), return_exceptions=True
+        )
+        assert isinstance(results[-1], asyncpg.ForeignKeyViolationError)
+        assert not any(isinstance(r, BaseException) for r in results[:-1])
+        assert batched.group_commit.fallbacks == fallbacks + 1
+        stored = await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = $1 AND charge_point_id = ANY($2::text[])",
+            SessionUpdated.type,
+            cps,
+        )
+        assert stored == len(cps)
+    finally:
+        await pool.close()
+
+
+async def test_an_update_stored_while_the_batch_waited_for_its_lock_is_a_resend(
+    database_dsn: str,
+) -> None:
+    """Another transaction holds a charger's session lock and stores the same update; the
+    batch's statement waits for the lock with a snapshot from before, misses the stored
+    event, and fails on events' unique event_id: the fallback writes each message alone,
+    where that update is found as a resend (no second event, no second samples) and the
+    other charger's is stored."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        committer._lanes = committer._lanes[:1]  # one lane: both chargers in one batch
+        cps = ["CP-RACE-A", "CP-RACE-B"]
+        await _started_fleet(batched, pool, cps)
+        raced, other = _update(cps[0], 1), _update(cps[1], 1)
+        holder = await asyncpg.connect(database_dsn)
+        try:
+            async with holder.transaction():
+                await session_events.record(holder, raced, Protocol.V201, None)
+                writes = asyncio.gather(
+                    batched.update_session(raced, Protocol.V201),
+                    batched.update_session(other, Protocol.V201),
+                )
+                await eventually(
+                    lambda: pool.fetchval(
+                        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND NOT granted AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                    )
+                )
+            await writes
+        finally:
+            await holder.close()
+        assert committer.fallbacks == 1
+        for cp, events, samples in ((cps[0], 1, 2), (cps[1], 1, 2)):
+            assert (
+                await pool.fetchval(
+                    "SELECT count(*) FROM events WHERE type = $1 AND charge_point_id = $2",
+                    SessionUpdated.type,
+                    cp,
+                )
+                == events
+            )
+            assert await pool.fetchval(
+                "SELECT count(*) FROM meter_samples WHERE charge_point_id = $1", cp
+            ) == samples * len(raced.samples)  # the start's and one update's
+    finally:
+        await pool.close()
+
+
+async def test_a_one_statement_batch_of_updates_answers_only_after_its_commit(
+    database_dsn: str,
+) -> None:
+    """The updates' statement runs without BEGIN and COMMIT: its callers are answered only
+    once it returned, i.e. after its commit (held here), in each charger's order."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        committer._lanes = committer._lanes[:1]
+        cps = [f"CP-HELD-{n}" for n in range(3)]
+        await _started_fleet(batched, pool, cps)
+        single = committer.single_statements
+        async with commits_held(database_dsn) as holder:
+            updates = [
+                asyncio.create_task(batched.update_session(_update(cp, 1), Protocol.V201))
+                for cp in cps
+            ]
+            await eventually(lambda: commit_waiting(holder))
+            await asyncio.sleep(0.05)  # a wrong committer answered before the commit
+            assert not any(task.done() for task in updates)
+        await asyncio.wait_for(asyncio.gather(*updates), 10)
+        assert committer.single_statements == single + 1
+        # Each charger twice in one batch (seqNo 3, then 2): two segments, in that order.
+        later = [
+            batched.update_session(_update(cp, k), Protocol.V201) for cp in cps for k in (2, 3)
+        ]
+        await asyncio.wait_for(asyncio.gather(*later), 10)
+        rows = await pool.fetch(
+            "SELECT charge_point_id, array_agg((payload->>'seq_no')::int ORDER BY id) AS seq"
+            " FROM events WHERE type = $1 GROUP BY charge_point_id",
+            SessionUpdated.type,
+        )
+        assert {r["charge_point_id"]: r["seq"] for r in rows} == {cp: [1, 3, 2] for cp in cps}
+    finally:
+        await pool.close()
+
+
+def _returns(value: str) -> Any:
+    async def apply(_conn: Any) -> str:
+        return value
+
+    return apply
+
+
+async def test_writes_of_one_window_share_one_batch_whatever_their_lanes(
+    database_dsn: str,
+) -> None:
+    """Below saturation one window collects every charger's write: a charger with nothing
+    in a lane joins the lane whose window is open (hashed lanes split them)."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        committer = GroupCommitter(pool, window=0.05, max_batch=100, lanes=2)
+        names = [f"CP-{n}" for n in range(8)]
+        results = await asyncio.gather(*(committer.submit(Write(cp, _returns(cp))) for cp in names))
+        assert results == names
+        assert committer.batches == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_chargers_next_write_waits_for_its_write_in_flight(database_dsn: str) -> None:
+    """While a charger's write is in a batch not yet committed, its next write waits in that
+    lane (never in another lane's batch, which could commit first); another charger's write
+    goes to a free lane and is committed meanwhile."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        committer = GroupCommitter(pool, window=0.01, max_batch=100, lanes=2)
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        async def stuck(_conn: Any) -> str:
+            started.set()
+            await gate.wait()
+            return "X1"
+
+        first = asyncio.create_task(committer.submit(Write("CP-X", stuck)))
+        await asyncio.wait_for(started.wait(), 10)
+        other = asyncio.create_task(committer.submit(Write("CP-Y", _returns("Y1"))))
+        second = asyncio.create_task(committer.submit(Write("CP-X", _returns("X2"))))
+        assert await asyncio.wait_for(other, 10) == "Y1"
+        assert not second.done()  # behind its charger's write in flight
+        gate.set()
+        assert await asyncio.wait_for(first, 10) == "X1"
+        assert await asyncio.wait_for(second, 10) == "X2"
+        assert committer._holders == {}  # every charger free again
     finally:
         await pool.close()
