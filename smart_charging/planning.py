@@ -28,7 +28,12 @@ site's lease (:mod:`smart_charging.leadership`):
 5. tries to bring uncontrolled sessions of online chargers back under control
    with a profile at exactly the load set aside for them;
 6. stores what each session now has, the plan's view, and records every
-   profile sent and the plan itself as events (topic ``load-management``).
+   profile sent and the plan itself as events (topic ``load-management``) -
+   after the plan, beside the next one's reads (whose first write waits for it).
+
+When a plan lowers nothing (a departure gave capacity back) and the site's last
+decrease has settled, the increases' intent is stored at once and the look for
+sessions started meanwhile runs beside it (not after it).
 """
 
 from __future__ import annotations
@@ -170,21 +175,27 @@ class SitePlanning:
             quiet = [draws_nothing(c.tracked, svc.settle_grace) for c in first]
             increases = [c for c in changes if c not in decreases]
             defaults_up = [d for d in plan.defaults if not d.is_decrease]
-            # No settle time ahead (nothing that takes current is lowered, the site's last
-            # decrease has settled): the increases' intent goes with the first round's and
-            # the look for new sessions runs beside its profiles - two round trips fewer
-            # between the event and its last answer (a departure, an EV found full).
-            at_once = all(quiet) and not defaults_down and self._settle_wait(site_id) <= 0
+            # Nothing to lower (a departure gave capacity back) and the site's last decrease
+            # has settled: the increases' intent is stored at once and the look for new
+            # sessions runs beside it - two round trips fewer between the event and its
+            # last answer. Not when the first round lowers an EV "known to draw nothing":
+            # that is judged from a SuspendedEV report's arrival, and a report said while
+            # an EV was still following a raise but delivered late (a busy feed) would
+            # make an EV that draws look full - raising the others without the settle
+            # time then breaches the limit while it ramps down (seen at a 600x clock).
+            at_once = not first and not defaults_down and self._settle_wait(site_id) <= 0
             await self._tail_stored(site_id)  # its rows are written before these intents
-            await self.sender.commit_intent(
-                site_id, first + increases if at_once else first, mark_decrease=False
-            )
-            results, default_results, changed = await asyncio.gather(
-                self.sender.send_all(first),
-                svc.fallbacks.send_defaults(tree, defaults_down, reason),
+            _, changed = await asyncio.gather(
+                self.sender.commit_intent(
+                    site_id, increases if at_once else first, mark_decrease=False
+                ),
                 self._sessions_changed(site_id, live)
                 if at_once and (increases or defaults_up)
                 else _false(),
+            )
+            results, default_results = await asyncio.gather(
+                self.sender.send_all(first),
+                svc.fallbacks.send_defaults(tree, defaults_down, reason),
             )
             sent.extend(zip(first, results, strict=True))
             accepted_decrease = any(
