@@ -49,6 +49,7 @@ import asyncpg
 import httpx
 
 from bench import smart_charging_e2e_debug as debug
+from bench.smart_charging_latency import LatencyProbe
 from bench.smart_charging_loss import LossLedger
 from bench.smart_charging_stalls import PausingClock, StallMeter, Stalls, quiet_gc
 from bench.smart_charging_workload import EV, STEP_H, STEPS, VOLTAGE
@@ -271,6 +272,8 @@ async def _day(
     ledger = LossLedger(fleet, sessions, charger_of, clock, limit_a, draw_w) if o.explain else None
     if ledger is not None:
         ledger.hook(debug.service_of(app))
+    latency = LatencyProbe()  # cheap: a few stamps per plan and per triggering event
+    latency.hook(app, debug.service_of(app))
 
     def check() -> float:
         """The EVs' summed current now against the limit: at every sample and every step
@@ -321,6 +324,7 @@ async def _day(
     if ledger is not None:
         ledger.account()
         print(f"    {ledger.report()}")
+    print(f"    {latency.report()}")
     return E2EOutcome(delivered, float(stored), peak, breaches, samples,
                       time.monotonic() - started, ledger.wh if ledger else None)  # fmt: skip
 

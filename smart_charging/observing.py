@@ -9,6 +9,7 @@ went offline, booted or reconnected.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from csms.events import (
@@ -59,14 +60,15 @@ async def on_event(svc: SmartChargingService, event: Event) -> None:
                 # 2.0.1 says what the EV does: SuspendedEV gives the share back,
                 # Charging brings an idle or probed session back at once.
                 state = suspended(
-                    svc, cp, event.evse_id, event.charging_state, event.transaction_id
-                )
+                    svc, cp, event.evse_id, event.charging_state, event.transaction_id,
+                    event.occurred_at,
+                )  # fmt: skip
                 verdict = state if state is not Verdict.STEADY else verdict
             if verdict is not None and verdict is not Verdict.STEADY:
                 svc.replan_here(site_id, verdict.value)
     elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
         # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
-        verdict = suspended(svc, cp, event.evse_id, event.detail, None)
+        verdict = suspended(svc, cp, event.evse_id, event.detail, None, event.occurred_at)
         if verdict is not Verdict.STEADY:
             site_id = await svc.site_of(cp)
             if site_id is not None:
@@ -100,8 +102,10 @@ def suspended(
     evse_id: int | None,
     state: str,
     transaction_id: str | None,
+    said_on: datetime | None = None,
 ) -> Verdict:
-    """The EV's state as the charger reports it (SuspendedEV, Charging, ...)."""
+    """The EV's state as the charger reports it (SuspendedEV, Charging, ...) at ``said_on``
+    (its own time: see :func:`smart_charging.tracking.draws_nothing`)."""
     if transaction_id is not None:  # 2.0.1 names the EVSE in a transaction's first event only
         t = svc.by_transaction.get((charge_point_id, transaction_id))
     else:
@@ -124,7 +128,7 @@ def suspended(
     if settling and state == "SuspendedEV":  # judged once the EV has had time to follow
         wait = t.changed_at + svc.settle_grace - now
         svc.spawn(recheck_later(svc, charge_point_id, wait))
-    return note_state(t, state, now, settling)
+    return note_state(t, state, now, settling, said_on)
 
 
 async def recheck_later(svc: SmartChargingService, charge_point_id: str, seconds: float) -> None:

@@ -28,7 +28,12 @@ site's lease (:mod:`smart_charging.leadership`):
 5. tries to bring uncontrolled sessions of online chargers back under control
    with a profile at exactly the load set aside for them;
 6. stores what each session now has, the plan's view, and records every
-   profile sent and the plan itself as events (topic ``load-management``).
+   profile sent and the plan itself as events (topic ``load-management``) -
+   after the plan, beside the next one's reads (whose first write waits for it).
+
+When a plan lowers nothing (a departure gave capacity back) and the site's last
+decrease has settled, the increases' intent is stored at once and the look for
+sessions started meanwhile runs beside it (not after it).
 """
 
 from __future__ import annotations
@@ -37,14 +42,13 @@ import asyncio
 import functools
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
 
-from smart_charging import planner_state, reporting, store, tou_plan
-from smart_charging.allocation import NOMINAL_VOLTAGE, allocate
+from smart_charging import plan_inputs, planner_state, reporting, store
+from smart_charging.allocation import allocate
 from smart_charging.arrivals import (
     DefaultChange,
     default_changes,
@@ -52,17 +56,13 @@ from smart_charging.arrivals import (
     headroom,
     hold_for_arrivals,
 )
-from smart_charging.model import LiveSession, SiteTree, build_problem, session_key
+from smart_charging.model import SiteTree, build_problem, session_key
 from smart_charging.reporting import ProfileSend, SiteView
-from smart_charging.sending import ProfileSender, first_step, is_decrease
-from smart_charging.session_sync import hardware_max, sync_sessions
+from smart_charging.sending import PlannerLost, ProfileSender, first_step, is_decrease
+from smart_charging.session_sync import sync_sessions
 from smart_charging.tracking import (
     Tracked,
     draws_nothing,
-    note_suspended,
-    probe_found_nothing,
-    start_probe,
-    still_suspended,
 )
 
 if TYPE_CHECKING:
@@ -94,14 +94,8 @@ class SiteRead:
     stored: dict[tuple[str, int], planner_state.StoredLimit]  # what planners told them
 
 
-@dataclass(slots=True)
-class ArrivalRoom:
-    """What a plan keeps for sessions that may start (:mod:`smart_charging.arrivals`)."""
-
-    free: dict[str, int]  # charger -> connectors without a session
-    fixed: dict[str, float]  # charger -> A per line held for a TxDefault that stays as it is
-    steerable: set[str]  # chargers whose TxDefault this plan may change
-    held: float  # A per line held back from the sessions (the site's arrival reserve)
+async def _false() -> bool:
+    return False
 
 
 class SitePlanning:
@@ -113,6 +107,8 @@ class SitePlanning:
         self.pool = service.pool
         self.clock = service.clock
         self.sender = ProfileSender(service)
+        # Per site: the previous plan's state and events being stored (see _replan's end).
+        self._tails: dict[str, asyncio.Task[None]] = {}
 
     async def replan(self, site_id: str, reason: str) -> SiteView | None:
         """Plan ``site_id`` now and send what changed (see the module docstring)."""
@@ -177,7 +173,26 @@ class SitePlanning:
             # An EV known to draw nothing (full) gives nothing back by following its lower
             # limit: the others need not wait the settle time for it.
             quiet = [draws_nothing(c.tracked, svc.settle_grace) for c in first]
-            await self.sender.commit_intent(site_id, first, mark_decrease=False)
+            increases = [c for c in changes if c not in decreases]
+            defaults_up = [d for d in plan.defaults if not d.is_decrease]
+            # Nothing to lower (a departure gave capacity back) and the site's last decrease
+            # has settled: the increases' intent is stored at once and the look for new
+            # sessions runs beside it - two round trips fewer between the event and its
+            # last answer. Not when the first round lowers an EV "known to draw nothing":
+            # that is judged from a SuspendedEV report's arrival, and a report said while
+            # an EV was still following a raise but delivered late (a busy feed) would
+            # make an EV that draws look full - raising the others without the settle
+            # time then breaches the limit while it ramps down (seen at a 600x clock).
+            at_once = not first and not defaults_down and self._settle_wait(site_id) <= 0
+            await self._tail_stored(site_id)  # its rows are written before these intents
+            _, changed = await asyncio.gather(
+                self.sender.commit_intent(
+                    site_id, increases if at_once else first, mark_decrease=False
+                ),
+                self._sessions_changed(site_id, live)
+                if at_once and (increases or defaults_up)
+                else _false(),
+            )
             results, default_results = await asyncio.gather(
                 self.sender.send_all(first),
                 svc.fallbacks.send_defaults(tree, defaults_down, reason),
@@ -191,23 +206,21 @@ class SitePlanning:
                 svc.decreased_at[site_id] = self.clock.monotonic()
                 decreased = True
             if all(r == "Accepted" for r in [*results, *default_results]):
-                increases = [c for c in changes if c not in decreases]
-                defaults_up = [d for d in plan.defaults if not d.is_decrease]
-                if increases or defaults_up:
+                if (increases or defaults_up) and not at_once:
                     # The intent is stored while the EVs follow the decreases (it may be
                     # stored early: a new planner takes a pending limit as in force).
-                    await asyncio.gather(
+                    _, changed = await asyncio.gather(
                         self.sender.commit_intent(site_id, increases, mark_decrease=decreased),
-                        self._settle(site_id),
+                        self._settled_then_changed(site_id, live),
                     )
                     decreased = False  # stored with the intent
-                    if await self._sessions_changed(site_id, live):
-                        # A session that started during the settle time draws its charger's
-                        # TxDefault (held for it: no limit is exceeded), but the increases
-                        # planned without it would have to be taken back at once to give it
-                        # its share. The decreases stand; plan again with it.
-                        svc.request_replan(site_id, "sessions_changed")
-                        break
+                if changed and (increases or defaults_up):
+                    # A session that started during the settle time draws its charger's
+                    # TxDefault (held for it: no limit is exceeded), but the increases
+                    # planned without it would have to be taken back at once to give it
+                    # its share. The decreases stand; plan again with it.
+                    svc.request_replan(site_id, "sessions_changed")
+                    break
                 results = await self.sender.send_all(increases)
                 sent.extend(zip(increases, results, strict=True))
                 await svc.fallbacks.send_defaults(tree, defaults_up, reason)
@@ -222,13 +235,49 @@ class SitePlanning:
                             for c in tree.chargers}  # fmt: skip
         svc.views[site_id] = view
         duration_ms = (time.perf_counter() - started) * 1000
-        await asyncio.gather(  # two tables, two connections: at once
-            self.sender.commit_state(site_id, current, view, decreased),
-            self._record(tree, view, sent, reason, duration_ms),
+        # Stored after the plan, not in it: a departure or a full EV reported meanwhile
+        # waits for this plan's end, and the next plan's reads and allocation need none
+        # of it. Its first write (an intent) waits for this one (the same rows). Lost in
+        # a crash it leaves the intent, as a crash before it did.
+        self._tails[site_id] = asyncio.create_task(
+            self._tail(tree, current, view, decreased, sent, reason, duration_ms)
         )
         if any(status == "Accepted" for _, status in reattached):
             svc.request_replan(site_id, "reattached")  # plan them normally at once
         return view
+
+    async def _tail(
+        self,
+        tree: SiteTree,
+        current: dict[str, Tracked],
+        view: SiteView,
+        decreased: bool,
+        sent: list[tuple[ProfileSend, str]],
+        reason: str,
+        duration_ms: float,
+    ) -> None:
+        """What every session of a plan now has, and its events (two tables: at once)."""
+        site_id = tree.site.site_id
+        try:
+            await asyncio.gather(
+                self.sender.commit_state(site_id, current, view, decreased),
+                self._record(tree, view, sent, reason, duration_ms),
+            )
+        except PlannerLost:
+            log.warning("smart_charging.planner_lost", site_id=site_id)
+        except Exception:  # the next plan writes its own state
+            log.exception("smart_charging.state_not_stored", site_id=site_id)
+
+    async def _tail_stored(self, site_id: str) -> None:
+        tail = self._tails.pop(site_id, None)
+        if tail is not None:
+            await asyncio.shield(tail)
+
+    async def finish(self) -> None:
+        """Let the last plans' state be stored (the service stops)."""
+        tails, self._tails = list(self._tails.values()), {}
+        if tails:
+            await asyncio.wait(tails, timeout=5.0)
 
     async def _record(
         self,
@@ -248,22 +297,35 @@ class SitePlanning:
         now = {(session_key(r["charge_point_id"], r["evse_id"]), r["transaction_id"]) for r in rows}
         return not now <= {(key, t.transaction_id) for key, t in live.items()}
 
+    def _settle_wait(self, site_id: str) -> float:
+        """Seconds until the site's last accepted decrease has settled (<= 0: it has)."""
+        decreased_at = self.service.decreased_at.get(site_id)
+        if decreased_at is None:
+            return 0.0
+        return decreased_at + self.settings.smart_charging_settle - self.clock.monotonic()
+
     async def _settle(self, site_id: str) -> None:
         """Let the EVs follow the site's last accepted decreases before anyone gets more."""
-        decreased_at = self.service.decreased_at.get(site_id)
-        if decreased_at is not None:
-            wait = decreased_at + self.settings.smart_charging_settle - self.clock.monotonic()
-            if wait > 0:
-                await self.clock.sleep(wait)
+        wait = self._settle_wait(site_id)
+        if wait > 0:
+            await self.clock.sleep(wait)
+
+    async def _settled_then_changed(self, site_id: str, live: dict[str, Tracked]) -> bool:
+        """After the settle time: whether sessions started meanwhile (a start already seen
+        through the feed is known without asking the database)."""
+        await self._settle(site_id)
+        if "session_started" in self.service.pending_reasons(site_id):
+            return True
+        return await self._sessions_changed(site_id, live)
 
     async def _plan(self, tree: SiteTree, tracked: dict[str, Tracked]) -> Plan:
         """Allocate the sessions, then the TxDefault of every charger (see :class:`Plan`)."""
         svc = self.service
         now = self.clock.now()
         ceilings = svc.fallbacks.ceilings(tree)
-        tou = await self._tou(tree, tracked, now)
-        live = self._live_sessions(tree, tracked, tou, ceilings, now)
-        arrivals = self._arrival_room(tree, tracked)
+        tou = await plan_inputs.tou_allowances(svc, tree, tracked, now)
+        live = plan_inputs.live_sessions(svc, tree, tracked, tou, ceilings, now)
+        arrivals = plan_inputs.arrival_room(svc, tree, tracked)
         problem = build_problem(tree, live, now, arrivals.fixed)
         nodes = hold_for_arrivals(problem.nodes, arrivals.held)
         if len(problem.sessions) <= _INLINE_SESSIONS:
@@ -296,92 +358,3 @@ class SitePlanning:
         defaults = default_changes(tree, targets, svc.fallbacks.defaults, ceilings, arrivals.free)
         feasible = dict(tou.feasible) if tou is not None else {}
         return Plan(currents, dict(problem.reserved), changes, feasible, defaults)
-
-    def _live_sessions(
-        self,
-        tree: SiteTree,
-        tracked: dict[str, Tracked],
-        tou: tou_plan.Allowances | None,
-        ceilings: dict[str, float],
-        now: datetime,
-    ) -> list[LiveSession]:
-        """The allocator's view of every tracked session (idle, probing, capped by the TOU plan)."""
-        svc = self.service
-        clock = self.clock.monotonic()
-        caps = tou.caps_a if tou is not None else {}
-        live = []
-        for key, t in tracked.items():
-            cp = t.charge_point_id
-            online = svc.protocol_of(cp) is not None
-            if not online and t.assumed is None:
-                # Offline: it may go on at its limit, or start under its TxDefault.
-                t.assumed = t.last_known_max(svc.fallbacks.defaults.get(cp, ceilings.get(cp, 0)))
-            if probe_found_nothing(t, clock, svc.settle_grace):
-                t.probing, t.idle, t.idle_at = False, True, clock
-            elif not t.idle and still_suspended(t, clock, svc.settle_grace):
-                note_suspended(t, True, clock)  # full right after a change: idle now
-            window = self.settings.smart_charging_probe_window
-            if start_probe(t, clock, self.settings.smart_charging_probe_interval, window):
-                # Ended at its window's end, not at the next periodic plan (minutes
-                # later, the probed EV holding its minimum all along).
-                svc.replan_after(tree.site.site_id, window, "probe_window_ended")
-            live.append(
-                LiveSession(
-                    cp,
-                    t.evse_id,
-                    t.transaction_id,
-                    rank=t.rank,
-                    phases=t.phases,
-                    priority=t.priority,
-                    observed_max=t.observed_max,
-                    uncontrolled_draw=t.assumed,
-                    urgency=svc.urgency_of(t, tree, now),
-                    idle=t.idle,
-                    probing=t.probing,
-                    plan_cap_a=None if t.probing else caps.get(key),
-                )
-            )
-        return live
-
-    def _arrival_room(self, tree: SiteTree, tracked: dict[str, Tracked]) -> ArrivalRoom:
-        """Free connectors, whose TxDefault can be changed, and what must be held for the rest."""
-        fallbacks = self.service.fallbacks
-        ceilings = fallbacks.ceilings(tree)
-        busy: dict[str, list[Tracked]] = {}
-        for t in tracked.values():
-            busy.setdefault(t.charge_point_id, []).append(t)
-        free, fixed, steerable = {}, {}, set()
-        for place in tree.chargers:
-            cp = place.charge_point_id
-            sessions = busy.get(cp, [])
-            free[cp] = max(0, place.connectors - len(sessions))
-            if fallbacks.steerable(cp):
-                steerable.add(cp)
-                continue
-            # Its TxDefault stays what it is: every free connector may start a session under
-            # it, and a session that ends may be followed by one (counted above its limit).
-            online = self.service.protocol_of(cp) is not None
-            unknown = hardware_max(tree, cp) if online else ceilings.get(cp, 0.0)
-            default = fallbacks.defaults.get(cp, unknown)
-            extra = sum(max(0.0, default - (t.assumed or 0.0)) for t in sessions)
-            fixed[cp] = free[cp] * default + extra
-        held = tree.site.arrival_reserve_a if any(free[cp] for cp in steerable) else 0.0
-        return ArrivalRoom(free, fixed, steerable, held)
-
-    async def _tou(
-        self, tree: SiteTree, tracked: dict[str, Tracked], now: datetime
-    ) -> tou_plan.Allowances | None:
-        """The site's time-of-use plan for now (None: no prices, no deadlines, or failed)."""
-        svc = self.service
-        needs, reserved_kw = [], 0.0
-        for key, t in tracked.items():
-            if t.assumed is not None or svc.protocol_of(t.charge_point_id) is None:
-                draw = t.assumed if t.assumed is not None else t.limit or 0.0
-                reserved_kw += draw * t.phases * NOMINAL_VOLTAGE / 1000.0
-            elif t.departure_at and t.energy_wanted_wh is not None and not t.idle:
-                left = t.energy_wanted_wh - (t.energy_wh or 0.0)
-                hardware = hardware_max(tree, t.charge_point_id)
-                wanted = t.energy_wanted_wh
-                needs.append(tou_plan.Need(key, t.phases, hardware, t.departure_at, left, wanted))
-        history = await svc.tou.history(tree, needs, now, self.pool)
-        return await svc.tou.current(tree, needs, now, reserved_kw, history)

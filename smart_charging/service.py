@@ -136,6 +136,7 @@ class SmartChargingService:
                 await task
         self._tasks.clear()
         self._workers.clear()
+        await self.planning.finish()  # the last plans' state, before the sites are released
         self.tou.close()
         with contextlib.suppress(Exception):
             await self.leadership.release_all()  # another node takes the sites over at once
@@ -302,6 +303,10 @@ class SmartChargingService:
         worker = self._workers.get(site_id)
         if worker is None or worker.done():
             self._workers[site_id] = asyncio.create_task(self._site_worker(site_id, wake))
+
+    def pending_reasons(self, site_id: str) -> frozenset[str]:
+        """Why ``site_id`` is to be planned again (requests since its plan started)."""
+        return frozenset(self._reasons.get(site_id, ()))
 
     async def _pass_on(self, site_id: str, reason: str) -> None:
         """A trigger for a site this node does not plan: take it if nobody does (a new

@@ -56,6 +56,7 @@ class Tracked:
     suspended_ev: bool = False  # the charger says the EV suspends charging (SuspendedEV)
     reported: str | None = None  # the EV's state the charger reported last (Charging, ...)
     reported_at: float = 0.0  # monotonic: when it was reported
+    said_on: datetime | None = None  # the charger's own time of that report
     reported_unsteered: bool = False  # ... while it was not steered (``assumed`` set)
     # Its row in sc_session_limits as this planner last stored it (None: not by this one):
     # a plan writes only the rows that changed.
@@ -201,7 +202,9 @@ def note_draw(
     return Verdict.STEADY
 
 
-def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
+def note_state(
+    t: Tracked, state: str, now: float, settling: bool, said_on: datetime | None = None
+) -> Verdict:
     """The charger reported the EV's state (Charging, SuspendedEV, SuspendedEVSE, ...).
 
     Charging is proof that the EV draws: an idle or probed session is back in its
@@ -211,6 +214,7 @@ def note_state(t: Tracked, state: str, now: float, settling: bool) -> Verdict:
     reads that report once the EV has had time to follow.
     """
     t.reported, t.reported_at, t.reported_unsteered = state, now, False
+    t.said_on = said_on
     if state == "Charging" and (t.idle or t.probing):
         t.idle, t.probing, t.suspended_ev, t.idle_since = False, False, False, None
         return Verdict.DRAWING_AGAIN
@@ -227,6 +231,7 @@ def note_unsteered_state(t: Tracked, state: str, now: float) -> None:
     full, so :func:`still_suspended` reads it once the session has a limit again.
     """
     t.reported, t.reported_at, t.reported_unsteered = state, now, True
+    t.said_on = None
     if state == "Charging":
         t.idle_since = None
 
@@ -286,4 +291,11 @@ def draws_nothing(t: Tracked, grace: float) -> bool:
     while it was still following says nothing (an EV about to start is suspended a
     moment), nor does a paused EV's (SuspendedEVSE: it may draw as soon as it is allowed).
     """
-    return t.reported == "SuspendedEV" and t.reported_at >= t.changed_at + grace
+    if t.reported != "SuspendedEV" or t.reported_at < t.changed_at + grace:
+        return False
+    # Arrived after the grace, but said (the charger's own time) within it: an EV that
+    # was still following a raise, its report delivered late (a busy feed, a backlog).
+    # It may be drawing: lowering it must start the settle time like any decrease.
+    # (A charger whose clock is behind loses this exception: safe, a few seconds.)
+    said, changed = t.said_on, t.changed_on
+    return said is None or changed is None or said >= changed + timedelta(seconds=grace)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from smart_charging.planner_state import StoredLimit, worst_case
 from smart_charging.tracking import (
     Tracked,
@@ -127,3 +129,15 @@ def test_suspended_ev_said_while_not_steered_is_judged_once_it_is_steered_again(
     note_unsteered_state(t, "SuspendedEV", now=208.0)
     note_state(t, "Charging", now=209.0, settling=False)
     assert not still_suspended(t, now=300.0, grace=6.0)
+
+
+def test_a_suspended_ev_said_while_following_but_delivered_late_may_still_draw() -> None:
+    """Its report arrived after the grace (a busy feed), but the charger said it 2 s after
+    the raise, while the EV was still following: lowering it must wait the settle time.
+    (At a 600x clock, EDF e2e breached by 11 A when it was taken as full.)"""
+    changed_on = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    t = Tracked("cp", 1, "tx", limit=16.0, changed_at=100.0, changed_on=changed_on)
+    note_state(t, "SuspendedEV", 110.0, settling=False, said_on=changed_on + timedelta(seconds=2))
+    assert not draws_nothing(t, 6.0)
+    note_state(t, "SuspendedEV", 400.0, settling=False, said_on=changed_on + timedelta(seconds=300))
+    assert draws_nothing(t, 6.0)  # said long after the change: full

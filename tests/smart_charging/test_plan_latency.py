@@ -1,0 +1,71 @@
+"""The shorter plan after a departure: still stored before sent, still decreases first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from charge_point_sim.ev import EVSpec, EVState
+from smart_charging.reporting import ProfileSend
+from smart_charging.service import SmartChargingService
+from tests.csms.api.conftest import Api
+from tests.smart_charging.support import place_all, start_site_fleet
+from tests.waiting import eventually
+
+
+def _ev() -> EVState:
+    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
+
+
+async def _limits(api: Api) -> list[float]:
+    load: dict[str, Any] = (await api.reader.get("/sites/s/load")).json()
+    return sorted(s["limit_a"] or 0.0 for s in load["sessions"])
+
+
+async def test_a_departure_raises_the_others_only_after_storing_their_new_limits(
+    api: Api,
+) -> None:
+    # Three EVs share 32 A (10.6 A each); one leaves and the two others go up to 16 A.
+    # That plan has increases only: its intent is stored with the first round and the
+    # look for new sessions runs beside it. Every TxProfile, at the moment it is sent,
+    # must already be stored as the session's pending (or accepted) limit, so that a
+    # planner taking over after a crash assumes at least that much.
+    fleet = await start_site_fleet(api, chargers=4)
+    service = next(s for s in api.csms.app.services if isinstance(s, SmartChargingService))
+    sender = service.planning.sender
+    send = sender.send
+    checked: list[tuple[float, float]] = []  # (limit sent, what was stored then)
+
+    async def stored_first(s: ProfileSend) -> str:
+        row = await api.csms.pool.fetchrow(
+            "SELECT limit_a, pending_a FROM sc_session_limits "
+            "WHERE charge_point_id = $1 AND evse_id = $2 AND transaction_id = $3",
+            s.tracked.charge_point_id,
+            s.tracked.evse_id,
+            s.tracked.transaction_id,
+        )
+        stored = [] if row is None else [v for v in (row["limit_a"], row["pending_a"]) if v]
+        checked.append((s.limit, max(stored, default=0.0)))
+        return await send(s)
+
+    sender.send = stored_first  # type: ignore[method-assign]
+    try:
+        await place_all(api, fleet)
+        for charger in fleet.chargers[:3]:
+            assert await charger.start_session(1, "T", _ev()) is not None
+
+        async def three_share() -> bool:
+            return await _limits(api) == [10.6, 10.6, 10.6]
+
+        await eventually(three_share, within=15)
+        checked.clear()
+        assert fleet.chargers[0].stop_session(1, "Local")
+
+        async def two_at_their_maximum() -> bool:
+            return await _limits(api) == [16.0, 16.0]
+
+        await eventually(two_at_their_maximum, within=15)
+        raised = [(limit, stored) for limit, stored in checked if limit == 16.0]
+        assert len(raised) >= 2, checked
+        assert all(stored >= limit - 0.05 for limit, stored in checked), checked
+    finally:
+        await fleet.stop()
