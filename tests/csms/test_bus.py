@@ -125,7 +125,10 @@ async def test_events_written_here_are_handed_out_as_decoding_their_rows_would(
         event = await asyncio.wait_for(subscription.get(), 5)
         if event.type in wanted:
             delivered.append(event)
-    assert csms.app.bus.written_here.hits - hits_before >= 3
+    # Handed out as held, not decoded: the reader may meet a row between its commit and
+    # the publish that adds its event (then it decodes the row: slower, the same event),
+    # so not necessarily all three (a CI run under load saw two).
+    assert csms.app.bus.written_here.hits - hits_before >= 1
     for event in delivered:
         row = await csms.pool.fetchrow(
             "SELECT id, xact_id, event_id, type, charge_point_id, occurred_at, recorded_at,"
