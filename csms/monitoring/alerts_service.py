@@ -28,7 +28,7 @@ resolution on any node reaches the engine as an ``alert_resolved`` event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -257,8 +257,15 @@ class AlertService:
         self, charge_point_id: str, observations: Sequence[Observation], now: datetime
     ) -> None:
         """Open, refresh or start clearing alerts; nothing is resolved here (see :meth:`tick`)."""
+        await self.apply_many({charge_point_id: observations}, now)
+
+    async def apply_many(
+        self, by_charger: Mapping[str, Sequence[Observation]], now: datetime
+    ) -> None:
+        """:meth:`apply` for many chargers at once: one transaction (up to BATCH_MAX)."""
         async with self._lock:
-            self._queue(charge_point_id, observations, now)
+            for charge_point_id, observations in by_charger.items():
+                self._queue(charge_point_id, observations, now)
             await self._flush_locked()
 
     async def flush(self) -> None:
@@ -308,10 +315,7 @@ class AlertService:
         for cp_id, evse_id, connector_id, rule in list(self.lifecycle.unresolved):
             if rule == rules.HEARTBEAT_GAP and cp_id not in silent:
                 by_charger.setdefault(cp_id, []).append(Clear(rule, evse_id, connector_id))
-        async with self._lock:  # the whole tick's findings in one transaction
-            for charge_point_id, observations in by_charger.items():
-                self._queue(charge_point_id, observations, now)
-            await self._flush_locked()
+        await self.apply_many(by_charger, now)  # the whole tick's findings in one transaction
         await self.resolve_due(now)
 
     async def resolve_due(self, now: datetime) -> None:
