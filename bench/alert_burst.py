@@ -74,10 +74,12 @@ def per_alert(before: Snapshot, after: Snapshot, n: int) -> str:
     """Transactions (COMMIT statements: pg_stat_database's counter lags by up to a second)
     and statements per alert, the alert engine's and the whole node's."""
     calls: dict[str, int] = {}
-    for query, (count, _) in after.statements.items():
-        grown = count - before.statements.get(query, (0, 0.0))[0]
-        if grown > 0:
-            calls[" ".join(query.split())] = grown
+    exec_ms: dict[str, float] = {}
+    for query, (count, ms) in after.statements.items():
+        was_count, was_ms = before.statements.get(query, (0, 0.0))
+        if count > was_count:
+            calls[" ".join(query.split())] = count - was_count
+            exec_ms[" ".join(query.split())] = ms - was_ms
     commits = calls.pop("COMMIT", 0) / n
     calls.pop("BEGIN", None)
     engine = {q: c for q, c in calls.items() if engines(q)}
@@ -85,9 +87,13 @@ def per_alert(before: Snapshot, after: Snapshot, n: int) -> str:
         f"      {c / n:6.3f} {q[:90]}" for q, c in sorted(engine.items(), key=lambda kv: -kv[1])
     )
     others = sum(calls.values()) - sum(engine.values())
+    engine_us = sum(ms for q, ms in exec_ms.items() if engines(q)) * 1000 / n
+    all_us = sum(exec_ms.values()) * 1000 / n
     return (
         f"{commits:.3f} commits, {sum(engine.values()) / n:.3f} alert statements "
-        f"(+{others / n:.2f} of the followers: history, webhooks, status history):\n{shown}"
+        f"(+{others / n:.2f} of the followers: history, webhooks, status history);\n"
+        f"    Postgres executing the alert statements {engine_us:.0f} us, all {all_us:.0f} us:"
+        f"\n{shown}"
     )
 
 
@@ -126,13 +132,16 @@ async def run(args: argparse.Namespace) -> None:
             print(f"setup: {opened} unresolved alerts opened first ({took:.2f} s)")
         for n in args.bursts:
             before = await snapshot(dsn)
+            cpu = time.process_time()
             took, opened = await burst(app, service, f"burst{n}", n)
+            cpu = time.process_time() - cpu  # this process: the CSMS's loop and the bench
             after = await settled(dsn)
             counted = per_alert(before, after, n)
             unresolved = len(service.lifecycle.unresolved)
             print(
                 f"N={n:5d} (M={unresolved - opened:5d} unresolved before): {opened} opened in "
-                f"{took * 1000:7.1f} ms = {took * 1e6 / n:6.0f} us/alert; per alert {counted}"
+                f"{took * 1000:7.1f} ms = {took * 1e6 / n:6.0f} us/alert (CSMS process CPU "
+                f"{cpu * 1e6 / n:.0f} us/alert); per alert {counted}"
             )
     finally:
         await app.stop()
