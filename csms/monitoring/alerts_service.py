@@ -251,7 +251,11 @@ class AlertService:
     ) -> None:
         for obs in observations:
             key: AlertKey = (charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
-            self._pending.append((key, obs, now))
+            if isinstance(obs, Clear) and not self._pending and not self._lock.locked():
+                # Nothing stored or being stored to wait behind (most meter values).
+                self.lifecycle.cleared(key, now)
+            else:
+                self._pending.append((key, obs, now))
 
     async def apply(
         self, charge_point_id: str, observations: Sequence[Observation], now: datetime

@@ -199,3 +199,45 @@ def test_the_lifecycle_counts_follow_severity_reopening_and_resolution() -> None
     now = datetime.now(UTC)
     lifecycle.cleared(("B", 1, 1, "r"), now - timedelta(seconds=10))
     assert lifecycle.due(now, 5.0) == [(("B", 1, 1, "r"), 9)]
+
+
+async def test_the_feed_cursor_waits_for_findings_not_stored_yet(start_csms: StartCsms) -> None:
+    """Findings wait for the feed's flush; while it fails, the stored cursor stays behind them
+    (a node taking over would handle them again), and a later flush stores them."""
+    # No tick (it would flush too): the retries are the feed's, once per idle second.
+    node = await start_csms(**{**FAST_ALERTS, "alerts_tick_interval": 3600.0})
+    engine = engine_of(node)
+    store = engine.writer.store
+    attempts = 0
+
+    async def failing(lifecycle: Lifecycle, batch: list[Any]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if broken:
+            raise ConnectionError("database unreachable")
+        await store(lifecycle, batch)
+
+    broken = True
+    engine.writer.store = failing  # type: ignore[method-assign]
+    await commit(node, [status("F-1", True)])
+    event_id = await node.pool.fetchval("SELECT max(id) FROM events")
+    # Handled, then retried twice by the idle feed, each time instead of a checkpoint.
+    await eventually(lambda: asyncio.sleep(0, attempts >= 3), within=20)
+
+    async def cursor() -> int:
+        return int(
+            await node.pool.fetchval(
+                "SELECT coalesce(max(event_id), 0) FROM feed_cursors WHERE name = 'alerts'"
+            )
+        )
+
+    assert await cursor() < event_id
+    assert await node.pool.fetchval("SELECT count(*) FROM alerts") == 0
+    broken = False
+    await eventually(lambda: gauge_is(node.pool, {("critical", "connector_faulted"): 1}))
+    await eventually(lambda: asyncio.sleep(0, engine.leader.subscription is not None))
+
+    async def passed() -> bool:
+        return await cursor() >= event_id
+
+    await eventually(passed, within=20)
