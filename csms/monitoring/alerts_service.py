@@ -63,8 +63,9 @@ TICK_SLICE = 1000  # chargers whose time-driven rules run between two turns of t
 # On takeover, the rules' windows are rebuilt from this much history (the longest
 # default window: short sessions within an hour).
 WARM_UP_S = 3600.0
-# Findings stored in one transaction at most (a burst of more is several).
-BATCH_MAX = 500
+# Findings stored in one transaction at most (a burst of more is several): bounds the
+# synchronous work after commit (rows decoded, events published) to a few ms of the loop.
+BATCH_MAX = 200
 
 
 def utcnow() -> datetime:
