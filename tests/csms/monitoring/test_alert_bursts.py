@@ -20,8 +20,10 @@ import httpx
 import pytest
 
 from csms.events import ConnectorStatus, ConnectorStatusChanged
+from csms.monitoring import alerts_store
 from csms.monitoring.alerts import Lifecycle, Severity
 from csms.monitoring.alerts_service import AlertService
+from csms.monitoring.alerts_store import FindingRow
 from csms.monitoring.metrics import REGISTRY
 from csms.monitoring.rules import Finding
 from csms.storage import api_keys, event_log
@@ -241,3 +243,30 @@ async def test_the_feed_cursor_waits_for_findings_not_stored_yet(start_csms: Sta
         return await cursor() >= event_id
 
     await eventually(passed, within=20)
+
+
+async def test_findings_stored_together_fold_as_one_by_one_would(csms: RunningCsms) -> None:
+    """Seven findings of one key in one turn (cap 3) equal seven turns of one finding."""
+    t0 = datetime.now(UTC)
+
+    def row(cp: str, n: int) -> FindingRow:
+        severity = Severity.WARNING if n < 6 else Severity.CRITICAL  # the last one turns critical
+        return FindingRow(cp, 1, 2, "overcurrent", severity, f"finding {n}",
+                          t0 + timedelta(seconds=n), {"n": n})  # fmt: skip
+
+    async with csms.pool.acquire() as conn:
+        together = await alerts_store.record_findings(
+            conn, [row("T-1", n) for n in range(7)] + [row("T-2", 0)], evidence_cap=3
+        )
+        apart = [
+            (await alerts_store.record_findings(conn, [row("A-1", n)], evidence_cap=3))[0]
+            for n in range(7)
+        ]
+    assert [opened for _, opened in together] == [True] + [False] * 6 + [True]
+    assert [opened for _, opened in apart] == [True] + [False] * 6
+    t1, a1 = together[6][0], apart[6][0]
+    assert (t1.count, t1.severity, t1.message, t1.evidence) == (
+        a1.count, a1.severity, a1.message, a1.evidence
+    ) == (7, Severity.CRITICAL, "finding 6", ({"n": 0}, {"n": 1}, {"n": 6}))  # fmt: skip
+    assert (t1.first_seen, t1.last_seen) == (t0, t0 + timedelta(seconds=6))
+    assert len({r.id for r, _ in together[:7]}) == 1  # one alert
