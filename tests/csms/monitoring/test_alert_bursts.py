@@ -94,7 +94,12 @@ async def test_a_burst_opens_each_alert_once_in_few_transactions(start_csms: Sta
     ]
     await commit(node, burst)
     critical = {("critical", "connector_faulted"): 100}
-    await eventually(lambda: gauge_is(node.pool, critical), within=20)
+
+    async def all_stored() -> bool:
+        folded = await node.pool.fetchval("SELECT coalesce(sum(count), 0) FROM alerts")
+        return folded == 120 and await gauge_is(node.pool, critical)
+
+    await eventually(all_stored, within=20)
     rows = await node.pool.fetch(
         "SELECT charge_point_id, count, jsonb_array_length(evidence) AS evidence FROM alerts"
     )
