@@ -16,8 +16,10 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import psutil
 
 from bench.load_client import PhaseResult
@@ -126,12 +128,16 @@ async def _run_phases(
                 offered = float(token)
             phase = Phase(offered, args.warmup, args.duration, args.arrivals, args.seed + index)
             idle = [t for t in targets.values() if t is not target]
+            began = datetime.now(UTC)
             result, usage, lag = await _measure(generators, target, phase, idle)
+            alerts = await alerts_opened(target.dsn, began, datetime.now(UTC))
             m = Measured(name, token, offered, result, args.duration, usage["ms_per_call"])
             measured.append(m)
             answered[name] += result.samples_answered
             unsure[name] += result.samples_unsure
             print(_phase_line(m, usage, lag, generators.count), flush=True)
+            if alerts is not None:  # a burst of alerts costs the charger path (profiling.md)
+                print(f"     alerts opened in the phase: {alerts}", flush=True)
             for example in result.error_examples:
                 print(f"    error: {example}", flush=True)
     failures = 0
@@ -145,6 +151,24 @@ async def _run_phases(
             if args.csms_log:
                 shutil.copyfile(target.log_path, args.csms_log)
     return failures
+
+
+async def alerts_opened(dsn: str | None, since: datetime, until: datetime) -> str | None:
+    """The alerts the CSMS opened between two times (server clock), per rule."""
+    if dsn is None:
+        return None
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT rule, count(*) AS n FROM alerts WHERE first_seen >= $1 AND first_seen < $2 "
+            "GROUP BY rule ORDER BY 2 DESC",
+            since,
+            until,
+        )
+    finally:
+        await conn.close()
+    rules = ", ".join(f"{r['rule']} {r['n']}" for r in rows)
+    return f"{sum(r['n'] for r in rows)}" + (f" ({rules})" if rules else "")
 
 
 async def _measure(

@@ -13,6 +13,10 @@ windows are rebuilt from them; nothing is acted on twice). Side tasks
 (``also_run``, e.g. a periodic tick) run beside the consumer, only while
 leading. ``wants`` names the rows ``handle`` acts on (asked of a row's head);
 the others only move the cursor, and are neither fetched nor decoded for it.
+``flush`` lets ``handle`` defer its writes: it is awaited whenever the events
+already delivered are all handled, and before every checkpoint, so the cursor
+never passes an event whose writes are still pending (a burst of events becomes
+one transaction, not one per event).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class LeaderFeed:
         also_run: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         checkpoint_interval: float = 1.0,
         wants: Interest | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.bus = bus
@@ -75,6 +80,7 @@ class LeaderFeed:
         # The rows ``handle`` (and ``warm_up``) act on (None: all): the others only move
         # the cursor, and the lease holder need not fetch nor decode them for this feed.
         self.wants = wants
+        self.flush = flush
         self.subscription: Subscription | None = None
         self.busy = False  # handling an event now
         self._task: asyncio.Task[None] | None = None
@@ -140,6 +146,8 @@ class LeaderFeed:
                     await task
             if subscription is not None:
                 with contextlib.suppress(Exception):
+                    if self.flush is not None:  # failed: the cursor stays behind its events
+                        await self.flush()
                     await self._checkpoint(lease, subscription.position)
                 self.bus.unsubscribe(subscription)
             self.subscription = None
@@ -169,7 +177,7 @@ class LeaderFeed:
             try:
                 event = await subscription.get(within=self.checkpoint_interval)
             except TimeoutError:  # idle: store where we are
-                if subscription.position != saved:
+                if subscription.position != saved and await self._flushed():
                     saved, saved_when = subscription.position, loop.time()
                     await self._checkpoint(lease, saved)
                 continue
@@ -182,14 +190,29 @@ class LeaderFeed:
                     await self.handle(event)
             except Exception:
                 log.exception("leader_feed.event_failed", feed=self.name, event_type=event.type)
-            finally:
-                self.busy = False
             self._handled += 1
             # Busy: store now and then all the same (a feed that wants few rows may
             # handle one every few hundred milliseconds and never be idle a whole interval).
-            if self._handled % 500 == 0 or loop.time() - saved_when >= self.checkpoint_interval:
+            checkpoint = (
+                self._handled % 500 == 0 or loop.time() - saved_when >= self.checkpoint_interval
+            )
+            if checkpoint or subscription.empty():
+                checkpoint = await self._flushed() and checkpoint
+            self.busy = False
+            if checkpoint:
                 saved, saved_when = subscription.position, loop.time()
                 await self._checkpoint(lease, saved)
+
+    async def _flushed(self) -> bool:
+        """Run ``flush``; False if it failed (its writes stay pending, the cursor too)."""
+        if self.flush is None:
+            return True
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("leader_feed.flush_failed", feed=self.name)
+            return False
+        return True
 
     async def _checkpoint(self, lease: Lease, position: feed.Position) -> None:
         """Store the cursor, unless another node has taken the lease meanwhile."""

@@ -79,6 +79,7 @@ class Tracked:
     """An unresolved alert as the lifecycle sees it."""
 
     alert_id: int
+    severity: str  # as stored (a later finding may change it): the gauge's label
     clear_since: datetime | None = None  # condition observed clear since (server clock)
 
 
@@ -88,16 +89,41 @@ class Lifecycle:
     No I/O: the service asks it what to do (:meth:`is_open`, :meth:`due`) and
     tells it what was stored (:meth:`opened`, :meth:`resolved`). A finding
     restarts the clear hold; a clear starts it once.
+
+    It also counts the unresolved alerts per (severity, rule) — the
+    ``csms_alerts_open`` gauge — as they are opened, re-rated and resolved, so
+    the gauge costs no query (a GROUP BY over every unresolved alert after each
+    opened one made a burst of N alerts cost N such scans). Exact because every
+    change of the set passes through here on the lease holder: built from
+    Postgres on takeover, told of each alert it stores or resolves, and of an
+    operator's resolution on another node by its ``alert_resolved`` event.
     """
 
     def __init__(self) -> None:
         self.unresolved: dict[AlertKey, Tracked] = {}
+        self._keys: dict[int, AlertKey] = {}  # alert id -> key (operator resolutions)
+        self._counts: dict[tuple[str, str], int] = {}  # (severity, rule) -> unresolved
 
     def is_open(self, key: AlertKey) -> bool:
         return key in self.unresolved
 
-    def opened(self, key: AlertKey, alert_id: int) -> None:
-        self.unresolved[key] = Tracked(alert_id)
+    def opened(self, key: AlertKey, alert_id: int, severity: str) -> None:
+        """``key``'s unresolved alert is ``alert_id``, of ``severity`` (as stored now)."""
+        previous = self.unresolved.get(key)
+        if previous is not None:
+            self._count(previous.severity, key[3], -1)
+            self._keys.pop(previous.alert_id, None)
+        self.unresolved[key] = Tracked(alert_id, severity)
+        self._keys[alert_id] = key
+        self._count(severity, key[3], +1)
+
+    def refreshed(self, key: AlertKey, alert_id: int, severity: str) -> None:
+        """A finding folded into the unresolved alert (which may predate this lifecycle)."""
+        tracked = self.unresolved.get(key)
+        if tracked is None or tracked.alert_id != alert_id or tracked.severity != severity:
+            self.opened(key, alert_id, severity)
+        else:
+            tracked.clear_since = None
 
     def found_again(self, key: AlertKey) -> None:
         tracked = self.unresolved.get(key)
@@ -118,7 +144,22 @@ class Lifecycle:
         ]
 
     def resolved(self, key: AlertKey) -> None:
-        self.unresolved.pop(key, None)
+        tracked = self.unresolved.pop(key, None)
+        if tracked is not None:
+            self._keys.pop(tracked.alert_id, None)
+            self._count(tracked.severity, key[3], -1)
 
     def key_of(self, alert_id: int) -> AlertKey | None:
-        return next((k for k, t in self.unresolved.items() if t.alert_id == alert_id), None)
+        return self._keys.get(alert_id)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Unresolved alerts per (severity, rule), pairs with none left out."""
+        return dict(self._counts)
+
+    def _count(self, severity: str, rule: str, delta: int) -> None:
+        label = (severity, rule)
+        n = self._counts.get(label, 0) + delta
+        if n > 0:
+            self._counts[label] = n
+        else:
+            self._counts.pop(label, None)

@@ -8,7 +8,11 @@ whose condition has stayed clear for ``alerts_clear_hold`` seconds is
 resolved. Opening and resolving append :class:`AlertOpened` /
 :class:`AlertResolved` to the event log in the same transaction as the alert
 row (so the outbox relays them to ``charger-alerts``), and publish them on the
-bus after commit. A periodic tick runs the rules that need time alone
+bus after commit. What one turn observed (every event the feed had handed
+over, or one tick) is stored in one transaction
+(:class:`~csms.monitoring.alerts_writer.AlertWriter`): the feed flushes it
+before it moves its cursor. The ``csms_alerts_open`` gauge is counted by the
+lifecycle, not queried. A periodic tick runs the rules that need time alone
 (heartbeat gaps, windows expiring) and resolves what is due.
 
 The engine runs once per cluster, on the node holding the ``alerts`` lease
@@ -24,7 +28,7 @@ resolution on any node reaches the engine as an ``alert_resolved`` event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,10 +39,11 @@ from fastapi import APIRouter
 from csms.cluster.leases import Lease
 from csms.cluster.singleton import LeaderFeed
 from csms.events import ChargerBooted, Event, SessionEnded
-from csms.monitoring import alerts_store, metrics, rules
+from csms.monitoring import alerts_store, metrics, rule_inputs, rules
 from csms.monitoring.alerts import AlertKey, AlertResolved, Lifecycle
 from csms.monitoring.alerts_store import AlertRow
-from csms.monitoring.rules import Clear, Finding, Observation, Thresholds
+from csms.monitoring.alerts_writer import AlertWriter, Pending
+from csms.monitoring.rules import Clear, Observation, Thresholds
 from csms.monitoring.rules_engine import (
     ChargerProfile,
     ChargingLimits,
@@ -46,7 +51,6 @@ from csms.monitoring.rules_engine import (
     LimitOf,
     thresholds_for,
 )
-from csms.storage import event_log
 
 if TYPE_CHECKING:
     from csms.services import ServiceContext
@@ -59,6 +63,9 @@ TICK_SLICE = 1000  # chargers whose time-driven rules run between two turns of t
 # On takeover, the rules' windows are rebuilt from this much history (the longest
 # default window: short sessions within an hour).
 WARM_UP_S = 3600.0
+# Findings stored in one transaction at most (a burst of more is several): bounds the
+# synchronous work after commit (rows decoded, events published) to a few ms of the loop.
+BATCH_MAX = 200
 
 
 def utcnow() -> datetime:
@@ -83,6 +90,9 @@ class AlertService:
         self._limit_of = limit_of or self.limits.limit_of
         self.detector = FaultDetector(self._limit_of)
         self.lifecycle = Lifecycle()
+        self.writer = AlertWriter(context.pool, context.bus, settings.alerts_evidence_cap)
+        self._pending: list[Pending] = []  # observed, not stored yet (see flush)
+        self._published: dict[tuple[str, str], int] | None = None  # the gauge as last set
         self._overrides: dict[tuple[str, str], dict[str, Any]] = {}
         self._profiles: dict[str, ChargerProfile] = {}
         self._reloaded_at = 0.0  # loop time of the last threshold reload
@@ -95,10 +105,11 @@ class AlertService:
             pool=context.pool,
             handle=self._on_event,
             on_lead=self._on_lead,
-            on_lose=lambda: metrics.set_open_alerts({}),  # exported by the lease holder only
+            on_lose=self._on_lose,
             warm_up=self._warm_up,
             warm_up_s=WARM_UP_S,
             also_run=[self._ticks],
+            flush=self.flush,
         )
         self.evaluated = 0  # events the rules have seen (for tests and progress)
 
@@ -120,20 +131,26 @@ class AlertService:
         """Took the engine over: state from Postgres (the warm-up replays the windows)."""
         async with self._lock:
             self.lifecycle = Lifecycle()
+            self._pending = []  # not stored under the last lease: the feed resumes before them
             self.detector = FaultDetector(self._limit_of)
             self.limits.clear()
             await self.load_limits()
             for row in await alerts_store.unresolved(self.context.pool):
-                self.lifecycle.opened(row.key, row.id)
+                self.lifecycle.opened(row.key, row.id, row.severity.value)
+            self._published = None
+            self._publish_counts()
         await self.reload_thresholds()
-        await self._publish_counts()
+
+    def _on_lose(self) -> None:
+        metrics.set_open_alerts({})  # exported by the lease holder only
+        self._published = None
 
     # -- thresholds ----------------------------------------------------------------------
 
     async def reload_thresholds(self) -> None:
         """Re-read overrides and charger profiles (at start, after an API change, each minute)."""
         self._overrides = await alerts_store.threshold_overrides(self.context.pool)
-        self._profiles = await alerts_store.charger_profiles(self.context.pool)
+        self._profiles = await rule_inputs.charger_profiles(self.context.pool)
         self._thresholds.clear()
         self._reloaded_at = asyncio.get_running_loop().time()
 
@@ -156,14 +173,18 @@ class AlertService:
     async def _on_event(self, event: Event) -> None:
         if isinstance(event, AlertResolved):  # e.g. by an operator through another node
             async with self._lock:
+                await self._flush_locked()  # what came before it in the feed first
                 key = self.lifecycle.key_of(event.alert_id)
                 if key is not None:
                     self.lifecycle.resolved(key)
+                    self._publish_counts()
             return
         if event.type.startswith("alert_"):
             return
         try:
-            await self.handle(event, utcnow())
+            self.observe(event, utcnow())
+            if len(self._pending) >= BATCH_MAX:
+                await self.flush()
         except Exception:
             log.exception("alerts.rule_evaluation_failed", event_type=event.type)
 
@@ -182,7 +203,12 @@ class AlertService:
                 self.lifecycle.found_again(key)
 
     async def handle(self, event: Event, received_at: datetime) -> None:
-        """Run the rules over one committed event and apply what they observed."""
+        """Run the rules over one committed event and store what they observed."""
+        self.observe(event, received_at)
+        await self.flush()
+
+    def observe(self, event: Event, received_at: datetime) -> None:
+        """Run the rules over one committed event; what they observed waits for :meth:`flush`."""
         if isinstance(event, ChargerBooted):
             profile = self._profiles.get(event.charge_point_id, ChargerProfile())
             if profile.model != event.model:
@@ -193,8 +219,7 @@ class AlertService:
         th = self.thresholds_of(event.charge_point_id)
         observations = self.detector.observe(event, received_at, th)
         self.evaluated += 1
-        if observations:
-            await self.apply(event.charge_point_id, observations, received_at)
+        self._queue(event.charge_point_id, observations, received_at)
 
     def _limits_learned(self, event: Event) -> bool:
         """Follow the smart-charging limits in the feed's (commit) order; True: a limit event.
@@ -215,55 +240,53 @@ class AlertService:
         """The limits set before the feed's start (e.g. a TxDefaultProfile sent at boot)."""
         position: tuple[int, int] = (0, 0)
         while True:
-            found = await alerts_store.charging_limits_after(self.context.pool, position)
+            found = await rule_inputs.charging_limits_after(self.context.pool, position)
             for charge_point_id, payload, _ in found:
                 self.limits.limit_set(charge_point_id, payload)
-            if len(found) < alerts_store.LIMITS_PAGE:
+            if len(found) < rule_inputs.LIMITS_PAGE:
                 return
             position = found[-1][2]
+
+    def _queue(
+        self, charge_point_id: str, observations: Sequence[Observation], now: datetime
+    ) -> None:
+        for obs in observations:
+            key: AlertKey = (charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
+            if isinstance(obs, Clear) and not self._pending and not self._lock.locked():
+                # Nothing stored or being stored to wait behind (most meter values).
+                self.lifecycle.cleared(key, now)
+            else:
+                self._pending.append((key, obs, now))
 
     async def apply(
         self, charge_point_id: str, observations: Sequence[Observation], now: datetime
     ) -> None:
         """Open, refresh or start clearing alerts; nothing is resolved here (see :meth:`tick`)."""
-        async with self._lock:
-            changed = False
-            for obs in observations:
-                key: AlertKey = (charge_point_id, obs.evse_id, obs.connector_id, obs.rule)
-                if isinstance(obs, Clear):
-                    self.lifecycle.cleared(key, now)
-                    continue
-                changed |= await self._record(key, obs, now)
-            if changed:
-                await self._publish_counts()
+        await self.apply_many({charge_point_id: observations}, now)
 
-    async def _record(self, key: AlertKey, finding: Finding, now: datetime) -> bool:
-        """Store a finding; True if it opened an alert."""
-        async with self.context.pool.acquire() as conn, conn.transaction():
-            row, opened = await alerts_store.record_finding(
-                conn,
-                charge_point_id=key[0],
-                evse_id=finding.evse_id,
-                connector_id=finding.connector_id,
-                rule=finding.rule,
-                severity=finding.severity,
-                message=finding.message,
-                at=now,
-                evidence=finding.evidence,
-                evidence_cap=self.context.settings.alerts_evidence_cap,
-            )
-            event = row.opened(now) if opened else None
-            if event is not None:
-                await event_log.append(conn, event)
-        if event is not None:
-            self.context.bus.publish(event)
-            log.warning("alert.opened", charge_point_id=key[0], rule=row.rule, message=row.message)
-            self.lifecycle.opened(key, row.id)
-        else:
-            self.lifecycle.found_again(key)
-            if not self.lifecycle.is_open(key):  # e.g. opened before a restart
-                self.lifecycle.opened(key, row.id)
-        return opened
+    async def apply_many(
+        self, by_charger: Mapping[str, Sequence[Observation]], now: datetime
+    ) -> None:
+        """:meth:`apply` for many chargers at once: one transaction (up to BATCH_MAX)."""
+        async with self._lock:
+            for charge_point_id, observations in by_charger.items():
+                self._queue(charge_point_id, observations, now)
+            await self._flush_locked()
+
+    async def flush(self) -> None:
+        """Store what was observed and not stored yet: one transaction (or a few)."""
+        if self._pending:
+            async with self._lock:
+                await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
+            try:
+                await self.writer.store(self.lifecycle, batch)
+            finally:
+                self._pending[:0] = batch  # what was not stored (nothing, unless it raised)
+                self._publish_counts()
 
     # -- time ----------------------------------------------------------------------------
 
@@ -290,49 +313,41 @@ class AlertService:
         interval = float(self.context.settings.heartbeat_interval)
         # Only chargers silent for a whole interval come back; the rule decides per
         # charger (its multiple may be overridden); open gaps not among them are clear.
-        silent = await alerts_store.silent_connected(self.context.pool, now, interval)
+        silent = await rule_inputs.silent_connected(self.context.pool, now, interval)
         for charge_point_id, seen in silent.items():
             found = rules.heartbeat_gap(seen, now, interval, self.thresholds_of(charge_point_id))
             by_charger.setdefault(charge_point_id, []).append(found)
         for cp_id, evse_id, connector_id, rule in list(self.lifecycle.unresolved):
             if rule == rules.HEARTBEAT_GAP and cp_id not in silent:
                 by_charger.setdefault(cp_id, []).append(Clear(rule, evse_id, connector_id))
-        for charge_point_id, observations in by_charger.items():
-            await self.apply(charge_point_id, observations, now)
+        await self.apply_many(by_charger, now)  # the whole tick's findings in one transaction
         await self.resolve_due(now)
 
     async def resolve_due(self, now: datetime) -> None:
         hold = self.context.settings.alerts_clear_hold
         async with self._lock:
-            due = self.lifecycle.due(now, hold)
-            for key, alert_id in due:
-                await self._resolve(key, alert_id, now, "auto")
-            if due:
-                await self._publish_counts()
+            await self._flush_locked()  # a finding not stored yet restarts the hold
+            due: list[tuple[AlertKey | None, int]] = list(self.lifecycle.due(now, hold))
+            for start in range(0, len(due), BATCH_MAX):
+                await self.writer.resolve(
+                    self.lifecycle, due[start : start + BATCH_MAX], now, "auto"
+                )
+            self._publish_counts()
 
     async def resolve_by_operator(self, alert_id: int, by: str) -> AlertRow | None:
         """Resolve an alert from the API; None if it is unknown or already resolved."""
         async with self._lock:
-            row = await self._resolve(self.lifecycle.key_of(alert_id), alert_id, utcnow(), by)
-            if row is not None:
-                await self._publish_counts()
-            return row
+            await self._flush_locked()
+            key = self.lifecycle.key_of(alert_id)
+            rows = await self.writer.resolve(self.lifecycle, [(key, alert_id)], utcnow(), by)
+            self._publish_counts()
+            return rows[0] if rows else None
 
-    async def _resolve(
-        self, key: AlertKey | None, alert_id: int, now: datetime, by: str
-    ) -> AlertRow | None:
-        async with self.context.pool.acquire() as conn, conn.transaction():
-            row = await alerts_store.resolve(conn, alert_id, now, by)
-            event = None if row is None else row.resolved(now)
-            if event is not None:
-                await event_log.append(conn, event)
-        if key is not None:
-            self.lifecycle.resolved(key)
-        if row is not None and event is not None:
-            self.context.bus.publish(event)
-            self.lifecycle.resolved(row.key)
-            log.info("alert.resolved", charge_point_id=row.charge_point_id, rule=row.rule, by=by)
-        return row
-
-    async def _publish_counts(self) -> None:
-        metrics.set_open_alerts(await alerts_store.unresolved_counts(self.context.pool))
+    def _publish_counts(self) -> None:
+        """Set the gauge from the lifecycle's counts, if they changed (no query)."""
+        if not self.leader.leading:
+            return  # exported by the lease holder only (an operator's resolve on another node)
+        counts = self.lifecycle.counts()
+        if counts != self._published:
+            metrics.set_open_alerts(counts)
+            self._published = counts

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from csms.monitoring.alerts import AlertOpened, AlertResolved, Severity
-from csms.monitoring.rules_engine import ChargerProfile
 from csms.storage import Executor
 from csms.storage.where import Where, nearest_ids_below
 
@@ -122,6 +121,47 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+# Folds a finding into the unresolved alert of its key, or opens one. Evidence keeps the
+# first ``cap - 1`` findings and the latest one; severity and message follow the latest
+# finding (a warning may turn critical).
+_ON_FINDING = (
+    """
+    ON CONFLICT (charge_point_id, COALESCE(evse_id, -1), COALESCE(connector_id, -1), rule)
+        WHERE status <> 'resolved'
+    DO UPDATE SET
+        count = alerts.count + 1,
+        last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
+        severity = EXCLUDED.severity,
+        message = EXCLUDED.message,
+        evidence = CASE
+            WHEN jsonb_array_length(alerts.evidence) < {cap} THEN alerts.evidence
+            ELSE alerts.evidence - (jsonb_array_length(alerts.evidence) - 1)
+        END || EXCLUDED.evidence,
+        updated_at = now()
+    RETURNING """
+    + _COLUMNS
+    + ", (xmax = 0) AS inserted"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRow:
+    """A finding to store: what :func:`record_findings` takes."""
+
+    charge_point_id: str
+    evse_id: int | None
+    connector_id: int | None
+    rule: str
+    severity: Severity
+    message: str
+    at: datetime
+    evidence: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int | None, int | None, str]:
+        return (self.charge_point_id, self.evse_id, self.connector_id, self.rule)
+
+
 async def record_finding(
     conn: Executor,
     *,
@@ -137,29 +177,15 @@ async def record_finding(
 ) -> tuple[AlertRow, bool]:
     """Open an alert, or fold the finding into the unresolved one with the same key.
 
-    Returns the row and whether it was opened now. Evidence keeps the first
-    ``evidence_cap - 1`` findings and the latest one; severity and message
-    follow the latest finding (a warning may turn critical).
+    Returns the row and whether it was opened now (see ``_ON_FINDING``).
     """
     record = await conn.fetchrow(
-        f"""
+        """
         INSERT INTO alerts (charge_point_id, evse_id, connector_id, rule, severity, message,
                             first_seen, last_seen, evidence)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, jsonb_build_array($8::jsonb))
-        ON CONFLICT (charge_point_id, COALESCE(evse_id, -1), COALESCE(connector_id, -1), rule)
-            WHERE status <> 'resolved'
-        DO UPDATE SET
-            count = alerts.count + 1,
-            last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
-            severity = EXCLUDED.severity,
-            message = EXCLUDED.message,
-            evidence = CASE
-                WHEN jsonb_array_length(alerts.evidence) < $9 THEN alerts.evidence
-                ELSE alerts.evidence - (jsonb_array_length(alerts.evidence) - 1)
-            END || EXCLUDED.evidence,
-            updated_at = now()
-        RETURNING {_COLUMNS}, (xmax = 0) AS inserted
-        """,
+        """
+        + _ON_FINDING.format(cap="$9"),
         charge_point_id,
         evse_id,
         connector_id,
@@ -172,6 +198,76 @@ async def record_finding(
     )
     assert record is not None
     return _row(record), bool(record["inserted"])
+
+
+async def record_findings(
+    conn: Executor, findings: Sequence[FindingRow], evidence_cap: int
+) -> list[tuple[AlertRow, bool]]:
+    """:func:`record_finding` of each finding, in order, by one statement per round.
+
+    A statement may not fold two findings into one row, so the findings are
+    stored in rounds: the first finding of every key, then the second of the keys
+    found twice, and so on (one round in practice) — each key's findings in their
+    order, as one statement each would. Returns (row, opened now) per finding.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[tuple[str, int | None, int | None, str], int] = {}
+    for i, finding in enumerate(findings):
+        n = seen.get(finding.key, 0)
+        seen[finding.key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    stored: list[tuple[AlertRow, bool] | None] = [None] * len(findings)
+    for indices in rounds:
+        chosen = [findings[i] for i in indices]
+        records = await conn.fetch(
+            """
+            INSERT INTO alerts (charge_point_id, evse_id, connector_id, rule, severity,
+                                message, first_seen, last_seen, evidence)
+            SELECT f.cp, f.evse_id, f.connector_id, f.rule, f.severity, f.message, f.at, f.at,
+                   jsonb_build_array(f.evidence)
+            FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[],
+                        $7::timestamptz[], $8::jsonb[])
+                 WITH ORDINALITY AS f(cp, evse_id, connector_id, rule, severity, message, at,
+                                      evidence, n)
+            ORDER BY f.n
+            """
+            + _ON_FINDING.format(cap="$9"),
+            [f.charge_point_id for f in chosen],
+            [f.evse_id for f in chosen],
+            [f.connector_id for f in chosen],
+            [f.rule for f in chosen],
+            [f.severity.value for f in chosen],
+            [f.message for f in chosen],
+            [f.at for f in chosen],
+            [_json(dict(f.evidence)) for f in chosen],
+            max(1, evidence_cap),
+        )
+        by_key = {(r["charge_point_id"], r["evse_id"], r["connector_id"], r["rule"]): r
+                  for r in records}  # fmt: skip
+        for i in indices:
+            record = by_key[findings[i].key]
+            stored[i] = (_row(record), bool(record["inserted"]))
+    return [s for s in stored if s is not None]
+
+
+async def resolve_many(
+    conn: Executor, alert_ids: Sequence[int], at: datetime, by: str
+) -> list[AlertRow]:
+    """:func:`resolve` of each id in one statement: the rows resolved now, in id order."""
+    records = await conn.fetch(
+        f"""
+        UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3,
+                          updated_at = now()
+        WHERE id = ANY($1::bigint[]) AND status <> 'resolved'
+        RETURNING {_COLUMNS}
+        """,
+        list(alert_ids),
+        at,
+        by,
+    )
+    return sorted((_row(r) for r in records), key=lambda row: row.id)
 
 
 async def resolve(conn: Executor, alert_id: int, at: datetime, by: str) -> AlertRow | None:
@@ -294,15 +390,6 @@ async def search(
     return [_row(r) for r in records]
 
 
-async def unresolved_counts(conn: Executor) -> dict[tuple[str, str], int]:
-    """Unresolved alerts per (severity, rule): the ``csms_alerts_open`` gauge."""
-    records = await conn.fetch(
-        "SELECT severity, rule, count(*) AS n FROM alerts WHERE status <> 'resolved' "
-        "GROUP BY severity, rule"
-    )
-    return {(r["severity"], r["rule"]): int(r["n"]) for r in records}
-
-
 # -- thresholds ------------------------------------------------------------------------
 
 
@@ -331,68 +418,3 @@ async def delete_threshold_overrides(conn: Executor, scope: str, key: str) -> bo
         "DELETE FROM alert_thresholds WHERE scope = $1 AND key = $2", scope, key
     )
     return bool(result.endswith(" 1"))
-
-
-async def charger_profiles(conn: Executor) -> dict[str, ChargerProfile]:
-    """Model (from BootNotification) and smart-charging site and rating of every charger."""
-    records = await conn.fetch(
-        """
-        SELECT c.charge_point_id, c.model, s.site_id,
-               COALESCE(s.connector_max_current_a, s.max_current_a) AS max_current_a, s.phases
-        FROM chargers c LEFT JOIN sc_charger_sites s USING (charge_point_id)
-        """
-    )
-    return {
-        r["charge_point_id"]: ChargerProfile(
-            r["model"], r["site_id"], r["max_current_a"], r["phases"]
-        )
-        for r in records
-    }
-
-
-async def silent_connected(conn: Executor, now: datetime, interval_s: float) -> dict[str, datetime]:
-    """Connected chargers that said nothing for ``interval_s`` seconds: when they last spoke."""
-    records = await conn.fetch(
-        """
-        SELECT charge_point_id, GREATEST(last_seen_at, connected_at) AS seen
-        FROM chargers
-        WHERE connected
-          AND GREATEST(last_seen_at, connected_at)
-              < $1::timestamptz - make_interval(secs => $2::float8)
-        """,
-        now,
-        interval_s,
-    )
-    return {r["charge_point_id"]: r["seen"] for r in records}
-
-
-LIMITS_PAGE = 10_000
-
-
-async def charging_limits_after(
-    conn: Executor, after: tuple[int, int]
-) -> list[tuple[str, dict[str, Any], tuple[int, int]]]:
-    """``charging_limit_set`` events (smart charging's profiles) after feed position ``after``.
-
-    In commit order and only below the oldest running transaction, as the event
-    feed reads (csms/cluster/feed.py): an id order would skip a profile whose
-    transaction commits after a newer one. Rows older than the feed columns
-    count as position (0, id).
-    """
-    records = await conn.fetch(
-        """
-        SELECT id, coalesce(xact_id, '0'::xid8) AS xact_id, charge_point_id, payload
-        FROM events
-        WHERE type = 'charging_limit_set'
-          AND coalesce(xact_id, '0'::xid8) < pg_snapshot_xmin(pg_current_snapshot())
-          AND (coalesce(xact_id, '0'::xid8), id) > ($1::xid8, $2::bigint)
-        ORDER BY 2, id LIMIT $3
-        """,
-        after[0],
-        after[1],
-        LIMITS_PAGE,
-    )
-    return [
-        (r["charge_point_id"], json.loads(r["payload"]), (int(r["xact_id"]), int(r["id"])))
-        for r in records
-    ]

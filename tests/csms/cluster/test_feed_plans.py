@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from csms.cluster import feed
-from csms.monitoring import alerts_store
+from csms.monitoring import rule_inputs
 from tests.query_plans import Explaining, scans
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,7 +49,7 @@ async def test_the_bus_poll_reads_the_index_not_the_table(filled: asyncpg.Connec
 async def test_the_alert_engines_profile_feed_reads_an_index(filled: asyncpg.Connection) -> None:
     explaining = Explaining(filled)
     newest = await feed.tail(filled)
-    await alerts_store.charging_limits_after(explaining, newest)  # type: ignore[arg-type]
+    await rule_inputs.charging_limits_after(explaining, newest)  # type: ignore[arg-type]
     (plan,) = explaining.plans
     assert ("Seq Scan", "events") not in scans(plan), plan
     assert ("Bitmap Heap Scan", "events") not in scans(plan), plan
