@@ -8,7 +8,9 @@ session each) send their messages in rounds: each round every one of ``size``
 chargers submits one message at once, so group commit writes them as one batch per
 lane (``--kind update``: a TransactionEvent Updated with 8 samples, the fleet's
 periodic meter value; ``meter``: a 1.6 MeterValues of 8 samples inside a
-transaction; ``mixed``: half each). Prints per message: statements sent (BEGIN and
+transaction; ``mixed``: half each; ``end``: a TransactionEvent Ended with 8 samples,
+billing's CDR made by its session-end hook, each charger's session started by a
+round of its own that is not measured). Prints per message: statements sent (BEGIN and
 COMMIT counted, asyncpg's query logger), batches, this process's CPU and the CPU
 of all Postgres processes. Figures for a bench, not a fleet: a batch's fixed cost
 (round trips, its commit) against its per-message cost, with the machine's other
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from csms.events import (
     MeterSampled,
     Protocol,
     RegistrationStatus,
+    SessionEnded,
     SessionStarted,
     SessionUpdated,
 )
@@ -84,6 +88,40 @@ def message(kind: str, cp: str, n: int) -> SessionUpdated | MeterSampled:
     )
 
 
+def started(cp: str, tx: str, at: datetime) -> SessionStarted:
+    return SessionStarted(
+        charge_point_id=cp,
+        transaction_id=tx,
+        occurred_at=at,
+        evse_id=1,
+        connector_id=1,
+        id_token=None,
+        seq_no=0,
+        samples=samples(at, 100.0),
+    )
+
+
+def ended(cp: str, tx: str, at: datetime) -> SessionEnded:
+    return SessionEnded(
+        charge_point_id=cp,
+        transaction_id=tx,
+        occurred_at=at,
+        evse_id=1,
+        connector_id=1,
+        stop_reason="EVDisconnected",
+        trigger_reason="EVCommunicationLost",
+        seq_no=1,
+        samples=samples(at, 5100.0),
+    )
+
+
+async def billing_hook(conn: Any, session_id: int, event: SessionEnded) -> None:
+    """Billing's CDR at session end (its service's hook, without the service)."""
+    from billing.cdrs import create_cdr
+
+    await create_cdr(conn, session_id, event.occurred_at, "EUR", Decimal(11000))
+
+
 def postgres_cpu(data_dir: Path) -> float:
     """CPU seconds so far of the postmaster and its children (backends, WAL writer...)."""
     pid = postmaster_pid(pgdata_of(data_dir))
@@ -98,6 +136,32 @@ def postgres_cpu(data_dir: Path) -> float:
             continue
         total += times.user + times.system + times.children_user + times.children_system
     return total
+
+
+async def next_round(
+    central: CentralSystem, kind: str, cps: list[str], n: int, sent: list[int]
+) -> list[Awaitable[object]]:
+    """The round's messages, one per charger (for ``end``: their sessions started first,
+    unmeasured and uncounted)."""
+    if kind == "end":
+        at = T0 + timedelta(hours=n)
+        counted = sent[0]
+        await asyncio.gather(
+            *(central.start_session(started(cp, f"TX-R{n}", at), Protocol.V201) for cp in cps)
+        )
+        sent[0] = counted
+        return [
+            central.end_session(ended(cp, f"TX-R{n}", at + timedelta(minutes=30)), Protocol.V201)
+            for cp in cps
+        ]
+    round_: list[Awaitable[object]] = []
+    for i, cp in enumerate(cps):
+        event = message(kind if kind != "mixed" else ("meter", "update")[i % 2], cp, n)
+        if isinstance(event, MeterSampled):
+            round_.append(central.record(event))
+        else:
+            round_.append(central.update_session(event, Protocol.V201))
+    return round_
 
 
 async def measure(args: argparse.Namespace, dsn: str, data_dir: Path) -> None:
@@ -125,39 +189,28 @@ async def measure(args: argparse.Namespace, dsn: str, data_dir: Path) -> None:
     fleet = [f"CP-GC-{i}" for i in range(max(args.sizes))]
     for cp in fleet:
         await chargers.register(pool, cp, RegistrationStatus.ACCEPTED)
-        start = SessionStarted(
-            charge_point_id=cp,
-            transaction_id="TX-1",
-            occurred_at=T0,
-            evse_id=1,
-            connector_id=1,
-            id_token=None,
-            seq_no=0,
-            samples=samples(T0, 100.0),
-        )
-        await central.start_session(start, Protocol.V201)
+        await central.start_session(started(cp, "TX-1", T0), Protocol.V201)
+    if args.kind == "end":
+        central.session_end_hooks.append(billing_hook)
     n = 0
     try:
         for size in args.sizes:
             cps = fleet[:size]
             messages = batches = 0
-            sent[0], batches_before = 0, committer.batches
-            cpu, pg = time.process_time(), postgres_cpu(data_dir)
+            sent[0] = 0
+            cpu = pg = 0.0
             until = time.monotonic() + args.seconds
             while time.monotonic() < until:
                 n += 1
-                round_: list[Awaitable[object]] = []
-                for i, cp in enumerate(cps):
-                    kind = args.kind if args.kind != "mixed" else ("meter", "update")[i % 2]
-                    event = message(kind, cp, n)
-                    if isinstance(event, MeterSampled):
-                        round_.append(central.record(event))
-                    else:
-                        round_.append(central.update_session(event, Protocol.V201))
+                round_ = await next_round(central, args.kind, cps, n, sent)
+                # Postgres's CPU read outside this process's measured span (psutil's scan)
+                pg0, batches0 = postgres_cpu(data_dir), committer.batches
+                cpu0 = time.process_time()
                 await asyncio.gather(*round_)
+                cpu += time.process_time() - cpu0
+                pg += postgres_cpu(data_dir) - pg0
+                batches += committer.batches - batches0
                 messages += size
-            cpu, pg = time.process_time() - cpu, postgres_cpu(data_dir) - pg
-            batches = committer.batches - batches_before
             print(
                 f"size {size:3d}: {messages / args.seconds:6.0f} messages/s, "
                 f"{messages / max(1, batches):5.1f} per batch; per message: "
@@ -191,7 +244,7 @@ def main() -> None:
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64]
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured s per size")
-    parser.add_argument("--kind", choices=("update", "meter", "mixed"), default="update")
+    parser.add_argument("--kind", choices=("update", "meter", "mixed", "end"), default="update")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -3,6 +3,7 @@
     python -m bench.pg_row_cost payload [--rows 4000] [--rounds 3]
     python -m bench.pg_row_cost samples [--rows 4000] [--rounds 3]
     python -m bench.pg_row_cost layout [--rows 4000] [--rounds 3]
+    python -m bench.pg_row_cost status [--rows 4000] [--rounds 3]
 
 On a fresh embedded Postgres with the CSMS's schema (its migrations), one
 connection writes the rows the charger path writes and the backend's own CPU
@@ -22,6 +23,14 @@ workers' rows (``payload::text``, 150 ids a statement).
 batch statement (``csms.storage.batched_writes``, 40 a batch): as is; without
 the health report's index on meter_samples; without the session index too;
 with no samples at all (what the eight rows and their copy in the payload add).
+
+``status``: StatusNotifications through the charger path's batch statement
+(``record_statuses``, 12 a batch, as the fleet's batches hold), each copied into
+``event_history`` (migration 0020): by the per-row trigger (as is), by a
+statement-level trigger reading the statement's transition table, and with no
+copy at all (what the copy costs); and 1.6 MeterValues (no copy: not a history
+type) under each trigger, since a statement-level trigger with a transition table
+fires, and keeps the inserted rows, for every insert into ``events``.
 
 ``layout``: the eight samples alone (no event), as eight ``meter_samples`` rows
 (the statement's shape: unnest of the columns) against one row per meter value
@@ -44,8 +53,14 @@ from pathlib import Path
 
 import asyncpg
 
-from csms.events import MeterSample, MeterSampled, SessionUpdated
-from csms.storage.batched_writes import record_meter_sampled_many
+from csms.events import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    MeterSample,
+    MeterSampled,
+    SessionUpdated,
+)
+from csms.storage.batched_writes import record_meter_sampled_many, record_statuses
 from csms.storage.embedded import start_embedded, stop_embedded
 from csms.storage.migrate import migrate
 
@@ -293,6 +308,63 @@ async def write_sample_sets(conn: Connection, rows: int) -> None:
         )
 
 
+STATUS_BATCH = 12
+_STATUSES = (ConnectorStatus.OCCUPIED, ConnectorStatus.AVAILABLE)
+
+
+async def write_statuses(conn: Connection, rows: int) -> None:
+    await conn.execute(
+        "INSERT INTO chargers (charge_point_id) SELECT 'CP-' || n FROM generate_series(0, 999) n"
+        " ON CONFLICT DO NOTHING"
+    )
+    for start in range(0, rows, STATUS_BATCH):
+        at = datetime.now(UTC)
+        await record_statuses(
+            conn,
+            [
+                ConnectorStatusChanged(
+                    charge_point_id=f"CP-{(start + j) % 1000}",
+                    occurred_at=at,
+                    evse_id=1,
+                    connector_id=1,
+                    status=_STATUSES[(start + j) // 1000 % 2],
+                )
+                for j in range(STATUS_BATCH)
+            ],
+        )
+
+
+_STATEMENT_TRIGGER = """
+    CREATE OR REPLACE FUNCTION bench_keep_history_set() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO event_history (id, event_id, type, charge_point_id, evse_id, connector_id,
+                                   occurred_at, recorded_at, payload)
+        SELECT id, event_id, type, charge_point_id, evse_id, connector_id, occurred_at,
+               recorded_at, payload
+        FROM inserted WHERE type IN ('charger_booted', 'security_event_reported',
+            'firmware_status_changed', 'upload_status_changed', 'charger_connected',
+            'charger_disconnected', 'connector_status_changed');
+        RETURN NULL;
+    END $$;
+    ALTER TABLE events DISABLE TRIGGER events_keep_history;
+    CREATE TRIGGER bench_keep_history_set AFTER INSERT ON events
+        REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT
+        EXECUTE FUNCTION bench_keep_history_set();
+"""
+_NO_COPY = "ALTER TABLE events DISABLE TRIGGER events_keep_history"
+_RESET_STATUS = """
+    DROP TRIGGER IF EXISTS bench_keep_history_set ON events;
+    ALTER TABLE events ENABLE TRIGGER events_keep_history;
+    TRUNCATE event_history
+"""
+STATUS_CASES: list[Case] = [
+    ("status, row trigger (as is)", "", write_statuses),
+    ("status, statement trigger", _STATEMENT_TRIGGER, write_statuses),
+    ("status, no history copy", _NO_COPY, write_statuses),
+    ("meter value, row trigger", "", write_meter_values(True)),
+    ("meter value, statement trigger", _STATEMENT_TRIGGER, write_meter_values(True)),
+]
+
 LAYOUT_CASES: list[Case] = [
     ("8 rows (meter_samples)", "", write_sample_rows),
     ("1 row of arrays", _SAMPLE_SETS_DDL, write_sample_sets),
@@ -308,6 +380,7 @@ MODES: dict[str, tuple[list[Case], str, bool]] = {
     "payload": (PAYLOAD_CASES, _RESET_PAYLOAD, True),
     "samples": (SAMPLE_CASES, _RESET_SAMPLES, False),
     "layout": (LAYOUT_CASES, "SELECT 1", False),
+    "status": (STATUS_CASES, _RESET_STATUS, False),
 }
 Figures = dict[str, list[list[float]]]
 
@@ -363,7 +436,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["payload", "samples", "layout"])
+    parser.add_argument("what", choices=["payload", "samples", "layout", "status"])
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     started = time.monotonic()

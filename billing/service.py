@@ -1,12 +1,13 @@
 """Billing inside the CSMS process: CDRs at session end, catch-up, running cost to chargers.
 
-* At session end -- inside the transaction that records the SessionEnded
-  (a :data:`csms.central.SessionEndHook`) -- the session is priced, its CDR
-  stored and a ``cdr_created`` event appended, so the CDR commits (and reaches
-  Kafka's charging-sessions topic) together with the end of the session. If
-  pricing fails, the end's transaction is rolled back and the end written again
-  without it (csms.central): a billing failure never stops a charger's session
-  from being recorded; the sweeper prices it later.
+* At session end -- once the SessionEnded committed, before the charger is
+  answered (a :data:`csms.central.SessionEndHook`) -- the session is priced, its
+  CDR stored and a ``cdr_created`` event appended (one statement), so the CDR
+  stands before the 2.0.1 answer that carries its cost, and reaches Kafka's
+  charging-sessions topic after the end. If pricing fails, the end stays stored
+  (csms.central logs the failure): a billing failure never stops a charger's
+  session from being recorded; the sweeper prices it later, and a resent end
+  prices it before its answer.
 * The sweeper prices ended sessions that have no CDR (billing was off, or
   pricing failed) every ``billing_sweep_interval`` seconds.
 * Every ``billing_cost_update_interval`` seconds, each connected 2.0.1 charger
@@ -113,14 +114,15 @@ class BillingService:
     async def on_session_end(
         self, conn: Executor, session_id: int, event: SessionEnded
     ) -> SessionPriced | None:
-        """Price the session and store its CDR in the session-end transaction; its cost for
-        the charger's answer (None: a CDR stands already, the answer reads it).
+        """Price the ended session and store its CDR (after the end committed); its cost
+        for the charger's answer (None: a CDR stands already, the answer reads it).
 
-        No savepoint: if this fails, the central system rolls the end's transaction back
-        and writes the end again without billing (the sweeper prices it later), so a
-        failure never loses the end, at two round trips less per end.
+        Two round trips on ``conn`` (no transaction): the read, then the CDR with its
+        event in one statement (a CDR made meanwhile by the sweeper wins; the answer
+        then reads it). If this fails the end is stored all the same; the sweeper
+        prices it later.
         """
-        assert not isinstance(conn, asyncpg.Pool), "called inside a transaction"
+        assert not isinstance(conn, asyncpg.Pool), "called with a connection"
         created = await self._create_cdr(conn, session_id)
         if created is None:
             return None

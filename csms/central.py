@@ -45,6 +45,7 @@ from csms.storage import (
     event_log,
     ocpp_projections,
     session_events,
+    sessions,
 )
 from csms.storage.group_commit import BulkWriter, GroupCommitter, Write
 from csms.storage.sessions import SessionRef
@@ -70,10 +71,14 @@ class SessionPriced:
     cost: SessionCost | None
 
 
-# Called inside the transaction that records a SessionEnded, after its event is
-# appended (billing prices the session there, so its CDR commits with the end). It
-# returns what it priced, or None (not priced here: the cost is read after the commit).
-# If it raises, the transaction is rolled back and the end written again without hooks.
+# Called after a SessionEnded committed, before the charger is answered, on a
+# connection without a transaction (billing prices the session there: its CDR and
+# ``cdr_created`` event are one statement, so the CDR stands before the 2.0.1 answer
+# that carries its cost). Also called for a resend of an end (a charger that got no
+# answer, e.g. after a crash between the end's commit and the CDR): a hook that finds
+# its work done does nothing. It returns what it priced, or None (not priced here: the
+# cost is read). A hook that raises is logged; the end stays stored (billing's sweeper
+# prices a session whose CDR is missing).
 SessionEndHook = Callable[[Executor, int, SessionEnded], Awaitable[SessionPriced | None]]
 
 
@@ -91,11 +96,6 @@ class SessionOutcome:
 class SessionEndOutcome:
     authorization: Authorization | None
     cost: SessionCost | None  # only when asked for (2.0.1); None: no tariff applies
-
-
-class SessionEndHookFailed(Exception):
-    """A session-end hook failed; the end's transaction is rolled back and written again
-    without hooks (a failing billing step never loses a session end)."""
 
 
 class CentralSystem(Authorizer, PresenceRecorder):
@@ -215,27 +215,26 @@ class CentralSystem(Authorizer, PresenceRecorder):
     async def _update_session(
         self, event: SessionUpdated, protocol: Protocol
     ) -> Authorization | None:
-        apply = functools.partial(self._update_session_in, event=event, protocol=protocol)
         async with metrics.db_write(event.type):
-            if event.id_token is None:  # most updates: written with others in one go
-                authorization, stored = await self._write(
-                    event.charge_point_id, apply, batched_writes.SESSION_UPDATED, (event, protocol)
-                )
-            else:
-                authorization, stored = await self._write(event.charge_point_id, apply)
-        if not stored:
+            authorization, ref = await self._write_session_event(event, protocol)
+        if ref is None:
             note_duplicate(event)
             return authorization
         # An update's row is built from this event as it is.
         self.bus.publish(event, stored_as_is=True)
         return authorization
 
-    async def _update_session_in(
-        self, conn: Executor, event: SessionUpdated, protocol: Protocol
-    ) -> tuple[Authorization | None, bool]:
-        """An update's writes in a transaction; (authorization, False) for a resend."""
-        authorization, ref = await self._session_event_in(conn, event, protocol)
-        return authorization, ref is not None
+    async def _write_session_event(
+        self, event: SessionUpdated | SessionEnded, protocol: Protocol
+    ) -> tuple[Authorization | None, SessionRef | None]:
+        """An update's or end's writes, committed: through group commit's bulk writer
+        without an id token (most of them), else one by one (the token's decision is
+        Python). No session reference for a resend."""
+        apply = functools.partial(self._session_event_in, event=event, protocol=protocol)
+        if event.id_token is None:  # written with others in one statement
+            bulk = batched_writes.SESSION_EVENTS
+            return await self._write(event.charge_point_id, apply, bulk, (event, protocol))
+        return await self._write(event.charge_point_id, apply)
 
     async def _session_event_in(
         self, conn: Executor, event: SessionUpdated | SessionEnded, protocol: Protocol
@@ -260,31 +259,27 @@ class CentralSystem(Authorizer, PresenceRecorder):
     async def end_session(
         self, event: SessionEnded, protocol: Protocol, *, want_cost: bool = False
     ) -> SessionEndOutcome:
-        """Record a transaction end, in a transaction of its own (its hooks -- billing's
-        CDR -- are plugins' code and run in it); ``want_cost``: the cost for the answer.
+        """Record a transaction end, then run its hooks (billing's CDR) before the answer;
+        ``want_cost``: the cost for the answer.
 
-        Round trips: BEGIN, the token's read (if the end has one), the end's statement,
-        the hooks' (billing: two), COMMIT. A hook that fails rolls the transaction back
-        and the end is written again without hooks: a failing billing step never loses
-        the end (the sweeper prices it later).
+        The end is written like an update (group commit, with others in one statement);
+        after its commit each hook runs on a connection of its own, without a transaction
+        (billing: a read and one statement writing the CDR with its event). A hook that
+        fails is logged and the end stays stored (billing's sweeper prices it later). A
+        resend of an end runs the hooks too: a crash between the end's commit and its CDR
+        leaves the charger unanswered, and its retry gets the CDR made before its answer.
         """
         if event.rejected:
             log.warning("session.end_values_dropped", rejected=list(event.rejected))
             metrics.VALUES_SANITISED.labels("dropped").inc(len(event.rejected))
         async with metrics.db_write(event.type):
-            try:
-                authorization, stored, priced = await self._end_session_in(event, protocol, True)
-            except SessionEndHookFailed as failure:
-                log.error(
-                    "session.end_hook_failed",
-                    hook=str(failure),
-                    transaction_id=event.transaction_id,
-                    exc_info=failure.__cause__,
-                )
-                authorization, stored, priced = await self._end_session_in(event, protocol, False)
-        if not stored:
+            authorization, ref = await self._write_session_event(event, protocol)
+        priced = await self._run_end_hooks(event, ref)
+        if ref is None:
             note_duplicate(event)
         else:
+            # After the hooks: no service reacting to the end (a call to the charger)
+            # gets ahead of the answer, as when the hooks ran inside the end's transaction.
             self.bus.publish(event)
         cost = None
         if want_cost:
@@ -294,22 +289,29 @@ class CentralSystem(Authorizer, PresenceRecorder):
                 cost = await self.session_cost(event.charge_point_id, event.transaction_id)
         return SessionEndOutcome(authorization, cost)
 
-    async def _end_session_in(
-        self, event: SessionEnded, protocol: Protocol, hooks: bool
-    ) -> tuple[Authorization | None, bool, SessionPriced | None]:
-        """The end's transaction: (authorization, whether stored, what a hook priced)."""
+    async def _run_end_hooks(
+        self, event: SessionEnded, ref: SessionRef | None
+    ) -> SessionPriced | None:
+        """The session-end hooks of a committed end (``ref`` None: a resend, its session
+        looked up); what one of them priced."""
+        if not self.session_end_hooks:
+            return None
         priced = None
-        async with self._acquire() as conn, conn.transaction():
-            authorization, ref = await self._session_event_in(conn, event, protocol)
+        async with self._acquire() as conn:
             if ref is None:
-                return authorization, False, None
-            for hook in self.session_end_hooks if hooks else ():
+                ref = await sessions.find(conn, event.charge_point_id, event.transaction_id)
+                if ref is None:
+                    return None
+            for hook in self.session_end_hooks:
                 try:
                     priced = await hook(conn, ref.id, event) or priced
-                except Exception as error:
-                    name = getattr(hook, "__qualname__", repr(hook))
-                    raise SessionEndHookFailed(name) from error
-        return authorization, True, priced
+                except Exception:
+                    log.exception(
+                        "session.end_hook_failed",
+                        hook=getattr(hook, "__qualname__", repr(hook)),
+                        transaction_id=event.transaction_id,
+                    )
+        return priced
 
     async def session_cost(self, charge_point_id: str, transaction_id: str) -> SessionCost | None:
         """The ended session's cost from the first reader that knows it (None: no tariff)."""

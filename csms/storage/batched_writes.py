@@ -8,11 +8,12 @@ the same rules as the one-message path it stands for:
   (MeterValues): one statement for all;
 * :data:`CONNECTOR_STATUS` -- ``CentralSystem._record_in`` for a StatusNotification:
   resend check, the connector's status and the event, one statement for all;
-* :data:`SESSION_UPDATED` -- ``CentralSystem._update_session_in`` for a
-  TransactionEvent Updated without an id token (most of them: periodic meter
-  values): resend check, the charger's session lock, the session upsert, its
-  samples and readings, and the event with its session snapshot, one statement
-  for all (a batch of only these needs no BEGIN and COMMIT).
+* :data:`SESSION_EVENTS` -- ``CentralSystem._session_event_in`` for a
+  TransactionEvent Updated or a session end (2.0.1 Ended, 1.6 StopTransaction)
+  without an id token (most of them: periodic meter values, and ends): resend
+  check, the charger's session lock, the session upsert (an end's stop reading
+  in it), its samples and readings, and the event with its session snapshot, one
+  statement for all (a batch of only these needs no BEGIN and COMMIT).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from csms.events import (
     MeterSample,
     MeterSampled,
     Protocol,
+    SessionEnded,
     SessionUpdated,
 )
 from csms.storage import Executor, sessions
 from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
-from csms.storage.sessions import readings_assignment
+from csms.storage.sessions import SessionRef, readings_assignment
 
 # -- Samples, as four array arguments ----------------------------------------------------
 
@@ -218,19 +220,21 @@ class ConnectorStatusWriter:
 
 CONNECTOR_STATUS = ConnectorStatusWriter()
 
-# -- TransactionEvent Updated -------------------------------------------------------------
+# -- TransactionEvent Updated, session ends --------------------------------------------
 
-# One statement for a segment's updates (it was three: the locks and resend check, the
-# upsert, the samples and events). The upsert's arguments are $1..$21
-# (:func:`csms.storage.sessions.upsert_columns`, ``x.i`` the update's index); the
-# chargers' session locks are taken (sorted: two statements never wait for each other)
-# before any row is written, as the end's statement does (csms.storage.session_events);
-# a resend's row is skipped; the event's session snapshot is the upsert's RETURNING.
+# One statement for a segment's updates and ends (it was three for the updates: the
+# locks and resend check, the upsert, the samples and events; an end was a transaction
+# of its own). The upsert's arguments are $1..$21
+# (:func:`csms.storage.sessions.upsert_columns`, ``x.i`` the event's index; an end's
+# stop reading is set by the upsert itself); the chargers' session locks are taken
+# (sorted: two statements never wait for each other) before any row is written, as
+# a start's statement does (csms.storage.session_events); a resend's row is skipped;
+# the event's session snapshot is the upsert's RETURNING, its type per row.
 # The snapshot is the statement's, taken before the lock: a concurrent holder's rows are
 # still seen by the upsert (ON CONFLICT reads the latest row version), and an event it
 # stored that the resend check missed fails this statement on events' unique event_id
 # (the batch falls back to one message at a time, where it is found as a resend).
-_RECORD_SESSION_UPDATES = f"""
+_RECORD_SESSION_EVENTS = f"""
     WITH seen AS (
         SELECT (SELECT count(*) FROM (
                     SELECT pg_advisory_xact_lock($22, hashtext(cp)) AS locked
@@ -258,49 +262,59 @@ _RECORD_SESSION_UPDATES = f"""
     ), event AS (
         INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
                             occurred_at, payload, context)
-        SELECT ($23::uuid[])[w.i + 1], $28, ($1::text[])[w.i + 1], ($4::int[])[w.i + 1],
-               ($5::int[])[w.i + 1], ($29::timestamptz[])[w.i + 1],
+        SELECT ($23::uuid[])[w.i + 1], ($28::text[])[w.i + 1], ($1::text[])[w.i + 1],
+               ($4::int[])[w.i + 1], ($5::int[])[w.i + 1], ($29::timestamptz[])[w.i + 1],
                ($30::text[])[w.i + 1]::jsonb, w.context
         FROM written w ORDER BY w.i
     )
-    SELECT (SELECT stored FROM seen) AS stored
+    SELECT ARRAY(SELECT i FROM written ORDER BY i) AS i,
+           ARRAY(SELECT id FROM written ORDER BY i) AS id
 """
 
+SessionEvent = SessionUpdated | SessionEnded
 
-async def record_session_updates(
-    conn: Executor, updates: Sequence[tuple[SessionUpdated, Protocol]]
-) -> list[tuple[None, bool]]:
-    """Per update in order: (no authorization: none has an id token, whether it was stored).
 
-    At most one update per charger (a batch segment): one statement, atomic on its own.
+async def record_session_events(
+    conn: Executor, events: Sequence[tuple[SessionEvent, Protocol]]
+) -> list[tuple[None, SessionRef | None]]:
+    """Per event in order: (no authorization: none has an id token, its session; None for
+    a resend, which writes nothing).
+
+    At most one event per charger (a batch segment): one statement, atomic on its own.
     """
-    events = [event for event, _ in updates]
-    assert all(e.id_token is None for e in events), "an id token needs its authorization"
-    assert len({e.charge_point_id for e in events}) == len(events), "one update per charger"
+    stored = [event for event, _ in events]
+    assert all(e.id_token is None for e in stored), "an id token needs its authorization"
+    assert len({e.charge_point_id for e in stored}) == len(stored), "one event per charger"
     row = await conn.fetchrow(
-        _RECORD_SESSION_UPDATES,
+        _RECORD_SESSION_EVENTS,
         *sessions.upsert_columns(
-            [(event, protocol, None) for event, protocol in updates],
-            [sessions.register_readings(e.samples) for e in events],
+            [(event, protocol, None) for event, protocol in events],
+            [sessions.register_readings(e.samples) for e in stored],
         ),
         sessions.SESSION_LOCK_NAMESPACE,
-        [e.event_id for e in events],
-        *_sample_rows([(i, e.samples) for i, e in enumerate(events)]),
-        SessionUpdated.type,
-        [e.occurred_at for e in events],
-        [_payload(e) for e in events],
+        [e.event_id for e in stored],
+        *_sample_rows([(i, e.samples) for i, e in enumerate(stored)]),
+        [e.type for e in stored],
+        [e.occurred_at for e in stored],
+        [_payload(e) for e in stored],
     )
     assert row is not None
-    seen = set(row["stored"])
-    return [(None, e.event_id not in seen) for e in events]
+    written = dict(zip(row["i"], row["id"], strict=True))
+    refs: list[tuple[None, SessionRef | None]] = []
+    for index, event in enumerate(stored):
+        session_id = written.get(index)
+        assert event.transaction_id is not None
+        ref = None if session_id is None else SessionRef(session_id, event.transaction_id)
+        refs.append((None, ref))
+    return refs
 
 
-class SessionUpdatedWriter:
-    name = "session_updated"
+class SessionEventsWriter:
+    name = "session_events"
     single_statement = True
 
     async def __call__(self, conn: Executor, items: Sequence[Any]) -> list[Any]:
-        return list(await record_session_updates(conn, items))
+        return list(await record_session_events(conn, items))
 
 
-SESSION_UPDATED = SessionUpdatedWriter()
+SESSION_EVENTS = SessionEventsWriter()

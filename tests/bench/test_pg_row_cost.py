@@ -32,3 +32,16 @@ async def test_samples_cases_drop_what_they_name(database_dsn: str) -> None:
 async def test_one_row_of_arrays_writes_less_than_eight_rows(database_dsn: str) -> None:
     results = await pg_row_cost.measure(database_dsn, "layout", rows=200, rounds=1)
     assert _mean(results["1 row of arrays"], 1) < _mean(results["8 rows (meter_samples)"], 1)
+
+
+async def test_the_history_copy_of_a_status_is_written_by_either_trigger(
+    database_dsn: str,
+) -> None:
+    results = await pg_row_cost.measure(database_dsn, "status", rows=120, rounds=1)
+    wal = {name: _mean(figures, 1) for name, figures in results.items()}
+    copied = wal["status, row trigger (as is)"]
+    # the copy in event_history is WAL of its own; the statement trigger writes it too
+    assert wal["status, no history copy"] < copied - 200
+    assert wal["status, statement trigger"] > wal["status, no history copy"] + 200
+    # a meter value is no history type: neither trigger copies it
+    assert abs(wal["meter value, statement trigger"] - wal["meter value, row trigger"]) < 200

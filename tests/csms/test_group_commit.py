@@ -28,6 +28,7 @@ from csms.events import (
     MeterSampled,
     Protocol,
     RegistrationStatus,
+    SessionEnded,
     SessionStarted,
     SessionUpdated,
 )
@@ -574,6 +575,137 @@ async def _started_fleet(central: CentralSystem, pool: asyncpg.Pool, cps: list[s
         started = transaction_events(cp)[0]
         assert isinstance(started, SessionStarted)
         await central.start_session(started, Protocol.V201)
+
+
+def _end(charge_point_id: str, minute: int, meter_stop_wh: float | None) -> SessionEnded:
+    at = T0 + timedelta(minutes=minute)
+    return SessionEnded(
+        charge_point_id=charge_point_id,
+        occurred_at=at,
+        transaction_id="TX-1",
+        evse_id=1,
+        connector_id=1,
+        meter_stop_wh=meter_stop_wh,
+        stop_reason="EVDisconnected",
+        trigger_reason="EVCommunicationLost",
+        seq_no=minute,
+        samples=(
+            MeterSample(at, "Energy.Active.Import.Register", 150.0 + minute, "Wh"),
+            MeterSample(at, "Power.Active.Import", 0.0, "W", context="Transaction.End"),
+        ),
+    )
+
+
+async def test_bulk_session_ends_store_what_one_by_one_stores(database_dsn: str) -> None:
+    """An end written by the session-events statement (with others' updates in one batch)
+    stores what the one-message path stores: the session ended with its stop reading (the
+    meterStop, else the end's latest reading), its samples, its event and snapshot; a
+    resend of it writes nothing and has no session reference."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, alone = batched_and_alone(pool, database_dsn)
+        assert batched.group_commit is not None
+        batched.group_commit._lanes = batched.group_commit._lanes[:1]
+        for meter_stop in (None, 4000.0):
+            cps = {"B": f"CP-END-B-{meter_stop}", "A": f"CP-END-A-{meter_stop}",
+                   "O": f"CP-END-O-{meter_stop}"}  # fmt: skip
+            await _started_fleet(batched, pool, [cps["B"], cps["O"]])
+            await _started_fleet(alone, pool, [cps["A"]])
+            single = batched.group_commit.single_statements
+            end_b = _end(cps["B"], 5, meter_stop)
+            await asyncio.gather(
+                batched.end_session(end_b, Protocol.V201),
+                batched.update_session(_update(cps["O"], 1), Protocol.V201),
+            )
+            assert batched.group_commit.single_statements == single + 1  # both in one
+            await alone.end_session(_end(cps["A"], 5, meter_stop), Protocol.V201)
+            assert await batched._write_session_event(end_b, Protocol.V201) == (None, None)
+
+            async def stored(cp: str) -> tuple[Any, ...]:
+                session = await pool.fetchrow(
+                    "SELECT * FROM sessions WHERE charge_point_id = $1", cp
+                )
+                assert session is not None
+                events = await pool.fetch(
+                    "SELECT type, payload - 'event_id' AS payload,"
+                    " context - 'id' - 'charge_point_id' AS context"
+                    " FROM events WHERE charge_point_id = $1 ORDER BY xact_id, id",
+                    cp,
+                )
+                samples = await pool.fetch(
+                    "SELECT sampled_at, measurand, context, value, unit, evse_id, connector_id,"
+                    " session_id = $2 AS linked FROM meter_samples WHERE charge_point_id = $1"
+                    " ORDER BY id",
+                    cp,
+                    session["id"],
+                )
+                row = {
+                    k: v
+                    for k, v in session.items()
+                    if k not in {"id", "charge_point_id", "created_at", "updated_at"}
+                }
+                return row, [dict(e) for e in events], [dict(s) for s in samples]
+
+            batched_row, batched_events, batched_samples = await stored(cps["B"])
+            alone_row, alone_events, alone_samples = await stored(cps["A"])
+            assert batched_row == alone_row
+            assert batched_row["status"] == "ended"
+            assert batched_row["meter_stop_wh"] == (meter_stop or 155.0)
+            assert [e["type"] for e in batched_events] == ["session_started", "session_ended"]
+            for events in (batched_events, alone_events):
+                for event in events:
+                    event["payload"] = json.loads(event["payload"])
+            assert batched_events == alone_events
+            assert batched_samples == alone_samples and all(s["linked"] for s in batched_samples)
+    finally:
+        await pool.close()
+
+
+async def test_a_batch_of_updates_and_ends_answers_only_after_its_commit(
+    database_dsn: str,
+) -> None:
+    """Ends ride the updates' statement (no BEGIN and COMMIT): their callers, and the
+    session-end hooks, run only once it returned, i.e. after its commit (held here)."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    try:
+        batched, _ = batched_and_alone(pool, database_dsn)
+        committer = batched.group_commit
+        assert committer is not None
+        committer._lanes = committer._lanes[:1]
+        cps = [f"CP-END-HELD-{n}" for n in range(4)]
+        await _started_fleet(batched, pool, cps)
+        hooked: list[tuple[int, bool]] = []
+
+        async def hook(conn: Any, session_id: int, event: SessionEnded) -> None:
+            status = await conn.fetchval("SELECT status FROM sessions WHERE id = $1", session_id)
+            hooked.append((session_id, status == "ended"))
+
+        batched.session_end_hooks.append(hook)
+        single = committer.single_statements
+        async with commits_held(database_dsn) as holder:
+            writes = [
+                asyncio.create_task(batched.end_session(_end(cps[0], 5, None), Protocol.V201)),
+                asyncio.create_task(batched.end_session(_end(cps[1], 5, 900.0), Protocol.V201)),
+                asyncio.create_task(batched.update_session(_update(cps[2], 1), Protocol.V201)),
+                asyncio.create_task(batched.update_session(_update(cps[3], 1), Protocol.V201)),
+            ]
+            await eventually(lambda: commit_waiting(holder))
+            await asyncio.sleep(0.05)  # a wrong committer answered before the commit
+            assert not any(task.done() for task in writes)
+            assert hooked == []
+        await asyncio.wait_for(asyncio.gather(*writes), 10)
+        assert committer.single_statements == single + 1
+        assert len(hooked) == 2 and all(ended for _, ended in hooked)
+        ended = await pool.fetch(
+            "SELECT charge_point_id, meter_stop_wh FROM sessions WHERE status = 'ended'"
+            " AND charge_point_id = ANY($1::text[]) ORDER BY charge_point_id",
+            cps,
+        )
+        assert [(r["charge_point_id"], r["meter_stop_wh"]) for r in ended] == [
+            (cps[0], 155.0), (cps[1], 900.0)
+        ]  # fmt: skip
+    finally:
+        await pool.close()
 
 
 async def test_many_chargers_updates_and_a_resend_are_one_statement(database_dsn: str) -> None:

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -38,14 +39,15 @@ _ASYNCPG_INTROSPECTION = ("WITH RECURSIVE typeinfo_tree", "SELECT current_settin
 
 
 class Statements:
-    """The statements sent on the connections ``central`` acquires while recording."""
+    """The statements sent on the connections ``central`` and its group commit acquire
+    while recording."""
 
     def __init__(self, central: CentralSystem) -> None:
         self.sent: list[str] = []
         acquire = central._acquire
 
         @contextlib.asynccontextmanager
-        async def counted() -> AsyncIterator[Any]:
+        async def counted(**_options: Any) -> AsyncIterator[Any]:  # the pool's timeout
             async with acquire() as conn:
                 conn.add_query_logger(self._log)
                 try:
@@ -54,6 +56,8 @@ class Statements:
                     conn.remove_query_logger(self._log)
 
         central._acquire = counted  # type: ignore[assignment]
+        if central.group_commit is not None:
+            central.group_commit.pool = SimpleNamespace(acquire=counted)  # type: ignore[assignment]
 
     def _log(self, record: Any) -> None:
         query = " ".join(record.query.split())
@@ -66,10 +70,8 @@ class Statements:
 
 
 async def csms_with_tariff(start_csms: StartCsms) -> RunningCsms:
-    # Group commit off: every start and end on a connection of its own, to count.
-    csms = await start_csms(
-        billing_cost_update_interval=0, billing_sweep_interval=0, group_commit_window_ms=0
-    )
+    # Group commit on (one charger: each batch is its one message, to count).
+    csms = await start_csms(billing_cost_update_interval=0, billing_sweep_interval=0)
     await csms.add_token("TAG1")
     tariff = Tariff(currency="EUR", price_per_kwh=D("0.50"), flat_fee=D(1), vat_rate=D(0))
     stored = await store.create_tariff(csms.pool, "flat", tariff)
@@ -103,7 +105,7 @@ def transaction_event(
     )
 
 
-async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
+async def test_v201_start_is_four_statements_and_end_three_with_its_cost(
     start_csms: StartCsms,
 ) -> None:
     csms = await csms_with_tariff(start_csms)
@@ -128,10 +130,11 @@ async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
         assert len(statements.take()) == 4
         ended = await cs.call(transaction_event("Ended", 1, 110.0))
         end_statements = statements.take()
-        # BEGIN, the end (lock, resend check, session, samples, event), billing's read,
-        # billing's write, COMMIT: no savepoint, no cost read after the commit.
-        assert len(end_statements) == 5, end_statements
-        assert not [s for s in end_statements if "SAVEPOINT" in s]
+        # The end (lock, resend check, session, samples, event: one statement, atomic
+        # without BEGIN and COMMIT, group commit's bulk writer), then billing's read and
+        # billing's write (the CDR with its event): no savepoint, no cost read.
+        assert len(end_statements) == 3, end_statements
+        assert not [s for s in end_statements if s.startswith(("BEGIN", "SAVEPOINT"))]
         assert cost_reads == []  # the cost came from the end's own transaction
         assert ended.total_cost == 6.0  # 1.00 + 10 kWh x 0.50
         assert ended.updated_personal_message["content"] == "Total: 6.00 EUR"
@@ -154,7 +157,7 @@ async def test_v201_start_is_four_statements_and_end_five_with_its_cost(
     assert '"meter_stop_wh": 110000' in context and '"status": "ended"' in context
 
 
-async def test_v16_start_is_four_statements_and_end_five(start_csms: StartCsms) -> None:
+async def test_v16_start_is_four_statements_and_end_three(start_csms: StartCsms) -> None:
     csms = await csms_with_tariff(start_csms)
     statements = Statements(csms.app.central)
     async with charger_v16(csms.ocpp_url, "CP-RT") as cp:
@@ -176,7 +179,7 @@ async def test_v16_start_is_four_statements_and_end_five(start_csms: StartCsms) 
             transaction_id=first.transaction_id,
         )  # fmt: skip
         await cp.call(stop)
-        assert len(statements.take()) == 5
+        assert len(statements.take()) == 3  # the end's statement, billing's read and write
         await cp.call(stop)  # a retransmission: nothing written again
     session = await csms.pool.fetchrow(
         "SELECT * FROM sessions WHERE transaction_id = $1", str(first.transaction_id)
@@ -193,20 +196,47 @@ async def test_v16_start_is_four_statements_and_end_five(start_csms: StartCsms) 
     assert started == str(first.transaction_id)  # the id the CSMS assigned, in the event
 
 
-async def test_a_failing_end_hook_keeps_the_end_without_its_cdr(start_csms: StartCsms) -> None:
+async def test_a_failing_end_hook_keeps_the_end_and_the_other_hooks(
+    start_csms: StartCsms,
+) -> None:
     csms = await csms_with_tariff(start_csms)
+    called: list[int] = []
 
     async def failing(conn: Any, session_id: int, event: SessionEnded) -> None:
-        await conn.execute("SELECT 1 / 0")  # aborts the end's transaction
+        called.append(session_id)
+        await conn.execute("SELECT 1 / 0")
 
     csms.app.central.session_end_hooks.insert(0, failing)
     async with charger_v201(csms.ocpp_url, "CS-F") as cs:
         await cs.call(transaction_event("Started", 0, 100.0))
         ended = await cs.call(transaction_event("Ended", 1, 110.0))
-    assert ended.total_cost is None  # not priced: no CDR yet (the sweeper prices it)
+    assert len(called) == 1
     assert await csms.pool.fetchval("SELECT status FROM sessions") == "ended"
     assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'session_ended'") == 1
-    assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 0
+    # The end committed before the hooks ran; billing's hook ran after the failing one.
+    assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 1
+    assert ended.total_cost == 6.0
+
+
+async def test_a_resent_end_whose_cdr_is_missing_is_priced_before_its_answer(
+    start_csms: StartCsms,
+) -> None:
+    """A crash between the end's commit and its CDR: the charger, unanswered, sends the
+    end again; that answer carries the cost of a CDR made for it."""
+    csms = await csms_with_tariff(start_csms)
+    hooks = csms.app.central.session_end_hooks
+    billing_hook = list(hooks)
+    hooks.clear()  # the first end commits and "crashes" before any hook
+    async with charger_v201(csms.ocpp_url, "CS-R") as cs:
+        await cs.call(transaction_event("Started", 0, 100.0))
+        first = await cs.call(transaction_event("Ended", 1, 110.0))
+        assert first.total_cost is None
+        assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 0
+        hooks.extend(billing_hook)
+        again = await cs.call(transaction_event("Ended", 1, 110.0))
+    assert again.total_cost == 6.0
+    assert await csms.pool.fetchval("SELECT count(*) FROM cdrs") == 1
+    assert await csms.pool.fetchval("SELECT count(*) FROM events WHERE type = 'session_ended'") == 1
 
 
 def register(wh: float, at: datetime) -> MeterSample:
