@@ -62,7 +62,9 @@ class _Database:
         return [_Row(i=i, session_id=1, duplicate=False) for i in range(count)]
 
     async def fetchrow(self, sql: str, *args: Any) -> _Row:
-        return _Row(locks=len(args[1]), stored=[])
+        # the session events' statement: (i, session id) of each event written
+        count = len(args[0])
+        return _Row(locks=len(args[1]), stored=[], i=list(range(count)), id=[1] * count)
 
     async def execute(self, sql: str, *args: Any) -> str:
         return "INSERT 0 1"
