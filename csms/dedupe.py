@@ -29,12 +29,10 @@ keep random ids.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,14 +106,24 @@ def message_key(action: str, message_id: str, payload: dict[str, Any], connectio
     return f"{action}|{scope}|{message_id}|{_digest(payload)}"
 
 
-@contextlib.contextmanager
-def handling(charge_point_id: str, key: str) -> Iterator[None]:
-    """Events created inside take their ids from (charger, key, position)."""
-    token = _current.set(_MessageScope(charge_point_id, key))
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class _Handling:
+    """A plain context manager: a generator-based one costs a generator per message."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope: _MessageScope) -> None:
+        self._scope = scope
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._scope)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+
+
+def handling(charge_point_id: str, key: str) -> _Handling:
+    """Inside ``with handling(...)`` events take their ids from (charger, key, position)."""
+    return _Handling(_MessageScope(charge_point_id, key))
 
 
 def next_event_id() -> uuid.UUID:
