@@ -40,6 +40,7 @@ from csms.config import Settings
 from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
 from csms.logs import HANDLING
+from csms.message_tally import TALLY
 from csms.monitoring import metrics
 from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
@@ -188,8 +189,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         finally:
             HANDLING.reset(handling)
             label = metrics.bounded_action(action, self.known_actions)
-            metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
-            metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
+            TALLY.add(label, outcome, time.perf_counter() - started)  # written once per loop turn
 
     async def _handle_call(self, msg: Call, text: str | None = None, checked: bool = False) -> None:
         """Validate, handle and answer one CALL (``checked``: its frame was found plain)."""
