@@ -9,7 +9,11 @@ microseconds of CPU per frame of: reading the frame (``json.loads`` against
 walk the old path ran on the payload later), the canonical JSON the dedupe digest
 is taken of (``json.dumps(sort_keys=True)`` against
 :func:`csms.dedupe.canonical_json`), and building the samples
-(``MeterSample(...)`` against :func:`csms.meter.new_sample`). Each pair checks
+(``MeterSample(...)`` against :func:`csms.meter.new_sample`), and a message's
+metrics (the counter's ``inc`` and the histogram's ``observe`` against
+:class:`csms.message_tally.MessageTally`, written once per 40 messages: a
+batch's answers in one loop turn; set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+folder to time them as ``csms --workers N`` writes them). Each pair checks
 that old and new give the same result before timing them. The least of five
 rounds is printed, the figure least moved by other work on a shared machine.
 The whole path, handler and group-commit writer included, is bench.message_path.
@@ -18,6 +22,7 @@ The whole path, handler and group-commit writer included, is bench.message_path.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import time
@@ -28,7 +33,9 @@ from typing import Any
 from bench.ocpp_load import ChargerScript
 from csms.dedupe import canonical_json
 from csms.events import MeterSample
+from csms.message_tally import MessageTally
 from csms.meter import new_sample
+from csms.monitoring import metrics
 from csms.poison import plain
 from csms.rpc_frames import read_frame
 
@@ -90,7 +97,31 @@ def measure(repeat: int) -> dict[str, tuple[float, float]]:
         _least(lambda: MeterSample(*fields), repeat),
         _least(lambda: new_sample(*fields), repeat),
     )
+    results["metrics of one message"] = asyncio.run(_metrics(max(1, repeat // 40)))
     return results
+
+
+async def _metrics(repeat: int) -> tuple[float, float]:
+    """Inside a running loop, as the tally's writes are queued on it."""
+    return (
+        _least(_metrics_one_by_one, repeat) / 40,
+        _least(_metrics_tallied, repeat) / 40,
+    )
+
+
+_TALLY = MessageTally()
+
+
+def _metrics_one_by_one() -> None:
+    for _ in range(40):
+        metrics.bound(metrics.MESSAGES, "in", "MeterValues", "ok").inc()
+        metrics.bound(metrics.HANDLER_SECONDS, "MeterValues").observe(0.003)
+
+
+def _metrics_tallied() -> None:
+    for _ in range(40):
+        _TALLY.add("MeterValues", "ok", 0.003)
+    _TALLY.write()
 
 
 def main() -> None:

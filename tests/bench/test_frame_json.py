@@ -13,5 +13,6 @@ def test_every_piece_is_measured_old_and_new() -> None:
         "digest bytes MeterValues",
         "digest bytes TransactionEvent",
         "one meter sample",
+        "metrics of one message",
     }
     assert all(old > 0 and new > 0 for old, new in results.values())
