@@ -40,6 +40,7 @@ from csms.config import Settings
 from csms.dedupe import handling, message_key
 from csms.events import Protocol, RegistrationStatus
 from csms.logs import HANDLING
+from csms.message_tally import TALLY
 from csms.monitoring import metrics
 from csms.poison import screen
 from csms.rpc_errors import ErrorCode, RpcError, schema_error, wire_code
@@ -47,6 +48,7 @@ from csms.rpc_frames import (
     FRAME_HEAD,
     check_own,
     empty_answer,
+    read_frame,
     readable_id,
     storable_raw,
     takes_call_unique_id,
@@ -129,7 +131,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             await self._on_oversize(text)
             return
         try:
-            frame = json.loads(text)
+            frame, checked = read_frame(text)
         except (ValueError, RecursionError):
             await self._send_error("-1", RpcError(ErrorCode.RPC_FRAMEWORK_ERROR, "not valid JSON"))
             return
@@ -140,9 +142,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             return
         message_type = frame[0]
         if message_type == 2 and type(message_type) is int:
-            await self._on_call_frame(frame, text)
+            await self._on_call_frame(frame, text, checked)
         elif message_type in (3, 4) and type(message_type) is int:
-            self._on_response_frame(frame, text)
+            self._on_response_frame(frame, text, checked)
         elif type(message_type) is int and self.protocol is Protocol.V16:
             # OCPP-J 1.6 section 4.1.3: a message type not in the list is ignored.
             log.warning("rpc.unknown_message_type_ignored", message_type=message_type)
@@ -155,7 +157,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
             )
             await self._send_error(readable_id(frame), error)
 
-    async def _on_call_frame(self, frame: list[Any], text: str) -> None:
+    async def _on_call_frame(self, frame: list[Any], text: str, checked: bool = False) -> None:
         message_id = readable_id(frame)
         if len(frame) != 4 or message_id == "-1":
             await self._send_error(
@@ -179,7 +181,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         outcome = "ok"
         handling = HANDLING.set((action, message_id))  # named in every line logged meanwhile
         try:
-            await self._handle_call(Call(message_id, action, payload), text)
+            await self._handle_call(Call(message_id, action, payload), text, checked)
         except RpcError as error:
             outcome = "call_error"
             log.warning("rpc.call_error_sent", code=error.code.value, reason=error.description)
@@ -187,10 +189,10 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         finally:
             HANDLING.reset(handling)
             label = metrics.bounded_action(action, self.known_actions)
-            metrics.bound(metrics.MESSAGES, "in", label, outcome).inc()
-            metrics.bound(metrics.HANDLER_SECONDS, label).observe(time.perf_counter() - started)
+            TALLY.add(label, outcome, time.perf_counter() - started)  # written once per loop turn
 
-    async def _handle_call(self, msg: Call, text: str | None = None) -> None:
+    async def _handle_call(self, msg: Call, text: str | None = None, checked: bool = False) -> None:
+        """Validate, handle and answer one CALL (``checked``: its frame was found plain)."""
         handlers = self.route_map.get(msg.action, {})
         if "_on_action" not in handlers:
             if msg.action in self.known_actions:
@@ -205,7 +207,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
                 f"charger is not accepted (registration: {self.registration}); "
                 "send BootNotification first",
             )
-        msg.payload, replaced = screen(msg.payload, text)  # poison values (csms.poison)
+        msg.payload, replaced = screen(msg.payload, text, checked)  # poison values (csms.poison)
         if replaced:
             log.warning("rpc.nul_replaced", strings=replaced)
             metrics.VALUES_SANITISED.labels("nul").inc(replaced)
@@ -263,7 +265,7 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         if error is not None:
             raise schema_error(error, self.protocol)
 
-    def _on_response_frame(self, frame: list[Any], text: str) -> None:
+    def _on_response_frame(self, frame: list[Any], text: str, checked: bool = False) -> None:
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
         future = self._pending.get(message_id) if message_id is not None else None
         if message_id is None or future is None or future.done():
@@ -272,7 +274,9 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         raw = storable_raw(text)
         self._raw_answers[message_id] = raw
         try:
-            frame, _ = screen(frame, text)  # what a charger answers is as untrusted as what it asks
+            frame, _ = screen(
+                frame, text, checked
+            )  # what a charger answers is as untrusted as what it asks
         except RpcError as error:
             log.warning("rpc.invalid_answer", message_id=message_id, reason=error.description)
             future.set_exception(InvalidAnswer(error.description, raw))

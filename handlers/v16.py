@@ -24,7 +24,7 @@ from csms.events import (
     SessionStarted,
     UploadStatusChanged,
 )
-from csms.meter import parse_timestamp, readable_meter, readable_time, samples_from_v16
+from csms.meter import earliest, parse_timestamp, readable_meter, readable_time, samples_from_v16
 from handlers._time import now, ocpp_time
 from handlers.v16_security import V16Security
 
@@ -133,7 +133,7 @@ class ChargePoint16(V16Security, OcppConnection, ChargePoint):  # type: ignore[m
         await self.central.record(
             MeterSampled(
                 charge_point_id=self.id,
-                occurred_at=min(s.sampled_at for s in samples) if samples else now(),
+                occurred_at=earliest(samples) or now(),
                 evse_id=connector_id,
                 connector_id=connector_id,
                 transaction_id=None if transaction_id is None else str(transaction_id),

@@ -28,7 +28,7 @@ from csms.events import (
     SessionUpdated,
     UploadStatusChanged,
 )
-from csms.meter import parse_timestamp, readable_time, samples_from_v201
+from csms.meter import earliest, parse_timestamp, readable_time, samples_from_v201
 from handlers._time import now, ocpp_time
 from handlers.v201_reports import V201Reports
 from handlers.v201_security import V201Security
@@ -101,7 +101,7 @@ class ChargePoint201(V201Reports, V201Security, OcppConnection, ChargePoint):  #
         await self.central.record(
             MeterSampled(
                 charge_point_id=self.id,
-                occurred_at=min((s.sampled_at for s in samples), default=now()),
+                occurred_at=earliest(samples) or now(),
                 evse_id=evse_id,
                 connector_id=None,
                 transaction_id=None,
