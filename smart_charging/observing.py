@@ -33,6 +33,7 @@ from smart_charging.tracking import (
     note_state,
     note_unsteered_state,
     predates_change,
+    predates_report,
 )
 
 if TYPE_CHECKING:
@@ -45,28 +46,25 @@ SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make i
 
 async def on_event(svc: SmartChargingService, event: Event) -> None:
     cp = event.charge_point_id
+    early = svc.early.delivered(event)  # acted on at its commit here (smart_charging.early)
     if isinstance(event, SessionStarted | SessionUpdated | SessionEnded | MeterSampled):
         site_id = await svc.site_of(cp)
         if site_id is None:
             return
         if isinstance(event, SessionStarted):
-            svc.replan_here(site_id, "session_started")
+            if not early:
+                svc.replan_here(site_id, "session_started")
         elif isinstance(event, SessionEnded):
             svc.drop_transaction(cp, event.transaction_id)
-            svc.replan_here(site_id, "session_ended")
-        else:
-            verdict = svc._measure(event)
-            if isinstance(event, SessionUpdated) and event.charging_state is not None:
-                # 2.0.1 says what the EV does: SuspendedEV gives the share back,
-                # Charging brings an idle or probed session back at once.
-                state = suspended(
-                    svc, cp, event.evse_id, event.charging_state, event.transaction_id,
-                    event.occurred_at,
-                )  # fmt: skip
-                verdict = state if state is not Verdict.STEADY else verdict
+            if not early:
+                svc.replan_here(site_id, "session_ended")
+        elif not early:
+            verdict = judge_update(svc, event)
             if verdict is not None and verdict is not Verdict.STEADY:
                 svc.replan_here(site_id, verdict.value)
     elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
+        if early:
+            return
         # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
         verdict = suspended(svc, cp, event.evse_id, event.detail, None, event.occurred_at)
         if verdict is not Verdict.STEADY:
@@ -84,6 +82,21 @@ async def on_event(svc: SmartChargingService, event: Event) -> None:
         site_id = await svc.site_of(cp)
         if site_id is not None:
             svc.replan_here(site_id, event.type)
+
+
+def judge_update(svc: SmartChargingService, event: SessionUpdated | MeterSampled) -> Verdict | None:
+    """What a meter value or a transaction update says of its session (its samples, then
+    the EV's state a 2.0.1 update names), applied to the tracked session."""
+    verdict = svc._measure(event)
+    if isinstance(event, SessionUpdated) and event.charging_state is not None:
+        # 2.0.1 says what the EV does: SuspendedEV gives the share back,
+        # Charging brings an idle or probed session back at once.
+        state = suspended(
+            svc, event.charge_point_id, event.evse_id, event.charging_state,
+            event.transaction_id, event.occurred_at,
+        )  # fmt: skip
+        verdict = state if state is not Verdict.STEADY else verdict
+    return verdict
 
 
 async def forget_fallbacks(
@@ -163,7 +176,7 @@ def measure(svc: SmartChargingService, event: SessionUpdated | MeterSampled) -> 
         OBSERVED_MARGIN_A,
         settling=settling,
     )
-    if settling or verdict is Verdict.OVERDRAW:
+    if settling or verdict is Verdict.OVERDRAW or predates_report(tracked, event.samples):
         return verdict
     idle = note_draw(tracked, measured, offered, now, svc.settings.smart_charging_idle_after)
     return idle if idle is not Verdict.STEADY else verdict
