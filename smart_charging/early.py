@@ -1,26 +1,27 @@
-"""Events this node committed, acted on before the event bus reads them back.
+"""Departures and arrivals this node committed, planned before the event bus reads them back.
 
 The load manager learns of every event from the bus, which reads the events
 table in feed order (:mod:`csms.bus`): one read after the commit, reads paced
-to every 25 ms, held back while an older write transaction runs. For the
-events that free or need capacity *at once* - a departure, an arrival, an EV
-reported full (SuspendedEV) or charging again - that delay is time in which a
-departed or full EV's current stays planned for it. When this node wrote such
-an event (its charger is connected here) and plans its site, the bus tells the
-load manager right after the commit (``EventBus.committed_here``), and:
+to every 25 ms, held back while an older write transaction runs. A departure
+frees capacity and an arrival needs it *at once*: that delay was time in which
+a departed EV's current stayed planned for it, or a new EV waited at its 0 A
+TxDefault (15-30 ms real under load: 9-18 simulated seconds at the benchmark's
+600x clock). When this node wrote the start or the end (its charger is
+connected here) and plans its site, the bus tells the load manager right after
+the commit (``EventBus.committed_here``), and the site's plan is asked for at
+once. Nothing else is done early: the plan reads the site's sessions from
+Postgres, where the event is committed, so it sees the arrival or the
+departure. The event still comes through the bus, in feed order, and is
+applied as before (the ended session is forgotten), but asks for no second
+plan.
 
-* a start or an end asks for the site's plan at once. Nothing else: the plan
-  reads the site's sessions from Postgres, where the event is committed, so it
-  sees the arrival or the departure; the event still comes through the bus
-  (which forgets the ended session) but asks for no second plan;
-* an EV state report (a 2.0.1 update naming SuspendedEV or Charging, with its
-  samples; a 1.6 StatusNotification) is judged at once, as the bus's delivery
-  would judge it, and not a second time when the bus delivers it.
-
-The feed stays the source of truth: every event is still delivered and
-applied in feed order; what is done early is the same work, once. A charger
-of an unknown site, a site another node plans, or any other event: nothing is
-done early.
+EV state reports (SuspendedEV, Charging) are *not* judged early: tried, the
+reports then arrived inside the settle grace of the limit change that caused
+them more often, and full EVs were found idle and back again about twice as
+often (ev_idle 45 -> 72, ev_drawing_again 32 -> 69 plans a day, twice the
+profiles sent: the same 10 % day at 600x), costing more in ramps than it saved.
+A charger of an unknown site, a site another node plans, or any other event:
+nothing is done early.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from uuid import UUID
 
 import structlog
 
-from csms.events import ConnectorStatusChanged, Event, SessionEnded, SessionStarted, SessionUpdated
-from smart_charging import observing
-from smart_charging.tracking import Verdict
+from csms.events import Event, SessionEnded, SessionStarted
 
 if TYPE_CHECKING:
     from smart_charging.service import SmartChargingService
@@ -44,7 +43,7 @@ _REMEMBERED = 4096  # events acted on early, waiting for the bus's delivery (bou
 
 
 class EarlyEvents:
-    """Which events were acted on before the bus delivered them (see the module docstring)."""
+    """Starts and ends planned before the bus delivered them (see the module docstring)."""
 
     def __init__(self, service: SmartChargingService) -> None:
         self.service = service
@@ -75,19 +74,6 @@ class EarlyEvents:
             self._remember(event)
             reason = "session_started" if isinstance(event, SessionStarted) else "session_ended"
             svc.request_replan(site_id, reason)
-            return
-        if isinstance(event, SessionUpdated) and event.charging_state is not None:
-            self._remember(event)
-            verdict = observing.judge_update(svc, event)
-        elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
-            self._remember(event)
-            verdict = observing.suspended(
-                svc, event.charge_point_id, event.evse_id, event.detail, None, event.occurred_at
-            )
-        else:
-            return
-        if verdict is not None and verdict is not Verdict.STEADY:
-            svc.request_replan(site_id, verdict.value)
 
     def _remember(self, event: Event) -> None:
         self.acted += 1

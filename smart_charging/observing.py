@@ -33,7 +33,6 @@ from smart_charging.tracking import (
     note_state,
     note_unsteered_state,
     predates_change,
-    predates_report,
 )
 
 if TYPE_CHECKING:
@@ -46,25 +45,31 @@ SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make i
 
 async def on_event(svc: SmartChargingService, event: Event) -> None:
     cp = event.charge_point_id
-    early = svc.early.delivered(event)  # acted on at its commit here (smart_charging.early)
+    planned = svc.early.delivered(event)  # a start or end planned at its commit (early.py)
     if isinstance(event, SessionStarted | SessionUpdated | SessionEnded | MeterSampled):
         site_id = await svc.site_of(cp)
         if site_id is None:
             return
         if isinstance(event, SessionStarted):
-            if not early:
+            if not planned:
                 svc.replan_here(site_id, "session_started")
         elif isinstance(event, SessionEnded):
             svc.drop_transaction(cp, event.transaction_id)
-            if not early:
+            if not planned:
                 svc.replan_here(site_id, "session_ended")
-        elif not early:
-            verdict = judge_update(svc, event)
+        else:
+            verdict = svc._measure(event)
+            if isinstance(event, SessionUpdated) and event.charging_state is not None:
+                # 2.0.1 says what the EV does: SuspendedEV gives the share back,
+                # Charging brings an idle or probed session back at once.
+                state = suspended(
+                    svc, cp, event.evse_id, event.charging_state, event.transaction_id,
+                    event.occurred_at,
+                )  # fmt: skip
+                verdict = state if state is not Verdict.STEADY else verdict
             if verdict is not None and verdict is not Verdict.STEADY:
                 svc.replan_here(site_id, verdict.value)
     elif isinstance(event, ConnectorStatusChanged) and event.detail is not None:
-        if early:
-            return
         # 1.6 StatusNotification: SuspendedEV / Charging of the connector's session.
         verdict = suspended(svc, cp, event.evse_id, event.detail, None, event.occurred_at)
         if verdict is not Verdict.STEADY:
@@ -82,21 +87,6 @@ async def on_event(svc: SmartChargingService, event: Event) -> None:
         site_id = await svc.site_of(cp)
         if site_id is not None:
             svc.replan_here(site_id, event.type)
-
-
-def judge_update(svc: SmartChargingService, event: SessionUpdated | MeterSampled) -> Verdict | None:
-    """What a meter value or a transaction update says of its session (its samples, then
-    the EV's state a 2.0.1 update names), applied to the tracked session."""
-    verdict = svc._measure(event)
-    if isinstance(event, SessionUpdated) and event.charging_state is not None:
-        # 2.0.1 says what the EV does: SuspendedEV gives the share back,
-        # Charging brings an idle or probed session back at once.
-        state = suspended(
-            svc, event.charge_point_id, event.evse_id, event.charging_state,
-            event.transaction_id, event.occurred_at,
-        )  # fmt: skip
-        verdict = state if state is not Verdict.STEADY else verdict
-    return verdict
 
 
 async def forget_fallbacks(
@@ -176,7 +166,7 @@ def measure(svc: SmartChargingService, event: SessionUpdated | MeterSampled) -> 
         OBSERVED_MARGIN_A,
         settling=settling,
     )
-    if settling or verdict is Verdict.OVERDRAW or predates_report(tracked, event.samples):
+    if settling or verdict is Verdict.OVERDRAW:
         return verdict
     idle = note_draw(tracked, measured, offered, now, svc.settings.smart_charging_idle_after)
     return idle if idle is not Verdict.STEADY else verdict

@@ -170,18 +170,6 @@ def predates_change(
     return max(taken) < t.changed_on + timedelta(seconds=grace)
 
 
-def predates_report(t: Tracked, samples: Iterable[MeterSample]) -> bool:
-    """Whether a meter value was *taken* before the charger's last report of the EV's state.
-
-    A report acted on at its commit (:mod:`smart_charging.early`) may overtake a meter
-    value committed just before it and still on its way through the event bus: a full
-    EV's last draw would bring it back from SuspendedEV. By the charger's own clock,
-    the later report wins.
-    """
-    taken = [s.sampled_at for s in samples]
-    return t.said_on is not None and bool(taken) and max(taken) < t.said_on
-
-
 def note_draw(
     t: Tracked, measured: tuple[float, float, float], offered: float, now: float, idle_after: float
 ) -> Verdict:
