@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import statistics
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class PolicyResult:
     real_s: float = 0.0
     unused_wh: dict[str, float] = field(default_factory=dict)  # mean per day, by cause
     gap_wh: float = 0.0  # optimum less delivered, mean per day
+    days: list[float] = field(default_factory=list)  # % of the optimum, per seed in order
 
 
 @dataclass
@@ -138,8 +140,9 @@ async def run_e2e(
                     r.gap_wh += (best - sum(day.delivered_wh.values())) / seeds
                     for cause, wh in (day.unused_wh or {}).items():
                         r.unused_wh[cause] = r.unused_wh.get(cause, 0.0) + wh / seeds
+                    r.days.append(100 * sum(day.delivered_wh.values()) / best)
                     if verbose:
-                        got = 100 * sum(day.delivered_wh.values()) / best
+                        got = r.days[-1]
                         fair_spread = jain([min(1.0, day.delivered_wh[e.id] / e.energy_wh)
                                             for e in evs])  # fmt: skip
                         print(f"  level {level}% seed {seed} {LABELS[policy]}: {day.real_s:.0f} s "
@@ -164,12 +167,30 @@ async def run_e2e(
 
 
 def level_line(level: int, r: LevelResult) -> str:
-    """``level 15%: service 97.9% of optimum (EDF e2e x%, LLF e2e y%), allocator 99.96%, ...``"""
+    """``level 15%: service 97.9% of optimum (EDF e2e x%, LLF e2e y%); pure, without the
+    CSMS: allocator 99.96%, EDF ..., LLF ...; breaches 0`` - the ``e2e`` figures ran through
+    the CSMS and the lagging EVs, the ``pure`` ones are the allocators alone, 5-min steps."""
     e2e = [f"{LABELS[p]} {x.row.optimum_pct:.1f}%" for p, x in r.e2e.items()]
     head = e2e[0] + " of optimum" + (f" ({', '.join(e2e[1:])})" if len(e2e) > 1 else "")
     pure = ", ".join(f"{name} {row.optimum_pct:.2f}%" for name, row in r.pure.items())
     breaches = sum(x.row.breaches for x in r.e2e.values())
-    return f"level {level}%: {head}, {pure}, breaches {breaches}"
+    return f"level {level}%: {head}; pure, without the CSMS: {pure}; breaches {breaches}"
+
+
+def paired_lines(level: int, r: LevelResult) -> list[str]:
+    """The first policy's lead over each other one, day by day (the same seeded days, run
+    one after the other, so one day's load hits them alike): per day, mean and s.e."""
+    first, *others = r.e2e
+    lines = []
+    for other in others:
+        leads = [a - b for a, b in zip(r.e2e[first].days, r.e2e[other].days, strict=True)]
+        mean = statistics.fmean(leads)
+        se = statistics.stdev(leads) / len(leads) ** 0.5 if len(leads) > 1 else float("nan")
+        days = " / ".join(f"{x:+.2f}" for x in leads)
+        lines.append(f"level {level}%: {first} - {other} e2e per day {days}; "
+                     f"mean {mean:+.2f} ± {se:.2f} (s.e.), behind on {sum(x < 0 for x in leads)} "
+                     f"of {len(leads)} days")  # fmt: skip
+    return lines
 
 
 def print_e2e(table: dict[int, LevelResult], seeds: int, n: int, o: E2EOptions) -> None:
@@ -178,6 +199,9 @@ def print_e2e(table: dict[int, LevelResult], seeds: int, n: int, o: E2EOptions) 
           f"allocation_policy, both with simulated chargers; the others pure)")  # fmt: skip
     for level, r in table.items():
         print(level_line(level, r))
+    for level, r in table.items():
+        for line in paired_lines(level, r):
+            print(line)
     print()
     print(f"{'level':>5} {'policy':<9} {'energy%req':>10} {'%optimum':>9} {'served%':>8} "
           f"{'jain':>6} {'peak/limit':>10} {'breaches':>8} {'checks':>8} {'stored%req':>10} "

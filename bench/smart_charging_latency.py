@@ -62,7 +62,8 @@ class LatencyProbe:
     unchanged_skipped: int = 0
     _published: dict[Any, float] = field(default_factory=dict)  # event id -> real time
     _event_feed: float | None = None  # feed delay of the event being handled
-    _pending: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    _pending: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
+    by_trigger: dict[str, list[float]] = field(default_factory=dict)  # reason -> totals (s)
     _current: _Plan | None = None
     _in_flight: int = 0
 
@@ -93,7 +94,7 @@ class LatencyProbe:
 
         def requested(site_id: str, reason: str) -> None:
             if reason in AT_ONCE and site_id not in self._pending:
-                self._pending[site_id] = (time.perf_counter(), self._event_feed)
+                self._pending[site_id] = (time.perf_counter(), self._event_feed, reason)
             request(site_id, reason)
 
         service.request_replan = requested
@@ -127,8 +128,8 @@ class LatencyProbe:
 
         return wrapped
 
-    def _book(self, pending: tuple[float, float | None], plan: _Plan) -> None:
-        requested_at, feed = pending
+    def _book(self, pending: tuple[float, float | None, str], plan: _Plan) -> None:
+        requested_at, feed, reason = pending
         self.plans += 1
         s = self.samples
         s["feed"].append(feed or 0.0)
@@ -137,6 +138,7 @@ class LatencyProbe:
             s[part].append(plan.marks.get(part, 0.0))
         assert plan.last_answer is not None
         s["total"].append((feed or 0.0) + plan.last_answer - requested_at)
+        self.by_trigger.setdefault(reason, []).append(s["total"][-1])
         s["tail"].append(time.perf_counter() - plan.last_answer)
 
     def _mark(self, method: Callable[..., Any], part: str) -> Callable[..., Any]:
@@ -191,8 +193,9 @@ class LatencyProbe:
             return f"{statistics.median(ms):.0f}/{p90:.0f}/{ms[-1]:.0f}"
 
         parts = " ".join(f"{p} {q(self.samples[p])}" for p in PARTS)
+        triggers = " ".join(f"{r} {q(v)} ({len(v)})" for r, v in sorted(self.by_trigger.items()))
         return (
             f"latency ({self.plans} triggered plans, real ms p50/p90/max): {parts}; "
             f"profile round trip {q(self.round_trips)} ({len(self.round_trips)} calls, "
-            f"up to {self.in_flight_max} at once)"
+            f"up to {self.in_flight_max} at once); total by first trigger: {triggers}"
         )

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -113,6 +113,7 @@ class EventBus:
         self._held_warned = False
         # Events this process stored as they are: their rows need no decoding here.
         self.written_here = WrittenHere()
+        self.committed_here: list[Callable[[Event | None], None]] = []  # hooks: told in publish()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -201,6 +202,8 @@ class EventBus:
             self.written_here.mark(event.event_id)  # its row is this process's own (local)
         self._local_commits = True
         self._wake.set()
+        for hook in self.committed_here if event is not None else ():  # in-process hints
+            hook(event)  # (smart charging), not a delivery: subscribers still get the row
 
     async def caught_up(self, within: float = 5.0) -> bool:
         """Wait until everything committed before this call has been read (False: timed out)."""

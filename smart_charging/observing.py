@@ -45,15 +45,18 @@ SAMPLE_TRUST_S = 900.0  # how long after a change a sample's own time can make i
 
 async def on_event(svc: SmartChargingService, event: Event) -> None:
     cp = event.charge_point_id
+    planned = svc.early.delivered(event)  # a start or end planned at its commit (early.py)
     if isinstance(event, SessionStarted | SessionUpdated | SessionEnded | MeterSampled):
         site_id = await svc.site_of(cp)
         if site_id is None:
             return
         if isinstance(event, SessionStarted):
-            svc.replan_here(site_id, "session_started")
+            if not planned:
+                svc.replan_here(site_id, "session_started")
         elif isinstance(event, SessionEnded):
             svc.drop_transaction(cp, event.transaction_id)
-            svc.replan_here(site_id, "session_ended")
+            if not planned:
+                svc.replan_here(site_id, "session_ended")
         else:
             verdict = svc._measure(event)
             if isinstance(event, SessionUpdated) and event.charging_state is not None:

@@ -40,6 +40,7 @@ from csms.events import (
 from csms.services import ServiceContext
 from csms.storage.listen import listen_forever
 from smart_charging import observing, planner_state, store
+from smart_charging.early import EarlyEvents
 from smart_charging.fallback import FallbackProfiles
 from smart_charging.leadership import SiteLeadership, held_lock_keys
 from smart_charging.model import SiteTree, session_key
@@ -104,6 +105,9 @@ class SmartChargingService:
         self._planning_lock: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription = context.bus.subscribe("smart_charging", self._wants)
+        # Departures, arrivals, EV states this node commits: acted on at their commit.
+        self.early = EarlyEvents(self)
+        context.bus.committed_here.append(self.early.committed)
 
     def _wants(self, row: FeedRow) -> bool:
         """Not the meter values of a charger known to be at no site: they change no plan."""
@@ -128,6 +132,8 @@ class SmartChargingService:
 
     async def stop(self) -> None:
         self.context.bus.unsubscribe(self._subscription)
+        with contextlib.suppress(ValueError):
+            self.context.bus.committed_here.remove(self.early.committed)
         tasks = [*self._tasks, *self._workers.values()]
         for task in tasks:
             task.cancel()
@@ -336,6 +342,10 @@ class SmartChargingService:
         """The API moved a charger: read its site again on the next event."""
         self._site_of.pop(charge_point_id, None)
         self.fallbacks.forget(charge_point_id)
+
+    def cached_site(self, charge_point_id: str) -> str | None:
+        """The charger's site if this process knows it already (None: unknown or none)."""
+        return self._site_of.get(charge_point_id)
 
     async def site_of(self, charge_point_id: str) -> str | None:
         if charge_point_id not in self._site_of:
