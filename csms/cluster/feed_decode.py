@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from csms.events import Event, MeterSample
+from csms.meter import new_sample
 
 
 def event_classes() -> dict[str, type[Event]]:
@@ -172,32 +173,22 @@ def _converter(hint: Any) -> Converter | None:
     return None
 
 
-# MeterSample's slots, set directly: its frozen dataclass __init__ sets each field with
-# object.__setattr__, 2.2 us a sample against 0.7 (eight samples a meter value, every
-# one of the other workers' on the lease holder: docs/profiling.md, "Meter values on
-# the lease holder"). A field added to MeterSample must be added here: checked at import.
-_SAMPLE_FIELDS = ("sampled_at", "measurand", "value", "unit", "phase", "context", "location")
-if tuple(f.name for f in dataclasses.fields(MeterSample)) != _SAMPLE_FIELDS:
-    raise ImportError("csms.events.MeterSample changed: update feed_decode._meter_sample")
-_new_sample = MeterSample.__new__
-_set_sampled_at, _set_measurand, _set_value, _set_unit, _set_phase, _set_context, _set_location = (
-    vars(MeterSample)[name].__set__ for name in _SAMPLE_FIELDS
-)
-
-
 def _meter_sample(value: dict[str, Any]) -> MeterSample:
-    # Without copying the dict; keys the class does not have are ignored.
+    # Without copying the dict; keys the class does not have are ignored. Built by
+    # csms.meter.new_sample (slots set directly: eight samples a meter value, every one
+    # of the other workers' on the lease holder: docs/profiling.md, "Meter values on
+    # the lease holder").
     get = value.get
     reading = value["value"]
-    sample = _new_sample(MeterSample)
-    _set_sampled_at(sample, _timestamp(value["sampled_at"]))
-    _set_measurand(sample, value["measurand"])
-    _set_value(sample, float(reading) if isinstance(reading, int) else reading)
-    _set_unit(sample, get("unit"))
-    _set_phase(sample, get("phase"))
-    _set_context(sample, get("context"))
-    _set_location(sample, get("location"))
-    return sample
+    return new_sample(
+        _timestamp(value["sampled_at"]),
+        value["measurand"],
+        float(reading) if isinstance(reading, int) else reading,
+        get("unit"),
+        get("phase"),
+        get("context"),
+        get("location"),
+    )
 
 
 def _meter_samples(value: Any) -> tuple[MeterSample | None, ...]:
