@@ -10,6 +10,7 @@ import asyncpg
 
 from charge_point_sim import Fleet, FleetConfig
 from charge_point_sim.commands import SimCharger
+from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile
 from tests.csms.api.conftest import Api
 
@@ -101,3 +102,14 @@ async def line_sums(
         if since is None or at >= since:
             out.append({"at": at, "values": len(latest), **sums})
     return out
+
+
+def three_phase_ev() -> EVState:
+    """An 11 kW three-phase EV far from full (it takes any limit it is given)."""
+    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
+
+
+async def session_limits(api: Api, site_id: str = "s") -> list[float]:
+    """The site's sessions' current limits (A), sorted; 0 for a session without one."""
+    load: dict[str, Any] = (await api.reader.get(f"/sites/{site_id}/load")).json()
+    return sorted(s["limit_a"] or 0.0 for s in load["sessions"])

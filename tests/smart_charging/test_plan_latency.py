@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from charge_point_sim.ev import EVSpec, EVState
 from smart_charging.reporting import ProfileSend
 from smart_charging.service import SmartChargingService
 from tests.csms.api.conftest import Api
-from tests.smart_charging.support import place_all, start_site_fleet
+from tests.smart_charging.support import (
+    place_all,
+    session_limits,
+    start_site_fleet,
+    three_phase_ev,
+)
 from tests.waiting import eventually
-
-
-def _ev() -> EVState:
-    return EVState(EVSpec(capacity_kwh=80.0, max_ac_kw=11.0, phases=3), soc=10.0, target_soc=95.0)
-
-
-async def _limits(api: Api) -> list[float]:
-    load: dict[str, Any] = (await api.reader.get("/sites/s/load")).json()
-    return sorted(s["limit_a"] or 0.0 for s in load["sessions"])
 
 
 async def test_a_departure_raises_the_others_only_after_storing_their_new_limits(
@@ -51,17 +44,17 @@ async def test_a_departure_raises_the_others_only_after_storing_their_new_limits
     try:
         await place_all(api, fleet)
         for charger in fleet.chargers[:3]:
-            assert await charger.start_session(1, "T", _ev()) is not None
+            assert await charger.start_session(1, "T", three_phase_ev()) is not None
 
         async def three_share() -> bool:
-            return await _limits(api) == [10.6, 10.6, 10.6]
+            return await session_limits(api) == [10.6, 10.6, 10.6]
 
         await eventually(three_share, within=15)
         checked.clear()
         assert fleet.chargers[0].stop_session(1, "Local")
 
         async def two_at_their_maximum() -> bool:
-            return await _limits(api) == [16.0, 16.0]
+            return await session_limits(api) == [16.0, 16.0]
 
         await eventually(two_at_their_maximum, within=15)
         raised = [(limit, stored) for limit, stored in checked if limit == 16.0]
