@@ -274,9 +274,8 @@ class OcppConnection(ChargePoint):  # type: ignore[misc]
         raw = storable_raw(text)
         self._raw_answers[message_id] = raw
         try:
-            frame, _ = screen(
-                frame, text, checked
-            )  # what a charger answers is as untrusted as what it asks
+            # What a charger answers is as untrusted as what it asks.
+            frame, _ = screen(frame, text, checked)
         except RpcError as error:
             log.warning("rpc.invalid_answer", message_id=message_id, reason=error.description)
             future.set_exception(InvalidAnswer(error.description, raw))
