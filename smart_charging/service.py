@@ -105,7 +105,7 @@ class SmartChargingService:
         self._planning_lock: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription = context.bus.subscribe("smart_charging", self._wants)
-        # Departures, arrivals, EV states this node commits: acted on at their commit.
+        # Starts and ends this node commits: planned at their commit (early.py).
         self.early = EarlyEvents(self)
         context.bus.committed_here.append(self.early.committed)
 
