@@ -86,7 +86,7 @@ class Tracked:
 class Lifecycle:
     """Which alerts are unresolved, and since when each one's condition has been clear.
 
-    No I/O: the service asks it what to do (:meth:`is_open`, :meth:`due`) and
+    No I/O: the service asks it what to do (:meth:`due`, :meth:`key_of`) and
     tells it what was stored (:meth:`opened`, :meth:`resolved`). A finding
     restarts the clear hold; a clear starts it once.
 
@@ -103,9 +103,6 @@ class Lifecycle:
         self.unresolved: dict[AlertKey, Tracked] = {}
         self._keys: dict[int, AlertKey] = {}  # alert id -> key (operator resolutions)
         self._counts: dict[tuple[str, str], int] = {}  # (severity, rule) -> unresolved
-
-    def is_open(self, key: AlertKey) -> bool:
-        return key in self.unresolved
 
     def opened(self, key: AlertKey, alert_id: int, severity: str) -> None:
         """``key``'s unresolved alert is ``alert_id``, of ``severity`` (as stored now)."""

@@ -202,11 +202,6 @@ class AlertService:
             else:
                 self.lifecycle.found_again(key)
 
-    async def handle(self, event: Event, received_at: datetime) -> None:
-        """Run the rules over one committed event and store what they observed."""
-        self.observe(event, received_at)
-        await self.flush()
-
     def observe(self, event: Event, received_at: datetime) -> None:
         """Run the rules over one committed event; what they observed waits for :meth:`flush`."""
         if isinstance(event, ChargerBooted):
@@ -258,16 +253,11 @@ class AlertService:
             else:
                 self._pending.append((key, obs, now))
 
-    async def apply(
-        self, charge_point_id: str, observations: Sequence[Observation], now: datetime
-    ) -> None:
-        """Open, refresh or start clearing alerts; nothing is resolved here (see :meth:`tick`)."""
-        await self.apply_many({charge_point_id: observations}, now)
-
     async def apply_many(
         self, by_charger: Mapping[str, Sequence[Observation]], now: datetime
     ) -> None:
-        """:meth:`apply` for many chargers at once: one transaction (up to BATCH_MAX)."""
+        """Open, refresh or start clearing the chargers' alerts in one transaction (up to
+        BATCH_MAX); nothing is resolved here (see :meth:`tick`)."""
         async with self._lock:
             for charge_point_id, observations in by_charger.items():
                 self._queue(charge_point_id, observations, now)
