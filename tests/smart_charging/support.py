@@ -13,6 +13,7 @@ from charge_point_sim.commands import SimCharger
 from charge_point_sim.ev import EVSpec, EVState
 from charge_point_sim.profiles import Profile
 from tests.csms.api.conftest import Api
+from tests.waiting import eventually
 
 SITE_LIMIT = 32.0  # A per line of site "s"
 
@@ -113,3 +114,16 @@ async def session_limits(api: Api, site_id: str = "s") -> list[float]:
     """The site's sessions' current limits (A), sorted; 0 for a session without one."""
     load: dict[str, Any] = (await api.reader.get(f"/sites/{site_id}/load")).json()
     return sorted(s["limit_a"] or 0.0 for s in load["sessions"])
+
+
+async def start_three_sharing(api: Api, fleet: Fleet) -> None:
+    """Place the fleet at site ``s`` and start :func:`three_phase_ev` sessions on its first
+    three chargers; return once the site's plan shares it equally (10.6 A each)."""
+    await place_all(api, fleet)
+    for charger in fleet.chargers[:3]:
+        assert await charger.start_session(1, "T", three_phase_ev()) is not None
+
+    async def three_share() -> bool:
+        return await session_limits(api) == [10.6, 10.6, 10.6]
+
+    await eventually(three_share, within=15)

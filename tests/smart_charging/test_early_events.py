@@ -11,10 +11,9 @@ from csms.events import Event, SessionEnded
 from smart_charging.service import SmartChargingService
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import (
-    place_all,
     session_limits,
     start_site_fleet,
-    three_phase_ev,
+    start_three_sharing,
 )
 from tests.waiting import eventually
 
@@ -48,14 +47,7 @@ async def test_a_departure_is_planned_at_its_commit_and_the_bus_asks_no_second_p
 
     monkeypatch.setattr(service, "request_replan", noted)
     try:
-        await place_all(api, fleet)
-        for charger in fleet.chargers[:3]:
-            assert await charger.start_session(1, "T", three_phase_ev()) is not None
-
-        async def three_share() -> bool:
-            return await session_limits(api) == [10.6, 10.6, 10.6]
-
-        await eventually(three_share, within=15)
+        await start_three_sharing(api, fleet)
         acted = service.early.acted
         gate.clear()  # from now on the bus delivers nothing to the load manager
         assert fleet.chargers[0].stop_session(1, "Local")

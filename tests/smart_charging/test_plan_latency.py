@@ -6,10 +6,9 @@ from smart_charging.reporting import ProfileSend
 from smart_charging.service import SmartChargingService
 from tests.csms.api.conftest import Api
 from tests.smart_charging.support import (
-    place_all,
     session_limits,
     start_site_fleet,
-    three_phase_ev,
+    start_three_sharing,
 )
 from tests.waiting import eventually
 
@@ -42,14 +41,7 @@ async def test_a_departure_raises_the_others_only_after_storing_their_new_limits
 
     sender.send = stored_first  # type: ignore[method-assign]
     try:
-        await place_all(api, fleet)
-        for charger in fleet.chargers[:3]:
-            assert await charger.start_session(1, "T", three_phase_ev()) is not None
-
-        async def three_share() -> bool:
-            return await session_limits(api) == [10.6, 10.6, 10.6]
-
-        await eventually(three_share, within=15)
+        await start_three_sharing(api, fleet)
         checked.clear()
         assert fleet.chargers[0].stop_session(1, "Local")
 
