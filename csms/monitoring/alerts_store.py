@@ -122,8 +122,8 @@ def _json(value: Any) -> str:
 
 
 # Folds a finding into the unresolved alert of its key, or opens one. Evidence keeps the
-# first ``cap - 1`` findings and the latest one; severity and message follow the latest
-# finding (a warning may turn critical).
+# first ``$9 - 1`` findings ($9: the evidence cap) and the latest one; severity and
+# message follow the latest finding (a warning may turn critical).
 _ON_FINDING = (
     """
     ON CONFLICT (charge_point_id, COALESCE(evse_id, -1), COALESCE(connector_id, -1), rule)
@@ -134,7 +134,7 @@ _ON_FINDING = (
         severity = EXCLUDED.severity,
         message = EXCLUDED.message,
         evidence = CASE
-            WHEN jsonb_array_length(alerts.evidence) < {cap} THEN alerts.evidence
+            WHEN jsonb_array_length(alerts.evidence) < $9 THEN alerts.evidence
             ELSE alerts.evidence - (jsonb_array_length(alerts.evidence) - 1)
         END || EXCLUDED.evidence,
         updated_at = now()
@@ -162,48 +162,11 @@ class FindingRow:
         return (self.charge_point_id, self.evse_id, self.connector_id, self.rule)
 
 
-async def record_finding(
-    conn: Executor,
-    *,
-    charge_point_id: str,
-    evse_id: int | None,
-    connector_id: int | None,
-    rule: str,
-    severity: Severity,
-    message: str,
-    at: datetime,
-    evidence: Mapping[str, Any],
-    evidence_cap: int,
-) -> tuple[AlertRow, bool]:
-    """Open an alert, or fold the finding into the unresolved one with the same key.
-
-    Returns the row and whether it was opened now (see ``_ON_FINDING``).
-    """
-    record = await conn.fetchrow(
-        """
-        INSERT INTO alerts (charge_point_id, evse_id, connector_id, rule, severity, message,
-                            first_seen, last_seen, evidence)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $7, jsonb_build_array($8::jsonb))
-        """
-        + _ON_FINDING.format(cap="$9"),
-        charge_point_id,
-        evse_id,
-        connector_id,
-        rule,
-        severity.value,
-        message,
-        at,
-        _json(dict(evidence)),
-        max(1, evidence_cap),
-    )
-    assert record is not None
-    return _row(record), bool(record["inserted"])
-
-
 async def record_findings(
     conn: Executor, findings: Sequence[FindingRow], evidence_cap: int
 ) -> list[tuple[AlertRow, bool]]:
-    """:func:`record_finding` of each finding, in order, by one statement per round.
+    """Open an alert for each finding, or fold it into the unresolved one with the same
+    key (see ``_ON_FINDING``), in order, by one statement per round.
 
     A statement may not fold two findings into one row, so the findings are
     stored in rounds: the first finding of every key, then the second of the keys
@@ -233,7 +196,7 @@ async def record_findings(
                                       evidence, n)
             ORDER BY f.n
             """
-            + _ON_FINDING.format(cap="$9"),
+            + _ON_FINDING,
             [f.charge_point_id for f in chosen],
             [f.evse_id for f in chosen],
             [f.connector_id for f in chosen],
@@ -255,7 +218,8 @@ async def record_findings(
 async def resolve_many(
     conn: Executor, alert_ids: Sequence[int], at: datetime, by: str
 ) -> list[AlertRow]:
-    """:func:`resolve` of each id in one statement: the rows resolved now, in id order."""
+    """Resolve the unresolved alerts among ``alert_ids`` in one statement: the rows
+    resolved now, in id order (an id unknown or already resolved is left out)."""
     records = await conn.fetch(
         f"""
         UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3,
@@ -268,22 +232,6 @@ async def resolve_many(
         by,
     )
     return sorted((_row(r) for r in records), key=lambda row: row.id)
-
-
-async def resolve(conn: Executor, alert_id: int, at: datetime, by: str) -> AlertRow | None:
-    """Resolve an unresolved alert; None if there is none with that id."""
-    record = await conn.fetchrow(
-        f"""
-        UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3,
-                          updated_at = now()
-        WHERE id = $1 AND status <> 'resolved'
-        RETURNING {_COLUMNS}
-        """,
-        alert_id,
-        at,
-        by,
-    )
-    return None if record is None else _row(record)
 
 
 async def acknowledge(conn: Executor, alert_id: int, at: datetime, by: str) -> AlertRow | None:
