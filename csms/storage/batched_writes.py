@@ -31,6 +31,7 @@ from csms.events import (
 )
 from csms.storage import Executor, sessions
 from csms.storage.chargers import CONNECTOR_STATUS_UPSERT
+from csms.storage.event_log import NEW_EVENTS_ONLY, RESEND
 from csms.storage.sessions import SessionRef, readings_assignment
 
 # -- Samples, as four array arguments ----------------------------------------------------
@@ -63,11 +64,18 @@ _RECORD_METER_SAMPLED_MANY = f"""
                              $10::timestamptz[], $11::float8[], $12::timestamptz[])
         AS e(i, event_id, charge_point_id, transaction_id, evse_id, connector_id,
              occurred_at, payload, first_wh, first_at, last_wh, last_at)
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT event_id, $17, charge_point_id, evse_id, connector_id, occurred_at,
+               payload::jsonb
+        FROM ev ORDER BY i
+        {NEW_EVENTS_ONLY}
     ), marked AS (
-        SELECT ev.*, s.id AS session_id,
-               EXISTS (SELECT 1 FROM events x WHERE x.event_id = ev.event_id) AS duplicate
+        SELECT ev.*, s.id AS session_id, {RESEND} AS duplicate
         FROM ev LEFT JOIN sessions s
           ON s.charge_point_id = ev.charge_point_id AND s.transaction_id = ev.transaction_id
+        LEFT JOIN event ON event.event_id = ev.event_id
     ), samples AS (
         INSERT INTO meter_samples (charge_point_id, session_id, evse_id, connector_id,
                                    sampled_at, measurand, phase, location, context, value, unit)
@@ -80,12 +88,6 @@ _RECORD_METER_SAMPLED_MANY = f"""
         UPDATE sessions SET {_READINGS_FROM_BATCH}
         FROM marked m
         WHERE sessions.id = m.session_id AND m.first_at IS NOT NULL AND NOT m.duplicate
-    ), event AS (
-        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
-                            occurred_at, payload)
-        SELECT m.event_id, $17, m.charge_point_id, m.evse_id, m.connector_id, m.occurred_at,
-               m.payload::jsonb
-        FROM marked m WHERE NOT m.duplicate ORDER BY m.i
     )
     SELECT i, session_id, duplicate FROM marked ORDER BY i
 """
@@ -164,24 +166,26 @@ METER_SAMPLED = MeterSampledWriter()
 # -- StatusNotification ------------------------------------------------------------------
 
 _RECORD_STATUS_MANY = f"""
-    WITH marked AS (
-        SELECT x.*, EXISTS (SELECT 1 FROM events e WHERE e.event_id = x.event_id) AS duplicate
-        FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::text[],
-                    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-                    $12::text[])
+    WITH x AS (
+        SELECT * FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $5::int[],
+                             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                             $11::timestamptz[], $12::text[])
              AS x(i, event_id, cp, evse_id, connector_id, status, detail, error_code, info,
                   vendor_error_code, at, payload)
+    ), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT event_id, $13, cp, evse_id, connector_id, at, payload::jsonb FROM x ORDER BY i
+        {NEW_EVENTS_ONLY}
+    ), marked AS (
+        SELECT x.*, {RESEND} AS duplicate
+        FROM x LEFT JOIN event ON event.event_id = x.event_id
     ), connector AS (
         INSERT INTO connectors (charge_point_id, evse_id, connector_id, status, detail,
                                 error_code, info, vendor_error_code, status_at)
         SELECT cp, evse_id, connector_id, status, detail, error_code, info, vendor_error_code, at
         FROM marked WHERE NOT duplicate ORDER BY i
         {CONNECTOR_STATUS_UPSERT}
-    ), event AS (
-        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
-                            occurred_at, payload)
-        SELECT event_id, $13, cp, evse_id, connector_id, at, payload::jsonb
-        FROM marked WHERE NOT duplicate ORDER BY i
     )
     SELECT i, duplicate FROM marked ORDER BY i
 """

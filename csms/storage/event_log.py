@@ -73,6 +73,21 @@ async def append_many(conn: Executor, events: Sequence[Event]) -> None:
 
 EVENT_ID_CONSTRAINT = "events_event_id_key"
 
+# How a multi-row statement of group commit tells a resend from a new message: its
+# events are inserted first, ``ON CONFLICT (event_id) DO NOTHING``, and a row whose
+# event did not come back from that insert is a resend; the statement's other writes
+# skip it. (A segment holds at most one message per charger, so no id comes twice.)
+# The check goes through ``events``' unique index whatever the plan. It was a per-row
+# ``EXISTS (SELECT 1 FROM events ...)``, for which Postgres may pick a *hashed*
+# subplan, a sequential scan of the whole table per statement: a prepared statement
+# keeps a generic plan made while ``events`` was small (a fresh database, before its
+# first ANALYZE), so as the table grew every status or meter batch read all of it
+# (34,000 rows, 17-50 ms of Postgres per statement, in bench.ingest's half-rate window
+# after a saturated one). ``NEW_EVENTS_ONLY`` ends the INSERT of a CTE named
+# ``event`` that the rows are then left-joined to by event id.
+NEW_EVENTS_ONLY = "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+RESEND = "event.event_id IS NULL"
+
 
 async def exists(conn: Executor, event_id: uuid.UUID) -> bool:
     """Whether an event with this id is stored: its message is a resend (csms.dedupe)."""

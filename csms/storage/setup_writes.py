@@ -29,6 +29,7 @@ from typing import Any
 
 from csms.events import ChargerBooted, ChargerConnected, ChargerDisconnected, Event
 from csms.storage import Executor, chargers
+from csms.storage.event_log import NEW_EVENTS_ONLY, RESEND
 
 
 def _event_arrays(events: Sequence[Event]) -> list[list[Any]]:
@@ -133,6 +134,8 @@ class Booted:
     duplicate: bool  # a resend of a boot already stored: nothing stored again
 
 
+# A registered charger's boot event is inserted first (its resend check, see
+# csms.storage.event_log.NEW_EVENTS_ONLY), its row updated only if the event is new.
 _BOOT_MANY = f"""
     WITH input AS (
         SELECT * FROM unnest($1::int[], $2::text[], $3::timestamptz[], $4::text[],
@@ -142,11 +145,20 @@ _BOOT_MANY = f"""
         AS i(n, charge_point_id, at, protocol, vendor, model, serial_number,
              firmware_version, iccid, imsi, meter_type, meter_serial_number, reason,
              event_id, type, evse_id, connector_id, payload)
+    ), locked AS ({_LOCK_CHARGERS_OF_INPUT}), event AS (
+        INSERT INTO events (event_id, type, charge_point_id, evse_id, connector_id,
+                            occurred_at, payload)
+        SELECT i.event_id, i.type, i.charge_point_id, i.evse_id, i.connector_id, i.at,
+               i.payload::jsonb
+        FROM input i JOIN locked l ON l.charge_point_id = i.charge_point_id
+        ORDER BY i.n
+        {NEW_EVENTS_ONLY}
     ), marked AS (
         SELECT i.n, i.charge_point_id, c.registration,
-               EXISTS (SELECT 1 FROM events e WHERE e.event_id = i.event_id) AS duplicate
+               c.charge_point_id IS NOT NULL AND {RESEND} AS duplicate
         FROM input i LEFT JOIN chargers c ON c.charge_point_id = i.charge_point_id
-    ), locked AS ({_LOCK_CHARGERS_OF_INPUT}), booted AS (
+             LEFT JOIN event ON event.event_id = i.event_id
+    ), booted AS (
         UPDATE chargers c
         SET protocol = i.protocol, vendor = i.vendor, model = i.model,
             serial_number = i.serial_number, firmware_version = i.firmware_version,
@@ -157,8 +169,7 @@ _BOOT_MANY = f"""
         FROM input i JOIN marked m ON m.n = i.n
              JOIN locked l ON l.charge_point_id = i.charge_point_id
         WHERE c.charge_point_id = i.charge_point_id AND NOT m.duplicate
-        RETURNING c.charge_point_id
-    ), logged AS ({_APPEND_EVENTS_OF.format(done="booted")})
+    )
     SELECT n, registration, duplicate FROM marked ORDER BY n
 """
 
