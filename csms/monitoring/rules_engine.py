@@ -158,7 +158,7 @@ class ChargingLimits:
 
     def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
         limits = self._limits.get(charge_point_id)
-        if limits is None:  # asked for every meter value: most chargers set none
+        if limits is None:  # asked for every meter value; none without smart charging
             return None
 
         def get(evse: int, kind: str) -> float | None:
