@@ -9,6 +9,10 @@ where every connector is in a fault condition (findings are built each time).
 
     .venv/bin/python -m bench.fault_rules --chargers 200 --minutes 60
 
+With ``--engine`` it times the alert engine's whole path for one event instead
+(``AlertService.observe``: thresholds, rules, lifecycle; no I/O) over the meter
+values bench.ingest's fleet sends, in least process CPU per event.
+
 With ``--delays`` it also starts a CSMS in this process (fresh embedded
 PostgreSQL), drives every rule with the ocpp library's chargers and prints the
 detection delay per rule: from sending the message that completes the fault
@@ -29,6 +33,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -37,7 +42,7 @@ from ocpp.v201 import call as call201
 
 from csms.app import Csms
 from csms.config import LogFormat, Settings
-from csms.events import MeterSample, MeterSampled
+from csms.events import MeterSample, MeterSampled, SessionUpdated
 from csms.logs import configure_logging
 from csms.monitoring import alerts_store
 from csms.monitoring.rules import RULES, Finding, Thresholds
@@ -87,13 +92,59 @@ def run(chargers: int, minutes: int, faulty: bool) -> tuple[float, int, int, int
     return elapsed, len(messages), sum(len(m.samples) for m in messages), findings
 
 
+def fleet_message(cp: int, step: int) -> MeterSampled | SessionUpdated:
+    """What bench.ingest's fleet sends (bench.ocpp_load): register, power, and current and
+    voltage per phase; a 1.6 MeterValues or a 2.0.1 TransactionEvent, half each."""
+    at = datetime.now(UTC) + timedelta(seconds=10 * step)
+    wh = 1000.0 + 30 * step
+    samples = [
+        MeterSample(at, "Energy.Active.Import.Register", wh, "Wh", None, None, None),
+        MeterSample(at, "Power.Active.Import", 11000.0, "W", None, None, None),
+    ]
+    for ph in PHASES:
+        samples.append(MeterSample(at, "Current.Import", 16.0, "A", ph, None, None))
+        samples.append(MeterSample(at, "Voltage", 230.0, "V", f"{ph}-N", None, None))
+    envelope: dict[str, Any] = {
+        "charge_point_id": f"CP-{cp}", "occurred_at": at, "evse_id": 1, "connector_id": 1,
+        "transaction_id": "1", "samples": tuple(samples),
+    }  # fmt: skip
+    return SessionUpdated(**envelope) if cp % 2 else MeterSampled(**envelope)
+
+
+def run_engine(chargers: int, steps: int, repeat: int) -> float:
+    """Least process CPU per event of the alert engine's whole path for one event
+    (AlertService.observe: thresholds, every rule, the lifecycle), healthy fleet."""
+    from csms.monitoring.alerts_service import AlertService
+
+    # No I/O on this path: the pool, bus and leases are only kept by the service.
+    context: Any = SimpleNamespace(settings=Settings(), pool=None, bus=None, leases=None)
+    service = AlertService(context)
+    events = [fleet_message(c, step) for step in range(steps) for c in range(chargers)]
+    received = datetime.now(UTC) + timedelta(seconds=1)
+    best = float("inf")
+    for _ in range(repeat):
+        service.detector.chargers.clear()
+        start = time.process_time()
+        for event in events:
+            service.observe(event, received)
+        best = min(best, (time.process_time() - start) / len(events))
+    return best * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chargers", type=int, default=200)
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--delays", action="store_true", help="also time detection per rule")
+    parser.add_argument(
+        "--engine", action="store_true", help="only the engine's path per event (bench.ingest's)"
+    )
     args = parser.parse_args()
+    if args.engine:
+        us = run_engine(args.chargers, args.minutes, max(args.repeat, 5))
+        print(f"alert engine, bench.ingest's meter values: {us:5.1f} µs per event (least)")
+        return
     for faulty in (False, True):
         per_sample, per_message = [], []
         for _ in range(args.repeat):

@@ -103,6 +103,9 @@ class Lifecycle:
         self.unresolved: dict[AlertKey, Tracked] = {}
         self._keys: dict[int, AlertKey] = {}  # alert id -> key (operator resolutions)
         self._counts: dict[tuple[str, str], int] = {}  # (severity, rule) -> unresolved
+        # charger -> its unresolved alerts: a charger with none has nothing a clear could
+        # start holding (most meter values; see :meth:`has_unresolved`).
+        self._per_charger: dict[str, int] = {}
 
     def opened(self, key: AlertKey, alert_id: int, severity: str) -> None:
         """``key``'s unresolved alert is ``alert_id``, of ``severity`` (as stored now)."""
@@ -110,6 +113,8 @@ class Lifecycle:
         if previous is not None:
             self._count(previous.severity, key[3], -1)
             self._keys.pop(previous.alert_id, None)
+        else:
+            self._per_charger[key[0]] = self._per_charger.get(key[0], 0) + 1
         self.unresolved[key] = Tracked(alert_id, severity)
         self._keys[alert_id] = key
         self._count(severity, key[3], +1)
@@ -145,6 +150,13 @@ class Lifecycle:
         if tracked is not None:
             self._keys.pop(tracked.alert_id, None)
             self._count(tracked.severity, key[3], -1)
+            left = self._per_charger.pop(key[0]) - 1
+            if left:
+                self._per_charger[key[0]] = left
+
+    def has_unresolved(self, charge_point_id: str) -> bool:
+        """Whether the charger has an unresolved alert (if not, :meth:`cleared` is a no-op)."""
+        return charge_point_id in self._per_charger
 
     def key_of(self, alert_id: int) -> AlertKey | None:
         return self._keys.get(alert_id)

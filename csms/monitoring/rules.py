@@ -368,6 +368,13 @@ class ClockSkewState:
     messages: int = 0
 
 
+# A charger whose clock is in step (every message of a healthy one): built once.
+_CLOCK_IN_STEP: tuple[ClockSkewState, Observation] = (
+    ClockSkewState(),
+    Clear(CLOCK_SKEW, None, None),
+)
+
+
 def clock_skew(
     state: ClockSkewState, charger_time: datetime, received_at: datetime, th: Thresholds
 ) -> tuple[ClockSkewState, Observation | None]:
@@ -381,7 +388,7 @@ def clock_skew(
         return state, None
     skew = seconds(charger_time, received_at)
     if abs(skew) <= th.clock_skew_max_s:
-        return ClockSkewState(), Clear(CLOCK_SKEW, None, None)
+        return _CLOCK_IN_STEP
     since = state.since or received_at
     state = ClockSkewState(since, state.messages + 1)
     if state.messages < 3 or seconds(received_at, since) < th.clock_skew_hold_s:

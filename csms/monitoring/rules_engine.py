@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from csms.events import (
@@ -31,6 +32,7 @@ from csms.monitoring.rules import Observation, Thresholds
 
 Evse = tuple[int | None, int | None]
 ENDED_KEPT = 8  # ended transactions remembered per charger (one per EVSE is plenty)
+_SAMPLED_AT = attrgetter("sampled_at")  # max() over a message's samples, without a generator
 LimitOf = Callable[[str, int | None], float | None]
 """The smart-charging current limit (A per phase) of (charger, EVSE) now, None: unknown."""
 
@@ -102,8 +104,9 @@ class ChargingLimits:
     """
 
     def __init__(self) -> None:
-        # (charger, EVSE, kind: "tx" | "default" | "max") -> (A, transaction id)
-        self._limits: dict[tuple[str, int, str], tuple[float, str | None]] = {}
+        # charger -> (EVSE, kind: "tx" | "default" | "max") -> (A, transaction id); a
+        # charger without limits is not a key (limit_of, per meter value, asks it first)
+        self._limits: dict[str, dict[tuple[int, str], tuple[float, str | None]]] = {}
         # Per charger, its last few ended transactions: a TxProfile sent while its
         # session was stopping is recorded after the stop, and must not linger on
         # the EVSE into the next session.
@@ -131,7 +134,7 @@ class ChargingLimits:
             if transaction_id in self._ended.get(charge_point_id, ()):
                 return  # its session has ended already
         limit = (float(payload["limit_a"]), transaction_id)
-        self._limits[(charge_point_id, evse_id, kind)] = limit
+        self._limits.setdefault(charge_point_id, {})[(evse_id, kind)] = limit
         if kind == "tx":
             self._tx_evses.setdefault(charge_point_id, set()).add(evse_id)
 
@@ -142,17 +145,24 @@ class ChargingLimits:
         evses = self._tx_evses.get(charge_point_id)
         if not evses:
             return
+        limits = self._limits[charge_point_id]
         for evse_id in list(evses):
-            key = (charge_point_id, evse_id, "tx")
-            if self._limits[key][1] == transaction_id:
-                del self._limits[key]
+            key = (evse_id, "tx")
+            if limits[key][1] == transaction_id:
+                del limits[key]
                 evses.discard(evse_id)
         if not evses:
             del self._tx_evses[charge_point_id]
+        if not limits:
+            del self._limits[charge_point_id]
 
     def limit_of(self, charge_point_id: str, evse_id: int | None) -> float | None:
+        limits = self._limits.get(charge_point_id)
+        if limits is None:  # asked for every meter value; none without smart charging
+            return None
+
         def get(evse: int, kind: str) -> float | None:
-            found = self._limits.get((charge_point_id, evse, kind))
+            found = limits.get((evse, kind))
             return None if found is None else found[0]
 
         evse = evse_id or 0
@@ -196,7 +206,7 @@ class FaultDetector:
             evse = (event.evse_id, event.connector_id or event.evse_id)
             out = self._samples(state, event.charge_point_id, evse, event.samples, th)
             if event.samples:
-                newest = max(s.sampled_at for s in event.samples)
+                newest = max(map(_SAMPLED_AT, event.samples))
                 out.extend(self._clock(state, newest, received_at, th))
             return out
         if isinstance(event, ConnectorStatusChanged):
@@ -293,7 +303,7 @@ class FaultDetector:
             state.open_transactions[transaction_id] = (evse, event.occurred_at)
         out = self._samples(state, event.charge_point_id, evse, event.samples, th)
         if not event.offline and event.samples:
-            newest = max(s.sampled_at for s in event.samples)
+            newest = max(map(_SAMPLED_AT, event.samples))
             out.extend(self._clock(state, newest, received_at, th))
         if isinstance(event, SessionEnded):
             started = state.open_transactions.pop(transaction_id or "", None)

@@ -68,37 +68,60 @@ class _Instant:
 def readings(samples: Iterable[MeterSample]) -> list[Reading]:
     """Group samples by timestamp into readings, in time order."""
     by_time: dict[datetime, _Instant] = {}
+    at: datetime | None = None
+    slot = _Instant()  # replaced at the first sample
     for s in samples:
-        slot = by_time.get(s.sampled_at)
-        if slot is None:
-            slot = by_time[s.sampled_at] = _Instant()
+        if s.sampled_at != at:  # a message's samples mostly share one timestamp
+            at = s.sampled_at
+            found = by_time.get(at)
+            if found is None:
+                found = by_time[at] = _Instant()
+            slot = found
         m = s.measurand
+        value = s.value
         if m == ENERGY_REGISTER:
             if s.phase is None and s.location in (None, "Outlet"):
-                slot.energy_wh = s.value
+                slot.energy_wh = value
         elif m == "Power.Active.Import":
             if s.phase is None:
-                slot.power_w = s.value
+                slot.power_w = value
             else:  # per-phase values only: their sum is the power
-                slot.phase_power_w = (slot.phase_power_w or 0.0) + s.value
+                slot.phase_power_w = (slot.phase_power_w or 0.0) + value
         elif m == "Current.Import":
-            slot.current_a = s.value if slot.current_a is None else max(slot.current_a, s.value)
+            current = slot.current_a
+            if current is None or value > current:
+                slot.current_a = value
         elif m == "Voltage":
-            slot.voltages.append((s.phase, s.value))
+            slot.voltages.append((s.phase, value))
         elif m == "Temperature" and s.unit in (None, "Celsius"):
             t = slot.temperature
-            slot.temperature = s.value if t is None else max(t, s.value)
-    return [
-        Reading(
-            at=at,
-            energy_wh=slot.energy_wh,
-            power_w=slot.power_w if slot.power_w is not None else slot.phase_power_w,
-            current_a=slot.current_a,
-            voltages=tuple(slot.voltages),
-            temperature_c=slot.temperature,
-        )
-        for at, slot in sorted(by_time.items())
-    ]
+            if t is None or value > t:
+                slot.temperature = value
+    if len(by_time) == 1:
+        assert at is not None
+        return [_reading(at, slot)]
+    return [_reading(at, slot) for at, slot in sorted(by_time.items())]
+
+
+def _reading(at: datetime, slot: _Instant) -> Reading:
+    """The Reading of one instant, built by setting its slots (see :func:`_state`)."""
+    reading = _new_reading(Reading)
+    _set_at(reading, at)
+    _set_energy_wh(reading, slot.energy_wh)
+    _set_power_w(reading, slot.power_w if slot.power_w is not None else slot.phase_power_w)
+    _set_current_a(reading, slot.current_a)
+    _set_voltages(reading, tuple(slot.voltages))
+    _set_temperature_c(reading, slot.temperature)
+    return reading
+
+
+_READING_FIELDS = ("at", "energy_wh", "power_w", "current_a", "voltages", "temperature_c")
+if tuple(f.name for f in dataclasses.fields(Reading)) != _READING_FIELDS:
+    raise ImportError("Reading changed: update rules_meter._reading")
+_new_reading = Reading.__new__
+_set_at, _set_energy_wh, _set_power_w, _set_current_a, _set_voltages, _set_temperature_c = (
+    vars(Reading)[name].__set__ for name in _READING_FIELDS
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,18 @@ import asyncpg
 import httpx
 import pytest
 
-from csms.events import ConnectorStatus, ConnectorStatusChanged
+from csms.events import ConnectorStatus, ConnectorStatusChanged, MeterSample, MeterSampled
 from csms.monitoring import alerts_store
 from csms.monitoring.alerts import Lifecycle, Severity
 from csms.monitoring.alerts_service import AlertService
 from csms.monitoring.alerts_store import FindingRow
 from csms.monitoring.metrics import REGISTRY
-from csms.monitoring.rules import Finding
+from csms.monitoring.rules import (
+    STUCK_METER,
+    TEMPERATURE_HIGH,
+    VOLTAGE_OUT_OF_BAND,
+    Finding,
+)
 from csms.storage import api_keys, event_log
 from tests.api_clients import api_client
 from tests.conftest import RunningCsms, StartCsms
@@ -206,6 +211,65 @@ def test_the_lifecycle_counts_follow_severity_reopening_and_resolution() -> None
     now = datetime.now(UTC)
     lifecycle.cleared(("B", 1, 1, "r"), now - timedelta(seconds=10))
     assert lifecycle.due(now, 5.0) == [(("B", 1, 1, "r"), 9)]
+
+
+def test_the_lifecycle_knows_which_chargers_have_an_unresolved_alert() -> None:
+    lifecycle = Lifecycle()
+    assert not lifecycle.has_unresolved("A")
+    lifecycle.opened(("A", 1, 1, "r"), 1, "warning")
+    lifecycle.opened(("A", 2, 2, "r"), 2, "warning")
+    lifecycle.opened(("A", 1, 1, "r"), 3, "critical")  # reopened: still two
+    lifecycle.refreshed(("B", None, None, "r"), 4, "warning")
+    lifecycle.resolved(("A", 1, 1, "r"))
+    lifecycle.resolved(("A", 1, 1, "r"))  # twice
+    assert lifecycle.has_unresolved("A") and lifecycle.has_unresolved("B")
+    lifecycle.resolved(("A", 2, 2, "r"))
+    lifecycle.resolved(("B", None, None, "r"))
+    assert not lifecycle.has_unresolved("A") and not lifecycle.has_unresolved("B")
+
+
+def meter(charge_point_id: str, celsius: float) -> MeterSampled:
+    at = datetime.now(UTC)
+    samples = (
+        MeterSample(at, "Voltage", 230.0, "V", "L1-N", None, None),
+        MeterSample(at, "Current.Import", 16.0, "A", "L1", None, None),
+        MeterSample(at, "Temperature", celsius, "Celsius", None, None, None),
+        MeterSample(at, "Energy.Active.Import.Register", 1000.0, "Wh", None, None, None),
+    )
+    return MeterSampled(
+        charge_point_id=charge_point_id,
+        occurred_at=at,
+        evse_id=1,
+        connector_id=1,
+        transaction_id=None,
+        samples=samples,
+    )
+
+
+async def test_clears_reach_the_unresolved_alerts_and_queue_behind_a_finding(
+    start_csms: StartCsms,
+) -> None:
+    """A healthy reading starts the clear hold of its charger's alert (and no other's); the
+    clears that follow a finding of the same message wait behind it (the engine skips the
+    clears of a charger with nothing unresolved: that must change nothing)."""
+    node = await start_csms(**{**FAST_ALERTS, "alerts_tick_interval": 3600.0})
+    engine = engine_of(node)
+    hot, other = ("T-1", 1, 1, TEMPERATURE_HIGH), ("T-2", 1, 1, VOLTAGE_OUT_OF_BAND)
+    engine.lifecycle.opened(hot, 10**9, "critical")
+    engine.lifecycle.opened(other, 10**9 + 1, "warning")
+    now = datetime.now(UTC)
+    engine.observe(meter("T-1", 30.0), now)
+    assert engine.lifecycle.unresolved[hot].clear_since == now
+    assert engine.lifecycle.unresolved[other].clear_since is None
+    assert engine._pending == []
+    engine.observe(meter("T-3", 80.0), now)  # nothing unresolved: a finding, then clears
+    rules = [(key[0], obs.rule, type(obs).__name__) for key, obs, _ in engine._pending]
+    assert rules[0] == ("T-3", TEMPERATURE_HIGH, "Finding")
+    assert ("T-3", STUCK_METER, "Clear") in rules[1:]
+    engine.observe(meter("T-2", 30.0), now)  # behind the pending finding: queued too
+    assert ("T-2", VOLTAGE_OUT_OF_BAND) in [(k[0], o.rule) for k, o, _ in engine._pending]
+    assert engine.lifecycle.unresolved[other].clear_since is None
+    engine._pending.clear()  # not stored: the alerts opened above have no rows
 
 
 async def test_the_feed_cursor_waits_for_findings_not_stored_yet(start_csms: StartCsms) -> None:

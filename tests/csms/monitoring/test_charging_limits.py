@@ -65,3 +65,7 @@ def test_an_end_drops_only_its_own_txprofile_on_its_own_charger() -> None:
     assert limits.limit_of("OTHER", 1) is None
     limits.transaction_ended("CP", "T3")
     assert limits.limit_of("CP", 1) is None
+    # A charger whose last limit ended (it is forgotten: limit_of's fast path) gets new ones.
+    limits.limit_set("OTHER", {"status": "Accepted", "limit_a": 6.0, "evse_id": 0,
+                               "purpose": "TxDefaultProfile"})  # fmt: skip
+    assert limits.limit_of("OTHER", 1) == 6.0
