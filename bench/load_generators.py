@@ -10,7 +10,7 @@ they measured (bench.load_client.PhaseResult).
 
 A generator collects its garbage between phases and freezes its fleets once they
 are open: a full collection of two open fleets and a saturated phase's leftovers
-held its loop 100-240 ms inside the next measured window, a delay charged to
+held its loop 100-480 ms inside the next measured window, a delay charged to
 whichever server was being measured (bench.ingest's half-rate window right
 after the saturated one, "generator's loop ran up to 241 ms late").
 """
