@@ -7,7 +7,6 @@ of the system never has to know whether a charger reported kWh or Wh, or used
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import operator
@@ -19,6 +18,7 @@ import structlog
 from ocpp.exceptions import PropertyConstraintViolationError
 
 from csms.events import MeterSample
+from csms.slots import slot_setters
 
 log = structlog.get_logger(__name__)
 
@@ -147,12 +147,11 @@ def _normalise(value: float, unit: str | None, measurand: str) -> tuple[float, s
 # object.__setattr__, 2.4 us a sample against 0.5 (eight samples a meter value, most of
 # what a fleet sends: docs/profiling.md, "The frame path"). A field added to MeterSample
 # must be added here: checked at import.
-_SAMPLE_FIELDS = ("sampled_at", "measurand", "value", "unit", "phase", "context", "location")
-if tuple(f.name for f in dataclasses.fields(MeterSample)) != _SAMPLE_FIELDS:
-    raise ImportError("csms.events.MeterSample changed: update csms.meter.new_sample")
 _new_sample = MeterSample.__new__
 _set_sampled_at, _set_measurand, _set_value, _set_unit, _set_phase, _set_context, _set_location = (
-    vars(MeterSample)[name].__set__ for name in _SAMPLE_FIELDS
+    slot_setters(
+        MeterSample, ("sampled_at", "measurand", "value", "unit", "phase", "context", "location")
+    )
 )
 
 

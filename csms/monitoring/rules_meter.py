@@ -10,7 +10,6 @@ no I/O and no clock: times are the charger's sample timestamps.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from csms.monitoring.rules import (
     Thresholds,
     seconds,
 )
+from csms.slots import slot_setters
 
 _SQRT3 = math.sqrt(3)
 
@@ -115,12 +115,9 @@ def _reading(at: datetime, slot: _Instant) -> Reading:
     return reading
 
 
-_READING_FIELDS = ("at", "energy_wh", "power_w", "current_a", "voltages", "temperature_c")
-if tuple(f.name for f in dataclasses.fields(Reading)) != _READING_FIELDS:
-    raise ImportError("Reading changed: update rules_meter._reading")
 _new_reading = Reading.__new__
 _set_at, _set_energy_wh, _set_power_w, _set_current_a, _set_voltages, _set_temperature_c = (
-    vars(Reading)[name].__set__ for name in _READING_FIELDS
+    slot_setters(Reading, ("at", "energy_wh", "power_w", "current_a", "voltages", "temperature_c"))
 )
 
 
@@ -149,17 +146,14 @@ def _clear(rule: str, evse: tuple[int | None, int | None]) -> Clear:
 # A new MeterState per reading (every meter value of the fleet passes here, on the lease
 # holder): built by setting its slots, as its frozen dataclass __init__ sets each of its
 # nine fields with object.__setattr__ (~4 us of a reading's ~20). Checked at import.
-_STATE_FIELDS = (
-    "last_at", "voltage_bad_since", "current_bad_since", "limit_bad_since", "temperatures",
-    "register", "flat_since", "expected_wh", "power",
-)  # fmt: skip
-if tuple(f.name for f in dataclasses.fields(MeterState)) != _STATE_FIELDS:
-    raise ImportError("MeterState changed: update rules_meter._state")
 _new_state = MeterState.__new__
 (
     _set_last_at, _set_voltage_since, _set_current_since, _set_limit_since, _set_temperatures,
     _set_register, _set_flat_since, _set_expected_wh, _set_power,
-) = (vars(MeterState)[name].__set__ for name in _STATE_FIELDS)  # fmt: skip
+) = slot_setters(MeterState, (
+    "last_at", "voltage_bad_since", "current_bad_since", "limit_bad_since", "temperatures",
+    "register", "flat_since", "expected_wh", "power",
+))  # fmt: skip
 
 
 def _state(
