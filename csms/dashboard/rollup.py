@@ -29,13 +29,24 @@ def slot_ctes(target: str) -> str:
     """CTEs ``readings``, ``steps``, ``charging``, ``slots`` and ``last_charge`` over ``target``.
 
     ``target`` is a CTE with ``id, start_at, meter_start_wh, ended_at, meter_stop_wh``.
+
+    A target session's samples are read through its index (``meter_samples_session``)
+    whatever the statistics say: ``OFFSET 0`` keeps the per-session subquery from being
+    flattened into a join. As a join, a planner without statistics of the samples
+    stored lately (a database's first minutes, a burst since the last ANALYZE) counted
+    one matching sample and nested a scan of the whole table under the targets: 1.7 s
+    of Postgres CPU for a rollup of 500 sessions over 310,000 samples, which ran right
+    after a busy minute, beside the chargers' writes (docs/profiling.md).
     """
     return f"""
 readings AS (
-    SELECT m.session_id, m.sampled_at AS at, m.value AS wh
-    FROM meter_samples m JOIN {target} t ON t.id = m.session_id
-    WHERE m.measurand = '{REGISTER}' AND m.phase IS NULL
-      AND (m.location IS NULL OR m.location = 'Outlet')
+    SELECT t.id AS session_id, m.at, m.wh
+    FROM {target} t, LATERAL (
+        SELECT m.sampled_at AS at, m.value AS wh FROM meter_samples m
+        WHERE m.session_id = t.id AND m.measurand = '{REGISTER}' AND m.phase IS NULL
+          AND (m.location IS NULL OR m.location = 'Outlet')
+        OFFSET 0
+    ) m
     UNION ALL
     SELECT id, start_at, meter_start_wh FROM {target}
     WHERE meter_start_wh IS NOT NULL AND start_at IS NOT NULL
