@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from csms.monitoring.availability import Interval, StatusInterval
 from csms.storage import Executor
@@ -63,6 +67,35 @@ async def open_downtime_for_all_offline(
     return int(status.split()[-1])
 
 
+# Close the connector's open status interval and open one for the status (if it changed).
+# One statement, atomic on its own (no BEGIN/COMMIT of its caller's, one round trip
+# instead of five: docs/profiling.md, "The cost below saturation"). The insert reads
+# the ``closed`` count, so the update has run before it and the unique index of open
+# intervals never sees two. A charger's clock may step back: the new interval never
+# starts before the one it follows.
+_RECORD_STATUS = """
+    WITH current AS (
+        SELECT id, status, started_at FROM connector_status_history
+        WHERE charge_point_id = $1 AND evse_id = $2 AND connector_id = $3
+          AND ended_at IS NULL
+        FOR UPDATE
+    ), closed AS (
+        UPDATE connector_status_history h SET ended_at = greatest($5, c.started_at)
+        FROM current c WHERE h.id = c.id AND c.status <> $4
+        RETURNING h.id
+    )
+    INSERT INTO connector_status_history
+        (charge_point_id, evse_id, connector_id, status, started_at)
+    SELECT $1, $2, $3, $4, greatest($5, (SELECT started_at FROM current))
+    FROM (SELECT count(*) AS n FROM closed) AS done
+    WHERE NOT EXISTS (SELECT 1 FROM current WHERE status = $4)
+      AND EXISTS (SELECT 1 FROM chargers WHERE charge_point_id = $1)
+"""
+
+StatusRow = tuple[str, int, int, str, datetime]
+"""A connector's new status: charge point id, EVSE id, connector id, status, when."""
+
+
 async def record_status(
     conn: Executor,
     charge_point_id: str,
@@ -71,39 +104,18 @@ async def record_status(
     status: str,
     at: datetime,
 ) -> None:
-    """Close the connector's open status interval and open one for ``status`` (if it changed).
+    """Close the connector's open status interval and open one for ``status`` (if it changed)."""
+    await conn.execute(_RECORD_STATUS, charge_point_id, evse_id, connector_id, status, at)
 
-    One statement, atomic on its own (no BEGIN/COMMIT of its caller's, one round
-    trip instead of five: docs/profiling.md, "The cost below saturation"). The
-    insert reads the ``closed`` count, so the update has run before it and the
-    unique index of open intervals never sees two. A charger's clock may step
-    back: the new interval never starts before the one it follows.
-    """
-    await conn.execute(
-        """
-        WITH current AS (
-            SELECT id, status, started_at FROM connector_status_history
-            WHERE charge_point_id = $1 AND evse_id = $2 AND connector_id = $3
-              AND ended_at IS NULL
-            FOR UPDATE
-        ), closed AS (
-            UPDATE connector_status_history h SET ended_at = greatest($5, c.started_at)
-            FROM current c WHERE h.id = c.id AND c.status <> $4
-            RETURNING h.id
-        )
-        INSERT INTO connector_status_history
-            (charge_point_id, evse_id, connector_id, status, started_at)
-        SELECT $1, $2, $3, $4, greatest($5, (SELECT started_at FROM current))
-        FROM (SELECT count(*) AS n FROM closed) AS done
-        WHERE NOT EXISTS (SELECT 1 FROM current WHERE status = $4)
-          AND EXISTS (SELECT 1 FROM chargers WHERE charge_point_id = $1)
-        """,
-        charge_point_id,
-        evse_id,
-        connector_id,
-        status,
-        at,
-    )
+
+async def record_statuses(
+    conn: asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record],
+    rows: Sequence[StatusRow],
+) -> None:
+    """:func:`record_status` for each row, in order, in one transaction and one round trip
+    (asyncpg pipelines ``executemany``): all of them are stored, or none."""
+    async with conn.transaction():
+        await conn.executemany(_RECORD_STATUS, rows)
 
 
 async def known_since(conn: Executor, charge_point_ids: list[str] | None) -> dict[str, datetime]:

@@ -91,6 +91,7 @@ class LiveMonitoringService:
             on_lead=self._on_lead,
             also_run=[self.webhooks.run],
             wants=self._records,
+            flush=self.recorder.flush,
         )
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
