@@ -27,12 +27,11 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
-import psutil
 
 from bench.load_generators import Generators, Phase
 from bench.load_targets import Target, start_csms
 from bench.open_loop import LatencySummary
-from bench.profile_csms import _is_helper, _py_spy, top_of_profile
+from bench.profile_csms import _py_spy, top_of_profile, worker_pids
 
 SATURATE_PER_CHARGER = 10.0  # calls/s offered per charger: far beyond any server here
 
@@ -42,35 +41,15 @@ WHERE state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client ba
 """
 
 
-def _workers(target: Target) -> list[psutil.Process]:
-    """The CSMS processes that serve chargers (the supervisor's workers, or the one)."""
-    assert target.process is not None
-    root = target.process.pid
-    pythons = [p for p in target.server_processes() if "python" in p.name() and not _is_helper(p)]
-    return [p for p in pythons if p.pid != root] or pythons
-
-
-def _cpu(target: Target) -> dict[int, tuple[float, bool]]:
-    """CPU seconds so far of each of the target's processes, and whether it is Postgres."""
-    found: dict[int, tuple[float, bool]] = {}
-    for process in target.server_processes():
-        try:
-            times = process.cpu_times()
-            found[process.pid] = (times.user + times.system, "postgres" in process.name())
-        except psutil.Error:
-            continue
-    return found
-
-
 async def _watch(target: Target, seconds: int) -> None:
     """Print, once a second: CSMS and Postgres CPU (cores) and the active statements."""
     assert target.dsn is not None
     conn = await asyncpg.connect(target.dsn)
     try:
-        before = _cpu(target)
+        before = target.cpu_by_process()
         for second in range(1, seconds + 1):
             await asyncio.sleep(1.0)
-            now = _cpu(target)
+            now = target.cpu_by_process()
             csms = postgres = 0.0
             for pid, (spent, is_postgres) in now.items():
                 used = spent - before.get(pid, (spent, is_postgres))[0]
@@ -103,9 +82,9 @@ async def run(args: argparse.Namespace) -> None:
             spies = []
             if args.py_spy:
                 await asyncio.to_thread(Path(args.py_spy).mkdir, parents=True, exist_ok=True)
-                for index, worker in enumerate(_workers(target)):
+                for index, pid in enumerate(worker_pids(target)):
                     output = str(Path(args.py_spy) / f"worker-{index}.txt")
-                    spies.append((output, await _py_spy(worker.pid, output, args.after)))
+                    spies.append((output, await _py_spy(pid, output, args.after)))
             loaded = None
             if args.after_rate > 0:
                 after = Phase(args.after_rate, 0.0, args.after - 1, "poisson", 2)

@@ -62,17 +62,23 @@ class Target:
                     found += [p for p in (postmaster, *postmaster.children()) if p not in found]
         return found
 
-    def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds so far of (the server's own processes, its Postgres)."""
-        server = database = 0.0
+    def cpu_by_process(self) -> dict[int, tuple[float, bool]]:
+        """Per process (pid): CPU seconds so far, and whether it is the server's Postgres."""
+        found: dict[int, tuple[float, bool]] = {}
         for process in self.server_processes():
             with suppress(psutil.Error):
                 times = process.cpu_times()
-                spent = times.user + times.system
-                if "postgres" in process.name():
-                    database += spent
-                else:
-                    server += spent
+                found[process.pid] = (times.user + times.system, "postgres" in process.name())
+        return found
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds so far of (the server's own processes, its Postgres)."""
+        server = database = 0.0
+        for spent, is_postgres in self.cpu_by_process().values():
+            if is_postgres:
+                database += spent
+            else:
+                server += spent
         return server, database
 
     # -- the CSMS's event-loop lag ------------------------------------------------------

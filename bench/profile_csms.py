@@ -198,16 +198,22 @@ def top_of_profile(collapsed: str, count: int = 20) -> str:
     return "\n".join(lines)
 
 
-def _a_worker(target: Target) -> int:
-    """The CSMS process to profile: the process itself, or with --workers N the first worker."""
+def worker_pids(target: Target) -> list[int]:
+    """The CSMS processes serving chargers: the process itself, or with --workers N its
+    workers (lowest pid first)."""
     assert target.process is not None
     if target.workers == 1:
-        return target.process.pid
+        return [target.process.pid]
     root = target.process.pid
     children = [p for p in target.server_processes() if p.pid != root]
     # not multiprocessing's resource tracker (also a child, and the lowest pid)
     workers = [p for p in children if "python" in p.name() and not _is_helper(p)]
-    return min((p.pid for p in workers), default=root)
+    return sorted(p.pid for p in workers) or [root]
+
+
+def _a_worker(target: Target) -> int:
+    """The CSMS process to profile: the process itself, or with --workers N the first worker."""
+    return worker_pids(target)[0]
 
 
 def _is_helper(process: psutil.Process) -> bool:
